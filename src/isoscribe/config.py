@@ -89,6 +89,9 @@ class LlmSettings(_Section):
 
 
 class IsolationSettings(_Section):
+    speech_stage: str = "isoscribe.stages.speech"
+    """Module hosting the speech stage (transcribe, align, diarize); tests may point it at a fault wrapper."""
+    summary_stage: str = "isoscribe.stages.summarize"
     start_method: Literal["spawn", "forkserver"] = "spawn"
     max_tasks_per_worker: int | None = Field(50, ge=1)
     max_rss_mb: float | None = Field(None, gt=0)

@@ -1,0 +1,33 @@
+"""Shared fixtures: the shared speech data, its manifest, and settings isolated from the user's files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    if not SHARED_DATA.is_dir():
+        pytest.fail(f"shared test data not found at {SHARED_DATA}")
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def manifest(shared_data: Path) -> list[dict]:
+    data = json.loads((shared_data / "manifest.json").read_text())
+    return data["clips"] if isinstance(data, dict) and "clips" in data else data
+
+
+@pytest.fixture(autouse=True)
+def _isolated_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tests never read the developer's own config file or ISOSCRIBE_* variables."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("ISOSCRIBE_"):
+            monkeypatch.delenv(name)
