@@ -1,0 +1,94 @@
+"""Settings precedence (defaults < TOML < env < CLI) and start-up errors that name the key."""
+
+from __future__ import annotations
+
+import pickle
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from isoscribe.cli import build_parser, settings_overrides
+from isoscribe.config import Settings, SettingsError, load_settings
+
+
+def _toml(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "isoscribe.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_without_file_or_env():
+    settings = load_settings()
+    assert settings.asr.model == "tiny.en"
+    assert settings.batch.isolation == "pooled"
+    assert settings.diarization.enabled is False
+
+
+def test_toml_overrides_defaults(tmp_path):
+    settings = load_settings(_toml(tmp_path, '[asr]\nmodel = "base"\nbeam_size = 2\n'))
+    assert (settings.asr.model, settings.asr.beam_size) == ("base", 2)
+
+
+def test_env_overrides_toml(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISOSCRIBE_ASR__MODEL", "from-env")
+    settings = load_settings(_toml(tmp_path, '[asr]\nmodel = "from-toml"\nbeam_size = 2\n'))
+    assert settings.asr.model == "from-env"
+    assert settings.asr.beam_size == 2, "keys the environment does not set still come from the file"
+
+
+def test_cli_overrides_env_and_toml(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISOSCRIBE_ASR__MODEL", "from-env")
+    config = _toml(tmp_path, '[asr]\nmodel = "from-toml"\n[diarization]\nnum_speakers = 3\n')
+    args = build_parser().parse_args(["transcribe", "a.wav", "--model", "from-cli"])
+    settings = load_settings(config, settings_overrides(args))
+    assert settings.asr.model == "from-cli"
+    assert settings.diarization.num_speakers == 3, "an absent CLI flag does not mask the file"
+
+
+def test_config_path_from_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("ISOSCRIBE_CONFIG", str(_toml(tmp_path, "[llm]\nn_ctx = 1024\n")))
+    assert load_settings().llm.n_ctx == 1024
+
+
+@pytest.mark.parametrize(
+    ("toml_text", "key"),
+    [
+        ("[asr]\nbeam_size = 0\n", "asr.beam_size"),
+        ('[batch]\nisolation = "threads"\n', "batch.isolation"),
+        ("[asr]\nno_such_key = 1\n", "asr.no_such_key"),
+    ],
+)
+def test_invalid_value_names_the_key(tmp_path, toml_text, key):
+    with pytest.raises(SettingsError, match=key.replace(".", r"\.")):
+        load_settings(_toml(tmp_path, toml_text))
+
+
+def test_invalid_env_value_names_the_key(monkeypatch):
+    monkeypatch.setenv("ISOSCRIBE_SERVICE__PORT", "not-a-port")
+    with pytest.raises(SettingsError, match=r"service\.port"):
+        load_settings()
+
+
+def test_missing_config_file_is_an_error(tmp_path):
+    with pytest.raises(SettingsError, match="config file not found"):
+        load_settings(tmp_path / "absent.toml")
+
+
+def test_settings_cross_process_boundaries_by_pickle(tmp_path):
+    settings = load_settings(_toml(tmp_path, '[asr]\nmodel = "base"\n'))
+    clone = pickle.loads(pickle.dumps(settings))
+    assert isinstance(clone, Settings) and clone.asr.model == "base"
+
+
+def test_cli_rejects_invalid_setting_at_start_up(tmp_path):
+    config = _toml(tmp_path, "[asr]\nbeam_size = -1\n")
+    completed = subprocess.run(
+        [sys.executable, "-m", "isoscribe.cli", "--config", str(config), "transcribe", "x.wav"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert completed.returncode == 2
+    assert "asr.beam_size" in completed.stderr
