@@ -150,6 +150,10 @@ class CelerySettings(_Section):
     result_backend: str = "redis://127.0.0.1:6379/1"
     shared_dir: Path | None = None
     """Storage path every worker and client sees; audio and results move through it."""
+    visibility_timeout_s: float | None = Field(None, gt=0)
+    """Seconds before Redis redelivers an unacknowledged task (a lost worker's); None: longest stage timeout + 5 min."""
+    poll_interval_s: float = Field(0.25, gt=0)
+    """How often the client looks for finished tasks and for a restarted Redis."""
 
 
 class Settings(BaseSettings):

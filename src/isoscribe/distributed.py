@@ -1,0 +1,648 @@
+"""Scale-out: the speech and summary stages as Celery tasks on a Redis broker.
+
+Clients (the batch, the service) submit through ``CeleryExecutor``, a StageExecutor like the local
+ones. ``isoscribe worker`` runs the tasks, each inside the same isolation runtime as on one machine
+(one recycled WorkerPool per stage in every Celery pool process), so a crashing model still only
+kills its isolated worker. Audio and big results move through ``settings.celery.shared_dir``; Redis
+carries small JSON only.
+
+Delivery, as tested in tests/test_distributed.py:
+- Tasks are acknowledged late. When a Celery pool process dies, ``task_reject_on_worker_lost``
+  puts its task back at once. When a whole worker dies (kill -9, lost machine) its unacknowledged
+  task waits in Redis until ``visibility_timeout_s`` has passed, then a live worker restores and runs it.
+- A task may therefore run twice. It is idempotent: a redelivered task whose result is already
+  stored returns that result, and the client resolves each Future once.
+- Redis keeps nothing across a restart (no persistence is assumed). The client notices the
+  server's new ``run_id`` and publishes its unfinished tasks again under the same task ids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import importlib
+import json
+import logging
+import os
+import shutil
+import threading
+import time
+import types
+import typing
+import uuid
+from collections import Counter
+from concurrent.futures import CancelledError, Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from celery import Celery
+from celery import signals as celery_signals
+from celery.exceptions import OperationalError as CeleryOperationalError
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis import Redis
+from redis.exceptions import RedisError
+
+from isoscribe.config import LlmSettings, Settings, load_settings
+from isoscribe.isolation import (
+    IsolationError,
+    Limits,
+    StageError,
+    StageOutOfMemory,
+    StageSpec,
+    StageTimeout,
+    TaskResult,
+    TaskStats,
+    WorkerCrashed,
+)
+from isoscribe.logs import log_event
+
+__all__ = [
+    "STAGE_TASKS",
+    "STAGE_QUEUES",
+    "CeleryExecutor",
+    "CompletedTask",
+    "create_app",
+    "worker_command",
+    "stage_audio",
+    "encode_value",
+    "decode_value",
+    "encode_error",
+    "decode_error",
+]
+
+logger = logging.getLogger("isoscribe.distributed")
+
+STAGE_TASKS = {"speech": "isoscribe.speech", "summary": "isoscribe.summary"}
+STAGE_QUEUES = {"speech": "asr", "summary": "llm"}
+_STAGE_OF_TASK = {task: stage for stage, task in STAGE_TASKS.items()}
+
+_TIME_LIMIT_GRACE_S = 120.0
+"""Celery's hard time limit is a backstop behind the isolation runtime's own stage timeout."""
+_SPILL_BYTES = 256 * 1024
+"""Results larger than this go to a file in shared_dir; Redis gets the file's name."""
+_RETRY_POLICY = {"max_retries": 120, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
+"""Publishing waits up to about four minutes for Redis to come back."""
+_READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")
+_REDIS_ERRORS = (RedisError, KombuOperationalError, CeleryOperationalError, ConnectionError, OSError)
+
+
+# --- Celery app -----------------------------------------------------------------------------------
+
+
+def create_app(settings: Settings) -> Celery:
+    """A Celery app for ``settings.celery`` with the isoscribe tasks and delivery rules."""
+    cel, iso = settings.celery, settings.isolation
+    app = Celery("isoscribe", set_as_current=False)
+    app.conf.update(
+        broker_url=cel.broker_url,
+        result_backend=cel.result_backend,
+        task_serializer="json",
+        result_serializer="json",
+        accept_content=["json"],
+        task_routes={STAGE_TASKS[stage]: {"queue": queue} for stage, queue in STAGE_QUEUES.items()},
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_max_tasks_per_child=iso.max_tasks_per_worker,
+        worker_max_memory_per_child=int(iso.max_rss_mb * 1024) if iso.max_rss_mb else None,
+        broker_transport_options=_transport_options(settings),
+        broker_connection_retry=True,
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=None,
+        task_publish_retry=True,
+        task_publish_retry_policy=_RETRY_POLICY,
+        result_backend_always_retry=True,
+        result_backend_max_retries=120,
+        result_backend_max_sleep_between_retries_ms=2000,
+        result_expires=24 * 3600,
+        worker_hijack_root_logger=False,
+    )
+    limits = {"speech": iso.asr_timeout_s, "summary": iso.llm_timeout_s}
+    for stage, task_name in STAGE_TASKS.items():
+        time_limit = limits[stage] + _TIME_LIMIT_GRACE_S
+        app.task(name=task_name, bind=True, shared=False, time_limit=time_limit)(_TASK_FUNCTIONS[stage])
+    return app
+
+
+def visibility_timeout_s(settings: Settings) -> float:
+    """How long Redis waits before it gives an unacknowledged task to another worker."""
+    if settings.celery.visibility_timeout_s is not None:
+        return settings.celery.visibility_timeout_s
+    iso = settings.isolation
+    return max(iso.asr_timeout_s, iso.llm_timeout_s) + _TIME_LIMIT_GRACE_S + 300.0
+
+
+def _transport_options(settings: Settings) -> dict[str, Any]:
+    timeout_s = visibility_timeout_s(settings)
+    return {
+        "visibility_timeout": timeout_s,
+        # Kombu looks for overdue unacknowledged tasks every interval x throttle seconds
+        # (100 s by default); look every few seconds, at most every 10 s.
+        "unacked_restore_interval": max(1, min(10, int(timeout_s // 4))),
+        "unacked_restore_throttle": 1,
+    }
+
+
+# --- worker side ----------------------------------------------------------------------------------
+
+_worker_settings: Settings | None = None
+_pools: dict[str, tuple[str, Any]] = {}
+"""stage -> (fingerprint of the settings it was built with, WorkerPool), per Celery pool process."""
+_pools_lock = threading.Lock()
+
+
+def worker_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``isoscribe worker``: a Celery worker consuming the given stage queues."""
+    global _worker_settings
+    queues = [name.strip() for name in str(args.queues).split(",") if name.strip()]
+    unknown = sorted(set(queues) - set(STAGE_QUEUES.values()))
+    if not queues or unknown:
+        print(f"isoscribe worker: unknown queues {unknown}; choose from asr, llm")
+        return 2
+    _worker_settings = settings
+    app = create_app(settings)
+    hostname = f"isoscribe-{os.getpid()}@%h"
+    log_event(
+        logger, "celery_worker_start", queues=",".join(queues), concurrency=args.concurrency,
+        broker=_redact(settings.celery.broker_url), shared_dir=settings.celery.shared_dir,
+        visibility_timeout_s=visibility_timeout_s(settings),
+    )
+    app.worker_main([
+        "worker",
+        f"--queues={','.join(queues)}",
+        f"--concurrency={args.concurrency}",
+        f"--hostname={hostname}",
+        "--pool=prefork",
+        f"--loglevel={settings.log_level.upper()}",
+        # Gossip and mingle broadcast over Redis pub/sub and only matter for clusters of dozens.
+        "--without-gossip",
+        "--without-mingle",
+    ])
+    return 0
+
+
+def _speech_task(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
+    return _run_task(self, "speech", envelope)
+
+
+def _summary_task(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
+    return _run_task(self, "summary", envelope)
+
+
+_TASK_FUNCTIONS = {"speech": _speech_task, "summary": _summary_task}
+
+
+def _run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]:
+    task_id, hostname = task.request.id, task.request.hostname
+    stored = _best_effort(task.backend.get_task_meta, task_id) or {}
+    if stored.get("status") == "SUCCESS":
+        # A redelivered task that already finished (its worker died before the ack).
+        log_event(logger, "celery_task_duplicate", task_id=task_id, stage=stage, worker=hostname)
+        return stored["result"]
+    _best_effort(task.update_state, state="STARTED", meta={"worker": hostname, "pid": os.getpid()})
+    settings = _effective_settings(envelope["settings"])
+    shared_dir = settings.celery.shared_dir
+    request = _localize_request(decode_value(envelope["request"]), shared_dir)
+    log_event(logger, "celery_task_start", task_id=task_id, stage=stage, worker=hostname)
+    try:
+        result = _pool(stage, settings).run(request)
+    except IsolationError as exc:
+        log_event(logger, "celery_task_failed", logging.WARNING, task_id=task_id, stage=stage, error=exc)
+        return {"error": encode_error(exc), "worker": hostname}
+    payload = {"value": encode_value(result.value), "stats": dataclasses.asdict(result.stats), "worker": hostname}
+    log_event(logger, "celery_task_done", task_id=task_id, stage=stage, wall_s=result.stats.wall_s)
+    return _spill_if_big(payload, task_id, shared_dir)
+
+
+def _best_effort(call: Any, *args: Any, **kwargs: Any) -> Any:
+    """Bookkeeping calls to the result backend; while Redis is away the task runs without them."""
+    try:
+        return call(*args, **kwargs)
+    except _REDIS_ERRORS as exc:
+        log_event(logger, "result_backend_unreachable", logging.WARNING, error=exc)
+        return None
+
+
+def _effective_settings(client_sections: dict[str, Any]) -> Settings:
+    """The worker's settings with the client's result-changing sections (asr, diarization, llm).
+
+    The client decides what is computed, as with the local executor; the worker keeps what is about
+    this machine: isolation policy, secrets, model cache directory, Celery connection.
+    """
+    base = _worker_settings or load_settings()
+    asr = base.asr.model_validate({**client_sections["asr"], "model_cache_dir": base.asr.model_cache_dir})
+    llm = LlmSettings.model_validate({**client_sections["llm"], "api_key": base.llm.api_key})
+    diarization = base.diarization.model_validate(client_sections["diarization"])
+    return base.model_copy(update={"asr": asr, "llm": llm, "diarization": diarization})
+
+
+def _client_sections(settings: Settings) -> dict[str, Any]:
+    return settings.model_dump(
+        mode="json",
+        include={"asr", "diarization", "llm"},
+        exclude={"asr": {"model_cache_dir"}, "llm": {"api_key"}},
+    )
+
+
+def _pool(stage: str, settings: Settings) -> Any:
+    """This pool process's WorkerPool for ``stage``, rebuilt when the client's settings change."""
+    from isoscribe.isolation import WorkerPool
+
+    fingerprint = hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
+    with _pools_lock:
+        current = _pools.get(stage)
+        if current is not None and current[0] == fingerprint:
+            return current[1]
+        if current is not None:
+            current[1].shutdown()
+        iso = settings.isolation
+        timeout_s = iso.asr_timeout_s if stage == "speech" else iso.llm_timeout_s
+        pool = WorkerPool(
+            _stage_spec(stage, settings),
+            size=1,
+            max_tasks_per_worker=iso.max_tasks_per_worker,
+            max_rss_mb=iso.max_rss_mb,
+            idle_ttl_s=iso.idle_ttl_s,
+            prespawn=False,
+            limits=Limits(timeout_s=timeout_s, hard_rss_mb=iso.hard_rss_mb),
+            start_method=iso.start_method,
+        )
+        _pools[stage] = (fingerprint, pool)
+        return pool
+
+
+def _stage_spec(stage: str, settings: Settings) -> StageSpec:
+    from isoscribe import pipeline
+
+    factory = getattr(pipeline, f"{stage}_stage", None)
+    if factory is not None:
+        return factory(settings)
+    module = settings.isolation.speech_stage if stage == "speech" else settings.isolation.summary_stage
+    return StageSpec(module, settings, stage)
+
+
+@celery_signals.worker_process_shutdown.connect
+def _shutdown_pools(**_: Any) -> None:
+    with _pools_lock:
+        for _, pool in _pools.values():
+            pool.shutdown()
+        _pools.clear()
+
+
+def _localize_request(request: Any, shared_dir: Path | None) -> Any:
+    audio_path = getattr(request, "audio_path", None)
+    if audio_path is None or Path(audio_path).is_absolute():
+        return request
+    if shared_dir is None:
+        raise ValueError(f"request names {audio_path} in shared storage but this worker has no celery.shared_dir")
+    return dataclasses.replace(request, audio_path=str(Path(shared_dir) / audio_path))
+
+
+def _spill_if_big(payload: dict[str, Any], task_id: str, shared_dir: Path | None) -> dict[str, Any]:
+    text = json.dumps(payload)
+    if len(text) <= _SPILL_BYTES or shared_dir is None:
+        return payload
+    name = f"results/{task_id}.json"
+    _write_atomic(Path(shared_dir) / name, text.encode())
+    return {"result_file": name, "worker": payload["worker"]}
+
+
+# --- what crosses Redis ---------------------------------------------------------------------------
+
+
+def encode_value(value: Any) -> dict[str, Any]:
+    """JSON for a request or result: plain JSON values, or an isoscribe dataclass by type name."""
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return {"json": value}
+    cls = type(value)
+    if dataclasses.is_dataclass(value) and cls.__module__.startswith("isoscribe."):
+        data = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+        return {"type": f"{cls.__module__}:{cls.__qualname__}", "data": data}
+    raise TypeError(f"cannot send {cls.__name__} through Celery: not JSON and not an isoscribe dataclass")
+
+
+def decode_value(encoded: dict[str, Any]) -> Any:
+    if "json" in encoded:
+        return encoded["json"]
+    module_name, _, qualname = encoded["type"].partition(":")
+    if not module_name.startswith("isoscribe."):
+        raise ValueError(f"refusing to build {encoded['type']}: only isoscribe types cross Celery")
+    cls = getattr(importlib.import_module(module_name), qualname)
+    if hasattr(cls, "from_dict"):
+        return cls.from_dict(encoded["data"])
+    return _build(cls, encoded["data"])
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {field.name for field in dataclasses.fields(cls)}
+    return cls(**{name: _coerce(hints[name], value) for name, value in data.items() if name in known})
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    """JSON gives lists where the dataclass wants tuples or nested dataclasses; put them back."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in args if arg is not type(None)]
+        return _coerce(options[0], value) if len(options) == 1 else value
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value)
+    if origin is tuple and isinstance(value, list):
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v) for v in value)
+    if origin is list and isinstance(value, list) and args:
+        return [_coerce(args[0], v) for v in value]
+    return value
+
+
+_ERROR_TYPES = {cls.__name__: cls for cls in (IsolationError, WorkerCrashed, StageTimeout, StageOutOfMemory, StageError)}
+
+
+def encode_error(error: IsolationError) -> dict[str, Any]:
+    fields = {field.name: getattr(error, field.name) for field in dataclasses.fields(error)}
+    return {"type": type(error).__name__, "fields": fields}
+
+
+def decode_error(encoded: dict[str, Any]) -> IsolationError:
+    cls = _ERROR_TYPES.get(encoded["type"], StageError)
+    return cls(**encoded["fields"])
+
+
+def stage_audio(path: Path, shared_dir: Path) -> str:
+    """Copy ``path`` into shared storage under its content hash; returns the name relative to ``shared_dir``."""
+    path = Path(path)
+    digest = hashlib.sha256()
+    with open(path, "rb") as audio:
+        while chunk := audio.read(1 << 20):
+            digest.update(chunk)
+    name = f"audio/{digest.hexdigest()}{path.suffix.lower()}"
+    target = Path(shared_dir) / name
+    if not target.exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+        shutil.copyfile(path, partial)
+        os.replace(partial, target)
+    return name
+
+
+def _write_atomic(target: Path, data: bytes) -> None:
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
+    partial.write_bytes(data)
+    os.replace(partial, target)
+
+
+def _redact(url: str) -> str:
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
+
+
+# --- client side ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CompletedTask:
+    task_id: str
+    stage: str
+    worker: str
+    """Celery node name (``isoscribe-PID@host``) that produced the result."""
+    ok: bool
+
+
+@dataclass
+class _Pending:
+    task_id: str
+    stage: str
+    envelope: dict[str, Any]
+    future: Future
+    original_audio: str | None
+    """The caller's audio_path; results' ``source`` gets it back."""
+    sent_audio: str | None
+    staged_audio: str | None
+
+
+class CeleryExecutor:
+    """StageExecutor over Celery: ``submit(stage, request)`` publishes a task and returns a Future.
+
+    One waiter thread polls the result backend for every unfinished task and watches Redis's
+    ``run_id``; after a restart it publishes the unfinished tasks again. Isolation errors raised on
+    a worker are raised here with the same types and fields.
+    """
+
+    def __init__(self, settings: Settings, app: Celery | None = None) -> None:
+        self.settings = settings
+        self.app = app or create_app(settings)
+        # The client polls result keys itself; Celery's per-task pub/sub subscription would only
+        # pile unread result messages up on this connection.
+        self.app.backend.on_task_call = lambda producer, task_id: None
+        self.shared_dir = settings.celery.shared_dir
+        self.completed: list[CompletedTask] = []
+        self.republished = 0
+        self._sections = _client_sections(settings)
+        self._pending: dict[str, _Pending] = {}
+        self._staged: Counter[str] = Counter()
+        self._lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopped = threading.Event()
+        self._broker = Redis.from_url(settings.celery.broker_url)
+        self._server_ids: tuple[str, str] | None = None
+        self._declare_queues()
+        self._waiter = threading.Thread(target=self._wait_loop, name="celery-waiter", daemon=True)
+        self._waiter.start()
+
+    def submit(self, stage: str, request: Any) -> Future[TaskResult]:
+        if stage not in STAGE_TASKS:
+            raise ValueError(f"unknown stage {stage!r}; Celery runs {sorted(STAGE_TASKS)}")
+        if self._stopped.is_set():
+            raise RuntimeError("CeleryExecutor is shut down")
+        original, staged, request = self._stage_request(request)
+        sent = getattr(request, "audio_path", None)
+        future: Future[TaskResult] = Future()
+        future.set_running_or_notify_cancel()
+        pending = _Pending(
+            task_id=f"isoscribe-{stage}-{uuid.uuid4().hex}",
+            stage=stage,
+            envelope={"request": encode_value(request), "settings": self._sections},
+            future=future,
+            original_audio=original,
+            sent_audio=sent,
+            staged_audio=staged,
+        )
+        with self._lock:
+            self._pending[pending.task_id] = pending
+            if staged:
+                self._staged[staged] += 1
+        try:
+            self._publish(pending)
+        except Exception as exc:
+            self._finish(pending.task_id, exc, worker="")
+        self._wake.set()
+        return future
+
+    def shutdown(self) -> None:
+        """Stop waiting; tasks not finished are revoked and their Futures cancelled."""
+        self._stopped.set()
+        self._wake.set()
+        self._waiter.join(timeout=10)
+        with self._lock:
+            unfinished = list(self._pending)
+        if unfinished:
+            try:
+                self.app.control.revoke(unfinished)
+            except _REDIS_ERRORS as exc:
+                log_event(logger, "celery_revoke_failed", logging.WARNING, tasks=len(unfinished), error=exc)
+        for task_id in unfinished:
+            self._finish(task_id, CancelledError(), worker="")
+        self._broker.close()
+
+    def __enter__(self) -> CeleryExecutor:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.shutdown()
+
+    def _stage_request(self, request: Any) -> tuple[str | None, str | None, Any]:
+        audio_path = getattr(request, "audio_path", None)
+        if audio_path is None:
+            return None, None, request
+        if self.shared_dir is None:
+            # No shared storage configured: every machine must see the input at the same path.
+            return audio_path, None, dataclasses.replace(request, audio_path=str(Path(audio_path).resolve()))
+        staged = stage_audio(Path(audio_path), self.shared_dir)
+        return audio_path, staged, dataclasses.replace(request, audio_path=staged)
+
+    def _publish(self, pending: _Pending) -> None:
+        self.app.send_task(
+            STAGE_TASKS[pending.stage],
+            kwargs={"envelope": pending.envelope},
+            task_id=pending.task_id,
+            queue=STAGE_QUEUES[pending.stage],
+            retry=True,
+            retry_policy=_RETRY_POLICY,
+        )
+        log_event(logger, "celery_task_sent", task_id=pending.task_id, stage=pending.stage)
+
+    def _declare_queues(self) -> None:
+        """Declare both queues so a publish lands even before any worker has (re)connected."""
+        with self.app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=_RETRY_POLICY["max_retries"])
+            channel = connection.default_channel
+            for queue in STAGE_QUEUES.values():
+                self.app.amqp.queues[queue](channel).declare()
+
+    def _wait_loop(self) -> None:
+        unreachable = False
+        while not self._stopped.is_set():
+            with self._lock:
+                task_ids = list(self._pending)
+            if not task_ids:
+                self._wake.wait(1.0)
+                self._wake.clear()
+                continue
+            try:
+                self._republish_after_restart()
+                metas = self._fetch(task_ids)
+            except _REDIS_ERRORS as exc:
+                if not unreachable:
+                    log_event(logger, "redis_unreachable", logging.WARNING, error=exc)
+                unreachable = True
+                self._stopped.wait(1.0)
+                continue
+            if unreachable:
+                log_event(logger, "redis_reachable")
+                unreachable = False
+            for task_id, meta in metas.items():
+                if meta.get("status") in _READY_STATES:
+                    self._resolve(task_id, meta)
+            self._stopped.wait(self.settings.celery.poll_interval_s)
+
+    def _republish_after_restart(self) -> None:
+        server_ids = (self._broker.info("server")["run_id"], self.app.backend.client.info("server")["run_id"])
+        previous, self._server_ids = self._server_ids, server_ids
+        if previous is None or previous == server_ids:
+            return
+        with self._lock:
+            unfinished = list(self._pending.values())
+        log_event(logger, "redis_restarted", logging.WARNING, republishing=len(unfinished))
+        self._declare_queues()
+        for pending in unfinished:
+            self._publish(pending)
+        self.republished += len(unfinished)
+
+    def _fetch(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+        backend = self.app.backend
+        metas: dict[str, dict[str, Any]] = {}
+        for start in range(0, len(task_ids), 500):
+            chunk = task_ids[start : start + 500]
+            values = backend.client.mget([backend.get_key_for_task(task_id) for task_id in chunk])
+            for task_id, value in zip(chunk, values):
+                if value is not None:
+                    metas[task_id] = backend.decode_result(value)
+        return metas
+
+    def _resolve(self, task_id: str, meta: dict[str, Any]) -> None:
+        with self._lock:
+            pending = self._pending.get(task_id)
+        if pending is None:
+            return
+        worker = ""
+        try:
+            if meta["status"] != "SUCCESS":
+                raise _failure_error(pending.stage, meta)
+            payload = meta["result"]
+            worker = payload.get("worker", "")
+            outcome: TaskResult | BaseException = self._task_result(pending, payload)
+        except Exception as exc:
+            outcome = exc
+        self._finish(task_id, outcome, worker)
+
+    def _task_result(self, pending: _Pending, payload: dict[str, Any]) -> TaskResult:
+        if "result_file" in payload:
+            path = Path(self.shared_dir) / payload["result_file"]
+            payload = {**json.loads(path.read_text()), "worker": payload["worker"]}
+            path.unlink(missing_ok=True)
+        if "error" in payload:
+            raise decode_error(payload["error"])
+        value = decode_value(payload["value"])
+        source = getattr(value, "source", None)
+        if source and pending.sent_audio and Path(source).name == Path(pending.sent_audio).name:
+            value = dataclasses.replace(value, source=pending.original_audio)
+        return TaskResult(value=value, stats=TaskStats(**payload["stats"]))
+
+    def _finish(self, task_id: str, outcome: Any, worker: str) -> None:
+        with self._lock:
+            pending = self._pending.pop(task_id, None)
+            if pending is None:
+                return
+            unused = None
+            if pending.staged_audio:
+                self._staged[pending.staged_audio] -= 1
+                if self._staged[pending.staged_audio] <= 0:
+                    del self._staged[pending.staged_audio]
+                    unused = pending.staged_audio
+            ok = not isinstance(outcome, BaseException)
+            self.completed.append(CompletedTask(task_id, pending.stage, worker, ok))
+        if unused is not None:
+            (Path(self.shared_dir) / unused).unlink(missing_ok=True)
+        log_event(logger, "celery_task_resolved", task_id=task_id, stage=pending.stage, worker=worker, ok=ok)
+        if ok:
+            pending.future.set_result(outcome)
+        else:
+            pending.future.set_exception(outcome)
+
+
+def _failure_error(stage: str, meta: dict[str, Any]) -> StageError:
+    """A task that raised outside the isolation runtime (bad input, lost audio) or was revoked."""
+    error = meta.get("result")
+    exc_type = type(error).__name__ if isinstance(error, BaseException) else str(meta["status"])
+    return StageError(
+        stage,
+        exc_type=exc_type,
+        message=str(error),
+        traceback_text=str(meta.get("traceback") or ""),
+        detail="raised in the Celery task, outside the isolated worker",
+    )

@@ -1,0 +1,333 @@
+"""Celery scale-out: the codec and app settings, then real redis-server and real worker processes.
+
+The ``celery`` tests start ``redis-server`` on 127.0.0.1 at a free port and two ``isoscribe worker``
+processes running tiny.en, and check that a batch spreads over both workers, that a task on a
+worker killed with SIGKILL is delivered again and finishes once, and that a Redis restart in the
+middle of a batch does not lose it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from concurrent.futures import Future, wait
+from pathlib import Path
+
+import psutil
+import pytest
+from redis import Redis
+
+from isoscribe.config import Settings, load_settings
+from isoscribe.distributed import (
+    CeleryExecutor,
+    create_app,
+    decode_error,
+    decode_value,
+    encode_error,
+    encode_value,
+    stage_audio,
+    visibility_timeout_s,
+)
+from isoscribe.isolation import StageTimeout, WorkerCrashed
+from isoscribe.transcript import Segment, SpeechRequest, Summary, SummaryRequest, Transcript, Word
+
+SHORT_CLIPS = [
+    "librivox/sense_and_sensibility_01_austen_64kb-0880.wav",
+    "librivox/sense_and_sensibility_01_austen_64kb-0930.wav",
+    "librispeech/1089-134686-0001.wav",
+    "librivox/sense_and_sensibility_01_austen_64kb-0890.wav",
+    "librispeech/61-70968-0000.flac",
+    "librivox/sense_and_sensibility_01_austen_64kb-0920.wav",
+]
+LONGER_CLIPS = ["long/acoustic_corpus.wav", "jfk/jfk.wav", "librispeech/1089-134686-0000.wav"]
+
+
+# --- no Redis needed ------------------------------------------------------------------------------
+
+
+def test_requests_and_results_round_trip_as_json() -> None:
+    import json
+
+    request = SpeechRequest("audio/abc.wav", language="en", temperatures=(0.0, 0.4), diarize=True, num_speakers=2)
+    transcript = Transcript(
+        segments=[Segment(0, 0.0, 1.5, "hello there", words=[Word(0.0, 0.5, "hello", 0.9)])],
+        language="en", language_probability=0.99, duration_s=1.5, model="tiny.en", source="x.wav",
+    )
+    summary = Summary("short", action_items=["call Bob"], model="smollm2")
+    for value in (request, SummaryRequest("SPEAKER_00: hi"), summary, {"plain": [1, 2]}):
+        decoded = decode_value(json.loads(json.dumps(encode_value(value))))
+        assert decoded == value
+    decoded = decode_value(json.loads(json.dumps(encode_value(transcript))))
+    assert decoded.to_dict() == transcript.to_dict()
+    assert isinstance(decode_value(json.loads(json.dumps(encode_value(request)))).temperatures, tuple)
+
+
+def test_only_isoscribe_types_are_built_from_json() -> None:
+    with pytest.raises(ValueError, match="only isoscribe types"):
+        decode_value({"type": "os:system", "data": {}})
+    with pytest.raises(TypeError):
+        encode_value(object())
+
+
+def test_isolation_errors_keep_their_type_and_cause() -> None:
+    crash = WorkerCrashed("speech", 812.0, signal=11, exit_code=None, stderr_tail="Segmentation fault")
+    back = decode_error(encode_error(crash))
+    assert type(back) is WorkerCrashed
+    assert (back.stage, back.signal, back.stderr_tail, back.peak_rss_mb) == ("speech", 11, "Segmentation fault", 812.0)
+    assert type(decode_error(encode_error(StageTimeout("summary", timeout_s=9.0)))) is StageTimeout
+
+
+def test_audio_is_staged_once_under_its_content_hash(tmp_path: Path, shared_data: Path) -> None:
+    source = shared_data / SHORT_CLIPS[0]
+    copy = tmp_path / "renamed.WAV"
+    shutil.copyfile(source, copy)
+    first = stage_audio(source, tmp_path / "shared")
+    assert first == stage_audio(copy, tmp_path / "shared").replace(".wav", ".wav")
+    assert re.fullmatch(r"audio/[0-9a-f]{64}\.wav", first)
+    assert (tmp_path / "shared" / first).read_bytes() == source.read_bytes()
+    assert [p.name for p in (tmp_path / "shared" / "audio").iterdir()] == [Path(first).name]
+
+
+def test_app_carries_the_delivery_and_isolation_rules() -> None:
+    settings = load_settings(
+        overrides={"isolation": {"max_tasks_per_worker": 7, "max_rss_mb": 1500, "asr_timeout_s": 600, "llm_timeout_s": 300}}
+    )
+    conf = create_app(settings).conf
+    assert conf.task_acks_late and conf.task_reject_on_worker_lost
+    assert conf.worker_prefetch_multiplier == 1
+    assert conf.worker_max_tasks_per_child == 7
+    assert conf.worker_max_memory_per_child == 1500 * 1024
+    assert conf.task_routes["isoscribe.speech"]["queue"] == "asr"
+    assert conf.task_routes["isoscribe.summary"]["queue"] == "llm"
+    assert conf.accept_content == ["json"]
+    app = create_app(settings)
+    assert app.tasks["isoscribe.speech"].time_limit > 600
+    assert app.tasks["isoscribe.summary"].time_limit > 300
+    assert conf.broker_transport_options["visibility_timeout"] == visibility_timeout_s(settings) > 600
+    short = load_settings(overrides={"celery": {"visibility_timeout_s": 12}})
+    assert create_app(short).conf.broker_transport_options["visibility_timeout"] == 12
+
+
+# --- real Redis, real workers ---------------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class RedisServer:
+    """A throwaway redis-server without persistence: a restart loses every key, as a crash would."""
+
+    def __init__(self, workdir: Path) -> None:
+        self.port = _free_port()
+        self.workdir = workdir
+        self.process: subprocess.Popen | None = None
+
+    def url(self, db: int) -> str:
+        return f"redis://127.0.0.1:{self.port}/{db}"
+
+    def start(self) -> None:
+        binary = shutil.which("redis-server")
+        if binary is None:
+            pytest.fail("redis-server not found; scripts/setup.sh installs it (apt-get install redis-server)")
+        log = open(self.workdir / "redis.log", "ab")
+        self.process = subprocess.Popen(
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+             "--daemonize", "no", "--dir", str(self.workdir)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )
+        client = Redis(port=self.port)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if client.ping():
+                    return
+            except Exception:
+                if time.monotonic() > deadline or self.process.poll() is not None:
+                    raise
+                time.sleep(0.05)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(timeout=30)
+
+    def restart(self) -> None:
+        self.stop()
+        self.start()
+
+
+class Worker:
+    """An ``isoscribe worker`` subprocess in its own session, so it can be killed whole."""
+
+    def __init__(self, env: dict[str, str], log_path: Path) -> None:
+        self.log_path = log_path
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "isoscribe.cli", "worker", "--queues", "asr,llm", "--concurrency", "1"],
+            env=env, stdout=open(log_path, "wb"), stderr=subprocess.STDOUT, start_new_session=True,
+        )
+        self.hostname_prefix = f"isoscribe-{self.process.pid}@"
+
+    def wait_ready(self, timeout_s: float = 120) -> None:
+        deadline = time.monotonic() + timeout_s
+        while " ready." not in self.log_path.read_text(errors="replace"):
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"worker did not start:\n{self.log_path.read_text(errors='replace')[-3000:]}")
+            time.sleep(0.2)
+
+    def kill_everything(self) -> None:
+        """SIGKILL the worker and all its descendants at once: the machine is gone."""
+        root = psutil.Process(self.process.pid)
+        tree = [root, *root.children(recursive=True)]
+        for process in tree:
+            try:
+                process.kill()
+            except psutil.NoSuchProcess:
+                pass
+        self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill_everything()
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path):
+    server = RedisServer(tmp_path)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def cluster(redis_server: RedisServer, tmp_path: Path):
+    """Settings for the client plus a function starting workers with the same Celery settings."""
+    shared_dir = tmp_path / "shared"
+    celery_env = {
+        "ISOSCRIBE_CELERY__BROKER_URL": redis_server.url(0),
+        "ISOSCRIBE_CELERY__RESULT_BACKEND": redis_server.url(1),
+        "ISOSCRIBE_CELERY__SHARED_DIR": str(shared_dir),
+        "ISOSCRIBE_CELERY__VISIBILITY_TIMEOUT_S": "8",
+        "ISOSCRIBE_ASR__DEVICE": "cpu",
+        "ISOSCRIBE_ASR__CPU_THREADS": "1",
+    }
+    settings = load_settings(overrides={
+        "asr": {"device": "cpu", "cpu_threads": 1},
+        "celery": {"broker_url": redis_server.url(0), "result_backend": redis_server.url(1),
+                   "shared_dir": shared_dir, "visibility_timeout_s": 8, "poll_interval_s": 0.1},
+    })
+    workers: list[Worker] = []
+
+    def start_workers(count: int) -> list[Worker]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")} | celery_env
+        started = [Worker(env, tmp_path / f"worker{len(workers) + i}.log") for i in range(count)]
+        workers.extend(started)
+        for worker in started:
+            worker.wait_ready()
+        return started
+
+    yield settings, start_workers
+    for worker in workers:
+        worker.stop()
+
+
+def _word_recall(hypothesis: str, reference: str) -> float:
+    words = lambda text: re.findall(r"[a-z]+", text.lower())  # noqa: E731
+    said = set(words(hypothesis))
+    expected = words(reference)
+    return sum(word in said for word in expected) / len(expected)
+
+
+def _check_transcripts(futures: dict[str, Future], shared_data: Path, manifest: list[dict]) -> None:
+    references = {clip["path"]: clip["reference_text"] for clip in manifest}
+    for clip, future in futures.items():
+        transcript = future.result(timeout=0).value
+        assert isinstance(transcript, Transcript)
+        assert transcript.source == str(shared_data / clip)
+        assert _word_recall(transcript.text, references[clip]) > 0.6, (clip, transcript.text)
+
+
+def _all_done(futures: dict[str, Future], timeout_s: float) -> None:
+    _, not_done = wait(list(futures.values()), timeout=timeout_s)
+    assert not not_done, f"{len(not_done)} tasks unfinished after {timeout_s} s"
+
+
+@pytest.mark.celery
+def test_two_workers_share_a_batch(cluster, shared_data: Path, manifest: list[dict]) -> None:
+    settings, start_workers = cluster
+    start_workers(2)
+    with CeleryExecutor(settings) as executor:
+        futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in SHORT_CLIPS}
+        _all_done(futures, 300)
+        _check_transcripts(futures, shared_data, manifest)
+        workers = {done.worker for done in executor.completed}
+        assert len(executor.completed) == len(SHORT_CLIPS)
+        assert len(workers) == 2, f"one worker did everything: {workers}"
+    assert not list((settings.celery.shared_dir / "audio").iterdir()), "staged audio left behind"
+
+
+def _started_task_worker(settings: Settings, task_ids: list[str], timeout_s: float) -> tuple[str, str]:
+    """Wait until a task runs on a worker; return (task_id, worker node name)."""
+    import json
+
+    backend = Redis.from_url(settings.celery.result_backend)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        for task_id in task_ids:
+            raw = backend.get(f"celery-task-meta-{task_id}")
+            meta = json.loads(raw) if raw else None
+            if meta and meta["status"] == "STARTED":
+                return task_id, meta["result"]["worker"]
+        time.sleep(0.05)
+    pytest.fail("no task started")
+
+
+@pytest.mark.celery
+def test_task_of_a_killed_worker_is_redelivered_and_finishes_once(
+    cluster, shared_data: Path, manifest: list[dict]
+) -> None:
+    settings, start_workers = cluster
+    workers = start_workers(2)
+    with CeleryExecutor(settings) as executor:
+        futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in LONGER_CLIPS}
+        task_ids = [task_id for task_id in list(executor._pending)]
+        killed_task, node = _started_task_worker(settings, task_ids, 120)
+        victim = next(worker for worker in workers if node.startswith(worker.hostname_prefix))
+        victim.kill_everything()
+        _all_done(futures, 300)
+        _check_transcripts(futures, shared_data, manifest)
+        done = executor.completed
+        assert sorted(d.task_id for d in done) == sorted(task_ids), "each task resolved exactly once"
+        assert all(d.ok for d in done)
+        finished_by = next(d.worker for d in done if d.task_id == killed_task)
+        assert not finished_by.startswith(victim.hostname_prefix), "the killed worker cannot have finished it"
+
+
+@pytest.mark.celery
+def test_batch_survives_a_redis_restart(cluster, redis_server: RedisServer, shared_data: Path, manifest: list[dict]) -> None:
+    settings, start_workers = cluster
+    start_workers(2)
+    with CeleryExecutor(settings) as executor:
+        futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in SHORT_CLIPS}
+        deadline = time.monotonic() + 120
+        while not executor.completed and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert executor.completed, "nothing finished before the restart"
+        unfinished_at_restart = len(SHORT_CLIPS) - len(executor.completed)
+        redis_server.restart()
+        _all_done(futures, 300)
+        _check_transcripts(futures, shared_data, manifest)
+        assert len(executor.completed) == len(SHORT_CLIPS)
+        assert unfinished_at_restart == 0 or executor.republished >= 1
