@@ -20,6 +20,9 @@ __all__ = [
     "StageTimeout",
     "StageOutOfMemory",
     "StageError",
+    "TaskCancelled",
+    "WorkerInfo",
+    "PoolStats",
 ]
 
 T = TypeVar("T")
@@ -68,7 +71,7 @@ class TaskResult(Generic[T]):
 class WorkerExit:
     pid: int
     reason: str
-    """max_tasks, rss_cap, idle, timeout, oom_guard, shutdown, signal N, exit N."""
+    """max_tasks, rss_cap, idle, timeout, oom_guard, cancelled, shutdown, load_error, signal N, exit N."""
     peak_rss_mb: float
     tasks_done: int
     likely_oom_kill: bool = False
@@ -134,3 +137,48 @@ class StageError(IsolationError):
 
     def describe(self) -> str:
         return f"{self.exc_type}: {self.message}"
+
+
+@dataclass
+class TaskCancelled(IsolationError):
+    """A running task was cancelled (its worker was killed) or the pool shut down under it."""
+
+    def describe(self) -> str:
+        return self.detail or "task cancelled; its worker was killed"
+
+
+@dataclass(frozen=True)
+class WorkerInfo:
+    pid: int
+    state: str
+    """starting (loading its model), idle, busy, retiring."""
+    rss_mb: float
+    """RSS of the worker and its children when the stats were taken."""
+    tasks_done: int
+    age_s: float
+
+
+@dataclass(frozen=True)
+class PoolStats:
+    """A snapshot of a WorkerPool, enough for a Prometheus /metrics page."""
+
+    stage: str
+    size: int
+    workers: list[WorkerInfo]
+    queue_depth: int
+    """Submitted tasks not yet handed to a worker."""
+    tasks_completed: int
+    tasks_failed: int
+    crashes: int
+    """Workers that died on their own (signal or non-zero exit), whatever they were doing."""
+    likely_oom_kills: int
+    exits_by_reason: dict[str, int]
+    workers_started: int
+
+    @property
+    def busy(self) -> int:
+        return sum(1 for worker in self.workers if worker.state == "busy")
+
+    @property
+    def idle(self) -> int:
+        return sum(1 for worker in self.workers if worker.state == "idle")

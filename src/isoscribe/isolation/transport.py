@@ -1,0 +1,120 @@
+"""How requests and results cross the process boundary: pickle, with large arrays out of band.
+
+A numpy array of ``LARGE_ARRAY_BYTES`` or more is written to a file in ``/dev/shm`` (memory, not
+disk) and only its name, dtype and shape go through the pipe; the reader copies it into a fresh
+array and unlinks the file at once. Every file is named ``isoscribe-<owner pid>-<pool token>-…`` so
+that whoever owns the pool can sweep what a crash left behind (``remove_segments``).
+"""
+
+from __future__ import annotations
+
+import glob
+import io
+import itertools
+import os
+import pickle
+import sys
+import tempfile
+from typing import Any
+
+__all__ = ["LARGE_ARRAY_BYTES", "SEGMENT_PREFIX", "dumps", "loads", "remove_segments", "segment_dir"]
+
+LARGE_ARRAY_BYTES = 1 << 20
+SEGMENT_PREFIX = "isoscribe-"
+_counter = itertools.count()
+
+
+def segment_dir() -> str:
+    return "/dev/shm" if os.path.isdir("/dev/shm") else tempfile.gettempdir()
+
+
+def dumps(obj: Any, segment_prefix: str) -> tuple[bytes, list[str]]:
+    """Pickle ``obj``; returns the bytes and the paths of the segments written for its large arrays."""
+    buffer = io.BytesIO()
+    pickler = _SegmentPickler(buffer, segment_prefix)
+    try:
+        pickler.dump(obj)
+    except BaseException:
+        _unlink_all(pickler.segments)
+        raise
+    return buffer.getvalue(), pickler.segments
+
+
+def loads(data: bytes) -> Any:
+    """Unpickle; large arrays are read back from their segments, which are unlinked."""
+    return pickle.loads(data)
+
+
+def remove_segments(segment_prefix: str) -> int:
+    """Unlink every segment whose name starts with ``segment_prefix``; returns how many."""
+    paths = glob.glob(os.path.join(segment_dir(), glob.escape(segment_prefix) + "*"))
+    _unlink_all(paths)
+    return len(paths)
+
+
+class _SegmentPickler(pickle.Pickler):
+    def __init__(self, file: io.BytesIO, segment_prefix: str) -> None:
+        super().__init__(file, protocol=pickle.HIGHEST_PROTOCOL)
+        self.segment_prefix = segment_prefix
+        self.segments: list[str] = []
+
+    def reducer_override(self, obj: Any) -> Any:
+        numpy = sys.modules.get("numpy")
+        if numpy is None or type(obj) is not numpy.ndarray:
+            return NotImplemented
+        if obj.nbytes < LARGE_ARRAY_BYTES or obj.dtype.hasobject:
+            return NotImplemented
+        path = _write_segment(obj, f"{self.segment_prefix}{os.getpid()}-{next(_counter)}")
+        self.segments.append(path)
+        return _read_segment, (path, obj.dtype, obj.shape)
+
+
+def _write_segment(array: Any, name: str) -> str:
+    import numpy
+
+    path = os.path.join(segment_dir(), name)
+    data = memoryview(_as_bytes(numpy.ascontiguousarray(array)))
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        written = 0
+        while written < len(data):
+            written += os.write(fd, data[written:])
+    except BaseException:
+        os.close(fd)
+        _unlink_all([path])
+        raise
+    os.close(fd)
+    return path
+
+
+def _read_segment(path: str, dtype: Any, shape: tuple[int, ...]) -> Any:
+    import numpy
+
+    array = numpy.empty(shape, dtype=dtype)
+    view = memoryview(_as_bytes(array))
+    try:
+        with open(path, "rb", buffering=0) as segment:
+            filled = 0
+            while filled < len(view):
+                count = segment.readinto(view[filled:])
+                if not count:
+                    raise EOFError(f"shared-memory segment {path} is truncated")
+                filled += count
+    finally:
+        _unlink_all([path])
+    return array
+
+
+def _as_bytes(array: Any) -> Any:
+    """A flat uint8 view of a C-contiguous array (memoryview.cast refuses complex and record dtypes)."""
+    import numpy
+
+    return array.reshape(-1).view(numpy.uint8)
+
+
+def _unlink_all(paths: list[str]) -> None:
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass

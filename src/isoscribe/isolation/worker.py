@@ -1,0 +1,160 @@
+"""The worker process: load a stage's model once, then run the tasks its parent sends until told to stop.
+
+Runs in a fresh interpreter (``python -c "…worker import main; main()" FD``) or a forkserver child.
+Before loading anything it makes itself safe to kill and sure to die with its parent: its own
+session (a timeout kills the whole process group), ``oom_score_adj`` 1000 (the kernel picks it, not
+the parent), ``PR_SET_PDEATHSIG`` SIGKILL, and a thread that kills the group once the parent is gone.
+
+Messages are pickled tuples over a ``multiprocessing.connection`` pipe:
+parent → worker ``("task", task_id, payload)`` or ``("stop",)``;
+worker → parent ``("ready", load_s)``, ``("load_error", exc_type, message, traceback)``,
+``("result", task_id, payload, peak_rss_mb)``, ``("error", task_id, exc_type, message, traceback, peak_rss_mb)``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import faulthandler
+import importlib
+import os
+import signal
+import sys
+import threading
+import time
+import traceback
+from dataclasses import dataclass
+from multiprocessing.connection import Connection
+from typing import Any
+
+from isoscribe.isolation import transport
+from isoscribe.isolation.types import StageSpec
+
+__all__ = ["WorkerInit", "main", "serve"]
+
+_PR_SET_PDEATHSIG = 1
+_PARENT_CHECK_S = 0.2
+
+
+@dataclass(frozen=True)
+class WorkerInit:
+    stage: StageSpec
+    segment_prefix: str
+    """Name prefix for the shared-memory segments of large arrays in results."""
+    redirect_output_to: str | None = None
+    """File for stdout and stderr, where the launcher could not redirect them itself (forkserver)."""
+
+
+def main() -> None:
+    """Entry point of a spawned worker: ``sys.argv[1:3]`` are its end of the pipe (fd) and the parent pid."""
+    conn = Connection(int(sys.argv[1]))
+    parent_pid = int(sys.argv[2])
+    sys.path[:] = conn.recv()
+    init: WorkerInit = conn.recv()
+    sys.exit(serve(conn, init, parent_pid))
+
+
+def forkserver_main(conn: Connection, init: WorkerInit) -> None:
+    """Entry point of a worker started by multiprocessing's forkserver."""
+    sys.exit(serve(conn, init, os.getppid()))
+
+
+def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
+    _become_worker(init, parent_pid)
+    started = time.monotonic()
+    try:
+        module = importlib.import_module(init.stage.module)
+        model = module.load(init.stage.config)
+    except Exception as exc:
+        conn.send(("load_error", type(exc).__name__, str(exc), traceback.format_exc()))
+        return 1
+    conn.send(("ready", time.monotonic() - started))
+    while True:
+        try:
+            message = conn.recv()
+        except EOFError:
+            return 0
+        if message[0] == "stop":
+            return 0
+        _, task_id, payload = message
+        conn.send(_run_task(module, model, task_id, payload, init.segment_prefix))
+
+
+def _run_task(module: Any, model: Any, task_id: int, payload: bytes, segment_prefix: str) -> tuple:
+    _reset_peak_rss()
+    try:
+        request = transport.loads(payload)
+        value = module.run(model, request)
+        del request
+        result, _ = transport.dumps(value, segment_prefix)
+    except Exception as exc:
+        return ("error", task_id, type(exc).__name__, str(exc), traceback.format_exc(), _peak_rss_mb())
+    return ("result", task_id, result, _peak_rss_mb())
+
+
+def _become_worker(init: WorkerInit, parent_pid: int) -> None:
+    if init.redirect_output_to is not None:
+        _redirect_output(init.redirect_output_to)
+    if os.getpgid(0) != os.getpid():
+        os.setsid()
+    faulthandler.enable(all_threads=True)
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
+    _raise_oom_score()
+    _die_with_parent(parent_pid)
+
+
+def _redirect_output(path: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    os.dup2(fd, 1)
+    os.dup2(fd, 2)
+    os.close(fd)
+
+
+def _raise_oom_score() -> None:
+    try:
+        with open("/proc/self/oom_score_adj", "w") as handle:
+            handle.write("1000")
+    except OSError:
+        pass
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """SIGKILL from the kernel when the parent dies, and a watchdog thread in case that never fires.
+
+    PR_SET_PDEATHSIG fires when the parent *thread* that started us exits; the pool starts its
+    workers from its manager thread, which outlives them. The watchdog covers a forkserver parent and
+    kernels without prctl, and kills the whole process group so children of the stage go too.
+    """
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent_pid:
+        os.killpg(0, signal.SIGKILL)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), name="parent-watch", daemon=True).start()
+
+
+def _watch_parent(parent_pid: int) -> None:
+    while os.getppid() == parent_pid:
+        time.sleep(_PARENT_CHECK_S)
+    os.killpg(0, signal.SIGKILL)
+
+
+def _reset_peak_rss() -> None:
+    """Reset the kernel's high-water mark (VmHWM) so the next read is this task's peak."""
+    try:
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+def _peak_rss_mb() -> float:
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0

@@ -1,0 +1,100 @@
+"""Fault-injection stage — for tests and benchmarks of the isolation runtime only, never for real work.
+
+It misbehaves on request the way native model code does: leaks native memory that Python's garbage
+collector cannot see, segfaults, aborts, hangs, raises, allocates past a memory cap, or exits.
+
+Actions of a ``FaultRequest``:
+``ok`` echo ``payload``; ``sleep`` wait ``seconds`` then echo; ``leak`` malloc ``mb`` MB with ctypes,
+touch every page and never free it; ``alloc`` malloc and touch ``mb`` MB, hold it ``seconds``, free it;
+``segfault``; ``abort``; ``hang`` (forever); ``raise`` (RuntimeError); ``exit`` (``os._exit(exit_code)``);
+``spawn_child`` start a ``sleep`` child process (to check that a group kill takes it too) and return its pid.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import subprocess
+import time
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["FaultConfig", "FaultRequest", "load", "run", "leak_native", "ACTIONS"]
+
+ACTIONS = ("ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "exit", "spawn_child")
+_MB = 1024 * 1024
+_libc = ctypes.CDLL(None)
+_libc.malloc.restype = ctypes.c_void_p
+_libc.malloc.argtypes = [ctypes.c_size_t]
+_libc.free.argtypes = [ctypes.c_void_p]
+
+
+@dataclass(frozen=True)
+class FaultConfig:
+    """What ``load`` does: leak ``leak_mb`` like a model's weights, take ``load_s``, or fail."""
+
+    leak_mb: int = 0
+    load_s: float = 0.0
+    fail: bool = False
+
+
+@dataclass(frozen=True)
+class FaultRequest:
+    action: str
+    mb: int = 0
+    seconds: float = 0.0
+    payload: Any = None
+    exit_code: int = 3
+
+
+def load(config: Any) -> dict[str, Any]:
+    """``config`` may be a FaultConfig; anything else (e.g. Settings) means a plain, instant load."""
+    if isinstance(config, FaultConfig):
+        if config.fail:
+            raise RuntimeError("injected load failure")
+        time.sleep(config.load_s)
+        leak_native(config.leak_mb)
+    return {"pid": os.getpid()}
+
+
+def run(model: dict[str, Any], request: FaultRequest) -> Any:
+    action = request.action
+    if action == "ok":
+        return request.payload
+    if action == "sleep":
+        time.sleep(request.seconds)
+        return request.payload
+    if action == "leak":
+        leak_native(request.mb)
+        return request.payload
+    if action == "alloc":
+        address = leak_native(request.mb)
+        time.sleep(request.seconds)
+        _libc.free(address)
+        return request.payload
+    if action == "segfault":
+        ctypes.string_at(0)
+    if action == "abort":
+        os.abort()
+    if action == "hang":
+        while True:
+            time.sleep(3600)
+    if action == "raise":
+        raise RuntimeError(f"injected failure: {request.payload!r}")
+    if action == "exit":
+        os._exit(request.exit_code)
+    if action == "spawn_child":
+        return subprocess.Popen(["sleep", "600"]).pid
+    raise ValueError(f"unknown fault action {action!r}; expected one of {ACTIONS}")
+
+
+def leak_native(mb: int) -> int | None:
+    """malloc ``mb`` MB outside Python's heap and write every page, so it counts in RSS; never freed here."""
+    if mb <= 0:
+        return None
+    size = mb * _MB
+    address = _libc.malloc(size)
+    if not address:
+        raise MemoryError(f"malloc of {mb} MB failed")
+    ctypes.memset(address, 1, size)
+    return address

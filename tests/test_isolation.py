@@ -1,0 +1,288 @@
+"""The isolation runtime with real worker processes and real signals, driven by the fault-injection stage."""
+
+from __future__ import annotations
+
+import glob
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import psutil
+import pytest
+
+from isoscribe.isolation import (
+    Limits,
+    StageError,
+    StageOutOfMemory,
+    StageSpec,
+    StageTimeout,
+    TaskCancelled,
+    WorkerCrashed,
+    WorkerPool,
+    run_isolated,
+)
+from isoscribe.stages.faults import FaultConfig, FaultRequest
+
+FAULTS = StageSpec("isoscribe.stages.faults")
+
+
+def _rss_mb() -> float:
+    return psutil.Process().memory_info().rss / 2**20
+
+
+def _wait_for(condition, timeout_s: float = 10.0) -> bool:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()
+
+
+def _our_segments() -> list[str]:
+    return glob.glob(f"/dev/shm/isoscribe-{os.getpid()}-*")
+
+
+@pytest.fixture
+def pool():
+    with WorkerPool(FAULTS, size=1, limits=Limits(timeout_s=1.0, hard_rss_mb=400)) as pool:
+        yield pool
+
+
+def test_run_isolated_returns_value_from_a_fresh_process_and_leaves_none_behind():
+    first = run_isolated(FAULTS, FaultRequest("ok", payload={"a": 1}))
+    second = run_isolated(FAULTS, FaultRequest("ok", payload="b"))
+    assert first.value == {"a": 1} and second.value == "b"
+    assert first.stats.worker_pid != second.stats.worker_pid != os.getpid()
+    assert first.stats.worker_task_number == 1
+    assert _is_zombie_or_gone(first.stats.worker_pid)
+    assert psutil.Process().children(recursive=True) == []
+
+
+def _is_zombie_or_gone(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return True
+
+
+def test_run_isolated_reports_a_crash():
+    with pytest.raises(WorkerCrashed) as caught:
+        run_isolated(FAULTS, FaultRequest("exit", exit_code=7))
+    assert caught.value.exit_code == 7 and caught.value.signal is None
+    assert psutil.Process().children(recursive=True) == []
+
+
+def test_pool_reuses_a_warm_worker_and_reports_stats(pool):
+    first = pool.run(FaultRequest("ok", payload=1))
+    second = pool.run(FaultRequest("ok", payload=2))
+    assert (first.value, second.value) == (1, 2)
+    assert first.stats.worker_pid == second.stats.worker_pid
+    assert second.stats.worker_task_number == 2
+    assert second.stats.peak_rss_mb > 5 and second.stats.wall_s >= 0
+    stats = pool.stats()
+    assert stats.tasks_completed == 2 and stats.queue_depth == 0 and stats.crashes == 0
+    assert [(w.pid, w.tasks_done, w.state) for w in stats.workers] == [(first.stats.worker_pid, 2, "idle")]
+    assert stats.workers[0].rss_mb > 5
+
+
+def test_segfault_is_worker_crashed_with_sigsegv_and_the_next_call_succeeds(pool):
+    with pytest.raises(WorkerCrashed) as caught:
+        pool.run(FaultRequest("segfault"))
+    assert caught.value.signal == signal.SIGSEGV
+    assert "Segmentation fault" in caught.value.stderr_tail
+    assert pool.run(FaultRequest("ok", payload="after")).value == "after"
+    assert pool.exits[0].reason == f"signal {signal.SIGSEGV}"
+    assert pool.stats().crashes == 1
+
+
+def test_abort_is_worker_crashed_with_sigabrt_and_the_pool_heals(pool):
+    with pytest.raises(WorkerCrashed) as caught:
+        pool.run(FaultRequest("abort"))
+    assert caught.value.signal == signal.SIGABRT
+    assert pool.run(FaultRequest("ok", payload=1)).value == 1
+
+
+def test_hang_is_stage_timeout_within_timeout_plus_two_seconds(pool):
+    pool.run(FaultRequest("ok"))
+    started = time.monotonic()
+    with pytest.raises(StageTimeout) as caught:
+        pool.run(FaultRequest("hang"))
+    assert time.monotonic() - started < 1.0 + 2.0
+    assert caught.value.timeout_s == 1.0
+    assert pool.exits[-1].reason == "timeout" and not pool.exits[-1].likely_oom_kill
+    assert pool.run(FaultRequest("ok", payload=1)).value == 1
+
+
+def test_timeout_kills_the_workers_whole_process_group():
+    with WorkerPool(FAULTS, limits=Limits(timeout_s=1.0)) as pool:
+        child_pid = pool.run(FaultRequest("spawn_child")).value
+        assert psutil.pid_exists(child_pid)
+        with pytest.raises(StageTimeout):
+            pool.run(FaultRequest("hang"))
+        assert _wait_for(lambda: _is_zombie_or_gone(child_pid), 2.0)
+
+
+def test_exception_in_stage_is_stage_error_with_traceback(pool):
+    with pytest.raises(StageError) as caught:
+        pool.run(FaultRequest("raise", payload="boom"))
+    error = caught.value
+    assert error.exc_type == "RuntimeError" and "boom" in error.message
+    assert "Traceback" in error.traceback_text and "faults.py" in error.traceback_text
+    assert pool.run(FaultRequest("ok", payload=1)).stats.worker_task_number == 2  # same worker carries on
+
+
+def test_allocation_past_the_hard_cap_is_stage_out_of_memory(pool):
+    with pytest.raises(StageOutOfMemory) as caught:
+        pool.run(FaultRequest("alloc", mb=600, seconds=10))
+    assert caught.value.limit_mb == 400 and caught.value.peak_rss_mb > 400
+    assert pool.exits[-1].reason == "oom_guard"
+    assert pool.run(FaultRequest("ok", payload=1)).value == 1
+
+
+def test_external_sigkill_is_flagged_as_likely_oom_kill(pool):
+    pid = pool.run(FaultRequest("ok")).stats.worker_pid
+    future = pool.submit(FaultRequest("sleep", seconds=5))
+    assert _wait_for(lambda: pool.stats().busy == 1)
+    os.kill(pid, signal.SIGKILL)
+    with pytest.raises(WorkerCrashed) as caught:
+        future.result(timeout=10)
+    assert caught.value.signal == signal.SIGKILL
+    assert pool.exits[-1].likely_oom_kill and pool.stats().likely_oom_kills == 1
+    assert pool.run(FaultRequest("ok", payload=1)).value == 1
+
+
+def test_a_crash_fails_only_its_own_task_concurrent_task_survives():
+    with WorkerPool(FAULTS, size=2) as pool:
+        assert pool.wait_ready(30)
+        survivor = pool.submit(FaultRequest("sleep", seconds=1.0, payload="intact"))
+        crasher = pool.submit(FaultRequest("segfault"))
+        with pytest.raises(WorkerCrashed):
+            crasher.result(timeout=10)
+        assert survivor.result(timeout=10).value == "intact"
+        assert survivor.result().stats.worker_pid != pool.exits[0].pid
+        assert _wait_for(lambda: pool.stats().idle == 2)
+
+
+def test_worker_over_max_rss_is_replaced_and_the_call_in_flight_returns():
+    with WorkerPool(FAULTS, max_rss_mb=150) as pool:
+        first = pool.run(FaultRequest("leak", mb=200, payload="in flight"))
+        assert first.value == "in flight" and first.stats.peak_rss_mb > 200
+        second = pool.run(FaultRequest("ok", payload=2))
+        assert second.stats.worker_pid != first.stats.worker_pid
+        assert [(e.pid, e.reason, e.tasks_done) for e in pool.exits] == [(first.stats.worker_pid, "rss_cap", 1)]
+        assert pool.exits[0].peak_rss_mb > 200
+
+
+def test_max_tasks_recycles_and_starts_the_replacement_ahead():
+    with WorkerPool(FAULTS, max_tasks_per_worker=2) as pool:
+        assert pool.wait_ready(30)
+        pids = [pool.run(FaultRequest("ok")).stats.worker_pid for _ in range(5)]
+        assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
+        assert _wait_for(lambda: len(pool.exits) == 2)
+        assert [(e.reason, e.tasks_done) for e in pool.exits] == [("max_tasks", 2), ("max_tasks", 2)]
+        assert pool.stats().exits_by_reason == {"max_tasks": 2}
+
+
+def test_idle_ttl_recycles_a_worker():
+    with WorkerPool(FAULTS, idle_ttl_s=0.3) as pool:
+        pid = pool.run(FaultRequest("ok")).stats.worker_pid
+        assert _wait_for(lambda: any(e.reason == "idle" for e in pool.exits), 10)
+        assert pool.exits[0].pid == pid
+        assert pool.run(FaultRequest("ok")).stats.worker_pid != pid
+
+
+def test_parent_rss_stays_flat_while_the_stage_leaks_50_mb_per_call():
+    with WorkerPool(FAULTS, max_rss_mb=300) as pool:
+        pool.run(FaultRequest("ok"))
+        before_mb = _rss_mb()
+        for _ in range(50):
+            pool.run(FaultRequest("leak", mb=50))
+        growth_mb = _rss_mb() - before_mb
+        assert growth_mb < 20, f"parent grew {growth_mb:.1f} MB"
+        assert pool.stats().exits_by_reason["rss_cap"] >= 8
+
+
+def test_large_array_crosses_by_shared_memory_and_leaves_no_segment(pool):
+    array = np.random.default_rng(0).standard_normal(10 * 2**20 // 8)
+    result = pool.run(FaultRequest("ok", payload={"audio": array, "note": "x"}))
+    np.testing.assert_array_equal(result.value["audio"], array)
+    assert _our_segments() == []
+
+
+def test_cancel_a_queued_task_and_a_running_one(pool):
+    running = pool.submit(FaultRequest("sleep", seconds=30))
+    queued = pool.submit(FaultRequest("ok"))
+    assert _wait_for(lambda: pool.stats().busy == 1)
+    assert pool.stats().queue_depth == 1
+    assert pool.cancel(queued) and queued.cancelled()
+    assert pool.cancel(running)
+    with pytest.raises(TaskCancelled):
+        running.result(timeout=5)
+    assert pool.exits[-1].reason == "cancelled"
+    assert pool.run(FaultRequest("ok", payload=1)).value == 1
+
+
+def test_load_failure_fails_the_task_with_the_load_traceback():
+    with WorkerPool(StageSpec("isoscribe.stages.faults", FaultConfig(fail=True)), prespawn=False) as pool:
+        with pytest.raises(StageError) as caught:
+            pool.run(FaultRequest("ok"))
+        assert "injected load failure" in caught.value.traceback_text
+        assert pool.exits[0].reason == "load_error"
+
+
+def test_shutdown_leaves_no_process_segment_or_temp_dir():
+    pool = WorkerPool(FAULTS, size=2, limits=Limits(timeout_s=30))
+    assert pool.wait_ready(30)
+    pool.run(FaultRequest("ok", payload=np.ones(2**20)))
+    busy = pool.submit(FaultRequest("hang"))
+    assert _wait_for(lambda: pool.stats().busy == 1)
+    pool.shutdown(kill_running=True)
+    with pytest.raises(TaskCancelled):
+        busy.result(timeout=5)
+    assert psutil.Process().children(recursive=True) == []
+    assert _our_segments() == []
+    assert glob.glob(os.path.join(os.path.dirname(pool._tmpdir), f"isoscribe-{os.getpid()}-*")) == []
+    with pytest.raises(RuntimeError):
+        pool.submit(FaultRequest("ok"))
+
+
+def test_forkserver_start_method_runs_and_reports_crashes():
+    with WorkerPool(FAULTS, start_method="forkserver") as pool:
+        assert pool.run(FaultRequest("ok", payload=3)).value == 3
+        with pytest.raises(WorkerCrashed) as caught:
+            pool.run(FaultRequest("segfault"))
+        assert caught.value.signal == signal.SIGSEGV
+        assert pool.run(FaultRequest("ok", payload=4)).value == 4
+
+
+def test_the_runtime_never_imports_gpu_frameworks_in_the_parent():
+    code = (
+        "import sys\n"
+        "from isoscribe.isolation import StageSpec, WorkerPool, run_isolated\n"
+        "from isoscribe.stages.faults import FaultRequest\n"
+        "run_isolated(StageSpec('isoscribe.stages.faults'), FaultRequest('ok'))\n"
+        "with WorkerPool(StageSpec('isoscribe.stages.faults')) as pool: pool.run(FaultRequest('ok'))\n"
+        "print(sorted({'torch', 'ctranslate2', 'tensorflow', 'jax'} & set(sys.modules)))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert output.stdout.strip() == "[]"
+
+
+def test_submitting_from_many_threads():
+    with WorkerPool(FAULTS, size=2) as pool:
+        results: list[int] = []
+
+        def client(index: int) -> None:
+            results.append(pool.run(FaultRequest("ok", payload=index)).value)
+
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(20)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert sorted(results) == list(range(20))
