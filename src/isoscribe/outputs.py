@@ -1,0 +1,170 @@
+"""Output writers: json, txt, srt, vtt, tsv, rttm and summary.md.
+
+One function per format returns the text (the service formats responses with them);
+``write_outputs`` writes the chosen formats atomically (temp file + rename), so a reader never sees a
+half-written file and a crash leaves the previous version in place. The json format is
+``Transcript.to_dict()`` plus ``summary`` when there is one: see docs/transcript-schema.md.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Iterable
+
+from isoscribe.transcript import Segment, Summary, Transcript
+
+__all__ = [
+    "FORMATS",
+    "to_json",
+    "to_txt",
+    "to_srt",
+    "to_vtt",
+    "to_tsv",
+    "to_rttm",
+    "to_summary_md",
+    "format_transcript",
+    "output_path",
+    "write_outputs",
+    "write_text_atomic",
+]
+
+FORMATS = ("json", "txt", "srt", "vtt", "tsv", "rttm", "summary")
+
+
+def to_json(transcript: Transcript, summary: Summary | None = None) -> str:
+    data = transcript.to_dict()
+    if summary is not None:
+        data["summary"] = asdict(summary)
+    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+
+
+def to_txt(transcript: Transcript) -> str:
+    """One line per segment; ``SPEAKER_00: text`` when diarized."""
+    lines = [_labelled(segment, "{speaker}: {text}") for segment in transcript.segments]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def to_srt(transcript: Transcript) -> str:
+    blocks = []
+    for number, segment in enumerate(transcript.segments, start=1):
+        timing = f"{_clock(segment.start, ',')} --> {_clock(segment.end, ',')}"
+        blocks.append(f"{number}\n{timing}\n{_labelled(segment, '[{speaker}] {text}')}\n")
+    return "\n".join(blocks)
+
+
+def to_vtt(transcript: Transcript) -> str:
+    blocks = ["WEBVTT\n"]
+    for segment in transcript.segments:
+        timing = f"{_clock(segment.start, '.')} --> {_clock(segment.end, '.')}"
+        text = _vtt_escape(segment.text.strip())
+        if segment.speaker:
+            text = f"<v {segment.speaker}>{text}"
+        blocks.append(f"{timing}\n{text}\n")
+    return "\n".join(blocks)
+
+
+def to_tsv(transcript: Transcript) -> str:
+    """Whisper's tsv (start and end in integer milliseconds) with a speaker column."""
+    rows = ["start\tend\tspeaker\ttext"]
+    for segment in transcript.segments:
+        text = re.sub(r"[\t\r\n]+", " ", segment.text.strip())
+        rows.append(f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{segment.speaker or ''}\t{text}")
+    return "\n".join(rows) + "\n"
+
+
+def to_rttm(transcript: Transcript) -> str:
+    """NIST RTTM from the speaker turns; without diarization, segments labelled with their speaker or UNKNOWN."""
+    uri = re.sub(r"\s+", "_", Path(transcript.source).stem or "audio")
+    spans: Iterable[tuple[float, float, str]]
+    if transcript.speaker_turns:
+        spans = ((t.start, t.end, t.speaker) for t in transcript.speaker_turns)
+    else:
+        spans = ((s.start, s.end, s.speaker or "UNKNOWN") for s in transcript.segments)
+    lines = [
+        f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} <NA> <NA>"
+        for start, end, speaker in spans
+        if end > start
+    ]
+    return "\n".join(lines) + ("\n" if lines else "")
+
+
+def to_summary_md(summary: Summary, title: str = "Summary") -> str:
+    parts = [f"# {title}\n"]
+    if summary.warning:
+        parts.append(f"> Summary unavailable: {summary.warning}\n")
+    if summary.summary.strip():
+        parts.append(summary.summary.strip() + "\n")
+    if summary.action_items:
+        parts.append("## Action items\n")
+        parts.append("".join(f"- {item.strip()}\n" for item in summary.action_items))
+    return "\n".join(parts)
+
+
+def format_transcript(transcript: Transcript, fmt: str, summary: Summary | None = None) -> str:
+    """The text of one transcript format (json, txt, srt, vtt, tsv, rttm)."""
+    if fmt == "json":
+        return to_json(transcript, summary)
+    writers = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "rttm": to_rttm}
+    if fmt not in writers:
+        raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
+    return writers[fmt](transcript)
+
+
+def output_path(out_dir: Path, stem: str, fmt: str) -> Path:
+    return Path(out_dir) / (f"{stem}.summary.md" if fmt == "summary" else f"{stem}.{fmt}")
+
+
+def write_outputs(
+    transcript: Transcript, summary: Summary | None, out_dir: Path, stem: str, formats: Iterable[str]
+) -> dict[str, Path]:
+    """Write each format to ``out_dir/stem.FORMAT`` (``stem.summary.md``); summary is skipped when None."""
+    written: dict[str, Path] = {}
+    for fmt in formats:
+        if fmt == "summary":
+            if summary is None:
+                continue
+            text = to_summary_md(summary, title=f"Summary of {stem}")
+        else:
+            text = format_transcript(transcript, fmt, summary)
+        path = output_path(out_dir, stem, fmt)
+        write_text_atomic(path, text)
+        written[fmt] = path
+    return written
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+
+
+def _labelled(segment: Segment, pattern: str) -> str:
+    text = segment.text.strip()
+    return pattern.format(speaker=segment.speaker, text=text) if segment.speaker else text
+
+
+def _clock(seconds: float, separator: str) -> str:
+    millis = max(0, round(seconds * 1000))
+    hours, millis = divmod(millis, 3_600_000)
+    minutes, millis = divmod(millis, 60_000)
+    secs, millis = divmod(millis, 1000)
+    return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _vtt_escape(text: str) -> str:
+    text = text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    return text.replace("-->", "--&gt;")

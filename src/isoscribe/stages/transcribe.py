@@ -1,0 +1,146 @@
+"""Transcription stage: faster-whisper (CTranslate2) with word timestamps and the Silero VAD filter.
+
+Hostable alone by the isolation runtime (``load(settings)``, ``run(model, request)``); the composite
+speech stage calls ``transcribe`` on audio it has already decoded. ctranslate2 is imported here,
+inside the worker, never in the parent.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isoscribe.audio import SAMPLE_RATE, decode_audio
+from isoscribe.config import AsrSettings, Settings
+from isoscribe.logs import log_event
+from isoscribe.models import is_english_only, resolve_model
+from isoscribe.transcript import Segment, SpeechRequest, Transcript, Word
+
+__all__ = ["Transcriber", "load", "run", "transcribe", "whisper_options", "resolve_device"]
+
+logger = logging.getLogger("isoscribe.transcribe")
+
+
+@dataclass
+class Transcriber:
+    whisper: Any
+    """faster_whisper.WhisperModel"""
+    model_name: str
+    device: str
+    compute_type: str
+    english_only: bool
+    asr: AsrSettings
+
+
+def resolve_device(device: str) -> str:
+    """"auto" means CUDA when CTranslate2 sees a GPU; only ever called inside a worker."""
+    if device != "auto":
+        return device
+    import ctranslate2
+
+    return "cuda" if ctranslate2.get_cuda_device_count() > 0 else "cpu"
+
+
+def resolve_compute_type(compute_type: str, device: str) -> str:
+    if compute_type != "default":
+        return compute_type
+    return "float16" if device == "cuda" else "int8"
+
+
+def load(settings: Settings) -> Transcriber:
+    from faster_whisper import WhisperModel
+
+    asr = settings.asr
+    model_dir = resolve_model(asr.model, asr.model_cache_dir)
+    device = resolve_device(asr.device)
+    compute_type = resolve_compute_type(asr.compute_type, device)
+    started = time.perf_counter()
+    whisper = WhisperModel(
+        str(model_dir),
+        device=device,
+        compute_type=compute_type,
+        cpu_threads=asr.cpu_threads,
+        local_files_only=True,
+    )
+    log_event(
+        logger, "asr_model_loaded", model=asr.model, path=model_dir, device=device,
+        compute_type=compute_type, load_s=time.perf_counter() - started,
+    )
+    return Transcriber(whisper, asr.model, device, compute_type, is_english_only(model_dir), asr)
+
+
+def run(model: Transcriber, request: SpeechRequest) -> Transcript:
+    started = time.perf_counter()
+    audio = decode_audio(request.audio_path)
+    decoded = time.perf_counter()
+    transcript = transcribe(model, audio, request)
+    transcript.timings_s = {"decode": decoded - started, **transcript.timings_s}
+    return transcript
+
+
+def whisper_options(asr: AsrSettings, request: SpeechRequest, english_only: bool = False) -> dict[str, Any]:
+    """Keyword arguments for ``WhisperModel.transcribe``; the benchmark's direct call uses the same."""
+    language = request.language or asr.language
+    if english_only:
+        language = "en"
+    temperatures = request.temperatures if request.temperatures is not None else tuple(asr.temperatures)
+    return {
+        "language": language,
+        "beam_size": asr.beam_size,
+        "temperature": list(temperatures),
+        "initial_prompt": request.initial_prompt or asr.initial_prompt,
+        "vad_filter": asr.vad_filter,
+        "word_timestamps": request.word_timestamps,
+    }
+
+
+def transcribe(model: Transcriber, audio: np.ndarray, request: SpeechRequest) -> Transcript:
+    """Transcribe 16 kHz mono float32 ``audio``; words are clamped into their segment, monotonic."""
+    started = time.perf_counter()
+    options = whisper_options(model.asr, request, model.english_only)
+    raw_segments, info = model.whisper.transcribe(audio, **options)
+    segments = [_segment(index, raw) for index, raw in enumerate(raw_segments)]
+    elapsed = time.perf_counter() - started
+    duration_s = audio.size / SAMPLE_RATE
+    log_event(
+        logger, "transcribed", audio=request.audio_path, duration_s=duration_s, segments=len(segments),
+        language=info.language, wall_s=elapsed, rtf=elapsed / duration_s if duration_s else 0.0,
+    )
+    return Transcript(
+        segments=segments,
+        language=info.language,
+        language_probability=float(info.language_probability),
+        duration_s=duration_s,
+        model=model.model_name,
+        timings_s={"transcribe": elapsed},
+        source=request.audio_path,
+    )
+
+
+def _segment(index: int, raw: Any) -> Segment:
+    start, end = float(raw.start), float(max(raw.end, raw.start))
+    return Segment(
+        id=index,
+        start=start,
+        end=end,
+        text=raw.text.strip(),
+        words=clamp_words([Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw.words or []], start, end),
+        avg_logprob=float(raw.avg_logprob),
+        no_speech_prob=float(raw.no_speech_prob),
+        compression_ratio=float(raw.compression_ratio),
+        temperature=float(raw.temperature or 0.0),
+    )
+
+
+def clamp_words(words: list[Word], start: float, end: float) -> list[Word]:
+    """Keep every word inside [start, end] with non-decreasing, non-overlapping times."""
+    previous_end = start
+    for word in words:
+        word.start = min(max(word.start, previous_end), end)
+        word.end = min(max(word.end, word.start), end)
+        previous_end = word.end
+    return words

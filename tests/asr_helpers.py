@@ -1,0 +1,51 @@
+"""Shared by the ASR and diarization tests: text normalization for WER, DER against an RTTM."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from isoscribe.transcript import SpeakerTurn
+
+
+def normalize(text: str) -> str:
+    """Lower case, no punctuation (apostrophes kept inside words), single spaces."""
+    text = text.lower().replace("-", " ")
+    text = re.sub(r"[^\w\s']", " ", text)
+    text = re.sub(r"(?<!\w)'|'(?!\w)", " ", text)
+    return " ".join(text.split())
+
+
+def wer(reference: str, hypothesis: str) -> float:
+    import jiwer
+
+    return jiwer.wer(normalize(reference), normalize(hypothesis))
+
+
+def read_rttm(path: Path):
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation()
+    for line in Path(path).read_text().splitlines():
+        fields = line.split()
+        if fields and fields[0] == "SPEAKER":
+            start, duration = float(fields[3]), float(fields[4])
+            annotation[Segment(start, start + duration)] = fields[7]
+    return annotation
+
+
+def turns_annotation(turns: list[SpeakerTurn]):
+    from pyannote.core import Annotation, Segment
+
+    annotation = Annotation()
+    for turn in turns:
+        annotation[Segment(turn.start, turn.end)] = turn.speaker
+    return annotation
+
+
+def der(reference_rttm: Path, turns: list[SpeakerTurn], collar_each_side_s: float = 0.25) -> float:
+    """Diarization error rate; pyannote.metrics' ``collar`` is the total width, so it is twice the side."""
+    from pyannote.metrics.diarization import DiarizationErrorRate
+
+    metric = DiarizationErrorRate(collar=2 * collar_each_side_s, skip_overlap=False)
+    return float(metric(read_rttm(reference_rttm), turns_annotation(turns)))

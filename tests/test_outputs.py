@@ -1,0 +1,125 @@
+"""Every output format parses back with a real parser; files are written atomically."""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+from pathlib import Path
+
+import pytest
+import srt
+import webvtt
+
+from isoscribe.outputs import (
+    format_transcript,
+    to_json,
+    to_rttm,
+    to_srt,
+    to_summary_md,
+    to_tsv,
+    to_txt,
+    to_vtt,
+    write_outputs,
+)
+from isoscribe.transcript import Segment, SpeakerTurn, Summary, Transcript, Word
+
+
+def _transcript(diarized: bool) -> Transcript:
+    speaker = (lambda s: s) if diarized else (lambda s: None)
+    segments = [
+        Segment(0, 0.0, 2.5, "Hello, and welcome <everyone> --> to the meeting.",
+                [Word(0.0, 0.5, " Hello,", 0.9, speaker("SPEAKER_00")), Word(0.6, 2.5, " and welcome", 0.8, speaker("SPEAKER_00"))],
+                speaker=speaker("SPEAKER_00")),
+        Segment(1, 2.7, 3661.25, "Thanks.\tSee you & bye.", [Word(2.7, 3661.25, " Thanks.", 0.7, speaker("SPEAKER_01"))],
+                speaker=speaker("SPEAKER_01")),
+    ]
+    turns = [SpeakerTurn(0.0, 2.5, "SPEAKER_00"), SpeakerTurn(2.7, 3661.25, "SPEAKER_01")] if diarized else []
+    return Transcript(
+        segments=segments, language="en", language_probability=0.98, duration_s=3662.0, model="tiny.en",
+        speakers=["SPEAKER_00", "SPEAKER_01"] if diarized else [], speaker_turns=turns,
+        timings_s={"transcribe": 1.5}, source="/data/team meeting.wav",
+    )
+
+
+@pytest.mark.parametrize("diarized", [True, False])
+def test_json_round_trips_to_the_same_transcript(diarized: bool) -> None:
+    transcript = _transcript(diarized)
+    data = json.loads(to_json(transcript))
+    assert data["schema_version"] == 1 and data["text"] == transcript.text
+    assert Transcript.from_dict(data) == transcript
+
+
+def test_json_carries_the_summary() -> None:
+    summary = Summary("We met.", ["Bob fixes the bug"], model="smollm2")
+    data = json.loads(to_json(_transcript(True), summary))
+    assert data["summary"]["action_items"] == ["Bob fixes the bug"]
+
+
+@pytest.mark.parametrize("diarized", [True, False])
+def test_srt_parses_with_speaker_labels(diarized: bool) -> None:
+    subtitles = list(srt.parse(to_srt(_transcript(diarized))))
+    assert [s.index for s in subtitles] == [1, 2]
+    assert subtitles[1].start.total_seconds() == pytest.approx(2.7)
+    assert subtitles[1].end.total_seconds() == pytest.approx(3661.25)
+    assert subtitles[0].content.startswith("[SPEAKER_00] Hello") == diarized
+
+
+@pytest.mark.parametrize("diarized", [True, False])
+def test_vtt_parses_with_voice_tags(diarized: bool) -> None:
+    captions = list(webvtt.from_buffer(io.StringIO(to_vtt(_transcript(diarized)))))
+    assert len(captions) == 2
+    assert (captions[1].start, captions[1].end) == ("00:00:02.700", "01:01:01.250")
+    if diarized:
+        assert captions[0].voice == "SPEAKER_00" and captions[1].voice == "SPEAKER_01"
+    assert html.unescape(captions[0].text) == "Hello, and welcome <everyone> --> to the meeting."
+
+
+def test_tsv_parses_with_milliseconds_and_speaker() -> None:
+    rows = list(csv.DictReader(io.StringIO(to_tsv(_transcript(True))), delimiter="\t"))
+    assert rows[1] == {"start": "2700", "end": "3661250", "speaker": "SPEAKER_01", "text": "Thanks. See you & bye."}
+
+
+def test_rttm_lines_follow_the_nist_fields() -> None:
+    from pyannote.core import Annotation, Segment as Span
+
+    lines = to_rttm(_transcript(True)).splitlines()
+    assert len(lines) == 2
+    annotation = Annotation()
+    for line in lines:
+        kind, uri, channel, start, duration, ortho, stype, name, conf, lookahead = line.split(" ")
+        assert (kind, uri, channel, ortho, stype, conf, lookahead) == ("SPEAKER", "team_meeting", "1", "<NA>", "<NA>", "<NA>", "<NA>")
+        annotation[Span(float(start), float(start) + float(duration))] = name
+    assert annotation.labels() == ["SPEAKER_00", "SPEAKER_01"]
+    assert to_rttm(_transcript(False)).split()[7] == "UNKNOWN"
+
+
+def test_txt_labels_speakers_only_when_diarized() -> None:
+    assert to_txt(_transcript(True)).splitlines()[0].startswith("SPEAKER_00: Hello")
+    assert to_txt(_transcript(False)).splitlines()[0].startswith("Hello")
+
+
+def test_summary_markdown_lists_action_items_or_the_warning() -> None:
+    text = to_summary_md(Summary("We planned the release.", ["Bob fixes the login bug"]))
+    assert "We planned the release." in text and "- Bob fixes the login bug" in text
+    assert "LLM crashed" in to_summary_md(Summary.empty("LLM crashed"))
+
+
+def test_write_outputs_writes_every_format_atomically(tmp_path: Path) -> None:
+    transcript = _transcript(True)
+    summary = Summary("We met.", ["Bob fixes the bug"])
+    formats = ["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
+    written = write_outputs(transcript, summary, tmp_path, "meeting", formats)
+    assert sorted(written) == sorted(formats)
+    assert written["summary"].name == "meeting.summary.md"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in written.values()), "no temp files"
+    for fmt in formats[:-1]:
+        expected = format_transcript(transcript, fmt, summary)
+        assert written[fmt].read_text(encoding="utf-8") == expected
+    assert "summary" not in write_outputs(transcript, None, tmp_path / "nosummary", "meeting", formats)
+
+
+def test_unknown_format_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown output format"):
+        format_transcript(_transcript(False), "docx")
