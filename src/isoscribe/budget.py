@@ -1,0 +1,147 @@
+"""Memory budget gate: a stage starts only when its peak fits beside what already holds memory.
+
+What holds memory is counted per stage as ``peak × max(running tasks, warm workers)``: a task
+running in a fresh process holds its stage's peak until it exits, and in pooled mode a warm idle
+worker keeps its model loaded, so it holds the peak too. When a stage does not fit, the gate first
+retires idle warm workers of the other stages (their memory goes back to the OS with the process),
+then waits for running tasks to finish. A stage whose peak alone exceeds the budget still runs when
+nothing else does (waiting could never help); that is logged.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+
+import psutil
+
+from isoscribe.config import Settings
+from isoscribe.logs import log_event
+
+__all__ = ["DEFAULT_PEAKS_MB", "default_budget_mb", "gpu_total_mb", "stage_peaks_mb", "MemoryGate"]
+
+log = logging.getLogger("isoscribe.budget")
+
+DEFAULT_PEAKS_MB = {"speech": 1500.0, "summary": 1000.0}
+"""Guesses used before a stage has run once in this output directory and none is declared."""
+
+BUDGET_FRACTION = 0.8
+
+
+def default_budget_mb() -> float:
+    return BUDGET_FRACTION * psutil.virtual_memory().total / 2**20
+
+
+def gpu_total_mb() -> float | None:
+    """Memory of GPU 0 where NVML sees one, else None."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        try:
+            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
+            return pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
+        finally:
+            pynvml.nvmlShutdown()
+    except Exception:  # no driver, no device, no library: CPU only
+        return None
+
+
+def stage_peaks_mb(settings: Settings, learned: Callable[[str], float | None]) -> dict[str, float]:
+    """Peak RSS per stage: declared in settings, else learned from earlier runs, else a default guess."""
+    declared = {"speech": settings.batch.asr_peak_mb, "summary": settings.batch.llm_peak_mb}
+    peaks = {}
+    for stage, value in declared.items():
+        peaks[stage] = value if value is not None else (learned(stage) or DEFAULT_PEAKS_MB[stage])
+    return peaks
+
+
+class MemoryGate:
+    """Admits stage tasks while the sum of what holds memory fits the budget."""
+
+    def __init__(
+        self,
+        budget_mb: float,
+        peaks_mb: dict[str, float],
+        *,
+        keep_warm: bool = False,
+        warm_limit: int = 1,
+        release_warm: Callable[[str], None] | None = None,
+        gpu_budget_mb: float | None = None,
+        gpu_peaks_mb: dict[str, float] | None = None,
+    ) -> None:
+        self.budget_mb = budget_mb
+        self.peaks_mb = dict(peaks_mb)
+        self.keep_warm = keep_warm
+        self.warm_limit = warm_limit
+        self.gpu_budget_mb = gpu_budget_mb
+        self.gpu_peaks_mb = dict(gpu_peaks_mb or {})
+        self.release_warm = release_warm
+        """Called with a stage name to shut that stage's warm workers down."""
+        self._running = {stage: 0 for stage in peaks_mb}
+        self._warm = {stage: 0 for stage in peaks_mb}
+        self._cond = threading.Condition()
+        self.overcommitted: list[str] = []
+
+    def coexist(self, workers: int = 1) -> bool:
+        """Whether ``workers`` tasks of every stage fit at once."""
+        return workers * sum(self.peaks_mb.values()) <= self.budget_mb
+
+    def held_mb(self) -> float:
+        with self._cond:
+            return self._held(self._running, self.peaks_mb)
+
+    @contextmanager
+    def reserve(self, stage: str) -> Iterator[None]:
+        self.acquire(stage)
+        try:
+            yield
+        finally:
+            self.release(stage)
+
+    def acquire(self, stage: str) -> None:
+        with self._cond:
+            while not self._admit(stage):
+                self._cond.wait()
+            self._running[stage] += 1
+            if self.keep_warm:
+                self._warm[stage] = min(self.warm_limit, max(self._warm[stage], self._running[stage]))
+
+    def release(self, stage: str) -> None:
+        with self._cond:
+            self._running[stage] -= 1
+            self._cond.notify_all()
+
+    def _admit(self, stage: str) -> bool:
+        if self._fits(stage):
+            return True
+        for other in self._warm:
+            if other != stage and self._warm[other] and not self._running[other]:
+                log_event(log, "budget_retire_warm", stage=other, to_start=stage, budget_mb=self.budget_mb)
+                if self.release_warm is not None:
+                    self.release_warm(other)
+                self._warm[other] = 0
+        if self._fits(stage):
+            return True
+        if not any(self._running.values()):
+            log_event(
+                log, "budget_overcommit", logging.WARNING, stage=stage,
+                peak_mb=self.peaks_mb[stage], budget_mb=self.budget_mb,
+            )
+            self.overcommitted.append(stage)
+            return True
+        return False
+
+    def _fits(self, stage: str) -> bool:
+        running = dict(self._running)
+        running[stage] += 1
+        if self._held(running, self.peaks_mb) > self.budget_mb:
+            return False
+        if self.gpu_budget_mb is not None and self.gpu_peaks_mb:
+            return self._held(running, self.gpu_peaks_mb) <= self.gpu_budget_mb
+        return True
+
+    def _held(self, running: dict[str, int], peaks: dict[str, float]) -> float:
+        return sum(peaks.get(stage, 0.0) * max(count, self._warm[stage]) for stage, count in running.items())

@@ -1,0 +1,84 @@
+"""Input discovery for batch runs: files, directories (recursive), globs and manifests.
+
+A manifest is named ``@path`` on the command line: one audio path per line, blank lines and lines
+starting with ``#`` ignored, relative paths taken from the manifest's folder.
+"""
+
+from __future__ import annotations
+
+import glob
+from pathlib import Path
+
+__all__ = ["AUDIO_EXTENSIONS", "InputError", "discover_inputs"]
+
+AUDIO_EXTENSIONS = frozenset(
+    {".wav", ".flac", ".mp3", ".m4a", ".mp4", ".ogg", ".opus", ".webm", ".aac", ".wma", ".aiff", ".aif", ".mkv"}
+)
+
+_GLOB_CHARS = set("*?[")
+
+
+class InputError(ValueError):
+    """An input names nothing that exists; the message names the input."""
+
+
+def discover_inputs(specs: list[str | Path]) -> list[Path]:
+    """Resolve every spec to audio files, in the given order, each file once.
+
+    Files named directly are taken whatever their extension (the audio stage judges them);
+    files found in directories or by globs are kept only with an audio extension.
+    """
+    found: list[Path] = []
+    seen: set[Path] = set()
+    for spec in specs:
+        for path in _expand(str(spec)):
+            resolved = path.resolve()
+            if resolved not in seen:
+                seen.add(resolved)
+                found.append(resolved)
+    return found
+
+
+def _expand(spec: str) -> list[Path]:
+    if spec.startswith("@"):
+        return _from_manifest(Path(spec[1:]))
+    if _GLOB_CHARS & set(spec):
+        matches = sorted(Path(match) for match in glob.glob(spec, recursive=True))
+        files = [path for path in matches if path.is_file() and _is_audio(path)]
+        files += [audio for path in matches if path.is_dir() for audio in _audio_under(path)]
+        if not files:
+            raise InputError(f"no audio files match {spec!r}")
+        return files
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        files = _audio_under(path)
+        if not files:
+            raise InputError(f"no audio files under {spec}")
+        return files
+    if path.is_file():
+        return [path]
+    raise InputError(f"input not found: {spec}")
+
+
+def _from_manifest(manifest: Path) -> list[Path]:
+    if not manifest.is_file():
+        raise InputError(f"manifest not found: {manifest}")
+    paths = []
+    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        path = Path(entry).expanduser()
+        path = path if path.is_absolute() else manifest.parent / path
+        if not path.is_file():
+            raise InputError(f"{manifest}:{number}: file not found: {entry}")
+        paths.append(path)
+    return paths
+
+
+def _audio_under(folder: Path) -> list[Path]:
+    return sorted(path for path in folder.rglob("*") if path.is_file() and _is_audio(path))
+
+
+def _is_audio(path: Path) -> bool:
+    return path.suffix.lower() in AUDIO_EXTENSIONS

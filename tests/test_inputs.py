@@ -1,0 +1,68 @@
+"""Input discovery: files, recursive directories, globs and @manifests, each file once."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from isoscribe.inputs import InputError, discover_inputs
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    for name in ["a.wav", "b.flac", "notes.txt", "sub/c.mp3", "sub/deeper/d.WAV", "sub/readme.md"]:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"x")
+    return tmp_path
+
+
+def test_directory_is_searched_recursively_for_audio_only(tree: Path) -> None:
+    found = discover_inputs([tree])
+    assert [p.relative_to(tree).as_posix() for p in found] == ["a.wav", "b.flac", "sub/c.mp3", "sub/deeper/d.WAV"]
+
+
+def test_named_file_is_taken_whatever_its_extension(tree: Path) -> None:
+    assert discover_inputs([tree / "notes.txt"]) == [(tree / "notes.txt").resolve()]
+
+
+def test_glob_keeps_audio_and_expands_matched_directories(tree: Path) -> None:
+    found = discover_inputs([str(tree / "*")])
+    names = sorted(p.name for p in found)
+    assert names == ["a.wav", "b.flac", "c.mp3", "d.WAV"]
+    assert [p.name for p in discover_inputs([str(tree / "**" / "*.mp3")])] == ["c.mp3"]
+
+
+def test_manifest_lines_are_relative_to_the_manifest(tree: Path) -> None:
+    manifest = tree / "list.txt"
+    manifest.write_text(f"# batch\n\nsub/c.mp3\n{tree / 'a.wav'}\n")
+    assert [p.name for p in discover_inputs([f"@{manifest}"])] == ["c.mp3", "a.wav"]
+
+
+def test_each_file_once_in_first_seen_order(tree: Path) -> None:
+    found = discover_inputs([tree / "sub" / "c.mp3", tree, str(tree / "a.wav")])
+    assert [p.name for p in found] == ["c.mp3", "a.wav", "b.flac", "d.WAV"]
+
+
+@pytest.mark.parametrize(
+    "spec, message",
+    [("missing.wav", "input not found"), ("nothing-*.wav", "no audio files match"), ("@absent.txt", "manifest not found")],
+)
+def test_inputs_that_name_nothing_are_errors(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, spec: str, message: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(InputError, match=message):
+        discover_inputs([spec])
+
+
+def test_manifest_entry_that_does_not_exist_names_its_line(tree: Path) -> None:
+    manifest = tree / "list.txt"
+    manifest.write_text("a.wav\ngone.wav\n")
+    with pytest.raises(InputError, match=r"list.txt:2: file not found: gone.wav"):
+        discover_inputs([f"@{manifest}"])
+
+
+def test_directory_without_audio_is_an_error(tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="no audio files under"):
+        discover_inputs([tmp_path / "empty"])
