@@ -27,7 +27,6 @@ import logging
 import os
 import shutil
 import threading
-import time
 import types
 import typing
 import uuid
@@ -45,17 +44,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from isoscribe.config import LlmSettings, Settings, load_settings
-from isoscribe.isolation import (
-    IsolationError,
-    Limits,
-    StageError,
-    StageOutOfMemory,
-    StageSpec,
-    StageTimeout,
-    TaskResult,
-    TaskStats,
-    WorkerCrashed,
-)
+from isoscribe.isolation import IsolationError, Limits, StageError, StageSpec, TaskResult, TaskStats
 from isoscribe.logs import log_event
 
 __all__ = [
@@ -359,7 +348,11 @@ def _coerce(hint: Any, value: Any) -> Any:
     return value
 
 
-_ERROR_TYPES = {cls.__name__: cls for cls in (IsolationError, WorkerCrashed, StageTimeout, StageOutOfMemory, StageError)}
+def _error_types() -> dict[str, type[IsolationError]]:
+    from isoscribe import isolation
+
+    found = {name: value for name, value in vars(isolation).items() if isinstance(value, type)}
+    return {name: cls for name, cls in found.items() if issubclass(cls, IsolationError)}
 
 
 def encode_error(error: IsolationError) -> dict[str, Any]:
@@ -368,7 +361,7 @@ def encode_error(error: IsolationError) -> dict[str, Any]:
 
 
 def decode_error(encoded: dict[str, Any]) -> IsolationError:
-    cls = _ERROR_TYPES.get(encoded["type"], StageError)
+    cls = _error_types().get(encoded["type"], StageError)
     return cls(**encoded["fields"])
 
 
