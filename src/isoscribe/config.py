@@ -86,6 +86,8 @@ class LlmSettings(_Section):
     request_timeout_s: float = Field(300, gt=0)
     summary_prompt: str | None = None
     reduce_prompt: str | None = None
+    action_items_prompt: str | None = None
+    """Template with {transcript}; None means the built-in one (see llm_summary)."""
 
 
 class IsolationSettings(_Section):
@@ -131,6 +133,8 @@ class ServiceSettings(_Section):
     data_dir: Path = Path.home() / ".local" / "share" / "isoscribe"
     retry_crashed: bool = False
     executor: Literal["local", "celery"] = "local"
+    drain_timeout_s: float = Field(30, ge=0)
+    """On SIGTERM: how long open requests and running jobs may take before jobs go back to the queue."""
 
 
 class NotifySettings(_Section):

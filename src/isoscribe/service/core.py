@@ -1,0 +1,188 @@
+"""The service behind the routers: uploads, model names, the stage runner, the job store and runner."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from fastapi import Request
+
+from isoscribe.config import Settings
+from isoscribe.executors import StageExecutor
+from isoscribe.logs import log_event
+from isoscribe.models import available_models
+from isoscribe.service.errors import ApiError
+from isoscribe.executors import PooledExecutor
+from isoscribe.service.execution import QueueFull, StageRunner, add_model_pool, build_executor
+from isoscribe.service.job_runner import JobRunner
+from isoscribe.service.job_store import Job, JobOptions, JobStore
+from isoscribe.service.metrics import ServiceMetrics
+from isoscribe.service.transcription import SpeechOptions, check_audio, transcribe
+from isoscribe.service.uploads import UploadedForm, receive_multipart
+from isoscribe.transcript import Transcript
+
+__all__ = ["Service", "MODEL_ALIAS"]
+
+MODEL_ALIAS = "whisper-1"
+"""OpenAI's model name; served by the configured default model."""
+
+logger = logging.getLogger("isoscribe.service")
+
+
+class Service:
+    def __init__(self, settings: Settings, executor: StageExecutor | None = None) -> None:
+        self.settings = settings
+        self._owns_executor = executor is None
+        self.executor: StageExecutor | None = executor
+        self.data_dir = Path(settings.service.data_dir)
+        self.upload_dir = self.data_dir / "uploads"
+        self.job_audio_dir = self.data_dir / "job-audio"
+        self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        self.runner: StageRunner | None = None
+        self.jobs: JobRunner | None = None
+        self.metrics: ServiceMetrics | None = None
+        self.ready = False
+        self.accepting = True
+
+    async def start(self) -> None:
+        for folder in (self.upload_dir, self.job_audio_dir):
+            folder.mkdir(parents=True, exist_ok=True)
+        _remove_leftover_uploads(self.upload_dir)
+        if self.executor is None:
+            self.executor = await asyncio.to_thread(build_executor, self.settings)
+        service = self.settings.service
+        self.runner = StageRunner(
+            self.executor, service.queue_size + service.asr_workers, service.asr_workers, service.retry_crashed
+        )
+        self.metrics = ServiceMetrics(self.executor, self.runner, self.job_depth)
+        self.jobs = JobRunner(self.store, self.runner, self.settings, self.speech_stage_for)
+        self.jobs.start()
+        self.ready = True
+        log_event(logger, "service_ready", data_dir=self.data_dir, asr_workers=service.asr_workers)
+
+    async def stop(self) -> None:
+        """Drain: running jobs finish within the drain time or go back to the queue; workers stop."""
+        self.ready = False
+        self.accepting = False
+        if self.jobs is not None:
+            await self.jobs.drain(self.settings.service.drain_timeout_s)
+        if self.executor is not None and self._owns_executor:
+            await asyncio.to_thread(self.executor.shutdown)
+        self.store.close()
+        log_event(logger, "service_stopped")
+
+    def job_depth(self) -> int:
+        running = self.jobs.running if self.jobs else 0
+        return self.store.count("queued") + running
+
+    def model_ids(self) -> list[str]:
+        installed = [m.name for m in available_models(self.settings.asr.model_cache_dir) if m.installed]
+        default = self.settings.asr.model
+        return [MODEL_ALIAS, *([default] if default not in installed else []), *installed]
+
+    def speech_stage_for(self, model: str) -> str:
+        """The executor stage serving ``model``: the configured one, or another installed model's own pool."""
+        if model in (MODEL_ALIAS, self.settings.asr.model):
+            return "speech"
+        ids = self.model_ids()
+        can_add = self._owns_executor and isinstance(self.executor, PooledExecutor)
+        if model not in ids or not can_add:
+            served = ids if can_add else [MODEL_ALIAS, self.settings.asr.model]
+            raise ApiError(
+                400,
+                f"model {model!r} is not available; use one of: {', '.join(served)} (see GET /v1/models)",
+                param="model",
+                code="model_not_found",
+            )
+        return add_model_pool(self.executor, self.settings, model)
+
+    async def receive_upload(self, request: Request, folder: Path) -> UploadedForm:
+        if not self.accepting:
+            raise ApiError(503, "server is shutting down", type="server_error", headers={"Retry-After": "5"})
+        form = await receive_multipart(
+            request.headers.get("content-type", ""),
+            request.stream(),
+            folder,
+            "file",
+            int(self.settings.service.max_upload_mb * 1_000_000),
+        )
+        if form.file_path is None:
+            raise ApiError(400, "missing the 'file' part", param="file", code="missing_file")
+        return form
+
+    async def transcribe_upload(self, request: Request, parse_options) -> tuple[Transcript, object]:
+        """Admit, receive, validate and transcribe one upload; the upload is deleted afterwards."""
+        assert self.runner is not None
+        try:
+            self.runner.admit()
+        except QueueFull as full:
+            raise ApiError(
+                429, str(full), type="rate_limit_error", code="queue_full",
+                headers={"Retry-After": str(full.retry_after_s)},
+            ) from None
+        form: UploadedForm | None = None
+        try:
+            form = await self.receive_upload(request, self.upload_dir)
+            params = parse_options(form)
+            stage = self.speech_stage_for(params.model)
+            assert form.file_path is not None
+            await check_audio(form.file_path, self.settings)
+            options: SpeechOptions = params.speech_options()
+            return await transcribe(self.runner, form.file_path, options, self.settings, stage), params
+        finally:
+            self.runner.release()
+            if form is not None and form.file_path is not None:
+                form.file_path.unlink(missing_ok=True)
+
+    async def submit_job(self, request: Request, parse_options) -> Job:
+        """Receive and validate a job's upload, then queue it; 503 with Retry-After when the queue is full."""
+        assert self.jobs is not None and self.runner is not None
+        if self.store.count("queued") >= self.settings.service.queue_size:
+            raise ApiError(
+                503, "job queue full", type="server_error", code="queue_full",
+                headers={"Retry-After": str(self.runner.retry_after_s())},
+            )
+        form = await self.receive_upload(request, self.job_audio_dir)
+        assert form.file_path is not None
+        try:
+            params = parse_options(form)
+            self.speech_stage_for(params.model)
+            await check_audio(form.file_path, self.settings)
+        except BaseException:
+            form.file_path.unlink(missing_ok=True)
+            raise
+        options = JobOptions(
+            model=params.model,
+            language=params.language,
+            prompt=params.prompt,
+            temperature=params.temperature or None,
+            diarize=params.diarize,
+            num_speakers=params.num_speakers,
+            summarize=params.summarize,
+        )
+        job = self.store.create(form.file_path, options, params.webhook_url)
+        self.jobs.notify()
+        log_event(logger, "job_queued", id=job.id, bytes=form.file_bytes)
+        return job
+
+    def cancel_job(self, job_id: str) -> Job:
+        job = self.get_job(job_id)
+        if self.store.cancel(job_id):
+            if job.status == "queued":  # a running job's audio is removed by its runner when the stage returns
+                Path(job.audio_path).unlink(missing_ok=True)
+            log_event(logger, "job_cancelled", id=job_id)
+        return self.get_job(job_id)
+
+    def get_job(self, job_id: str) -> Job:
+        job = self.store.get(job_id)
+        if job is None:
+            raise ApiError(404, f"no job {job_id!r}", code="job_not_found")
+        return job
+
+
+def _remove_leftover_uploads(upload_dir: Path) -> None:
+    """Sync uploads of a server that died mid-request: nobody is waiting for them any more."""
+    for leftover in upload_dir.iterdir():
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)

@@ -1,0 +1,47 @@
+"""HTTP errors in OpenAI's shape: ``{"error": {"message", "type", "param", "code"}}``.
+
+The official ``openai`` client reads this shape, so a client sees our message in its exception.
+"""
+
+from __future__ import annotations
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+__all__ = ["ApiError", "api_error_handler", "validation_error_handler", "error_body"]
+
+
+class ApiError(Exception):
+    def __init__(
+        self,
+        status_code: int,
+        message: str,
+        *,
+        type: str = "invalid_request_error",
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status_code = status_code
+        self.message = message
+        self.type = type
+        self.code = code
+        self.param = param
+        self.headers = headers or {}
+
+
+def error_body(message: str, type: str, code: str | None = None, param: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type, "param": param, "code": code}}
+
+
+async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse(
+        error_body(exc.message, exc.type, exc.code, exc.param), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
+    problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+    return JSONResponse(error_body(problems, "invalid_request_error", "invalid_parameter"), status_code=400)

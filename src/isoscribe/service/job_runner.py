@@ -1,0 +1,153 @@
+"""Runs queued jobs from the JobStore through the same StageRunner as the synchronous endpoint.
+
+``asr_workers`` loops claim the oldest queued job each; a job's audio is deleted once it is
+finished. ``drain`` (SIGTERM) stops claiming, lets running jobs finish for a while, then puts the
+rest back in the queue so that the next server start runs them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import httpx
+
+from isoscribe.config import Settings
+from isoscribe.logs import log_event
+from isoscribe.service.errors import ApiError
+from isoscribe.service.execution import StageRunner
+from isoscribe.service.job_store import Job, JobStore
+from isoscribe.service.transcription import SpeechOptions, check_audio, summarize, transcribe
+
+__all__ = ["JobRunner", "job_status"]
+
+logger = logging.getLogger("isoscribe.service.jobs")
+
+
+def job_status(job: Job) -> dict:
+    """The public view of a job (GET /v1/jobs/{id} and the webhook body)."""
+    error = {"type": job.error_type, "message": job.error} if job.error else None
+    return {
+        "id": job.id,
+        "object": "transcription.job",
+        "status": job.status,
+        "progress": round(job.progress, 3),
+        "stage": job.stage or None,
+        "attempts": job.attempts,
+        "created_at": job.created_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "timings": job.timings,
+        "error": error,
+        "options": job.options.__dict__,
+    }
+
+
+class JobRunner:
+    def __init__(
+        self, store: JobStore, runner: StageRunner, settings: Settings, stage_for_model: Callable[[str], str]
+    ) -> None:
+        self.store = store
+        self.stage_for_model = stage_for_model
+        self.runner = runner
+        self.settings = settings
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._loops: list[asyncio.Task] = []
+        self._active: dict[str, asyncio.Task] = {}
+
+    @property
+    def running(self) -> int:
+        return len(self._active)
+
+    def start(self) -> None:
+        requeued = self.store.requeue_running()
+        if requeued:
+            log_event(logger, "jobs_requeued", count=len(requeued), ids=",".join(requeued))
+        self._loops = [asyncio.create_task(self._loop()) for _ in range(self.settings.service.asr_workers)]
+        self._wake.set()
+
+    def notify(self) -> None:
+        self._wake.set()
+
+    async def drain(self, timeout_s: float) -> None:
+        """Stop claiming jobs; wait up to ``timeout_s`` for running ones, then re-queue the rest."""
+        self._stopping = True
+        self._wake.set()
+        active = list(self._active.values())
+        if active:
+            log_event(logger, "jobs_draining", running=len(active), timeout_s=timeout_s)
+            await asyncio.wait(active, timeout=timeout_s)
+        for task in self._loops:
+            task.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            job = self.store.claim_next()
+            if job is None:
+                self._wake.clear()
+                await self._wake.wait()
+                continue
+            task = asyncio.create_task(self._process(job))
+            self._active[job.id] = task
+            try:
+                await asyncio.shield(task)
+            except asyncio.CancelledError:
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+                raise
+            finally:
+                self._active.pop(job.id, None)
+
+    async def _process(self, job: Job) -> None:
+        timings = {"queued_s": round(time.time() - job.created_at, 3)}
+        options = job.options
+        audio_path = Path(job.audio_path)
+        log_event(logger, "job_started", id=job.id, attempt=job.attempts)
+        try:
+            timings["audio_s"] = await check_audio(audio_path, self.settings)
+            self.store.set_progress(job.id, 0.1, "speech")
+            started = time.perf_counter()
+            speech = SpeechOptions(options.language, options.prompt, options.temperature, options.diarize,
+                                   options.num_speakers)
+            stage = self.stage_for_model(options.model)
+            transcript = await transcribe(self.runner, audio_path, speech, self.settings, stage)
+            timings["speech_s"] = round(time.perf_counter() - started, 3)
+            summary = None
+            if options.summarize and not self._cancelled(job.id):
+                self.store.set_progress(job.id, 0.7, "summary")
+                started = time.perf_counter()
+                summary = (await summarize(self.runner, transcript)).__dict__
+                timings["summary_s"] = round(time.perf_counter() - started, 3)
+            timings["total_s"] = round(time.time() - job.created_at, 3)
+            finished = self.store.succeed(job.id, transcript.to_dict(), summary, timings)
+        except ApiError as exc:
+            finished = self.store.fail(job.id, exc.code or exc.type, exc.message, timings)
+        except asyncio.CancelledError:
+            self.store.requeue(job.id)
+            log_event(logger, "job_requeued", id=job.id)
+            raise
+        except Exception as exc:  # a bug must fail the job, not the runner loop
+            logger.exception("event=job_error id=%s", job.id)
+            finished = self.store.fail(job.id, "internal_error", f"{type(exc).__name__}: {exc}", timings)
+        audio_path.unlink(missing_ok=True)
+        final = self.store.get(job.id)
+        log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
+        if final is not None and final.webhook_url:
+            await self._call_webhook(final)
+
+    def _cancelled(self, job_id: str) -> bool:
+        job = self.store.get(job_id)
+        return job is None or job.status == "cancelled"
+
+    async def _call_webhook(self, job: Job) -> None:
+        try:
+            async with httpx.AsyncClient(timeout=self.settings.notify.timeout_s) as client:
+                response = await client.post(job.webhook_url, json=job_status(job))
+            log_event(logger, "webhook_called", id=job.id, status=response.status_code)
+        except httpx.HTTPError as exc:
+            log_event(logger, "webhook_failed", logging.WARNING, id=job.id, error=exc)

@@ -1,0 +1,214 @@
+"""Durable record of async transcription jobs in SQLite; jobs survive a server restart.
+
+A job is queued, running, then succeeded, failed or cancelled. On start the server calls
+``requeue_running``: a job that was running when the server stopped runs again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Job", "JobOptions", "JobStore", "TERMINAL_STATUSES"]
+
+TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    status TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    progress REAL NOT NULL DEFAULT 0,
+    stage TEXT NOT NULL DEFAULT '',
+    attempts INTEGER NOT NULL DEFAULT 0,
+    audio_path TEXT NOT NULL,
+    options TEXT NOT NULL,
+    webhook_url TEXT,
+    error_type TEXT,
+    error TEXT,
+    timings TEXT NOT NULL DEFAULT '{}',
+    transcript TEXT,
+    summary TEXT
+);
+CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
+"""
+
+
+@dataclass(frozen=True)
+class JobOptions:
+    """What the client asked for; stored as JSON with the job."""
+
+    model: str = ""
+    language: str | None = None
+    prompt: str | None = None
+    temperature: float | None = None
+    diarize: bool = False
+    num_speakers: int | None = None
+    summarize: bool = False
+
+    def to_json(self) -> str:
+        return json.dumps(self.__dict__)
+
+    @classmethod
+    def from_json(cls, text: str) -> JobOptions:
+        return cls(**json.loads(text))
+
+
+@dataclass
+class Job:
+    id: str
+    status: str
+    created_at: float
+    audio_path: str
+    options: JobOptions
+    started_at: float | None = None
+    finished_at: float | None = None
+    progress: float = 0.0
+    stage: str = ""
+    attempts: int = 0
+    webhook_url: str | None = None
+    error_type: str | None = None
+    error: str | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+    transcript: dict[str, Any] | None = None
+    summary: dict[str, Any] | None = None
+
+    @property
+    def done(self) -> bool:
+        return self.status in TERMINAL_STATUSES
+
+
+class JobStore:
+    """Thread-safe: FastAPI handlers, the job runner and its threads share one connection under a lock."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        with self._lock:
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def create(self, audio_path: Path, options: JobOptions, webhook_url: str | None = None) -> Job:
+        job = Job(
+            id=f"job_{uuid.uuid4().hex}",
+            status="queued",
+            created_at=time.time(),
+            audio_path=str(audio_path),
+            options=options,
+            webhook_url=webhook_url,
+        )
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO jobs (id, status, created_at, audio_path, options, webhook_url) VALUES (?,?,?,?,?,?)",
+                (job.id, job.status, job.created_at, job.audio_path, options.to_json(), webhook_url),
+            )
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return _to_job(row) if row else None
+
+    def count(self, status: str) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
+
+    def claim_next(self) -> Job | None:
+        """The oldest queued job, now marked running; None when nothing is queued."""
+        with self._lock:
+            row = self._db.execute(
+                "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1 "
+                "WHERE id = (SELECT id FROM jobs WHERE status = 'queued' ORDER BY created_at LIMIT 1) "
+                "RETURNING *",
+                (time.time(),),
+            ).fetchone()
+        return _to_job(row) if row else None
+
+    def set_progress(self, job_id: str, progress: float, stage: str) -> None:
+        self._update(job_id, "status = 'running'", progress=progress, stage=stage)
+
+    def succeed(
+        self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None, timings: dict[str, float]
+    ) -> bool:
+        return self._update(
+            job_id,
+            "status = 'running'",
+            status="succeeded",
+            progress=1.0,
+            stage="",
+            finished_at=time.time(),
+            timings=json.dumps(timings),
+            transcript=json.dumps(transcript),
+            summary=json.dumps(summary) if summary is not None else None,
+        )
+
+    def fail(self, job_id: str, error_type: str, error: str, timings: dict[str, float]) -> bool:
+        return self._update(
+            job_id,
+            "status = 'running'",
+            status="failed",
+            finished_at=time.time(),
+            error_type=error_type,
+            error=error,
+            timings=json.dumps(timings),
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        """Cancel a job that has not finished; False when it already had."""
+        return self._update(
+            job_id, "status IN ('queued', 'running')", status="cancelled", finished_at=time.time(), stage=""
+        )
+
+    def requeue(self, job_id: str) -> bool:
+        return self._update(job_id, "status = 'running'", status="queued", progress=0.0, stage="")
+
+    def requeue_running(self) -> list[str]:
+        """Put jobs left running by a stopped server back in the queue; returns their ids."""
+        with self._lock:
+            rows = self._db.execute(
+                "UPDATE jobs SET status = 'queued', progress = 0, stage = '' WHERE status = 'running' RETURNING id"
+            ).fetchall()
+        return [row[0] for row in rows]
+
+    def _update(self, job_id: str, condition: str, **values: Any) -> bool:
+        assignments = ", ".join(f"{name} = ?" for name in values)
+        with self._lock:
+            cursor = self._db.execute(
+                f"UPDATE jobs SET {assignments} WHERE id = ? AND {condition}", (*values.values(), job_id)
+            )
+        return cursor.rowcount == 1
+
+
+def _to_job(row: sqlite3.Row) -> Job:
+    return Job(
+        id=row["id"],
+        status=row["status"],
+        created_at=row["created_at"],
+        audio_path=row["audio_path"],
+        options=JobOptions.from_json(row["options"]),
+        started_at=row["started_at"],
+        finished_at=row["finished_at"],
+        progress=row["progress"],
+        stage=row["stage"],
+        attempts=row["attempts"],
+        webhook_url=row["webhook_url"],
+        error_type=row["error_type"],
+        error=row["error"],
+        timings=json.loads(row["timings"] or "{}"),
+        transcript=json.loads(row["transcript"]) if row["transcript"] else None,
+        summary=json.loads(row["summary"]) if row["summary"] else None,
+    )

@@ -1,0 +1,42 @@
+"""``isoscribe serve``: uvicorn around create_app, with a SIGTERM drain that exits 0.
+
+On SIGTERM uvicorn stops accepting connections and waits for open requests; then the app's
+lifespan drains jobs (finish or re-queue) and stops the worker pools.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+
+import uvicorn
+
+from isoscribe.config import Settings
+from isoscribe.logs import log_event
+from isoscribe.service.app import create_app
+
+__all__ = ["serve_command"]
+
+logger = logging.getLogger("isoscribe.service")
+
+
+def serve_command(settings: Settings, args: argparse.Namespace) -> int:
+    service = settings.service
+    app = create_app(settings)
+    config = uvicorn.Config(
+        app,
+        host=service.host,
+        port=service.port,
+        log_config=None,
+        log_level=settings.log_level,
+        timeout_graceful_shutdown=service.drain_timeout_s,
+    )
+    server = uvicorn.Server(config)
+    # uvicorn re-raises the signal it caught once it has shut down; a drained server should exit 0,
+    # so the re-raised SIGTERM lands in this no-op handler instead of the default that kills us.
+    signal.signal(signal.SIGTERM, lambda signum, frame: None)
+    log_event(logger, "serve_starting", host=service.host, port=service.port)
+    server.run()
+    log_event(logger, "serve_stopped")
+    return 0

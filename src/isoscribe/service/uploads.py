@@ -1,0 +1,180 @@
+"""Multipart uploads streamed straight to a server-named file, with a byte limit enforced while streaming.
+
+Starlette's ``request.form()`` spools files to a temporary file but only after the whole part is read,
+and it has no limit for file parts; this parser writes each chunk as it arrives and stops at the limit,
+so an upload is never held whole in memory and an oversized one costs at most ``max_bytes`` of disk.
+The client's filename is used for nothing but its extension, checked against a short allow-list.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import BinaryIO
+
+from python_multipart.multipart import MultipartParser, parse_options_header
+
+from isoscribe.service.errors import ApiError
+
+__all__ = ["UploadedForm", "receive_multipart", "safe_extension", "MAX_FIELD_BYTES"]
+
+MAX_FIELD_BYTES = 64 * 1024
+"""A non-file form field (prompt, model …) larger than this is refused."""
+MAX_FIELDS = 64
+_EXTENSION = re.compile(r"^[a-z0-9]{1,5}$")
+
+
+@dataclass
+class UploadedForm:
+    fields: dict[str, list[str]] = field(default_factory=dict)
+    file_path: Path | None = None
+    """Server-chosen path of the uploaded file; the caller deletes it."""
+    file_bytes: int = 0
+    file_field: str = ""
+
+    def first(self, name: str) -> str | None:
+        values = self.fields.get(name)
+        return values[0] if values else None
+
+
+def safe_extension(filename: str | None) -> str:
+    """``.wav`` from ``../../x.WAV``; '' when the name has no plain short extension."""
+    if not filename or "." not in filename:
+        return ""
+    ext = filename.rsplit(".", 1)[1].lower()
+    return f".{ext}" if _EXTENSION.match(ext) else ""
+
+
+async def receive_multipart(
+    content_type: str, body: AsyncIterator[bytes], upload_dir: Path, file_field: str, max_bytes: int
+) -> UploadedForm:
+    """Parse a multipart body; the part named ``file_field`` goes to a new file in ``upload_dir``.
+
+    Raises ApiError 400 for a malformed body and 413 (deleting the partial file) past ``max_bytes``.
+    """
+    kind, params = parse_options_header(content_type)
+    boundary = params.get(b"boundary")
+    if kind != b"multipart/form-data" or not boundary:
+        raise ApiError(400, "expected a multipart/form-data body with a boundary", code="invalid_content_type")
+    state = _PartState(upload_dir, file_field, max_bytes)
+    parser = MultipartParser(boundary, state.callbacks())
+    try:
+        async for chunk in body:
+            parser.write(chunk)
+            state.raise_pending()
+        parser.finalize()
+        state.raise_pending()
+    except BaseException:
+        state.discard()
+        raise
+    finally:
+        state.close()
+    return state.form
+
+
+class _PartState:
+    """Receives the parser's callbacks; errors are raised after ``write`` returns (see raise_pending)."""
+
+    def __init__(self, upload_dir: Path, file_field: str, max_bytes: int) -> None:
+        self.form = UploadedForm(file_field=file_field)
+        self.upload_dir = upload_dir
+        self.file_field = file_field
+        self.max_bytes = max_bytes
+        self.error: ApiError | None = None
+        self._header_name = b""
+        self._header_value = b""
+        self._headers: dict[bytes, bytes] = {}
+        self._name = ""
+        self._value = bytearray()
+        self._file: BinaryIO | None = None
+        self._in_file = False
+
+    def callbacks(self) -> dict:
+        return {
+            "on_part_begin": self._part_begin,
+            "on_header_field": self._header_field,
+            "on_header_value": self._header_value_cb,
+            "on_header_end": self._header_end,
+            "on_headers_finished": self._headers_finished,
+            "on_part_data": self._part_data,
+            "on_part_end": self._part_end,
+        }
+
+    def raise_pending(self) -> None:
+        if self.error is not None:
+            raise self.error
+
+    def close(self) -> None:
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+
+    def discard(self) -> None:
+        self.close()
+        if self.form.file_path is not None:
+            self.form.file_path.unlink(missing_ok=True)
+            self.form.file_path = None
+
+    def _fail(self, error: ApiError) -> None:
+        if self.error is None:
+            self.error = error
+
+    def _part_begin(self) -> None:
+        self._headers = {}
+        self._header_name = b""
+        self._header_value = b""
+        self._value = bytearray()
+        self._in_file = False
+
+    def _header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header_name += data[start:end]
+
+    def _header_value_cb(self, data: bytes, start: int, end: int) -> None:
+        self._header_value += data[start:end]
+
+    def _header_end(self) -> None:
+        self._headers[self._header_name.lower()] = self._header_value
+        self._header_name = b""
+        self._header_value = b""
+
+    def _headers_finished(self) -> None:
+        _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._name = params.get(b"name", b"").decode("utf-8", "replace")
+        if self._name != self.file_field:
+            return
+        if self.form.file_path is not None:
+            return self._fail(ApiError(400, f"more than one '{self.file_field}' part", param=self.file_field))
+        filename = params.get(b"filename", b"").decode("utf-8", "replace")
+        self.upload_dir.mkdir(parents=True, exist_ok=True)
+        self.form.file_path = self.upload_dir / f"{uuid.uuid4().hex}{safe_extension(filename)}"
+        self._file = open(self.form.file_path, "wb")
+        self._in_file = True
+
+    def _part_data(self, data: bytes, start: int, end: int) -> None:
+        if self.error is not None:
+            return
+        if self._in_file:
+            self.form.file_bytes += end - start
+            if self.form.file_bytes > self.max_bytes:
+                limit_mb = self.max_bytes / 1_000_000
+                return self._fail(
+                    ApiError(413, f"upload larger than the limit of {limit_mb:g} MB", code="upload_too_large")
+                )
+            assert self._file is not None
+            self._file.write(data[start:end])
+            return
+        self._value += data[start:end]
+        if len(self._value) > MAX_FIELD_BYTES:
+            self._fail(ApiError(413, f"form field '{self._name}' is too large", param=self._name))
+
+    def _part_end(self) -> None:
+        if self._in_file:
+            self.close()
+            self._in_file = False
+            return
+        if sum(len(v) for v in self.form.fields.values()) >= MAX_FIELDS:
+            return self._fail(ApiError(400, "too many form fields"))
+        self.form.fields.setdefault(self._name, []).append(self._value.decode("utf-8", "replace"))
