@@ -1,8 +1,8 @@
 """How requests and results cross the process boundary: pickle, with large arrays out of band.
 
 A numpy array of ``LARGE_ARRAY_BYTES`` or more is written to a file in ``/dev/shm`` (memory, not
-disk) and only its name, dtype and shape go through the pipe; the reader copies it into a fresh
-array and unlinks the file at once. Every file is named ``isoscribe-<owner pid>-<pool token>-…`` so
+disk) and only its name, dtype and shape go through the pipe; the reader maps it (no copy) and
+unlinks the name at once. Every file is named ``isoscribe-<owner pid>-<pool token>-…`` so
 that whoever owns the pool can sweep what a crash left behind (``remove_segments``).
 """
 
@@ -11,6 +11,7 @@ from __future__ import annotations
 import glob
 import io
 import itertools
+import mmap
 import os
 import pickle
 import sys
@@ -88,21 +89,26 @@ def _write_segment(array: Any, name: str) -> str:
 
 
 def _read_segment(path: str, dtype: Any, shape: tuple[int, ...]) -> Any:
+    """Map the segment and unlink its name at once: the array is a zero-copy view of the mapping,
+    whose memory goes back to the OS when the array is freed; nothing stays behind in /dev/shm."""
     import numpy
 
-    array = numpy.empty(shape, dtype=dtype)
-    view = memoryview(_as_bytes(array))
     try:
-        with open(path, "rb", buffering=0) as segment:
-            filled = 0
-            while filled < len(view):
-                count = segment.readinto(view[filled:])
-                if not count:
-                    raise EOFError(f"shared-memory segment {path} is truncated")
-                filled += count
-    finally:
+        fd = os.open(path, os.O_RDWR)
+    except BaseException:
         _unlink_all([path])
-    return array
+        raise
+    try:
+        size = os.fstat(fd).st_size
+        expected = int(numpy.prod(shape, dtype=numpy.int64)) * numpy.dtype(dtype).itemsize
+        if size != expected:
+            raise EOFError(f"shared-memory segment {path} holds {size} bytes, expected {expected}")
+        flags = mmap.MAP_SHARED | getattr(mmap, "MAP_POPULATE", 0)
+        mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
+    finally:
+        os.close(fd)
+        _unlink_all([path])
+    return numpy.frombuffer(mapping, dtype=dtype).reshape(shape)
 
 
 def _as_bytes(array: Any) -> Any:
