@@ -49,7 +49,7 @@ def _our_segments() -> list[str]:
 
 @pytest.fixture
 def pool():
-    with WorkerPool(FAULTS, size=1, limits=Limits(timeout_s=1.0, hard_rss_mb=400)) as pool:
+    with WorkerPool(FAULTS, size=1, limits=Limits(timeout_s=30)) as pool:
         yield pool
 
 
@@ -107,7 +107,8 @@ def test_abort_is_worker_crashed_with_sigabrt_and_the_pool_heals(pool):
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
 
 
-def test_hang_is_stage_timeout_within_timeout_plus_two_seconds(pool):
+def test_hang_is_stage_timeout_within_timeout_plus_two_seconds():
+    pool = WorkerPool(FAULTS, limits=Limits(timeout_s=1.0))
     pool.run(FaultRequest("ok"))
     started = time.monotonic()
     with pytest.raises(StageTimeout) as caught:
@@ -116,10 +117,11 @@ def test_hang_is_stage_timeout_within_timeout_plus_two_seconds(pool):
     assert caught.value.timeout_s == 1.0
     assert pool.exits[-1].reason == "timeout" and not pool.exits[-1].likely_oom_kill
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
+    pool.shutdown()
 
 
 def test_timeout_kills_the_workers_whole_process_group():
-    with WorkerPool(FAULTS, limits=Limits(timeout_s=1.0)) as pool:
+    with WorkerPool(FAULTS, limits=Limits(timeout_s=2.0)) as pool:
         child_pid = pool.run(FaultRequest("spawn_child")).value
         assert psutil.pid_exists(child_pid)
         with pytest.raises(StageTimeout):
@@ -136,12 +138,14 @@ def test_exception_in_stage_is_stage_error_with_traceback(pool):
     assert pool.run(FaultRequest("ok", payload=1)).stats.worker_task_number == 2  # same worker carries on
 
 
-def test_allocation_past_the_hard_cap_is_stage_out_of_memory(pool):
+def test_allocation_past_the_hard_cap_is_stage_out_of_memory():
+    pool = WorkerPool(FAULTS, limits=Limits(hard_rss_mb=400))
     with pytest.raises(StageOutOfMemory) as caught:
         pool.run(FaultRequest("alloc", mb=600, seconds=10))
     assert caught.value.limit_mb == 400 and caught.value.peak_rss_mb > 400
     assert pool.exits[-1].reason == "oom_guard"
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
+    pool.shutdown()
 
 
 def test_external_sigkill_is_flagged_as_likely_oom_kill(pool):
@@ -233,6 +237,15 @@ def test_load_failure_fails_the_task_with_the_load_traceback():
             pool.run(FaultRequest("ok"))
         assert "injected load failure" in caught.value.traceback_text
         assert pool.exits[0].reason == "load_error"
+
+
+def test_load_timeout_kills_a_worker_stuck_loading():
+    slow = StageSpec("isoscribe.stages.faults", FaultConfig(load_s=60))
+    with WorkerPool(slow, prespawn=False, limits=Limits(load_timeout_s=0.5)) as pool:
+        with pytest.raises(StageTimeout) as caught:
+            pool.run(FaultRequest("ok"))
+        assert "load" in caught.value.detail
+        assert pool.exits[0].reason == "load_timeout"
 
 
 def test_shutdown_leaves_no_process_segment_or_temp_dir():

@@ -13,6 +13,8 @@ import time
 import psutil
 import pytest
 
+from isoscribe.isolation import transport
+
 PARENT_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
@@ -64,7 +66,7 @@ def _assert_nothing_left(parent_pid: int, worker_pids: list[int], tmpdir: str, w
 
 
 def test_kill_9_of_the_parent_takes_its_workers_within_two_seconds():
-    parent, worker_pids, _ = _start_parent("sleep")
+    parent, worker_pids, tmpdir = _start_parent("sleep")
     assert len(worker_pids) == 2 and all(not _gone(pid) for pid in worker_pids)
     parent.send_signal(signal.SIGKILL)
     killed_at = time.monotonic()
@@ -72,6 +74,10 @@ def test_kill_9_of_the_parent_takes_its_workers_within_two_seconds():
     while time.monotonic() - killed_at < 2.0 and not all(_gone(pid) for pid in worker_pids):
         time.sleep(0.02)
     assert [pid for pid in worker_pids if not _gone(pid)] == []
+    assert os.path.isdir(tmpdir)  # nobody could clean up after a SIGKILL ...
+    transport.sweep_stale()  # ... so the next pool in any process sweeps what dead owners left
+    assert not os.path.exists(tmpdir)
+    assert glob.glob(f"/dev/shm/isoscribe-{parent.pid}-*") == []
 
 
 @pytest.mark.parametrize(("mode", "sig"), [("sigterm", signal.SIGTERM), ("sleep", signal.SIGINT)])

@@ -56,6 +56,7 @@ _RETIRE_GRACE_S = 3.0
 """How long a worker told to stop may take before it is killed."""
 _pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 _atexit_registered = False
+_swept = False
 
 
 @dataclass
@@ -149,6 +150,7 @@ class WorkerPool:
         self.start_method = start_method
         self.exits: list[WorkerExit] = []
 
+        _sweep_once()
         token = f"{os.getpid()}-{secrets.token_hex(4)}"
         self.segment_prefix = f"{transport.SEGMENT_PREFIX}{token}-"
         self._tmpdir = tempfile.mkdtemp(prefix=f"{transport.SEGMENT_PREFIX}{token}-")
@@ -418,8 +420,11 @@ class WorkerPool:
                 self._kill(worker, "timeout")
 
     def _expire(self, now: float) -> None:
+        load_timeout_s = self.limits.load_timeout_s
         for worker in self._workers:
-            if worker.state == "retiring" and worker.kill_reason is None and now > worker.retire_deadline:
+            if worker.state == "starting" and load_timeout_s is not None and now - worker.started_at > load_timeout_s:
+                self._kill(worker, "load_timeout")
+            elif worker.state == "retiring" and worker.kill_reason is None and now > worker.retire_deadline:
                 self._kill(worker, worker.retire_reason or "shutdown")
             elif (
                 worker.state == "idle"
@@ -525,8 +530,7 @@ class WorkerPool:
             outcomes.append(_Outcome(task.future, error=self._task_error(worker, code, reason)))
             self._counters.tasks_failed += 1
         elif worker.state == "starting" and not self._closing:
-            error = worker.load_error or self._crash_error(worker, code, "worker died while loading the stage")
-            self._fail_pending(error, outcomes)
+            self._fail_pending(self._load_failure(worker, code), outcomes)
         record = WorkerExit(
             pid=worker.pid,
             reason=reason,
@@ -538,6 +542,9 @@ class WorkerPool:
         self._counters.exits_by_reason[reason] += 1
         self._counters.crashes += crashed
         self._counters.likely_oom_kills += likely_oom_kill
+        if crashed:
+            log_event(logger, "worker_output", logging.WARNING, pid=worker.pid, tail=worker.process.output_tail())
+        worker.process.remove_output()
         log_event(
             logger,
             "worker_exit",
@@ -580,6 +587,14 @@ class WorkerPool:
             exit_code=code if code >= 0 else None,
             stderr_tail=worker.process.output_tail(),
         )
+
+    def _load_failure(self, worker: _Worker, code: int) -> IsolationError:
+        if worker.load_error is not None:
+            return worker.load_error
+        if worker.kill_reason == "load_timeout":
+            timeout_s = self.limits.load_timeout_s or 0.0
+            return StageTimeout(self.stage.label, worker.peak_rss_mb, detail="model load timed out", timeout_s=timeout_s)
+        return self._crash_error(worker, code, "worker died while loading the stage")
 
     def _fail_pending(self, error: BaseException, outcomes: list[_Outcome]) -> None:
         """A worker could not load the stage: fail what is queued instead of restarting in a loop."""
@@ -628,6 +643,13 @@ def _wait_exit(process: WorkerProcess, timeout_s: float = 5.0) -> None:
     deadline = time.monotonic() + timeout_s
     while process.poll() is None and time.monotonic() < deadline:
         time.sleep(0.01)
+
+
+def _sweep_once() -> None:
+    global _swept
+    if not _swept:
+        _swept = True
+        transport.sweep_stale()
 
 
 def _register(pool: WorkerPool) -> None:

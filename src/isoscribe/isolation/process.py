@@ -66,6 +66,12 @@ class WorkerProcess:
         if not isinstance(self._handle, subprocess.Popen):
             self._handle.close()
 
+    def remove_output(self) -> None:
+        try:
+            os.unlink(self.output_path)
+        except FileNotFoundError:
+            pass
+
     def output_tail(self, max_bytes: int = 4096, max_lines: int = 40) -> str:
         """The end of what the worker wrote to stdout/stderr (tracebacks, faulthandler dumps)."""
         try:

@@ -14,15 +14,18 @@ import itertools
 import mmap
 import os
 import pickle
+import re
+import shutil
 import sys
 import tempfile
 from typing import Any
 
-__all__ = ["LARGE_ARRAY_BYTES", "SEGMENT_PREFIX", "dumps", "loads", "remove_segments", "segment_dir"]
+__all__ = ["LARGE_ARRAY_BYTES", "SEGMENT_PREFIX", "dumps", "loads", "remove_segments", "segment_dir", "sweep_stale"]
 
 LARGE_ARRAY_BYTES = 1 << 20
 SEGMENT_PREFIX = "isoscribe-"
 _counter = itertools.count()
+_OWNED_NAME = re.compile(rf"^{SEGMENT_PREFIX}(\d+)-[0-9a-f]{{8}}-")
 
 
 def segment_dir() -> str:
@@ -51,6 +54,40 @@ def remove_segments(segment_prefix: str) -> int:
     paths = glob.glob(os.path.join(segment_dir(), glob.escape(segment_prefix) + "*"))
     _unlink_all(paths)
     return len(paths)
+
+
+def sweep_stale() -> int:
+    """Remove segments and temp dirs of pools whose owning process is dead (it was SIGKILLed).
+
+    Names carry the owner's pid (``isoscribe-<pid>-<token>-…``); a live owner's files are left alone.
+    """
+    removed = 0
+    for folder in {segment_dir(), tempfile.gettempdir()}:
+        try:
+            names = os.listdir(folder)
+        except OSError:
+            continue
+        for name in names:
+            match = _OWNED_NAME.match(name)
+            if match is None or _alive(int(match.group(1))):
+                continue
+            path = os.path.join(folder, name)
+            if os.path.isdir(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                _unlink_all([path])
+            removed += 1
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 class _SegmentPickler(pickle.Pickler):

@@ -47,6 +47,8 @@ class Limits:
     """Wall time of one task; past it the worker's whole process group is killed."""
     hard_rss_mb: float | None = None
     """RSS of the worker tree during a task; past it the worker is killed (StageOutOfMemory)."""
+    load_timeout_s: float | None = None
+    """Wall time for a new worker to load its stage; past it the worker is killed and queued tasks fail."""
 
 
 @dataclass(frozen=True)
@@ -71,7 +73,7 @@ class TaskResult(Generic[T]):
 class WorkerExit:
     pid: int
     reason: str
-    """max_tasks, rss_cap, idle, timeout, oom_guard, cancelled, shutdown, load_error, signal N, exit N."""
+    """max_tasks, rss_cap, idle, timeout, oom_guard, cancelled, shutdown, load_error, load_timeout, signal N, exit N."""
     peak_rss_mb: float
     tasks_done: int
     likely_oom_kill: bool = False
