@@ -30,6 +30,7 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         port=service.port,
         log_config=None,
         log_level=settings.log_level,
+        access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=service.drain_timeout_s,
     )
     server = uvicorn.Server(config)
