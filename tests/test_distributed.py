@@ -8,6 +8,7 @@ middle of a batch does not lose it.
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ import subprocess
 import sys
 import time
 from concurrent.futures import Future, wait
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import psutil
@@ -52,8 +54,6 @@ LONGER_CLIPS = ["long/acoustic_corpus.wav", "jfk/jfk.wav", "librispeech/1089-134
 
 
 def test_requests_and_results_round_trip_as_json() -> None:
-    import json
-
     request = SpeechRequest("audio/abc.wav", language="en", temperatures=(0.0, 0.4), diarize=True, num_speakers=2)
     transcript = Transcript(
         segments=[Segment(0, 0.0, 1.5, "hello there", words=[Word(0.0, 0.5, "hello", 0.9)])],
@@ -211,35 +211,40 @@ def redis_server(tmp_path: Path):
     server.stop()
 
 
-@pytest.fixture
-def cluster(redis_server: RedisServer, tmp_path: Path):
-    """Settings for the client plus a function starting workers with the same Celery settings."""
-    shared_dir = tmp_path / "shared"
-    celery_env = {
-        "ISOSCRIBE_CELERY__BROKER_URL": redis_server.url(0),
-        "ISOSCRIBE_CELERY__RESULT_BACKEND": redis_server.url(1),
-        "ISOSCRIBE_CELERY__SHARED_DIR": str(shared_dir),
-        "ISOSCRIBE_CELERY__VISIBILITY_TIMEOUT_S": "8",
-        "ISOSCRIBE_ASR__DEVICE": "cpu",
-        "ISOSCRIBE_ASR__CPU_THREADS": "1",
-    }
-    settings = load_settings(overrides={
-        "asr": {"device": "cpu", "cpu_threads": 1},
-        "celery": {"broker_url": redis_server.url(0), "result_backend": redis_server.url(1),
-                   "shared_dir": shared_dir, "visibility_timeout_s": 8, "poll_interval_s": 0.1},
-    })
-    workers: list[Worker] = []
+@dataclass
+class Cluster:
+    settings: Settings
+    """The client's settings: same Redis and shared_dir as the workers, a short visibility timeout."""
+    env: dict[str, str]
+    """Environment giving a subprocess (worker or ``isoscribe run``) the same settings."""
+    tmp_path: Path
+    workers: list[Worker] = field(default_factory=list)
 
-    def start_workers(count: int) -> list[Worker]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")} | celery_env
-        started = [Worker(env, tmp_path / f"worker{len(workers) + i}.log") for i in range(count)]
-        workers.extend(started)
+    def start_workers(self, count: int) -> list[Worker]:
+        started = [Worker(self.env, self.tmp_path / f"worker{len(self.workers) + i}.log") for i in range(count)]
+        self.workers.extend(started)
         for worker in started:
             worker.wait_ready()
         return started
 
-    yield settings, start_workers
-    for worker in workers:
+    def worker_running(self, node: str) -> Worker:
+        return next(worker for worker in self.workers if node.startswith(worker.hostname_prefix))
+
+
+@pytest.fixture
+def cluster(redis_server: RedisServer, tmp_path: Path):
+    shared_dir = tmp_path / "shared"
+    celery = {
+        "broker_url": redis_server.url(0), "result_backend": redis_server.url(1), "shared_dir": str(shared_dir),
+        "visibility_timeout_s": "8", "poll_interval_s": "0.1",
+    }
+    asr = {"device": "cpu", "cpu_threads": "1"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
+    env |= {f"ISOSCRIBE_CELERY__{key.upper()}": value for key, value in celery.items()}
+    env |= {f"ISOSCRIBE_ASR__{key.upper()}": value for key, value in asr.items()}
+    cluster = Cluster(load_settings(overrides={"asr": asr, "celery": celery}), env, tmp_path)
+    yield cluster
+    for worker in cluster.workers:
         worker.stop()
 
 
@@ -266,8 +271,8 @@ def _all_done(futures: dict[str, Future], timeout_s: float) -> None:
 
 @pytest.mark.celery
 def test_two_workers_share_a_batch(cluster, shared_data: Path, manifest: list[dict]) -> None:
-    settings, start_workers = cluster
-    start_workers(2)
+    settings = cluster.settings
+    cluster.start_workers(2)
     with CeleryExecutor(settings) as executor:
         futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in SHORT_CLIPS}
         _all_done(futures, 300)
@@ -278,18 +283,16 @@ def test_two_workers_share_a_batch(cluster, shared_data: Path, manifest: list[di
     assert not list((settings.celery.shared_dir / "audio").iterdir()), "staged audio left behind"
 
 
-def _started_task_worker(settings: Settings, task_ids: list[str], timeout_s: float) -> tuple[str, str]:
-    """Wait until a task runs on a worker; return (task_id, worker node name)."""
-    import json
-
+def _started_task(settings: Settings, timeout_s: float) -> tuple[str, dict]:
+    """Wait until some task runs on a worker; return its id and its STARTED meta (worker, pid)."""
     backend = Redis.from_url(settings.celery.result_backend)
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        for task_id in task_ids:
-            raw = backend.get(f"celery-task-meta-{task_id}")
+        for key in backend.scan_iter("celery-task-meta-*"):
+            raw = backend.get(key)
             meta = json.loads(raw) if raw else None
             if meta and meta["status"] == "STARTED":
-                return task_id, meta["result"]["worker"]
+                return meta["task_id"], meta["result"]
         time.sleep(0.05)
     pytest.fail("no task started")
 
@@ -298,18 +301,17 @@ def _started_task_worker(settings: Settings, task_ids: list[str], timeout_s: flo
 def test_task_of_a_killed_worker_is_redelivered_and_finishes_once(
     cluster, shared_data: Path, manifest: list[dict]
 ) -> None:
-    settings, start_workers = cluster
-    workers = start_workers(2)
+    settings = cluster.settings
+    cluster.start_workers(2)
     with CeleryExecutor(settings) as executor:
         futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in LONGER_CLIPS}
-        task_ids = [task_id for task_id in list(executor._pending)]
-        killed_task, node = _started_task_worker(settings, task_ids, 120)
-        victim = next(worker for worker in workers if node.startswith(worker.hostname_prefix))
+        killed_task, running = _started_task(settings, 120)
+        victim = cluster.worker_running(running["worker"])
         victim.kill_everything()
         _all_done(futures, 300)
         _check_transcripts(futures, shared_data, manifest)
         done = executor.completed
-        assert sorted(d.task_id for d in done) == sorted(task_ids), "each task resolved exactly once"
+        assert len(done) == len(LONGER_CLIPS) == len({d.task_id for d in done}), "each task resolved exactly once"
         assert all(d.ok for d in done)
         finished_by = next(d.worker for d in done if d.task_id == killed_task)
         assert not finished_by.startswith(victim.hostname_prefix), "the killed worker cannot have finished it"
@@ -317,8 +319,8 @@ def test_task_of_a_killed_worker_is_redelivered_and_finishes_once(
 
 @pytest.mark.celery
 def test_batch_survives_a_redis_restart(cluster, redis_server: RedisServer, shared_data: Path, manifest: list[dict]) -> None:
-    settings, start_workers = cluster
-    start_workers(2)
+    settings = cluster.settings
+    cluster.start_workers(2)
     with CeleryExecutor(settings) as executor:
         futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in SHORT_CLIPS}
         deadline = time.monotonic() + 120
@@ -331,3 +333,78 @@ def test_batch_survives_a_redis_restart(cluster, redis_server: RedisServer, shar
         _check_transcripts(futures, shared_data, manifest)
         assert len(executor.completed) == len(SHORT_CLIPS)
         assert unfinished_at_restart == 0 or executor.republished >= 1
+
+
+@pytest.mark.celery
+def test_task_of_a_killed_pool_process_is_requeued_at_once(cluster: Cluster, shared_data: Path, manifest: list[dict]) -> None:
+    """Only the Celery pool process dies: task_reject_on_worker_lost puts the task back without waiting."""
+    settings = cluster.settings
+    cluster.start_workers(2)
+    with CeleryExecutor(settings) as executor:
+        futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in LONGER_CLIPS}
+        killed_task, running = _started_task(settings, 120)
+        os.kill(running["pid"], signal.SIGKILL)
+        _all_done(futures, 300)
+        _check_transcripts(futures, shared_data, manifest)
+        done = executor.completed
+        assert len(done) == len(LONGER_CLIPS) == len({d.task_id for d in done})
+        assert all(d.ok for d in done)
+    log = "".join(worker.log_path.read_text(errors="replace") for worker in cluster.workers)
+    assert "WorkerLostError" in log
+    assert all(worker.process.poll() is None for worker in cluster.workers), "the worker itself lives on"
+
+
+@pytest.mark.celery
+def test_summary_runs_on_the_llm_queue(cluster: Cluster) -> None:
+    cluster.start_workers(1)
+    text = (
+        "SPEAKER_00: We need the quarterly report by Friday. SPEAKER_01: I will draft it tomorrow "
+        "and send it to Anna for review. SPEAKER_00: Good, and book the meeting room for Monday."
+    )
+    # Only the client asks for short answers: the worker computes with the client's llm settings.
+    settings = cluster.settings.model_copy(update={"llm": cluster.settings.llm.model_copy(update={"max_tokens": 24, "threads": 1})})
+    with CeleryExecutor(settings) as executor:
+        result = executor.submit("summary", SummaryRequest(text)).result(timeout=300)
+    assert isinstance(result.value, Summary)
+    assert result.value.summary.strip() and result.value.warning is None
+    assert result.stats.wall_s > 0
+
+
+@pytest.mark.celery
+def test_run_command_with_celery_executor_does_every_file_once(
+    cluster: Cluster, shared_data: Path, manifest: list[dict]
+) -> None:
+    """``isoscribe run --executor celery`` with a worker killed mid-batch: one done ledger row per file."""
+    import sqlite3
+
+    from isoscribe.ledger import LEDGER_NAME, FileStatus, Ledger
+
+    cluster.start_workers(2)
+    out_dir = cluster.tmp_path / "out"
+    clips = [*LONGER_CLIPS, *SHORT_CLIPS[:3]]
+    run_log = cluster.tmp_path / "run.log"
+    run = subprocess.Popen(
+        [sys.executable, "-m", "isoscribe.cli", "run", *(str(shared_data / clip) for clip in clips),
+         "--out", str(out_dir), "--executor", "celery", "--no-summarize", "--formats", "json,txt",
+         "--workers", "4", "--memory-budget", "100000", "--no-progress"],
+        env=cluster.env, stdout=open(run_log, "wb"), stderr=subprocess.STDOUT,
+    )
+    try:
+        _, running = _started_task(cluster.settings, 120)
+        cluster.worker_running(running["worker"]).kill_everything()
+        assert run.wait(timeout=300) == 0, run_log.read_text()[-3000:]
+    finally:
+        if run.poll() is None:
+            run.kill()
+    with Ledger.in_dir(out_dir) as ledger:
+        rows = ledger.rows()
+    assert sorted(row.input_path for row in rows) == sorted(str(shared_data / clip) for clip in clips)
+    assert all(row.status == FileStatus.DONE and row.attempts == 1 for row in rows), rows
+    with sqlite3.connect(out_dir / LEDGER_NAME) as db:
+        speech_runs = db.execute("SELECT key, COUNT(*) FROM stage_runs WHERE stage = 'speech' GROUP BY key").fetchall()
+    assert sorted(count for _, count in speech_runs) == [1] * len(clips)
+    references = {clip["path"]: clip["reference_text"] for clip in manifest}
+    for row in rows:
+        transcript = Transcript.from_dict(json.loads((out_dir / row.output_name / f"{row.output_name}.json").read_text()))
+        clip = str(Path(row.input_path).relative_to(shared_data))
+        assert _word_recall(transcript.text, references[clip]) > 0.6, (clip, transcript.text)
