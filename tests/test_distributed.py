@@ -408,3 +408,35 @@ def test_run_command_with_celery_executor_does_every_file_once(
         transcript = Transcript.from_dict(json.loads((out_dir / row.output_name / f"{row.output_name}.json").read_text()))
         clip = str(Path(row.input_path).relative_to(shared_data))
         assert _word_recall(transcript.text, references[clip]) > 0.6, (clip, transcript.text)
+
+
+@pytest.mark.celery
+def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: Path) -> None:
+    from isoscribe.distributed import RedisJobStore
+    from isoscribe.service.job_store import JobOptions
+
+    first = RedisJobStore(redis_server.url(1))
+    second = RedisJobStore(redis_server.url(1))
+    older = first.create(tmp_path / "a.wav", JobOptions(model="tiny.en", diarize=True), "http://hook")
+    newer = second.create(tmp_path / "b.wav", JobOptions(summarize=True))
+    assert first.count("queued") == 2
+    claimed = second.claim_next()
+    assert (claimed.id, claimed.status, claimed.attempts) == (older.id, "running", 1)
+    assert claimed.options == JobOptions(model="tiny.en", diarize=True) and claimed.webhook_url == "http://hook"
+    first.set_progress(older.id, 0.5, "speech")
+    assert first.get(older.id).stage == "speech" and first.get(older.id).progress == 0.5
+    assert first.succeed(older.id, {"text": "hi"}, None, {"speech_s": 1.5})
+    done = first.get(older.id)
+    assert (done.status, done.transcript, done.summary, done.timings) == ("succeeded", {"text": "hi"}, None, {"speech_s": 1.5})
+    assert not first.cancel(older.id), "a finished job cannot be cancelled"
+    assert not first.fail(older.id, "x", "y", {}), "nor fail after it succeeded"
+    assert first.claim_next().id == newer.id
+    assert first.requeue(newer.id) and first.get(newer.id).status == "queued"
+    assert second.claim_next().id == newer.id
+    assert first.requeue_running() == [], "the job's owner is alive: no one else takes it back"
+    second.close()
+    assert first.requeue_running() == [newer.id], "its owner stopped: the job goes back to the queue"
+    assert first.count("queued") == 1 and first.count("running") == 0
+    assert first.cancel(newer.id) and first.get(newer.id).status == "cancelled"
+    assert first.claim_next() is None and first.get("job_missing") is None
+    first.close()

@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import types
 import typing
 import uuid
@@ -52,6 +53,7 @@ __all__ = [
     "STAGE_QUEUES",
     "CeleryExecutor",
     "CompletedTask",
+    "RedisJobStore",
     "create_app",
     "worker_command",
     "stage_audio",
@@ -639,3 +641,192 @@ def _failure_error(stage: str, meta: dict[str, Any]) -> StageError:
         traceback_text=str(meta.get("traceback") or ""),
         detail="raised in the Celery task, outside the isolated worker",
     )
+
+
+# --- service job state in Redis -------------------------------------------------------------------
+
+_UPDATE_JOB = """
+local key, prefix, id = KEYS[1], ARGV[1], ARGV[2]
+local status = redis.call('HGET', key, 'status')
+if not status then return 0 end
+local allowed = false
+for name in string.gmatch(ARGV[3], '[^,]+') do
+  if name == status then allowed = true end
+end
+if not allowed then return 0 end
+local new_status = status
+for i = 4, #ARGV, 2 do
+  if ARGV[i] == 'status' then new_status = ARGV[i + 1] end
+  if ARGV[i + 1] == '\\0' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
+if new_status ~= status then
+  redis.call('SMOVE', prefix .. 'status:' .. status, prefix .. 'status:' .. new_status, id)
+  if status == 'queued' then redis.call('ZREM', prefix .. 'queued', id) end
+  if new_status == 'queued' then redis.call('ZADD', prefix .. 'queued', redis.call('HGET', key, 'created_at'), id) end
+end
+return 1
+"""
+
+_CLAIM_JOB = """
+local prefix, now, owner = ARGV[1], ARGV[2], ARGV[3]
+local ids = redis.call('ZRANGE', prefix .. 'queued', 0, 0)
+if #ids == 0 then return false end
+local id = ids[1]
+local key = prefix .. 'job:' .. id
+redis.call('ZREM', prefix .. 'queued', id)
+redis.call('SMOVE', prefix .. 'status:queued', prefix .. 'status:running', id)
+redis.call('HSET', key, 'status', 'running', 'started_at', now, 'owner', owner)
+redis.call('HINCRBY', key, 'attempts', 1)
+return id
+"""
+
+_REQUEUE_ORPHANS = """
+local prefix, owner = ARGV[1], ARGV[2]
+local requeued = {}
+for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'status:running')) do
+  local key = prefix .. 'job:' .. id
+  local holder = redis.call('HGET', key, 'owner')
+  if holder == owner or not holder or redis.call('EXISTS', prefix .. 'owner:' .. holder) == 0 then
+    redis.call('HSET', key, 'status', 'queued', 'progress', '0', 'stage', '')
+    redis.call('SMOVE', prefix .. 'status:running', prefix .. 'status:queued', id)
+    redis.call('ZADD', prefix .. 'queued', redis.call('HGET', key, 'created_at'), id)
+    table.insert(requeued, id)
+  end
+end
+return requeued
+"""
+
+_JSON_JOB_FIELDS = ("timings", "transcript", "summary")
+_FLOAT_JOB_FIELDS = ("created_at", "started_at", "finished_at", "progress")
+
+
+class RedisJobStore:
+    """The service's job store (same methods as ``service.job_store.JobStore``) kept in Redis.
+
+    Several service instances can share it: each claims jobs under its own owner id, kept alive by
+    a heartbeat key, and ``requeue_running`` only takes back running jobs whose owner is gone.
+    Run Redis with persistence (``appendonly yes``) when jobs must outlive a Redis restart.
+    """
+
+    HEARTBEAT_S = 10.0
+
+    def __init__(self, url: str, prefix: str = "isoscribe:jobs:") -> None:
+        self.prefix = prefix
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._redis = Redis.from_url(url, decode_responses=True)
+        self._update = self._redis.register_script(_UPDATE_JOB)
+        self._claim = self._redis.register_script(_CLAIM_JOB)
+        self._requeue_orphans = self._redis.register_script(_REQUEUE_ORPHANS)
+        self._closed = threading.Event()
+        self._beat()
+        self._heartbeat = threading.Thread(target=self._beat_loop, name="job-store-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisJobStore:
+        return cls(settings.celery.result_backend)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._heartbeat.join(timeout=5)
+        try:
+            self._redis.delete(self._owner_key)
+        except RedisError:
+            pass
+        self._redis.close()
+
+    def create(self, audio_path: Path, options: Any, webhook_url: str | None = None) -> Any:
+        from isoscribe.service.job_store import Job
+
+        job = Job(
+            id=f"job_{uuid.uuid4().hex}", status="queued", created_at=time.time(), audio_path=str(audio_path),
+            options=options, webhook_url=webhook_url,
+        )
+        fields = {"id": job.id, "status": "queued", "created_at": repr(job.created_at), "progress": "0", "stage": "",
+                  "attempts": "0", "audio_path": job.audio_path, "options": options.to_json(), "timings": "{}"}
+        if webhook_url:
+            fields["webhook_url"] = webhook_url
+        pipe = self._redis.pipeline()
+        pipe.hset(self._job_key(job.id), mapping=fields)
+        pipe.sadd(f"{self.prefix}status:queued", job.id)
+        pipe.zadd(f"{self.prefix}queued", {job.id: job.created_at})
+        pipe.execute()
+        return job
+
+    def get(self, job_id: str) -> Any:
+        data = self._redis.hgetall(self._job_key(job_id))
+        return _to_job(data) if data else None
+
+    def count(self, status: str) -> int:
+        return self._redis.scard(f"{self.prefix}status:{status}")
+
+    def claim_next(self) -> Any:
+        job_id = self._claim(args=[self.prefix, repr(time.time()), self.owner])
+        return self.get(job_id) if job_id else None
+
+    def set_progress(self, job_id: str, progress: float, stage: str) -> None:
+        self._set(job_id, "running", progress=progress, stage=stage)
+
+    def succeed(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None, timings: dict[str, float]) -> bool:
+        return self._set(
+            job_id, "running", status="succeeded", progress=1.0, stage="", finished_at=time.time(),
+            timings=json.dumps(timings), transcript=json.dumps(transcript),
+            summary=json.dumps(summary) if summary is not None else None,
+        )
+
+    def fail(self, job_id: str, error_type: str, error: str, timings: dict[str, float]) -> bool:
+        return self._set(
+            job_id, "running", status="failed", finished_at=time.time(), error_type=error_type, error=error,
+            timings=json.dumps(timings),
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        return self._set(job_id, "queued,running", status="cancelled", finished_at=time.time(), stage="")
+
+    def requeue(self, job_id: str) -> bool:
+        return self._set(job_id, "running", status="queued", progress=0.0, stage="")
+
+    def requeue_running(self) -> list[str]:
+        """Running jobs of this store or of owners whose heartbeat stopped go back to the queue."""
+        return list(self._requeue_orphans(args=[self.prefix, self.owner]))
+
+    def _set(self, job_id: str, allowed: str, **values: Any) -> bool:
+        args: list[Any] = [self.prefix, job_id, allowed]
+        for name, value in values.items():
+            args += [name, "\0" if value is None else (repr(value) if isinstance(value, float) else value)]
+        return self._update(keys=[self._job_key(job_id)], args=args) == 1
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    @property
+    def _owner_key(self) -> str:
+        return f"{self.prefix}owner:{self.owner}"
+
+    def _beat(self) -> None:
+        self._redis.set(self._owner_key, "1", ex=int(3 * self.HEARTBEAT_S))
+
+    def _beat_loop(self) -> None:
+        while not self._closed.wait(self.HEARTBEAT_S):
+            try:
+                self._beat()
+            except RedisError as exc:
+                log_event(logger, "job_store_heartbeat_failed", logging.WARNING, error=exc)
+
+
+def _to_job(data: dict[str, str]) -> Any:
+    from isoscribe.service.job_store import Job, JobOptions
+
+    values: dict[str, Any] = {name: data[name] for name in ("id", "status", "audio_path", "stage") if name in data}
+    for name in _FLOAT_JOB_FIELDS:
+        if name in data:
+            values[name] = float(data[name])
+    for name in _JSON_JOB_FIELDS:
+        if name in data:
+            values[name] = json.loads(data[name])
+    values["attempts"] = int(data.get("attempts", 0))
+    values["options"] = JobOptions.from_json(data["options"])
+    values["webhook_url"] = data.get("webhook_url")
+    values["error_type"] = data.get("error_type")
+    values["error"] = data.get("error")
+    return Job(**values)
