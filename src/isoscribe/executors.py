@@ -1,18 +1,22 @@
 """Where stage tasks run: warm recycled pools, a fresh process per task, or (distributed.py) Celery.
 
 Callers submit by stage name ("speech", "summary") and get a Future of a TaskResult; they do not
-care which executor runs it.
+care which executor runs it. Local executors also offer ``release(stage)``: drop that stage's warm
+workers so their memory goes back to the OS (a no-op where nothing stays warm).
 """
 
 from __future__ import annotations
 
+import threading
+from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Protocol
 
+from isoscribe.config import Settings
 from isoscribe.isolation import Limits, StageSpec, TaskResult
 from isoscribe.isolation import WorkerPool, run_isolated
 
-__all__ = ["StageExecutor", "PooledExecutor", "PerTaskExecutor"]
+__all__ = ["StageExecutor", "PooledExecutor", "PerTaskExecutor", "stage_specs", "build_executor"]
 
 
 class StageExecutor(Protocol):
@@ -22,17 +26,41 @@ class StageExecutor(Protocol):
 
 
 class PooledExecutor:
-    """One WorkerPool per stage: models load once per worker, workers are recycled by policy."""
+    """One WorkerPool per stage: models load once per worker, workers are recycled by policy.
 
-    def __init__(self, pools: dict[str, WorkerPool]) -> None:
-        self.pools = pools
+    Pools are given ready-made, or as factories that build a pool on its stage's first task;
+    ``release(stage)`` shuts that pool down and the next task of the stage builds a fresh one.
+    """
+
+    def __init__(
+        self,
+        pools: dict[str, WorkerPool] | None = None,
+        factories: dict[str, Callable[[], WorkerPool]] | None = None,
+    ) -> None:
+        self.pools: dict[str, WorkerPool] = dict(pools or {})
+        self.factories = dict(factories or {})
+        self._lock = threading.Lock()
 
     def submit(self, stage: str, request: Any) -> Future[TaskResult]:
-        return self.pools[stage].submit(request)
+        return self._pool(stage).submit(request)
+
+    def release(self, stage: str) -> None:
+        with self._lock:
+            pool = self.pools.pop(stage, None) if stage in self.factories else None
+        if pool is not None:
+            pool.shutdown()
 
     def shutdown(self) -> None:
-        for pool in self.pools.values():
+        with self._lock:
+            pools, self.pools = list(self.pools.values()), {}
+        for pool in pools:
             pool.shutdown()
+
+    def _pool(self, stage: str) -> WorkerPool:
+        with self._lock:
+            if stage not in self.pools:
+                self.pools[stage] = self.factories[stage]()
+            return self.pools[stage]
 
 
 class PerTaskExecutor:
@@ -46,5 +74,52 @@ class PerTaskExecutor:
         spec, limits = self.stages[stage]
         return self._threads.submit(run_isolated, spec, request, limits)
 
+    def release(self, stage: str) -> None:
+        """Nothing stays warm: each task's process has already exited."""
+
     def shutdown(self) -> None:
         self._threads.shutdown(wait=True, cancel_futures=True)
+
+
+def stage_specs(settings: Settings) -> dict[str, tuple[StageSpec, Limits]]:
+    """The speech and summary stages with their limits, as the settings name them."""
+    iso = settings.isolation
+    return {
+        "speech": (StageSpec(iso.speech_stage, settings, "speech"), Limits(iso.asr_timeout_s, iso.hard_rss_mb)),
+        "summary": (StageSpec(iso.summary_stage, settings, "summary"), Limits(iso.llm_timeout_s, iso.hard_rss_mb)),
+    }
+
+
+def build_executor(settings: Settings, lazy: bool = False) -> StageExecutor:
+    """The executor ``settings.batch`` asks for.
+
+    ``lazy``: pooled workers start on their stage's first task rather than up front, so a stage that
+    is never used (no summary) or retired by the memory budget holds no memory.
+    """
+    batch = settings.batch
+    if batch.executor == "celery":
+        from isoscribe.distributed import CeleryExecutor
+
+        return CeleryExecutor(settings)
+    specs = stage_specs(settings)
+    if batch.isolation == "per-file":
+        return PerTaskExecutor(specs, max_concurrent=2 * batch.workers)
+    iso = settings.isolation
+
+    def factory(stage: str) -> Callable[[], WorkerPool]:
+        spec, limits = specs[stage]
+        return lambda: WorkerPool(
+            spec,
+            size=batch.workers,
+            max_tasks_per_worker=iso.max_tasks_per_worker,
+            max_rss_mb=iso.max_rss_mb,
+            idle_ttl_s=iso.idle_ttl_s,
+            prespawn=iso.prespawn and not lazy,
+            limits=limits,
+            start_method=iso.start_method,
+        )
+
+    factories = {stage: factory(stage) for stage in specs}
+    if lazy:
+        return PooledExecutor(factories=factories)
+    return PooledExecutor(pools={stage: make() for stage, make in factories.items()}, factories=factories)

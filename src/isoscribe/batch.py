@@ -1,0 +1,443 @@
+"""Batch workflow: many audio files through isolated speech and summary stages, resumable, memory-bounded.
+
+Per file: the speech stage (transcribe, align, diarize) runs in an isolated worker, post-processing
+runs in the parent, the summary stage runs in a second isolated worker, outputs are written
+atomically, then the ledger row is marked done. A memory gate (budget.py) decides when a stage may
+start; in pooled mode it retires the other stage's idle warm workers when both do not fit.
+
+Failure rules (design notes): a speech failure fails that file with its cause and the batch goes
+on; worker crashes and out-of-memory kills are retried up to ``max_attempts`` with exponential
+backoff, deterministic failures (bad audio, timeouts) are not; a summary failure leaves an empty
+summary with a warning and the file is still done. Notifications never fail the batch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import shutil
+import sys
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from isoscribe.budget import MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
+from isoscribe.config import Settings
+from isoscribe.executors import StageExecutor, build_executor
+from isoscribe.inputs import InputError, discover_inputs
+from isoscribe.isolation import (
+    IsolationError,
+    StageOutOfMemory,
+    TaskResult,
+    WorkerCrashed,
+    install_termination_handler,
+)
+from isoscribe.ledger import FileStatus, Ledger, LedgerRow, StageRecord, content_hash, settings_fingerprint
+from isoscribe.logs import log_event
+from isoscribe.notify import notify_completion
+from isoscribe.report import BatchReport, FileReport, MemorySampler, write_report
+from isoscribe.transcript import Summary, SummaryRequest, Transcript
+
+__all__ = ["run_batch", "run_command", "TRANSIENT_ERRORS", "PARTIAL_PREFIX"]
+
+log = logging.getLogger("isoscribe.batch")
+
+TRANSIENT_ERRORS = (WorkerCrashed, StageOutOfMemory)
+"""Failures worth another attempt: the same input may well succeed in a fresh worker."""
+
+PARTIAL_PREFIX = ".partial-"
+"""Folders where a file's outputs are written before they are renamed into place."""
+
+
+def run_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs."""
+    install_termination_handler()  # SIGTERM unwinds like Ctrl-C: pools shut down, rows stay resumable
+    progress = False if args.no_progress else None
+    try:
+        report = run_batch(settings, args.inputs, args.out, retry_failed=args.retry_failed, progress=progress)
+    except InputError as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    counts = report.counts
+    print(
+        f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
+        f"outputs and report in {args.out}"
+    )
+    return 0 if report.ok else 1
+
+
+def run_batch(
+    settings: Settings,
+    inputs: list[str | Path],
+    out_dir: Path,
+    *,
+    retry_failed: bool = False,
+    progress: bool | None = None,
+    log_file: Path | None = None,
+    executor: StageExecutor | None = None,
+    notify: bool = True,
+) -> BatchReport:
+    """Run the batch and return its report (also written to ``out_dir``).
+
+    ``progress``: a tqdm bar when True, log lines when False, None = bar only when stderr is a
+    terminal. ``executor``: where stages run; None builds one from ``settings.batch``.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    handler = _attach_log_file(log_file)
+    try:
+        return _Batch(settings, out_dir, retry_failed, executor).run(discover_inputs(inputs), progress, notify)
+    finally:
+        if handler is not None:
+            logging.getLogger("isoscribe").removeHandler(handler)
+            handler.close()
+
+
+@dataclass
+class _Job:
+    row: LedgerRow
+    input_path: Path
+
+
+class _Batch:
+    def __init__(self, settings: Settings, out_dir: Path, retry_failed: bool, executor: StageExecutor | None) -> None:
+        self.settings = settings
+        self.out_dir = out_dir
+        self.retry_failed = retry_failed
+        self.ledger = Ledger.in_dir(out_dir)
+        self.fingerprint = settings_fingerprint(settings)
+        self.summarize = settings.batch.summarize and settings.llm.enabled
+        self._given_executor = executor
+        self._stopping = threading.Event()
+
+    def run(self, inputs: list[Path], progress: bool | None, notify: bool) -> BatchReport:
+        started = time.monotonic()
+        started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
+        _remove_partials(self.out_dir)
+        recovered = self.ledger.recover_interrupted(self.settings.batch.max_attempts)
+        if recovered:
+            log_event(log, "batch_recovered", files=len(recovered))
+        reports, jobs = self._plan(inputs)
+        gate = self._gate()
+        executor = self._given_executor or build_executor(self.settings, lazy=True)
+        if hasattr(executor, "release"):
+            gate.release_warm = executor.release
+        log_event(
+            log, "batch_start", files=len(inputs), todo=len(jobs), isolation=self.settings.batch.isolation,
+            workers=self.settings.batch.workers, budget_mb=gate.budget_mb,
+            speech_peak_mb=gate.peaks_mb["speech"], summary_peak_mb=gate.peaks_mb["summary"],
+        )
+        bar = _Progress(len(jobs), progress)
+        try:
+            with MemorySampler() as sampler:
+                self._run_jobs(jobs, reports, executor, gate, bar)
+        finally:
+            bar.close()
+            if self._given_executor is None:
+                executor.shutdown()
+        report = BatchReport(
+            out_dir=str(self.out_dir),
+            files=[reports[str(path)] for path in inputs if str(path) in reports],
+            started_at=started_at,
+            wall_s=time.monotonic() - started,
+            isolation=self.settings.batch.isolation,
+            executor=self.settings.batch.executor if self._given_executor is None else type(executor).__name__,
+            workers=self.settings.batch.workers,
+            budget_mb=gate.budget_mb,
+            stage_peaks_mb=gate.peaks_mb,
+            peak_tree_mb=sampler.peak_tree_mb,
+            peak_parent_mb=sampler.peak_parent_mb,
+            memory_samples=[(round(t, 2), round(tree, 1), round(parent, 1)) for t, tree, parent in sampler.samples],
+            overcommitted=gate.overcommitted,
+            recovered=len(recovered),
+        )
+        paths = write_report(report, self.out_dir)
+        counts = report.counts
+        log_event(log, "batch_done", **counts, wall_s=report.wall_s, peak_tree_mb=report.peak_tree_mb)
+        if notify:
+            notify_completion(self.settings.notify, report, paths)
+        self.ledger.close()
+        return report
+
+    def _plan(self, inputs: list[Path]) -> tuple[dict[str, FileReport], list[_Job]]:
+        names = _output_names(inputs)
+        reports: dict[str, FileReport] = {}
+        jobs = []
+        for path in inputs:
+            row = self.ledger.enqueue(path, content_hash(path), self.fingerprint, names[path])
+            if row.status == FileStatus.DONE and _outputs_present(self.out_dir, row):
+                reports[str(path)] = _file_report(row, "skipped")
+                continue
+            if row.status == FileStatus.FAILED and not self.retry_failed:
+                reports[str(path)] = _file_report(row, "failed")
+                continue
+            if row.status == FileStatus.FAILED:
+                self.ledger.requeue(row.key)
+            jobs.append(_Job(self.ledger.get(row.key), path))
+        return reports, jobs
+
+    def _gate(self) -> MemoryGate:
+        batch = self.settings.batch
+        peaks = stage_peaks_mb(self.settings, lambda stage: self.ledger.learned_peak_mb(stage, self.fingerprint))
+        if not self.summarize:
+            peaks["summary"] = 0.0
+        return MemoryGate(
+            batch.memory_budget_mb or default_budget_mb(),
+            peaks,
+            keep_warm=batch.isolation == "pooled",
+            warm_limit=batch.workers,
+            gpu_budget_mb=None if (gpu := gpu_total_mb()) is None else 0.8 * gpu,
+        )
+
+    def _run_jobs(
+        self, jobs: list[_Job], reports: dict[str, FileReport], executor: StageExecutor, gate: MemoryGate, bar: _Progress
+    ) -> None:
+        with ThreadPoolExecutor(max_workers=self.settings.batch.workers, thread_name_prefix="batch-file") as threads:
+            futures = [threads.submit(_FileRun(self, job, executor, gate, bar).run) for job in jobs]
+            try:
+                for job, future in zip(jobs, futures):
+                    reports[str(job.input_path)] = future.result()
+            except BaseException:
+                self._stopping.set()
+                for future in futures:
+                    future.cancel()
+                raise
+
+
+class _FileRun:
+    """One input through speech → post → summary → outputs, with the failure rules."""
+
+    def __init__(self, batch: _Batch, job: _Job, executor: StageExecutor, gate: MemoryGate, bar: _Progress) -> None:
+        self.batch = batch
+        self.settings = batch.settings
+        self.ledger = batch.ledger
+        self.key = job.row.key
+        self.name = job.row.output_name
+        self.input_path = job.input_path
+        self.executor = executor
+        self.gate = gate
+        self.bar = bar
+        self.attempt = 0
+        self.stages: dict[str, dict[str, float | None]] = {}
+
+    def run(self) -> FileReport:
+        from isoscribe import pipeline
+
+        try:
+            result = self._speech()
+            if result is None:
+                return self._finish(FileStatus.FAILED)
+            self.bar.stage(self.name, "post")
+            started = time.monotonic()
+            transcript = pipeline.finish_transcript(result.value)
+            transcript.source = transcript.source or str(self.input_path)
+            self._record("post", StageRecord(time.monotonic() - started))
+            summary = self._summary(transcript) if self.batch.summarize else None
+            self.bar.stage(self.name, "write")
+            started = time.monotonic()
+            outputs = self._write(transcript, summary)
+            self._record("write", StageRecord(time.monotonic() - started))
+            self.ledger.mark_done(self.key, outputs, summary.warning if summary else None)
+            return self._finish(FileStatus.DONE)
+        except Exception as exc:  # a bug in post-processing or writing fails this file, not the batch
+            log.exception("event=file_error file=%s", self.input_path)
+            self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
+            return self._finish(FileStatus.FAILED)
+
+    def _speech(self) -> TaskResult | None:
+        from isoscribe import pipeline
+
+        max_attempts = self.settings.batch.max_attempts
+        request = pipeline.speech_request(self.settings, self.input_path)
+        for attempt_in_run in range(1, max_attempts + 1):
+            self.attempt = self.ledger.mark_running(self.key)
+            self.bar.stage(self.name, "speech")
+            try:
+                with self.gate.reserve("speech"):
+                    result = self.executor.submit("speech", request).result()
+            except TRANSIENT_ERRORS as exc:
+                self._record("speech", StageRecord(0.0, exc.peak_rss_mb or None), ok=False)
+                cause = str(exc)
+                if attempt_in_run < max_attempts and not self.batch._stopping.is_set():
+                    backoff_s = self.settings.batch.retry_backoff_s * 2 ** (attempt_in_run - 1)
+                    log_event(
+                        log, "speech_retry", logging.WARNING, file=self.input_path, attempt=self.attempt,
+                        backoff_s=backoff_s, cause=cause.splitlines()[0],
+                    )
+                    time.sleep(backoff_s)
+                    continue
+                self.ledger.mark_failed(self.key, f"{cause} (gave up after {attempt_in_run} attempts)")
+                return None
+            except IsolationError as exc:
+                self.ledger.mark_failed(self.key, str(exc))
+                return None
+            self._record("speech", _stage_record(result))
+            return result
+        return None
+
+    def _summary(self, transcript: Transcript) -> Summary:
+        """The summary, or an empty one with a warning when the stage fails (the file is still done)."""
+        from isoscribe import pipeline
+
+        self.bar.stage(self.name, "summary")
+        summary, stats = pipeline.summarize_with_stats(self._run_summary, transcript)
+        if stats is not None:
+            self._record("summary", StageRecord(stats.wall_s, stats.peak_rss_mb, stats.peak_gpu_mb))
+        return summary
+
+    def _run_summary(self, request: SummaryRequest) -> TaskResult:
+        with self.gate.reserve("summary"):
+            return self.executor.submit("summary", request).result()
+
+    def _write(self, transcript: Transcript, summary: Summary | None) -> list[str]:
+        """Write into a private folder, then rename each file into place; returns paths relative to out_dir."""
+        from isoscribe.outputs import write_outputs
+
+        final_dir = self.batch.out_dir / self.name
+        partial = self.batch.out_dir / f"{PARTIAL_PREFIX}{self.name}-{os.getpid()}"
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        try:
+            written = write_outputs(transcript, summary, partial, self.name, self.settings.batch.formats)
+            final_dir.mkdir(parents=True, exist_ok=True)
+            outputs = []
+            for path in written.values():
+                os.replace(path, final_dir / path.name)
+                outputs.append(str((final_dir / path.name).relative_to(self.batch.out_dir)))
+            _fsync_dir(final_dir)
+            return outputs
+        finally:
+            shutil.rmtree(partial, ignore_errors=True)
+
+    def _record(self, stage: str, record: StageRecord, ok: bool = True) -> None:
+        self.ledger.record_stage(self.key, stage, self.attempt, record, ok=ok)
+        if ok:
+            self.stages[stage] = {"wall_s": record.wall_s, "peak_rss_mb": record.peak_rss_mb, "peak_gpu_mb": record.peak_gpu_mb}
+
+    def _finish(self, status: FileStatus) -> FileReport:
+        row = self.ledger.get(self.key)
+        report = _file_report(row, status.value)
+        report.stages = self.stages
+        self.bar.file_done(self.name, status, row.error)
+        return report
+
+
+def _stage_record(result: TaskResult) -> StageRecord:
+    stats = result.stats
+    return StageRecord(stats.wall_s, stats.peak_rss_mb, stats.peak_gpu_mb)
+
+
+def _file_report(row: LedgerRow, status: str) -> FileReport:
+    return FileReport(
+        input_path=row.input_path,
+        output_name=row.output_name,
+        status=status,
+        attempts=row.attempts,
+        error=row.error if status == "failed" else None,
+        warning=row.warning,
+        stages={
+            stage: {"wall_s": r.wall_s, "peak_rss_mb": r.peak_rss_mb, "peak_gpu_mb": r.peak_gpu_mb}
+            for stage, r in row.stages.items()
+        },
+        outputs=row.outputs,
+    )
+
+
+def _output_names(inputs: list[Path]) -> dict[Path, str]:
+    """The file's stem; inputs that share a stem get a short hash of their folder appended."""
+    import hashlib
+
+    by_stem: dict[str, list[Path]] = {}
+    for path in inputs:
+        by_stem.setdefault(path.stem, []).append(path)
+    names = {}
+    for stem, paths in by_stem.items():
+        for path in paths:
+            suffix = hashlib.sha1(str(path.parent).encode()).hexdigest()[:8]
+            names[path] = stem if len(paths) == 1 else f"{stem}-{suffix}"
+    return names
+
+
+def _outputs_present(out_dir: Path, row: LedgerRow) -> bool:
+    return bool(row.outputs) and all((out_dir / output).is_file() for output in row.outputs)
+
+
+def _remove_partials(out_dir: Path) -> None:
+    """Folders a killed run was writing into; the outputs in them were never renamed into place."""
+    for partial in out_dir.glob(f"{PARTIAL_PREFIX}*"):
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _fsync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _attach_log_file(log_file: Path | None) -> logging.Handler | None:
+    if log_file is None:
+        return None
+    log_file = Path(log_file)
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(log_file, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logger = logging.getLogger("isoscribe")
+    logger.addHandler(handler)
+    if logger.getEffectiveLevel() > logging.INFO:
+        logger.setLevel(logging.INFO)
+    return handler
+
+
+class _Progress:
+    """A tqdm bar (files done/failed, current stage, ETA) on a terminal; log lines otherwise."""
+
+    def __init__(self, total: int, enabled: bool | None) -> None:
+        if enabled is None:
+            enabled = sys.stderr.isatty()
+        self._lock = threading.Lock()
+        self._done = 0
+        self._failed = 0
+        self._stages: dict[str, str] = {}
+        self._bar: Any = None
+        if enabled and total:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+
+    def stage(self, name: str, stage: str) -> None:
+        with self._lock:
+            self._stages[name] = stage
+            if self._bar is not None:
+                self._refresh()
+            else:
+                log_event(log, "file_stage", file=name, stage=stage)
+
+    def file_done(self, name: str, status: FileStatus, error: str | None) -> None:
+        with self._lock:
+            self._stages.pop(name, None)
+            if status == FileStatus.DONE:
+                self._done += 1
+            else:
+                self._failed += 1
+            if self._bar is not None:
+                self._bar.update(1)
+                self._refresh()
+            fields = {"file": name, "status": status.value, "done": self._done, "failed": self._failed}
+            if error:
+                fields["cause"] = error.splitlines()[0]
+            log_event(log, "file_finished", logging.INFO if status == FileStatus.DONE else logging.WARNING, **fields)
+
+    def _refresh(self) -> None:
+        current = ", ".join(f"{name}:{stage}" for name, stage in self._stages.items())
+        self._bar.set_postfix_str(f"done={self._done} failed={self._failed} {current}")
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
