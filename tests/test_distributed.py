@@ -440,3 +440,24 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
     assert first.cancel(newer.id) and first.get(newer.id).status == "cancelled"
     assert first.claim_next() is None and first.get("job_missing") is None
     first.close()
+
+
+@pytest.mark.celery
+def test_service_transcribes_through_celery_workers(cluster: Cluster, shared_data: Path, manifest: list[dict]) -> None:
+    """``isoscribe serve`` with ``service.executor = celery``: the upload is transcribed by a Celery worker."""
+    from test_service_support import ServerProcess, base_config
+
+    worker = cluster.start_workers(1)[0]
+    config = base_config(cluster.tmp_path / "service-data", executor="celery")
+    server = ServerProcess(cluster.tmp_path, config, env={k: v for k, v in cluster.env.items() if k.startswith("ISOSCRIBE_CELERY")})
+    server.start()
+    try:
+        clip = SHORT_CLIPS[0]
+        with server.client() as client, open(shared_data / clip, "rb") as audio:
+            response = client.post("/v1/audio/transcriptions", files={"file": ("clip.wav", audio)}, data={"model": "whisper-1"})
+        assert response.status_code == 200, response.text
+        reference = next(c["reference_text"] for c in manifest if c["path"] == clip)
+        assert _word_recall(response.json()["text"], reference) > 0.6
+    finally:
+        assert server.stop() == 0, server.log()
+    assert "celery_task_done" in worker.log_path.read_text(errors="replace"), "the worker did the transcription"
