@@ -183,15 +183,17 @@ def _plot(results: dict[str, Any], path: Path) -> None:
     leak = results["leak_containment"]
     figure, (curves, bars) = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
     labels = {"thread": "thread-based (in process)", "one_shot": "one-shot subprocess", "pool": "recycled pool"}
+    styles = {"thread": "-", "one_shot": "--", "pool": "-"}
     for mode in LEAK_MODES:
         rss = leak[mode]["parent_rss_mb"]
-        curves.plot(range(1, len(rss) + 1), rss, label=f"parent RSS, {labels[mode]}")
+        label = f"parent RSS, {labels[mode]}: {leak[mode]['growth_mb']:+.0f} MB"
+        curves.plot(range(1, len(rss) + 1), rss, styles[mode], linewidth=2, label=label)
     worker = leak["pool"].get("worker_rss_mb")
     if worker:
-        curves.plot(range(1, len(worker) + 1), worker, ":", color="grey", label="pool worker peak RSS")
-    curves.set_yscale("log")
+        cap = leak["pool_rss_cap_mb"]
+        curves.plot(range(1, len(worker) + 1), worker, ":", color="grey", label=f"pool worker peak RSS (cap {cap} MB)")
     curves.set_xlabel("request")
-    curves.set_ylabel("RSS (MB, log scale)")
+    curves.set_ylabel("RSS (MB)")
     curves.set_title(f"Native leak of {leak['leak_mb_per_request']} MB per request")
     curves.legend(fontsize=8)
 

@@ -337,6 +337,7 @@ class WorkerPool:
             if kind == "ready":
                 worker.state = "idle"
                 worker.idle_since = now
+                worker.peak_rss_mb = max(worker.peak_rss_mb, monitor.tree_rss_mb(worker.pid) or 0.0)
                 log_event(logger, "worker_ready", logging.DEBUG, pid=worker.pid, load_s=message[1])
             elif kind == "load_error":
                 _, exc_type, text, tb = message
