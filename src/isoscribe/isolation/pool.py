@@ -311,8 +311,8 @@ class WorkerPool:
         self._watch_busy(now)
         self._expire(now)
         if self._closing:
-            self._close_down(outcomes)
-        self._dispatch(now, outcomes)
+            self._close_down()
+        self._dispatch(now)
         self._fill(now, outcomes)
         return outcomes
 
@@ -436,7 +436,7 @@ class WorkerPool:
                 # A fresh prespawned worker holds only its model: replacing it would gain nothing.
                 self._retire(worker, "idle", now)
 
-    def _close_down(self, outcomes: list[_Outcome]) -> None:
+    def _close_down(self) -> None:
         while self._pending:
             task = self._pending.popleft()
             transport._unlink_all(task.segments)
@@ -449,7 +449,7 @@ class WorkerPool:
             elif worker.state == "busy" and self._kill_running:
                 self._kill(worker, "shutdown")
 
-    def _dispatch(self, now: float, outcomes: list[_Outcome]) -> None:
+    def _dispatch(self, now: float) -> None:
         while self._pending:
             worker = next((w for w in self._workers if w.state == "idle"), None)
             if worker is None:
@@ -520,6 +520,7 @@ class WorkerPool:
         worker.process.kill()
 
     def _reap(self, worker: _Worker, code: int, outcomes: list[_Outcome]) -> None:
+        self._read_messages(worker, outcomes, time.monotonic())  # a result sent just before the exit still counts
         self._workers.remove(worker)
         worker.process.close()
         transport.remove_segments(f"{self.segment_prefix}{worker.pid}-")
