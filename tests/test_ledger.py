@@ -90,3 +90,11 @@ def test_content_hash_follows_bytes_not_names(tmp_path: Path) -> None:
     (tmp_path / "b.wav").write_bytes(b"same")
     (tmp_path / "c.wav").write_bytes(b"other")
     assert content_hash(tmp_path / "a.wav") == content_hash(tmp_path / "b.wav") != content_hash(tmp_path / "c.wav")
+
+
+def test_learned_gpu_peak_is_kept_apart_from_rss(tmp_path: Path) -> None:
+    with Ledger.in_dir(tmp_path) as ledger:
+        row = ledger.enqueue(tmp_path / "a.wav", "h1", "fp", "a")
+        ledger.record_stage(row.key, "speech", 1, StageRecord(1.0, 400.0, 1500.0))
+        assert ledger.learned_peak_mb("speech", "fp", gpu=True) == 1500.0
+        assert ledger.learned_peak_mb("speech", "fp") == 400.0

@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isoscribe.budget import MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
+from isoscribe.budget import BUDGET_FRACTION, MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
 from isoscribe.config import Settings
 from isoscribe.executors import StageExecutor, build_executor
 from isoscribe.inputs import InputError, discover_inputs
@@ -87,11 +87,12 @@ def run_batch(
     ``progress``: a tqdm bar when True, log lines when False, None = bar only when stderr is a
     terminal. ``executor``: where stages run; None builds one from ``settings.batch``.
     """
+    files = discover_inputs(inputs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = _attach_log_file(log_file)
     try:
-        return _Batch(settings, out_dir, retry_failed, executor).run(discover_inputs(inputs), progress, notify)
+        return _Batch(settings, out_dir, retry_failed, executor).run(files, progress, notify)
     finally:
         if handler is not None:
             logging.getLogger("isoscribe").removeHandler(handler)
@@ -186,12 +187,17 @@ class _Batch:
         peaks = stage_peaks_mb(self.settings, lambda stage: self.ledger.learned_peak_mb(stage, self.fingerprint))
         if not self.summarize:
             peaks["summary"] = 0.0
+        gpu_mb = gpu_total_mb()
+        gpu_peaks = None
+        if gpu_mb is not None:
+            gpu_peaks = {stage: self.ledger.learned_peak_mb(stage, self.fingerprint, gpu=True) or 0.0 for stage in peaks}
         return MemoryGate(
             batch.memory_budget_mb or default_budget_mb(),
             peaks,
             keep_warm=batch.isolation == "pooled",
             warm_limit=batch.workers,
-            gpu_budget_mb=None if (gpu := gpu_total_mb()) is None else 0.8 * gpu,
+            gpu_budget_mb=None if gpu_mb is None else BUDGET_FRACTION * gpu_mb,
+            gpu_peaks_mb=gpu_peaks,
         )
 
     def _run_jobs(
@@ -406,10 +412,14 @@ class _Progress:
         self._failed = 0
         self._stages: dict[str, str] = {}
         self._bar: Any = None
+        self._redirect: Any = None
         if enabled and total:
             from tqdm import tqdm
+            from tqdm.contrib.logging import logging_redirect_tqdm
 
             self._bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+            self._redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
+            self._redirect.__enter__()
 
     def stage(self, name: str, stage: str) -> None:
         with self._lock:
@@ -440,4 +450,5 @@ class _Progress:
 
     def close(self) -> None:
         if self._bar is not None:
+            self._redirect.__exit__(None, None, None)
             self._bar.close()

@@ -20,7 +20,7 @@ import psutil
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 
-__all__ = ["DEFAULT_PEAKS_MB", "default_budget_mb", "gpu_total_mb", "stage_peaks_mb", "MemoryGate"]
+__all__ = ["BUDGET_FRACTION", "DEFAULT_PEAKS_MB", "default_budget_mb", "gpu_total_mb", "stage_peaks_mb", "MemoryGate"]
 
 log = logging.getLogger("isoscribe.budget")
 

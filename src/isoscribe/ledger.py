@@ -254,18 +254,20 @@ class Ledger:
                 (FileStatus.QUEUED, time.time(), key),
             )
 
-    def learned_peak_mb(self, stage: str, fingerprint: str | None = None) -> float | None:
-        """Highest peak RSS a successful run of ``stage`` reached, preferring rows with these settings."""
+    def learned_peak_mb(self, stage: str, fingerprint: str | None = None, *, gpu: bool = False) -> float | None:
+        """Highest peak (RSS, or GPU memory with ``gpu``) a successful run of ``stage`` reached,
+        preferring rows with these settings."""
+        column = "peak_gpu_mb" if gpu else "peak_rss_mb"
         with self._lock:
             if fingerprint is not None:
                 peak = self._db.execute(
-                    "SELECT MAX(r.peak_rss_mb) FROM stage_runs r JOIN files f ON f.key = r.key"
+                    f"SELECT MAX(r.{column}) FROM stage_runs r JOIN files f ON f.key = r.key"
                     " WHERE r.stage = ? AND r.ok = 1 AND f.fingerprint = ?",
                     (stage, fingerprint),
                 ).fetchone()[0]
                 if peak is not None:
                     return float(peak)
             peak = self._db.execute(
-                "SELECT MAX(peak_rss_mb) FROM stage_runs WHERE stage = ? AND ok = 1", (stage,)
+                f"SELECT MAX({column}) FROM stage_runs WHERE stage = ? AND ok = 1", (stage,)
             ).fetchone()[0]
         return None if peak is None else float(peak)
