@@ -199,6 +199,26 @@ def test_max_tasks_recycles_and_starts_the_replacement_ahead():
         assert pool.stats().exits_by_reason == {"max_tasks": 2}
 
 
+def test_replacement_loads_while_the_retiring_worker_runs_its_last_task():
+    slow_load = StageSpec("isoscribe.stages.faults", FaultConfig(load_s=0.5))
+    with WorkerPool(slow_load, max_tasks_per_worker=1) as pool:
+        assert pool.wait_ready(30)
+        last = pool.submit(FaultRequest("sleep", seconds=1.5))
+        assert _wait_for(lambda: pool.stats().busy == 1)
+        assert _wait_for(lambda: len(pool.stats().workers) == 2)  # started before the last task ended
+        states = sorted(worker.state for worker in pool.stats().workers)
+        assert states in (["busy", "starting"], ["busy", "idle"])
+        assert last.result(timeout=30).stats.worker_task_number == 1
+        assert pool.stats().workers_started == 2
+
+
+def test_workers_lead_their_own_session_and_offer_themselves_to_the_oom_killer(pool):
+    pid = pool.run(FaultRequest("ok")).stats.worker_pid
+    assert os.getpgid(pid) == pid != os.getpgid(0)
+    with open(f"/proc/{pid}/oom_score_adj") as handle:
+        assert int(handle.read()) == 1000
+
+
 def test_idle_ttl_recycles_a_worker():
     with WorkerPool(FAULTS, idle_ttl_s=0.3) as pool:
         pid = pool.run(FaultRequest("ok")).stats.worker_pid

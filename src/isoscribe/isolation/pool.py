@@ -19,6 +19,7 @@ import signal
 import tempfile
 import threading
 import time
+import traceback
 import weakref
 from collections import Counter, deque
 from concurrent.futures import Future
@@ -179,7 +180,7 @@ class WorkerPool:
         future: Future[TaskResult] = Future()
         with self._lock:
             if self._closing:
-                transport._unlink_all(segments)
+                transport.unlink_segments(segments)
                 raise RuntimeError(f"worker pool for stage {self.stage.label} is shut down")
             self._pending.append(_Task(next(self._task_ids), payload, segments, future))
             self._load_failed = False
@@ -311,7 +312,7 @@ class WorkerPool:
         self._watch_busy(now)
         self._expire(now)
         if self._closing:
-            self._close_down()
+            self._close_down(outcomes)
         self._dispatch(now)
         self._fill(now, outcomes)
         return outcomes
@@ -352,7 +353,7 @@ class WorkerPool:
         assert task is not None
         worker.task = None
         worker.tasks_done += 1
-        transport._unlink_all(task.segments)
+        transport.unlink_segments(task.segments)
         peak_rss_mb = max(worker.task_peak_rss_mb, message[-1])
         worker.peak_rss_mb = max(worker.peak_rss_mb, peak_rss_mb)
         if message[0] == "result":
@@ -379,8 +380,6 @@ class WorkerPool:
         self._after_task(worker, now)
 
     def _unreadable_result(self, exc: Exception, peak_rss_mb: float) -> StageError:
-        import traceback
-
         return StageError(
             self.stage.label,
             peak_rss_mb,
@@ -436,17 +435,21 @@ class WorkerPool:
                 # A fresh prespawned worker holds only its model: replacing it would gain nothing.
                 self._retire(worker, "idle", now)
 
-    def _close_down(self) -> None:
+    def _close_down(self, outcomes: list[_Outcome]) -> None:
         while self._pending:
             task = self._pending.popleft()
-            transport._unlink_all(task.segments)
-            task.future.cancel()
+            transport.unlink_segments(task.segments)
+            if task.running:  # handed to a worker that died before taking it: already marked running
+                error = TaskCancelled(self.stage.label, detail="the pool shut down before the task ran")
+                outcomes.append(_Outcome(task.future, error=error))
+            else:
+                task.future.cancel()
         for worker in self._workers:
             if worker.state == "starting":
                 self._kill(worker, "shutdown")
             elif worker.state == "idle":
                 self._retire(worker, "shutdown", time.monotonic())
-            elif worker.state == "busy" and self._kill_running:
+            elif worker.state == "busy" and self._kill_running and worker.kill_reason is None:
                 self._kill(worker, "shutdown")
 
     def _dispatch(self, now: float) -> None:
@@ -456,7 +459,7 @@ class WorkerPool:
                 return
             task = self._pending.popleft()
             if not task.running and not task.future.set_running_or_notify_cancel():
-                transport._unlink_all(task.segments)
+                transport.unlink_segments(task.segments)
                 continue
             task.running = True
             try:
@@ -528,7 +531,7 @@ class WorkerPool:
         likely_oom_kill = code == -signal.SIGKILL and worker.kill_reason is None
         if worker.task is not None:
             task, worker.task = worker.task, None
-            transport._unlink_all(task.segments)
+            transport.unlink_segments(task.segments)
             outcomes.append(_Outcome(task.future, error=self._task_error(worker, code, reason)))
             self._counters.tasks_failed += 1
         elif worker.state == "starting" and not self._closing:
@@ -603,7 +606,7 @@ class WorkerPool:
         self._load_failed = True
         while self._pending:
             task = self._pending.popleft()
-            transport._unlink_all(task.segments)
+            transport.unlink_segments(task.segments)
             if task.running or task.future.set_running_or_notify_cancel():
                 outcomes.append(_Outcome(task.future, error=error))
                 self._counters.tasks_failed += 1
@@ -614,7 +617,7 @@ class WorkerPool:
         _resolve([_Outcome(task.future, error=error) for task in orphaned if task.running])
         for task in orphaned:
             task.future.cancel()
-            transport._unlink_all(task.segments)
+            transport.unlink_segments(task.segments)
         for worker in self._workers:
             worker.process.kill()
         for worker in self._workers:

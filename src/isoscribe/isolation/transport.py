@@ -20,7 +20,16 @@ import sys
 import tempfile
 from typing import Any
 
-__all__ = ["LARGE_ARRAY_BYTES", "SEGMENT_PREFIX", "dumps", "loads", "remove_segments", "segment_dir", "sweep_stale"]
+__all__ = [
+    "LARGE_ARRAY_BYTES",
+    "SEGMENT_PREFIX",
+    "dumps",
+    "loads",
+    "remove_segments",
+    "segment_dir",
+    "sweep_stale",
+    "unlink_segments",
+]
 
 LARGE_ARRAY_BYTES = 1 << 20
 SEGMENT_PREFIX = "isoscribe-"
@@ -39,7 +48,7 @@ def dumps(obj: Any, segment_prefix: str) -> tuple[bytes, list[str]]:
     try:
         pickler.dump(obj)
     except BaseException:
-        _unlink_all(pickler.segments)
+        unlink_segments(pickler.segments)
         raise
     return buffer.getvalue(), pickler.segments
 
@@ -52,7 +61,7 @@ def loads(data: bytes) -> Any:
 def remove_segments(segment_prefix: str) -> int:
     """Unlink every segment whose name starts with ``segment_prefix``; returns how many."""
     paths = glob.glob(os.path.join(segment_dir(), glob.escape(segment_prefix) + "*"))
-    _unlink_all(paths)
+    unlink_segments(paths)
     return len(paths)
 
 
@@ -75,7 +84,7 @@ def sweep_stale() -> int:
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                _unlink_all([path])
+                unlink_segments([path])
             removed += 1
     return removed
 
@@ -119,7 +128,7 @@ def _write_segment(array: Any, name: str) -> str:
             written += os.write(fd, data[written:])
     except BaseException:
         os.close(fd)
-        _unlink_all([path])
+        unlink_segments([path])
         raise
     os.close(fd)
     return path
@@ -133,7 +142,7 @@ def _read_segment(path: str, dtype: Any, shape: tuple[int, ...]) -> Any:
     try:
         fd = os.open(path, os.O_RDWR)
     except BaseException:
-        _unlink_all([path])
+        unlink_segments([path])
         raise
     try:
         size = os.fstat(fd).st_size
@@ -144,7 +153,7 @@ def _read_segment(path: str, dtype: Any, shape: tuple[int, ...]) -> Any:
         mapping = mmap.mmap(fd, size, flags=flags, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     finally:
         os.close(fd)
-        _unlink_all([path])
+        unlink_segments([path])
     return numpy.frombuffer(mapping, dtype=dtype).reshape(shape)
 
 
@@ -155,7 +164,8 @@ def _as_bytes(array: Any) -> Any:
     return array.reshape(-1).view(numpy.uint8)
 
 
-def _unlink_all(paths: list[str]) -> None:
+def unlink_segments(paths: list[str]) -> None:
+    """Unlink segments by path; ones already consumed (and so unlinked) by the reader are skipped."""
     for path in paths:
         try:
             os.unlink(path)
