@@ -8,34 +8,18 @@ MB of native memory per task, as a leaking model SDK would; a request whose ``in
 
 from __future__ import annotations
 
-import ctypes
 import os
 
-from isoscribe.stages import speech
+from isoscribe.stages import faults, speech
 from isoscribe.transcript import SpeechRequest, Transcript
 
 __all__ = ["load", "run"]
 
-_libc = ctypes.CDLL(None)
-_libc.malloc.restype = ctypes.c_void_p
-_libc.malloc.argtypes = [ctypes.c_size_t]
+load = speech.load
 
 
-def load(settings):
-    return speech.load(settings)
-
-
-def run(model, request: SpeechRequest) -> Transcript:
+def run(model: speech.SpeechModels, request: SpeechRequest) -> Transcript:
     if request.initial_prompt and "segfault" in request.initial_prompt:
-        ctypes.string_at(0)  # reads address 0: SIGSEGV
-    leak_mb = int(os.environ.get("SERVICE_TEST_LEAK_MB", "0"))
-    if leak_mb:
-        _leak(leak_mb)
+        faults.run({}, faults.FaultRequest("segfault"))
+    faults.leak_native(int(os.environ.get("SERVICE_TEST_LEAK_MB", "0")))
     return speech.run(model, request)
-
-
-def _leak(megabytes: int) -> None:
-    """malloc and touch: the pages count in RSS and are never freed (no Python object owns them)."""
-    size = megabytes * 1024 * 1024
-    address = _libc.malloc(size)
-    ctypes.memset(address, 1, size)

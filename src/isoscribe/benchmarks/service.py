@@ -1,0 +1,297 @@
+"""``isoscribe bench service``: bounded load on a real ``isoscribe serve`` over loopback.
+
+Two runs with identical load (full: 200 requests, concurrency 4; quick: 60), one injected worker
+crash per 50 requests (20 in quick mode): with recycling (``max_tasks_per_worker`` 10) and without
+(workers live for the whole run). Reported: errors other than the injected crashes (must be 0),
+latency p50/p99 of each run and their ratio, the server process's RSS over time, worker exits by
+reason; ``service.json`` and ``service.png`` in the results directory.
+
+This module doubles as the bench's speech stage (``load``/``run``, hosted in the pool's workers):
+the real speech stage, except that a request whose prompt says "segfault" kills its worker, so the
+crashes the bench injects are real SIGSEGVs in a real worker. Benchmarks only.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from isoscribe.config import Settings
+from isoscribe.logs import log_event
+from isoscribe.stages import faults, speech
+from isoscribe.transcript import SpeechRequest, Transcript
+
+__all__ = ["main", "load", "run"]
+
+logger = logging.getLogger("isoscribe.bench.service")
+
+SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
+CLIP = "librivox/sense_and_sensibility_01_austen_64kb-0880.wav"
+CRASH_PROMPT = "segfault"
+_SECRETS = {("service", "api_key"), ("llm", "api_key"), ("notify", "smtp_password")}
+
+load = speech.load
+
+
+def run(model: speech.SpeechModels, request: SpeechRequest) -> Transcript:
+    if request.initial_prompt == CRASH_PROMPT:
+        faults.run({}, faults.FaultRequest("segfault"))
+    return speech.run(model, request)
+
+
+def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SHARED_DATA) -> dict[str, Any]:
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # one INFO line per request would drown the log
+    requests, crash_every = (40, 20) if quick else (200, 50)
+    load_shape = {"requests": requests, "concurrency": 4, "crash_every": crash_every, "clip": CLIP}
+    audio = (data_dir / CLIP).read_bytes()
+    runs = {}
+    with tempfile.TemporaryDirectory(prefix="isoscribe-bench-service-") as tmp:
+        for name, max_tasks in (("recycling", 10), ("no_recycling", None)):
+            config = _server_config(settings, Path(tmp) / name, max_tasks)
+            runs[name] = _run_load(config, Path(tmp), audio, requests, crash_every, concurrency=4)
+            log_event(logger, "bench_run_done", run=name, **{k: v for k, v in runs[name].items() if k.endswith("_s")})
+    results = {
+        "mode": "quick" if quick else "full",
+        "load": load_shape,
+        "model": settings.asr.model,
+        "asr_workers": 2,
+        "runs": {name: {k: v for k, v in r.items() if k != "rss_series"} for name, r in runs.items()},
+        "unexpected_errors": sum(r["unexpected_errors"] for r in runs.values()),
+        "p50_ratio_recycling_vs_not": _ratio(runs["recycling"]["p50_s"], runs["no_recycling"]["p50_s"]),
+        "p99_ratio_recycling_vs_not": _ratio(runs["recycling"]["p99_s"], runs["no_recycling"]["p99_s"]),
+    }
+    (results_dir / "service.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    _plot(runs, results_dir / "service.png")
+    return results
+
+
+def _server_config(settings: Settings, data_dir: Path, max_tasks: int | None) -> dict[str, Any]:
+    """The user's settings as TOML tables, with the bench's service, pool and stage on top."""
+    config = settings.model_dump(mode="json", exclude_none=True)
+    for section, key in _SECRETS:
+        config.get(section, {}).pop(key, None)
+    config.pop("log_level", None)
+    config["asr"]["device"] = "cpu" if settings.asr.device == "auto" else settings.asr.device
+    config["service"].update(data_dir=str(data_dir), asr_workers=2, queue_size=16)
+    # The two runs differ in max_tasks_per_worker only; 1e6 stands for "never" (TOML has no null).
+    config["isolation"].update(
+        speech_stage=__name__, prespawn=True, max_tasks_per_worker=max_tasks or 1_000_000, idle_ttl_s=3600
+    )
+    config["isolation"].pop("max_rss_mb", None)
+    return config
+
+
+def _run_load(config: dict, tmp: Path, audio: bytes, requests: int, crash_every: int, concurrency: int) -> dict:
+    import httpx
+
+    server = _Server(config, tmp)
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=300) as warm:
+            warm.post("/v1/audio/transcriptions", files={"file": ("clip.wav", audio)}).raise_for_status()
+        sampler = _RssSampler(server.pid)
+        sampler.start()
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(concurrency) as pool:
+            outcomes = list(pool.map(lambda i: _request(server.url, audio, i, crash_every), range(requests)))
+        wall_s = time.perf_counter() - started
+        sampler.stop()
+        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+    finally:
+        exit_code = server.stop()
+    latencies = sorted(o["latency_s"] for o in outcomes if o["expected"] and o["status"] == 200)
+    unexpected = [o for o in outcomes if not _as_expected(o)]
+    rss = [mb for _, mb, _ in sampler.series]
+    workers = [mb for _, _, mb in sampler.series]
+    return {
+        "requests": requests,
+        "ok": sum(1 for o in outcomes if o["status"] == 200),
+        "injected_crashes": sum(1 for o in outcomes if o["injected"]),
+        "unexpected_errors": len(unexpected),
+        "unexpected_examples": unexpected[:3],
+        "wall_s": round(wall_s, 3),
+        "throughput_rps": round(requests / wall_s, 3),
+        "p50_s": round(_percentile(latencies, 50), 3),
+        "p99_s": round(_percentile(latencies, 99), 3),
+        "server_rss_start_mb": round(rss[0], 1) if rss else None,
+        "server_rss_end_mb": round(rss[-1], 1) if rss else None,
+        "server_rss_max_mb": round(max(rss), 1) if rss else None,
+        "workers_rss_max_mb": round(max(workers), 1) if workers else None,
+        "worker_exits_by_reason": _exits_by_reason(metrics),
+        "server_exit_code": exit_code,
+        "rss_series": sampler.series,
+        "server_rss_over_time_mb": [[t, mb] for t, mb, _ in sampler.series[:: max(1, len(sampler.series) // 50)]],
+    }
+
+
+def _request(url: str, audio: bytes, index: int, crash_every: int) -> dict:
+    import httpx
+
+    injected = index % crash_every == crash_every - 1
+    data = {"prompt": CRASH_PROMPT} if injected else {}
+    started = time.perf_counter()
+    try:
+        response = httpx.post(
+            f"{url}/v1/audio/transcriptions", files={"file": ("clip.wav", audio)}, data=data, timeout=300
+        )
+        status = response.status_code
+        code = response.json().get("error", {}).get("code") if status != 200 else None
+    except httpx.HTTPError as exc:
+        status, code = 0, type(exc).__name__
+    return {"index": index, "injected": injected, "expected": not injected, "status": status, "code": code,
+            "latency_s": time.perf_counter() - started}
+
+
+def _as_expected(outcome: dict) -> bool:
+    """A normal request succeeds; an injected crash fails cleanly as worker_crashed, nothing else."""
+    if outcome["injected"]:
+        return outcome["status"] == 500 and outcome["code"] == "worker_crashed"
+    return outcome["status"] == 200
+
+
+def _exits_by_reason(metrics: str) -> dict[str, float]:
+    exits: dict[str, float] = {}
+    for line in metrics.splitlines():
+        if line.startswith("isoscribe_worker_exits_total{"):
+            reason = line.split('reason="', 1)[1].split('"', 1)[0]
+            exits[reason] = exits.get(reason, 0) + float(line.rsplit(" ", 1)[1])
+    return exits
+
+
+def _percentile(values: list[float], pct: float) -> float:
+    if not values:
+        return float("nan")
+    rank = min(len(values) - 1, max(0, round(pct / 100 * (len(values) - 1))))
+    return values[rank]
+
+
+def _ratio(a: float, b: float) -> float | None:
+    return round(a / b, 3) if b else None
+
+
+class _Server:
+    def __init__(self, config: dict, tmp: Path) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.config_path = tmp / f"service-{self.port}.toml"
+        self.config_path.write_text(_toml(config))
+        self.log_path = tmp / f"service-{self.port}.log"
+        self.process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int:
+        assert self.process is not None
+        return self.process.pid
+
+    def start(self, timeout_s: float = 180) -> None:
+        import httpx
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
+        command = [sys.executable, "-m", "isoscribe.cli", "--config", str(self.config_path), "--log-level",
+                   "warning", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        with open(self.log_path, "ab") as log:
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"bench server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"bench server not ready within {timeout_s} s")
+
+    def stop(self) -> int | None:
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+        try:
+            return self.process.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            return self.process.wait()
+
+
+class _RssSampler:
+    """Every 0.25 s: (seconds since start, server RSS MB, its workers' summed RSS MB)."""
+
+    def __init__(self, pid: int) -> None:
+        import psutil
+
+        self.process = psutil.Process(pid)
+        self.series: list[tuple[float, float, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def start(self) -> None:
+        self._started = time.perf_counter()
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def _sample(self) -> None:
+        while True:
+            rss_mb = self.process.memory_info().rss / 2**20
+            workers_mb = sum(_rss_mb(child) for child in self.process.children(recursive=True))
+            self.series.append((round(time.perf_counter() - self._started, 2), round(rss_mb, 1), round(workers_mb, 1)))
+            if self._stop.wait(0.25):
+                return
+
+
+def _rss_mb(process: Any) -> float:
+    import psutil
+
+    try:
+        return process.memory_info().rss / 2**20
+    except psutil.Error:  # a worker exiting between listing and reading
+        return 0.0
+
+
+def _toml(config: dict[str, Any]) -> str:
+    """Tables of scalars and scalar lists, which is all Settings holds; JSON scalars are TOML scalars."""
+    lines = []
+    for section, values in config.items():
+        lines.append(f"[{section}]")
+        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
+    return "\n".join(lines) + "\n"
+
+
+def _plot(runs: dict[str, dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (rss_axis, latency_axis) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for name, run_result in runs.items():
+        times, rss, workers = zip(*run_result["rss_series"]) if run_result["rss_series"] else ((), (), ())
+        line = rss_axis.plot(times, rss, label=f"server, {name.replace('_', ' ')}")[0]
+        rss_axis.plot(times, workers, linestyle="--", color=line.get_color(), label=f"workers, {name.replace('_', ' ')}")
+        latency_axis.bar(name.replace("_", " "), run_result["p99_s"], color="tab:orange", label="p99" if name == "recycling" else None)
+        latency_axis.bar(name.replace("_", " "), run_result["p50_s"], color="tab:blue", label="p50" if name == "recycling" else None)
+    rss_axis.set(title="RSS under load: server process vs its workers", xlabel="seconds", ylabel="RSS (MB)")
+    rss_axis.set_ylim(bottom=0)
+    rss_axis.legend()
+    latency_axis.set(title="Request latency (injected crashes excluded)", ylabel="seconds")
+    latency_axis.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
