@@ -114,6 +114,54 @@ def test_app_carries_the_delivery_and_isolation_rules() -> None:
     assert create_app(short).conf.broker_transport_options["visibility_timeout"] == 12
 
 
+def test_big_results_go_through_shared_storage(tmp_path: Path) -> None:
+    from isoscribe.distributed import _spill_if_big
+
+    small = {"value": {"json": "x"}, "worker": "w@h"}
+    assert _spill_if_big(small, "t1", tmp_path) == small
+    big = {"value": {"json": "x" * 300_000}, "worker": "w@h"}
+    pointer = _spill_if_big(big, "t2", tmp_path)
+    assert pointer == {"result_file": "results/t2.json", "worker": "w@h"}
+    assert json.loads((tmp_path / pointer["result_file"]).read_text()) == big
+
+
+def test_worker_command_starts_a_prefork_worker_on_the_stage_queues(monkeypatch: pytest.MonkeyPatch) -> None:
+    import argparse
+
+    from celery import Celery
+
+    from isoscribe import distributed
+
+    started: list[list[str]] = []
+    monkeypatch.setattr(Celery, "worker_main", lambda app, argv: started.append(argv))
+    monkeypatch.setattr(distributed, "_worker_settings", None)
+    settings = load_settings()
+    assert distributed.worker_command(settings, argparse.Namespace(queues="asr", concurrency=3)) == 0
+    assert {"--queues=asr", "--concurrency=3", "--pool=prefork"} <= set(started[0])
+    assert distributed.worker_command(settings, argparse.Namespace(queues="asr,gpu", concurrency=1)) == 2
+    assert len(started) == 1
+
+
+def test_worker_computes_with_the_clients_settings_and_keeps_its_own_machine_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from isoscribe import distributed
+
+    worker = load_settings(overrides={
+        "asr": {"model_cache_dir": "/srv/models"}, "llm": {"api_key": "worker-secret"},
+        "isolation": {"max_tasks_per_worker": 3},
+    })
+    client = load_settings(overrides={
+        "asr": {"model": "base", "beam_size": 2, "model_cache_dir": "/home/me/models"}, "llm": {"max_tokens": 99},
+        "diarization": {"enabled": True, "num_speakers": 2}, "isolation": {"max_tasks_per_worker": 40},
+    })
+    monkeypatch.setattr(distributed, "_worker_settings", worker)
+    effective = distributed._effective_settings(json.loads(json.dumps(distributed._client_sections(client))))
+    assert (effective.asr.model, effective.asr.beam_size, effective.llm.max_tokens) == ("base", 2, 99)
+    assert effective.diarization.enabled and effective.diarization.num_speakers == 2
+    assert effective.asr.model_cache_dir == Path("/srv/models")
+    assert effective.llm.api_key.get_secret_value() == "worker-secret"
+    assert effective.isolation.max_tasks_per_worker == 3
+
+
 # --- real Redis, real workers ---------------------------------------------------------------------
 
 
@@ -362,7 +410,7 @@ def test_summary_runs_on_the_llm_queue(cluster: Cluster) -> None:
         "and send it to Anna for review. SPEAKER_00: Good, and book the meeting room for Monday."
     )
     # Only the client asks for short answers: the worker computes with the client's llm settings.
-    settings = cluster.settings.model_copy(update={"llm": cluster.settings.llm.model_copy(update={"max_tokens": 24, "threads": 1})})
+    settings = cluster.settings.model_copy(update={"llm": cluster.settings.llm.model_copy(update={"max_tokens": 16, "threads": 1})})
     with CeleryExecutor(settings) as executor:
         result = executor.submit("summary", SummaryRequest(text)).result(timeout=300)
     assert isinstance(result.value, Summary)
