@@ -28,7 +28,11 @@ fi
 # torch is pinned to the CPU wheel: an unpinned torch would pull several GB of CUDA packages.
 # llama-cpp-python compiles once; pip's wheel cache (~/.cache/pip) keeps the build for later runs.
 export CMAKE_ARGS="${CMAKE_ARGS:--DGGML_NATIVE=OFF}"
-.venv/bin/pip install -q --upgrade pip
-.venv/bin/pip install -q -c constraints.txt torch==2.13.0
-.venv/bin/pip install -q -c constraints.txt -e ".[dev]"
+pip_install() {
+  # This machine's pip config names an extra index folder that may be absent; drop that warning only.
+  .venv/bin/pip install -q "$@" 2> >(grep -v "is ignored: it is neither a file nor a directory" >&2)
+}
+pip_install --upgrade pip
+pip_install -c constraints.txt torch==2.13.0
+pip_install -c constraints.txt -e ".[dev]"
 touch "$stamp"
