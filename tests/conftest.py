@@ -31,3 +31,11 @@ def _isolated_settings_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in list(os.environ):
         if name.startswith("ISOSCRIBE_"):
             monkeypatch.delenv(name)
+
+
+@pytest.fixture(scope="session")
+def demo_dialogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The two-voice espeak-ng dialogue (16 kHz mono WAV), generated once; its script is beside it."""
+    from isoscribe.demo import make_dialogue
+
+    return make_dialogue(tmp_path_factory.mktemp("dialogue") / "dialogue.wav")

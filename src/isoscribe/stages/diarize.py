@@ -1,0 +1,385 @@
+"""Diarization stage: resemblyzer speaker embeddings over speech regions, then clustering.
+
+Speech regions (from the transcript's words, or Silero VAD when hosted alone) are cut into 1.6 s
+windows every ``HOP_S``; each window gets a d-vector, and each window labels the stretch of its
+region nearest its centre. Clustering sees at most ``MAX_CLUSTERED_WINDOWS`` windows (an evenly
+spaced subsample when there are more); every window is then assigned to the nearest cluster centroid.
+So memory grows linearly with audio length: the pairwise distance matrix is bounded, the embeddings
+are 1 KB a window, and windows are embedded in fixed-size batches.
+
+An optional pyannote backend is used when ``diarization.backend == "pyannote"`` and a local pipeline
+path is configured.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from isoscribe.audio import SAMPLE_RATE, decode_audio
+from isoscribe.config import DiarizationSettings, Settings
+from isoscribe.logs import log_event
+from isoscribe.transcript import SpeakerTurn, SpeechRequest, Transcript
+
+__all__ = [
+    "Diarizer",
+    "load",
+    "run",
+    "diarize",
+    "cluster_embeddings",
+    "speech_regions_from_vad",
+    "WINDOW_S",
+    "HOP_S",
+    "MAX_CLUSTERED_WINDOWS",
+]
+
+logger = logging.getLogger("isoscribe.diarize")
+
+WINDOW_S = 1.6
+"""resemblyzer's partial utterance: 160 mel frames of 10 ms."""
+HOP_S = 0.4
+MAX_CLUSTERED_WINDOWS = 1500
+"""Bound on the clustering input: its affinity matrices are 1500² float64 = 18 MB each."""
+AFFINITY_KEEP = 0.4
+"""Share of each row of the affinity matrix kept by the refinement (tuned on the pyannote sample
+and the espeak-ng dialogue: 0.3–0.5 all find two speakers there)."""
+EMBED_BATCH = 64
+_N_FFT, _HOP, _N_MELS, _PARTIAL_FRAMES = 400, 160, 40, 160
+_NORM_TARGET_DBFS = -30.0
+
+
+@dataclass
+class Diarizer:
+    backend: str
+    encoder: Any
+    """resemblyzer.VoiceEncoder, or a pyannote Pipeline."""
+    device: str
+    settings: DiarizationSettings
+
+
+def load(settings: Settings) -> Diarizer:
+    import torch
+
+    diarization = settings.diarization
+    device = diarization.device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if diarization.backend == "pyannote":
+        return _load_pyannote(diarization, device)
+    from resemblyzer import VoiceEncoder
+
+    if device == "cpu":
+        # The encoder's per-step matrices are tiny: threads gain nothing, and on a busy machine
+        # OpenMP spin-waiting made 2 threads 10x slower than 1 (measured: 9-18 s vs 0.9 s a batch).
+        torch.set_num_threads(1)
+    encoder = VoiceEncoder(device, verbose=False)
+    encoder.eval()
+    return Diarizer("resemblyzer", encoder, device, diarization)
+
+
+def run(model: Diarizer, request: SpeechRequest) -> Transcript:
+    """Diarize a file on its own: Silero VAD finds the speech, the result holds only speaker turns."""
+    started = time.perf_counter()
+    audio = decode_audio(request.audio_path)
+    decoded = time.perf_counter()
+    turns = diarize(model, audio, speech_regions_from_vad(audio), request)
+    speakers = list(dict.fromkeys(turn.speaker for turn in turns))
+    return Transcript(
+        segments=[],
+        language="",
+        language_probability=0.0,
+        duration_s=audio.size / SAMPLE_RATE,
+        model=f"diarization:{model.backend}",
+        speakers=speakers,
+        speaker_turns=turns,
+        timings_s={"decode": decoded - started, "diarize": time.perf_counter() - decoded},
+        source=request.audio_path,
+    )
+
+
+def diarize(
+    model: Diarizer, audio: np.ndarray, regions: list[tuple[float, float]], request: SpeechRequest
+) -> list[SpeakerTurn]:
+    """Speaker turns over ``regions`` (seconds), labelled SPEAKER_00… in order of first appearance."""
+    settings = model.settings
+    num_speakers = request.num_speakers or settings.num_speakers
+    min_speakers = request.min_speakers or settings.min_speakers
+    max_speakers = max(request.max_speakers or settings.max_speakers, min_speakers)
+    started = time.perf_counter()
+    if model.backend == "pyannote":
+        turns = _diarize_pyannote(model, audio, num_speakers, min_speakers, max_speakers)
+    else:
+        windows = _windows(regions, audio.size / SAMPLE_RATE)
+        embeddings = _embed(model, audio, windows)
+        labels = cluster_embeddings(embeddings, num_speakers, min_speakers, max_speakers)
+        turns = _turns(windows, _smooth(labels, windows))
+    turns = _relabel(turns)
+    log_event(
+        logger, "diarized", backend=model.backend, regions=len(regions), turns=len(turns),
+        speakers=len({t.speaker for t in turns}), wall_s=time.perf_counter() - started,
+    )
+    return turns
+
+
+def speech_regions_from_vad(audio: np.ndarray) -> list[tuple[float, float]]:
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    stamps = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300, speech_pad_ms=100))
+    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+
+
+@dataclass(frozen=True)
+class _Window:
+    start: float
+    """Start of the 1.6 s audio the embedding is computed from."""
+    span_start: float
+    span_end: float
+    """The stretch of speech this window labels."""
+    region: int
+
+
+def _windows(regions: list[tuple[float, float]], duration_s: float) -> list[_Window]:
+    windows: list[_Window] = []
+    for index, (region_start, region_end) in enumerate(regions):
+        region_start, region_end = max(0.0, region_start), min(duration_s, region_end)
+        if region_end <= region_start:
+            continue
+        length = region_end - region_start
+        if length <= WINDOW_S:
+            centre = (region_start + region_end) / 2
+            starts = [centre - WINDOW_S / 2]
+        else:
+            count = int(np.ceil((length - WINDOW_S) / HOP_S)) + 1
+            starts = list(np.linspace(region_start, region_end - WINDOW_S, count))
+        centres = [s + WINDOW_S / 2 for s in starts]
+        bounds = [region_start] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [region_end]
+        for k, start in enumerate(starts):
+            clamped = min(max(0.0, start), max(0.0, duration_s - WINDOW_S))
+            windows.append(_Window(float(clamped), float(bounds[k]), float(bounds[k + 1]), index))
+    return windows
+
+
+def _embed(model: Diarizer, audio: np.ndarray, windows: list[_Window]) -> np.ndarray:
+    import torch
+
+    gain = _volume_gain(audio)
+    width = int(WINDOW_S * SAMPLE_RATE)
+    embeddings = np.zeros((len(windows), 256), dtype=np.float32)
+    for first in range(0, len(windows), EMBED_BATCH):
+        batch = windows[first : first + EMBED_BATCH]
+        wavs = np.zeros((len(batch), width), dtype=np.float32)
+        for row, window in enumerate(batch):
+            offset = int(window.start * SAMPLE_RATE)
+            piece = audio[offset : offset + width]
+            wavs[row, : piece.size] = piece * gain
+        mels = np.ascontiguousarray(mel_spectrogram(wavs)[:, :_PARTIAL_FRAMES, :])
+        with torch.inference_mode():
+            vectors = model.encoder(torch.from_numpy(mels).to(model.device)).cpu().numpy()
+        embeddings[first : first + len(batch)] = np.nan_to_num(vectors)
+    return embeddings
+
+
+def mel_spectrogram(wavs: np.ndarray) -> np.ndarray:
+    """resemblyzer's input features for a batch of 16 kHz waveforms: (batch, frames, 40) power mel.
+
+    The same numbers as ``librosa.feature.melspectrogram(n_fft=400, hop_length=160, n_mels=40)``
+    (centred frames, zero padding, periodic Hann, Slaney mel scale and norm), in plain numpy:
+    importing librosa's lazy submodules costs seconds per worker, more than the diarization itself.
+    """
+    padded = np.pad(wavs, ((0, 0), (_N_FFT // 2, _N_FFT // 2)))
+    frames = 1 + (padded.shape[1] - _N_FFT) // _HOP
+    index = np.arange(_N_FFT)[None, :] + _HOP * np.arange(frames)[:, None]
+    spectrum = np.abs(np.fft.rfft(padded[:, index] * _hann(_N_FFT), axis=-1)) ** 2
+    return np.einsum("btf,mf->btm", spectrum, _mel_filterbank()).astype(np.float32)
+
+
+def _hann(length: int) -> np.ndarray:
+    return 0.5 - 0.5 * np.cos(2 * np.pi * np.arange(length) / length)
+
+
+def _hz_to_mel(hz: np.ndarray) -> np.ndarray:
+    hz = np.asarray(hz, dtype=np.float64)
+    linear = hz / (200.0 / 3)
+    log_part = 15.0 + np.log(np.maximum(hz, 1e-10) / 1000.0) / (np.log(6.4) / 27.0)
+    return np.where(hz >= 1000.0, log_part, linear)
+
+
+def _mel_to_hz(mel: np.ndarray) -> np.ndarray:
+    linear = mel * (200.0 / 3)
+    log_part = 1000.0 * np.exp((np.log(6.4) / 27.0) * (mel - 15.0))
+    return np.where(mel >= 15.0, log_part, linear)
+
+
+def _mel_filterbank() -> np.ndarray:
+    """Slaney-style triangular filters, area-normalised (librosa.filters.mel's default)."""
+    fft_hz = np.linspace(0, SAMPLE_RATE / 2, 1 + _N_FFT // 2)
+    mel_hz = _mel_to_hz(np.linspace(_hz_to_mel(0.0), _hz_to_mel(SAMPLE_RATE / 2), _N_MELS + 2))
+    spacing = np.diff(mel_hz)
+    ramps = mel_hz[:, None] - fft_hz[None, :]
+    lower = -ramps[:-2] / spacing[:-1, None]
+    upper = ramps[2:] / spacing[1:, None]
+    weights = np.maximum(0.0, np.minimum(lower, upper))
+    return weights * (2.0 / (mel_hz[2:] - mel_hz[:-2]))[:, None]
+
+
+def _volume_gain(audio: np.ndarray) -> float:
+    """resemblyzer's volume normalization (raise to -30 dBFS, never lower) as one factor for the file."""
+    rms = float(np.sqrt(np.mean(np.square(audio, dtype=np.float64)))) if audio.size else 0.0
+    if rms <= 1e-9:
+        return 1.0
+    change_db = _NORM_TARGET_DBFS - 20 * np.log10(rms)
+    return float(10 ** (change_db / 20)) if change_db > 0 else 1.0
+
+
+def cluster_embeddings(
+    embeddings: np.ndarray, num_speakers: int | None, min_speakers: int = 1, max_speakers: int = 8
+) -> np.ndarray:
+    """Cluster L2-normalised embeddings; labels are 0..k-1. Memory is linear in len(embeddings).
+
+    Spectral clustering on a refined cosine affinity (Wang et al. 2018, "Speaker diarization with
+    LSTM": keep each row's strongest ``AFFINITY_KEEP`` share, symmetrise, diffuse, normalise rows);
+    without a fixed count, the speaker count is the largest eigengap within [min, max]. Only an evenly
+    spaced subsample of at most ``MAX_CLUSTERED_WINDOWS`` is clustered; every embedding then goes to
+    its nearest cluster centroid.
+    """
+    from threadpoolctl import threadpool_limits
+
+    count = len(embeddings)
+    if count < 2:
+        return np.zeros(count, dtype=int)
+    # Small matrices: BLAS/OpenMP threads only add spin-waiting on a busy machine.
+    with threadpool_limits(limits=1):
+        return _cluster(embeddings, num_speakers, min_speakers, max_speakers)
+
+
+def _cluster(embeddings: np.ndarray, num_speakers: int | None, min_speakers: int, max_speakers: int) -> np.ndarray:
+    count = len(embeddings)
+    sample = np.unique(np.linspace(0, count - 1, min(count, MAX_CLUSTERED_WINDOWS)).round().astype(int))
+    points = embeddings[sample].astype(np.float64)
+    eigenvalues, eigenvectors = np.linalg.eigh(_refined_affinity(points))
+    eigenvalues, eigenvectors = eigenvalues[::-1], eigenvectors[:, ::-1]
+    if num_speakers:
+        speakers = min(num_speakers, len(points))
+    else:
+        speakers = _eigengap_count(eigenvalues, min_speakers, min(max_speakers, len(points) - 1))
+    if speakers <= 1:
+        return np.zeros(count, dtype=int)
+    labels = _kmeans(eigenvectors[:, :speakers], speakers)
+    centroids = _centroids(points, labels)
+    return np.argmax(embeddings @ centroids.T.astype(embeddings.dtype), axis=1)
+
+
+def _refined_affinity(points: np.ndarray) -> np.ndarray:
+    affinity = points @ points.T
+    keep = max(1, int(np.ceil(AFFINITY_KEEP * len(points))))
+    row_threshold = np.partition(affinity, -keep, axis=1)[:, -keep][:, None]
+    affinity = np.where(affinity >= row_threshold, affinity, 0.01 * affinity)
+    affinity = np.maximum(affinity, affinity.T)
+    affinity = affinity @ affinity.T
+    affinity /= np.max(affinity, axis=1, keepdims=True)
+    return (affinity + affinity.T) / 2
+
+
+def _eigengap_count(eigenvalues: np.ndarray, min_speakers: int, max_speakers: int) -> int:
+    if max_speakers <= min_speakers:
+        return max(1, max_speakers)
+    values = np.maximum(eigenvalues[: max_speakers + 1], 1e-9)
+    gaps = values[:-1] / values[1:]
+    candidates = range(min_speakers, max_speakers + 1)
+    return max(candidates, key=lambda k: gaps[k - 1])
+
+
+def _kmeans(features: np.ndarray, clusters: int, restarts: int = 10, iterations: int = 100) -> np.ndarray:
+    """k-means++ with restarts on row-normalised features (numpy: sklearn's import alone costs seconds)."""
+    features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-9)
+    rng = np.random.default_rng(0)
+    best_labels, best_inertia = np.zeros(len(features), dtype=int), np.inf
+    for _ in range(restarts):
+        centres = _kmeans_plus_plus(features, clusters, rng)
+        for _ in range(iterations):
+            distances = ((features[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
+            labels = distances.argmin(axis=1)
+            moved = np.stack([features[labels == k].mean(axis=0) if np.any(labels == k) else centres[k] for k in range(clusters)])
+            if np.allclose(moved, centres):
+                break
+            centres = moved
+        inertia = distances[np.arange(len(features)), labels].sum()
+        if inertia < best_inertia:
+            best_labels, best_inertia = labels, inertia
+    return np.unique(best_labels, return_inverse=True)[1]
+
+
+def _kmeans_plus_plus(features: np.ndarray, clusters: int, rng: np.random.Generator) -> np.ndarray:
+    centres = [features[rng.integers(len(features))]]
+    for _ in range(1, clusters):
+        nearest = np.min([((features - c) ** 2).sum(axis=1) for c in centres], axis=0)
+        total = nearest.sum()
+        probabilities = nearest / total if total > 0 else None
+        centres.append(features[rng.choice(len(features), p=probabilities)])
+    return np.stack(centres)
+
+
+def _centroids(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    centroids = np.stack([points[labels == k].mean(axis=0) for k in range(labels.max() + 1)])
+    return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
+
+
+def _smooth(labels: np.ndarray, windows: list[_Window]) -> np.ndarray:
+    """Majority of each window and its two neighbours in the same region: removes one-window flicker."""
+    smoothed = labels.copy()
+    for i in range(1, len(labels) - 1):
+        if windows[i - 1].region == windows[i].region == windows[i + 1].region:
+            if labels[i - 1] == labels[i + 1] != labels[i]:
+                smoothed[i] = labels[i - 1]
+    return smoothed
+
+
+def _turns(windows: list[_Window], labels: np.ndarray) -> list[SpeakerTurn]:
+    turns: list[SpeakerTurn] = []
+    for window, label in zip(windows, labels):
+        speaker = str(int(label))
+        if turns and turns[-1].speaker == speaker and window.span_start - turns[-1].end < 1e-6:
+            turns[-1].end = window.span_end
+        else:
+            turns.append(SpeakerTurn(window.span_start, window.span_end, speaker))
+    return turns
+
+
+def _relabel(turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
+    names: dict[str, str] = {}
+    for turn in turns:
+        turn.speaker = names.setdefault(turn.speaker, f"SPEAKER_{len(names):02d}")
+    return turns
+
+
+def _load_pyannote(settings: DiarizationSettings, device: str) -> Diarizer:
+    if settings.pyannote_pipeline_path is None:
+        raise ValueError("diarization.backend=pyannote needs diarization.pyannote_pipeline_path (a local pipeline)")
+    try:
+        from pyannote.audio import Pipeline
+    except ImportError as exc:
+        raise ValueError("diarization.backend=pyannote needs the pyannote.audio package installed") from exc
+    import torch
+
+    pipeline = Pipeline.from_pretrained(str(settings.pyannote_pipeline_path))
+    pipeline.to(torch.device(device))
+    return Diarizer("pyannote", pipeline, device, settings)
+
+
+def _diarize_pyannote(
+    model: Diarizer, audio: np.ndarray, num_speakers: int | None, min_speakers: int, max_speakers: int
+) -> list[SpeakerTurn]:
+    import torch
+
+    waveform = {"waveform": torch.from_numpy(audio).unsqueeze(0), "sample_rate": SAMPLE_RATE}
+    bounds = {"num_speakers": num_speakers} if num_speakers else {"min_speakers": min_speakers, "max_speakers": max_speakers}
+    annotation = model.encoder(waveform, **bounds)
+    annotation = getattr(annotation, "speaker_diarization", annotation)
+    return [
+        SpeakerTurn(float(segment.start), float(segment.end), str(label))
+        for segment, _, label in annotation.itertracks(yield_label=True)
+    ]

@@ -1,0 +1,80 @@
+"""The speech stage the isolation runtime hosts: decode → transcribe with word timestamps → diarize.
+
+One worker holds the Whisper model and, once a request asks for diarization, the speaker encoder.
+Diarization embeds the speech that Silero VAD finds. The result is a Transcript whose
+``speaker_turns`` the parent assigns to words and segments
+(``isoscribe.speakers``); nothing here touches speaker labels on words.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from isoscribe.audio import SAMPLE_RATE, decode_audio
+from isoscribe.config import Settings
+from isoscribe.stages import diarize as diarize_stage
+from isoscribe.stages import transcribe as transcribe_stage
+from isoscribe.transcript import SpeechRequest, Transcript
+
+__all__ = ["SpeechModels", "load", "run", "speech_regions"]
+
+_REGION_GAP_S = 0.5
+"""Words closer than this belong to one speech region for diarization."""
+_REGION_PAD_S = 0.1
+
+
+@dataclass
+class SpeechModels:
+    settings: Settings
+    transcriber: transcribe_stage.Transcriber
+    diarizer: diarize_stage.Diarizer | None = None
+
+    def get_diarizer(self) -> diarize_stage.Diarizer:
+        if self.diarizer is None:
+            self.diarizer = diarize_stage.load(self.settings)
+        return self.diarizer
+
+
+def load(settings: Settings) -> SpeechModels:
+    models = SpeechModels(settings, transcribe_stage.load(settings))
+    if settings.diarization.enabled:
+        models.get_diarizer()
+    return models
+
+
+def run(model: SpeechModels, request: SpeechRequest) -> Transcript:
+    started = time.perf_counter()
+    audio = decode_audio(request.audio_path)
+    decoded = time.perf_counter()
+    transcript = transcribe_stage.transcribe(model.transcriber, audio, request)
+    timings = {"decode": decoded - started, **transcript.timings_s}
+    if request.diarize:
+        diarize_started = time.perf_counter()
+        regions = diarize_stage.speech_regions_from_vad(audio) or speech_regions(transcript, audio.size / SAMPLE_RATE)
+        if regions:
+            transcript.speaker_turns = diarize_stage.diarize(model.get_diarizer(), audio, regions, request)
+        transcript.speakers = list(dict.fromkeys(turn.speaker for turn in transcript.speaker_turns))
+        timings["diarize"] = time.perf_counter() - diarize_started
+    timings["total"] = time.perf_counter() - started
+    transcript.timings_s = timings
+    return transcript
+
+
+def speech_regions(transcript: Transcript, duration_s: float) -> list[tuple[float, float]]:
+    """Where the transcript says someone speaks: word spans merged across short gaps (segments if no words).
+
+    The fallback when Silero VAD finds no speech; VAD regions are preferred because Whisper's word
+    times miss the edges of speech (on the pyannote sample, DER 0.03 with VAD regions vs 0.07 with words).
+    """
+    spans = [(w.start, w.end) for s in transcript.segments for w in s.words] or [
+        (s.start, s.end) for s in transcript.segments
+    ]
+    regions: list[tuple[float, float]] = []
+    for start, end in sorted(spans):
+        start, end = max(0.0, start - _REGION_PAD_S), min(duration_s, end + _REGION_PAD_S)
+        if regions and start - regions[-1][1] <= _REGION_GAP_S:
+            regions[-1] = (regions[-1][0], max(regions[-1][1], end))
+        elif end > start:
+            regions.append((start, end))
+    return regions
