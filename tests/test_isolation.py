@@ -25,6 +25,7 @@ from isoscribe.isolation import (
     WorkerPool,
     run_isolated,
 )
+from isoscribe.isolation.monitor import GpuMonitor
 from isoscribe.stages.faults import FaultConfig, FaultRequest
 
 FAULTS = StageSpec("isoscribe.stages.faults")
@@ -91,6 +92,8 @@ def test_pool_reuses_a_warm_worker_and_reports_stats(pool):
     assert first.stats.worker_pid == second.stats.worker_pid
     assert second.stats.worker_task_number == 2
     assert second.stats.peak_rss_mb > 5 and second.stats.wall_s >= 0
+    if not GpuMonitor().available:  # no NVML (no driver or no GPU): GPU memory is unknown, not zero
+        assert second.stats.peak_gpu_mb is None
     stats = pool.stats()
     assert stats.tasks_completed == 2 and stats.queue_depth == 0 and stats.crashes == 0
     assert [(w.pid, w.tasks_done, w.state) for w in stats.workers] == [(first.stats.worker_pid, 2, "idle")]

@@ -47,11 +47,17 @@ def main(quick: bool = False, results_dir: Path = Path("bench/results"), setting
     results: dict[str, Any] = {
         "benchmark": "isolation",
         "quick": quick,
-        "machine": {"cpus": os.cpu_count(), "python": platform.python_version(), "start_method": start_method},
+        "machine": {
+            "cpus": os.cpu_count(),
+            "python": platform.python_version(),
+            "start_method": start_method,
+            "load_average_1min_at_start": round(os.getloadavg()[0], 2),
+        },
         "call_overhead": _call_overhead(quick, start_method),
         "cold_start": _cold_start(quick, start_method),
         "leak_containment": _leak_containment(requests, start_method),
     }
+    results["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     results["acceptance"] = _acceptance(results)
     results_dir.mkdir(parents=True, exist_ok=True)
     (results_dir / "isolation.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
@@ -78,8 +84,8 @@ def _call_overhead(quick: bool, start_method: str) -> dict[str, Any]:
                 "direct_p99_ms": _percentile(direct, 99),
                 "pool_p50_ms": _percentile(pooled, 50),
                 "pool_p99_ms": _percentile(pooled, 99),
-                "overhead_p50_ms": _percentile(pooled, 50) - _percentile(direct, 50),
-                "overhead_p99_ms": _percentile(pooled, 99) - _percentile(direct, 99),
+                "overhead_p50_ms": round(_percentile(pooled, 50) - _percentile(direct, 50), 4),
+                "overhead_p99_ms": round(_percentile(pooled, 99) - _percentile(direct, 99), 4),
             }
     return figures
 
