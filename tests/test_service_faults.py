@@ -89,3 +89,17 @@ def test_idle_worker_is_recycled_after_ttl(server: ServerProcess, shared_data: P
     else:
         pytest.fail(f"no idle recycle within {IDLE_TTL_S + 30} s:\n{server.metrics()}")
     assert _transcribe(server, audio).status_code == 200
+
+
+def test_crash_is_retried_once_when_configured(tmp_path: Path, shared_data: Path) -> None:
+    config = base_config(tmp_path / "data", asr_workers=1, retry_crashed=True)
+    config["isolation"]["speech_stage"] = FAULT_STAGE
+    server = ServerProcess(tmp_path, config).start()
+    try:
+        response = _transcribe(server, (shared_data / "jfk" / "jfk.wav").read_bytes(), prompt="segfault")
+        metrics = server.metrics()
+    finally:
+        assert server.stop() == 0, server.log()
+    assert response.status_code == 500 and response.json()["error"]["code"] == "worker_crashed"
+    assert metric_value(metrics, "isoscribe_crash_retries_total") == 1
+    assert metric_value(metrics, "isoscribe_worker_crashes_total", stage="speech") == 2
