@@ -109,11 +109,16 @@ class JobRunner:
         audio_path = Path(job.audio_path)
         log_event(logger, "job_started", id=job.id, attempt=job.attempts)
         try:
-            timings["audio_s"] = await check_audio(audio_path, self.settings)
+            timings["audio_duration_s"] = await check_audio(audio_path, self.settings)
             self.store.set_progress(job.id, 0.1, "speech")
             started = time.perf_counter()
-            speech = SpeechOptions(options.language, options.prompt, options.temperature, options.diarize,
-                                   options.num_speakers)
+            speech = SpeechOptions(
+                language=options.language,
+                prompt=options.prompt,
+                temperature=options.temperature,
+                diarize=options.diarize,
+                num_speakers=options.num_speakers,
+            )
             stage = self.stage_for_model(options.model)
             transcript = await transcribe(self.runner, audio_path, speech, self.settings, stage)
             timings["speech_s"] = round(time.perf_counter() - started, 3)

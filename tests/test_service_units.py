@@ -1,0 +1,98 @@
+"""Fast checks of the service's parts that need no server: upload streaming, the job store, response shapes."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from isoscribe.service.errors import ApiError
+from isoscribe.service.formats import verbose_json
+from isoscribe.service.job_store import JobOptions, JobStore
+from isoscribe.service.uploads import receive_multipart, safe_extension
+from isoscribe.transcript import Segment, Transcript, Word
+
+BOUNDARY = "isoscribe-test-boundary"
+
+
+def _multipart(fields: list[tuple[str, str]], filename: str, content: bytes) -> bytes:
+    parts = []
+    for name, value in fields:
+        parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
+    parts.append(
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
+        f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+    )
+    return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
+
+
+async def _chunks(body: bytes, size: int = 1000):
+    for start in range(0, len(body), size):
+        yield body[start : start + size]
+
+
+def _receive(body: bytes, folder: Path, max_bytes: int):
+    content_type = f"multipart/form-data; boundary={BOUNDARY}"
+    return asyncio.run(receive_multipart(content_type, _chunks(body), folder, "file", max_bytes))
+
+
+def test_upload_streams_to_a_server_named_file(tmp_path: Path) -> None:
+    content = bytes(range(256)) * 40
+    fields = [("model", "whisper-1"), ("timestamp_granularities[]", "word"), ("timestamp_granularities[]", "segment")]
+    form = _receive(_multipart(fields, "../../../etc/passwd.WAV", content), tmp_path, 1_000_000)
+    assert form.file_path is not None and form.file_path.parent == tmp_path
+    assert form.file_path.suffix == ".wav" and "passwd" not in form.file_path.name
+    assert form.file_path.read_bytes() == content and form.file_bytes == len(content)
+    assert form.first("model") == "whisper-1"
+    assert form.fields["timestamp_granularities[]"] == ["word", "segment"]
+
+
+def test_upload_over_the_limit_is_413_and_the_partial_file_is_deleted(tmp_path: Path) -> None:
+    with pytest.raises(ApiError) as raised:
+        _receive(_multipart([], "big.wav", b"x" * 50_000), tmp_path, 10_000)
+    assert raised.value.status_code == 413
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_non_multipart_body_is_400(tmp_path: Path) -> None:
+    with pytest.raises(ApiError) as raised:
+        asyncio.run(receive_multipart("application/json", _chunks(b"{}"), tmp_path, "file", 100))
+    assert raised.value.status_code == 400
+
+
+@pytest.mark.parametrize(
+    ("filename", "extension"),
+    [("a.wav", ".wav"), ("A.FLAC", ".flac"), ("../x.mp3", ".mp3"), ("noext", ""), ("a.w/av", ""), ("x.toolongext", ""), (None, "")],
+)
+def test_safe_extension(filename: str | None, extension: str) -> None:
+    assert safe_extension(filename) == extension
+
+
+def test_job_store_requeues_running_jobs_after_a_restart(tmp_path: Path) -> None:
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    first = store.create(tmp_path / "a.wav", JobOptions(model="whisper-1", summarize=True), "http://127.0.0.1:1/hook")
+    second = store.create(tmp_path / "b.wav", JobOptions())
+    claimed = store.claim_next()
+    assert claimed is not None and claimed.id == first.id and claimed.status == "running" and claimed.attempts == 1
+    store.close()
+
+    reopened = JobStore(tmp_path / "jobs.sqlite3")
+    assert reopened.requeue_running() == [first.id]
+    assert reopened.claim_next().id == first.id
+    assert reopened.succeed(first.id, {"segments": []}, None, {"total_s": 1.0})
+    job = reopened.get(first.id)
+    assert job.status == "succeeded" and job.options.summarize and job.webhook_url == "http://127.0.0.1:1/hook"
+    assert reopened.cancel(second.id) and not reopened.cancel(second.id)
+    assert reopened.claim_next() is None
+    assert not reopened.fail(second.id, "x", "cancelled jobs stay cancelled", {})
+
+
+def test_verbose_json_shapes_words_segments_and_speakers() -> None:
+    words = [Word(0.0, 0.5, " Hello", 0.9, "SPEAKER_00"), Word(0.5, 1.0, " there.", 0.8, "SPEAKER_00")]
+    transcript = Transcript([Segment(0, 0.0, 1.0, " Hello there.", words, "SPEAKER_00")], "en", 0.99, 1.2, "tiny.en")
+    both = verbose_json(transcript, ["word", "segment"])
+    assert both["text"] == "Hello there." and both["duration"] == 1.2 and both["language"] == "en"
+    assert both["words"][0] == {"word": " Hello", "start": 0.0, "end": 0.5, "speaker": "SPEAKER_00"}
+    assert both["segments"][0]["speaker"] == "SPEAKER_00" and both["segments"][0]["seek"] == 0
+    assert "words" not in verbose_json(transcript) and "segments" not in verbose_json(transcript, ["word"])
