@@ -96,6 +96,9 @@ def create_app(settings: Settings) -> Celery:
         task_acks_late=True,
         task_reject_on_worker_lost=True,
         worker_prefetch_multiplier=1,
+        # A task running when Redis goes away finishes and stores its result once Redis is back;
+        # its redelivered copy then returns that result instead of running the stage again.
+        worker_cancel_long_running_tasks_on_connection_loss=False,
         worker_max_tasks_per_child=iso.max_tasks_per_worker,
         worker_max_memory_per_child=int(iso.max_rss_mb * 1024) if iso.max_rss_mb else None,
         broker_transport_options=_transport_options(settings),
