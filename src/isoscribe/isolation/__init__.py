@@ -3,8 +3,9 @@
 Knows nothing about audio or models; see types.StageSpec for what a stage is.
 """
 
-from isoscribe.isolation.oneshot import run_isolated
-from isoscribe.isolation.pool import WorkerPool, install_termination_handler, shutdown_all_pools
+import importlib
+from typing import Any
+
 from isoscribe.isolation.types import (
     IsolationError,
     Limits,
@@ -40,3 +41,20 @@ __all__ = [
     "WorkerExit",
     "WorkerInfo",
 ]
+
+# The parent-side machinery (pool, psutil, logging) loads on first use: a worker imports this package
+# too, and its cold start should not pay for code only the parent runs.
+_LAZY = {
+    "run_isolated": "isoscribe.isolation.oneshot",
+    "WorkerPool": "isoscribe.isolation.pool",
+    "install_termination_handler": "isoscribe.isolation.pool",
+    "shutdown_all_pools": "isoscribe.isolation.pool",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
