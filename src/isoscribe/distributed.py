@@ -26,6 +26,7 @@ import json
 import logging
 import os
 import shutil
+import sys
 import threading
 import time
 import types
@@ -153,7 +154,7 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
     queues = [name.strip() for name in str(args.queues).split(",") if name.strip()]
     unknown = sorted(set(queues) - set(STAGE_QUEUES.values()))
     if not queues or unknown:
-        print(f"isoscribe worker: unknown queues {unknown}; choose from asr, llm")
+        print(f"isoscribe worker: unknown queues {unknown}; choose from asr, llm", file=sys.stderr)
         return 2
     _worker_settings = settings
     app = create_app(settings)
@@ -251,30 +252,29 @@ def _pool(stage: str, settings: Settings) -> Any:
             return current[1]
         if current is not None:
             current[1].shutdown()
+        spec, limits = _stage(stage, settings)
         iso = settings.isolation
-        timeout_s = iso.asr_timeout_s if stage == "speech" else iso.llm_timeout_s
         pool = WorkerPool(
-            _stage_spec(stage, settings),
+            spec,
             size=1,
             max_tasks_per_worker=iso.max_tasks_per_worker,
             max_rss_mb=iso.max_rss_mb,
             idle_ttl_s=iso.idle_ttl_s,
             prespawn=False,
-            limits=Limits(timeout_s=timeout_s, hard_rss_mb=iso.hard_rss_mb),
+            limits=limits,
             start_method=iso.start_method,
         )
         _pools[stage] = (fingerprint, pool)
         return pool
 
 
-def _stage_spec(stage: str, settings: Settings) -> StageSpec:
+def _stage(stage: str, settings: Settings) -> tuple[StageSpec, Limits]:
+    """The same stage modules and limits as a local run (``isolation.speech_stage`` …)."""
     from isoscribe import pipeline
 
-    factory = getattr(pipeline, f"{stage}_stage", None)
-    if factory is not None:
-        return factory(settings)
-    module = settings.isolation.speech_stage if stage == "speech" else settings.isolation.summary_stage
-    return StageSpec(module, settings, stage)
+    if stage == "speech":
+        return pipeline.speech_stage(settings), pipeline.speech_limits(settings)
+    return pipeline.summary_stage(settings), pipeline.summary_limits(settings)
 
 
 @celery_signals.worker_process_shutdown.connect
