@@ -10,12 +10,13 @@ from pathlib import Path
 import httpx
 import pytest
 from openai import APIStatusError, AuthenticationError, OpenAI
-
 from test_service_support import API_KEY, ServerProcess, WebhookReceiver, base_config, metric_value, wait_for_job, words
 
 pytestmark = pytest.mark.slow
 
-JFK_WORDS = words("And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.")
+JFK_WORDS = words(
+    "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+)
 
 
 def _close_to_jfk(text: str) -> bool:
@@ -82,7 +83,9 @@ def test_openai_client_verbose_json_with_words_and_segments(openai_client: OpenA
 
 def test_verbose_json_without_granularities_has_segments_only(server: ServerProcess, jfk: Path) -> None:
     with server.client() as client, open(jfk, "rb") as audio:
-        response = client.post("/v1/audio/transcriptions", files={"file": audio}, data={"response_format": "verbose_json"})
+        response = client.post(
+            "/v1/audio/transcriptions", files={"file": audio}, data={"response_format": "verbose_json"}
+        )
     body = response.json()
     assert response.status_code == 200 and body["segments"] and "words" not in body
 
@@ -166,7 +169,9 @@ def test_async_job_flow_with_webhook(server: ServerProcess, jfk: Path) -> None:
             assert client.get(f"/v1/jobs/{job_id}/result", params={"format": "srt"}).text.startswith("1\n")
             verbose = client.get(f"/v1/jobs/{job_id}/result", params={"format": "verbose_json"}).json()
             assert verbose["words"] and verbose["segments"]
-            assert client.get(f"/v1/jobs/{job_id}/result", params={"format": "transcript"}).json()["schema_version"] == 1
+            assert (
+                client.get(f"/v1/jobs/{job_id}/result", params={"format": "transcript"}).json()["schema_version"] == 1
+            )
             assert client.get("/v1/jobs/job_nope").status_code == 404
         assert hook.received.wait(30)
         assert hook.bodies[0]["id"] == job_id and hook.bodies[0]["status"] == "succeeded"

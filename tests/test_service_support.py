@@ -64,8 +64,18 @@ class ServerProcess:
         self.process: subprocess.Popen | None = None
 
     def start(self, timeout_s: float = 180) -> ServerProcess:
-        command = [sys.executable, "-m", "isoscribe.cli", "--config", str(self.config_path), "serve",
-                   "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "isoscribe.cli",
+            "--config",
+            str(self.config_path),
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s

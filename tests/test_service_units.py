@@ -22,7 +22,9 @@ def _multipart(fields: list[tuple[str, str]], filename: str, content: bytes) -> 
         parts.append(f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n{value}\r\n'.encode())
     parts.append(
         f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="file"; filename="{filename}"\r\n'
-        f"Content-Type: application/octet-stream\r\n\r\n".encode() + content + b"\r\n"
+        f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        + content
+        + b"\r\n"
     )
     return b"".join(parts) + f"--{BOUNDARY}--\r\n".encode()
 
@@ -63,7 +65,15 @@ def test_non_multipart_body_is_400(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("filename", "extension"),
-    [("a.wav", ".wav"), ("A.FLAC", ".flac"), ("../x.mp3", ".mp3"), ("noext", ""), ("a.w/av", ""), ("x.toolongext", ""), (None, "")],
+    [
+        ("a.wav", ".wav"),
+        ("A.FLAC", ".flac"),
+        ("../x.mp3", ".mp3"),
+        ("noext", ""),
+        ("a.w/av", ""),
+        ("x.toolongext", ""),
+        (None, ""),
+    ],
 )
 def test_safe_extension(filename: str | None, extension: str) -> None:
     assert safe_extension(filename) == extension

@@ -149,8 +149,14 @@ def _request(url: str, audio: bytes, index: int, crash_every: int) -> dict:
         code = response.json().get("error", {}).get("code") if status != 200 else None
     except httpx.HTTPError as exc:
         status, code = 0, type(exc).__name__
-    return {"index": index, "injected": injected, "expected": not injected, "status": status, "code": code,
-            "latency_s": time.perf_counter() - started}
+    return {
+        "index": index,
+        "injected": injected,
+        "expected": not injected,
+        "status": status,
+        "code": code,
+        "latency_s": time.perf_counter() - started,
+    }
 
 
 def _as_expected(outcome: dict) -> bool:
@@ -200,8 +206,20 @@ class _Server:
         import httpx
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
-        command = [sys.executable, "-m", "isoscribe.cli", "--config", str(self.config_path), "--log-level",
-                   "warning", "serve", "--host", "127.0.0.1", "--port", str(self.port)]
+        command = [
+            sys.executable,
+            "-m",
+            "isoscribe.cli",
+            "--config",
+            str(self.config_path),
+            "--log-level",
+            "warning",
+            "serve",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+        ]
         with open(self.log_path, "ab") as log:
             self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + timeout_s
@@ -284,9 +302,18 @@ def _plot(runs: dict[str, dict], path: Path) -> None:
     for name, run_result in runs.items():
         times, rss, workers = zip(*run_result["rss_series"]) if run_result["rss_series"] else ((), (), ())
         line = rss_axis.plot(times, rss, label=f"server, {name.replace('_', ' ')}")[0]
-        rss_axis.plot(times, workers, linestyle="--", color=line.get_color(), label=f"workers, {name.replace('_', ' ')}")
-        latency_axis.bar(name.replace("_", " "), run_result["p99_s"], color="tab:orange", label="p99" if name == "recycling" else None)
-        latency_axis.bar(name.replace("_", " "), run_result["p50_s"], color="tab:blue", label="p50" if name == "recycling" else None)
+        rss_axis.plot(
+            times, workers, linestyle="--", color=line.get_color(), label=f"workers, {name.replace('_', ' ')}"
+        )
+        latency_axis.bar(
+            name.replace("_", " "),
+            run_result["p99_s"],
+            color="tab:orange",
+            label="p99" if name == "recycling" else None,
+        )
+        latency_axis.bar(
+            name.replace("_", " "), run_result["p50_s"], color="tab:blue", label="p50" if name == "recycling" else None
+        )
     rss_axis.set(title="RSS under load: server process vs its workers", xlabel="seconds", ylabel="RSS (MB)")
     rss_axis.set_ylim(bottom=0)
     rss_axis.legend()

@@ -9,11 +9,10 @@ from pathlib import Path
 from fastapi import Request
 
 from isoscribe.config import Settings
-from isoscribe.executors import StageExecutor
+from isoscribe.executors import PooledExecutor, StageExecutor
 from isoscribe.logs import log_event
 from isoscribe.models import available_models
 from isoscribe.service.errors import ApiError
-from isoscribe.executors import PooledExecutor
 from isoscribe.service.execution import QueueFull, StageRunner, add_model_pool, build_executor
 from isoscribe.service.job_runner import JobRunner
 from isoscribe.service.job_store import Job, JobOptions, JobStore
@@ -118,7 +117,10 @@ class Service:
             self.runner.admit()
         except QueueFull as full:
             raise ApiError(
-                429, str(full), type="rate_limit_error", code="queue_full",
+                429,
+                str(full),
+                type="rate_limit_error",
+                code="queue_full",
                 headers={"Retry-After": str(full.retry_after_s)},
             ) from None
         form: UploadedForm | None = None
@@ -140,7 +142,10 @@ class Service:
         assert self.jobs is not None and self.runner is not None
         if self.store.count("queued") >= self.settings.service.queue_size:
             raise ApiError(
-                503, "job queue full", type="server_error", code="queue_full",
+                503,
+                "job queue full",
+                type="server_error",
+                code="queue_full",
                 headers={"Retry-After": str(self.runner.retry_after_s())},
             )
         form = await self.receive_upload(request, self.job_audio_dir)

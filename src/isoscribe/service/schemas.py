@@ -16,7 +16,10 @@ __all__ = ["TranscriptionParams", "JobParams", "ResultFormat", "from_form"]
 ResultFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "transcript", "summary"]
 """Job results: OpenAI's formats, plus isoscribe's full transcript JSON and the summary."""
 
-_LIST_FIELDS = {"timestamp_granularities[]": "timestamp_granularities", "timestamp_granularities": "timestamp_granularities"}
+_LIST_FIELDS = {
+    "timestamp_granularities[]": "timestamp_granularities",
+    "timestamp_granularities": "timestamp_granularities",
+}
 
 
 class _Params(BaseModel):
@@ -63,7 +66,9 @@ def from_form(cls: type[_Params], form: UploadedForm) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise ApiError(400, f"invalid parameter {field}: {first['msg']}", param=field, code="invalid_parameter") from None
+        raise ApiError(
+            400, f"invalid parameter {field}: {first['msg']}", param=field, code="invalid_parameter"
+        ) from None
     if getattr(params, "stream", False):
         raise ApiError(400, "stream=true is not supported", param="stream", code="unsupported_parameter")
     return params

@@ -40,9 +40,7 @@ async def check_audio(audio_path: Path, settings: Settings) -> float:
         raise ApiError(415, f"not decodable audio: {reason}", code="unsupported_audio", param="file") from None
     limit_s = settings.service.max_duration_s
     if duration_s > limit_s:
-        raise ApiError(
-            413, f"audio is {duration_s:.1f} s long, over the limit of {limit_s:g} s", code="audio_too_long"
-        )
+        raise ApiError(413, f"audio is {duration_s:.1f} s long, over the limit of {limit_s:g} s", code="audio_too_long")
     return duration_s
 
 
