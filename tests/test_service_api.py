@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
+import time
 from pathlib import Path
 
 import httpx
@@ -194,21 +195,25 @@ def test_job_with_diarization_and_summary(server: ServerProcess, jfk: Path) -> N
     assert {"speech_s", "summary_s"} <= set(status["timings"])
 
 
-def test_cancel_queued_job(server: ServerProcess, jfk: Path) -> None:
+def test_cancel_job(server: ServerProcess, jfk: Path) -> None:
     audio = jfk.read_bytes()
     with server.client() as client:
-        ids = [client.post("/v1/jobs", files={"file": ("jfk.wav", audio)}).json().get("id") for _ in range(2)]
-        last = ids[-1]
-        assert last is not None
-        cancelled = client.delete(f"/v1/jobs/{last}").json()
-        assert cancelled["status"] in ("cancelled", "succeeded")
+        first = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)}).json()["id"]
+        while client.get(f"/v1/jobs/{first}").json()["status"] == "queued":  # the queue holds one job
+            time.sleep(0.05)
+        second = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)})
+        assert second.status_code == 202, second.text
+        cancelled = client.delete(f"/v1/jobs/{second.json()['id']}").json()
+        assert cancelled["status"] in ("cancelled", "succeeded")  # succeeded: it finished before the DELETE
         if cancelled["status"] == "cancelled":
-            assert wait_for_job(client, last)["status"] == "cancelled"
-            assert client.get(f"/v1/jobs/{last}/result").status_code == 409
-        wait_for_job(client, ids[0])
+            assert wait_for_job(client, cancelled["id"])["status"] == "cancelled"
+            assert client.get(f"/v1/jobs/{cancelled['id']}/result").status_code == 409
+        assert wait_for_job(client, first)["status"] == "succeeded"
 
 
-def test_metrics_expose_pool_queue_and_latency(server: ServerProcess) -> None:
+def test_metrics_expose_pool_queue_and_latency(server: ServerProcess, jfk: Path) -> None:
+    with server.client() as client, open(jfk, "rb") as audio:
+        assert client.post("/v1/audio/transcriptions", files={"file": audio}).status_code == 200
     text = server.metrics()
     assert metric_value(text, "isoscribe_workers", stage="speech") == 1
     assert metric_value(text, "isoscribe_worker_rss_bytes", stage="speech") > 50e6
