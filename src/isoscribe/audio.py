@@ -102,9 +102,8 @@ class _GrowingBuffer:
         self._size = end
 
     def result(self) -> np.ndarray:
-        if self._size == self._data.size:
-            return self._data
-        return self._data[: self._size].copy()
+        # A view, not a copy: the unused tail is at most the 1 s margin or one growth step.
+        return self._data[: self._size]
 
 
 def _open(path: str | os.PathLike):

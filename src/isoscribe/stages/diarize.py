@@ -49,6 +49,7 @@ AFFINITY_KEEP = 0.4
 and the espeak-ng dialogue: 0.3–0.5 all find two speakers there)."""
 EMBED_BATCH = 64
 _N_FFT, _HOP, _N_MELS, _PARTIAL_FRAMES = 400, 160, 40, 160
+_VAD_CHUNK_S = 300.0
 _NORM_TARGET_DBFS = -30.0
 
 
@@ -126,10 +127,24 @@ def diarize(
 
 
 def speech_regions_from_vad(audio: np.ndarray) -> list[tuple[float, float]]:
+    """Silero VAD speech regions in seconds, run over ``_VAD_CHUNK_S`` pieces.
+
+    faster-whisper's VAD copies its whole input twice (padding, context frames): in pieces, that
+    overhead stays at a few tens of MB however long the file is.
+    """
     from faster_whisper.vad import VadOptions, get_speech_timestamps
 
-    stamps = get_speech_timestamps(audio, VadOptions(min_silence_duration_ms=300, speech_pad_ms=100))
-    return [(s["start"] / SAMPLE_RATE, s["end"] / SAMPLE_RATE) for s in stamps]
+    options = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
+    chunk = int(_VAD_CHUNK_S * SAMPLE_RATE)
+    regions: list[tuple[float, float]] = []
+    for offset in range(0, audio.size, chunk):
+        for stamp in get_speech_timestamps(audio[offset : offset + chunk], options):
+            start, end = (offset + stamp["start"]) / SAMPLE_RATE, (offset + stamp["end"]) / SAMPLE_RATE
+            if regions and start - regions[-1][1] < 0.01:
+                regions[-1] = (regions[-1][0], end)
+            else:
+                regions.append((start, end))
+    return regions
 
 
 @dataclass(frozen=True)
