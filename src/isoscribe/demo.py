@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import shutil
 import subprocess
@@ -12,8 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from isoscribe.audio import SAMPLE_RATE, decode_audio
+from isoscribe.config import Settings
 
-__all__ = ["DIALOGUE_SCRIPT", "VOICES", "make_dialogue", "dialogue_script_path"]
+__all__ = ["DIALOGUE_SCRIPT", "VOICES", "make_dialogue", "dialogue_script_path", "demo_command"]
 
 VOICES = {
     "alice": ("en-gb+f4", 75, 150),
@@ -74,3 +76,44 @@ def _write_wav(path: Path, samples: np.ndarray) -> None:
         out.setsampwidth(2)
         out.setframerate(SAMPLE_RATE)
         out.writeframes(pcm.tobytes())
+
+
+def demo_command(settings: Settings, args: argparse.Namespace) -> int:
+    """``isoscribe demo`` (what ``make run`` runs): render the dialogue, run the batch on it with
+    diarization into two speakers and a summary, then show where every output is."""
+    from isoscribe.batch import run_batch
+
+    out_dir = Path(args.out)
+    audio = make_dialogue(out_dir / "audio" / "dialogue.wav")
+    demo_settings = settings.model_copy(
+        update={
+            "diarization": settings.diarization.model_copy(update={"enabled": True, "num_speakers": 2}),
+            "llm": settings.llm.model_copy(update={"enabled": True}),
+            "batch": settings.batch.model_copy(update={"summarize": True}),
+        }
+    )
+    report = run_batch(demo_settings, [audio], out_dir)
+    [item] = report.files
+    print(f"\ndemo audio:  {audio}  (script: {dialogue_script_path(audio)})")
+    if item.status == "failed":
+        print(f"demo failed: {item.error}")
+        return 1
+    print(f"outputs ({'made earlier, same audio and settings' if item.status == 'skipped' else 'new'}):")
+    for output in item.outputs:
+        print(f"  {out_dir / output}")
+    print(f"report:      {out_dir / 'report.md'}, {out_dir / 'report.json'}, {out_dir / 'memory.png'}")
+    print(f"ledger:      {out_dir / 'ledger.sqlite'}")
+    outputs = {Path(output).name: out_dir / output for output in item.outputs}
+    transcript = outputs.get(f"{audio.stem}.txt")
+    if transcript is not None:
+        print("\ntranscript (first lines):")
+        for line in transcript.read_text(encoding="utf-8").splitlines()[:4]:
+            print(f"  {line}")
+    summary = outputs.get(f"{audio.stem}.summary.md")
+    if summary is not None:
+        print("\nsummary:")
+        for line in summary.read_text(encoding="utf-8").splitlines()[:12]:
+            print(f"  {line}")
+    if item.warning:
+        print(f"\nwarning: {item.warning}")
+    return 0

@@ -152,6 +152,12 @@ def _in_process(settings: Settings, files: list[Path]) -> dict[str, Any]:
 
 def _all_stages_in_one_process(settings: Settings, files: list[str], queue: Any) -> None:
     import importlib
+    import os
+
+    # The LLM backend asks OpenMP for passive waiting, which only works before the first OpenMP
+    # runtime starts; here torch (speech) starts it first. Without this the baseline's LLM spins
+    # against torch's threads and runs ~10x slower, which would flatter isolation unfairly.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from isoscribe import pipeline
     from isoscribe.transcript import SummaryRequest
