@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import sys
+from collections.abc import Callable
+from concurrent.futures import Future
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from isoscribe.config import Settings
-from isoscribe.isolation import Limits, StageSpec
+from isoscribe.isolation import Limits, StageSpec, TaskResult, TaskStats, run_isolated
 from isoscribe.logs import log_event
 from isoscribe.speakers import assign_speakers
-from isoscribe.transcript import SpeechRequest, Transcript
+from isoscribe.transcript import SpeechRequest, Summary, SummaryRequest, Transcript
 
 _logger = logging.getLogger("isoscribe.pipeline")
 
@@ -77,5 +80,111 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+SummarySubmit = Callable[[SummaryRequest], "Future[TaskResult[Summary]] | TaskResult[Summary]"]
+"""Runs one summary task in isolation: ``executor.submit("summary", …)`` or ``run_isolated(spec, …)``."""
+
+
+def summary_stage(settings: Settings) -> StageSpec:
+    return StageSpec(settings.isolation.summary_stage, settings, "summary")
+
+
+def summary_limits(settings: Settings) -> Limits:
+    return Limits(timeout_s=settings.isolation.llm_timeout_s, hard_rss_mb=settings.isolation.hard_rss_mb)
+
+
+def summary_text(transcript: Transcript) -> str:
+    """The text the summary stage reads: one "SPEAKER: …" line per speaker turn when diarized,
+    one line per segment otherwise."""
+    lines: list[str] = []
+    previous_speaker: str | None = None
+    for segment in transcript.segments:
+        text = segment.text.strip()
+        if not text:
+            continue
+        if segment.speaker is not None and segment.speaker == previous_speaker:
+            lines[-1] = f"{lines[-1]} {text}"
+        else:
+            lines.append(f"{segment.speaker}: {text}" if segment.speaker is not None else text)
+        previous_speaker = segment.speaker
+    return "\n".join(lines)
+
+
+def summarize_safely(submit: SummarySubmit, transcript: Transcript | str) -> Summary:
+    """Summarize, or return ``Summary.empty(warning)`` if the stage fails in any way.
+
+    The summary is optional (design notes: LLM errors never fail a file), so a crash, timeout,
+    memory-cap kill or exception in the stage becomes an empty summary and a logged warning
+    with the cause.
+    """
+    return summarize_with_stats(submit, transcript)[0]
+
+
+def summarize_with_stats(submit: SummarySubmit, transcript: Transcript | str) -> tuple[Summary, TaskStats | None]:
+    """``summarize_safely`` that also returns the task's stats (None when it failed or did not run)."""
+    text = transcript if isinstance(transcript, str) else summary_text(transcript)
+    if not text.strip():
+        return Summary.empty("empty transcript: nothing to summarize"), None
+    try:
+        outcome = submit(SummaryRequest(transcript_text=text))
+        result = outcome.result() if isinstance(outcome, Future) else outcome
+    except Exception as exc:  # noqa: BLE001 - any failure of the optional stage yields the empty summary
+        cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        log_event(
+            _logger,
+            "summary_failed",
+            logging.WARNING,
+            error=type(exc).__name__,
+            cause=str(exc),
+            traceback=getattr(exc, "traceback_text", ""),
+        )
+        return Summary.empty(f"summary stage failed: {cause}"), None
+    summary, stats = result.value, result.stats
+    log_event(
+        _logger,
+        "summary_done",
+        wall_s=stats.wall_s,
+        peak_rss_mb=stats.peak_rss_mb,
+        chunks=summary.chunks,
+        prompt_tokens=summary.prompt_tokens,
+        completion_tokens=summary.completion_tokens,
+        action_items=len(summary.action_items),
+    )
+    return summary, stats
+
+
+def summary_markdown(summary: Summary) -> str:
+    """The summary and its action items as a markdown document (what summary.md holds)."""
+    parts = ["## Summary", ""]
+    if summary.warning and not summary.summary:
+        parts.append(f"_No summary: {summary.warning}_")
+    else:
+        parts.append(summary.summary)
+    parts += ["", "## Action items", ""]
+    parts += [f"- {item}" for item in summary.action_items] or ["_None._"]
+    return "\n".join(parts) + "\n"
+
+
+def read_transcript_text(path: Path) -> str:
+    """An isoscribe JSON transcript as ``summary_text``, or a plain text file as it is."""
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix.lower() != ".json" and not raw.lstrip().startswith("{"):
+        return raw
+    try:
+        return summary_text(Transcript.from_dict(json.loads(raw)))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
+
+
 def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
-    raise NotImplementedError("owned by the LLM work (issue 4)")
+    try:
+        text = read_transcript_text(args.transcript)
+    except (OSError, ValueError) as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    stage, limits = summary_stage(settings), summary_limits(settings)
+    summary = summarize_safely(lambda request: run_isolated(stage, request, limits), text)
+    if summary.warning and not summary.summary:
+        print(f"isoscribe: {summary.warning}", file=sys.stderr)
+        return 1
+    print(summary_markdown(summary), end="")
+    return 0

@@ -1,0 +1,186 @@
+"""The summary stage end to end: stage API, isolated workers, failure semantics and the CLI."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from isoscribe.config import Settings, load_settings
+from isoscribe.executors import PerTaskExecutor
+from isoscribe.isolation import run_isolated
+from isoscribe.pipeline import (
+    read_transcript_text,
+    summarize_safely,
+    summarize_with_stats,
+    summary_limits,
+    summary_markdown,
+    summary_stage,
+    summary_text,
+)
+from isoscribe.stages import summarize as summary_stage_module
+from isoscribe.transcript import Segment, Summary, SummaryRequest, Transcript
+from summary_fixtures import stm_dialogue_transcript
+
+TESTS_DIR = Path(__file__).resolve().parent
+SMALL_LLM = {"n_ctx": 1024, "max_tokens": 48, "threads": 1}
+
+
+def _settings(llm: dict | None = None, **isolation) -> Settings:
+    return load_settings(overrides={"llm": {**SMALL_LLM, **(llm or {})}, "isolation": isolation})
+
+
+def _run_isolated_submit(settings: Settings):
+    stage, limits = summary_stage(settings), summary_limits(settings)
+    return lambda request: run_isolated(stage, request, limits)
+
+
+def test_summary_text_gives_one_labelled_line_per_speaker_turn(shared_data):
+    lines = summary_text(stm_dialogue_transcript(shared_data)).splitlines()
+    assert lines[:3] == ["Diane: Hello?", "Sheila: Hello?", "Diane: Oh, hello. I didn't know you were there."]
+    assert all(line.startswith(("Diane: ", "Sheila: ")) for line in lines)
+
+
+def test_summary_text_without_speakers_is_one_line_per_segment():
+    segments = [Segment(id=i, start=i, end=i + 1, text=f" part {i}.") for i in range(3)] + [
+        Segment(id=3, start=3, end=4, text="  ")
+    ]
+    transcript = Transcript(segments=segments, language="en", language_probability=1.0, duration_s=4, model="m")
+    assert summary_text(transcript) == "part 0.\npart 1.\npart 2."
+
+
+def test_summary_stage_spec_and_limits_come_from_settings():
+    settings = _settings(summary_stage="my.stage", llm_timeout_s=12, hard_rss_mb=900)
+    assert summary_stage(settings).module == "my.stage" and summary_stage(settings).name == "summary"
+    assert summary_stage(settings).config is settings
+    assert summary_limits(settings).timeout_s == 12 and summary_limits(settings).hard_rss_mb == 900
+
+
+def test_summary_markdown_lists_action_items_or_says_none():
+    text = summary_markdown(Summary(summary="They met.", action_items=["Call Sheila", "Book a room"]))
+    assert text == "## Summary\n\nThey met.\n\n## Action items\n\n- Call Sheila\n- Book a room\n"
+    assert "_None._" in summary_markdown(Summary(summary="They met."))
+    assert "_No summary: it broke_" in summary_markdown(Summary.empty("it broke"))
+
+
+def test_an_empty_transcript_starts_no_worker():
+    calls = []
+    summary = summarize_safely(calls.append, "\n  \n")
+    assert calls == [] and summary.summary == "" and "empty transcript" in summary.warning
+
+
+@pytest.mark.slow
+def test_the_stage_loads_and_runs_in_process(shared_data):
+    model = summary_stage_module.load(_settings())
+    summary = summary_stage_module.run(model, SummaryRequest(summary_text(stm_dialogue_transcript(shared_data))))
+    assert summary.summary.strip() and summary.warning is None and summary.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_an_isolated_summary_comes_back_with_the_workers_stats(shared_data):
+    settings = _settings()
+    executor = PerTaskExecutor({"summary": (summary_stage(settings), summary_limits(settings))})
+    try:
+        summary, stats = summarize_with_stats(
+            lambda request: executor.submit("summary", request), stm_dialogue_transcript(shared_data)
+        )
+    finally:
+        executor.shutdown()
+    assert summary.summary.strip() and summary.warning is None
+    assert stats is not None and stats.worker_pid != os.getpid() and stats.peak_rss_mb > 50
+
+
+def _assert_empty_with_logged_cause(summary: Summary, caplog, cause: str) -> None:
+    assert summary.summary == "" and summary.action_items == []
+    assert cause in summary.warning
+    failures = [record.getMessage() for record in caplog.records if "event=summary_failed" in record.getMessage()]
+    assert failures and cause in failures[0]
+    assert all(record.levelno == logging.WARNING for record in caplog.records if "summary_failed" in record.getMessage())
+
+
+@pytest.mark.slow
+def test_a_crashing_summary_worker_gives_an_empty_summary_and_a_warning(shared_data, monkeypatch, caplog):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("SUMMARY_TEST_FAULT", "segfault")
+    settings = _settings(summary_stage="summarize_crash_stage")
+    with caplog.at_level(logging.WARNING, logger="isoscribe"):
+        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+    _assert_empty_with_logged_cause(summary, caplog, "WorkerCrashed")
+    assert "signal 11" in summary.warning
+
+
+@pytest.mark.slow
+def test_a_hanging_summary_worker_times_out_into_an_empty_summary(shared_data, monkeypatch, caplog):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
+    monkeypatch.setenv("SUMMARY_TEST_FAULT", "hang")
+    settings = _settings(summary_stage="summarize_crash_stage", llm_timeout_s=8)
+    with caplog.at_level(logging.WARNING, logger="isoscribe"):
+        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+    _assert_empty_with_logged_cause(summary, caplog, "StageTimeout")
+
+
+@pytest.mark.slow
+def test_an_error_in_the_summary_stage_gives_an_empty_summary_with_its_cause(shared_data, tmp_path, caplog):
+    settings = _settings(llm={"model_path": tmp_path / "missing.gguf"})
+    with caplog.at_level(logging.WARNING, logger="isoscribe"):
+        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+    _assert_empty_with_logged_cause(summary, caplog, "StageError")
+    assert "GGUF model not found" in summary.warning
+
+
+@pytest.mark.slow
+def test_a_summary_worker_past_its_memory_cap_gives_an_empty_summary(shared_data, caplog):
+    settings = _settings(hard_rss_mb=60)
+    with caplog.at_level(logging.WARNING, logger="isoscribe"):
+        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+    _assert_empty_with_logged_cause(summary, caplog, "StageOutOfMemory")
+
+
+def test_read_transcript_text_reads_json_transcripts_and_plain_text(shared_data, tmp_path):
+    json_path = tmp_path / "dialogue.json"
+    transcript = stm_dialogue_transcript(shared_data)
+    json_path.write_text(json.dumps(transcript.to_dict()))
+    assert read_transcript_text(json_path) == summary_text(transcript)
+    jfk = shared_data / "jfk" / "jfk.txt"
+    assert read_transcript_text(jfk) == jfk.read_text()
+    (tmp_path / "bad.json").write_text('{"text": "no segments"}')
+    with pytest.raises(ValueError, match="not an isoscribe JSON transcript"):
+        read_transcript_text(tmp_path / "bad.json")
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess:
+    env = {name: value for name, value in os.environ.items() if not name.startswith("ISOSCRIBE_")}
+    env.update(ISOSCRIBE_LLM__N_CTX="1024", ISOSCRIBE_LLM__MAX_TOKENS="48", ISOSCRIBE_LLM__THREADS="1")
+    command = [sys.executable, "-m", "isoscribe.cli", "summarize", *args]
+    return subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+
+
+def _summary_section(markdown: str) -> str:
+    assert markdown.startswith("## Summary\n\n") and "\n## Action items\n" in markdown
+    return markdown.removeprefix("## Summary\n\n").split("\n## Action items\n")[0].strip()
+
+
+@pytest.mark.slow
+def test_cli_summarizes_a_json_transcript(shared_data, tmp_path):
+    json_path = tmp_path / "dialogue.json"
+    json_path.write_text(json.dumps(stm_dialogue_transcript(shared_data).to_dict()))
+    done = _cli(str(json_path))
+    assert done.returncode == 0, done.stderr
+    assert _summary_section(done.stdout)
+
+
+@pytest.mark.slow
+def test_cli_summarizes_a_plain_text_file(shared_data):
+    done = _cli(str(shared_data / "long" / "michaelandsickmichael.txt"))
+    assert done.returncode == 0, done.stderr
+    assert _summary_section(done.stdout)
+
+
+def test_cli_reports_an_unreadable_transcript(tmp_path):
+    done = _cli(str(tmp_path / "absent.json"))
+    assert done.returncode == 2 and "absent.json" in done.stderr
