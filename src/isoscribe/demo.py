@@ -56,7 +56,8 @@ def make_dialogue(path: str | Path) -> Path:
                 capture_output=True,
             )
             samples = decode_audio(turn_wav)
-            turns.append({"speaker": speaker, "text": text, "start": position_s, "end": position_s + samples.size / SAMPLE_RATE})
+            end_s = position_s + samples.size / SAMPLE_RATE
+            turns.append({"speaker": speaker, "text": text, "start": position_s, "end": end_s})
             pieces += [samples, pause]
             position_s += (samples.size + pause.size) / SAMPLE_RATE
     _write_wav(path, np.concatenate(pieces))

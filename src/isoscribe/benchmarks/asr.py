@@ -123,10 +123,34 @@ def _isolated(settings: Settings, clips: list[dict], data_dir: Path, sample: Pat
 
 
 def _direct(settings: Settings, clips: list[dict], data_dir: Path, sample: Path) -> dict[str, Any]:
+    from isoscribe.stages import speech
+
+    texts, errors, walls, cold_wall_s = _direct_transcriptions(settings, clips, data_dir)
+    models = speech.load(settings)
+    started = time.perf_counter()
+    diarized = speech.run(models, speech_request(settings, sample, diarize=True))
+    diarized_wall_s = time.perf_counter() - started
+    return {
+        "texts": texts,
+        "summary": {
+            "warm_rtf": sum(walls) / sum(c["duration_s"] for c in clips),
+            "cold_wall_s": cold_wall_s,
+            "diarized_rtf": diarized_wall_s / diarized.duration_s,
+            "diarized_speakers": len(diarized.speakers),
+            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            "mean_wer": sum(errors) / len(errors),
+            "per_clip_wer": [round(e, 4) for e in errors],
+        },
+    }
+
+
+def _direct_transcriptions(
+    settings: Settings, clips: list[dict], data_dir: Path
+) -> tuple[list[str], list[float], list[float], float]:
+    """faster-whisper called directly: (texts, WERs, wall seconds per clip, cold wall seconds)."""
     from faster_whisper import WhisperModel
 
     from isoscribe.models import is_english_only, resolve_model
-    from isoscribe.stages import speech
     from isoscribe.stages.transcribe import resolve_compute_type, resolve_device, whisper_options
 
     asr = settings.asr
@@ -153,23 +177,7 @@ def _direct(settings: Settings, clips: list[dict], data_dir: Path, sample: Path)
         walls.append(time.perf_counter() - started)
         texts.append(text)
         errors.append(_wer(clip["reference_text"], text))
-    del model
-    models = speech.load(settings)
-    started = time.perf_counter()
-    diarized = speech.run(models, speech_request(settings, sample, diarize=True))
-    diarized_wall_s = time.perf_counter() - started
-    return {
-        "texts": texts,
-        "summary": {
-            "warm_rtf": sum(walls) / sum(c["duration_s"] for c in clips),
-            "cold_wall_s": cold_wall_s,
-            "diarized_rtf": diarized_wall_s / diarized.duration_s,
-            "diarized_speakers": len(diarized.speakers),
-            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-            "mean_wer": sum(errors) / len(errors),
-            "per_clip_wer": [round(e, 4) for e in errors],
-        },
-    }
+    return texts, errors, walls, cold_wall_s
 
 
 def _plain(settings: Settings, path: Path):

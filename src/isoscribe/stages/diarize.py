@@ -318,7 +318,9 @@ def _kmeans(features: np.ndarray, clusters: int, restarts: int = 10, iterations:
         for _ in range(iterations):
             distances = ((features[:, None, :] - centres[None, :, :]) ** 2).sum(axis=2)
             labels = distances.argmin(axis=1)
-            moved = np.stack([features[labels == k].mean(axis=0) if np.any(labels == k) else centres[k] for k in range(clusters)])
+            moved = np.stack(
+                [features[labels == k].mean(axis=0) if np.any(labels == k) else centres[k] for k in range(clusters)]
+            )
             if np.allclose(moved, centres):
                 break
             centres = moved
@@ -391,7 +393,10 @@ def _diarize_pyannote(
     import torch
 
     waveform = {"waveform": torch.from_numpy(audio).unsqueeze(0), "sample_rate": SAMPLE_RATE}
-    bounds = {"num_speakers": num_speakers} if num_speakers else {"min_speakers": min_speakers, "max_speakers": max_speakers}
+    if num_speakers:
+        bounds = {"num_speakers": num_speakers}
+    else:
+        bounds = {"min_speakers": min_speakers, "max_speakers": max_speakers}
     annotation = model.encoder(waveform, **bounds)
     annotation = getattr(annotation, "speaker_diarization", annotation)
     return [

@@ -128,7 +128,9 @@ def _segment(index: int, raw: Any) -> Segment:
         start=start,
         end=end,
         text=raw.text.strip(),
-        words=clamp_words([Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw.words or []], start, end),
+        words=clamp_words(
+            [Word(float(w.start), float(w.end), w.word, float(w.probability)) for w in raw.words or []], start, end
+        ),
         avg_logprob=float(raw.avg_logprob),
         no_speech_prob=float(raw.no_speech_prob),
         compression_ratio=float(raw.compression_ratio),
