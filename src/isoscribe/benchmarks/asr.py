@@ -34,7 +34,7 @@ from isoscribe.isolation import Limits, StageSpec, WorkerPool, run_isolated
 from isoscribe.logs import log_event
 from isoscribe.pipeline import speech_request, speech_stage
 
-__all__ = ["main"]
+__all__ = ["main", "make_long_audio", "RSS_TARGET_MB"]
 
 logger = logging.getLogger("isoscribe.bench.asr")
 
@@ -188,7 +188,7 @@ def _plain(settings: Settings, path: Path):
 def _long_audio(settings: Settings, data_dir: Path) -> dict[str, Any]:
     """Diarization alone and transcription + diarization of 60 minutes, each in a fresh worker."""
     with tempfile.TemporaryDirectory(prefix="isoscribe-bench-") as temp:
-        path = _make_long_audio(data_dir, Path(temp) / "hour.wav", LONG_AUDIO_S)
+        path = make_long_audio(data_dir, Path(temp) / "hour.wav", LONG_AUDIO_S)
         limits = Limits(timeout_s=settings.isolation.asr_timeout_s)
         report: dict[str, Any] = {"audio_s": LONG_AUDIO_S, "rss_target_mb": RSS_TARGET_MB}
         runs = {
@@ -209,7 +209,7 @@ def _long_audio(settings: Settings, data_dir: Path) -> dict[str, Any]:
     return report
 
 
-def _make_long_audio(data_dir: Path, path: Path, duration_s: float) -> Path:
+def make_long_audio(data_dir: Path, path: Path, duration_s: float) -> Path:
     """Real speech from the shared clips, repeated in order until ``duration_s``, written as 16-bit WAV."""
     sources = ["diarization/sample.wav", "jfk/jfk.wav", "long/acoustic_corpus.wav", "diarization/tst00.wav"]
     pieces = [decode_audio(data_dir / source) for source in sources]
