@@ -81,8 +81,10 @@ def test_real_clips_complete_with_every_output_within_one_stage_of_memory(shared
         assert [row.status for row in ledger.rows()] == [FileStatus.DONE, FileStatus.DONE]
         assert ledger.learned_peak_mb("speech") > 100
 
-    again = run_batch(settings, clips, out_dir, progress=False)
+    log_file = tmp_path / "logs" / "batch.log"
+    again = run_batch(settings, clips, out_dir, progress=False, log_file=log_file)
     assert again.counts == {"total": 2, "done": 0, "failed": 0, "skipped": 2}
+    assert "event=batch_done total=2 done=0 failed=0 skipped=2" in log_file.read_text()
 
 
 def test_corrupt_file_asr_crash_and_llm_crash_follow_the_failure_rules(

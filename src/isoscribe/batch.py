@@ -91,11 +91,16 @@ def run_batch(
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     handler = _attach_log_file(log_file)
+    batch = _Batch(settings, out_dir, retry_failed, executor)
     try:
-        return _Batch(settings, out_dir, retry_failed, executor).run(files, progress, notify)
+        return batch.run(files, progress, notify)
     finally:
+        batch.ledger.close()
         if handler is not None:
-            logging.getLogger("isoscribe").removeHandler(handler)
+            logger = logging.getLogger("isoscribe")
+            logger.removeHandler(handler)
+            if hasattr(handler, "previous_level"):
+                logger.setLevel(handler.previous_level)
             handler.close()
 
 
@@ -162,7 +167,6 @@ class _Batch:
         log_event(log, "batch_done", **counts, wall_s=report.wall_s, peak_tree_mb=report.peak_tree_mb)
         if notify:
             notify_completion(self.settings.notify, report, paths)
-        self.ledger.close()
         return report
 
     def _plan(self, inputs: list[Path]) -> tuple[dict[str, FileReport], list[_Job]]:
@@ -397,6 +401,8 @@ def _attach_log_file(log_file: Path | None) -> logging.Handler | None:
     logger = logging.getLogger("isoscribe")
     logger.addHandler(handler)
     if logger.getEffectiveLevel() > logging.INFO:
+        # The file gets the batch's events even when the console shows only warnings.
+        handler.previous_level = logger.level
         logger.setLevel(logging.INFO)
     return handler
 
