@@ -52,6 +52,12 @@ def test_clean_summary_drops_label_repeats_loops_and_a_cut_off_tail():
     assert clean_summary(raw) == "Diane and Sheila meet on a call. They both come from Chicago."
 
 
+def test_clean_summary_drops_transcript_lines_the_model_copied_unless_nothing_else_is_left():
+    raw = 'Diane said: "Hello? I did not know." Sheila said: "Oh." They are both from Chicago.'
+    assert clean_summary(raw) == "They are both from Chicago."
+    assert clean_summary('Diane said: "Hello."') == 'Diane said: "Hello."'
+
+
 def test_clean_summary_caps_the_length():
     raw = " ".join(f"Sentence number {i} is here." for i in range(400))
     cleaned = clean_summary(raw)
@@ -75,7 +81,7 @@ def test_templates_must_keep_their_placeholder():
 
 @pytest.fixture(scope="module")
 def small_context_backend() -> tuple[LlamaCppBackend, LlmSettings]:
-    settings = LlmSettings(n_ctx=512, max_tokens=64, threads=1)
+    settings = LlmSettings(n_ctx=512, max_tokens=48, threads=1)
     return LlamaCppBackend(settings), settings
 
 

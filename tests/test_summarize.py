@@ -23,8 +23,7 @@ from isoscribe.pipeline import (
     summary_stage,
     summary_text,
 )
-from isoscribe.stages import summarize as summary_stage_module
-from isoscribe.transcript import Segment, Summary, SummaryRequest, Transcript
+from isoscribe.transcript import Segment, Summary, Transcript
 from summary_fixtures import stm_dialogue_transcript
 
 TESTS_DIR = Path(__file__).resolve().parent
@@ -72,13 +71,6 @@ def test_an_empty_transcript_starts_no_worker():
     calls = []
     summary = summarize_safely(calls.append, "\n  \n")
     assert calls == [] and summary.summary == "" and "empty transcript" in summary.warning
-
-
-@pytest.mark.slow
-def test_the_stage_loads_and_runs_in_process(shared_data):
-    model = summary_stage_module.load(_settings())
-    summary = summary_stage_module.run(model, SummaryRequest(summary_text(stm_dialogue_transcript(shared_data))))
-    assert summary.summary.strip() and summary.warning is None and summary.completion_tokens > 0
 
 
 @pytest.mark.slow

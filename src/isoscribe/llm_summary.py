@@ -52,6 +52,8 @@ CHAT_OVERHEAD_TOKENS = 32
 MIN_CHUNK_TOKENS = 48
 MAX_SUMMARY_CHARS = 1500
 MAX_ACTION_ITEMS = 10
+ACTION_ITEMS_MAX_TOKENS = 192
+"""Ten short items fit; a small model that finds none otherwise rambles up to max_tokens."""
 MAX_ACTION_ITEM_CHARS = 200
 
 logger = logging.getLogger("isoscribe.llm")
@@ -104,7 +106,8 @@ class Summarizer:
         partials = [clean_summary(self._ask(self.templates.summary, "{transcript}", chunk)) for chunk in chunks]
         summary = partials[0] if len(partials) == 1 else self._reduce(partials)
         action_items = _merge_items(
-            parse_action_items(self._ask(self.templates.action_items, "{transcript}", chunk)) for chunk in chunks
+            parse_action_items(self._ask(self.templates.action_items, "{transcript}", chunk, ACTION_ITEMS_MAX_TOKENS))
+            for chunk in chunks
         )
         log_event(
             logger,
@@ -114,7 +117,7 @@ class Summarizer:
             prompt_tokens=self._prompt_tokens,
             completion_tokens=self._completion_tokens,
             generation_s=self._generation_s,
-            tokens_per_s=self._completion_tokens / self._generation_s if self._generation_s else 0.0,
+            completion_tokens_per_s=self._completion_tokens / self._generation_s if self._generation_s else 0.0,
         )
         return Summary(
             summary=summary,
@@ -151,9 +154,10 @@ class Summarizer:
             )
         return budget
 
-    def _ask(self, template: str, slot: str, text: str) -> str:
+    def _ask(self, template: str, slot: str, text: str, max_tokens: int | None = None) -> str:
         started = time.perf_counter()
-        completion = self.backend.chat(SYSTEM_PROMPT, template.replace(slot, text), self.max_tokens)
+        max_tokens = min(self.max_tokens, max_tokens or self.max_tokens)
+        completion = self.backend.chat(SYSTEM_PROMPT, template.replace(slot, text), max_tokens)
         self._generation_s += time.perf_counter() - started
         self._prompt_tokens += completion.prompt_tokens
         self._completion_tokens += completion.completion_tokens
@@ -222,12 +226,15 @@ def _truncate_words(text: str, budget_tokens: int, count_tokens: Callable[[str],
 _LEADING_LABEL = re.compile(r"^\s*(?:#+\s*)?\**\s*(?:summary|combined summary|overall summary)\s*\**\s*:?\s*\**\s*", re.I)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+_ECHOED_LINE = re.compile(r"(?<!\S)\w[\w.'-]*(?: [\w.'-]+){0,2} said: [\"“][^\"”\n]*[\"”]?")
 _LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,7}?)(?:\W+\1\b){2,}", re.I)
 
 
 def clean_summary(text: str) -> str:
     """A small model's summary made usable: no label, no repeated sentences or loops, no cut-off tail."""
     text = _LEADING_LABEL.sub("", text.strip())
+    # 'Diane said: "…"' is the prompt's transcript format: lines the model copied instead of summarizing.
+    text = _ECHOED_LINE.sub("", text) if _normalized(_ECHOED_LINE.sub("", text)) else text
     sentences: list[str] = []
     seen: set[str] = set()
     for line in text.splitlines():

@@ -147,6 +147,7 @@ def summarize_with_stats(submit: SummarySubmit, transcript: Transcript | str) ->
         chunks=summary.chunks,
         prompt_tokens=summary.prompt_tokens,
         completion_tokens=summary.completion_tokens,
+        completion_tokens_per_s=summary.completion_tokens / stats.wall_s if stats.wall_s else 0.0,
         action_items=len(summary.action_items),
     )
     return summary, stats
