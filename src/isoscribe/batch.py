@@ -260,11 +260,13 @@ class _FileRun:
             return self._finish(FileStatus.FAILED)
 
     def _speech(self) -> TaskResult | None:
+        """The speech result, or None with the row failed. ``max_attempts`` counts every attempt the
+        ledger has seen for this file, including those of a killed run."""
         from isoscribe import pipeline
 
         max_attempts = self.settings.batch.max_attempts
         request = pipeline.speech_request(self.settings, self.input_path)
-        for attempt_in_run in range(1, max_attempts + 1):
+        while True:
             self.attempt = self.ledger.mark_running(self.key)
             self.bar.stage(self.name, "speech")
             try:
@@ -273,22 +275,21 @@ class _FileRun:
             except TRANSIENT_ERRORS as exc:
                 self._record("speech", StageRecord(0.0, exc.peak_rss_mb or None), ok=False)
                 cause = str(exc)
-                if attempt_in_run < max_attempts and not self.batch._stopping.is_set():
-                    backoff_s = self.settings.batch.retry_backoff_s * 2 ** (attempt_in_run - 1)
+                if self.attempt < max_attempts and not self.batch._stopping.is_set():
+                    backoff_s = self.settings.batch.retry_backoff_s * 2 ** (self.attempt - 1)
                     log_event(
                         log, "speech_retry", logging.WARNING, file=self.input_path, attempt=self.attempt,
                         backoff_s=backoff_s, cause=cause.splitlines()[0],
                     )
                     time.sleep(backoff_s)
                     continue
-                self.ledger.mark_failed(self.key, f"{cause} (gave up after {attempt_in_run} attempts)")
+                self.ledger.mark_failed(self.key, f"{cause} (gave up after {self.attempt} attempts)")
                 return None
             except IsolationError as exc:
                 self.ledger.mark_failed(self.key, str(exc))
                 return None
             self._record("speech", _stage_record(result))
             return result
-        return None
 
     def _summary(self, transcript: Transcript) -> Summary:
         """The summary, or an empty one with a warning when the stage fails (the file is still done)."""

@@ -1,0 +1,96 @@
+"""Retry and recovery rules of the batch loop, with a test double of the executor (no processes)."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+from pathlib import Path
+
+from isoscribe.batch import run_batch
+from isoscribe.config import load_settings
+from isoscribe.isolation import StageTimeout, TaskResult, TaskStats, WorkerCrashed
+from isoscribe.ledger import Ledger
+from isoscribe.transcript import Segment, Summary, Transcript
+
+
+class ScriptedExecutor:
+    """Answers speech tasks from a per-file script of outcomes ("ok" or an exception), summaries with text."""
+
+    def __init__(self, script: dict[str, list]) -> None:
+        self.script = script
+        self.calls: list[tuple[str, str]] = []
+
+    def submit(self, stage: str, request) -> Future:
+        future: Future = Future()
+        stats = TaskStats(wall_s=0.1, peak_rss_mb=321.0, peak_gpu_mb=None, worker_pid=1, worker_task_number=1)
+        if stage == "summary":
+            self.calls.append((stage, ""))
+            future.set_result(TaskResult(Summary(summary="A short talk."), stats))
+            return future
+        name = Path(request.audio_path).name
+        self.calls.append((stage, name))
+        outcome = self.script[name].pop(0)
+        if outcome == "ok":
+            transcript = Transcript([Segment(0, 0.0, 1.0, " hello there")], "en", 1.0, 1.0, "scripted")
+            future.set_result(TaskResult(transcript, stats))
+        else:
+            future.set_exception(outcome)
+        return future
+
+    def release(self, stage: str) -> None:
+        pass
+
+    def shutdown(self) -> None:
+        pass
+
+
+def _inputs(tmp_path: Path, *names: str) -> list[Path]:
+    paths = []
+    for name in names:
+        path = tmp_path / "in" / name
+        path.parent.mkdir(exist_ok=True)
+        path.write_bytes(name.encode())
+        paths.append(path)
+    return paths
+
+
+def _settings(max_attempts: int = 3):
+    return load_settings(overrides={"batch": {"max_attempts": max_attempts, "retry_backoff_s": 0.01,
+                                              "formats": ["json", "txt", "summary"]}})
+
+
+def test_a_crash_is_retried_and_the_file_done_on_a_later_attempt(tmp_path: Path) -> None:
+    [audio] = _inputs(tmp_path, "a.wav")
+    crash = WorkerCrashed("speech", 500.0, signal=11)
+    executor = ScriptedExecutor({"a.wav": [crash, "ok"]})
+    report = run_batch(_settings(), [audio], tmp_path / "out", executor=executor, progress=False)
+    [item] = report.files
+    assert item.status == "done" and item.attempts == 2
+    assert item.stages["speech"]["peak_rss_mb"] == 321.0
+    assert (tmp_path / "out" / "a" / "a.summary.md").read_text().count("A short talk.") == 1
+
+
+def test_timeouts_are_not_retried(tmp_path: Path) -> None:
+    [audio] = _inputs(tmp_path, "slow.wav")
+    executor = ScriptedExecutor({"slow.wav": [StageTimeout("speech", timeout_s=5.0)]})
+    [item] = run_batch(_settings(), [audio], tmp_path / "out", executor=executor, progress=False).files
+    assert item.status == "failed" and item.attempts == 1 and "StageTimeout" in item.error
+
+
+def test_attempts_of_a_killed_run_count_towards_max_attempts(tmp_path: Path) -> None:
+    [audio] = _inputs(tmp_path, "b.wav")
+    out_dir = tmp_path / "out"
+    settings = _settings(max_attempts=3)
+    crash = WorkerCrashed("speech", 500.0, signal=9)
+    first = run_batch(settings, [audio], out_dir, executor=ScriptedExecutor({"b.wav": ["ok"]}), progress=False)
+    with Ledger.in_dir(out_dir) as ledger:  # as if a runner died twice while this file was running
+        [row] = ledger.rows()
+        key = row.key
+        ledger.requeue(key)
+        ledger.mark_running(key)
+        ledger.mark_running(key)
+    executor = ScriptedExecutor({"b.wav": [crash, crash, crash]})
+    [item] = run_batch(settings, [audio], out_dir, executor=executor, progress=False).files
+    assert first.counts["done"] == 1
+    assert item.status == "failed" and item.attempts == 3
+    assert executor.calls == [("speech", "b.wav")]
+    assert "gave up after 3 attempts" in item.error
