@@ -102,7 +102,10 @@ def test_base_joins_once_and_transcribes_jfk_with_language_detection(tmp_path: P
     model = transcribe.load(settings)
     transcript = transcribe.run(model, speech_request(settings, shared_data / "jfk" / "jfk.wav"))
     assert transcript.language == "en" and transcript.language_probability > 0.5
-    assert wer("And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country.", transcript.text) <= 0.10
+    reference = (
+        "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
+    )
+    assert wer(reference, transcript.text) <= 0.10
 
 
 def test_local_model_directory_is_accepted(tmp_path: Path) -> None:
@@ -135,7 +138,10 @@ def test_speech_request_and_stage_follow_the_settings() -> None:
     from isoscribe.pipeline import speech_stage
 
     settings = load_settings(
-        overrides={"asr": {"language": "de", "initial_prompt": "Hallo"}, "diarization": {"enabled": True, "num_speakers": 3}}
+        overrides={
+            "asr": {"language": "de", "initial_prompt": "Hallo"},
+            "diarization": {"enabled": True, "num_speakers": 3},
+        }
     )
     request = speech_request(settings, Path("/a/b.wav"), max_speakers=4)
     assert (request.audio_path, request.language, request.initial_prompt) == ("/a/b.wav", "de", "Hallo")

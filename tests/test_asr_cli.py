@@ -24,7 +24,9 @@ def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(ISOSCRIBE), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
 
 
-def test_transcribe_json_to_stdout_is_the_documented_schema(shared_data: Path, manifest: list[dict], tmp_path: Path) -> None:
+def test_transcribe_json_to_stdout_is_the_documented_schema(
+    shared_data: Path, manifest: list[dict], tmp_path: Path
+) -> None:
     result = _run("transcribe", str(shared_data / "jfk" / "jfk.flac"), "--format", "json", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)

@@ -118,6 +118,9 @@ def test_audio_error_pickles_with_its_cause(tmp_path: Path) -> None:
 
 
 def test_audio_module_imports_no_model_runtime() -> None:
-    code = "import sys, isoscribe.audio, isoscribe.models; print(sorted(m for m in ('torch','ctranslate2','faster_whisper') if m in sys.modules))"
+    code = (
+        "import sys, isoscribe.audio, isoscribe.models;"
+        "print(sorted(m for m in ('torch', 'ctranslate2', 'faster_whisper') if m in sys.modules))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "[]"

@@ -50,7 +50,9 @@ def test_espeak_dialogue_two_speakers_turns_in_order(speech_models, demo_dialogu
     assert transcript.speakers == ["SPEAKER_00", "SPEAKER_01"]
     heard = []
     for turn in script:
-        words = [w for s in transcript.segments for w in s.words if turn["start"] <= (w.start + w.end) / 2 <= turn["end"]]
+        words = [
+            w for s in transcript.segments for w in s.words if turn["start"] <= (w.start + w.end) / 2 <= turn["end"]
+        ]
         assert words, f"no words recognised in turn {turn['text']!r}"
         heard.append(Counter(w.speaker for w in words).most_common(1)[0][0])
     voice_of = dict(zip([t["speaker"] for t in script], heard))
@@ -68,7 +70,8 @@ def test_fixed_num_speakers_is_honoured(speech_models, shared_data: Path) -> Non
 
 def test_diarize_stage_alone_uses_vad_regions(speech_models, shared_data: Path) -> None:
     settings, models = speech_models
-    transcript = diarize.run(models.get_diarizer(), speech_request(settings, shared_data / "diarization" / "sample.wav"))
+    request = speech_request(settings, shared_data / "diarization" / "sample.wav")
+    transcript = diarize.run(models.get_diarizer(), request)
     assert transcript.segments == [] and transcript.speakers == ["SPEAKER_00", "SPEAKER_01"]
     error = der(shared_data / "diarization" / "sample.rttm", transcript.speaker_turns)
     print(f"sample.wav DER, diarize stage alone (Silero VAD regions): {error:.3f}")
