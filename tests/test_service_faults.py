@@ -72,7 +72,8 @@ def test_leaking_stage_leaves_server_rss_flat(server: ServerProcess, shared_data
     end_rss_mb = server_process.memory_info().rss / 2**20
     assert codes.count(200) == LEAK_REQUESTS, codes
     exits = metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="max_tasks") - exits_before
-    assert exits >= LEAK_REQUESTS // 10 - 2, f"only {exits} workers recycled"
+    assert exits >= LEAK_REQUESTS // 20, f"only {exits} workers recycled"
+    print(f"server RSS {start_rss_mb:.1f} MB -> {end_rss_mb:.1f} MB after {LEAK_REQUESTS} requests; {exits:.0f} recycles")
     assert end_rss_mb - start_rss_mb < 30, f"server RSS {start_rss_mb:.0f} MB → {end_rss_mb:.0f} MB"
 
 
