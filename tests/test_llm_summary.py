@@ -70,6 +70,8 @@ def test_parse_action_items_reads_bullets_and_numbers_and_skips_none_and_duplica
     assert parse_action_items("None") == []
     assert parse_action_items("- There are no action items.") == []
     assert parse_action_items('1. Ben said: "I will book the room."') == ["Ben: I will book the room."]
+    (long_item,) = parse_action_items("- " + " ".join(f"step{i}" for i in range(100)))
+    assert len(long_item) <= 200 and long_item.startswith("step0 step1") and long_item.endswith("…")
 
 
 def test_templates_must_keep_their_placeholder():

@@ -267,7 +267,7 @@ def parse_action_items(text: str) -> list[str]:
         item = _LOOP.sub(r"\1", _BULLET.sub("", line)).strip().strip("*_ ").strip()
         item = _REPORTED.sub(r"\1: \2", item)
         if item and not _NONE_ITEM.match(item):
-            items.append(item[:MAX_ACTION_ITEM_CHARS])
+            items.append(_shorten(item, MAX_ACTION_ITEM_CHARS))
     return _merge_items([items])
 
 
@@ -281,6 +281,12 @@ def _merge_items(item_lists) -> list[str]:
                 seen.add(key)
                 merged.append(item)
     return merged[:MAX_ACTION_ITEMS]
+
+
+def _shorten(text: str, max_chars: int) -> str:
+    if len(text) <= max_chars:
+        return text
+    return text[: max_chars - 1].rsplit(" ", 1)[0].rstrip(",;: ") + "…"
 
 
 def _normalized(text: str) -> str:

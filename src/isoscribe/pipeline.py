@@ -15,6 +15,7 @@ from typing import Any
 from isoscribe.config import Settings
 from isoscribe.isolation import Limits, StageSpec, TaskResult, TaskStats, run_isolated
 from isoscribe.logs import log_event
+from isoscribe.outputs import to_summary_md
 from isoscribe.speakers import assign_speakers
 from isoscribe.transcript import SpeechRequest, Summary, SummaryRequest, Transcript
 
@@ -153,18 +154,6 @@ def summarize_with_stats(submit: SummarySubmit, transcript: Transcript | str) ->
     return summary, stats
 
 
-def summary_markdown(summary: Summary) -> str:
-    """The summary and its action items as a markdown document (what summary.md holds)."""
-    parts = ["## Summary", ""]
-    if summary.warning and not summary.summary:
-        parts.append(f"_No summary: {summary.warning}_")
-    else:
-        parts.append(summary.summary)
-    parts += ["", "## Action items", ""]
-    parts += [f"- {item}" for item in summary.action_items] or ["_None._"]
-    return "\n".join(parts) + "\n"
-
-
 def read_transcript_text(path: Path) -> str:
     """An isoscribe JSON transcript as ``summary_text``, or a plain text file as it is."""
     raw = path.read_text(encoding="utf-8")
@@ -187,5 +176,5 @@ def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
     if summary.warning and not summary.summary:
         print(f"isoscribe: {summary.warning}", file=sys.stderr)
         return 1
-    print(summary_markdown(summary), end="")
+    print(to_summary_md(summary), end="")
     return 0
