@@ -74,7 +74,7 @@ def test_openai_client_verbose_json_with_words_and_segments(openai_client: OpenA
             timestamp_granularities=["word", "segment"],
         )
     assert _close_to_jfk(verbose.text)
-    assert verbose.language == "en" and verbose.duration == pytest.approx(11.0, abs=0.1)
+    assert verbose.language == "english" and verbose.duration == pytest.approx(11.0, abs=0.1)
     assert verbose.segments and verbose.words
     assert [w.word.strip().strip(",.").lower() for w in verbose.words] == JFK_WORDS or len(verbose.words) >= 20
     starts = [w.start for w in verbose.words]

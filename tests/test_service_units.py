@@ -102,7 +102,7 @@ def test_verbose_json_shapes_words_segments_and_speakers() -> None:
     words = [Word(0.0, 0.5, " Hello", 0.9, "SPEAKER_00"), Word(0.5, 1.0, " there.", 0.8, "SPEAKER_00")]
     transcript = Transcript([Segment(0, 0.0, 1.0, " Hello there.", words, "SPEAKER_00")], "en", 0.99, 1.2, "tiny.en")
     both = verbose_json(transcript, ["word", "segment"])
-    assert both["text"] == "Hello there." and both["duration"] == 1.2 and both["language"] == "en"
+    assert both["text"] == "Hello there." and both["duration"] == 1.2 and both["language"] == "english"
     assert both["words"][0] == {"word": " Hello", "start": 0.0, "end": 0.5, "speaker": "SPEAKER_00"}
     assert both["segments"][0]["speaker"] == "SPEAKER_00" and both["segments"][0]["seek"] == 0
     assert "words" not in verbose_json(transcript) and "segments" not in verbose_json(transcript, ["word"])
