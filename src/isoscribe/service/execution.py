@@ -91,7 +91,6 @@ class StageRunner:
         self.workers = workers
         self.retry_crashed = retry_crashed
         self.in_flight = 0
-        self.crashes = 0
         self.retries = 0
         self._lock = threading.Lock()
         self._mean_task_s = 5.0
@@ -115,7 +114,6 @@ class StageRunner:
         try:
             result = await asyncio.wrap_future(self.executor.submit(stage, request))
         except WorkerCrashed as crash:
-            self.crashes += 1
             log_event(logger, "worker_crashed", logging.WARNING, stage=stage, cause=crash.describe())
             if not self.retry_crashed:
                 raise
