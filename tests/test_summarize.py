@@ -84,7 +84,9 @@ def _assert_empty_with_logged_cause(summary: Summary, caplog, cause: str) -> Non
     assert cause in summary.warning
     failures = [record.getMessage() for record in caplog.records if "event=summary_failed" in record.getMessage()]
     assert failures and cause in failures[0]
-    assert all(record.levelno == logging.WARNING for record in caplog.records if "summary_failed" in record.getMessage())
+    assert all(
+        record.levelno == logging.WARNING for record in caplog.records if "summary_failed" in record.getMessage()
+    )
 
 
 @pytest.mark.slow

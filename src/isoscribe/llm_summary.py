@@ -195,7 +195,7 @@ def reported_speech(line: str) -> str:
     label = _SPEAKER_LABEL.match(line)
     if not label:
         return line
-    return f'{label.group(1)} said: "{line[label.end():].strip()}"'
+    return f'{label.group(1)} said: "{line[label.end() :].strip()}"'
 
 
 def _split_long_line(line: str, budget_tokens: int, count_tokens: Callable[[str], int]) -> Iterator[str]:
@@ -223,11 +223,13 @@ def _truncate_words(text: str, budget_tokens: int, count_tokens: Callable[[str],
     return next(_split_long_line(text, budget_tokens, count_tokens))
 
 
-_LEADING_LABEL = re.compile(r"^\s*(?:#+\s*)?\**\s*(?:summary|combined summary|overall summary)\s*\**\s*:?\s*\**\s*", re.I)
+_LEADING_LABEL = re.compile(
+    r"^\s*(?:#+\s*)?\**\s*(?:summary|combined summary|overall summary)\s*\**\s*:?\s*\**\s*", re.IGNORECASE
+)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _ECHOED_LINE = re.compile(r"(?<!\S)\w[\w.'-]*(?: [\w.'-]+){0,2} said: [\"“][^\"”\n]*[\"”]?")
-_LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,7}?)(?:\W+\1\b){2,}", re.I)
+_LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,7}?)(?:\W+\1\b){2,}", re.IGNORECASE)
 
 
 def clean_summary(text: str) -> str:
@@ -255,7 +257,7 @@ def clean_summary(text: str) -> str:
 
 
 _REPORTED = re.compile(r'^(\w[\w.\'-]*(?: [\w.\'-]+){0,2}) said: "(.*?)"?$')
-_NONE_ITEM = re.compile(r"^(?:none|n/?a|no action items?.*|there are no action items.*)\W*$", re.I)
+_NONE_ITEM = re.compile(r"^(?:none|n/?a|no action items?.*|there are no action items.*)\W*$", re.IGNORECASE)
 
 
 def parse_action_items(text: str) -> list[str]:
