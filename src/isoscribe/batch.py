@@ -194,7 +194,8 @@ class _Batch:
         gpu_mb = gpu_total_mb()
         gpu_peaks = None
         if gpu_mb is not None:
-            gpu_peaks = {stage: self.ledger.learned_peak_mb(stage, self.fingerprint, gpu=True) or 0.0 for stage in peaks}
+            learned = self.ledger.learned_peak_mb
+            gpu_peaks = {stage: learned(stage, self.fingerprint, gpu=True) or 0.0 for stage in peaks}
         return MemoryGate(
             batch.memory_budget_mb or default_budget_mb(),
             peaks,
@@ -205,7 +206,12 @@ class _Batch:
         )
 
     def _run_jobs(
-        self, jobs: list[_Job], reports: dict[str, FileReport], executor: StageExecutor, gate: MemoryGate, bar: _Progress
+        self,
+        jobs: list[_Job],
+        reports: dict[str, FileReport],
+        executor: StageExecutor,
+        gate: MemoryGate,
+        bar: _Progress,
     ) -> None:
         with ThreadPoolExecutor(max_workers=self.settings.batch.workers, thread_name_prefix="batch-file") as threads:
             futures = [threads.submit(_FileRun(self, job, executor, gate, bar).run) for job in jobs]
@@ -328,7 +334,7 @@ class _FileRun:
     def _record(self, stage: str, record: StageRecord, ok: bool = True) -> None:
         self.ledger.record_stage(self.key, stage, self.attempt, record, ok=ok)
         if ok:
-            self.stages[stage] = {"wall_s": record.wall_s, "peak_rss_mb": record.peak_rss_mb, "peak_gpu_mb": record.peak_gpu_mb}
+            self.stages[stage] = _stage_dict(record)
 
     def _finish(self, status: FileStatus) -> FileReport:
         row = self.ledger.get(self.key)
@@ -343,6 +349,10 @@ def _stage_record(result: TaskResult) -> StageRecord:
     return StageRecord(stats.wall_s, stats.peak_rss_mb, stats.peak_gpu_mb)
 
 
+def _stage_dict(record: StageRecord) -> dict[str, float | None]:
+    return {"wall_s": record.wall_s, "peak_rss_mb": record.peak_rss_mb, "peak_gpu_mb": record.peak_gpu_mb}
+
+
 def _file_report(row: LedgerRow, status: str) -> FileReport:
     return FileReport(
         input_path=row.input_path,
@@ -351,10 +361,7 @@ def _file_report(row: LedgerRow, status: str) -> FileReport:
         attempts=row.attempts,
         error=row.error if status == "failed" else None,
         warning=row.warning,
-        stages={
-            stage: {"wall_s": r.wall_s, "peak_rss_mb": r.peak_rss_mb, "peak_gpu_mb": r.peak_gpu_mb}
-            for stage, r in row.stages.items()
-        },
+        stages={stage: _stage_dict(record) for stage, record in row.stages.items()},
         outputs=row.outputs,
     )
 

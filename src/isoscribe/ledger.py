@@ -102,7 +102,8 @@ def content_hash(path: Path, chunk_bytes: int = 1 << 20) -> str:
 def settings_fingerprint(settings: Settings) -> str:
     """Hash of the settings that change a file's results; runtime knobs (workers, isolation…) are left out."""
     asr = settings.asr.model_dump(
-        mode="json", include={"model", "compute_type", "language", "beam_size", "temperatures", "initial_prompt", "vad_filter"}
+        mode="json",
+        include={"model", "compute_type", "language", "beam_size", "temperatures", "initial_prompt", "vad_filter"},
     )
     relevant: dict[str, Any] = {
         "asr": asr,
@@ -153,7 +154,9 @@ class Ledger:
         A file whose every attempt ended with the runner dead is failed rather than retried forever.
         """
         with self._lock:
-            rows = self._db.execute("SELECT key, attempts FROM files WHERE status = ?", (FileStatus.RUNNING,)).fetchall()
+            rows = self._db.execute(
+                "SELECT key, attempts FROM files WHERE status = ?", (FileStatus.RUNNING,)
+            ).fetchall()
             now = time.time()
             for row in rows:
                 if row["attempts"] >= max_attempts:

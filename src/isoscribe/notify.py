@@ -22,6 +22,9 @@ __all__ = ["notify_completion", "build_email", "send_email", "post_webhook"]
 
 log = logging.getLogger("isoscribe.notify")
 
+_ATTACHMENTS = (("json", "application", "json"), ("md", "text", "markdown"), ("png", "image", "png"))
+"""Report files attached to the email: (report_paths key, MIME main type, subtype)."""
+
 
 def notify_completion(settings: NotifySettings, report: BatchReport, report_paths: dict[str, Path]) -> dict[str, bool]:
     """Send what is configured; returns which channels succeeded (absent: not configured)."""
@@ -58,13 +61,13 @@ def build_email(settings: NotifySettings, report: BatchReport, report_paths: dic
     ]
     if report.failures:
         body.append("Failures:")
-        body += [f"- {item.input_path}: {(item.error or '').splitlines()[0] if item.error else ''}" for item in report.failures]
+        body += [f"- {item.input_path}: {(item.error or '').partition(chr(10))[0]}" for item in report.failures]
         body.append("")
     markdown = report_paths.get("md")
     if markdown is not None and markdown.is_file():
         body += ["Report:", "", markdown.read_text(encoding="utf-8")]
     message.set_content("\n".join(body))
-    for kind, maintype, subtype in (("json", "application", "json"), ("md", "text", "markdown"), ("png", "image", "png")):
+    for kind, maintype, subtype in _ATTACHMENTS:
         path = report_paths.get(kind)
         if path is not None and path.is_file():
             message.add_attachment(path.read_bytes(), maintype=maintype, subtype=subtype, filename=path.name)

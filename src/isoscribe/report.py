@@ -85,7 +85,9 @@ class BatchReport:
             if item.status == "skipped":
                 continue
             for stage, record in item.stages.items():
-                entry = summary.setdefault(stage, {"files": 0, "total_wall_s": 0.0, "max_wall_s": 0.0, "max_peak_rss_mb": 0.0})
+                entry = summary.setdefault(
+                    stage, {"files": 0, "total_wall_s": 0.0, "max_wall_s": 0.0, "max_peak_rss_mb": 0.0}
+                )
                 wall = float(record.get("wall_s") or 0.0)
                 entry["files"] += 1
                 entry["total_wall_s"] += wall
