@@ -39,5 +39,8 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
     log_event(logger, "serve_starting", host=service.host, port=service.port)
     server.run()
+    if not server.started:  # startup failed (port taken, bad data_dir …); uvicorn has logged why
+        log_event(logger, "serve_failed", logging.ERROR, host=service.host, port=service.port)
+        return 1
     log_event(logger, "serve_stopped")
     return 0
