@@ -98,7 +98,7 @@ def test_corrupt_file_asr_crash_and_llm_crash_follow_the_failure_rules(
     crashing = tmp_path / "in" / "crash-asr.wav"
     shutil.copy(shared_data / CLIPS[1], crashing)
     settings = _settings(
-        isolation={"speech_stage": "batch_crash_speech", "summary_stage": "summarize_crash_stage"},
+        isolation={"speech_stage": "batch_crash_speech", "summary_stage": "batch_crash_summary"},
         batch={"isolation": "per-file", "max_attempts": 2},
         notify={"smtp_host": "127.0.0.1", "smtp_port": smtp_inbox.port, "smtp_security": "none",
                 "recipients": ["ops@example.org"]},
