@@ -131,14 +131,18 @@ class Summarizer:
 
     def _reduce(self, partials: list[str]) -> str:
         budget = self._budget(self.templates.reduce)
+        partials = [partial for partial in partials if partial]
         while len(partials) > 1:
-            items = [f"- {partial}" for partial in partials if partial]
+            items = [f"- {partial}" for partial in partials]
             groups = pack_lines(items, budget, self.backend.count_tokens)
             if len(groups) >= len(items):
-                # Each summary fills a whole group on its own: shorten them so that groups merge.
+                # Each summary fills a prompt on its own: shorten them so that at least two share one.
                 items = [_truncate_words(item, budget // 2, self.backend.count_tokens) for item in items]
                 groups = pack_lines(items, budget, self.backend.count_tokens)
-            partials = [clean_summary(self._ask(self.templates.reduce, "{summaries}", group)) for group in groups]
+            if len(groups) >= len(items):  # token counts of joined text differ slightly: force progress
+                groups = ["\n".join(items[start : start + 2]) for start in range(0, len(items), 2)]
+            replies = (self._ask(self.templates.reduce, "{summaries}", group) for group in groups)
+            partials = [summary for summary in map(clean_summary, replies) if summary]
         return partials[0] if partials else ""
 
     def _count_reported(self, line: str) -> int:
