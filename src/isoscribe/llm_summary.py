@@ -101,7 +101,7 @@ class Summarizer:
         self._generation_s = 0.0
         chunks = [
             "\n".join(reported_speech(line) for line in chunk.splitlines())
-            for chunk in pack_lines(lines, self._budget(self.templates.summary), self._count_reported)
+            for chunk in pack_lines(lines, self._chunk_budget(), self._count_reported)
         ]
         partials = [clean_summary(self._ask(self.templates.summary, "{transcript}", chunk)) for chunk in chunks]
         summary = partials[0] if len(partials) == 1 else self._reduce(partials)
@@ -147,6 +147,10 @@ class Summarizer:
 
     def _count_reported(self, line: str) -> int:
         return self.backend.count_tokens(reported_speech(line))
+
+    def _chunk_budget(self) -> int:
+        """Each chunk goes out twice, with the summary and the action-items template: fit the longer."""
+        return min(self._budget(self.templates.summary), self._budget(self.templates.action_items))
 
     def _budget(self, template: str) -> int:
         template_tokens = self.backend.count_tokens(SYSTEM_PROMPT + template) + CHAT_OVERHEAD_TOKENS
