@@ -237,7 +237,10 @@ def plot_memory(report: BatchReport) -> bytes:
     axes.set_xlabel("seconds since batch start")
     axes.set_ylabel("RSS (MB)")
     counts = report.counts
-    axes.set_title(f"isoscribe batch, {report.isolation}: {counts['done']} done, {counts['failed']} failed")
+    title = f"isoscribe batch, {report.isolation}: {counts['done']} done, {counts['failed']} failed"
+    if counts["skipped"]:
+        title += f", {counts['skipped']} skipped (done before)"
+    axes.set_title(title)
     axes.legend(loc="upper left", fontsize="small")
     figure.tight_layout()
     buffer = io.BytesIO()
