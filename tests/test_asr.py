@@ -148,3 +148,21 @@ def test_speech_request_and_stage_follow_the_settings() -> None:
     assert (request.diarize, request.num_speakers, request.max_speakers) == (True, 3, 4)
     stage = speech_stage(settings)
     assert (stage.module, stage.name, stage.config) == ("isoscribe.stages.speech", "speech", settings)
+
+
+def test_long_audio_is_transcribed_in_pieces_with_continuous_times(
+    tiny, shared_data: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    settings, model = tiny
+    request = speech_request(settings, shared_data / "long" / "sonnet001.wav")
+    whole = transcribe.run(model, request)
+    monkeypatch.setattr(transcribe, "PIECE_S", 20.0)
+    monkeypatch.setattr(transcribe, "SPLIT_SEARCH_S", 5.0)
+    pieces = transcribe.run(model, request)
+    difference = wer(whole.text, pieces.text)
+    print(f"sonnet001: WER of 20 s pieces against the whole-file transcript {difference:.3f}")
+    assert difference <= 0.15
+    assert [s.id for s in pieces.segments] == list(range(len(pieces.segments)))
+    starts = [w.start for s in pieces.segments for w in s.words]
+    assert starts == sorted(starts) and starts[-1] > 40.0
+    assert pieces.duration_s == pytest.approx(53.267, abs=0.05)
