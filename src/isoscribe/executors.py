@@ -66,13 +66,16 @@ class PooledExecutor:
 class PerTaskExecutor:
     """A fresh process per task that exits afterwards: all its memory goes back to the OS."""
 
-    def __init__(self, stages: dict[str, tuple[StageSpec, Limits]], max_concurrent: int = 1) -> None:
+    def __init__(
+        self, stages: dict[str, tuple[StageSpec, Limits]], max_concurrent: int = 1, start_method: str = "spawn"
+    ) -> None:
         self.stages = stages
+        self.start_method = start_method
         self._threads = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="isolated-task")
 
     def submit(self, stage: str, request: Any) -> Future[TaskResult]:
         spec, limits = self.stages[stage]
-        return self._threads.submit(run_isolated, spec, request, limits)
+        return self._threads.submit(run_isolated, spec, request, limits, self.start_method)
 
     def release(self, stage: str) -> None:
         """Nothing stays warm: each task's process has already exited."""
@@ -83,10 +86,11 @@ class PerTaskExecutor:
 
 def stage_specs(settings: Settings) -> dict[str, tuple[StageSpec, Limits]]:
     """The speech and summary stages with their limits, as the settings name them."""
-    iso = settings.isolation
+    from isoscribe import pipeline
+
     return {
-        "speech": (StageSpec(iso.speech_stage, settings, "speech"), Limits(iso.asr_timeout_s, iso.hard_rss_mb)),
-        "summary": (StageSpec(iso.summary_stage, settings, "summary"), Limits(iso.llm_timeout_s, iso.hard_rss_mb)),
+        "speech": (pipeline.speech_stage(settings), pipeline.speech_limits(settings)),
+        "summary": (pipeline.summary_stage(settings), pipeline.summary_limits(settings)),
     }
 
 
@@ -102,9 +106,9 @@ def build_executor(settings: Settings, lazy: bool = False) -> StageExecutor:
 
         return CeleryExecutor(settings)
     specs = stage_specs(settings)
-    if batch.isolation == "per-file":
-        return PerTaskExecutor(specs, max_concurrent=2 * batch.workers)
     iso = settings.isolation
+    if batch.isolation == "per-file":
+        return PerTaskExecutor(specs, max_concurrent=2 * batch.workers, start_method=iso.start_method)
 
     def factory(stage: str) -> Callable[[], WorkerPool]:
         spec, limits = specs[stage]
