@@ -94,3 +94,14 @@ def test_attempts_of_a_killed_run_count_towards_max_attempts(tmp_path: Path) -> 
     assert item.status == "failed" and item.attempts == 3
     assert executor.calls == [("speech", "b.wav")]
     assert "gave up after 3 attempts" in item.error
+
+
+def test_the_same_content_under_two_names_is_processed_once(tmp_path: Path) -> None:
+    [first] = _inputs(tmp_path, "a.wav")
+    copy = tmp_path / "in" / "copy-of-a.wav"
+    copy.write_bytes(first.read_bytes())
+    executor = ScriptedExecutor({"a.wav": ["ok"]})
+    report = run_batch(_settings(), [first, copy], tmp_path / "out", executor=executor, progress=False)
+    assert [item.status for item in report.files] == ["done", "skipped"]
+    assert "same content as" in report.files[1].warning and report.files[1].output_name == "a"
+    assert executor.calls.count(("speech", "a.wav")) == 1

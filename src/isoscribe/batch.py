@@ -173,8 +173,16 @@ class _Batch:
         names = _output_names(inputs)
         reports: dict[str, FileReport] = {}
         jobs = []
+        first_path_of: dict[str, Path] = {}
         for path in inputs:
-            row = self.ledger.enqueue(path, content_hash(path), self.fingerprint, names[path])
+            digest = content_hash(path)
+            if digest in first_path_of:  # same bytes under another name: one row, processed once
+                duplicate = FileReport(str(path), names[first_path_of[digest]], "skipped")
+                duplicate.warning = f"same content as {first_path_of[digest]}; outputs are under its name"
+                reports[str(path)] = duplicate
+                continue
+            first_path_of[digest] = path
+            row = self.ledger.enqueue(path, digest, self.fingerprint, names[path])
             if row.status == FileStatus.DONE and _outputs_present(self.out_dir, row):
                 reports[str(path)] = _file_report(row, "skipped")
                 continue
