@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email
 import json
+import logging
 import os
 import shutil
 import signal
@@ -47,16 +48,21 @@ def _leftovers(out_dir: Path) -> list[Path]:
     return [p for p in out_dir.rglob("*") if p.name.startswith(".partial-") or p.name.endswith(".tmp")]
 
 
-def test_real_clips_complete_with_every_output_within_one_stage_of_memory(shared_data: Path, tmp_path: Path) -> None:
+def test_real_clips_complete_with_every_output_within_one_stage_of_memory(
+    shared_data: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     # The budget holds either stage but not both: the warm speech worker must be retired before the
     # LLM worker loads, and the other way round, so the tree never holds both models.
     settings = _settings(batch={"isolation": "pooled", "memory_budget_mb": 1000, "asr_peak_mb": 900, "llm_peak_mb": 600})
     clips = [shared_data / clip for clip in CLIPS]
     out_dir = tmp_path / "out"
 
+    caplog.set_level(logging.INFO, logger="isoscribe")
     report = run_batch(settings, clips, out_dir, progress=False)
 
     assert report.counts == {"total": 2, "done": 2, "failed": 0, "skipped": 0}, report.failures
+    assert "event=batch_phased" in caplog.text  # all speech, then all summaries: one load per pool
+    assert caplog.text.count("event=budget_retire_warm stage=speech") == 1
     for clip, item in zip(clips, report.files):
         assert sorted(Path(output).name for output in item.outputs) == sorted(
             f"{clip.stem}.summary.md" if fmt == "summary" else f"{clip.stem}.{fmt}" for fmt in ALL_FORMATS

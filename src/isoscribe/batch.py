@@ -3,7 +3,9 @@
 Per file: the speech stage (transcribe, align, diarize) runs in an isolated worker, post-processing
 runs in the parent, the summary stage runs in a second isolated worker, outputs are written
 atomically, then the ledger row is marked done. A memory gate (budget.py) decides when a stage may
-start; in pooled mode it retires the other stage's idle warm workers when both do not fit.
+start; in pooled mode it retires the other stage's idle warm workers when both do not fit, and the
+batch then runs in two phases (speech for every file, then every summary) so that each pool loads
+its model once rather than once per file.
 
 Failure rules (design notes): a speech failure fails that file with its cause and the batch goes
 on; worker crashes and out-of-memory kills are retried up to ``max_attempts`` with exponential
@@ -221,20 +223,39 @@ class _Batch:
         gate: MemoryGate,
         bar: _Progress,
     ) -> None:
+        runs = [_FileRun(self, job, executor, gate, bar) for job in jobs]
+        phased = self._phased(executor, gate)
+        if phased:
+            log_event(log, "batch_phased", reason="speech and summary workers do not fit the budget together")
         with ThreadPoolExecutor(max_workers=self.settings.batch.workers, thread_name_prefix="batch-file") as threads:
-            futures = [threads.submit(_FileRun(self, job, executor, gate, bar).run) for job in jobs]
             try:
-                for job, future in zip(jobs, futures):
-                    reports[str(job.input_path)] = future.result()
+                if phased:
+                    transcripts = list(threads.map(_FileRun.transcribe, runs))
+                    finished = threads.map(_FileRun.finish, runs, transcripts)
+                else:
+                    finished = threads.map(lambda run: run.finish(run.transcribe()), runs)
+                for job, report in zip(jobs, finished):
+                    reports[str(job.input_path)] = report
             except BaseException:
                 self._stopping.set()
-                for future in futures:
-                    future.cancel()
                 raise
+
+    def _phased(self, executor: StageExecutor, gate: MemoryGate) -> bool:
+        """Speech for every file first, then every summary, when warm pools of both stages do not fit.
+
+        Each warm pool then loads its model once for the whole batch instead of once per file, and
+        the gate retires the speech workers before the LLM workers start.
+        """
+        return (
+            self.settings.batch.isolation == "pooled"
+            and self.summarize
+            and hasattr(executor, "release")
+            and not gate.coexist(self.settings.batch.workers)
+        )
 
 
 class _FileRun:
-    """One input through speech → post → summary → outputs, with the failure rules."""
+    """One input through speech → post (``transcribe``), then summary → outputs (``finish``)."""
 
     def __init__(self, batch: _Batch, job: _Job, executor: StageExecutor, gate: MemoryGate, bar: _Progress) -> None:
         self.batch = batch
@@ -249,18 +270,30 @@ class _FileRun:
         self.attempt = 0
         self.stages: dict[str, dict[str, float | None]] = {}
 
-    def run(self) -> FileReport:
+    def transcribe(self) -> Transcript | None:
+        """Speech stage and post-processing; None when the file failed (the ledger has the cause)."""
         from isoscribe import pipeline
 
         try:
             result = self._speech()
             if result is None:
-                return self._finish(FileStatus.FAILED)
+                return None
             self.bar.stage(self.name, "post")
             started = time.monotonic()
             transcript = pipeline.finish_transcript(result.value)
             transcript.source = transcript.source or str(self.input_path)
             self._record("post", StageRecord(time.monotonic() - started))
+            return transcript
+        except Exception as exc:  # a bug in post-processing fails this file, not the batch
+            log.exception("event=file_error file=%s", self.input_path)
+            self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
+            return None
+
+    def finish(self, transcript: Transcript | None) -> FileReport:
+        """Summary, outputs and the ledger row for a transcribed file."""
+        if transcript is None:
+            return self._finish(FileStatus.FAILED)
+        try:
             summary = self._summary(transcript) if self.batch.summarize else None
             self.bar.stage(self.name, "write")
             started = time.monotonic()
@@ -268,7 +301,7 @@ class _FileRun:
             self._record("write", StageRecord(time.monotonic() - started))
             self.ledger.mark_done(self.key, outputs, summary.warning if summary else None)
             return self._finish(FileStatus.DONE)
-        except Exception as exc:  # a bug in post-processing or writing fails this file, not the batch
+        except Exception as exc:  # a bug in writing fails this file, not the batch
             log.exception("event=file_error file=%s", self.input_path)
             self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
             return self._finish(FileStatus.FAILED)
