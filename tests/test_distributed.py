@@ -491,7 +491,9 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
 
 
 @pytest.mark.celery
-def test_service_transcribes_through_celery_workers(cluster: Cluster, shared_data: Path, manifest: list[dict]) -> None:
+def test_service_transcribes_through_celery_workers(
+    cluster: Cluster, redis_server: RedisServer, shared_data: Path, manifest: list[dict]
+) -> None:
     """``isoscribe serve`` with ``service.executor = celery``: the upload is transcribed by a Celery worker."""
     from test_service_support import ServerProcess, base_config
 
@@ -506,6 +508,15 @@ def test_service_transcribes_through_celery_workers(cluster: Cluster, shared_dat
         assert response.status_code == 200, response.text
         reference = next(c["reference_text"] for c in manifest if c["path"] == clip)
         assert _word_recall(response.json()["text"], reference) > 0.6
+        with server.client() as client, open(shared_data / clip, "rb") as audio:
+            job_id = client.post("/v1/jobs", files={"file": ("clip.wav", audio)}).json()["id"]
+        job_key = f"isoscribe:jobs:job:{job_id}"
+        store = Redis.from_url(redis_server.url(1), decode_responses=True)
+        deadline = time.monotonic() + 240
+        while store.hget(job_key, "status") not in ("succeeded", "failed") and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert store.hget(job_key, "status") == "succeeded", "the job's state is kept in Redis"
     finally:
         assert server.stop() == 0, server.log()
+    assert not (cluster.tmp_path / "service-data" / "jobs.sqlite3").exists(), "no SQLite job store beside Celery"
     assert "celery_task_done" in worker.log_path.read_text(errors="replace"), "the worker did the transcription"

@@ -37,7 +37,7 @@ class Service:
         self.data_dir = Path(settings.service.data_dir)
         self.upload_dir = self.data_dir / "uploads"
         self.job_audio_dir = self.data_dir / "job-audio"
-        self.store = JobStore(self.data_dir / "jobs.sqlite3")
+        self.store = _open_job_store(settings, self.data_dir)
         self.runner: StageRunner | None = None
         self.jobs: JobRunner | None = None
         self.metrics: ServiceMetrics | None = None
@@ -191,3 +191,12 @@ def _remove_leftover_uploads(upload_dir: Path) -> None:
     for leftover in upload_dir.iterdir():
         if leftover.is_file():
             leftover.unlink(missing_ok=True)
+
+
+def _open_job_store(settings: Settings, data_dir: Path) -> JobStore:
+    """Jobs live in Redis beside the Celery executor (any service instance can see them), else in SQLite."""
+    if settings.service.executor == "celery":
+        from isoscribe.distributed import RedisJobStore
+
+        return RedisJobStore.from_settings(settings)
+    return JobStore(data_dir / "jobs.sqlite3")
