@@ -495,7 +495,7 @@ def test_service_transcribes_through_celery_workers(
     cluster: Cluster, redis_server: RedisServer, shared_data: Path, manifest: list[dict]
 ) -> None:
     """``isoscribe serve`` with ``service.executor = celery``: the upload is transcribed by a Celery worker."""
-    from test_service_support import ServerProcess, base_config
+    from service_support import ServerProcess, base_config
 
     worker = cluster.start_workers(1)[0]
     config = base_config(cluster.tmp_path / "service-data", executor="celery")

@@ -11,7 +11,7 @@ from pathlib import Path
 import httpx
 import pytest
 from openai import APIStatusError, AuthenticationError, OpenAI
-from test_service_support import API_KEY, ServerProcess, WebhookReceiver, base_config, metric_value, wait_for_job, words
+from service_support import API_KEY, ServerProcess, WebhookReceiver, base_config, metric_value, wait_for_job, words
 
 pytestmark = pytest.mark.slow
 

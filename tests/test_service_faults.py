@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
-from test_service_support import FAULT_STAGE, ServerProcess, base_config, metric_value, words
+from service_support import FAULT_STAGE, ServerProcess, base_config, metric_value, words
 
 pytestmark = pytest.mark.slow
 

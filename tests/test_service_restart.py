@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from test_service_support import ServerProcess, base_config, wait_for_job, words
+from service_support import ServerProcess, base_config, wait_for_job, words
 
 pytestmark = pytest.mark.slow
 
