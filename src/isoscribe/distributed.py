@@ -46,6 +46,7 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from isoscribe.config import LlmSettings, Settings, load_settings
+from isoscribe.files import write_atomic
 from isoscribe.isolation import IsolationError, Limits, StageError, StageSpec, TaskResult, TaskStats
 from isoscribe.logs import log_event
 
@@ -299,7 +300,7 @@ def _spill_if_big(payload: dict[str, Any], task_id: str, shared_dir: Path | None
     if len(text) <= _SPILL_BYTES or shared_dir is None:
         return payload
     name = f"results/{task_id}.json"
-    _write_atomic(Path(shared_dir) / name, text.encode())
+    write_atomic(Path(shared_dir) / name, text)
     return {"result_file": name, "worker": payload["worker"]}
 
 
@@ -385,13 +386,6 @@ def stage_audio(path: Path, shared_dir: Path) -> str:
         shutil.copyfile(path, partial)
         os.replace(partial, target)
     return name
-
-
-def _write_atomic(target: Path, data: bytes) -> None:
-    target.parent.mkdir(parents=True, exist_ok=True)
-    partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
-    partial.write_bytes(data)
-    os.replace(partial, target)
 
 
 def _redact(url: str) -> str:

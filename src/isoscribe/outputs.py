@@ -9,13 +9,12 @@ half-written file and a crash leaves the previous version in place. The json for
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
+from isoscribe.files import write_atomic
 from isoscribe.transcript import Segment, Summary, Transcript
 
 __all__ = [
@@ -30,7 +29,6 @@ __all__ = [
     "format_transcript",
     "output_path",
     "write_outputs",
-    "write_text_atomic",
 ]
 
 FORMATS = ("json", "txt", "srt", "vtt", "tsv", "rttm", "summary")
@@ -132,24 +130,9 @@ def write_outputs(
         else:
             text = format_transcript(transcript, fmt, summary)
         path = output_path(out_dir, stem, fmt)
-        write_text_atomic(path, text)
+        write_atomic(path, text)
         written[fmt] = path
     return written
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as out:
-            out.write(text)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(temp_name, path)
-    except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
-        raise
 
 
 def _labelled(segment: Segment, pattern: str) -> str:

@@ -54,7 +54,8 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     from isoscribe.audio import AudioError, validate_audio
     from isoscribe.isolation import IsolationError, run_isolated
     from isoscribe.models import ModelNotFound, resolve_model
-    from isoscribe.outputs import format_transcript, write_text_atomic
+    from isoscribe.files import write_atomic
+    from isoscribe.outputs import format_transcript
 
     try:
         validate_audio(args.file)
@@ -75,7 +76,7 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     )
     text = format_transcript(transcript, args.format)
     if args.out is not None:
-        write_text_atomic(args.out, text)
+        write_atomic(args.out, text)
     else:
         sys.stdout.write(text)
     return 0

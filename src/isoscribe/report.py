@@ -7,8 +7,6 @@ each written atomically.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 import threading
 import time
 from dataclasses import asdict, dataclass, field
@@ -17,11 +15,12 @@ from typing import Any
 
 import psutil
 
+from isoscribe.files import write_atomic
+
 __all__ = [
     "FileReport",
     "BatchReport",
     "MemorySampler",
-    "write_atomic",
     "write_report",
     "render_markdown",
     "plot_memory",
@@ -154,22 +153,6 @@ def _rss_mb(process: psutil.Process) -> float:
         return process.memory_info().rss / 2**20
     except psutil.Error:  # exited between listing and reading
         return 0.0
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename: readers never see half a file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, path)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
 
 
 def write_report(report: BatchReport, out_dir: Path) -> dict[str, Path]:

@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from isoscribe.config import Settings
-from isoscribe.report import write_atomic
+from isoscribe.files import write_atomic
 
 __all__ = ["main"]
 
