@@ -61,6 +61,13 @@ def test_espeak_dialogue_two_speakers_turns_in_order(speech_models, demo_dialogu
     assert heard[0] == "SPEAKER_00"
 
 
+def test_single_speaker_clip_gets_one_speaker(speech_models, shared_data: Path) -> None:
+    settings, models = speech_models
+    transcript = finish_transcript(speech.run(models, speech_request(settings, shared_data / "jfk" / "jfk.wav")))
+    assert transcript.speakers == ["SPEAKER_00"]
+    assert {w.speaker for s in transcript.segments for w in s.words} == {"SPEAKER_00"}
+
+
 def test_fixed_num_speakers_is_honoured(speech_models, shared_data: Path) -> None:
     settings, models = speech_models
     request = speech_request(settings, shared_data / "diarization" / "sample.wav", num_speakers=3)
