@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from isoscribe.config import LlmSettings
@@ -122,3 +124,17 @@ def test_an_empty_transcript_is_not_sent_to_the_model(small_context_backend):
     backend, settings = small_context_backend
     summary = Summarizer(backend, settings).summarize("  \n\n")
     assert summary.summary == "" and summary.chunks == 0 and summary.warning
+
+
+@pytest.mark.slow
+def test_smollm2_finds_the_demo_dialogues_action_items_and_none_in_a_speech(demo_dialogue, shared_data):
+    from isoscribe.demo import dialogue_script_path
+
+    settings = LlmSettings(threads=1)
+    summarizer = Summarizer(LlamaCppBackend(settings), settings)
+    turns = json.loads(dialogue_script_path(demo_dialogue).read_text())["turns"]
+    labels = {speaker: f"SPEAKER_{index:02d}" for index, speaker in enumerate(dict.fromkeys(t["speaker"] for t in turns))}
+    meeting = "\n".join(f"{labels[t['speaker']]}: {t['text']}" for t in turns)
+    items = summarizer.summarize(meeting).action_items
+    assert any("login" in item.lower() for item in items), items
+    assert summarizer.summarize((shared_data / "jfk" / "jfk.txt").read_text()).action_items == []

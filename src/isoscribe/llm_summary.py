@@ -42,9 +42,11 @@ REDUCE_PROMPT = (
     "Combine these summaries of consecutive parts of one conversation into one summary "
     "of two or three sentences.\n\n{summaries}"
 )
+# Transcript first, instruction last: SmolLM2-135M then names who does what on the demo dialogue and
+# answers "None" for the pyannote call and JFK, where the instruction-first wording copied lines.
 ACTION_ITEMS_PROMPT = (
-    "List the tasks that the speakers in the following conversation promised to do, one per line "
-    'starting with "- ". If there are none, write "None".\n\n{transcript}'
+    "Conversation:\n{transcript}\n\nWrite the action items from this conversation (who will do what). "
+    'Use one line per item starting with "- ". If there are none, write "None".'
 )
 
 CHAT_OVERHEAD_TOKENS = 32
