@@ -60,6 +60,24 @@ def test_segfaulting_worker_fails_only_its_request(server: ServerProcess, shared
     assert metric_value(metrics, "isoscribe_workers", stage="speech") >= 1
 
 
+def test_cancelling_a_running_job_kills_its_worker(server: ServerProcess, shared_data: Path) -> None:
+    audio = (shared_data / "jfk" / "jfk.wav").read_bytes()
+    before = metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="cancelled")
+    with server.client() as client:
+        job_id = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)}, data={"prompt": "hang"}).json()["id"]
+        while client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued":
+            time.sleep(0.1)
+        time.sleep(1.0)  # the hanging task is in a worker by now
+        assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+        deadline = time.monotonic() + 30
+        while metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="cancelled") == before:
+            assert time.monotonic() < deadline, "the hanging worker was not killed"
+            time.sleep(0.2)
+        assert client.get(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
+    healed = _transcribe(server, audio)
+    assert healed.status_code == 200 and "country" in words(healed.json()["text"])
+
+
 def test_leaking_stage_leaves_server_rss_flat(server: ServerProcess, shared_data: Path) -> None:
     """100 requests, each leaking 50 MB in its worker: workers are recycled, the server stays flat."""
     audio = (shared_data / "librivox" / "sense_and_sensibility_01_austen_64kb-0880.wav").read_bytes()

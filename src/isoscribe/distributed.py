@@ -475,6 +475,20 @@ class CeleryExecutor:
         self._wake.set()
         return future
 
+    def cancel(self, future: Future) -> bool:
+        """Revoke the task: a worker that has not started it drops it; one running it finishes it."""
+        with self._lock:
+            task_id = next((p.task_id for p in self._pending.values() if p.future is future), None)
+        if task_id is None:
+            return False
+        try:
+            self.app.control.revoke(task_id)
+        except _REDIS_ERRORS as exc:
+            log_event(logger, "celery_revoke_failed", logging.WARNING, tasks=1, error=exc)
+            return False
+        self._finish(task_id, CancelledError(), worker="")
+        return True
+
     def shutdown(self) -> None:
         """Stop waiting; tasks not finished are revoked and their Futures cancelled."""
         self._stopped.set()

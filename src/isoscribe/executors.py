@@ -22,6 +22,10 @@ __all__ = ["StageExecutor", "PooledExecutor", "PerTaskExecutor", "stage_specs", 
 class StageExecutor(Protocol):
     def submit(self, stage: str, request: Any) -> Future[TaskResult]: ...
 
+    def cancel(self, future: Future) -> bool:
+        """Drop a queued task, or stop a running one; False when it could not be stopped."""
+        ...
+
     def shutdown(self) -> None: ...
 
 
@@ -43,6 +47,12 @@ class PooledExecutor:
 
     def submit(self, stage: str, request: Any) -> Future[TaskResult]:
         return self._pool(stage).submit(request)
+
+    def cancel(self, future: Future) -> bool:
+        """A running task's worker is killed: its memory and CPU come back now, not when it finishes."""
+        with self._lock:
+            pools = list(self.pools.values())
+        return any(pool.cancel(future) for pool in pools)
 
     def release(self, stage: str) -> None:
         with self._lock:
@@ -76,6 +86,10 @@ class PerTaskExecutor:
     def submit(self, stage: str, request: Any) -> Future[TaskResult]:
         spec, limits = self.stages[stage]
         return self._threads.submit(run_isolated, spec, request, limits, self.start_method)
+
+    def cancel(self, future: Future) -> bool:
+        """Only a task that has not started: run_isolated gives no handle on its process."""
+        return future.cancel()
 
     def release(self, stage: str) -> None:
         """Nothing stays warm: each task's process has already exited."""

@@ -174,9 +174,11 @@ class Service:
     def cancel_job(self, job_id: str) -> Job:
         job = self.get_job(job_id)
         if self.store.cancel(job_id):
-            if job.status == "queued":  # a running job's audio is removed by its runner when the stage returns
+            if job.status == "queued":  # a running job's audio is removed by its runner when it stops
                 Path(job.audio_path).unlink(missing_ok=True)
-            log_event(logger, "job_cancelled", id=job_id)
+            elif self.jobs is not None:
+                self.jobs.stop_running(job_id)
+            log_event(logger, "job_cancelled", id=job_id, was=job.status)
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> Job:

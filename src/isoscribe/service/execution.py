@@ -112,14 +112,22 @@ class StageRunner:
 
     async def run(self, stage: str, request: Any) -> TaskResult:
         try:
-            result = await asyncio.wrap_future(self.executor.submit(stage, request))
+            result = await self._run_once(stage, request)
         except WorkerCrashed as crash:
             log_event(logger, "worker_crashed", logging.WARNING, stage=stage, cause=crash.describe())
             if not self.retry_crashed:
                 raise
             self.retries += 1
             log_event(logger, "task_retry", stage=stage)
-            result = await asyncio.wrap_future(self.executor.submit(stage, request))
+            result = await self._run_once(stage, request)
         if stage.startswith("speech"):
             self._mean_task_s = 0.8 * self._mean_task_s + 0.2 * result.stats.wall_s
         return result
+
+    async def _run_once(self, stage: str, request: Any) -> TaskResult:
+        future = self.executor.submit(stage, request)
+        try:
+            return await asyncio.wrap_future(future)
+        except asyncio.CancelledError:  # the job was cancelled (DELETE) or the server is draining
+            self.executor.cancel(future)
+            raise

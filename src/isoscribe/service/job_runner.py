@@ -73,6 +73,12 @@ class JobRunner:
     def notify(self) -> None:
         self._wake.set()
 
+    def stop_running(self, job_id: str) -> None:
+        """Stop a cancelled job that is running: its stage task is cancelled and its worker killed."""
+        task = self._active.get(job_id)
+        if task is not None:
+            task.cancel()
+
     async def drain(self, timeout_s: float) -> None:
         """Stop claiming jobs; wait up to ``timeout_s`` for running ones, then re-queue the rest."""
         self._stopping = True
@@ -133,9 +139,11 @@ class JobRunner:
         except ApiError as exc:
             finished = self.store.fail(job.id, exc.code or exc.type, exc.message, timings)
         except asyncio.CancelledError:
-            self.store.requeue(job.id)
-            log_event(logger, "job_requeued", id=job.id)
-            raise
+            if not self._cancelled(job.id):  # draining: the job goes back to the queue
+                self.store.requeue(job.id)
+                log_event(logger, "job_requeued", id=job.id)
+                raise
+            finished = False  # cancelled by DELETE: its worker was killed, nothing more to run
         except Exception as exc:  # a bug must fail the job, not the runner loop
             logger.exception("event=job_error id=%s", job.id)
             finished = self.store.fail(job.id, "internal_error", f"{type(exc).__name__}: {exc}", timings)
