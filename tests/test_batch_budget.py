@@ -103,3 +103,13 @@ def test_waiting_releases_in_order_without_losing_capacity() -> None:
         thread.join(10)
     assert sorted(finished) == list(range(6))
     assert gate.held_mb() == 0
+
+
+def test_celery_stages_do_not_count_against_this_machines_budget(tmp_path) -> None:
+    from isoscribe.batch import _Batch
+
+    settings = load_settings(overrides={"batch": {"executor": "celery", "memory_budget_mb": 1, "workers": 8}})
+    gate = _Batch(settings, tmp_path, retry_failed=False, executor=None)._gate()
+    assert gate.coexist(8), "remote stages are limited by the workers, not by the submitting machine's RAM"
+    local = load_settings(overrides={"batch": {"memory_budget_mb": 1, "workers": 8}})
+    assert not _Batch(local, tmp_path / "local", retry_failed=False, executor=None)._gate().coexist(8)

@@ -202,6 +202,11 @@ class _Batch:
         if not self.summarize:
             peaks["summary"] = 0.0
         gpu_mb = gpu_total_mb()
+        if batch.executor == "celery":
+            # The stages run on the Celery workers' machines, each bounded by its own worker settings:
+            # nothing they hold counts against this machine's budget.
+            peaks = dict.fromkeys(peaks, 0.0)
+            gpu_mb = None
         gpu_peaks = None
         if gpu_mb is not None:
             learned = self.ledger.learned_peak_mb
