@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
@@ -39,3 +40,13 @@ def demo_dialogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from isoscribe.demo import make_dialogue
 
     return make_dialogue(tmp_path_factory.mktemp("dialogue") / "dialogue.wav")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """A CLI run in-process points the root logger at that test's captured stderr; undo it afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
