@@ -1,16 +1,12 @@
 """Helpers for the service tests: a real ``isoscribe serve`` subprocess on a free loopback port.
 
-(Named test_service_* so that it sits with the tests it serves; it defines no tests itself.)
+The launcher itself is the service benchmark's (``isoscribe.benchmarks.server``).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,26 +15,12 @@ from typing import Any
 
 import httpx
 
+from isoscribe.benchmarks import server as isoscribe_server
+
 REPO = Path(__file__).resolve().parents[1]
 STAGES_DIR = Path(__file__).resolve().parent / "stages"
 FAULT_STAGE = "service_fault_speech"
 API_KEY = "test-key"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def write_config(path: Path, sections: dict[str, dict[str, Any]]) -> Path:
-    """A TOML file from ``{"section": {"key": value}}``; JSON scalars are valid TOML scalars."""
-    lines = []
-    for section, values in sections.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {json.dumps(str(v) if isinstance(v, Path) else v)}" for key, v in values.items())
-    path.write_text("\n".join(lines) + "\n")
-    return path
 
 
 def base_config(data_dir: Path, **service: Any) -> dict[str, dict[str, Any]]:
@@ -50,72 +32,16 @@ def base_config(data_dir: Path, **service: Any) -> dict[str, dict[str, Any]]:
     }
 
 
-class ServerProcess:
-    """``python -m isoscribe.cli --config … serve`` with its log in a file; ``stop`` sends SIGTERM."""
+class ServerProcess(isoscribe_server.ServerProcess):
+    """The real server, run from the repo with the test stages importable; ``client`` carries the API key."""
 
     def __init__(self, tmp_path: Path, config: dict[str, dict[str, Any]], env: dict[str, str] | None = None) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config_path = write_config(tmp_path / f"isoscribe-{self.port}.toml", config)
-        self.log_path = tmp_path / f"server-{self.port}.log"
-        self.env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
-        self.env["PYTHONPATH"] = os.pathsep.join([str(STAGES_DIR), self.env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
-        self.env.update(env or {})
-        self.process: subprocess.Popen | None = None
-
-    def start(self, timeout_s: float = 180) -> ServerProcess:
-        command = [
-            sys.executable,
-            "-m",
-            "isoscribe.cli",
-            "--config",
-            str(self.config_path),
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, cwd=REPO, env=self.env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"server exited with {self.process.returncode}:\n{self.log()}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        self.kill()
-        raise RuntimeError(f"server not ready within {timeout_s} s:\n{self.log()}")
-
-    def stop(self, timeout_s: float = 60) -> int:
-        """SIGTERM and wait; the exit code."""
-        assert self.process is not None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=timeout_s)
-        except subprocess.TimeoutExpired:
-            self.kill()
-            raise
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
-    def log(self) -> str:
-        return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
+        stages_path = os.pathsep.join([str(STAGES_DIR), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+        super().__init__(tmp_path, config, env={"PYTHONPATH": stages_path, **(env or {})}, cwd=REPO)
 
     def client(self, **kwargs: Any) -> httpx.Client:
         headers = {"Authorization": f"Bearer {API_KEY}"}
         return httpx.Client(base_url=self.url, headers=headers, timeout=kwargs.pop("timeout", 300), **kwargs)
-
-    def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=10).text
 
 
 def metric_value(text: str, name: str, **labels: str) -> float:

@@ -13,7 +13,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -25,6 +24,7 @@ import psutil
 import pytest
 from redis import Redis
 
+from isoscribe.benchmarks.server import free_port
 from isoscribe.config import Settings, load_settings
 from isoscribe.distributed import (
     CeleryExecutor,
@@ -165,17 +165,11 @@ def test_worker_computes_with_the_clients_settings_and_keeps_its_own_machine_set
 # --- real Redis, real workers ---------------------------------------------------------------------
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 class RedisServer:
     """A throwaway redis-server without persistence: a restart loses every key, as a crash would."""
 
     def __init__(self, workdir: Path) -> None:
-        self.port = _free_port()
+        self.port = free_port()
         self.workdir = workdir
         self.process: subprocess.Popen | None = None
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -13,11 +12,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
+from summary_fixtures import stm_dialogue_text
 
+from isoscribe.benchmarks.server import free_port
 from isoscribe.config import LlmSettings
 from isoscribe.llm import LlamaCppBackend, OpenAIBackend, default_model_path
 from isoscribe.llm_summary import Summarizer
-from summary_fixtures import stm_dialogue_text
 
 SERVER_API_KEY = "isoscribe-test-key"
 SERVER_START_TIMEOUT_S = 120
@@ -53,16 +53,10 @@ def test_the_openai_backend_needs_a_base_url():
         OpenAIBackend(LlmSettings(backend="openai"))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``python -m llama_cpp.server`` on 127.0.0.1 serving the default GGUF, behind an API key."""
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
     command = [
         sys.executable, "-m", "llama_cpp.server",

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import email
 import json
-import socket
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -13,6 +12,7 @@ import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
+from isoscribe.benchmarks.server import free_port
 from isoscribe.config import load_settings
 from isoscribe.notify import notify_completion
 from isoscribe.report import BatchReport, FileReport, write_report
@@ -29,12 +29,6 @@ class _Inbox:
         return "250 OK"
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture
 def smtp_server():
     inbox = _Inbox()
@@ -47,7 +41,7 @@ def smtp_server():
         return AuthResult(success=False)
 
     controller = Controller(
-        inbox, hostname="127.0.0.1", port=_free_port(), authenticator=authenticator, auth_require_tls=False
+        inbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticator, auth_require_tls=False
     )
     controller.start()
     inbox.port = controller.port
@@ -116,7 +110,7 @@ def test_a_refused_login_is_logged_and_not_raised(smtp_server, report_files, cap
 
 def test_unreachable_smtp_server_does_not_raise(report_files, caplog) -> None:
     settings = load_settings(overrides={"notify": {
-        "smtp_host": "127.0.0.1", "smtp_port": _free_port(), "smtp_security": "starttls",
+        "smtp_host": "127.0.0.1", "smtp_port": free_port(), "smtp_security": "starttls",
         "recipients": ["ops@example.org"], "timeout_s": 5,
     }})
     assert notify_completion(settings.notify, *report_files) == {"email": False}

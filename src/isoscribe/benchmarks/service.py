@@ -16,17 +16,13 @@ from __future__ import annotations
 import concurrent.futures
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from pathlib import Path
 from typing import Any
 
+from isoscribe.benchmarks.server import ServerProcess
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.stages import faults, speech
@@ -95,7 +91,7 @@ def _server_config(settings: Settings, data_dir: Path, max_tasks: int | None) ->
 def _run_load(config: dict, tmp: Path, audio: bytes, requests: int, crash_every: int, concurrency: int) -> dict:
     import httpx
 
-    server = _Server(config, tmp)
+    server = ServerProcess(tmp, config, log_level="warning")
     try:
         server.start()
         with httpx.Client(base_url=server.url, timeout=300) as warm:
@@ -107,9 +103,9 @@ def _run_load(config: dict, tmp: Path, audio: bytes, requests: int, crash_every:
             outcomes = list(pool.map(lambda i: _request(server.url, audio, i, crash_every), range(requests)))
         wall_s = time.perf_counter() - started
         sampler.stop()
-        metrics = httpx.get(f"{server.url}/metrics", timeout=10).text
+        metrics = server.metrics()
     finally:
-        exit_code = server.stop()
+        exit_code = server.stop() if server.process is not None else None
     latencies = sorted(o["latency_s"] for o in outcomes if o["expected"] and o["status"] == 200)
     unexpected = [o for o in outcomes if not _as_expected(o)]
     rss = [mb for _, mb, _ in sampler.series]
@@ -186,66 +182,6 @@ def _ratio(a: float, b: float) -> float | None:
     return round(a / b, 3) if b else None
 
 
-class _Server:
-    def __init__(self, config: dict, tmp: Path) -> None:
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.config_path = tmp / f"service-{self.port}.toml"
-        self.config_path.write_text(_toml(config))
-        self.log_path = tmp / f"service-{self.port}.log"
-        self.process: subprocess.Popen | None = None
-
-    @property
-    def pid(self) -> int:
-        assert self.process is not None
-        return self.process.pid
-
-    def start(self, timeout_s: float = 180) -> None:
-        import httpx
-
-        env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
-        command = [
-            sys.executable,
-            "-m",
-            "isoscribe.cli",
-            "--config",
-            str(self.config_path),
-            "--log-level",
-            "warning",
-            "serve",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(self.port),
-        ]
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"bench server exited: {self.log_path.read_text()[-3000:]}")
-            try:
-                if httpx.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except httpx.HTTPError:
-                pass
-            time.sleep(0.3)
-        raise RuntimeError(f"bench server not ready within {timeout_s} s")
-
-    def stop(self) -> int | None:
-        if self.process is None:
-            return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
-        try:
-            return self.process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            return self.process.wait()
-
-
 class _RssSampler:
     """Every 0.25 s: (seconds since start, server RSS MB, its workers' summed RSS MB)."""
 
@@ -281,15 +217,6 @@ def _rss_mb(process: Any) -> float:
         return process.memory_info().rss / 2**20
     except psutil.Error:  # a worker exiting between listing and reading
         return 0.0
-
-
-def _toml(config: dict[str, Any]) -> str:
-    """Tables of scalars and scalar lists, which is all Settings holds; JSON scalars are TOML scalars."""
-    lines = []
-    for section, values in config.items():
-        lines.append(f"[{section}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in values.items())
-    return "\n".join(lines) + "\n"
 
 
 def _plot(runs: dict[str, dict], path: Path) -> None:
