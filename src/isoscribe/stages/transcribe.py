@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import time
 from dataclasses import dataclass
-from typing import Any, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
@@ -103,8 +104,16 @@ def whisper_options(asr: AsrSettings, request: SpeechRequest, english_only: bool
     }
 
 
-def transcribe(model: Transcriber, audio: np.ndarray, request: SpeechRequest) -> Transcript:
+def transcribe(
+    model: Transcriber,
+    audio: np.ndarray,
+    request: SpeechRequest,
+    on_segment: Callable[[Segment], None] | None = None,
+) -> Transcript:
     """Transcribe 16 kHz mono float32 ``audio``; words are clamped into their segment, monotonic.
+
+    ``on_segment`` is called with each finished segment as soon as faster-whisper yields it (its
+    segments come from a generator, window by window), so a caller can stream or show progress.
 
     Audio longer than ``PIECE_S`` is transcribed piece by piece, cut at the quietest moment before
     each boundary: faster-whisper computes the log-mel features of its whole input at once, which
@@ -117,11 +126,15 @@ def transcribe(model: Transcriber, audio: np.ndarray, request: SpeechRequest) ->
     info = None
     for offset, piece in _pieces(audio):
         raw_segments, piece_info = model.whisper.transcribe(piece, **options)
-        offset_s = offset / SAMPLE_RATE
-        segments += [_segment(len(segments) + i, raw, offset_s) for i, raw in enumerate(raw_segments)]
         if info is None:
             info = piece_info
             options["language"] = info.language
+        offset_s = offset / SAMPLE_RATE
+        for raw in raw_segments:
+            segment = _segment(len(segments), raw, offset_s)
+            segments.append(segment)
+            if on_segment is not None:
+                on_segment(segment)
     elapsed = time.perf_counter() - started
     duration_s = audio.size / SAMPLE_RATE
     log_event(
