@@ -331,3 +331,31 @@ def test_submitting_from_many_threads():
         for thread in threads:
             thread.join()
         assert sorted(results) == list(range(20))
+
+
+def test_events_reach_the_caller_in_order_before_the_result(pool: WorkerPool) -> None:
+    received: list = []
+    future = pool.submit(FaultRequest("emit", payload=[1, "two", {"three": 3}]), on_event=received.append)
+    assert future.result(timeout=30).value == 3
+    assert received == [1, "two", {"three": 3}]
+
+
+def test_events_sent_before_a_crash_still_arrive_and_the_crash_is_reported(pool: WorkerPool) -> None:
+    received: list = []
+    future = pool.submit(FaultRequest("emit_then_crash", payload=["a", "b"]), on_event=received.append)
+    with pytest.raises(WorkerCrashed):
+        future.result(timeout=30)
+    assert received == ["a", "b"]
+
+
+def test_a_failing_event_listener_does_not_fail_the_task(pool: WorkerPool) -> None:
+    def listener(event: object) -> None:
+        raise RuntimeError("listener bug")
+
+    assert pool.submit(FaultRequest("emit", payload=[1, 2]), on_event=listener).result(timeout=30).value == 2
+
+
+def test_run_isolated_passes_events_on() -> None:
+    received: list = []
+    result = run_isolated(FAULTS, FaultRequest("emit", payload=["x"]), Limits(timeout_s=30), on_event=received.append)
+    assert result.value == 1 and received == ["x"]

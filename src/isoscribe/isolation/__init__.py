@@ -24,6 +24,7 @@ from isoscribe.isolation.types import (
 
 __all__ = [
     "run_isolated",
+    "one_shot_pool",
     "WorkerPool",
     "install_termination_handler",
     "shutdown_all_pools",
@@ -46,6 +47,7 @@ __all__ = [
 # too, and its cold start should not pay for code only the parent runs.
 _LAZY = {
     "run_isolated": "isoscribe.isolation.oneshot",
+    "one_shot_pool": "isoscribe.isolation.oneshot",
     "WorkerPool": "isoscribe.isolation.pool",
     "install_termination_handler": "isoscribe.isolation.pool",
     "shutdown_all_pools": "isoscribe.isolation.pool",

@@ -22,6 +22,7 @@ import time
 import traceback
 import weakref
 from collections import Counter, deque
+from collections.abc import Callable
 from concurrent.futures import Future
 from dataclasses import dataclass, field
 from multiprocessing.connection import wait
@@ -66,6 +67,7 @@ class _Task:
     payload: bytes
     segments: list[str]
     future: Future
+    on_event: Callable[[Any], None] | None = None
     running: bool = False
 
 
@@ -102,6 +104,14 @@ class _Outcome:
     future: Future
     result: Any = None
     error: BaseException | None = None
+
+
+@dataclass
+class _Delivery:
+    """An event a running task emitted, handed to its ``on_event`` outside the lock, in order."""
+
+    on_event: Callable[[Any], None]
+    payload: bytes
 
 
 @dataclass
@@ -174,15 +184,19 @@ class WorkerPool:
 
     # ----- public API -------------------------------------------------------------------------
 
-    def submit(self, request: Any) -> Future[TaskResult]:
-        """Queue one task; the future gets a TaskResult or an IsolationError."""
+    def submit(self, request: Any, on_event: Callable[[Any], None] | None = None) -> Future[TaskResult]:
+        """Queue one task; the future gets a TaskResult or an IsolationError.
+
+        ``on_event`` is called (on the pool's manager thread, in order, before the future resolves)
+        with each object the stage emits while it runs the task.
+        """
         payload, segments = transport.dumps(request, self.segment_prefix)
         future: Future[TaskResult] = Future()
         with self._lock:
             if self._closing:
                 transport.unlink_segments(segments)
                 raise RuntimeError(f"worker pool for stage {self.stage.label} is shut down")
-            self._pending.append(_Task(next(self._task_ids), payload, segments, future))
+            self._pending.append(_Task(next(self._task_ids), payload, segments, future, on_event))
             self._load_failed = False
         self._wake()
         return future
@@ -299,8 +313,8 @@ class WorkerPool:
         active = any(w.state in ("busy", "starting", "retiring") for w in self._workers)
         return waitables, _BUSY_TICK_S if active or polled else _IDLE_TICK_S
 
-    def _step(self) -> list[_Outcome]:
-        outcomes: list[_Outcome] = []
+    def _step(self) -> list[_Outcome | _Delivery]:
+        outcomes: list[_Outcome | _Delivery] = []
         self._drain_wake()
         now = time.monotonic()
         for worker in list(self._workers):
@@ -324,7 +338,7 @@ class WorkerPool:
         except BlockingIOError:
             pass
 
-    def _read_messages(self, worker: _Worker, outcomes: list[_Outcome], now: float) -> None:
+    def _read_messages(self, worker: _Worker, outcomes: list[_Outcome | _Delivery], now: float) -> None:
         conn = worker.process.conn
         while not worker.messages_closed:
             try:
@@ -345,10 +359,13 @@ class WorkerPool:
                 worker.load_error = StageError(
                     self.stage.label, exc_type=exc_type, message=text, traceback_text=tb, detail="model load failed"
                 )
+            elif kind == "event" and worker.task is not None and worker.task.id == message[1]:
+                if worker.task.on_event is not None:
+                    outcomes.append(_Delivery(worker.task.on_event, message[2]))
             elif kind in ("result", "error") and worker.task is not None and worker.task.id == message[1]:
                 self._finish_task(worker, message, outcomes, now)
 
-    def _finish_task(self, worker: _Worker, message: tuple, outcomes: list[_Outcome], now: float) -> None:
+    def _finish_task(self, worker: _Worker, message: tuple, outcomes: list[_Outcome | _Delivery], now: float) -> None:
         task = worker.task
         assert task is not None
         worker.task = None
@@ -435,7 +452,7 @@ class WorkerPool:
                 # A fresh prespawned worker holds only its model: replacing it would gain nothing.
                 self._retire(worker, "idle", now)
 
-    def _close_down(self, outcomes: list[_Outcome]) -> None:
+    def _close_down(self, outcomes: list[_Outcome | _Delivery]) -> None:
         while self._pending:
             task = self._pending.popleft()
             transport.unlink_segments(task.segments)
@@ -477,7 +494,7 @@ class WorkerPool:
             limit = self.max_tasks_per_worker
             worker.final_task = limit is not None and worker.tasks_done + 1 >= limit
 
-    def _fill(self, now: float, outcomes: list[_Outcome]) -> None:
+    def _fill(self, now: float, outcomes: list[_Outcome | _Delivery]) -> None:
         """Start workers so that capacity is there before it is needed."""
         if self._closing or self._load_failed:
             return
@@ -522,7 +539,7 @@ class WorkerPool:
             worker.kill_reason = reason
         worker.process.kill()
 
-    def _reap(self, worker: _Worker, code: int, outcomes: list[_Outcome]) -> None:
+    def _reap(self, worker: _Worker, code: int, outcomes: list[_Outcome | _Delivery]) -> None:
         self._read_messages(worker, outcomes, time.monotonic())  # a result sent just before the exit still counts
         self._workers.remove(worker)
         worker.process.close()
@@ -601,7 +618,7 @@ class WorkerPool:
             return StageTimeout(self.stage.label, worker.peak_rss_mb, detail="model load timed out", timeout_s=timeout_s)
         return self._crash_error(worker, code, "worker died while loading the stage")
 
-    def _fail_pending(self, error: BaseException, outcomes: list[_Outcome]) -> None:
+    def _fail_pending(self, error: BaseException, outcomes: list[_Outcome | _Delivery]) -> None:
         """A worker could not load the stage: fail what is queued instead of restarting in a loop."""
         self._load_failed = True
         while self._pending:
@@ -634,14 +651,25 @@ class WorkerPool:
         self._closed.set()
 
 
-def _resolve(outcomes: list[_Outcome]) -> None:
+def _resolve(outcomes: list[_Outcome | _Delivery]) -> None:
     for outcome in outcomes:
+        if isinstance(outcome, _Delivery):
+            _deliver(outcome)
+            continue
         if outcome.future.done():
             continue
         if outcome.error is not None:
             outcome.future.set_exception(outcome.error)
         else:
             outcome.future.set_result(outcome.result)
+
+
+def _deliver(delivery: _Delivery) -> None:
+    """A listener's failure is logged and never reaches the task or the pool."""
+    try:
+        delivery.on_event(transport.loads(delivery.payload))
+    except Exception:
+        logger.exception("event=task_event_listener_failed")
 
 
 def _wait_exit(process: WorkerProcess, timeout_s: float = 5.0) -> None:

@@ -8,7 +8,11 @@ the parent), ``PR_SET_PDEATHSIG`` SIGKILL, and a thread that kills the group onc
 Messages are pickled tuples over a ``multiprocessing.connection`` pipe:
 parent → worker ``("task", task_id, payload)`` or ``("stop",)``;
 worker → parent ``("ready", load_s)``, ``("load_error", exc_type, message, traceback)``,
+``("event", task_id, payload)`` (any number while the task runs),
 ``("result", task_id, payload, peak_rss_mb)``, ``("error", task_id, exc_type, message, traceback, peak_rss_mb)``.
+
+A stage whose ``run`` takes a third argument gets ``emit``: a function that sends one picklable
+object to whoever submitted the task (progress, partial results) while the task is still running.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from __future__ import annotations
 import ctypes
 import faulthandler
 import importlib
+import inspect
 import os
 import signal
 import sys
@@ -68,6 +73,7 @@ def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
         conn.send(("load_error", type(exc).__name__, str(exc), traceback.format_exc()))
         return 1
     conn.send(("ready", time.monotonic() - started))
+    emits = _takes_emit(module.run)
     while True:
         try:
             message = conn.recv()
@@ -76,14 +82,34 @@ def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
         if message[0] == "stop":
             return 0
         _, task_id, payload = message
-        conn.send(_run_task(module, model, task_id, payload, init.segment_prefix))
+        emit = _emitter(conn, task_id, init.segment_prefix) if emits else None
+        conn.send(_run_task(module, model, task_id, payload, init.segment_prefix, emit))
 
 
-def _run_task(module: Any, model: Any, task_id: int, payload: bytes, segment_prefix: str) -> tuple:
+def _takes_emit(run: Any) -> bool:
+    parameters = inspect.signature(run).parameters.values()
+    positional = [p for p in parameters if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
+
+
+def _emitter(conn: Connection, task_id: int, segment_prefix: str) -> Any:
+    lock = threading.Lock()  # a stage may emit from its own threads; the pipe takes one message at a time
+
+    def emit(event: Any) -> None:
+        payload, _ = transport.dumps(event, segment_prefix)
+        with lock:
+            conn.send(("event", task_id, payload))
+
+    return emit
+
+
+def _run_task(
+    module: Any, model: Any, task_id: int, payload: bytes, segment_prefix: str, emit: Any = None
+) -> tuple:
     _reset_peak_rss()
     try:
         request = transport.loads(payload)
-        value = module.run(model, request)
+        value = module.run(model, request) if emit is None else module.run(model, request, emit)
         del request
         result, _ = transport.dumps(value, segment_prefix)
     except Exception as exc:

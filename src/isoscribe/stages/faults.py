@@ -7,7 +7,8 @@ Actions of a ``FaultRequest``:
 ``ok`` echo ``payload``; ``sleep`` wait ``seconds`` then echo; ``leak`` malloc ``mb`` MB with ctypes,
 touch every page and never free it; ``alloc`` malloc and touch ``mb`` MB, hold it ``seconds``, free it;
 ``segfault``; ``abort``; ``hang`` (forever); ``raise`` (RuntimeError); ``exit`` (``os._exit(exit_code)``);
-``spawn_child`` start a ``sleep`` child process (to check that a group kill takes it too) and return its pid.
+``spawn_child`` start a ``sleep`` child process (to check that a group kill takes it too) and return its pid;
+``emit`` send each item of ``payload`` as an event, then return how many; ``emit_then_crash`` send them, then segfault.
 """
 
 from __future__ import annotations
@@ -17,11 +18,14 @@ import os
 import subprocess
 import time
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 __all__ = ["FaultConfig", "FaultRequest", "load", "run", "leak_native", "ACTIONS"]
 
-ACTIONS = ("ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "exit", "spawn_child")
+ACTIONS = (
+    "ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "exit", "spawn_child", "emit", "emit_then_crash"
+)
 _MB = 1024 * 1024
 _libc = ctypes.CDLL(None)
 _libc.malloc.restype = ctypes.c_void_p
@@ -57,8 +61,14 @@ def load(config: Any) -> dict[str, Any]:
     return {"pid": os.getpid()}
 
 
-def run(model: dict[str, Any], request: FaultRequest) -> Any:
+def run(model: dict[str, Any], request: FaultRequest, emit: Callable[[Any], None] | None = None) -> Any:
     action = request.action
+    if action in ("emit", "emit_then_crash"):
+        for item in request.payload:
+            emit(item)
+        if action == "emit":
+            return len(request.payload)
+        ctypes.string_at(0)
     if action == "ok":
         return request.payload
     if action == "sleep":
