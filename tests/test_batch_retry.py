@@ -9,19 +9,23 @@ from isoscribe.batch import run_batch
 from isoscribe.config import load_settings
 from isoscribe.isolation import StageTimeout, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.ledger import Ledger
-from isoscribe.transcript import Segment, Summary, Transcript
+from isoscribe.transcript import ProbeResult, Segment, Summary, Transcript
 
 
 class ScriptedExecutor:
-    """Answers speech tasks from a per-file script of outcomes ("ok" or an exception), summaries with text."""
+    """Answers speech tasks from a per-file script of outcomes ("ok" or an exception), summaries with text,
+    probes with one second of audio."""
 
     def __init__(self, script: dict[str, list]) -> None:
         self.script = script
         self.calls: list[tuple[str, str]] = []
 
-    def submit(self, stage: str, request) -> Future:
+    def submit(self, stage: str, request, on_event=None) -> Future:
         future: Future = Future()
         stats = TaskStats(wall_s=0.1, peak_rss_mb=321.0, peak_gpu_mb=None, worker_pid=1, worker_task_number=1)
+        if stage == "probe":
+            future.set_result(TaskResult(ProbeResult(duration_s=1.0), stats))
+            return future
         if stage == "summary":
             self.calls.append((stage, ""))
             future.set_result(TaskResult(Summary(summary="A short talk."), stats))
@@ -35,6 +39,9 @@ class ScriptedExecutor:
         else:
             future.set_exception(outcome)
         return future
+
+    def cancel(self, future: Future) -> bool:
+        return False
 
     def release(self, stage: str) -> None:
         pass

@@ -13,7 +13,8 @@ from asr_helpers import der
 
 from isoscribe.config import load_settings
 from isoscribe.demo import dialogue_script_path
-from isoscribe.pipeline import finish_transcript, speech_request
+from isoscribe.pipeline import speech_request
+from isoscribe.speakers import assign_speakers
 from isoscribe.speakers import assign_speakers, split_at_speaker_changes
 from isoscribe.stages import diarize, speech
 from isoscribe.transcript import Segment, SpeakerTurn, Transcript, Word
@@ -35,7 +36,7 @@ def speech_models():
 def test_pyannote_sample_der_and_speaker_count(speech_models, shared_data: Path) -> None:
     settings, models = speech_models
     transcript = speech.run(models, speech_request(settings, shared_data / "diarization" / "sample.wav"))
-    transcript = finish_transcript(transcript)
+    transcript = assign_speakers(transcript)
     error = der(shared_data / "diarization" / "sample.rttm", transcript.speaker_turns)
     print(f"sample.wav DER (collar 0.25 s each side): {error:.3f}; speakers {transcript.speakers}")
     assert transcript.speakers == ["SPEAKER_00", "SPEAKER_01"]
@@ -45,7 +46,7 @@ def test_pyannote_sample_der_and_speaker_count(speech_models, shared_data: Path)
 
 def test_espeak_dialogue_two_speakers_turns_in_order(speech_models, demo_dialogue: Path) -> None:
     settings, models = speech_models
-    transcript = finish_transcript(speech.run(models, speech_request(settings, demo_dialogue)))
+    transcript = assign_speakers(speech.run(models, speech_request(settings, demo_dialogue)))
     script = json.loads(dialogue_script_path(demo_dialogue).read_text())["turns"]
     assert transcript.speakers == ["SPEAKER_00", "SPEAKER_01"]
     heard = []
@@ -63,7 +64,7 @@ def test_espeak_dialogue_two_speakers_turns_in_order(speech_models, demo_dialogu
 
 def test_single_speaker_clip_gets_one_speaker(speech_models, shared_data: Path) -> None:
     settings, models = speech_models
-    transcript = finish_transcript(speech.run(models, speech_request(settings, shared_data / "jfk" / "jfk.wav")))
+    transcript = assign_speakers(speech.run(models, speech_request(settings, shared_data / "jfk" / "jfk.wav")))
     assert transcript.speakers == ["SPEAKER_00"]
     assert {w.speaker for s in transcript.segments for w in s.words} == {"SPEAKER_00"}
 

@@ -13,15 +13,8 @@ import pytest
 
 from isoscribe.config import Settings, load_settings
 from isoscribe.executors import PerTaskExecutor
-from isoscribe.isolation import run_isolated
-from isoscribe.pipeline import (
-    read_transcript_text,
-    summarize_safely,
-    summarize_with_stats,
-    summary_limits,
-    summary_stage,
-    summary_text,
-)
+from isoscribe.pipeline import FilePipeline, Policy, StageFinished, stage_specs, summary_text
+from isoscribe.pipeline.commands import read_transcript_text
 from isoscribe.transcript import Segment, Summary, Transcript
 from summary_fixtures import stm_dialogue_transcript
 
@@ -33,9 +26,13 @@ def _settings(llm: dict | None = None, **isolation) -> Settings:
     return load_settings(overrides={"llm": {**SMALL_LLM, **(llm or {})}, "isolation": isolation})
 
 
-def _run_isolated_submit(settings: Settings):
-    stage, limits = summary_stage(settings), summary_limits(settings)
-    return lambda request: run_isolated(stage, request, limits)
+def _summarize(settings: Settings, transcript: Transcript | str, listener=None) -> Summary:
+    """The pipeline's summary step, a fresh worker for the task."""
+    executor = PerTaskExecutor(stage_specs(settings))
+    try:
+        return FilePipeline(executor, Policy(summarize=True), listener).summarize(transcript)
+    finally:
+        executor.shutdown()
 
 
 def test_summary_text_gives_one_labelled_line_per_speaker_turn(shared_data):
@@ -54,29 +51,27 @@ def test_summary_text_without_speakers_is_one_line_per_segment():
 
 def test_summary_stage_spec_and_limits_come_from_settings():
     settings = _settings(summary_stage="my.stage", llm_timeout_s=12, hard_rss_mb=900)
-    assert summary_stage(settings).module == "my.stage" and summary_stage(settings).name == "summary"
-    assert summary_stage(settings).config is settings
-    assert summary_limits(settings).timeout_s == 12 and summary_limits(settings).hard_rss_mb == 900
+    spec, limits = stage_specs(settings)["summary"]
+    assert spec.module == "my.stage" and spec.name == "summary" and spec.config is settings
+    assert limits.timeout_s == 12 and limits.hard_rss_mb == 900
 
 
 def test_an_empty_transcript_starts_no_worker():
-    calls = []
-    summary = summarize_safely(calls.append, "\n  \n")
-    assert calls == [] and summary.summary == "" and "empty transcript" in summary.warning
+    class Refuses:
+        def submit(self, *args):
+            raise AssertionError("no task should be submitted")
+
+    summary = FilePipeline(Refuses(), Policy(summarize=True)).summarize("\n  \n")
+    assert summary.summary == "" and "empty transcript" in summary.warning
 
 
 @pytest.mark.slow
 def test_an_isolated_summary_comes_back_with_the_workers_stats(shared_data):
-    settings = _settings()
-    executor = PerTaskExecutor({"summary": (summary_stage(settings), summary_limits(settings))})
-    try:
-        summary, stats = summarize_with_stats(
-            lambda request: executor.submit("summary", request), stm_dialogue_transcript(shared_data)
-        )
-    finally:
-        executor.shutdown()
+    events = []
+    summary = _summarize(_settings(), stm_dialogue_transcript(shared_data), events.append)
     assert summary.summary.strip() and summary.warning is None
-    assert stats is not None and stats.worker_pid != os.getpid() and stats.peak_rss_mb > 50
+    finished = [event for event in events if isinstance(event, StageFinished) and event.stage == "summary"]
+    assert len(finished) == 1 and finished[0].error is None and finished[0].peak_rss_mb > 50
 
 
 def _assert_empty_with_logged_cause(summary: Summary, caplog, cause: str) -> None:
@@ -95,7 +90,7 @@ def test_a_crashing_summary_worker_gives_an_empty_summary_and_a_warning(shared_d
     monkeypatch.setenv("SUMMARY_TEST_FAULT", "segfault")
     settings = _settings(summary_stage="summarize_crash_stage")
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
-        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+        summary = _summarize(settings, stm_dialogue_transcript(shared_data))
     _assert_empty_with_logged_cause(summary, caplog, "WorkerCrashed")
     assert "signal 11" in summary.warning
 
@@ -106,7 +101,7 @@ def test_a_hanging_summary_worker_times_out_into_an_empty_summary(shared_data, m
     monkeypatch.setenv("SUMMARY_TEST_FAULT", "hang")
     settings = _settings(summary_stage="summarize_crash_stage", llm_timeout_s=8)
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
-        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+        summary = _summarize(settings, stm_dialogue_transcript(shared_data))
     _assert_empty_with_logged_cause(summary, caplog, "StageTimeout")
 
 
@@ -114,7 +109,7 @@ def test_a_hanging_summary_worker_times_out_into_an_empty_summary(shared_data, m
 def test_an_error_in_the_summary_stage_gives_an_empty_summary_with_its_cause(shared_data, tmp_path, caplog):
     settings = _settings(llm={"model_path": tmp_path / "missing.gguf"})
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
-        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+        summary = _summarize(settings, stm_dialogue_transcript(shared_data))
     _assert_empty_with_logged_cause(summary, caplog, "StageError")
     assert "GGUF model not found" in summary.warning
 
@@ -123,7 +118,7 @@ def test_an_error_in_the_summary_stage_gives_an_empty_summary_with_its_cause(sha
 def test_a_summary_worker_past_its_memory_cap_gives_an_empty_summary(shared_data, caplog):
     settings = _settings(hard_rss_mb=60)
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
-        summary = summarize_safely(_run_isolated_submit(settings), stm_dialogue_transcript(shared_data))
+        summary = _summarize(settings, stm_dialogue_transcript(shared_data))
     _assert_empty_with_logged_cause(summary, caplog, "StageOutOfMemory")
 
 

@@ -1,18 +1,20 @@
-"""Decode any audio PyAV reads to 16 kHz mono float32; probe and validate files cheaply.
+"""Decode any audio PyAV reads to 16 kHz mono float32, and measure how long it really is.
 
-Importable without torch or ctranslate2: the service calls ``validate_audio`` and ``probe_duration``
-in the parent to reject bad uploads quickly.
+Imported by worker processes only (the probe and speech stages): a parent never opens untrusted
+media. Durations that limits act on come from counted samples, never from container metadata, which
+a crafted file can set to anything; ``max_duration_s`` stops decoding as soon as it is passed.
 """
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
 import av
 import numpy as np
 
-__all__ = ["SAMPLE_RATE", "AudioError", "decode_audio", "probe_duration", "validate_audio"]
+__all__ = ["SAMPLE_RATE", "AudioError", "AudioTooLong", "decode_audio", "measure_duration", "probe_duration"]
 
 SAMPLE_RATE = 16000
 
@@ -29,6 +31,17 @@ class AudioError(ValueError):
         return (type(self), (self.path, self.reason))
 
 
+class AudioTooLong(AudioError):
+    """Decoding passed ``max_duration_s``; it stopped there."""
+
+    def __init__(self, path: str | os.PathLike, max_duration_s: float) -> None:
+        self.max_duration_s = max_duration_s
+        super().__init__(path, f"audio runs over the limit of {max_duration_s:g} s (decoding stopped there)")
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.max_duration_s))
+
+
 def probe_duration(path: str | os.PathLike) -> float:
     """Duration in seconds from container or stream metadata; decodes only when neither has one."""
     with _open(path) as container:
@@ -41,41 +54,57 @@ def probe_duration(path: str | os.PathLike) -> float:
     return duration_s
 
 
-def validate_audio(path: str | os.PathLike) -> float:
-    """Check that ``path`` holds decodable audio of non-zero length; return its duration in seconds.
+def measure_duration(path: str | os.PathLike, max_duration_s: float | None = None) -> float:
+    """Seconds of audio in the first audio stream, counted from every decoded frame (no resampling).
 
-    Cheap: reads the metadata and decodes only the first audio frame.
+    Raises AudioError for a file that is not decodable audio or holds no samples, and AudioTooLong
+    as soon as the count passes ``max_duration_s``.
     """
+    samples = 0
     with _open(path) as container:
         stream = _audio_stream(container, path)
+        rate = stream.rate or stream.codec_context.sample_rate
+        if not rate:
+            raise AudioError(path, "audio stream has no sample rate")
+        limit = None if max_duration_s is None else max_duration_s * rate
         try:
-            first = next((frame for frame in container.decode(stream) if frame.samples > 0), None)
+            for frame in container.decode(stream):
+                samples += frame.samples
+                if limit is not None and samples > limit:
+                    raise AudioTooLong(path, max_duration_s)
+        except AudioError:
+            raise
         except (av.FFmpegError, ValueError) as exc:
-            raise AudioError(path, f"corrupt audio ({exc})") from None
-        if first is None:
-            raise AudioError(path, "audio has zero duration (no samples)")
-        duration_s = _metadata_duration(container, stream)
-    if duration_s is None:
-        return probe_duration(path)
-    if duration_s <= 0:
-        raise AudioError(path, "audio has zero duration")
-    return duration_s
+            raise AudioError(path, f"corrupt audio ({_short(exc)})") from None
+    if samples == 0:
+        raise AudioError(path, "audio has zero duration (no samples)")
+    return samples / rate
 
 
-def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """All audio of the first audio stream, downmixed to mono, resampled, as float32 in [-1, 1]."""
+def decode_audio(
+    path: str | os.PathLike, sample_rate: int = SAMPLE_RATE, max_duration_s: float | None = None
+) -> np.ndarray:
+    """All audio of the first audio stream, downmixed to mono, resampled, as float32 in [-1, 1].
+
+    AudioTooLong once more than ``max_duration_s`` is decoded, whatever the container claims.
+    """
     with _open(path) as container:
         stream = _audio_stream(container, path)
         stream.thread_type = "AUTO"
         resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
-        expected_s = _metadata_duration(container, stream) or 60.0
+        expected_s = min(_metadata_duration(container, stream) or 60.0, max_duration_s or math.inf)
         buffer = _GrowingBuffer(int(expected_s * sample_rate) + sample_rate)
+        limit = math.inf if max_duration_s is None else max_duration_s * sample_rate
         try:
             for frame in container.decode(stream):
                 for resampled in resampler.resample(frame):
                     buffer.append(resampled.to_ndarray().reshape(-1))
+                if buffer.size > limit:
+                    raise AudioTooLong(path, max_duration_s)
             for resampled in resampler.resample(None):
                 buffer.append(resampled.to_ndarray().reshape(-1))
+        except AudioError:
+            raise
         except (av.FFmpegError, ValueError) as exc:
             raise AudioError(path, f"corrupt audio ({exc})") from None
     samples = buffer.result()
@@ -100,6 +129,10 @@ class _GrowingBuffer:
             self._data = grown
         self._data[self._size : end] = chunk
         self._size = end
+
+    @property
+    def size(self) -> int:
+        return self._size
 
     def result(self) -> np.ndarray:
         # A view, not a copy: the unused tail is at most the 1 s margin or one growth step.

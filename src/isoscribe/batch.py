@@ -1,8 +1,8 @@
-"""Batch workflow: many audio files through isolated speech and summary stages, resumable, memory-bounded.
+"""Batch workflow: many audio files through the per-file pipeline, resumable, memory-bounded.
 
-Per file: the speech stage (transcribe, align, diarize) runs in an isolated worker, post-processing
-runs in the parent, the summary stage runs in a second isolated worker, outputs are written
-atomically, then the ledger row is marked done. A memory gate (budget.py) decides when a stage may
+Each file runs through ``isoscribe.pipeline.FilePipeline`` (probe, speech, speakers, summary, outputs
+written atomically); the ledger row is marked done after the outputs are in place. The pipeline's
+events feed the ledger, the progress bar (in seconds of audio) and ``NAME.partial.txt``. A memory gate (budget.py) decides when a stage may
 start; in pooled mode it retires the other stage's idle warm workers when both do not fit, and the
 batch then runs in two phases (speech for every file, then every summary) so that each pool loads
 its model once rather than once per file.
@@ -23,34 +23,38 @@ import shutil
 import sys
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from isoscribe.budget import BUDGET_FRACTION, MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
 from isoscribe.config import Settings
-from isoscribe.executors import StageExecutor, build_executor
+from isoscribe.executors import EventListener, StageExecutor, build_executor
 from isoscribe.inputs import InputError, discover_inputs
-from isoscribe.isolation import (
-    IsolationError,
-    StageOutOfMemory,
-    TaskResult,
-    WorkerCrashed,
-    install_termination_handler,
-)
+from isoscribe.isolation import TaskResult, install_termination_handler
 from isoscribe.ledger import FileStatus, Ledger, LedgerRow, StageRecord, content_hash, settings_fingerprint
 from isoscribe.logs import log_event
 from isoscribe.notify import notify_completion
+from isoscribe.pipeline import (
+    Cancellation,
+    Event,
+    FailureKind,
+    FilePipeline,
+    PipelineError,
+    Probed,
+    Progress,
+    SegmentReady,
+    StageFinished,
+    StageStarted,
+    batch_policy,
+)
 from isoscribe.report import BatchReport, FileReport, MemorySampler, write_report
-from isoscribe.transcript import Summary, SummaryRequest, Transcript
+from isoscribe.transcript import Segment, Summary, Transcript
 
-__all__ = ["run_batch", "run_command", "TRANSIENT_ERRORS", "PARTIAL_PREFIX"]
+__all__ = ["run_batch", "run_command", "PARTIAL_PREFIX"]
 
 log = logging.getLogger("isoscribe.batch")
-
-TRANSIENT_ERRORS = (WorkerCrashed, StageOutOfMemory)
-"""Failures worth another attempt: the same input may well succeed in a fresh worker."""
 
 PARTIAL_PREFIX = ".partial-"
 """Folders where a file's outputs are written before they are renamed into place."""
@@ -119,9 +123,10 @@ class _Batch:
         self.retry_failed = retry_failed
         self.ledger = Ledger.in_dir(out_dir)
         self.fingerprint = settings_fingerprint(settings)
-        self.summarize = settings.batch.summarize and settings.llm.enabled
+        self.policy = batch_policy(settings)
+        self.summarize = self.policy.summarize
+        self.cancellation = Cancellation()
         self._given_executor = executor
-        self._stopping = threading.Event()
 
     def run(self, inputs: list[Path], progress: bool | None, notify: bool) -> BatchReport:
         started = time.monotonic()
@@ -135,6 +140,7 @@ class _Batch:
         executor = self._given_executor or build_executor(self.settings, lazy=True)
         if hasattr(executor, "release"):
             gate.release_warm = executor.release
+        gated = _GatedExecutor(executor, gate)
         log_event(
             log, "batch_start", files=len(inputs), todo=len(jobs), isolation=self.settings.batch.isolation,
             workers=self.settings.batch.workers, budget_mb=gate.budget_mb,
@@ -143,7 +149,7 @@ class _Batch:
         bar = _Progress(len(jobs), progress)
         try:
             with MemorySampler() as sampler:
-                self._run_jobs(jobs, reports, executor, gate, bar)
+                self._run_jobs(jobs, reports, gated, gate, bar)
         finally:
             bar.close()
             if self._given_executor is None:
@@ -228,22 +234,34 @@ class _Batch:
         gate: MemoryGate,
         bar: _Progress,
     ) -> None:
-        runs = [_FileRun(self, job, executor, gate, bar) for job in jobs]
-        phased = self._phased(executor, gate)
+        runs = [_FileRun(self, job, executor, bar) for job in jobs]
+        phased = self._phased(executor.inner, gate)
         if phased:
             log_event(log, "batch_phased", reason="speech and summary workers do not fit the budget together")
-        with ThreadPoolExecutor(max_workers=self.settings.batch.workers, thread_name_prefix="batch-file") as threads:
-            try:
-                if phased:
-                    transcripts = list(threads.map(_FileRun.transcribe, runs))
-                    finished = threads.map(_FileRun.finish, runs, transcripts)
-                else:
-                    finished = threads.map(lambda run: run.finish(run.transcribe()), runs)
-                for job, report in zip(jobs, finished):
-                    reports[str(job.input_path)] = report
-            except BaseException:
-                self._stopping.set()
-                raise
+        threads = ThreadPoolExecutor(max_workers=self.settings.batch.workers, thread_name_prefix="batch-file")
+        try:
+            if phased:
+                transcripts = list(threads.map(_FileRun.transcribe, runs))
+                finished = threads.map(_FileRun.finish, runs, transcripts)
+            else:
+                finished = threads.map(lambda run: run.finish(run.transcribe()), runs)
+            for job, report in zip(jobs, finished):
+                reports[str(job.input_path)] = report
+        except BaseException:
+            self._stop(threads)
+            raise
+        threads.shutdown()
+
+    def _stop(self, threads: ThreadPoolExecutor) -> None:
+        """Ctrl-C or SIGTERM: no new file or stage starts; running stages get ``batch.stop_grace_s`` to
+        finish, then their workers are killed. Files left unfinished stay pending for the next run."""
+        grace_s = self.settings.batch.stop_grace_s
+        log_event(log, "batch_stopping", logging.WARNING, grace_s=grace_s)
+        self.cancellation.stop_starting()
+        threads.shutdown(wait=False, cancel_futures=True)
+        if not self.cancellation.wait_idle(grace_s):
+            self.cancellation.cancel()
+        threads.shutdown(wait=True)
 
     def _phased(self, executor: StageExecutor, gate: MemoryGate) -> bool:
         """Speech for every file first, then every summary, when warm pools of both stages do not fit.
@@ -259,103 +277,107 @@ class _Batch:
         )
 
 
-class _FileRun:
-    """One input through speech → post (``transcribe``), then summary → outputs (``finish``)."""
+class _GatedExecutor:
+    """The batch's executor behind its memory gate: a stage task holds its share of the budget until it ends."""
 
-    def __init__(self, batch: _Batch, job: _Job, executor: StageExecutor, gate: MemoryGate, bar: _Progress) -> None:
+    def __init__(self, inner: StageExecutor, gate: MemoryGate) -> None:
+        self.inner = inner
+        self.gate = gate
+
+    def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]:
+        if stage not in self.gate.peaks_mb:
+            return self.inner.submit(stage, request, on_event)
+        self.gate.acquire(stage)
+        try:
+            future = self.inner.submit(stage, request, on_event)
+        except BaseException:
+            self.gate.release(stage)
+            raise
+        future.add_done_callback(lambda _: self.gate.release(stage))
+        return future
+
+    def cancel(self, future: Future) -> bool:
+        return self.inner.cancel(future)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+
+class _FileRun:
+    """One input through the pipeline: its events feed the ledger, the progress bar and the partial
+    transcript; ``transcribe`` and ``finish`` are the pipeline's two halves (phased mode runs them apart)."""
+
+    def __init__(self, batch: _Batch, job: _Job, executor: StageExecutor, bar: _Progress) -> None:
         self.batch = batch
         self.settings = batch.settings
         self.ledger = batch.ledger
         self.key = job.row.key
+        self.attempts_done = job.row.attempts
         self.name = job.row.output_name
         self.input_path = job.input_path
-        self.executor = executor
-        self.gate = gate
         self.bar = bar
-        self.attempt = 0
+        self.attempt = job.row.attempts
         self.stages: dict[str, dict[str, float | None]] = {}
+        self.partial = _PartialTranscript(batch.out_dir / self.name / f"{self.name}.partial.txt")
+        self.pipeline = FilePipeline(executor, batch.policy, self._on_event, batch.cancellation)
 
     def transcribe(self) -> Transcript | None:
-        """Speech stage and post-processing; None when the file failed (the ledger has the cause)."""
-        from isoscribe import pipeline
+        """Probe, speech and speakers; None when the file failed or the batch is stopping."""
+        from isoscribe.pipeline import speech_request
 
         try:
-            result = self._speech()
-            if result is None:
-                return None
-            self.bar.stage(self.name, "post")
-            started = time.monotonic()
-            transcript = pipeline.finish_transcript(result.value)
-            transcript.source = transcript.source or str(self.input_path)
-            self._record("post", StageRecord(time.monotonic() - started))
-            return transcript
+            transcript = self.pipeline.transcribe(speech_request(self.settings, self.input_path), self.attempts_done)
+        except PipelineError as error:
+            self._failed(error)
+            return None
         except Exception as exc:  # a bug in post-processing fails this file, not the batch
             log.exception("event=file_error file=%s", self.input_path)
             self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
             return None
+        transcript.source = transcript.source or str(self.input_path)
+        return transcript
 
     def finish(self, transcript: Transcript | None) -> FileReport:
         """Summary, outputs and the ledger row for a transcribed file."""
         if transcript is None:
-            return self._finish(FileStatus.FAILED)
+            return self._finish(self._status_after_failure())
         try:
-            summary = self._summary(transcript) if self.batch.summarize else None
-            self.bar.stage(self.name, "write")
-            started = time.monotonic()
-            outputs = self._write(transcript, summary)
-            self._record("write", StageRecord(time.monotonic() - started))
-            self.ledger.mark_done(self.key, outputs, summary.warning if summary else None)
-            return self._finish(FileStatus.DONE)
+            result = self.pipeline.complete(transcript, self._write)
+        except PipelineError as error:
+            self._failed(error)
+            return self._finish(self._status_after_failure())
         except Exception as exc:  # a bug in writing fails this file, not the batch
             log.exception("event=file_error file=%s", self.input_path)
             self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
             return self._finish(FileStatus.FAILED)
+        warning = result.summary.warning if result.summary else None
+        self.ledger.mark_done(self.key, result.outputs, warning)
+        self.partial.remove()
+        return self._finish(FileStatus.DONE)
 
-    def _speech(self) -> TaskResult | None:
-        """The speech result, or None with the row failed. ``max_attempts`` counts every attempt the
-        ledger has seen for this file, including those of a killed run."""
-        from isoscribe import pipeline
+    def _on_event(self, event: Event) -> None:
+        if isinstance(event, StageStarted):
+            self.bar.stage(self.name, event.stage)
+            # An attempt starts with the probe; a retried speech stage starts the next one.
+            if event.stage == "probe" or (event.stage == "speech" and event.attempt != self.attempt):
+                self.attempt = self.ledger.mark_running(self.key)
+        elif isinstance(event, StageFinished) and event.stage in ("speech", "summary", "finish", "outputs"):
+            self._record(event)
+        elif isinstance(event, Probed):
+            self.bar.probed(self.name, event.duration_s)
+        elif isinstance(event, Progress) and event.stage == "speech":
+            self.bar.audio_done(self.name, event.done_s)
+        elif isinstance(event, SegmentReady):
+            self.partial.append(event.segment)
 
-        max_attempts = self.settings.batch.max_attempts
-        request = pipeline.speech_request(self.settings, self.input_path)
-        while True:
-            self.attempt = self.ledger.mark_running(self.key)
-            self.bar.stage(self.name, "speech")
-            try:
-                with self.gate.reserve("speech"):
-                    result = self.executor.submit("speech", request).result()
-            except TRANSIENT_ERRORS as exc:
-                self._record("speech", StageRecord(0.0, exc.peak_rss_mb or None), ok=False)
-                cause = str(exc)
-                if self.attempt < max_attempts and not self.batch._stopping.is_set():
-                    backoff_s = self.settings.batch.retry_backoff_s * 2 ** (self.attempt - 1)
-                    log_event(
-                        log, "speech_retry", logging.WARNING, file=self.input_path, attempt=self.attempt,
-                        backoff_s=backoff_s, cause=cause.splitlines()[0],
-                    )
-                    time.sleep(backoff_s)
-                    continue
-                self.ledger.mark_failed(self.key, f"{cause} (gave up after {self.attempt} attempts)")
-                return None
-            except IsolationError as exc:
-                self.ledger.mark_failed(self.key, str(exc))
-                return None
-            self._record("speech", _stage_record(result))
-            return result
+    def _failed(self, error: PipelineError) -> None:
+        if error.kind == FailureKind.CANCELLED:
+            log_event(log, "file_interrupted", file=self.input_path, stage=error.stage)
+            return  # the row stays running: the next run picks the file up again
+        self.ledger.mark_failed(self.key, error.detail)
 
-    def _summary(self, transcript: Transcript) -> Summary:
-        """The summary, or an empty one with a warning when the stage fails (the file is still done)."""
-        from isoscribe import pipeline
-
-        self.bar.stage(self.name, "summary")
-        summary, stats = pipeline.summarize_with_stats(self._run_summary, transcript)
-        if stats is not None:
-            self._record("summary", StageRecord(stats.wall_s, stats.peak_rss_mb, stats.peak_gpu_mb))
-        return summary
-
-    def _run_summary(self, request: SummaryRequest) -> TaskResult:
-        with self.gate.reserve("summary"):
-            return self.executor.submit("summary", request).result()
+    def _status_after_failure(self) -> FileStatus:
+        return FileStatus(self.ledger.get(self.key).status)
 
     def _write(self, transcript: Transcript, summary: Summary | None) -> list[str]:
         """Write into a private folder, then rename each file into place; returns paths relative to out_dir."""
@@ -377,7 +399,10 @@ class _FileRun:
         finally:
             shutil.rmtree(partial, ignore_errors=True)
 
-    def _record(self, stage: str, record: StageRecord, ok: bool = True) -> None:
+    def _record(self, event: StageFinished) -> None:
+        stage = "post" if event.stage == "finish" else "write" if event.stage == "outputs" else event.stage
+        record = StageRecord(event.wall_s, event.peak_rss_mb, event.peak_gpu_mb)
+        ok = event.error is None
         self.ledger.record_stage(self.key, stage, self.attempt, record, ok=ok)
         if ok:
             self.stages[stage] = _stage_dict(record)
@@ -390,9 +415,32 @@ class _FileRun:
         return report
 
 
-def _stage_record(result: TaskResult) -> StageRecord:
-    stats = result.stats
-    return StageRecord(stats.wall_s, stats.peak_rss_mb, stats.peak_gpu_mb)
+class _PartialTranscript:
+    """``NAME.partial.txt``: the transcript so far, one line per segment as the speech stage produces it.
+
+    Removed once the file's outputs are final; a crash or a kill leaves it for a person to read, and the
+    next run replaces it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._started = False
+
+    def append(self, segment: Segment) -> None:
+        if not self._started:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.path.write_text("", encoding="utf-8")
+            self._started = True
+        with self.path.open("a", encoding="utf-8") as handle:
+            handle.write(f"[{_clock(segment.start)} → {_clock(segment.end)}] {segment.text.strip()}\n")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _clock(seconds: float) -> str:
+    minutes, seconds = divmod(seconds, 60)
+    return f"{int(minutes):02d}:{seconds:05.2f}"
 
 
 def _stage_dict(record: StageRecord) -> dict[str, float | None]:
@@ -462,22 +510,30 @@ def _attach_log_file(log_file: Path | None) -> logging.Handler | None:
 
 
 class _Progress:
-    """A tqdm bar (files done/failed, current stage, ETA) on a terminal; log lines otherwise."""
+    """A tqdm bar in seconds of audio (files done/failed, current stages, ETA) on a terminal; log lines otherwise.
+
+    The total is the probed length of the files seen so far plus, for files not yet probed, their
+    mean; the bar moves with every transcribed segment, so the ETA reflects the audio, not the file count.
+    """
 
     def __init__(self, total: int, enabled: bool | None) -> None:
         if enabled is None:
             enabled = sys.stderr.isatty()
         self._lock = threading.Lock()
+        self._files = total
         self._done = 0
         self._failed = 0
         self._stages: dict[str, str] = {}
+        self._duration_s: dict[str, float] = {}
+        self._audio_done_s: dict[str, float] = {}
         self._bar: Any = None
         self._redirect: Any = None
         if enabled and total:
             from tqdm import tqdm
             from tqdm.contrib.logging import logging_redirect_tqdm
 
-            self._bar = tqdm(total=total, unit="file", dynamic_ncols=True, file=sys.stderr)
+            bar_format = "{l_bar}{bar}| {n:.0f}/{total:.0f} s audio [{elapsed}<{remaining}] {postfix}"
+            self._bar = tqdm(total=total, dynamic_ncols=True, file=sys.stderr, bar_format=bar_format)
             self._redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
             self._redirect.__enter__()
 
@@ -489,6 +545,16 @@ class _Progress:
             else:
                 log_event(log, "file_stage", file=name, stage=stage)
 
+    def probed(self, name: str, duration_s: float) -> None:
+        with self._lock:
+            self._duration_s[name] = duration_s
+            self._refresh()
+
+    def audio_done(self, name: str, done_s: float) -> None:
+        with self._lock:
+            self._audio_done_s[name] = done_s
+            self._refresh()
+
     def file_done(self, name: str, status: FileStatus, error: str | None) -> None:
         with self._lock:
             self._stages.pop(name, None)
@@ -496,17 +562,24 @@ class _Progress:
                 self._done += 1
             else:
                 self._failed += 1
-            if self._bar is not None:
-                self._bar.update(1)
-                self._refresh()
+            self._audio_done_s[name] = self._duration_s.setdefault(name, self._audio_done_s.get(name, 0.0))
+            self._refresh()
             fields = {"file": name, "status": status.value, "done": self._done, "failed": self._failed}
             if error:
                 fields["cause"] = error.splitlines()[0]
             log_event(log, "file_finished", logging.INFO if status == FileStatus.DONE else logging.WARNING, **fields)
 
     def _refresh(self) -> None:
+        if self._bar is None:
+            return
+        known_s = sum(self._duration_s.values())
+        unprobed = self._files - len(self._duration_s)
+        mean_s = known_s / len(self._duration_s) if self._duration_s else 1.0
+        self._bar.total = max(known_s + unprobed * mean_s, 1.0)
+        self._bar.n = min(sum(self._audio_done_s.values()), self._bar.total)
         current = ", ".join(f"{name}:{stage}" for name, stage in self._stages.items())
-        self._bar.set_postfix_str(f"done={self._done} failed={self._failed} {current}")
+        files = f"{self._done + self._failed}/{self._files} files"
+        self._bar.set_postfix_str(f"{files} done={self._done} failed={self._failed} {current}")
 
     def close(self) -> None:
         if self._bar is not None:

@@ -108,8 +108,8 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
 
 _HANDLERS = {
     "run": "isoscribe.batch:run_command",
-    "transcribe": "isoscribe.pipeline:transcribe_command",
-    "summarize": "isoscribe.pipeline:summarize_command",
+    "transcribe": "isoscribe.pipeline.commands:transcribe_command",
+    "summarize": "isoscribe.pipeline.commands:summarize_command",
     "serve": "isoscribe.service:serve_command",
     "worker": "isoscribe.distributed:worker_command",
     "bench": "isoscribe.benchmarks:bench_command",

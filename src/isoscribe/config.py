@@ -104,6 +104,8 @@ class IsolationSettings(_Section):
     prespawn: bool = True
     asr_timeout_s: float = Field(3600, gt=0)
     llm_timeout_s: float = Field(900, gt=0)
+    probe_timeout_s: float = Field(120, gt=0)
+    """The probe decodes a whole file to measure it; a decoder stuck on crafted input is killed after this."""
 
 
 class BatchSettings(_Section):
@@ -119,6 +121,8 @@ class BatchSettings(_Section):
     """Declared peak of the ASR stage; learned from the ledger when None."""
     llm_peak_mb: float | None = None
     executor: Literal["local", "celery"] = "local"
+    stop_grace_s: float = Field(30, ge=0)
+    """On Ctrl-C or SIGTERM: how long running stages may finish before their workers are killed."""
 
 
 class ServiceSettings(_Section):

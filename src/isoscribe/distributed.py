@@ -33,6 +33,7 @@ import types
 import typing
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass
 from pathlib import Path
@@ -67,8 +68,8 @@ __all__ = [
 
 logger = logging.getLogger("isoscribe.distributed")
 
-STAGE_TASKS = {"speech": "isoscribe.speech", "summary": "isoscribe.summary"}
-STAGE_QUEUES = {"speech": "asr", "summary": "llm"}
+STAGE_TASKS = {"probe": "isoscribe.probe", "speech": "isoscribe.speech", "summary": "isoscribe.summary"}
+STAGE_QUEUES = {"probe": "asr", "speech": "asr", "summary": "llm"}
 _STAGE_OF_TASK = {task: stage for stage, task in STAGE_TASKS.items()}
 
 _TIME_LIMIT_GRACE_S = 120.0
@@ -115,7 +116,7 @@ def create_app(settings: Settings) -> Celery:
         result_expires=24 * 3600,
         worker_hijack_root_logger=False,
     )
-    limits = {"speech": iso.asr_timeout_s, "summary": iso.llm_timeout_s}
+    limits = {"probe": iso.probe_timeout_s, "speech": iso.asr_timeout_s, "summary": iso.llm_timeout_s}
     for stage, task_name in STAGE_TASKS.items():
         time_limit = limits[stage] + _TIME_LIMIT_GRACE_S
         app.task(name=task_name, bind=True, shared=False, time_limit=time_limit)(_TASK_FUNCTIONS[stage])
@@ -179,6 +180,10 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _probe_task(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
+    return _run_task(self, "probe", envelope)
+
+
 def _speech_task(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     return _run_task(self, "speech", envelope)
 
@@ -187,7 +192,7 @@ def _summary_task(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
     return _run_task(self, "summary", envelope)
 
 
-_TASK_FUNCTIONS = {"speech": _speech_task, "summary": _summary_task}
+_TASK_FUNCTIONS = {"probe": _probe_task, "speech": _speech_task, "summary": _summary_task}
 
 
 def _run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]:
@@ -203,13 +208,25 @@ def _run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]
     request = _localize_request(decode_value(envelope["request"]), shared_dir)
     log_event(logger, "celery_task_start", task_id=task_id, stage=stage, worker=hostname)
     try:
-        result = _pool(stage, settings).run(request)
+        result = _pool(stage, settings).submit(request, _progress_reporter(task, hostname)).result()
     except IsolationError as exc:
         log_event(logger, "celery_task_failed", logging.WARNING, task_id=task_id, stage=stage, error=exc)
         return {"error": encode_error(exc), "worker": hostname}
     payload = {"value": encode_value(result.value), "stats": dataclasses.asdict(result.stats), "worker": hostname}
     log_event(logger, "celery_task_done", task_id=task_id, stage=stage, wall_s=result.stats.wall_s)
     return _spill_if_big(payload, task_id, shared_dir)
+
+
+def _progress_reporter(task: Any, hostname: str) -> Any:
+    """Progress events of the stage become the task's PROGRESS state, which the client reads while it polls."""
+    from isoscribe.pipeline.events import Progress
+
+    def report(event: Any) -> None:
+        if isinstance(event, Progress):
+            meta = {"worker": hostname, "pid": os.getpid(), "event": encode_value(event)}
+            _best_effort(task.update_state, state="PROGRESS", meta=meta)
+
+    return report
 
 
 def _best_effort(call: Any, *args: Any, **kwargs: Any) -> Any:
@@ -271,11 +288,9 @@ def _pool(stage: str, settings: Settings) -> Any:
 
 def _stage(stage: str, settings: Settings) -> tuple[StageSpec, Limits]:
     """The same stage modules and limits as a local run (``isolation.speech_stage`` …)."""
-    from isoscribe import pipeline
+    from isoscribe.pipeline.stages import stage_specs
 
-    if stage == "speech":
-        return pipeline.speech_stage(settings), pipeline.speech_limits(settings)
-    return pipeline.summary_stage(settings), pipeline.summary_limits(settings)
+    return stage_specs(settings)[stage]
 
 
 @celery_signals.worker_process_shutdown.connect
@@ -415,6 +430,8 @@ class _Pending:
     """The caller's audio_path; results' ``source`` gets it back."""
     sent_audio: str | None
     staged_audio: str | None
+    on_event: Callable[[Any], None] | None = None
+    last_event: Any = None
 
 
 class CeleryExecutor:
@@ -446,7 +463,7 @@ class CeleryExecutor:
         self._waiter = threading.Thread(target=self._wait_loop, name="celery-waiter", daemon=True)
         self._waiter.start()
 
-    def submit(self, stage: str, request: Any) -> Future[TaskResult]:
+    def submit(self, stage: str, request: Any, on_event: Callable[[Any], None] | None = None) -> Future[TaskResult]:
         if stage not in STAGE_TASKS:
             raise ValueError(f"unknown stage {stage!r}; Celery runs {sorted(STAGE_TASKS)}")
         if self._stopped.is_set():
@@ -463,6 +480,7 @@ class CeleryExecutor:
             original_audio=original,
             sent_audio=sent,
             staged_audio=staged,
+            on_event=on_event,
         )
         with self._lock:
             self._pending[pending.task_id] = pending
@@ -564,6 +582,8 @@ class CeleryExecutor:
             for task_id, meta in metas.items():
                 if meta.get("status") in _READY_STATES:
                     self._resolve(task_id, meta)
+                elif meta.get("status") == "PROGRESS":
+                    self._report_progress(task_id, meta["result"])
             self._stopped.wait(self.settings.celery.poll_interval_s)
 
     def _republish_after_restart(self) -> None:
@@ -589,6 +609,18 @@ class CeleryExecutor:
                 if value is not None:
                     metas[task_id] = backend.decode_result(value)
         return metas
+
+    def _report_progress(self, task_id: str, meta: dict[str, Any]) -> None:
+        """The latest Progress a worker stored for the task, to the caller's listener (once per change)."""
+        with self._lock:
+            pending = self._pending.get(task_id)
+        if pending is None or pending.on_event is None or meta.get("event") == pending.last_event:
+            return
+        pending.last_event = meta.get("event")
+        try:
+            pending.on_event(decode_value(meta["event"]))
+        except Exception:
+            logger.exception("event=task_event_listener_failed task_id=%s", task_id)
 
     def _resolve(self, task_id: str, meta: dict[str, Any]) -> None:
         with self._lock:
@@ -708,7 +740,7 @@ return requeued
 """
 
 _JSON_JOB_FIELDS = ("timings", "transcript", "summary")
-_FLOAT_JOB_FIELDS = ("created_at", "started_at", "finished_at", "progress")
+_FLOAT_JOB_FIELDS = ("created_at", "started_at", "finished_at", "progress", "audio_duration_s", "audio_done_s")
 
 
 class RedisJobStore:
@@ -775,8 +807,18 @@ class RedisJobStore:
         job_id = self._claim(args=[self.prefix, repr(time.time()), self.owner])
         return self.get(job_id) if job_id else None
 
-    def set_progress(self, job_id: str, progress: float, stage: str) -> None:
-        self._set(job_id, "running", progress=progress, stage=stage)
+    def set_progress(
+        self,
+        job_id: str,
+        progress: float,
+        stage: str,
+        audio_done_s: float | None = None,
+        audio_duration_s: float | None = None,
+    ) -> None:
+        self._set(
+            job_id, "running", progress=progress, stage=stage,
+            audio_done_s=audio_done_s, audio_duration_s=audio_duration_s,
+        )
 
     def succeed(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None, timings: dict[str, float]) -> bool:
         return self._set(

@@ -1,7 +1,8 @@
 """Where stage tasks run: warm recycled pools, a fresh process per task, or (distributed.py) Celery.
 
-Callers submit by stage name ("speech", "summary") and get a Future of a TaskResult; they do not
-care which executor runs it. Local executors also offer ``release(stage)``: drop that stage's warm
+Callers submit by stage name ("probe", "speech", "summary") and get a Future of a TaskResult; they do
+not care which executor runs it. ``on_event`` receives what the stage emits while it runs, and
+``cancel`` stops a task wherever it is: queued, it is dropped; running, its worker is killed. Local executors also offer ``release(stage)``: drop that stage's warm
 workers so their memory goes back to the OS (a no-op where nothing stays warm).
 """
 
@@ -14,13 +15,16 @@ from typing import Any, Protocol
 
 from isoscribe.config import Settings
 from isoscribe.isolation import Limits, StageSpec, TaskResult
-from isoscribe.isolation import WorkerPool, run_isolated
+from isoscribe.isolation import WorkerPool, one_shot_pool
 
-__all__ = ["StageExecutor", "PooledExecutor", "PerTaskExecutor", "stage_specs", "build_executor"]
+__all__ = ["EventListener", "StageExecutor", "PooledExecutor", "PerTaskExecutor", "build_executor"]
+
+
+EventListener = Callable[[Any], None]
 
 
 class StageExecutor(Protocol):
-    def submit(self, stage: str, request: Any) -> Future[TaskResult]: ...
+    def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]: ...
 
     def cancel(self, future: Future) -> bool:
         """Drop a queued task, or stop a running one; False when it could not be stopped."""
@@ -45,8 +49,8 @@ class PooledExecutor:
         self.factories = dict(factories or {})
         self._lock = threading.Lock()
 
-    def submit(self, stage: str, request: Any) -> Future[TaskResult]:
-        return self._pool(stage).submit(request)
+    def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]:
+        return self._pool(stage).submit(request, on_event)
 
     def cancel(self, future: Future) -> bool:
         """A running task's worker is killed: its memory and CPU come back now, not when it finishes."""
@@ -74,7 +78,10 @@ class PooledExecutor:
 
 
 class PerTaskExecutor:
-    """A fresh process per task that exits afterwards: all its memory goes back to the OS."""
+    """A fresh process per task that exits afterwards: all its memory goes back to the OS.
+
+    At most ``max_concurrent`` tasks run at once; the others wait their turn in submission order.
+    """
 
     def __init__(
         self, stages: dict[str, tuple[StageSpec, Limits]], max_concurrent: int = 1, start_method: str = "spawn"
@@ -82,30 +89,47 @@ class PerTaskExecutor:
         self.stages = stages
         self.start_method = start_method
         self._threads = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="isolated-task")
+        self._lock = threading.Lock()
+        self._running: dict[Future, tuple[WorkerPool, Future]] = {}
 
-    def submit(self, stage: str, request: Any) -> Future[TaskResult]:
+    def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]:
         spec, limits = self.stages[stage]
-        return self._threads.submit(run_isolated, spec, request, limits, self.start_method)
+        handle: Future[Future] = Future()  # lets the task find its own outer future to register under
+        outer = self._threads.submit(self._run, spec, limits, request, on_event, handle)
+        handle.set_result(outer)
+        return outer
+
+    def _run(
+        self, spec: StageSpec, limits: Limits, request: Any, on_event: EventListener | None, handle: Future
+    ) -> TaskResult:
+        outer = handle.result()
+        with one_shot_pool(spec, limits, self.start_method) as pool:
+            inner = pool.submit(request, on_event)
+            with self._lock:
+                self._running[outer] = (pool, inner)
+            try:
+                return inner.result()
+            finally:
+                with self._lock:
+                    self._running.pop(outer, None)
 
     def cancel(self, future: Future) -> bool:
-        """Only a task that has not started: run_isolated gives no handle on its process."""
-        return future.cancel()
+        """A task that has not started is dropped; a running one's process is killed."""
+        if future.cancel():
+            return True
+        with self._lock:
+            running = self._running.get(future)
+        return running is not None and running[0].cancel(running[1])
 
     def release(self, stage: str) -> None:
         """Nothing stays warm: each task's process has already exited."""
 
     def shutdown(self) -> None:
+        with self._lock:
+            running = list(self._running.values())
+        for pool, inner in running:
+            pool.cancel(inner)
         self._threads.shutdown(wait=True, cancel_futures=True)
-
-
-def stage_specs(settings: Settings) -> dict[str, tuple[StageSpec, Limits]]:
-    """The speech and summary stages with their limits, as the settings name them."""
-    from isoscribe import pipeline
-
-    return {
-        "speech": (pipeline.speech_stage(settings), pipeline.speech_limits(settings)),
-        "summary": (pipeline.summary_stage(settings), pipeline.summary_limits(settings)),
-    }
 
 
 def build_executor(settings: Settings, lazy: bool = False) -> StageExecutor:
@@ -119,6 +143,8 @@ def build_executor(settings: Settings, lazy: bool = False) -> StageExecutor:
         from isoscribe.distributed import CeleryExecutor
 
         return CeleryExecutor(settings)
+    from isoscribe.pipeline.stages import stage_specs
+
     specs = stage_specs(settings)
     iso = settings.isolation
     if batch.isolation == "per-file":

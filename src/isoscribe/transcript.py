@@ -14,6 +14,8 @@ __all__ = [
     "Segment",
     "SpeakerTurn",
     "Transcript",
+    "ProbeRequest",
+    "ProbeResult",
     "SpeechRequest",
     "SummaryRequest",
     "Summary",
@@ -84,6 +86,20 @@ class Transcript:
 
 
 @dataclass(frozen=True)
+class ProbeRequest:
+    """One file for the probe stage: decodable audio, and how long, counted up to ``max_duration_s``."""
+
+    audio_path: str
+    max_duration_s: float | None = None
+
+
+@dataclass(frozen=True)
+class ProbeResult:
+    duration_s: float
+    """Counted from decoded samples, not read from container metadata."""
+
+
+@dataclass(frozen=True)
 class SpeechRequest:
     """One file for the speech stage: transcription, word alignment and optional diarization."""
 
@@ -97,6 +113,8 @@ class SpeechRequest:
     num_speakers: int | None = None
     min_speakers: int | None = None
     max_speakers: int | None = None
+    max_duration_s: float | None = None
+    """Decoding stops with AudioTooLong past this, whatever the probe said."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,8 @@ from isoscribe.service.execution import QueueFull, StageRunner, add_model_pool, 
 from isoscribe.service.job_runner import JobRunner
 from isoscribe.service.job_store import Job, JobOptions, JobStore
 from isoscribe.service.metrics import ServiceMetrics
-from isoscribe.service.transcription import SpeechOptions, check_audio, transcribe
+from isoscribe.pipeline import PipelineError
+from isoscribe.service.transcription import pipeline_api_error, service_policy, service_speech_request
 from isoscribe.service.uploads import UploadedForm, receive_multipart
 from isoscribe.transcript import Transcript
 
@@ -52,7 +53,7 @@ class Service:
             self.executor = await asyncio.to_thread(build_executor, self.settings)
         service = self.settings.service
         self.runner = StageRunner(
-            self.executor, service.queue_size + service.asr_workers, service.asr_workers, service.retry_crashed
+            self.executor, service.queue_size + service.asr_workers, service.asr_workers, service.asr_workers
         )
         self.metrics = ServiceMetrics(self.executor, self.runner, self.job_depth)
         self.jobs = JobRunner(self.store, self.runner, self.settings, self.speech_stage_for)
@@ -66,6 +67,8 @@ class Service:
         self.accepting = False
         if self.jobs is not None:
             await self.jobs.drain(self.settings.service.drain_timeout_s)
+        if self.runner is not None:
+            self.runner.shutdown()
         if self.executor is not None and self._owns_executor:
             await asyncio.to_thread(self.executor.shutdown)
         self.store.close()
@@ -111,7 +114,10 @@ class Service:
         return form
 
     async def transcribe_upload(self, request: Request, parse_options) -> tuple[Transcript, object]:
-        """Admit, receive, validate and transcribe one upload; the upload is deleted afterwards."""
+        """Admit, receive and transcribe one upload through the pipeline; the upload is deleted afterwards.
+
+        The server itself never parses the audio: the probe stage measures it in a worker first.
+        """
         assert self.runner is not None
         try:
             self.runner.admit()
@@ -129,9 +135,13 @@ class Service:
             params = parse_options(form)
             stage = self.speech_stage_for(params.model)
             assert form.file_path is not None
-            await check_audio(form.file_path, self.settings)
-            options: SpeechOptions = params.speech_options()
-            return await transcribe(self.runner, form.file_path, options, self.settings, stage), params
+            speech = service_speech_request(self.settings, form.file_path, params.speech_options())
+            pipeline = self.runner.pipeline(service_policy(self.settings, stage))
+            try:
+                result = await self.runner.run(pipeline, lambda: pipeline.run(speech))
+            except PipelineError as error:
+                raise pipeline_api_error(error, form.file_path) from None
+            return result.transcript, params
         finally:
             self.runner.release()
             if form is not None and form.file_path is not None:
@@ -153,7 +163,6 @@ class Service:
         try:
             params = parse_options(form)
             self.speech_stage_for(params.model)
-            await check_audio(form.file_path, self.settings)
         except BaseException:
             form.file_path.unlink(missing_ok=True)
             raise

@@ -1,4 +1,4 @@
-"""How the service runs stage tasks: a bounded admission queue in front of a StageExecutor.
+"""How the service runs files: a bounded admission queue in front of the pipeline and its executor.
 
 Requests wait in the executor's pools; the queue here only counts them so that a full server
 answers at once (429 or 503 with Retry-After) instead of letting work pile up without bound.
@@ -11,16 +11,21 @@ import asyncio
 import logging
 import math
 import threading
-from typing import Any
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
 
 from isoscribe.config import Settings
 from isoscribe.executors import PooledExecutor, StageExecutor
-from isoscribe.isolation import TaskResult, WorkerCrashed, WorkerPool
+from isoscribe.isolation import WorkerPool
 from isoscribe.logs import log_event
+from isoscribe.pipeline import Event, FilePipeline, Listener, Policy, StageFinished, StageStarted, stage_specs
 
 __all__ = ["QueueFull", "StageRunner", "build_executor", "speech_pool", "add_model_pool"]
 
 logger = logging.getLogger("isoscribe.service")
+
+T = TypeVar("T")
 
 
 class QueueFull(Exception):
@@ -32,33 +37,29 @@ class QueueFull(Exception):
 def build_executor(settings: Settings) -> StageExecutor:
     """Celery when ``service.executor`` says so; else one recycled WorkerPool per stage.
 
-    The speech pool starts with the server (``isolation.prespawn``); the summary pool on its first
-    task, since summaries are optional per job and the LLM is the largest model.
+    The probe and speech pools start with the server (``isolation.prespawn``); the summary pool on its
+    first task, since summaries are optional per job and the LLM is the largest model.
     """
     if settings.service.executor == "celery":
         from isoscribe.distributed import CeleryExecutor
 
         return CeleryExecutor(settings)
-    from isoscribe.pipeline import summary_limits, summary_stage
-
+    specs = stage_specs(settings)
+    probe = lambda: _pool(specs["probe"], settings.service.asr_workers, settings.isolation.prespawn, settings)  # noqa: E731
     speech = lambda: speech_pool(settings, settings.service.asr_workers)  # noqa: E731
-    summary = lambda: WorkerPool(  # noqa: E731
-        summary_stage(settings),
-        size=settings.service.llm_workers,
-        prespawn=False,
-        limits=summary_limits(settings),
-        **_policy(settings),
-    )
-    return PooledExecutor(pools={"speech": speech()}, factories={"speech": speech, "summary": summary})
+    summary = lambda: _pool(specs["summary"], settings.service.llm_workers, False, settings)  # noqa: E731
+    factories = {"probe": probe, "speech": speech, "summary": summary}
+    return PooledExecutor(pools={"probe": probe(), "speech": speech()}, factories=factories)
+
+
+def _pool(spec_and_limits: tuple, size: int, prespawn: bool, settings: Settings) -> WorkerPool:
+    spec, limits = spec_and_limits
+    return WorkerPool(spec, size=size, prespawn=prespawn, limits=limits, **_policy(settings))
 
 
 def speech_pool(settings: Settings, size: int, prespawn: bool | None = None) -> WorkerPool:
-    from isoscribe.pipeline import speech_limits, speech_stage
-
     prespawn = settings.isolation.prespawn if prespawn is None else prespawn
-    return WorkerPool(
-        speech_stage(settings), size=size, prespawn=prespawn, limits=speech_limits(settings), **_policy(settings)
-    )
+    return _pool(stage_specs(settings)["speech"], size, prespawn, settings)
 
 
 def add_model_pool(executor: PooledExecutor, settings: Settings, model: str) -> str:
@@ -83,17 +84,21 @@ def _policy(settings: Settings) -> dict[str, Any]:
 
 
 class StageRunner:
-    """Admission control plus ``await run(stage, request)`` over any StageExecutor."""
+    """Admission control, and files through the pipeline on threads of their own, cancellable from asyncio.
 
-    def __init__(self, executor: StageExecutor, capacity: int, workers: int, retry_crashed: bool) -> None:
+    A cancelled request or job (client gone, DELETE, drain) cancels its pipeline, which kills the
+    worker running its current stage: the CPU and memory come back at once.
+    """
+
+    def __init__(self, executor: StageExecutor, capacity: int, workers: int, job_loops: int) -> None:
         self.executor = executor
         self.capacity = capacity
         self.workers = workers
-        self.retry_crashed = retry_crashed
         self.in_flight = 0
         self.retries = 0
         self._lock = threading.Lock()
         self._mean_task_s = 5.0
+        self._threads = ThreadPoolExecutor(max_workers=capacity + job_loops, thread_name_prefix="pipeline")
 
     def admit(self) -> None:
         """Take a queue slot or raise QueueFull; pair with ``release``."""
@@ -110,24 +115,29 @@ class StageRunner:
         """Seconds until a slot is likely free: the queue ahead drained at the mean task time."""
         return max(1, math.ceil(self._mean_task_s * max(self.in_flight, 1) / self.workers))
 
-    async def run(self, stage: str, request: Any) -> TaskResult:
-        try:
-            result = await self._run_once(stage, request)
-        except WorkerCrashed as crash:
-            log_event(logger, "worker_crashed", logging.WARNING, stage=stage, cause=crash.describe())
-            if not self.retry_crashed:
-                raise
-            self.retries += 1
-            log_event(logger, "task_retry", stage=stage)
-            result = await self._run_once(stage, request)
-        if stage.startswith("speech"):
-            self._mean_task_s = 0.8 * self._mean_task_s + 0.2 * result.stats.wall_s
-        return result
+    def pipeline(self, policy: Policy, listener: Listener | None = None) -> FilePipeline:
+        """A pipeline over this runner's executor whose events also keep the runner's statistics."""
 
-    async def _run_once(self, stage: str, request: Any) -> TaskResult:
-        future = self.executor.submit(stage, request)
+        def observe(event: Event) -> None:
+            if isinstance(event, StageStarted) and event.stage == "speech" and event.attempt > 1:
+                self.retries += 1
+                log_event(logger, "task_retry", stage=event.stage, attempt=event.attempt)
+            elif isinstance(event, StageFinished) and event.stage == "speech" and event.error is None:
+                self._mean_task_s = 0.8 * self._mean_task_s + 0.2 * event.wall_s
+            if listener is not None:
+                listener(event)
+
+        return FilePipeline(self.executor, policy, observe)
+
+    async def run(self, pipeline: FilePipeline, call: Callable[[], T]) -> T:
+        """``call`` (a pipeline method) on a thread; cancelling the awaiting task cancels the pipeline."""
+        future = asyncio.get_running_loop().run_in_executor(self._threads, call)
         try:
-            return await asyncio.wrap_future(future)
-        except asyncio.CancelledError:  # the job was cancelled (DELETE) or the server is draining
-            self.executor.cancel(future)
+            return await asyncio.shield(future)
+        except asyncio.CancelledError:
+            pipeline.cancellation.cancel()
+            await asyncio.gather(future, return_exceptions=True)
             raise
+
+    def shutdown(self) -> None:
+        self._threads.shutdown(wait=False, cancel_futures=True)

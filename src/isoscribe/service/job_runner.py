@@ -1,4 +1,4 @@
-"""Runs queued jobs from the JobStore through the same StageRunner as the synchronous endpoint.
+"""Runs queued jobs from the JobStore through the per-file pipeline, as the synchronous endpoint does.
 
 ``asr_workers`` loops claim the oldest queued job each; a job's audio is deleted once it is
 finished. ``drain`` (SIGTERM) stops claiming, lets running jobs finish for a while, then puts the
@@ -20,7 +20,13 @@ from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
 from isoscribe.service.execution import StageRunner
 from isoscribe.service.job_store import Job, JobStore
-from isoscribe.service.transcription import SpeechOptions, check_audio, summarize, transcribe
+from isoscribe.pipeline import Event, PipelineError, Probed, ProgressTracker, StageFinished
+from isoscribe.service.transcription import (
+    SpeechOptions,
+    pipeline_api_error,
+    service_policy,
+    service_speech_request,
+)
 
 __all__ = ["JobRunner", "job_status"]
 
@@ -36,6 +42,8 @@ def job_status(job: Job) -> dict:
         "status": job.status,
         "progress": round(job.progress, 3),
         "stage": job.stage or None,
+        "audio_duration_s": job.audio_duration_s,
+        "audio_done_s": job.audio_done_s,
         "attempts": job.attempts,
         "created_at": job.created_at,
         "started_at": job.started_at,
@@ -114,28 +122,19 @@ class JobRunner:
         options = job.options
         audio_path = Path(job.audio_path)
         log_event(logger, "job_started", id=job.id, attempt=job.attempts)
+        speech = SpeechOptions(options.language, options.prompt, options.temperature, options.diarize, options.num_speakers)
+        request = service_speech_request(self.settings, audio_path, speech)
+        policy = service_policy(self.settings, self.stage_for_model(options.model), summarize=options.summarize)
+        listener = _JobProgress(self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize))
+        pipeline = self.runner.pipeline(policy, listener)
         try:
-            timings["audio_duration_s"] = await check_audio(audio_path, self.settings)
-            self.store.set_progress(job.id, 0.1, "speech")
-            started = time.perf_counter()
-            speech = SpeechOptions(
-                language=options.language,
-                prompt=options.prompt,
-                temperature=options.temperature,
-                diarize=options.diarize,
-                num_speakers=options.num_speakers,
-            )
-            stage = self.stage_for_model(options.model)
-            transcript = await transcribe(self.runner, audio_path, speech, self.settings, stage)
-            timings["speech_s"] = round(time.perf_counter() - started, 3)
-            summary = None
-            if options.summarize and not self._cancelled(job.id):
-                self.store.set_progress(job.id, 0.7, "summary")
-                started = time.perf_counter()
-                summary = (await summarize(self.runner, transcript)).__dict__
-                timings["summary_s"] = round(time.perf_counter() - started, 3)
+            result = await self.runner.run(pipeline, lambda: pipeline.run(request))
             timings["total_s"] = round(time.time() - job.created_at, 3)
-            finished = self.store.succeed(job.id, transcript.to_dict(), summary, timings)
+            summary = result.summary.__dict__ if result.summary is not None else None
+            finished = self.store.succeed(job.id, result.transcript.to_dict(), summary, timings)
+        except PipelineError as error:
+            api_error = pipeline_api_error(error, audio_path)
+            finished = self.store.fail(job.id, api_error.code or api_error.type, api_error.message, timings)
         except ApiError as exc:
             finished = self.store.fail(job.id, exc.code or exc.type, exc.message, timings)
         except asyncio.CancelledError:
@@ -164,3 +163,24 @@ class JobRunner:
             log_event(logger, "webhook_called", id=job.id, status=response.status_code)
         except httpx.HTTPError as exc:
             log_event(logger, "webhook_failed", logging.WARNING, id=job.id, error=exc)
+
+
+class _JobProgress:
+    """Pipeline events into the job record: progress and stage as they move, stage timings for the result."""
+
+    def __init__(self, store: JobStore, job_id: str, timings: dict[str, float], tracker: ProgressTracker) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.timings = timings
+        self.tracker = tracker
+
+    def __call__(self, event: Event) -> None:
+        if isinstance(event, Probed):
+            self.timings["audio_duration_s"] = round(event.duration_s, 3)
+        elif isinstance(event, StageFinished) and event.error is None and event.stage in ("speech", "summary"):
+            self.timings[f"{event.stage}_s"] = round(event.wall_s, 3)
+        if self.tracker.update(event) and self.tracker.stage != "done":
+            tracker = self.tracker
+            self.store.set_progress(
+                self.job_id, tracker.fraction, tracker.stage, round(tracker.audio_done_s, 3), tracker.audio_total_s
+            )

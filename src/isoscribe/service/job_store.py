@@ -36,7 +36,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     error TEXT,
     timings TEXT NOT NULL DEFAULT '{}',
     transcript TEXT,
-    summary TEXT
+    summary TEXT,
+    audio_duration_s REAL,
+    audio_done_s REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 """
@@ -80,6 +82,10 @@ class Job:
     timings: dict[str, float] = field(default_factory=dict)
     transcript: dict[str, Any] | None = None
     summary: dict[str, Any] | None = None
+    audio_duration_s: float | None = None
+    """Counted by the probe stage once the job runs."""
+    audio_done_s: float | None = None
+    """Seconds of audio transcribed so far."""
 
     @property
     def done(self) -> bool:
@@ -97,6 +103,7 @@ class JobStore:
         with self._lock:
             self._db.execute("PRAGMA journal_mode=WAL")
             self._db.executescript(_SCHEMA)
+            _add_missing_columns(self._db)
 
     def close(self) -> None:
         with self._lock:
@@ -138,8 +145,18 @@ class JobStore:
             ).fetchone()
         return _to_job(row) if row else None
 
-    def set_progress(self, job_id: str, progress: float, stage: str) -> None:
-        self._update(job_id, "status = 'running'", progress=progress, stage=stage)
+    def set_progress(
+        self,
+        job_id: str,
+        progress: float,
+        stage: str,
+        audio_done_s: float | None = None,
+        audio_duration_s: float | None = None,
+    ) -> None:
+        self._update(
+            job_id, "status = 'running'", progress=progress, stage=stage,
+            audio_done_s=audio_done_s, audio_duration_s=audio_duration_s,
+        )
 
     def succeed(
         self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None, timings: dict[str, float]
@@ -211,4 +228,14 @@ def _to_job(row: sqlite3.Row) -> Job:
         timings=json.loads(row["timings"] or "{}"),
         transcript=json.loads(row["transcript"]) if row["transcript"] else None,
         summary=json.loads(row["summary"]) if row["summary"] else None,
+        audio_duration_s=row["audio_duration_s"],
+        audio_done_s=row["audio_done_s"],
     )
+
+
+def _add_missing_columns(db: sqlite3.Connection) -> None:
+    """A jobs database from an older version lacks the progress columns; add them in place."""
+    present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
+    for column in ("audio_duration_s", "audio_done_s"):
+        if column not in present:
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} REAL")

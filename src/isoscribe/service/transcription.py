@@ -1,24 +1,22 @@
-"""One transcription as the service does it: check the upload, run the speech stage, finish, summarize.
-
-Shared by the synchronous endpoint and the job runner; knows nothing about HTTP except the
-status codes that its errors carry.
+"""The service's policy over the per-file pipeline: what a request asks for, what limits apply, and how
+a failed file becomes an HTTP error. Shared by the synchronous endpoint and the job runner.
 """
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from pathlib import Path
 
-from isoscribe import pipeline
-from isoscribe.audio import AudioError, validate_audio
 from isoscribe.config import Settings
-from isoscribe.isolation import IsolationError, StageError, StageOutOfMemory, StageTimeout, WorkerCrashed
+from isoscribe.isolation import WorkerCrashed
+from isoscribe.pipeline import FailureKind, PipelineError, Policy, RetryPolicy, speech_request
 from isoscribe.service.errors import ApiError
-from isoscribe.service.execution import StageRunner
-from isoscribe.transcript import Summary, Transcript
+from isoscribe.transcript import SpeechRequest
 
-__all__ = ["SpeechOptions", "check_audio", "transcribe", "summarize", "isolation_api_error"]
+__all__ = ["SpeechOptions", "MIN_DURATION_S", "service_policy", "service_speech_request", "pipeline_api_error"]
+
+MIN_DURATION_S = 0.1
+"""Shorter audio is refused with 400, as OpenAI's endpoint does."""
 
 
 @dataclass(frozen=True)
@@ -30,24 +28,20 @@ class SpeechOptions:
     num_speakers: int | None = None
 
 
-async def check_audio(audio_path: Path, settings: Settings) -> float:
-    """Duration in seconds; ApiError 415 for undecodable audio, 413 past ``max_duration_s``."""
-    try:
-        duration_s = await asyncio.to_thread(validate_audio, audio_path)
-    except AudioError as exc:
-        # the reason may quote the server-side path, which is none of the client's business
-        reason = exc.reason.replace(str(audio_path), "the upload")
-        raise ApiError(415, f"not decodable audio: {reason}", code="unsupported_audio", param="file") from None
-    limit_s = settings.service.max_duration_s
-    if duration_s > limit_s:
-        raise ApiError(413, f"audio is {duration_s:.1f} s long, over the limit of {limit_s:g} s", code="audio_too_long")
-    return duration_s
+def service_policy(settings: Settings, speech_stage: str = "speech", summarize: bool = False) -> Policy:
+    """Limits from ``[service]``; a crashed worker is tried once more only with ``retry_crashed``."""
+    service = settings.service
+    retry = RetryPolicy(max_attempts=2 if service.retry_crashed else 1, backoff_s=0.0, retry_on=(WorkerCrashed,))
+    return Policy(
+        summarize=summarize,
+        retry=retry,
+        max_duration_s=service.max_duration_s,
+        min_duration_s=MIN_DURATION_S,
+        speech_stage=speech_stage,
+    )
 
 
-async def transcribe(
-    runner: StageRunner, audio_path: Path, options: SpeechOptions, settings: Settings, stage: str = "speech"
-) -> Transcript:
-    """The finished transcript (speaker labels assigned when diarized); ApiError on stage failure."""
+def service_speech_request(settings: Settings, audio_path: Path, options: SpeechOptions) -> SpeechRequest:
     overrides: dict = {"diarize": options.diarize or settings.diarization.enabled}
     if options.language:
         overrides["language"] = options.language
@@ -58,30 +52,26 @@ async def transcribe(
     # temperature 0 (OpenAI's default) means "greedy, raised on failure": the configured fallback list.
     if options.temperature:
         overrides["temperatures"] = (options.temperature,)
-    request = pipeline.speech_request(settings, audio_path, **overrides)
-    try:
-        result = await runner.run(stage, request)
-    except IsolationError as exc:
-        raise isolation_api_error(exc) from None
-    return pipeline.finish_transcript(result.value)
+    return speech_request(settings, audio_path, **overrides)
 
 
-async def summarize(runner: StageRunner, transcript: Transcript) -> Summary:
-    """The summary, or an empty one with a warning: a failed summary never fails the transcription."""
-    submit = lambda request: runner.executor.submit("summary", request)  # noqa: E731
-    return await asyncio.to_thread(pipeline.summarize_safely, submit, transcript)
+_ERRORS = {
+    FailureKind.BAD_AUDIO: (415, "invalid_request_error", "unsupported_audio"),
+    FailureKind.TOO_LONG: (413, "invalid_request_error", "audio_too_long"),
+    FailureKind.TOO_SHORT: (400, "invalid_request_error", "audio_too_short"),
+    FailureKind.CRASHED: (500, "server_error", "worker_crashed"),
+    FailureKind.TIMEOUT: (504, "server_error", "stage_timeout"),
+    FailureKind.OUT_OF_MEMORY: (500, "server_error", "stage_out_of_memory"),
+    FailureKind.STAGE_ERROR: (500, "server_error", "stage_error"),
+    FailureKind.CANCELLED: (503, "server_error", "cancelled"),
+}
 
 
-def isolation_api_error(exc: IsolationError) -> ApiError:
-    """A stage failure as a clean HTTP error that keeps its cause."""
-    if isinstance(exc, StageError) and exc.exc_type == "AudioError":
-        return ApiError(415, f"not decodable audio: {exc.message}", code="unsupported_audio", param="file")
-    kinds = {
-        WorkerCrashed: "worker_crashed",
-        StageTimeout: "stage_timeout",
-        StageOutOfMemory: "stage_out_of_memory",
-        StageError: "stage_error",
-    }
-    code = next((name for cls, name in kinds.items() if isinstance(exc, cls)), "isolation_error")
-    status = 504 if isinstance(exc, StageTimeout) else 500
-    return ApiError(status, str(exc), type="server_error", code=code)
+def pipeline_api_error(error: PipelineError, audio_path: Path) -> ApiError:
+    """A failed file as a clean HTTP error that keeps its cause; the server-side path is not shown."""
+    status, error_type, code = _ERRORS[error.kind]
+    message = error.message.replace(f"{audio_path}: ", "").replace(str(audio_path), "the upload")
+    if error.kind == FailureKind.BAD_AUDIO:
+        message = f"not decodable audio: {message}"
+    param = "file" if status in (400, 413, 415) else None
+    return ApiError(status, message, type=error_type, code=code, param=param)

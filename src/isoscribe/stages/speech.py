@@ -9,13 +9,15 @@ Diarization embeds the speech that Silero VAD finds. The result is a Transcript 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import Settings
+from isoscribe.pipeline.events import Event, Progress, SegmentReady
 from isoscribe.stages import diarize as diarize_stage
 from isoscribe.stages import transcribe as transcribe_stage
-from isoscribe.transcript import SpeechRequest, Transcript
+from isoscribe.transcript import Segment, SpeechRequest, Transcript
 
 __all__ = ["SpeechModels", "load", "run", "speech_regions"]
 
@@ -43,22 +45,37 @@ def load(settings: Settings) -> SpeechModels:
     return models
 
 
-def run(model: SpeechModels, request: SpeechRequest) -> Transcript:
+def run(model: SpeechModels, request: SpeechRequest, emit: Callable[[Event], None] | None = None) -> Transcript:
+    """``emit`` gets each segment as it is transcribed (``SegmentReady``) and ``Progress`` in audio seconds."""
+    emit = emit or _ignore
     started = time.perf_counter()
-    audio = decode_audio(request.audio_path)
+    audio = decode_audio(request.audio_path, max_duration_s=request.max_duration_s)
     decoded = time.perf_counter()
-    transcript = transcribe_stage.transcribe(model.transcriber, audio, request)
+    duration_s = audio.size / SAMPLE_RATE
+
+    def on_segment(segment: Segment) -> None:
+        emit(SegmentReady(segment))
+        emit(Progress("speech", min(segment.end, duration_s), duration_s))
+
+    transcript = transcribe_stage.transcribe(model.transcriber, audio, request, on_segment)
+    emit(Progress("speech", duration_s, duration_s))
     timings = {"decode": decoded - started, **transcript.timings_s}
     if request.diarize:
         diarize_started = time.perf_counter()
-        regions = diarize_stage.speech_regions_from_vad(audio) or speech_regions(transcript, audio.size / SAMPLE_RATE)
+        emit(Progress("diarize", 0.0, duration_s))
+        regions = diarize_stage.speech_regions_from_vad(audio) or speech_regions(transcript, duration_s)
         if regions:
             transcript.speaker_turns = diarize_stage.diarize(model.get_diarizer(), audio, regions, request)
         transcript.speakers = list(dict.fromkeys(turn.speaker for turn in transcript.speaker_turns))
+        emit(Progress("diarize", duration_s, duration_s))
         timings["diarize"] = time.perf_counter() - diarize_started
     timings["total"] = time.perf_counter() - started
     transcript.timings_s = timings
     return transcript
+
+
+def _ignore(event: Event) -> None:
+    pass
 
 
 def speech_regions(transcript: Transcript, duration_s: float) -> list[tuple[float, float]]:

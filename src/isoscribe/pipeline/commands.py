@@ -1,0 +1,97 @@
+"""``isoscribe transcribe`` and ``isoscribe summarize``: one file through the pipeline, a fresh worker per stage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from isoscribe.config import Settings
+from isoscribe.executors import PerTaskExecutor
+from isoscribe.files import write_atomic
+from isoscribe.isolation import install_termination_handler
+from isoscribe.logs import log_event
+from isoscribe.models import ModelNotFound, resolve_model
+from isoscribe.outputs import format_transcript, to_summary_md
+from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, batch_policy
+from isoscribe.pipeline.sequence import FilePipeline
+from isoscribe.pipeline.stages import speech_request, stage_specs, summary_text
+from isoscribe.transcript import Summary, Transcript
+
+__all__ = ["transcribe_command", "summarize_command", "read_transcript_text"]
+
+_logger = logging.getLogger("isoscribe.pipeline")
+
+_INPUT_FAULTS = (FailureKind.BAD_AUDIO, FailureKind.TOO_LONG, FailureKind.TOO_SHORT)
+
+
+def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
+    """Exit 0 with the transcript written, 2 for a bad file or model name, 1 when a stage failed."""
+    try:
+        resolve_model(settings.asr.model, settings.asr.model_cache_dir)
+    except ModelNotFound as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    install_termination_handler()
+    policy = batch_policy(settings)
+    policy = Policy(retry=policy.retry)  # one file, no summary: `isoscribe summarize` does that
+
+    def write(transcript: Transcript, summary: Summary | None) -> list[str]:
+        text = format_transcript(transcript, args.format)
+        if args.out is None:
+            sys.stdout.write(text)
+            return ["-"]
+        write_atomic(args.out, text)
+        return [str(args.out)]
+
+    executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
+    try:
+        result = FilePipeline(executor, policy).run(speech_request(settings, args.file.resolve()), write)
+    except PipelineError as error:
+        message = error.message if error.kind not in _INPUT_FAULTS else _input_fault(args.file, error)
+        print(f"isoscribe: {message}", file=sys.stderr)
+        return 2 if error.kind in _INPUT_FAULTS else 1
+    finally:
+        executor.shutdown()
+    transcript = result.transcript
+    log_event(
+        _logger, "transcribe_done", file=args.file, duration_s=transcript.duration_s,
+        speakers=len(transcript.speakers), timings_s=transcript.timings_s.get("total"),
+    )
+    return 0
+
+
+def _input_fault(path: Path, error: PipelineError) -> str:
+    reason = error.message.replace(f"{path.resolve()}: ", "")
+    return f"{path}: {reason}"
+
+
+def read_transcript_text(path: Path) -> str:
+    """An isoscribe JSON transcript as ``summary_text``, or a plain text file as it is."""
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix.lower() != ".json" and not raw.lstrip().startswith("{"):
+        return raw
+    try:
+        return summary_text(Transcript.from_dict(json.loads(raw)))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
+
+
+def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        text = read_transcript_text(args.transcript)
+    except (OSError, ValueError) as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
+    try:
+        summary = FilePipeline(executor, Policy(summarize=True)).summarize(text)
+    finally:
+        executor.shutdown()
+    if summary.warning and not summary.summary:
+        print(f"isoscribe: {summary.warning}", file=sys.stderr)
+        return 1
+    print(to_summary_md(summary), end="")
+    return 0

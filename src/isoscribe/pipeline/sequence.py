@@ -1,0 +1,258 @@
+"""THE per-file sequence: probe → speech → finish → summary → outputs.
+
+Every entry point runs a file through ``FilePipeline``: ``isoscribe transcribe`` and ``summarize``,
+the batch, the synchronous endpoint, async jobs, and (through the Celery executor) the cluster. They
+differ only in their ``Policy``, their executor, where outputs go, and who listens to the events.
+The parent does light work only: media and models are touched by stage workers, never here.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import Future
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from isoscribe.executors import StageExecutor
+from isoscribe.isolation import IsolationError, TaskResult
+from isoscribe.logs import log_event
+from isoscribe.pipeline.events import (
+    Event,
+    FileDone,
+    FileFailed,
+    Listener,
+    Probed,
+    StageFinished,
+    StageStarted,
+    StageWarning,
+)
+from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, RetryPolicy
+from isoscribe.pipeline.stages import summary_text
+from isoscribe.speakers import assign_speakers
+from isoscribe.transcript import ProbeRequest, SpeechRequest, Summary, SummaryRequest, Transcript
+
+__all__ = ["Cancellation", "FilePipeline", "FileResult", "OutputWriter"]
+
+logger = logging.getLogger("isoscribe.pipeline")
+
+OutputWriter = Callable[[Transcript, "Summary | None"], list[str]]
+"""Writes a finished file's outputs (files, stdout, a job record) and returns where they went."""
+
+_ONCE = RetryPolicy(max_attempts=1)
+
+
+class Cancellation:
+    """Stops the pipelines that share it (a batch shares one across its files).
+
+    ``stop_starting``: no new stage starts; running ones go on. ``cancel``: that, and every running
+    stage task is cancelled through its executor, which kills the worker running it.
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._stopped = threading.Event()
+        self._killed = False
+        self._running: dict[Future, StageExecutor] = {}
+
+    @property
+    def cancelled(self) -> bool:
+        return self._stopped.is_set()
+
+    def stop_starting(self) -> None:
+        self._stopped.set()
+
+    def cancel(self) -> None:
+        with self._changed:
+            self._stopped.set()
+            self._killed = True
+            running = list(self._running.items())
+        for future, executor in running:
+            executor.cancel(future)
+
+    def wait(self, seconds: float) -> bool:
+        """Sleep up to ``seconds``; True at once when stopped."""
+        return self._stopped.wait(seconds)
+
+    def wait_idle(self, timeout_s: float) -> bool:
+        """Wait until no stage task is running; False when some still are after ``timeout_s``."""
+        with self._changed:
+            return self._changed.wait_for(lambda: not self._running, timeout_s)
+
+    @contextmanager
+    def track(self, executor: StageExecutor, future: Future) -> Iterator[None]:
+        with self._changed:
+            self._running[future] = executor
+            killed = self._killed
+        if killed:
+            executor.cancel(future)
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._running.pop(future, None)
+                self._changed.notify_all()
+
+    def check(self, stage: str) -> None:
+        if self.cancelled:
+            raise PipelineError(FailureKind.CANCELLED, stage, "cancelled")
+
+
+@dataclass
+class FileResult:
+    transcript: Transcript
+    summary: Summary | None = None
+    outputs: list[str] = field(default_factory=list)
+
+
+class FilePipeline:
+    """One file through the stages. ``transcribe`` then ``complete`` is the whole sequence (``run``);
+    the batch may call the halves in two phases so that only one model is loaded at a time."""
+
+    def __init__(
+        self,
+        executor: StageExecutor,
+        policy: Policy,
+        listener: Listener | None = None,
+        cancellation: Cancellation | None = None,
+    ) -> None:
+        self.executor = executor
+        self.policy = policy
+        self.listener = listener
+        self.cancellation = cancellation or Cancellation()
+
+    def run(self, request: SpeechRequest, write_outputs: OutputWriter | None = None, attempts_done: int = 0) -> FileResult:
+        return self.complete(self.transcribe(request, attempts_done), write_outputs)
+
+    def transcribe(self, request: SpeechRequest, attempts_done: int = 0) -> Transcript:
+        """Probe, speech stage, speakers onto words and segments. ``attempts_done``: speech attempts
+        an earlier run already spent on this file (they count against ``policy.retry.max_attempts``)."""
+        try:
+            duration_s = self._probe(request.audio_path)
+            speech_request = _with_limit(request, self.policy.max_duration_s)
+            result = self._run_stage(
+                "speech", speech_request, self.policy.retry, attempts_done, self.policy.speech_stage
+            )
+            self.cancellation.check("finish")
+            started = time.monotonic()
+            self._emit(StageStarted("finish"))
+            transcript = assign_speakers(result.value)
+            transcript.duration_s = transcript.duration_s or duration_s
+            self._emit(StageFinished("finish", time.monotonic() - started))
+            return transcript
+        except PipelineError as error:
+            self._emit(FileFailed(error.kind.value, error.message))
+            raise
+
+    def complete(self, transcript: Transcript, write_outputs: OutputWriter | None = None) -> FileResult:
+        """Summary (when the policy asks) and outputs. A failed summary is an empty one with a warning."""
+        try:
+            summary = self.summarize(transcript) if self.policy.summarize else None
+            outputs: list[str] = []
+            if write_outputs is not None:
+                self.cancellation.check("outputs")
+                started = time.monotonic()
+                self._emit(StageStarted("outputs"))
+                outputs = write_outputs(transcript, summary)
+                self._emit(StageFinished("outputs", time.monotonic() - started))
+        except PipelineError as error:
+            self._emit(FileFailed(error.kind.value, error.message))
+            raise
+        self._emit(FileDone(transcript.duration_s, tuple(outputs)))
+        return FileResult(transcript, summary, outputs)
+
+    def summarize(self, transcript: Transcript | str) -> Summary:
+        """The summary stage on a transcript (or its text); never raises but for cancellation."""
+        text = transcript if isinstance(transcript, str) else summary_text(transcript)
+        if not text.strip():
+            return Summary.empty("empty transcript: nothing to summarize")
+        try:
+            result = self._run_stage("summary", SummaryRequest(transcript_text=text), _ONCE)
+        except PipelineError as error:
+            if error.kind == FailureKind.CANCELLED:
+                raise
+            cause = error.message.splitlines()[0] if error.message else error.kind.value
+            log_event(
+                logger, "summary_failed", logging.WARNING, error=error.kind.value, cause=error.message,
+                traceback=getattr(error.cause, "traceback_text", ""),
+            )
+            warning = f"summary stage failed: {cause}"
+            self._emit(StageWarning("summary", warning))
+            return Summary.empty(warning)
+        summary, stats = result.value, result.stats
+        log_event(
+            logger, "summary_done", wall_s=stats.wall_s, peak_rss_mb=stats.peak_rss_mb, chunks=summary.chunks,
+            prompt_tokens=summary.prompt_tokens, completion_tokens=summary.completion_tokens,
+            completion_tokens_per_s=summary.completion_tokens / stats.wall_s if stats.wall_s else 0.0,
+            action_items=len(summary.action_items),
+        )
+        return summary
+
+    def _probe(self, audio_path: str) -> float:
+        request = ProbeRequest(audio_path, self.policy.max_duration_s)
+        duration_s = self._run_stage("probe", request, _ONCE).value.duration_s
+        if duration_s < self.policy.min_duration_s:
+            raise PipelineError(
+                FailureKind.TOO_SHORT,
+                "probe",
+                f"audio is {duration_s:.3f} s long, shorter than the minimum of {self.policy.min_duration_s:g} s",
+            )
+        self._emit(Probed(duration_s))
+        return duration_s
+
+    def _run_stage(
+        self, stage: str, request: Any, retry: RetryPolicy, attempts_done: int = 0, executor_stage: str | None = None
+    ) -> TaskResult:
+        attempt = attempts_done
+        while True:
+            attempt += 1
+            self.cancellation.check(stage)
+            self._emit(StageStarted(stage, attempt))
+            started = time.monotonic()
+            try:
+                future = self.executor.submit(executor_stage or stage, request, self.listener)
+                with self.cancellation.track(self.executor, future):
+                    result = future.result()
+            except IsolationError as error:
+                self._emit(StageFinished(stage, time.monotonic() - started, error.peak_rss_mb or None,
+                                         attempt=attempt, error=str(error)))
+                if not retry.should_retry(error, attempt) or self.cancellation.cancelled:
+                    raise _failure(stage, error, attempt, retry) from None
+                self._retry_after(stage, error, attempt, retry)
+                continue
+            stats = result.stats
+            self._emit(StageFinished(stage, stats.wall_s, stats.peak_rss_mb, stats.peak_gpu_mb, attempt=attempt))
+            return result
+
+    def _retry_after(self, stage: str, error: IsolationError, attempt: int, retry: RetryPolicy) -> None:
+        backoff_s = retry.delay_s(attempt)
+        log_event(
+            logger, f"{stage}_retry", logging.WARNING, attempt=attempt, backoff_s=backoff_s,
+            cause=str(error).splitlines()[0],
+        )
+        self.cancellation.wait(backoff_s)
+
+    def _emit(self, event: Event) -> None:
+        if self.listener is None:
+            return
+        try:
+            self.listener(event)
+        except Exception:  # a listener's bug never fails the file
+            logger.exception("event=pipeline_listener_failed event_type=%s", type(event).__name__)
+
+
+def _failure(stage: str, error: IsolationError, attempt: int, retry: RetryPolicy) -> PipelineError:
+    failure = PipelineError.from_isolation(stage, error)
+    if retry.max_attempts > 1 and isinstance(error, retry.retry_on):
+        failure.message = f"{failure.message} (gave up after {attempt} attempts)"
+        failure.args = (failure.message,)
+    return failure
+
+
+def _with_limit(request: SpeechRequest, max_duration_s: float | None) -> SpeechRequest:
+    if max_duration_s is None or request.max_duration_s is not None:
+        return request
+    return replace(request, max_duration_s=max_duration_s)

@@ -1,0 +1,71 @@
+"""The stages the pipeline runs, as the isolation runtime hosts them, and the requests they take."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from isoscribe.config import Settings
+from isoscribe.isolation import Limits, StageSpec
+from isoscribe.transcript import SpeechRequest, Transcript
+
+__all__ = ["PROBE_STAGE", "stage_specs", "speech_stage", "speech_limits", "speech_request", "summary_text"]
+
+PROBE_STAGE = "isoscribe.stages.probe"
+
+
+def stage_specs(settings: Settings) -> dict[str, tuple[StageSpec, Limits]]:
+    """Every stage the pipeline submits, by the name it submits it under, with its limits."""
+    isolation = settings.isolation
+    return {
+        "probe": (
+            StageSpec(PROBE_STAGE, None, "probe"),
+            Limits(timeout_s=isolation.probe_timeout_s, hard_rss_mb=isolation.hard_rss_mb),
+        ),
+        "speech": (speech_stage(settings), speech_limits(settings)),
+        "summary": (
+            StageSpec(isolation.summary_stage, settings, "summary"),
+            Limits(timeout_s=isolation.llm_timeout_s, hard_rss_mb=isolation.hard_rss_mb),
+        ),
+    }
+
+
+def speech_stage(settings: Settings) -> StageSpec:
+    return StageSpec(settings.isolation.speech_stage, settings, "speech")
+
+
+def speech_limits(settings: Settings) -> Limits:
+    return Limits(timeout_s=settings.isolation.asr_timeout_s, hard_rss_mb=settings.isolation.hard_rss_mb)
+
+
+def speech_request(settings: Settings, audio_path: str | Path, **overrides: Any) -> SpeechRequest:
+    """The speech stage's request for one file from the settings; ``overrides`` replace single fields."""
+    diarization = settings.diarization
+    request = SpeechRequest(
+        audio_path=str(audio_path),
+        language=settings.asr.language,
+        initial_prompt=settings.asr.initial_prompt,
+        diarize=diarization.enabled,
+        num_speakers=diarization.num_speakers,
+        min_speakers=diarization.min_speakers,
+        max_speakers=diarization.max_speakers,
+    )
+    return replace(request, **overrides) if overrides else request
+
+
+def summary_text(transcript: Transcript) -> str:
+    """The text the summary stage reads: one "SPEAKER: …" line per speaker turn when diarized,
+    one line per segment otherwise."""
+    lines: list[str] = []
+    previous_speaker: str | None = None
+    for segment in transcript.segments:
+        text = segment.text.strip()
+        if not text:
+            continue
+        if segment.speaker is not None and segment.speaker == previous_speaker:
+            lines[-1] = f"{lines[-1]} {text}"
+        else:
+            lines.append(f"{segment.speaker}: {text}" if segment.speaker is not None else text)
+        previous_speaker = segment.speaker
+    return "\n".join(lines)
