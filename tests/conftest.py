@@ -50,3 +50,11 @@ def _restore_root_logging():
     yield
     root.handlers[:] = handlers
     root.setLevel(level)
+
+
+@pytest.fixture(scope="session")
+def lying_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """40 s of Opus in WebM whose Segment Info claims a duration of 1 s (one float patched)."""
+    from media_fixtures import lying_webm
+
+    return lying_webm(tmp_path_factory.mktemp("lying") / "lying.webm", seconds=40.0, claimed_s=1.0)

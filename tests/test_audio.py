@@ -1,4 +1,4 @@
-"""Decoding, probing and validation on real clips, every container the issue names, and broken files."""
+"""Decoding and measuring on real clips, every container the issue names, broken and lying files."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from isoscribe.audio import SAMPLE_RATE, AudioError, decode_audio, probe_duration, validate_audio
+from isoscribe.audio import SAMPLE_RATE, AudioError, AudioTooLong, decode_audio, measure_duration, probe_duration
 
 
 def test_decodes_44k_stereo_24bit_flac_to_16k_mono_float32(shared_data: Path) -> None:
@@ -34,8 +34,19 @@ def test_probe_duration_matches_the_manifest(shared_data: Path, manifest: list[d
         assert probe_duration(shared_data / clip["path"]) == pytest.approx(clip["duration_s"], abs=0.05), clip["path"]
 
 
-def test_validate_returns_the_duration(shared_data: Path) -> None:
-    assert validate_audio(shared_data / "diarization" / "tst00.wav") == pytest.approx(30.0, abs=0.05)
+def test_measure_duration_counts_decoded_samples(shared_data: Path, manifest: list[dict]) -> None:
+    for clip in manifest:
+        measured = measure_duration(shared_data / clip["path"])
+        assert measured == pytest.approx(clip["duration_s"], abs=0.05), clip["path"]
+
+
+def test_a_header_that_lies_about_the_duration_changes_nothing(lying_webm: Path) -> None:
+    assert probe_duration(lying_webm) < 2.0  # what the patched Segment Info claims
+    assert measure_duration(lying_webm) == pytest.approx(40.0, abs=0.1)
+    with pytest.raises(AudioTooLong, match="over the limit of 30 s"):
+        measure_duration(lying_webm, max_duration_s=30)
+    with pytest.raises(AudioTooLong):
+        decode_audio(lying_webm, max_duration_s=30)
 
 
 @pytest.mark.parametrize(
@@ -59,7 +70,7 @@ def test_every_container_decodes(shared_data: Path, tmp_path: Path, suffix: str,
     samples = decode_audio(encoded)
     assert abs(samples.size / SAMPLE_RATE - 11.0) < 0.15
     assert probe_duration(encoded) == pytest.approx(11.0, abs=0.15)
-    assert validate_audio(encoded) > 10.5
+    assert measure_duration(encoded) > 10.5
 
 
 def _zero_length_wav(path: Path) -> Path:
@@ -100,7 +111,7 @@ def _text_file(path: Path) -> Path:
 )
 def test_bad_inputs_raise_one_clear_audio_error(tmp_path: Path, make, reason: str) -> None:
     path = make(tmp_path)
-    for function in (decode_audio, probe_duration, validate_audio):
+    for function in (decode_audio, probe_duration, measure_duration):
         with pytest.raises(AudioError) as caught:
             function(path)
         message = str(caught.value)
