@@ -1,4 +1,5 @@
-"""``isoscribe bench pipeline``: the design notes' before/after table, measured here on the same files.
+"""``isoscribe bench pipeline``: the design notes' before/after table, measured here on the same files,
+then streaming and the parent's memory.
 
 Four runs over the same clips, with diarization and summary:
 
@@ -12,6 +13,11 @@ Four runs over the same clips, with diarization and summary:
 Peak memory is the sampled RSS of the whole process tree (parent and workers); wall time is the
 whole batch, model loads included. Figures are reported as ratios against the in-process run of
 the same invocation, which runs first and last (best wall time, highest peak of the two).
+
+``streaming``: time to the first transcribed segment of a 10-minute file (2 minutes with ``--quick``)
+with warm probe and speech workers, against the time to the full result. ``parent_rss``: a parent that
+checks an upload itself (PyAV in the parent, as before the probe stage) against one that asks the probe
+worker, each in a fresh interpreter that has imported the service.
 """
 
 from __future__ import annotations
@@ -82,6 +88,8 @@ def main(quick: bool, results_dir: Path, settings: Settings) -> dict[str, Any]:
         "runs": runs,
         "peak_ratio_vs_in_process": {name: round(run["peak_tree_mb"] / base["peak_tree_mb"], 3) for name, run in runs.items()},
         "wall_ratio_vs_in_process": {name: round(run["wall_s"] / base["wall_s"], 3) for name, run in runs.items()},
+        "streaming": _streaming(settings, Path(tempfile.gettempdir()), 120.0 if quick else 600.0),
+        "parent_rss": _parent_rss(files[0]),
         "cpu_count": psutil.cpu_count(),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
     }
@@ -172,6 +180,7 @@ def _all_stages_in_one_process(settings: Settings, files: list[str], queue: Any)
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
     from isoscribe import pipeline
+    from isoscribe.speakers import assign_speakers
     from isoscribe.transcript import SummaryRequest
 
     speech_stage = importlib.import_module(settings.isolation.speech_stage)
@@ -186,7 +195,7 @@ def _all_stages_in_one_process(settings: Settings, files: list[str], queue: Any)
         started = time.monotonic()
         raw = speech_stage.run(speech_model, pipeline.speech_request(settings, Path(path)))
         walls["speech"] += time.monotonic() - started
-        transcript = pipeline.finish_transcript(raw)
+        transcript = assign_speakers(raw)
         started = time.monotonic()
         if summary_model is None:
             summary_model = summary_stage.load(settings)
@@ -195,6 +204,103 @@ def _all_stages_in_one_process(settings: Settings, files: list[str], queue: Any)
         summary_stage.run(summary_model, SummaryRequest(pipeline.summary_text(transcript)))
         walls["summary"] += time.monotonic() - started
     queue.put({stage: round(wall, 2) for stage, wall in walls.items()})
+
+
+STREAM_SOURCES = [
+    "long/sonnet001.wav",
+    "long/acoustic_corpus.wav",
+    "jfk/jfk.wav",
+    *[f"librivox/sense_and_sensibility_01_austen_64kb-0{n}.wav" for n in (870, 880, 890, 920, 930)],
+    *[f"librispeech/1089-134686-000{n}.wav" for n in range(3)],
+]
+
+
+def _long_file(path: Path, seconds: float) -> Path:
+    """Real speech clips (16 kHz mono PCM WAV) end to end with 0.5 s pauses, repeated to ``seconds``."""
+    import wave
+
+    clips = []
+    for name in STREAM_SOURCES:
+        with wave.open(str(SHARED_DATA / name), "rb") as clip:
+            clips.append(clip.readframes(clip.getnframes()))
+    pause = b"\x00\x00" * 8000
+    frames, total = [], 0
+    while total < seconds * 32000:
+        for clip in clips:
+            frames += [clip, pause]
+            total += len(clip) + len(pause)
+    with wave.open(str(path), "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(16000)
+        out.writeframes(b"".join(frames)[: int(seconds * 32000)])
+    return path
+
+
+def _streaming(settings: Settings, scratch: Path, seconds: float) -> dict[str, Any]:
+    """First segment vs full result for one long file, through the pipeline with warm workers."""
+    from isoscribe.executors import PooledExecutor
+    from isoscribe.isolation import WorkerPool
+    from isoscribe.pipeline import FilePipeline, Policy, SegmentReady, speech_request, stage_specs
+
+    specs = stage_specs(settings)
+    pools = {stage: WorkerPool(specs[stage][0], limits=specs[stage][1]) for stage in ("probe", "speech")}
+    executor = PooledExecutor(pools)
+    path = _long_file(scratch / f"isoscribe-bench-{os.getpid()}-long.wav", seconds)
+    try:
+        for pool in pools.values():
+            pool.wait_ready(300)
+        first: list[float] = []
+        started = time.monotonic()
+
+        def on_event(event: Any) -> None:
+            if isinstance(event, SegmentReady) and not first:
+                first.append(time.monotonic() - started)
+
+        request = speech_request(settings, path, diarize=False)
+        FilePipeline(executor, Policy(), on_event).run(request)
+        full_s = time.monotonic() - started
+    finally:
+        executor.shutdown()
+        path.unlink(missing_ok=True)
+    return {
+        "audio_s": seconds,
+        "first_segment_s": round(first[0], 2),
+        "full_result_s": round(full_s, 2),
+        "first_segment_ratio_vs_full": round(first[0] / full_s, 3),
+    }
+
+
+_PARENT_CHECK = """
+import resource, sys
+import isoscribe.service.app
+{check}
+print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+"""
+_IN_PARENT = "from isoscribe.audio import measure_duration; measure_duration(sys.argv[1])"
+_IN_WORKER = (
+    "from isoscribe.isolation import run_isolated, StageSpec\n"
+    "from isoscribe.transcript import ProbeRequest\n"
+    "run_isolated(StageSpec('isoscribe.stages.probe', None, 'probe'), ProbeRequest(sys.argv[1]))"
+)
+
+
+def _parent_rss(path: Path) -> dict[str, Any]:
+    """Peak RSS of a parent that checks ``path`` itself vs one whose probe runs in a worker."""
+    import subprocess
+    import sys
+
+    def peak_mb(check: str) -> float:
+        code = _PARENT_CHECK.format(check=check)
+        output = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True, text=True, check=True)
+        return float(output.stdout.split()[-1])
+
+    in_parent, in_worker = peak_mb(_IN_PARENT), peak_mb(_IN_WORKER)
+    return {
+        "probe_in_parent_mb": round(in_parent, 1),
+        "probe_in_worker_mb": round(in_worker, 1),
+        "ratio_worker_vs_parent": round(in_worker / in_parent, 3),
+    }
 
 
 def _tree_rss_mb(process: psutil.Process) -> float:
