@@ -333,7 +333,7 @@ def _started_task(settings: Settings, timeout_s: float) -> tuple[str, dict]:
         for key in backend.scan_iter("celery-task-meta-*"):
             raw = backend.get(key)
             meta = json.loads(raw) if raw else None
-            if meta and meta["status"] == "STARTED":
+            if meta and meta["status"] in ("STARTED", "PROGRESS"):
                 return meta["task_id"], meta["result"]
         time.sleep(0.05)
     pytest.fail("no task started")
@@ -394,6 +394,19 @@ def test_task_of_a_killed_pool_process_is_requeued_at_once(cluster: Cluster, sha
     log = "".join(worker.log_path.read_text(errors="replace") for worker in cluster.workers)
     assert "WorkerLostError" in log
     assert all(worker.process.poll() is None for worker in cluster.workers), "the worker itself lives on"
+
+
+@pytest.mark.celery
+def test_task_state_carries_the_stages_progress(cluster: Cluster, shared_data: Path) -> None:
+    from isoscribe.pipeline import Progress
+
+    cluster.start_workers(1)
+    received: list = []
+    with CeleryExecutor(cluster.settings) as executor:
+        request = SpeechRequest(str(shared_data / "long" / "sonnet001.wav"))
+        result = executor.submit("speech", request, on_event=received.append).result(timeout=300)
+    done_s = [event.done_s for event in received if isinstance(event, Progress) and event.stage == "speech"]
+    assert done_s and done_s == sorted(done_s) and 0 < done_s[-1] <= result.value.duration_s + 0.01
 
 
 @pytest.mark.celery

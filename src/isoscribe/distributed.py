@@ -208,7 +208,7 @@ def _run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]
     request = _localize_request(decode_value(envelope["request"]), shared_dir)
     log_event(logger, "celery_task_start", task_id=task_id, stage=stage, worker=hostname)
     try:
-        result = _pool(stage, settings).submit(request, _progress_reporter(task, hostname)).result()
+        result = _pool(stage, settings).submit(request, _progress_reporter(task, task_id, hostname)).result()
     except IsolationError as exc:
         log_event(logger, "celery_task_failed", logging.WARNING, task_id=task_id, stage=stage, error=exc)
         return {"error": encode_error(exc), "worker": hostname}
@@ -217,14 +217,17 @@ def _run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]
     return _spill_if_big(payload, task_id, shared_dir)
 
 
-def _progress_reporter(task: Any, hostname: str) -> Any:
-    """Progress events of the stage become the task's PROGRESS state, which the client reads while it polls."""
+def _progress_reporter(task: Any, task_id: str, hostname: str) -> Any:
+    """Progress events of the stage become the task's PROGRESS state, which the client reads while it polls.
+
+    Events arrive on the pool's manager thread, where Celery's task context is not set: name the task.
+    """
     from isoscribe.pipeline.events import Progress
 
     def report(event: Any) -> None:
         if isinstance(event, Progress):
             meta = {"worker": hostname, "pid": os.getpid(), "event": encode_value(event)}
-            _best_effort(task.update_state, state="PROGRESS", meta=meta)
+            _best_effort(task.update_state, task_id=task_id, state="PROGRESS", meta=meta)
 
     return report
 
