@@ -44,8 +44,11 @@ class Service:
         self.metrics: ServiceMetrics | None = None
         self.ready = False
         self.accepting = True
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._drain: asyncio.Future | None = None
 
     async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
         for folder in (self.upload_dir, self.job_audio_dir):
             folder.mkdir(parents=True, exist_ok=True)
         _remove_leftover_uploads(self.upload_dir)
@@ -61,12 +64,22 @@ class Service:
         self.ready = True
         log_event(logger, "service_ready", data_dir=self.data_dir, asr_workers=service.asr_workers)
 
-    async def stop(self) -> None:
-        """Drain: running jobs finish within the drain time or go back to the queue; workers stop."""
+    def begin_drain_threadsafe(self) -> None:
+        """Start draining now (from a signal handler): no new work, running jobs get the drain time."""
+        if self._loop is not None:
+            self._loop.call_soon_threadsafe(self._begin_drain)
+
+    def _begin_drain(self) -> None:
         self.ready = False
         self.accepting = False
-        if self.jobs is not None:
-            await self.jobs.drain(self.settings.service.drain_timeout_s)
+        if self._drain is None and self.jobs is not None:
+            self._drain = asyncio.ensure_future(self.jobs.drain(self.settings.service.drain_timeout_s))
+
+    async def stop(self) -> None:
+        """Drain: running jobs finish within the drain time or go back to the queue; workers stop."""
+        self._begin_drain()
+        if self._drain is not None:
+            await self._drain
         if self.runner is not None:
             self.runner.shutdown()
         if self.executor is not None and self._owns_executor:

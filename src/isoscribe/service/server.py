@@ -1,7 +1,8 @@
 """``isoscribe serve``: uvicorn around create_app, with a SIGTERM drain that exits 0.
 
-On SIGTERM uvicorn stops accepting connections and waits for open requests; then the app's
-lifespan drains jobs (finish or re-queue) and stops the worker pools.
+On SIGTERM the job drain starts at once, while uvicorn stops accepting connections and waits for
+open requests: both get ``drain_timeout_s`` side by side, so the server is gone within that plus the
+time to kill what is left, not twice it. Then the lifespan stops the worker pools.
 """
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from __future__ import annotations
 import argparse
 import logging
 import signal
+from types import FrameType
 
 import uvicorn
 
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.service.app import create_app
+from isoscribe.service.core import Service
 
 __all__ = ["serve_command"]
 
@@ -33,7 +36,7 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=service.drain_timeout_s,
     )
-    server = uvicorn.Server(config)
+    server = _DrainingServer(config, app.state.service)
     # uvicorn re-raises the signal it caught once it has shut down; a drained server should exit 0,
     # so the re-raised SIGTERM lands in this no-op handler instead of the default that kills us.
     signal.signal(signal.SIGTERM, lambda signum, frame: None)
@@ -44,3 +47,13 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     log_event(logger, "serve_stopped")
     return 0
+
+
+class _DrainingServer(uvicorn.Server):
+    def __init__(self, config: uvicorn.Config, service: Service) -> None:
+        super().__init__(config)
+        self.service = service
+
+    def handle_exit(self, sig: int, frame: FrameType | None) -> None:
+        self.service.begin_drain_threadsafe()
+        super().handle_exit(sig, frame)
