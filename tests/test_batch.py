@@ -220,3 +220,18 @@ def smtp_inbox():
     inbox.port = port
     yield inbox
     controller.stop()
+
+
+def test_an_unreadable_input_fails_that_file_and_the_batch_goes_on(shared_data: Path, tmp_path: Path) -> None:
+    inputs = tmp_path / "in"
+    inputs.mkdir()
+    shutil.copy(shared_data / CLIPS[1], inputs / "good.wav")
+    (inputs / "unreadable.wav").symlink_to("/proc/self/mem")  # a regular file whose first read fails (EIO)
+    settings = _settings(diarization={"enabled": False}, batch={"summarize": False, "formats": ["json"]})
+
+    report = run_batch(settings, [inputs], tmp_path / "out", progress=False, notify=False)
+
+    statuses = sorted((item.status, item.error or "") for item in report.files)
+    assert [status for status, _ in statuses] == ["done", "failed"]
+    assert "cannot read input" in statuses[1][1] and "Input/output error" in statuses[1][1]
+    assert not report.ok

@@ -92,3 +92,8 @@ def test_cli_rejects_invalid_setting_at_start_up(tmp_path):
     )
     assert completed.returncode == 2
     assert "asr.beam_size" in completed.stderr
+
+
+def test_an_unknown_asr_language_stops_at_start_up() -> None:
+    with pytest.raises(SettingsError, match="asr.language"):
+        load_settings(overrides={"asr": {"language": "klingon"}})

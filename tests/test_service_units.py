@@ -106,3 +106,21 @@ def test_verbose_json_shapes_words_segments_and_speakers() -> None:
     assert both["words"][0] == {"word": " Hello", "start": 0.0, "end": 0.5, "speaker": "SPEAKER_00"}
     assert both["segments"][0]["speaker"] == "SPEAKER_00" and both["segments"][0]["seek"] == 0
     assert "words" not in verbose_json(transcript) and "segments" not in verbose_json(transcript, ["word"])
+
+
+@pytest.mark.parametrize("language", ["xx", "english", "e"])
+def test_an_unknown_language_is_400_naming_the_parameter(tmp_path: Path, language: str) -> None:
+    from isoscribe.service.schemas import TranscriptionParams, from_form
+
+    form = _receive(_multipart([("language", language)], "a.wav", b"RIFF"), tmp_path, 1_000_000)
+    with pytest.raises(ApiError) as raised:
+        from_form(TranscriptionParams, form)
+    assert raised.value.status_code == 400 and raised.value.param == "language"
+    assert language in raised.value.message
+
+
+def test_a_known_language_is_accepted_in_any_case(tmp_path: Path) -> None:
+    from isoscribe.service.schemas import TranscriptionParams, from_form
+
+    form = _receive(_multipart([("language", "DE")], "a.wav", b"RIFF"), tmp_path, 1_000_000)
+    assert from_form(TranscriptionParams, form).language == "de"

@@ -183,7 +183,12 @@ class _Batch:
         jobs = []
         first_path_of: dict[str, Path] = {}
         for path in inputs:
-            digest = content_hash(path)
+            try:
+                digest = content_hash(path)
+            except OSError as exc:  # vanished or unreadable since it was found: this file fails, the batch goes on
+                reports[str(path)] = FileReport(str(path), names[path], "failed", error=f"cannot read input: {exc}")
+                log_event(log, "input_unreadable", logging.WARNING, file=path, error=exc)
+                continue
             if digest in first_path_of:  # same bytes under another name: one row, processed once
                 duplicate = FileReport(str(path), names[first_path_of[digest]], "skipped")
                 duplicate.warning = f"same content as {first_path_of[digest]}; outputs are under its name"

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from isoscribe.languages import check_language
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -56,6 +57,11 @@ class AsrSettings(_Section):
     initial_prompt: str | None = None
     vad_filter: bool = True
     model_cache_dir: Path = Path.home() / ".cache" / "isoscribe" / "models"
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        return check_language(value)
 
 
 class DiarizationSettings(_Section):

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
+from isoscribe.languages import check_language
 from isoscribe.service.errors import ApiError
 from isoscribe.service.formats import Granularity, ResponseFormat
 from isoscribe.service.transcription import SpeechOptions
@@ -37,6 +38,11 @@ class _Params(BaseModel):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("language")
+    @classmethod
+    def _known_language(cls, value: str | None) -> str | None:
+        return check_language(value)
 
     def speech_options(self) -> SpeechOptions:
         return SpeechOptions(self.language, self.prompt, self.temperature or None, self.diarize, self.num_speakers)
