@@ -166,11 +166,12 @@ def test_worker_computes_with_the_clients_settings_and_keeps_its_own_machine_set
 
 
 class RedisServer:
-    """A throwaway redis-server without persistence: a restart loses every key, as a crash would."""
+    """A throwaway redis-server; without ``persistent`` a restart loses every key, as a crash would."""
 
-    def __init__(self, workdir: Path) -> None:
+    def __init__(self, workdir: Path, persistent: bool = False) -> None:
         self.port = free_port()
         self.workdir = workdir
+        self.persistent = persistent
         self.process: subprocess.Popen | None = None
 
     def url(self, db: int) -> str:
@@ -182,7 +183,8 @@ class RedisServer:
             pytest.fail("redis-server not found; scripts/setup.sh installs it (apt-get install redis-server)")
         log = open(self.workdir / "redis.log", "ab")
         self.process = subprocess.Popen(
-            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+            [binary, "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "yes" if self.persistent else "no", "--appendfsync", "always",
              "--daemonize", "no", "--dir", str(self.workdir)],
             stdout=log, stderr=subprocess.STDOUT,
         )

@@ -79,6 +79,8 @@ _SPILL_BYTES = 256 * 1024
 _RETRY_POLICY = {"max_retries": 120, "interval_start": 0.2, "interval_step": 0.5, "interval_max": 2.0}
 """Publishing waits up to about four minutes for Redis to come back."""
 _READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")
+REDIS_TIMEOUTS = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0, "health_check_interval": 15}
+"""A Redis that is down or unreachable fails a call within seconds instead of blocking it for good."""
 _REDIS_ERRORS = (RedisError, KombuOperationalError, CeleryOperationalError, ConnectionError, OSError)
 
 
@@ -460,7 +462,7 @@ class CeleryExecutor:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
-        self._broker = Redis.from_url(settings.celery.broker_url)
+        self._broker = Redis.from_url(settings.celery.broker_url, **REDIS_TIMEOUTS)
         self._server_ids: tuple[str, str] | None = None
         self._declare_queues()
         self._waiter = threading.Thread(target=self._wait_loop, name="celery-waiter", daemon=True)
@@ -759,7 +761,7 @@ class RedisJobStore:
     def __init__(self, url: str, prefix: str = "isoscribe:jobs:") -> None:
         self.prefix = prefix
         self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
-        self._redis = Redis.from_url(url, decode_responses=True)
+        self._redis = Redis.from_url(url, decode_responses=True, **REDIS_TIMEOUTS)
         self._update = self._redis.register_script(_UPDATE_JOB)
         self._claim = self._redis.register_script(_CLAIM_JOB)
         self._requeue_orphans = self._redis.register_script(_REQUEUE_ORPHANS)
@@ -780,6 +782,9 @@ class RedisJobStore:
         except RedisError:
             pass
         self._redis.close()
+
+    def ping(self) -> None:
+        self._redis.ping()
 
     def create(self, audio_path: Path, options: Any, webhook_url: str | None = None) -> Any:
         from isoscribe.service.job_store import Job

@@ -29,6 +29,8 @@ MODEL_ALIAS = "whisper-1"
 
 logger = logging.getLogger("isoscribe.service")
 
+_STORE_PING_TIMEOUT_S = 2.0
+
 
 class Service:
     def __init__(self, settings: Settings, executor: StageExecutor | None = None) -> None:
@@ -86,6 +88,16 @@ class Service:
             await asyncio.to_thread(self.executor.shutdown)
         self.store.close()
         log_event(logger, "service_stopped")
+
+    async def is_ready(self) -> bool:
+        """Accepting work, and the job store answers (a Redis outage makes the service not ready)."""
+        if not self.ready:
+            return False
+        try:
+            await asyncio.wait_for(asyncio.to_thread(self.store.ping), _STORE_PING_TIMEOUT_S)
+        except Exception:
+            return False
+        return True
 
     def job_depth(self) -> int:
         running = self.jobs.running if self.jobs else 0
@@ -163,7 +175,7 @@ class Service:
     async def submit_job(self, request: Request, parse_options) -> Job:
         """Receive and validate a job's upload, then queue it; 503 with Retry-After when the queue is full."""
         assert self.jobs is not None and self.runner is not None
-        if self.store.count("queued") >= self.settings.service.queue_size:
+        if await self._store(self.store.count, "queued") >= self.settings.service.queue_size:
             raise ApiError(
                 503,
                 "job queue full",
@@ -188,10 +200,25 @@ class Service:
             num_speakers=params.num_speakers,
             summarize=params.summarize,
         )
-        job = self.store.create(form.file_path, options, params.webhook_url)
+        try:
+            job = await self._store(self.store.create, form.file_path, options, params.webhook_url)
+        except BaseException:
+            form.file_path.unlink(missing_ok=True)
+            raise
         self.jobs.notify()
         log_event(logger, "job_queued", id=job.id, bytes=form.file_bytes)
         return job
+
+    async def _store(self, call, *args):
+        """A job-store call off the event loop; 503 with Retry-After while the store is unreachable."""
+        try:
+            return await asyncio.to_thread(call, *args)
+        except Exception as exc:
+            log_event(logger, "job_store_unreachable", logging.WARNING, error=exc)
+            raise ApiError(
+                503, "the job store is unreachable; try again shortly", type="server_error",
+                code="store_unavailable", headers={"Retry-After": "5"},
+            ) from None
 
     def cancel_job(self, job_id: str) -> Job:
         job = self.get_job(job_id)

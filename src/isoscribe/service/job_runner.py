@@ -8,9 +8,11 @@ rest back in the queue so that the next server start runs them.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Callable
+from typing import Any, TypeVar
 from pathlib import Path
 
 import httpx
@@ -31,6 +33,11 @@ from isoscribe.service.transcription import (
 __all__ = ["JobRunner", "job_status"]
 
 logger = logging.getLogger("isoscribe.service.jobs")
+
+T = TypeVar("T")
+_IDLE_POLL_S = 5.0
+_STORE_RETRY_FIRST_S = 0.2
+_STORE_RETRY_MAX_S = 5.0
 
 
 def job_status(job: Job) -> dict:
@@ -64,6 +71,8 @@ class JobRunner:
         self.settings = settings
         self._wake = asyncio.Event()
         self._stopping = False
+        self.store_reachable = True
+        """False from a failed store call until the next one that succeeds (``/readyz`` says not ready)."""
         self._loops: list[asyncio.Task] = []
         self._active: dict[str, asyncio.Task] = {}
 
@@ -101,10 +110,12 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            job = self.store.claim_next()
+            job = await self._store(self.store.claim_next)
             if job is None:
                 self._wake.clear()
-                await self._wake.wait()
+                # Another service instance may queue jobs in a shared store: look again now and then.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), _IDLE_POLL_S)
                 continue
             task = asyncio.create_task(self._process(job))
             self._active[job.id] = task
@@ -131,30 +142,56 @@ class JobRunner:
             result = await self.runner.run(pipeline, lambda: pipeline.run(request))
             timings["total_s"] = round(time.time() - job.created_at, 3)
             summary = result.summary.__dict__ if result.summary is not None else None
-            finished = self.store.succeed(job.id, result.transcript.to_dict(), summary, timings)
+            finished = await self._store(self.store.succeed, job.id, result.transcript.to_dict(), summary, timings)
         except PipelineError as error:
             api_error = pipeline_api_error(error, audio_path)
-            finished = self.store.fail(job.id, api_error.code or api_error.type, api_error.message, timings)
+            error_type = api_error.code or api_error.type
+            finished = await self._store(self.store.fail, job.id, error_type, api_error.message, timings)
         except ApiError as exc:
-            finished = self.store.fail(job.id, exc.code or exc.type, exc.message, timings)
+            finished = await self._store(self.store.fail, job.id, exc.code or exc.type, exc.message, timings)
         except asyncio.CancelledError:
-            if not self._cancelled(job.id):  # draining: the job goes back to the queue
-                self.store.requeue(job.id)
+            if not await self._cancelled(job.id):  # draining: the job goes back to the queue
+                with contextlib.suppress(Exception):  # unreachable store: the next start takes it back
+                    await asyncio.to_thread(self.store.requeue, job.id)
                 log_event(logger, "job_requeued", id=job.id)
                 raise
             finished = False  # cancelled by DELETE: its worker was killed, nothing more to run
         except Exception as exc:  # a bug must fail the job, not the runner loop
             logger.exception("event=job_error id=%s", job.id)
-            finished = self.store.fail(job.id, "internal_error", f"{type(exc).__name__}: {exc}", timings)
+            error_text = f"{type(exc).__name__}: {exc}"
+            finished = await self._store(self.store.fail, job.id, "internal_error", error_text, timings)
         audio_path.unlink(missing_ok=True)
-        final = self.store.get(job.id)
+        final = await self._store(self.store.get, job.id)
         log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
         if final is not None and final.webhook_url:
             await self._call_webhook(final)
 
-    def _cancelled(self, job_id: str) -> bool:
-        job = self.store.get(job_id)
+    async def _cancelled(self, job_id: str) -> bool:
+        job = await asyncio.to_thread(self.store.get, job_id)
         return job is None or job.status == "cancelled"
+
+    async def _store(self, call: Callable[..., T], *args: Any) -> T:
+        """A store call off the event loop, retried with backoff while the store is unreachable.
+
+        A job's outcome is never dropped: the call is repeated until the store answers. Cancelling
+        the waiting task (drain) stops the retries; the job is then still ``running`` in the store and
+        the next start re-queues it.
+        """
+        backoff_s = _STORE_RETRY_FIRST_S
+        while True:
+            try:
+                value = await asyncio.to_thread(call, *args)
+            except Exception as exc:
+                if self.store_reachable:
+                    log_event(logger, "job_store_unreachable", logging.WARNING, error=exc)
+                self.store_reachable = False
+                await asyncio.sleep(backoff_s)
+                backoff_s = min(2 * backoff_s, _STORE_RETRY_MAX_S)
+                continue
+            if not self.store_reachable:
+                log_event(logger, "job_store_reachable")
+            self.store_reachable = True
+            return value
 
     async def _call_webhook(self, job: Job) -> None:
         try:

@@ -109,6 +109,10 @@ class JobStore:
         with self._lock:
             self._db.close()
 
+    def ping(self) -> None:
+        with self._lock:
+            self._db.execute("SELECT 1").fetchone()
+
     def create(self, audio_path: Path, options: JobOptions, webhook_url: str | None = None) -> Job:
         job = Job(
             id=f"job_{uuid.uuid4().hex}",

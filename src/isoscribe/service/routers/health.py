@@ -1,4 +1,4 @@
-"""Operations: /healthz (process up), /readyz (pools started, accepting work), /metrics (Prometheus)."""
+"""Operations: /healthz (process up), /readyz (pools started, job store reachable, accepting work), /metrics."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ async def healthz() -> dict:
 
 @router.get("/readyz")
 async def readyz(request: Request) -> JSONResponse:
-    ready = request.app.state.service.ready
+    ready = await request.app.state.service.is_ready()
     return JSONResponse({"status": "ready" if ready else "not ready"}, status_code=200 if ready else 503)
 
 
