@@ -271,11 +271,12 @@ def _streaming(settings: Settings, scratch: Path, seconds: float) -> dict[str, A
     }
 
 
+# VmHWM, not ru_maxrss: a process started by fork and exec keeps its parent's ru_maxrss; VmHWM is its own peak.
 _PARENT_CHECK = """
-import resource, sys
+import sys
 import isoscribe.service.app
 {check}
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+print(next(int(line.split()[1]) for line in open("/proc/self/status") if line.startswith("VmHWM:")) / 1024)
 """
 _IN_PARENT = "from isoscribe.audio import measure_duration; measure_duration(sys.argv[1])"
 _IN_WORKER = (
