@@ -8,7 +8,7 @@ import pickle
 import pytest
 
 from isoscribe.action_items import find_due, speaker_names, speaker_sentences
-from isoscribe.grounding import Vocabulary, ground_summary, normalize_word, transcript_from_text, unsupported_terms
+from isoscribe.grounding import Evidence, ground_summary, normalize_word, transcript_from_text, unsupported_terms
 from isoscribe.transcript import Segment, Summary, Transcript, Word
 
 MEETING = """\
@@ -35,23 +35,31 @@ def test_a_sentence_with_an_invented_name_or_number_is_dropped_and_counted(meeti
             "Alice and Bob review the budget for the trade fair. "
             "Dave will book the flights. "
             "The budget is 5000 euros. "
-            "They discuss data recovery when a disaster occurs."
+            "They discuss data recovery when a disaster occurs. "
+            'Carol: "The hotel booking is done."'
         )
     )
     grounded = ground_summary(raw, meeting)
     assert grounded.summary == "Alice and Bob review the budget for the trade fair."
-    assert grounded.sentences_checked == 4 and grounded.sentences_dropped == 3
+    assert grounded.sentences_checked == 5 and grounded.sentences_dropped == 4
     assert grounded.grounded
 
 
 def test_normalisation_covers_case_inflection_and_number_words(meeting):
-    vocabulary = Vocabulary.of(meeting.text)
+    vocabulary = Evidence.of(meeting)
     assert unsupported_terms("BOB BOOKED the Flight and sends invoices.", vocabulary) == []
     assert unsupported_terms("The trade fair budget is 4000 euros.", vocabulary) == []
     assert unsupported_terms("They travel on the third of June.", vocabulary) == []
     assert unsupported_terms("They travel on the 4th of July.", vocabulary) == ["4", "july"]
     assert normalize_word("shipping") == normalize_word("shipped") == normalize_word("ships") == "ship"
     assert normalize_word("said") == "say"
+
+
+def test_a_sentence_must_be_supported_by_one_stretch_of_the_transcript_not_scattered_words():
+    lines = ["Ann: Ben booked the flights.", "Cid: The weather is nice.", "Ann: The coffee is cold."]
+    lines += ["Cid: The printer is broken.", "Ann: The train is late.", "Cid: My sister moves to Berlin."]
+    grounded = ground_summary(Summary(summary="Ben moves to Berlin. Cid's sister moves to Berlin."), transcript_from_text("\n".join(lines)))
+    assert grounded.summary == "Cid's sister moves to Berlin." and grounded.sentences_dropped == 1
 
 
 def test_commitments_and_accepted_requests_become_items_with_owner_due_and_source(meeting):
@@ -98,6 +106,12 @@ def test_the_models_wording_is_used_only_when_the_source_turn_backs_every_word()
     )
 
 
+def test_a_dated_statement_is_a_commitment_even_when_asr_dropped_its_will():
+    transcript = transcript_from_text("Ann: I send the slides my Friday.\nBen: I liked the talk.\nAnn: I am away next week.")
+    [item] = ground_summary(None, transcript).action_items
+    assert (item.owner, item.task, item.due) == ("Ann", "Send the slides", "Friday")
+
+
 @pytest.mark.parametrize(
     ("text", "due"),
     [
@@ -116,7 +130,7 @@ def test_find_due_reads_the_deadline_as_said(text, due):
 
 def test_names_are_mapped_to_the_speaker_labels_they_address():
     segments = [
-        Segment(id=0, start=0, end=2, text="Thanks, Carol. Can you draft the agenda?", speaker="SPEAKER_00"),
+        Segment(id=0, start=0, end=2, text="Thanks. Can you draft the agenda, Carol?", speaker="SPEAKER_00"),
         Segment(id=1, start=2, end=4, text="Sure, I will draft it by Monday.", speaker="SPEAKER_02"),
         Segment(id=2, start=4, end=6, text="Hi, this is Dan from sales.", speaker="SPEAKER_01"),
     ]

@@ -75,6 +75,13 @@ _COMMITMENT = re.compile(
     r"(?:also\s+|then\s+|definitely\s+|just\s+|personally\s+)?(?P<task>.+)",
     re.IGNORECASE,
 )
+# ASR often drops the "'ll" of "I'll": "I write the offer by Friday" is a commitment when it has a deadline.
+_DATED_PRESENT = re.compile(
+    r"(?:^|[,;:]\s*|\b(?:and|so|then|yes|yeah|okay|ok|sure|fine|good|right)\W+)I\s+"
+    r"(?!(?:am|was|have|had|think|thought|heard|hear|like|liked|love|know|knew|said|say|feel|felt|guess|hope|"
+    r"mean|see|saw|wish|want|would|could|should|did|do|don't|can't|need|must|might)\b)(?P<task>[a-z]+\b.+)",
+    re.IGNORECASE,
+)
 _REQUEST = re.compile(
     r"(?:\b(?:can|could|would|will)\s+you|\bI\s+(?:need|want|would\s+like|'d\s+like)\s+you\s+to"
     r"|(?:^|[,;:]\s*)please)\s+(?:please\s+)?(?:also\s+)?(?P<task>.+)",
@@ -87,10 +94,13 @@ _DECISION = re.compile(
 )
 # A task must be something to do: "I'll be on holiday", "can you hear me" are not tasks.
 _NOT_A_TASK = re.compile(
-    r"^(?:not|never|be\s+(?!\w+ing\b)|have\s+to\s+think|hear|see|believe|imagine|remember|recall|guess|think"
+    r"^(?:(?:\w+\s+)?not\b|never|be\s+(?!\w+ing\b)|have\s+to\s+think|hear|see|believe|imagine|remember|recall|guess|think"
     r"|try|repeat|like\b(?!\s+to))",
     re.IGNORECASE,
 )
+# What the deadline leaves behind: "order the posters by Tuesday" → "order the posters by"; ASR also
+# hears "by" as "my" or "at" ("send it my Monday").
+_DANGLING = re.compile(r"\s+(?:by|my|at|on|before|until|for|to|the)(?=[\s.?!,]*$)", re.IGNORECASE)
 _DECLINE = re.compile(r"^\W*(?:no\b|nope|sorry|unfortunately|I\s+can(?:'t|not)|I\s+won't|not\s+me)", re.IGNORECASE)
 _PRONOUN_TASK = re.compile(r"^(?:\w+\s+){1,3}(?:it|that|this|them|those)$", re.IGNORECASE)
 _NAME = r"([A-Z][a-z]+)"
@@ -141,9 +151,11 @@ def speaker_names(sentences: list[SpeakerSentence]) -> dict[str, str]:
     for index, sentence in enumerate(sentences):
         for name in _SELF_NAME.findall(sentence.text):
             _vote(votes, name, sentence.speaker)
+        # Only a name at the end of a turn is a clue to who speaks next: "Thanks, Emma. Mark, could you …"
+        ends_turn = index + 1 == len(sentences) or sentences[index + 1].turn != sentence.turn
         addressed = _addressed_name(sentence.text)
         listener = _next_speaker(sentences, index)
-        if addressed and listener:
+        if ends_turn and addressed and listener:
             _vote(votes, addressed, listener)
     return {name: max(labels, key=labels.__getitem__) for name, labels in votes.items()}
 
@@ -176,6 +188,9 @@ def extract_decisions(sentences: list[SpeakerSentence]) -> list[Decision]:
 
 def _commitment(sentence: SpeakerSentence) -> ActionItem | None:
     match = _COMMITMENT.search(sentence.text)
+    if match is None:
+        match = _DATED_PRESENT.search(sentence.text)
+        match = match if match and find_due(match.group("task")) else None
     if match is None or _NOT_A_TASK.match(match.group("task")) or sentence.speaker is None:
         return None
     return _item(sentence.speaker, match.group("task"), sentence)
@@ -199,7 +214,7 @@ def _request(sentences: list[SpeakerSentence], index: int, names: dict[str, str]
 
 def _item(owner: str | None, task_words: str, sentence: SpeakerSentence) -> ActionItem | None:
     due = find_due(task_words)
-    task = _clean_clause(_DUE.sub("", task_words) if due else task_words)
+    task = _clean_clause(_DANGLING.sub("", _DUE.sub("", task_words)) if due else task_words)
     if len(task.split()) < 2 and not _PRONOUN_TASK.match(task):
         return None
     return ActionItem(owner=owner, task=task, due=due, source=sentence.span())
@@ -213,7 +228,12 @@ def _answered_request(
         asked, request = items[index]
         if asked.turn < sentence.turn - 1:
             return None
-        if asked.turn == sentence.turn - 1 and request.owner == item.owner and asked.speaker != item.owner:
+        if (
+            asked.turn == sentence.turn - 1
+            and request.owner == item.owner
+            and asked.speaker != item.owner
+            and (_PRONOUN_TASK.match(item.task) or _shared_words(request.task, item.task))
+        ):
             return index
     return None
 
@@ -222,6 +242,11 @@ def _merged(request: ActionItem, commitment: ActionItem) -> ActionItem:
     """The request's wording unless the answer names the task itself; the deadline from either."""
     base = request if _PRONOUN_TASK.match(commitment.task) else commitment
     return ActionItem(owner=commitment.owner, task=base.task, due=commitment.due or request.due, source=base.source)
+
+
+def _shared_words(task: str, other: str) -> bool:
+    content = lambda text: set(re.findall(r"[a-z]{4,}", text.lower()))  # noqa: E731
+    return bool(content(task) & content(other))
 
 
 def _same_task(item: ActionItem, other: ActionItem) -> bool:

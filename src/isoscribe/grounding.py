@@ -2,8 +2,8 @@
 
 ``ground_summary`` runs in the parent on text only (no model), after the summary stage and for any
 backend. Every summary sentence is checked against the transcript: its names, numbers and content
-words must occur there, compared after normalisation (case, inflection, number words vs digits);
-a sentence that fails is dropped and counted. Action items and decisions are taken from the
+words must occur there, within a few consecutive sentences (``Evidence``), compared after
+normalisation (case, inflection, number words vs digits); a sentence that fails is dropped and counted. Action items and decisions are taken from the
 transcript's speaker turns (``isoscribe.action_items``), each with the span it comes from, so they
 come back even when the model failed; the model's own action-item lines are used only to phrase an
 item whose every content word its source turn contains.
@@ -14,12 +14,20 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, replace
 
-from isoscribe.action_items import extract_action_items, extract_decisions, speaker_sentences, split_sentences
+from isoscribe.action_items import (
+    extract_action_items,
+    extract_decisions,
+    speaker_names,
+    speaker_sentences,
+    split_sentences,
+)
 from isoscribe.transcript import ActionItem, Segment, Summary, Transcript
 
 __all__ = [
     "ground_summary",
+    "Evidence",
     "Vocabulary",
+    "is_supported",
     "unsupported_terms",
     "split_sentences",
     "normalize_word",
@@ -30,9 +38,8 @@ __all__ = [
 _CONVERSATION_WORDS = frozenset(
     """
     conversation discussion discuss talk speak speaker participant meeting call dialogue chat exchange
-    mention say tell ask answer reply respond agree decide suggest propose explain describe confirm note
-    state express share review update plan topic point also then both each other person people
-    summary summarize briefly overall first later finally
+    mention say tell ask answer reply respond agree decide suggest propose explain describe confirm
+    express topic also then both each other person people summary summarize briefly overall
     """.split()
 )
 
@@ -52,6 +59,9 @@ STOPWORDS = frozenset(
     s t ll re ve d m don didn doesn isn aren wasn weren won wouldn can't cannot couldn shouldn
     """.split()
 )
+
+WINDOW_SENTENCES = 5
+"""About two turns either side: enough for "Alice asks Bob to …", too few to join distant remarks."""
 
 _NUMBER_WORDS = {
     word: value
@@ -75,12 +85,13 @@ _IRREGULAR = {
     "saw": "see", "seen": "see", "came": "come", "became": "become", "felt": "feel", "heard": "hear",
     "children": "child", "people": "person", "men": "man", "women": "woman",
 }
+_QUOTATION = re.compile(r"[\"“”]")
 _TOKEN = re.compile(r"[A-Za-z]+(?:_\d+)?|\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?")
 
 
 @dataclass(frozen=True)
 class Vocabulary:
-    """What a transcript says, normalised: word stems and the numbers it mentions."""
+    """What a stretch of transcript says, normalised: word stems and the numbers it mentions."""
 
     stems: frozenset[str]
     numbers: frozenset[str]
@@ -91,12 +102,31 @@ class Vocabulary:
         return cls(frozenset(stems), frozenset(numbers))
 
 
+@dataclass(frozen=True)
+class Evidence:
+    """A transcript as overlapping windows of ``WINDOW_SENTENCES`` sentences, each with its speakers' names.
+
+    A summary sentence must be supported by one window, not by words scattered over the meeting:
+    "Bob plans to fly next week" fails when Bob spoke at the start and someone's sister flies at the end.
+    """
+
+    windows: tuple[Vocabulary, ...]
+
+    @classmethod
+    def of(cls, transcript: Transcript) -> Evidence:
+        sentences = speaker_sentences(transcript)
+        names_of = _names_by_speaker(sentences)
+        texts = [" ".join([s.text, s.speaker or "", *names_of.get(s.speaker, [])]) for s in sentences]
+        starts = range(max(1, len(texts) - WINDOW_SENTENCES + 1))
+        return cls(tuple(Vocabulary.of(" ".join(texts[i : i + WINDOW_SENTENCES])) for i in starts))
+
+
 def ground_summary(summary: Summary | None, transcript: Transcript) -> Summary:
     """The summary to print and store: supported sentences only, action items and decisions with sources."""
     summary = summary if summary is not None else Summary(summary="", chunks=0)
-    vocabulary = Vocabulary.of(_transcript_words(transcript))
+    evidence = Evidence.of(transcript)
     sentences = split_sentences(summary.summary)
-    kept = [sentence for sentence in sentences if not unsupported_terms(sentence, vocabulary)]
+    kept = [sentence for sentence in sentences if is_supported(sentence, evidence)]
     sentences_of_turns = speaker_sentences(transcript)
     items = [_phrased(item, summary.model_action_items) for item in extract_action_items(sentences_of_turns)]
     return replace(
@@ -111,12 +141,19 @@ def ground_summary(summary: Summary | None, transcript: Transcript) -> Summary:
     )
 
 
-def unsupported_terms(sentence: str, vocabulary: Vocabulary) -> list[str]:
-    """The names, numbers and content words of ``sentence`` that the vocabulary lacks."""
+def is_supported(sentence: str, evidence: Evidence) -> bool:
+    """A quotation fails too: it passes for the speaker's words, and who said them is not checked."""
+    return not _QUOTATION.search(sentence) and not unsupported_terms(sentence, evidence)
+
+
+def unsupported_terms(sentence: str, evidence: Evidence) -> list[str]:
+    """The names, numbers and content words of ``sentence`` that no single window of the transcript has."""
     stems, numbers = _normalized_terms(sentence)
-    missing = [number for number in numbers if number not in vocabulary.numbers]
-    missing += [stem for stem in stems if stem not in vocabulary.stems and stem not in _CONVERSATION_STEMS]
-    return missing
+    stems = [stem for stem in stems if stem not in _CONVERSATION_STEMS]
+    missing = [numbers + stems]
+    for window in evidence.windows:
+        missing.append([n for n in numbers if n not in window.numbers] + [s for s in stems if s not in window.stems])
+    return min(missing, key=len)
 
 
 def normalize_word(word: str) -> str:
@@ -170,8 +207,11 @@ def _phrased(item: ActionItem, model_items: list[str]) -> ActionItem:
     return item
 
 
-def _transcript_words(transcript: Transcript) -> str:
-    return " ".join([transcript.text, *transcript.speakers])
+def _names_by_speaker(sentences) -> dict[str | None, list[str]]:
+    names: dict[str | None, list[str]] = {}
+    for name, label in speaker_names(sentences).items():
+        names.setdefault(label, []).append(name)
+    return names
 
 
 def _normalized_terms(text: str) -> tuple[list[str], list[str]]:

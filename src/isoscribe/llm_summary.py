@@ -248,14 +248,15 @@ _LEADING_LABEL = re.compile(
 )
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_ECHOED_LINE = re.compile(r"(?<!\S)\w[\w.'-]*(?: [\w.'-]+){0,2} said: [\"“][^\"”\n]*[\"”]?")
+_ECHOED_LINE = re.compile(r"(?<!\S)\w[\w.'-]*(?: [\w.'-]+){0,2}(?: said)?: [\"“][^\"”\n]*[\"”]?")
 _LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,7}?)(?:\W+\1\b){2,}", re.IGNORECASE)
 
 
 def clean_summary(text: str) -> str:
     """A small model's summary made usable: no label, no repeated sentences or loops, no cut-off tail."""
     text = _LEADING_LABEL.sub("", text.strip())
-    # 'Diane said: "…"' is the prompt's transcript format: lines the model copied instead of summarizing.
+    # 'Diane said: "…"' is the prompt's transcript format (and 'Diane: "…"' the raw one): lines the model
+    # copied instead of summarizing.
     text = _ECHOED_LINE.sub("", text) if _normalized(_ECHOED_LINE.sub("", text)) else text
     sentences: list[str] = []
     seen: set[str] = set()
