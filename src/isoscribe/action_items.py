@@ -116,7 +116,8 @@ _VOCATIVE_END = re.compile(rf",\s*{_NAME}[.?!]*$")
 _SELF_NAME = re.compile(rf"\b(?:I'm|I\s+am|this\s+is|my\s+name\s+is)\s+{_NAME}\b")
 
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])[\"”']?\s+(?=[\"“'(]?[A-Z0-9])")
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”']))\s+(?=[\"“'(]?[A-Z0-9])")
+"""After . ! or ? (and a closing quote, which stays with its sentence), before a capital or digit."""
 
 
 def split_sentences(text: str) -> list[str]:

@@ -86,6 +86,7 @@ _IRREGULAR = {
     "children": "child", "people": "person", "men": "man", "women": "woman",
 }
 _QUOTATION = re.compile(r"[\"“”]")
+_PRONOUN_SUBJECT = re.compile(r"^\W*(?:(?:also|then|and|but|so|later),?\s+)?(?:he|she|they)\b", re.IGNORECASE)
 _TOKEN = re.compile(r"[A-Za-z]+(?:_\d+)?|\d[\d,]*(?:\.\d+)?(?:st|nd|rd|th)?")
 
 
@@ -142,8 +143,12 @@ def ground_summary(summary: Summary | None, transcript: Transcript) -> Summary:
 
 
 def is_supported(sentence: str, evidence: Evidence) -> bool:
-    """A quotation fails too: it passes for the speaker's words, and who said them is not checked."""
-    return not _QUOTATION.search(sentence) and not unsupported_terms(sentence, evidence)
+    """Every term in one stretch of the transcript, and nothing whose attribution cannot be checked:
+    no quotation (it passes for someone's words) and no he/she/they subject (SmolLM2 uses them to pin
+    one speaker's plan on another: "they will be flying next week" when a sister flies)."""
+    if _QUOTATION.search(sentence) or _PRONOUN_SUBJECT.match(sentence):
+        return False
+    return not unsupported_terms(sentence, evidence)
 
 
 def unsupported_terms(sentence: str, evidence: Evidence) -> list[str]:
