@@ -57,6 +57,7 @@ def test_clean_summary_drops_label_repeats_loops_and_a_cut_off_tail():
 def test_clean_summary_drops_transcript_lines_the_model_copied_unless_nothing_else_is_left():
     raw = 'Diane said: "Hello? I did not know." Sheila said: "Oh." They are both from Chicago.'
     assert clean_summary(raw) == "They are both from Chicago."
+    assert clean_summary('Sheila: "I am from Texas." They are both from Chicago.') == "They are both from Chicago."
     assert clean_summary('Diane said: "Hello."') == 'Diane said: "Hello."'
 
 
