@@ -57,6 +57,7 @@ def test_clean_summary_drops_label_repeats_loops_and_a_cut_off_tail():
 def test_clean_summary_drops_transcript_lines_the_model_copied_unless_nothing_else_is_left():
     raw = 'Diane said: "Hello? I did not know." Sheila said: "Oh." They are both from Chicago.'
     assert clean_summary(raw) == "They are both from Chicago."
+    assert clean_summary('Sheila: "I am from Texas." They are both from Chicago.') == "They are both from Chicago."
     assert clean_summary('Diane said: "Hello."') == 'Diane said: "Hello."'
 
 
@@ -98,7 +99,7 @@ def test_smollm2_summarizes_a_real_diarized_dialogue(small_context_backend, shar
     assert summary.chunks == 1
     assert summary.model.endswith(".gguf")
     assert summary.prompt_tokens > 100 and 0 < summary.completion_tokens <= 2 * settings.max_tokens
-    assert len(summary.summary) <= 1500 and len(summary.action_items) <= 10
+    assert len(summary.summary) <= 1500 and len(summary.model_action_items) <= 10
 
 
 @pytest.mark.slow
@@ -135,6 +136,6 @@ def test_smollm2_finds_the_demo_dialogues_action_items_and_none_in_a_speech(demo
     turns = json.loads(dialogue_script_path(demo_dialogue).read_text())["turns"]
     labels = {speaker: f"SPEAKER_{index:02d}" for index, speaker in enumerate(dict.fromkeys(t["speaker"] for t in turns))}
     meeting = "\n".join(f"{labels[t['speaker']]}: {t['text']}" for t in turns)
-    items = summarizer.summarize(meeting).action_items
+    items = summarizer.summarize(meeting).model_action_items
     assert any("login" in item.lower() for item in items), items
-    assert summarizer.summarize((shared_data / "jfk" / "jfk.txt").read_text()).action_items == []
+    assert summarizer.summarize((shared_data / "jfk" / "jfk.txt").read_text()).model_action_items == []

@@ -6,6 +6,7 @@ import csv
 import html
 import io
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -23,7 +24,10 @@ from isoscribe.outputs import (
     to_vtt,
     write_outputs,
 )
-from isoscribe.transcript import Segment, SpeakerTurn, Summary, Transcript, Word
+from isoscribe.transcript import ActionItem, Decision, Segment, SourceSpan, SpeakerTurn, Summary, Transcript, Word
+
+_SOURCE = SourceSpan(start=24.3, end=27.0, speaker="SPEAKER_01", quote="I will send the budget draft to finance by Tuesday.")
+_ITEM = ActionItem(owner="SPEAKER_01", task="Send the budget draft to finance", due="by Tuesday", source=_SOURCE)
 
 
 def _transcript(diarized: bool) -> Transcript:
@@ -55,10 +59,19 @@ def test_json_round_trips_to_the_same_transcript(diarized: bool) -> None:
     assert Transcript.from_dict(data) == transcript
 
 
-def test_json_carries_the_summary() -> None:
-    summary = Summary("We met.", ["Bob fixes the bug"], model="smollm2")
+def test_json_carries_the_summary_with_structured_action_items() -> None:
+    summary = Summary("We met.", [_ITEM], model="smollm2", sentences_checked=3, sentences_dropped=2)
     data = json.loads(to_json(_transcript(True), summary))
-    assert data["summary"]["action_items"] == ["Bob fixes the bug"]
+    assert data["summary"]["action_items"] == [
+        {
+            "owner": "SPEAKER_01",
+            "task": "Send the budget draft to finance",
+            "due": "by Tuesday",
+            "source": {"start": 24.3, "end": 27.0, "speaker": "SPEAKER_01", "quote": _SOURCE.quote},
+        }
+    ]
+    assert data["summary"]["sentences_dropped"] == 2
+    assert Summary.from_dict(data["summary"]) == summary
 
 
 @pytest.mark.parametrize("diarized", [True, False])
@@ -105,15 +118,21 @@ def test_txt_labels_speakers_only_when_diarized() -> None:
     assert to_txt(_transcript(False)).splitlines()[0].startswith("Hello")
 
 
-def test_summary_markdown_lists_action_items_or_the_warning() -> None:
-    text = to_summary_md(Summary("We planned the release.", ["Bob fixes the login bug"]))
-    assert "We planned the release." in text and "- Bob fixes the login bug" in text
+def test_summary_markdown_lists_action_items_decisions_dropped_sentences_or_the_warning() -> None:
+    decision = Decision(text="We agreed to ship on Friday", source=replace(_SOURCE, start=3725.0))
+    summary = Summary("We planned the release.", [_ITEM], [decision], sentences_checked=3, sentences_dropped=1)
+    text = to_summary_md(summary)
+    assert "We planned the release." in text and "1 of 3 summary sentences were dropped" in text
+    assert "## Action items\n\n- [SPEAKER_01, by Tuesday] Send the budget draft to finance (00:24)\n" in text
+    assert "## Decisions\n\n- We agreed to ship on Friday (1:02:05)\n" in text
+    unowned = replace(_ITEM, owner=None, due=None)
+    assert "- [unassigned] Send the budget draft" in to_summary_md(Summary("", [unowned]))
     assert "LLM crashed" in to_summary_md(Summary.empty("LLM crashed"))
 
 
 def test_write_outputs_writes_every_format_atomically(tmp_path: Path) -> None:
     transcript = _transcript(True)
-    summary = Summary("We met.", ["Bob fixes the bug"])
+    summary = Summary("We met.", [_ITEM])
     formats = ["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
     written = write_outputs(transcript, summary, tmp_path, "meeting", formats)
     assert sorted(written) == sorted(formats)

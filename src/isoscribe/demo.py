@@ -36,8 +36,12 @@ DIALOGUE_SCRIPT: tuple[tuple[str, str], ...] = (
 _PAUSE_S = 0.7
 
 
-def make_dialogue(path: str | Path) -> Path:
-    """Render ``DIALOGUE_SCRIPT`` to a 16 kHz mono WAV at ``path``; the script goes next to it as json."""
+def make_dialogue(
+    path: str | Path,
+    script: tuple[tuple[str, str], ...] = DIALOGUE_SCRIPT,
+    voices: dict[str, tuple[str, int, int]] = VOICES,
+) -> Path:
+    """Render ``script`` with ``voices`` to a 16 kHz mono WAV at ``path``; the script goes next to it as json."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
     path = Path(path)
@@ -47,8 +51,8 @@ def make_dialogue(path: str | Path) -> Path:
     turns: list[dict] = []
     position_s = _PAUSE_S
     with tempfile.TemporaryDirectory(prefix="isoscribe-dialogue-") as temp:
-        for index, (speaker, text) in enumerate(DIALOGUE_SCRIPT):
-            voice, pitch, speed = VOICES[speaker]
+        for index, (speaker, text) in enumerate(script):
+            voice, pitch, speed = voices[speaker]
             turn_wav = Path(temp) / f"turn{index}.wav"
             subprocess.run(
                 ["espeak-ng", "-v", voice, "-p", str(pitch), "-s", str(speed), "-w", str(turn_wav), text],

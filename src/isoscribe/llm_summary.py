@@ -6,6 +6,9 @@ each chunk is summarized (map), then the chunk summaries are summarized together
 recursively until one remains. Action items come from a separate call per chunk, parsed as a
 bulleted list: small models follow one instruction per prompt far better than two.
 
+Nothing here is checked against the transcript: the parent's ``isoscribe.grounding.ground_summary``
+drops unsupported sentences and keeps the model's action items only where a transcript turn backs them.
+
 Labelled lines reach the model as reported speech (``Diane said: "…"``): given ``Diane: …`` lines,
 a small model such as SmolLM2-135M continues the dialogue instead of summarizing it.
 """
@@ -32,6 +35,7 @@ __all__ = [
     "ACTION_ITEMS_PROMPT",
     "pack_lines",
     "reported_speech",
+    "speaker_label",
     "clean_summary",
     "parse_action_items",
 ]
@@ -107,7 +111,7 @@ class Summarizer:
         ]
         partials = [clean_summary(self._ask(self.templates.summary, "{transcript}", chunk)) for chunk in chunks]
         summary = partials[0] if len(partials) == 1 else self._reduce(partials)
-        action_items = _merge_items(
+        model_action_items = _merge_items(
             parse_action_items(self._ask(self.templates.action_items, "{transcript}", chunk, ACTION_ITEMS_MAX_TOKENS))
             for chunk in chunks
         )
@@ -123,7 +127,7 @@ class Summarizer:
         )
         return Summary(
             summary=summary,
-            action_items=action_items,
+            model_action_items=model_action_items,
             model=self.backend.model_name,
             prompt_tokens=self._prompt_tokens,
             completion_tokens=self._completion_tokens,
@@ -200,12 +204,18 @@ _SPEAKER_LABEL = re.compile(r"^(\w[\w.'-]*(?: [\w.'-]+){0,2}):\s+")
 """A "SPEAKER_00: " or "Diane Smith: " prefix: at most three words before the colon."""
 
 
-def reported_speech(line: str) -> str:
-    """``Diane: Hello?`` becomes ``Diane said: "Hello?"``; a line without a speaker label is kept."""
+def speaker_label(line: str) -> tuple[str | None, str]:
+    """(speaker, words) of a ``Diane: Hello?`` line; (None, line) for a line without a label."""
     label = _SPEAKER_LABEL.match(line)
     if not label:
-        return line
-    return f'{label.group(1)} said: "{line[label.end() :].strip()}"'
+        return None, line
+    return label.group(1), line[label.end() :].strip()
+
+
+def reported_speech(line: str) -> str:
+    """``Diane: Hello?`` becomes ``Diane said: "Hello?"``; a line without a speaker label is kept."""
+    speaker, words = speaker_label(line)
+    return f'{speaker} said: "{words}"' if speaker else line
 
 
 def _split_long_line(line: str, budget_tokens: int, count_tokens: Callable[[str], int]) -> Iterator[str]:
@@ -238,14 +248,15 @@ _LEADING_LABEL = re.compile(
 )
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
-_ECHOED_LINE = re.compile(r"(?<!\S)\w[\w.'-]*(?: [\w.'-]+){0,2} said: [\"“][^\"”\n]*[\"”]?")
+_ECHOED_LINE = re.compile(r"(?<!\S)\w[\w.'-]*(?: [\w.'-]+){0,2}(?: said)?: [\"“][^\"”\n]*[\"”]?")
 _LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,7}?)(?:\W+\1\b){2,}", re.IGNORECASE)
 
 
 def clean_summary(text: str) -> str:
     """A small model's summary made usable: no label, no repeated sentences or loops, no cut-off tail."""
     text = _LEADING_LABEL.sub("", text.strip())
-    # 'Diane said: "…"' is the prompt's transcript format: lines the model copied instead of summarizing.
+    # 'Diane said: "…"' is the prompt's transcript format (and 'Diane: "…"' the raw one): lines the model
+    # copied instead of summarizing.
     text = _ECHOED_LINE.sub("", text) if _normalized(_ECHOED_LINE.sub("", text)) else text
     sentences: list[str] = []
     seen: set[str] = set()

@@ -10,12 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import asdict
 from pathlib import Path
 from typing import Iterable
 
 from isoscribe.files import write_atomic
-from isoscribe.transcript import Segment, Summary, Transcript
+from isoscribe.transcript import ActionItem, Segment, Summary, Transcript
 
 __all__ = [
     "FORMATS",
@@ -37,7 +36,7 @@ FORMATS = ("json", "txt", "srt", "vtt", "tsv", "rttm", "summary")
 def to_json(transcript: Transcript, summary: Summary | None = None) -> str:
     data = transcript.to_dict()
     if summary is not None:
-        data["summary"] = asdict(summary)
+        data["summary"] = summary.to_dict()
     return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -92,15 +91,38 @@ def to_rttm(transcript: Transcript) -> str:
 
 
 def to_summary_md(summary: Summary, title: str = "Summary") -> str:
+    """The summary, how many of its sentences the grounding check dropped, action items and decisions.
+
+    Each item reads ``- [OWNER, DUE] Task (MM:SS)``, the time being where its source turn starts.
+    """
     parts = [f"# {title}\n"]
     if summary.warning:
         parts.append(f"> Summary unavailable: {summary.warning}\n")
     if summary.summary.strip():
         parts.append(summary.summary.strip() + "\n")
+    if summary.sentences_dropped:
+        parts.append(
+            f"_{summary.sentences_dropped} of {summary.sentences_checked} summary sentences were dropped: "
+            "the transcript does not support them._\n"
+        )
     if summary.action_items:
         parts.append("## Action items\n")
-        parts.append("".join(f"- {item.strip()}\n" for item in summary.action_items))
+        parts.append("".join(_action_item_line(item) for item in summary.action_items))
+    if summary.decisions:
+        parts.append("## Decisions\n")
+        parts.append("".join(f"- {d.text} ({_minutes(d.source.start)})\n" for d in summary.decisions))
     return "\n".join(parts)
+
+
+def _action_item_line(item: ActionItem) -> str:
+    who = ", ".join(part for part in (item.owner or "unassigned", item.due) if part)
+    return f"- [{who}] {item.task} ({_minutes(item.source.start)})\n"
+
+
+def _minutes(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def format_transcript(transcript: Transcript, fmt: str, summary: Summary | None = None) -> str:
