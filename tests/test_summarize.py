@@ -14,7 +14,7 @@ import pytest
 from isoscribe.config import Settings, load_settings
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.pipeline import FilePipeline, Policy, StageFinished, stage_specs, summary_text
-from isoscribe.pipeline.commands import read_transcript_text
+from isoscribe.pipeline.commands import read_transcript
 from isoscribe.transcript import Segment, Summary, Transcript
 from summary_fixtures import stm_dialogue_transcript
 
@@ -26,7 +26,7 @@ def _settings(llm: dict | None = None, **isolation) -> Settings:
     return load_settings(overrides={"llm": {**SMALL_LLM, **(llm or {})}, "isolation": isolation})
 
 
-def _summarize(settings: Settings, transcript: Transcript | str, listener=None) -> Summary:
+def _summarize(settings: Settings, transcript: Transcript, listener=None) -> Summary:
     """The pipeline's summary step, a fresh worker for the task."""
     executor = PerTaskExecutor(stage_specs(settings))
     try:
@@ -61,7 +61,8 @@ def test_an_empty_transcript_starts_no_worker():
         def submit(self, *args):
             raise AssertionError("no task should be submitted")
 
-    summary = FilePipeline(Refuses(), Policy(summarize=True)).summarize("\n  \n")
+    empty = Transcript([Segment(0, 0.0, 1.0, "  ")], "en", 1.0, 1.0, "m")
+    summary = FilePipeline(Refuses(), Policy(summarize=True)).summarize(empty)
     assert summary.summary == "" and "empty transcript" in summary.warning
 
 
@@ -69,7 +70,8 @@ def test_an_empty_transcript_starts_no_worker():
 def test_an_isolated_summary_comes_back_with_the_workers_stats(shared_data):
     events = []
     summary = _summarize(_settings(), stm_dialogue_transcript(shared_data), events.append)
-    assert summary.summary.strip() and summary.warning is None
+    assert summary.warning is None and summary.grounded and summary.sentences_checked >= 1
+    assert summary.completion_tokens > 0
     finished = [event for event in events if isinstance(event, StageFinished) and event.stage == "summary"]
     assert len(finished) == 1 and finished[0].error is None and finished[0].peak_rss_mb > 50
 
@@ -122,16 +124,16 @@ def test_a_summary_worker_past_its_memory_cap_gives_an_empty_summary(shared_data
     _assert_empty_with_logged_cause(summary, caplog, "StageOutOfMemory")
 
 
-def test_read_transcript_text_reads_json_transcripts_and_plain_text(shared_data, tmp_path):
+def test_read_transcript_reads_json_transcripts_and_plain_text(shared_data, tmp_path):
     json_path = tmp_path / "dialogue.json"
     transcript = stm_dialogue_transcript(shared_data)
     json_path.write_text(json.dumps(transcript.to_dict()))
-    assert read_transcript_text(json_path) == summary_text(transcript)
+    assert summary_text(read_transcript(json_path)) == summary_text(transcript)
     jfk = shared_data / "jfk" / "jfk.txt"
-    assert read_transcript_text(jfk) == jfk.read_text()
+    assert summary_text(read_transcript(jfk)) == jfk.read_text().strip()
     (tmp_path / "bad.json").write_text('{"text": "no segments"}')
     with pytest.raises(ValueError, match="not an isoscribe JSON transcript"):
-        read_transcript_text(tmp_path / "bad.json")
+        read_transcript(tmp_path / "bad.json")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:
@@ -142,6 +144,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def _summary_section(markdown: str) -> str:
+    """What the model wrote and the grounding check kept, or its note of what it dropped."""
     assert markdown.startswith("# Summary\n") and "Summary unavailable" not in markdown
     return markdown.removeprefix("# Summary\n").split("## Action items")[0].strip()
 

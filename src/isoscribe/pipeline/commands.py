@@ -11,16 +11,17 @@ from pathlib import Path
 from isoscribe.config import Settings
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.files import write_atomic
+from isoscribe.grounding import transcript_from_text
 from isoscribe.isolation import install_termination_handler
 from isoscribe.logs import log_event
 from isoscribe.models import ModelNotFound, resolve_model
 from isoscribe.outputs import format_transcript, to_summary_md
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, batch_policy
 from isoscribe.pipeline.sequence import FilePipeline
-from isoscribe.pipeline.stages import speech_request, stage_specs, summary_text
+from isoscribe.pipeline.stages import speech_request, stage_specs
 from isoscribe.transcript import Summary, Transcript
 
-__all__ = ["transcribe_command", "summarize_command", "read_transcript_text"]
+__all__ = ["transcribe_command", "summarize_command", "read_transcript"]
 
 _logger = logging.getLogger("isoscribe.pipeline")
 
@@ -68,26 +69,26 @@ def _input_fault(path: Path, error: PipelineError) -> str:
     return f"{path}: {reason}"
 
 
-def read_transcript_text(path: Path) -> str:
-    """An isoscribe JSON transcript as ``summary_text``, or a plain text file as it is."""
+def read_transcript(path: Path) -> Transcript:
+    """An isoscribe JSON transcript, or a plain text file (a ``Name: text`` line keeps its speaker)."""
     raw = path.read_text(encoding="utf-8")
     if path.suffix.lower() != ".json" and not raw.lstrip().startswith("{"):
-        return raw
+        return transcript_from_text(raw)
     try:
-        return summary_text(Transcript.from_dict(json.loads(raw)))
+        return Transcript.from_dict(json.loads(raw))
     except (json.JSONDecodeError, KeyError, TypeError) as exc:
         raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
 
 
 def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
     try:
-        text = read_transcript_text(args.transcript)
+        transcript = read_transcript(args.transcript)
     except (OSError, ValueError) as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
     executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
     try:
-        summary = FilePipeline(executor, Policy(summarize=True)).summarize(text)
+        summary = FilePipeline(executor, Policy(summarize=True)).summarize(transcript)
     finally:
         executor.shutdown()
     if summary.warning and not summary.summary:

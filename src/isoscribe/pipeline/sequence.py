@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from isoscribe.executors import StageExecutor
+from isoscribe.grounding import ground_summary
 from isoscribe.isolation import IsolationError, TaskResult
 from isoscribe.logs import log_event
 from isoscribe.pipeline.events import (
@@ -164,11 +165,16 @@ class FilePipeline:
         self._emit(FileDone(transcript.duration_s, tuple(outputs)))
         return FileResult(transcript, summary, outputs)
 
-    def summarize(self, transcript: Transcript | str) -> Summary:
-        """The summary stage on a transcript (or its text); never raises but for cancellation."""
-        text = transcript if isinstance(transcript, str) else summary_text(transcript)
+    def summarize(self, transcript: Transcript) -> Summary:
+        """The summary stage, then its check against the transcript in the parent (``ground_summary``):
+        unsupported sentences dropped, action items and decisions with their sources. Never raises but
+        for cancellation: a failed stage leaves an empty summary with a warning (and the action items)."""
+        text = summary_text(transcript)
         if not text.strip():
             return Summary.empty("empty transcript: nothing to summarize")
+        return ground_summary(self._summary_stage(text), transcript)
+
+    def _summary_stage(self, text: str) -> Summary:
         try:
             result = self._run_stage("summary", SummaryRequest(transcript_text=text), _ONCE)
         except PipelineError as error:

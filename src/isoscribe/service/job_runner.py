@@ -141,7 +141,7 @@ class JobRunner:
         try:
             result = await self.runner.run(pipeline, lambda: pipeline.run(request))
             timings["total_s"] = round(time.time() - job.created_at, 3)
-            summary = result.summary.__dict__ if result.summary is not None else None
+            summary = result.summary.to_dict() if result.summary is not None else None
             finished = await self._store(self.store.succeed, job.id, result.transcript.to_dict(), summary, timings)
         except PipelineError as error:
             api_error = pipeline_api_error(error, audio_path)
