@@ -28,7 +28,7 @@ class ScriptedExecutor:
             return future
         if stage == "summary":
             self.calls.append((stage, ""))
-            future.set_result(TaskResult(Summary(summary="A short talk."), stats))
+            future.set_result(TaskResult(Summary(summary="Hello there."), stats))
             return future
         name = Path(request.audio_path).name
         self.calls.append((stage, name))
@@ -73,7 +73,7 @@ def test_a_crash_is_retried_and_the_file_done_on_a_later_attempt(tmp_path: Path)
     [item] = report.files
     assert item.status == "done" and item.attempts == 2
     assert item.stages["speech"]["peak_rss_mb"] == 321.0
-    assert (tmp_path / "out" / "a" / "a.summary.md").read_text().count("A short talk.") == 1
+    assert (tmp_path / "out" / "a" / "a.summary.md").read_text().count("Hello there.") == 1, "the summary is written once"
 
 
 def test_timeouts_are_not_retried(tmp_path: Path) -> None:

@@ -37,7 +37,16 @@ from isoscribe.distributed import (
     visibility_timeout_s,
 )
 from isoscribe.isolation import StageTimeout, WorkerCrashed
-from isoscribe.transcript import Segment, SpeechRequest, Summary, SummaryRequest, Transcript, Word
+from isoscribe.transcript import (
+    ActionItem,
+    Segment,
+    SourceSpan,
+    SpeechRequest,
+    Summary,
+    SummaryRequest,
+    Transcript,
+    Word,
+)
 
 SHORT_CLIPS = [
     "librivox/sense_and_sensibility_01_austen_64kb-0880.wav",
@@ -59,7 +68,8 @@ def test_requests_and_results_round_trip_as_json() -> None:
         segments=[Segment(0, 0.0, 1.5, "hello there", words=[Word(0.0, 0.5, "hello", 0.9)])],
         language="en", language_probability=0.99, duration_s=1.5, model="tiny.en", source="x.wav",
     )
-    summary = Summary("short", action_items=["call Bob"], model="smollm2")
+    call_bob = ActionItem("SPEAKER_00", "call Bob", "by Friday", SourceSpan(0.0, 1.5, "SPEAKER_00", "I will call Bob by Friday"))
+    summary = Summary("short", action_items=[call_bob], model_action_items=["- call Bob"], model="smollm2")
     for value in (request, SummaryRequest("SPEAKER_00: hi"), summary, {"plain": [1, 2]}):
         decoded = decode_value(json.loads(json.dumps(encode_value(value))))
         assert decoded == value
