@@ -28,7 +28,10 @@ def _close_to_jfk(text: str) -> bool:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("service-api")
-    config = base_config(tmp_path / "data", max_upload_mb=2, max_duration_s=30, queue_size=1, asr_workers=1)
+    config = base_config(
+        tmp_path / "data", max_upload_mb=2, max_duration_s=30, queue_size=1, asr_workers=1,
+        webhook_allow_hosts=["127.0.0.1"],  # the job webhook test's receiver is on loopback
+    )
     config["llm"] = {"max_tokens": 16, "n_ctx": 1024}  # the summary only has to flow through the job
     running = ServerProcess(tmp_path, config).start()
     yield running

@@ -145,12 +145,18 @@ class ServiceSettings(_Section):
     executor: Literal["local", "celery"] = "local"
     drain_timeout_s: float = Field(30, ge=0)
     """On SIGTERM: how long open requests and running jobs may take before jobs go back to the queue."""
+    webhook_allow_hosts: list[str] = []
+    """Hosts (names or IPs) a job's webhook may reach although they resolve to a loopback, private or
+    link-local address; any other such host is refused (see isoscribe.webhooks)."""
 
 
 class NotifySettings(_Section):
     smtp_host: str | None = None
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_ca_file: Path | None = None
+    """PEM file of the CA(s) that sign the SMTP server's certificate, used instead of the system's
+    trust store (a private CA or a self-signed server). The certificate is always verified."""
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     sender: str = "isoscribe@localhost"
