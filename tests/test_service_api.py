@@ -79,7 +79,7 @@ def test_openai_client_verbose_json_with_words_and_segments(openai_client: OpenA
     assert _close_to_jfk(verbose.text)
     assert verbose.language == "english" and verbose.duration == pytest.approx(11.0, abs=0.1)
     assert verbose.segments and verbose.words
-    assert [w.word.strip().strip(",.").lower() for w in verbose.words] == JFK_WORDS or len(verbose.words) >= 20
+    assert words(" ".join(w.word for w in verbose.words)) == words(verbose.text), "the words spell the text"
     starts = [w.start for w in verbose.words]
     assert starts == sorted(starts) and all(w.end >= w.start for w in verbose.words)
     assert verbose.segments[0].start >= 0 and verbose.segments[-1].end <= 11.5
@@ -201,7 +201,7 @@ def test_job_with_diarization_and_summary(server: ServerProcess, jfk: Path) -> N
         summary = client.get(f"/v1/jobs/{status['id']}/result", params={"format": "summary"}).json()
     assert verbose["segments"] and all(s["speaker"].startswith("SPEAKER_") for s in verbose["segments"])
     assert verbose["words"] and all(w["speaker"].startswith("SPEAKER_") for w in verbose["words"])
-    assert summary["summary"] or summary["warning"]
+    assert summary["summary"].strip() and summary["warning"] is None, summary
     assert {"speech_s", "summary_s"} <= set(status["timings"])
 
 
@@ -213,12 +213,13 @@ def test_cancel_job(server: ServerProcess, jfk: Path) -> None:
             time.sleep(0.05)
         second = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)})
         assert second.status_code == 202, second.text
-        cancelled = client.delete(f"/v1/jobs/{second.json()['id']}").json()
-        assert cancelled["status"] in ("cancelled", "succeeded")  # succeeded: it finished before the DELETE
-        if cancelled["status"] == "cancelled":
-            assert wait_for_job(client, cancelled["id"])["status"] == "cancelled"
-            assert client.get(f"/v1/jobs/{cancelled['id']}/result").status_code == 409
+        # The second job waits behind the running first one, so the DELETE finds it queued (or, at the
+        # latest, just started): either way it is cancelled and never succeeds.
+        cancelled = client.delete(f"/v1/jobs/{second.json()['id']}")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
         assert wait_for_job(client, first)["status"] == "succeeded"
+        assert client.get(f"/v1/jobs/{second.json()['id']}").json()["status"] == "cancelled"
+        assert client.get(f"/v1/jobs/{second.json()['id']}/result").status_code == 409
 
 
 def test_metrics_expose_pool_queue_and_latency(server: ServerProcess, jfk: Path) -> None:
