@@ -174,6 +174,9 @@ class CelerySettings(_Section):
     """Seconds before Redis redelivers an unacknowledged task (a lost worker's); None: longest stage timeout + 5 min."""
     poll_interval_s: float = Field(0.25, gt=0)
     """How often the client looks for finished tasks and for a restarted Redis."""
+    heartbeat_timeout_s: float = Field(30, gt=0)
+    """A worker beats every quarter of this; a client re-dispatches the running tasks of a worker whose
+    heartbeat has been gone this long plus one beat (a dead machine), without waiting for visibility_timeout_s."""
 
 
 class Settings(BaseSettings):
