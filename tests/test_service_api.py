@@ -28,7 +28,10 @@ def _close_to_jfk(text: str) -> bool:
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("service-api")
-    config = base_config(tmp_path / "data", max_upload_mb=2, max_duration_s=30, queue_size=1, asr_workers=1)
+    config = base_config(
+        tmp_path / "data", max_upload_mb=2, max_duration_s=30, queue_size=1, asr_workers=1,
+        webhook_allow_hosts=["127.0.0.1"],  # the job webhook test's receiver is on loopback
+    )
     config["llm"] = {"max_tokens": 16, "n_ctx": 1024}  # the summary only has to flow through the job
     running = ServerProcess(tmp_path, config).start()
     yield running
@@ -76,7 +79,7 @@ def test_openai_client_verbose_json_with_words_and_segments(openai_client: OpenA
     assert _close_to_jfk(verbose.text)
     assert verbose.language == "english" and verbose.duration == pytest.approx(11.0, abs=0.1)
     assert verbose.segments and verbose.words
-    assert [w.word.strip().strip(",.").lower() for w in verbose.words] == JFK_WORDS or len(verbose.words) >= 20
+    assert words(" ".join(w.word for w in verbose.words)) == words(verbose.text), "the words spell the text"
     starts = [w.start for w in verbose.words]
     assert starts == sorted(starts) and all(w.end >= w.start for w in verbose.words)
     assert verbose.segments[0].start >= 0 and verbose.segments[-1].end <= 11.5
@@ -211,12 +214,13 @@ def test_cancel_job(server: ServerProcess, jfk: Path) -> None:
             time.sleep(0.05)
         second = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)})
         assert second.status_code == 202, second.text
-        cancelled = client.delete(f"/v1/jobs/{second.json()['id']}").json()
-        assert cancelled["status"] in ("cancelled", "succeeded")  # succeeded: it finished before the DELETE
-        if cancelled["status"] == "cancelled":
-            assert wait_for_job(client, cancelled["id"])["status"] == "cancelled"
-            assert client.get(f"/v1/jobs/{cancelled['id']}/result").status_code == 409
+        # The second job waits behind the running first one, so the DELETE finds it queued (or, at the
+        # latest, just started): either way it is cancelled and never succeeds.
+        cancelled = client.delete(f"/v1/jobs/{second.json()['id']}")
+        assert cancelled.status_code == 200 and cancelled.json()["status"] == "cancelled", cancelled.text
         assert wait_for_job(client, first)["status"] == "succeeded"
+        assert client.get(f"/v1/jobs/{second.json()['id']}").json()["status"] == "cancelled"
+        assert client.get(f"/v1/jobs/{second.json()['id']}/result").status_code == 409
 
 
 def test_metrics_expose_pool_queue_and_latency(server: ServerProcess, jfk: Path) -> None:

@@ -145,12 +145,18 @@ class ServiceSettings(_Section):
     executor: Literal["local", "celery"] = "local"
     drain_timeout_s: float = Field(30, ge=0)
     """On SIGTERM: how long open requests and running jobs may take before jobs go back to the queue."""
+    webhook_allow_hosts: list[str] = []
+    """Hosts (names or IPs) a job's webhook may reach although they resolve to a loopback, private or
+    link-local address; any other such host is refused (see isoscribe.webhooks)."""
 
 
 class NotifySettings(_Section):
     smtp_host: str | None = None
     smtp_port: int = Field(587, ge=1, le=65535)
     smtp_security: Literal["none", "starttls", "ssl"] = "starttls"
+    smtp_ca_file: Path | None = None
+    """PEM file of the CA(s) that sign the SMTP server's certificate, used instead of the system's
+    trust store (a private CA or a self-signed server). The certificate is always verified."""
     smtp_user: str | None = None
     smtp_password: SecretStr | None = None
     sender: str = "isoscribe@localhost"
@@ -168,6 +174,9 @@ class CelerySettings(_Section):
     """Seconds before Redis redelivers an unacknowledged task (a lost worker's); None: longest stage timeout + 5 min."""
     poll_interval_s: float = Field(0.25, gt=0)
     """How often the client looks for finished tasks and for a restarted Redis."""
+    heartbeat_timeout_s: float = Field(30, gt=0)
+    """A worker beats every quarter of this; a client re-dispatches the running tasks of a worker whose
+    heartbeat has been gone this long plus one beat (a dead machine), without waiting for visibility_timeout_s."""
 
 
 class Settings(BaseSettings):

@@ -8,8 +8,10 @@ carries small JSON only.
 
 Delivery, as tested in tests/test_distributed.py:
 - Tasks are acknowledged late. When a Celery pool process dies, ``task_reject_on_worker_lost``
-  puts its task back at once. When a whole worker dies (kill -9, lost machine) its unacknowledged
-  task waits in Redis until ``visibility_timeout_s`` has passed, then a live worker restores and runs it.
+  puts its task back at once. When a whole worker dies (kill -9, lost machine) its heartbeat key
+  in Redis expires; the client sees a running task whose worker has no heartbeat and publishes it
+  again (within ``heartbeat_timeout_s`` plus a beat), dropping the dead worker's unacknowledged copy.
+  ``visibility_timeout_s`` stays the backstop and stays above the longest task.
 - A task may therefore run twice. It is idempotent: a redelivered task whose result is already
   stored returns that result, and the client resolves each Future once.
 - Redis keeps nothing across a restart (no persistence is assumed). The client notices the
@@ -32,10 +34,9 @@ import time
 import types
 import typing
 import uuid
-from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +61,7 @@ __all__ = [
     "create_app",
     "worker_command",
     "stage_audio",
+    "staged_name",
     "encode_value",
     "decode_value",
     "encode_error",
@@ -81,6 +83,13 @@ _RETRY_POLICY = {"max_retries": 120, "interval_start": 0.2, "interval_step": 0.5
 _READY_STATES = ("SUCCESS", "FAILURE", "REVOKED")
 REDIS_TIMEOUTS = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0, "health_check_interval": 15}
 """A Redis that is down or unreachable fails a call within seconds instead of blocking it for good."""
+_RUNNING_STATES = ("STARTED", "PROGRESS")
+_HEARTBEAT_KEY = "isoscribe:worker-heartbeat:"
+"""+ Celery node name; set by each worker with a TTL of ``heartbeat_timeout_s``, in the broker's Redis."""
+_STAGED_KEY = "isoscribe:staged:"
+"""+ staged audio name: a hash of client id -> tasks of that client using the file, in the broker's Redis."""
+_STAGED_HOLD_TTL_S = 24 * 3600
+"""A crashed client's holds expire after this; its staged files then go with the next client's release."""
 _REDIS_ERRORS = (RedisError, KombuOperationalError, CeleryOperationalError, ConnectionError, OSError)
 
 
@@ -168,6 +177,8 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
         broker=_redact(settings.celery.broker_url), shared_dir=settings.celery.shared_dir,
         visibility_timeout_s=visibility_timeout_s(settings),
     )
+    # worker_init comes in the main process with the node name that tasks see as request.hostname.
+    celery_signals.worker_init.connect(lambda sender, **_: _start_heartbeat(settings, sender.hostname), weak=False)
     app.worker_main([
         "worker",
         f"--queues={','.join(queues)}",
@@ -180,6 +191,30 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
         "--without-mingle",
     ])
     return 0
+
+
+def _start_heartbeat(settings: Settings, hostname: str) -> None:
+    """Keep ``_HEARTBEAT_KEY + hostname`` alive from the worker's main process while it lives.
+
+    The thread lives in the Celery main process, which runs no stage: a busy task does not delay it,
+    and it stops only when the worker (or its machine) does.
+    """
+    timeout_s = settings.celery.heartbeat_timeout_s
+    redis = Redis.from_url(settings.celery.broker_url, **REDIS_TIMEOUTS)
+
+    def beat() -> None:
+        failing = False
+        while True:
+            try:
+                redis.set(_HEARTBEAT_KEY + hostname, repr(time.time()), px=int(timeout_s * 1000))
+                failing = False
+            except RedisError as exc:
+                if not failing:
+                    log_event(logger, "worker_heartbeat_failed", logging.WARNING, worker=hostname, error=exc)
+                failing = True
+            time.sleep(timeout_s / 4)
+
+    threading.Thread(target=beat, name="isoscribe-heartbeat", daemon=True).start()
 
 
 def _probe_task(self: Any, envelope: dict[str, Any]) -> dict[str, Any]:
@@ -393,19 +428,28 @@ def decode_error(encoded: dict[str, Any]) -> IsolationError:
 
 def stage_audio(path: Path, shared_dir: Path) -> str:
     """Copy ``path`` into shared storage under its content hash; returns the name relative to ``shared_dir``."""
+    name = staged_name(path)
+    _copy_staged(Path(path), shared_dir, name)
+    return name
+
+
+def staged_name(path: Path) -> str:
+    """``audio/<sha256 of the content><suffix>``: the name ``path`` has in shared storage."""
     path = Path(path)
     digest = hashlib.sha256()
     with open(path, "rb") as audio:
         while chunk := audio.read(1 << 20):
             digest.update(chunk)
-    name = f"audio/{digest.hexdigest()}{path.suffix.lower()}"
+    return f"audio/{digest.hexdigest()}{path.suffix.lower()}"
+
+
+def _copy_staged(path: Path, shared_dir: Path, name: str) -> None:
     target = Path(shared_dir) / name
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         shutil.copyfile(path, partial)
         os.replace(partial, target)
-    return name
 
 
 def _redact(url: str) -> str:
@@ -437,6 +481,8 @@ class _Pending:
     staged_audio: str | None
     on_event: Callable[[Any], None] | None = None
     last_event: Any = None
+    lost_workers: set[str] = field(default_factory=set)
+    """Workers that died running this task; it was published again for each."""
 
 
 class CeleryExecutor:
@@ -456,13 +502,21 @@ class CeleryExecutor:
         self.shared_dir = settings.celery.shared_dir
         self.completed: list[CompletedTask] = []
         self.republished = 0
+        self.redispatched = 0
+        """Tasks published again because the worker running them stopped beating."""
         self._sections = _client_sections(settings)
         self._pending: dict[str, _Pending] = {}
-        self._staged: Counter[str] = Counter()
+        self._client_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._beat_s = settings.celery.heartbeat_timeout_s / 4
+        self._next_heartbeat_check = 0.0
+        self._missing_since: dict[str, float] = {}
+        """Worker -> when its heartbeat was first seen missing."""
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
         self._broker = Redis.from_url(settings.celery.broker_url, **REDIS_TIMEOUTS)
+        self._release_hold = self._broker.register_script(_RELEASE_HOLD)
+        self._drop_unacked = self._broker.register_script(_DROP_UNACKED)
         self._server_ids: tuple[str, str] | None = None
         self._declare_queues()
         self._waiter = threading.Thread(target=self._wait_loop, name="celery-waiter", daemon=True)
@@ -489,8 +543,6 @@ class CeleryExecutor:
         )
         with self._lock:
             self._pending[pending.task_id] = pending
-            if staged:
-                self._staged[staged] += 1
         try:
             self._publish(pending)
         except Exception as exc:
@@ -541,8 +593,40 @@ class CeleryExecutor:
         if self.shared_dir is None:
             # No shared storage configured: every machine must see the input at the same path.
             return audio_path, None, dataclasses.replace(request, audio_path=str(Path(audio_path).resolve()))
-        staged = stage_audio(Path(audio_path), self.shared_dir)
+        staged = staged_name(Path(audio_path))
+        # Hold before copying: a client releasing the same content now either deletes the file
+        # before our copy (which then recreates it) or sees our hold and keeps it.
+        self._hold_staged([staged])
+        try:
+            _copy_staged(Path(audio_path), self.shared_dir, staged)
+        except BaseException:
+            self._release_staged(staged)
+            raise
         return audio_path, staged, dataclasses.replace(request, audio_path=staged)
+
+    def _staged_lock(self, name: str) -> Any:
+        return self._broker.lock(f"{_STAGED_KEY}lock:{name}", timeout=60, blocking_timeout=120)
+
+    def _hold_staged(self, names: list[str]) -> None:
+        """Count this client's tasks using each staged file in Redis, where every client sees them."""
+        for name in names:
+            _with_redis_retry(lambda: self._hold_one(name))
+
+    def _hold_one(self, name: str) -> None:
+        with self._staged_lock(name):
+            pipe = self._broker.pipeline()
+            pipe.hincrby(_STAGED_KEY + name, self._client_id, 1)
+            pipe.expire(_STAGED_KEY + name, _STAGED_HOLD_TTL_S)
+            pipe.execute()
+
+    def _release_staged(self, name: str) -> None:
+        """Drop one hold; the file goes when no client holds it. If Redis is away the file stays."""
+        try:
+            with self._staged_lock(name):
+                if self._release_hold(keys=[_STAGED_KEY + name], args=[self._client_id]) == 0:
+                    (Path(self.shared_dir) / name).unlink(missing_ok=True)
+        except _REDIS_ERRORS as exc:
+            log_event(logger, "staged_audio_kept", logging.WARNING, name=name, error=exc)
 
     def _publish(self, pending: _Pending) -> None:
         self.app.send_task(
@@ -575,6 +659,7 @@ class CeleryExecutor:
             try:
                 self._republish_after_restart()
                 metas = self._fetch(task_ids)
+                self._redispatch_from_dead_workers(metas)
             except _REDIS_ERRORS as exc:
                 if not unreachable:
                     log_event(logger, "redis_unreachable", logging.WARNING, error=exc)
@@ -600,9 +685,51 @@ class CeleryExecutor:
             unfinished = list(self._pending.values())
         log_event(logger, "redis_restarted", logging.WARNING, republishing=len(unfinished))
         self._declare_queues()
+        self._hold_staged([pending.staged_audio for pending in unfinished if pending.staged_audio])
         for pending in unfinished:
             self._publish(pending)
         self.republished += len(unfinished)
+
+    def _redispatch_from_dead_workers(self, metas: dict[str, dict[str, Any]]) -> None:
+        """Publish again the running tasks of workers whose heartbeat key has expired (a dead machine).
+
+        A worker counts as dead once its key has been missing for a beat, so a key lost with a
+        restarted Redis, rewritten at the worker's next beat, does not count. The dead worker's
+        unacknowledged copy is dropped so that ``visibility_timeout`` does not deliver it once more.
+        """
+        now = time.monotonic()
+        if now < self._next_heartbeat_check:
+            return
+        self._next_heartbeat_check = now + self._beat_s
+        running = {
+            task_id: meta["result"]["worker"]
+            for task_id, meta in metas.items()
+            if meta.get("status") in _RUNNING_STATES and isinstance(meta.get("result"), dict) and meta["result"].get("worker")
+        }
+        workers = sorted(set(running.values()))
+        beats = self._broker.mget([_HEARTBEAT_KEY + worker for worker in workers]) if workers else []
+        self._missing_since = {w: t for w, t in self._missing_since.items() if w in workers}
+        for worker, beat in zip(workers, beats):
+            if beat is not None:
+                self._missing_since.pop(worker, None)
+            elif now - self._missing_since.setdefault(worker, now) >= self._beat_s:
+                for task_id in [task_id for task_id, holder in running.items() if holder == worker]:
+                    self._redispatch(task_id, worker)
+
+    def _redispatch(self, task_id: str, worker: str) -> None:
+        with self._lock:
+            pending = self._pending.get(task_id)
+        if pending is None or worker in pending.lost_workers:
+            return
+        # kombu's Redis transport keeps delivered, unacknowledged messages under these keys.
+        dropped = self._drop_unacked(keys=["unacked", "unacked_index"], args=[task_id])
+        log_event(
+            logger, "celery_task_redispatched", logging.WARNING, task_id=task_id, stage=pending.stage,
+            dead_worker=worker, unacked_dropped=dropped,
+        )
+        self._publish(pending)
+        pending.lost_workers.add(worker)
+        self.redispatched += 1
 
     def _fetch(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
         backend = self.app.backend
@@ -644,38 +771,49 @@ class CeleryExecutor:
         self._finish(task_id, outcome, worker)
 
     def _task_result(self, pending: _Pending, payload: dict[str, Any]) -> TaskResult:
-        if "result_file" in payload:
-            path = Path(self.shared_dir) / payload["result_file"]
-            payload = {**json.loads(path.read_text()), "worker": payload["worker"]}
-            path.unlink(missing_ok=True)
+        spilled = Path(self.shared_dir) / payload["result_file"] if "result_file" in payload else None
+        if spilled is not None:
+            payload = {**json.loads(spilled.read_text()), "worker": payload["worker"]}
         if "error" in payload:
-            raise decode_error(payload["error"])
-        value = decode_value(payload["value"])
-        source = getattr(value, "source", None)
-        if source and pending.sent_audio and Path(source).name == Path(pending.sent_audio).name:
-            value = dataclasses.replace(value, source=pending.original_audio)
-        return TaskResult(value=value, stats=TaskStats(**payload["stats"]))
+            outcome: TaskResult | IsolationError = decode_error(payload["error"])
+        else:
+            value = decode_value(payload["value"])
+            source = getattr(value, "source", None)
+            if source and pending.sent_audio and Path(source).name == Path(pending.sent_audio).name:
+                value = dataclasses.replace(value, source=pending.original_audio)
+            outcome = TaskResult(value=value, stats=TaskStats(**payload["stats"]))
+        # The file goes only once its content is decoded: one that fails to decode stays for a look.
+        if spilled is not None:
+            spilled.unlink(missing_ok=True)
+        if isinstance(outcome, IsolationError):
+            raise outcome
+        return outcome
 
     def _finish(self, task_id: str, outcome: Any, worker: str) -> None:
         with self._lock:
             pending = self._pending.pop(task_id, None)
             if pending is None:
                 return
-            unused = None
-            if pending.staged_audio:
-                self._staged[pending.staged_audio] -= 1
-                if self._staged[pending.staged_audio] <= 0:
-                    del self._staged[pending.staged_audio]
-                    unused = pending.staged_audio
             ok = not isinstance(outcome, BaseException)
             self.completed.append(CompletedTask(task_id, pending.stage, worker, ok))
-        if unused is not None:
-            (Path(self.shared_dir) / unused).unlink(missing_ok=True)
+        if pending.staged_audio:
+            self._release_staged(pending.staged_audio)
         log_event(logger, "celery_task_resolved", task_id=task_id, stage=pending.stage, worker=worker, ok=ok)
         if ok:
             pending.future.set_result(outcome)
         else:
             pending.future.set_exception(outcome)
+
+
+def _with_redis_retry(call: Callable[[], Any]) -> Any:
+    """``call()``, tried again through a Redis outage for as long as publishing waits (about four minutes)."""
+    policy = _RETRY_POLICY
+    for attempt in range(policy["max_retries"]):
+        try:
+            return call()
+        except _REDIS_ERRORS:
+            time.sleep(min(policy["interval_start"] + attempt * policy["interval_step"], policy["interval_max"]))
+    return call()
 
 
 def _failure_error(stage: str, meta: dict[str, Any]) -> StageError:
@@ -689,6 +827,30 @@ def _failure_error(stage: str, meta: dict[str, Any]) -> StageError:
         traceback_text=str(meta.get("traceback") or ""),
         detail="raised in the Celery task, outside the isolated worker",
     )
+
+
+_RELEASE_HOLD = """
+local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
+if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+return redis.call('HLEN', KEYS[1])
+"""
+"""One hold of this client off a staged file; returns how many clients still hold it."""
+
+_DROP_UNACKED = """
+local dropped = 0
+local entries = redis.call('HGETALL', KEYS[1])
+for i = 1, #entries, 2 do
+  local ok, entry = pcall(cjson.decode, entries[i + 1])
+  if ok and type(entry) == 'table' and type(entry[1]) == 'table' and type(entry[1]['headers']) == 'table'
+     and entry[1]['headers']['id'] == ARGV[1] then
+    redis.call('HDEL', KEYS[1], entries[i])
+    redis.call('ZREM', KEYS[2], entries[i])
+    dropped = dropped + 1
+  end
+end
+return dropped
+"""
+"""Remove a task's unacknowledged copies from kombu's Redis ``unacked`` hash and its index."""
 
 
 # --- service job state in Redis -------------------------------------------------------------------

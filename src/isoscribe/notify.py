@@ -77,19 +77,29 @@ def build_email(settings: NotifySettings, report: BatchReport, report_paths: dic
 def send_email(settings: NotifySettings, message: EmailMessage) -> None:
     host, port, timeout = settings.smtp_host, settings.smtp_port, settings.timeout_s
     if settings.smtp_security == "ssl":
-        client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=ssl.create_default_context())
+        client: smtplib.SMTP = smtplib.SMTP_SSL(host, port, timeout=timeout, context=_tls_context(settings))
     else:
         client = smtplib.SMTP(host, port, timeout=timeout)
     with client:
         if settings.smtp_security == "starttls":
-            client.starttls(context=ssl.create_default_context())
+            client.starttls(context=_tls_context(settings))
         if settings.smtp_user:
             password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
             client.login(settings.smtp_user, password)
         client.send_message(message)
 
 
+def _tls_context(settings: NotifySettings) -> ssl.SSLContext:
+    """Certificate and host name verified, against ``smtp_ca_file`` when set."""
+    return ssl.create_default_context(cafile=settings.smtp_ca_file)
+
+
 def post_webhook(settings: NotifySettings, report: BatchReport) -> None:
+    """POST the report to ``notify.webhook_url``, without following redirects.
+
+    Unlike a service job's webhook (``isoscribe.webhooks``), this URL is the operator's own
+    configuration, trusted like ``smtp_host``, so it may name an internal host.
+    """
     payload = json.loads(json.dumps(report.to_dict(), default=str))
-    response = httpx.post(settings.webhook_url, json=payload, timeout=settings.timeout_s)
+    response = httpx.post(settings.webhook_url, json=payload, timeout=settings.timeout_s, follow_redirects=False)
     response.raise_for_status()

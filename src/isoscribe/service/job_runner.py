@@ -29,6 +29,7 @@ from isoscribe.service.transcription import (
     service_policy,
     service_speech_request,
 )
+from isoscribe.webhooks import WebhookRefused, post_json_async
 
 __all__ = ["JobRunner", "job_status"]
 
@@ -195,10 +196,14 @@ class JobRunner:
 
     async def _call_webhook(self, job: Job) -> None:
         try:
-            async with httpx.AsyncClient(timeout=self.settings.notify.timeout_s) as client:
-                response = await client.post(job.webhook_url, json=job_status(job))
+            response = await post_json_async(
+                job.webhook_url, job_status(job), allow_hosts=self.settings.service.webhook_allow_hosts,
+                timeout_s=self.settings.notify.timeout_s,
+            )
             log_event(logger, "webhook_called", id=job.id, status=response.status_code)
-        except httpx.HTTPError as exc:
+        except WebhookRefused as exc:
+            log_event(logger, "webhook_refused", logging.WARNING, id=job.id, error=exc)
+        except (httpx.HTTPError, OSError) as exc:
             log_event(logger, "webhook_failed", logging.WARNING, id=job.id, error=exc)
 
 
