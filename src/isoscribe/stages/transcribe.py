@@ -18,7 +18,7 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import AsrSettings, Settings
 from isoscribe.logs import log_event
-from isoscribe.models import is_english_only, resolve_model
+from isoscribe.models import resolve_model
 from isoscribe.repetition import MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
 from isoscribe.transcript import Segment, SpeechRequest, Transcript, Word
 
@@ -95,7 +95,10 @@ def load(settings: Settings) -> Transcriber:
         logger, "asr_model_loaded", model=asr.model, path=model_dir, device=device,
         compute_type=compute_type, load_s=time.perf_counter() - started,
     )
-    return Transcriber(whisper, asr.model, device, compute_type, is_english_only(model_dir), asr)
+    # CTranslate2 knows; models.is_english_only reads the vocabulary, which lists the language
+    # tokens in tiny.en's too (it answers False there).
+    english_only = not whisper.model.is_multilingual
+    return Transcriber(whisper, asr.model, device, compute_type, english_only, asr)
 
 
 def run(model: Transcriber, request: SpeechRequest) -> Transcript:
