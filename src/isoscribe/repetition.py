@@ -41,8 +41,8 @@ def find_loop(words: list[str]) -> Loop | None:
     """The first run in which a phrase of 1..``MAX_PERIOD`` words repeats like a decoding loop.
 
     A run is a loop when the phrase comes three times and the run has ``MIN_LOOP_WORDS`` words or
-    more, or when a phrase of five words or more comes two and a half times: people repeat a word or
-    a short phrase ("thank you, thank you"), they do not repeat a clause verbatim.
+    more, or when a phrase of five words or more comes twice in a run of twelve or more: people repeat
+    a word or a short phrase ("thank you, thank you"), they rarely repeat a clause verbatim.
     """
     for period in range(1, min(MAX_PERIOD, len(words) // 2) + 1):
         matched = 0
@@ -50,7 +50,7 @@ def find_loop(words: list[str]) -> Loop | None:
             matched = matched + 1 if words[index] == words[index - period] else 0
             length = matched + period
             copies = length / period
-            if (copies >= 3 and length >= MIN_LOOP_WORDS) or (period >= 5 and copies >= 2.5):
+            if (copies >= 3 and length >= MIN_LOOP_WORDS) or (period >= 5 and copies >= 2 and length >= 12):
                 start = index - length + 1
                 while index + 1 < len(words) and words[index + 1] == words[index + 1 - period]:
                     index += 1

@@ -37,7 +37,7 @@ from isoscribe.logs import log_event
 from isoscribe.repetition import MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
 from isoscribe.transcript import SpeakerTurn, SpeechRequest
 
-__all__ = ["main", "loops_in", "wer"]
+__all__ = ["main", "loops_in", "looping", "wer"]
 
 logger = logging.getLogger("isoscribe.bench.accuracy")
 
@@ -81,14 +81,20 @@ def wer(reference: str, hypothesis: str) -> float:
 
 
 def loops_in(texts: list[str]) -> int:
+    return len(looping(texts))
+
+
+def looping(texts: list[str]) -> list[str]:
     """Segments that repeat a phrase or compress like a loop, and third identical segments in a row."""
-    count, recent = 0, []
+    found, recent = [], []
     for text in texts:
         words = words_of(text)
-        looping = find_loop(words) is not None or compression_ratio(text) > MAX_COMPRESSION_RATIO
-        count += looping or (bool(words) and recent[-2:] == [words, words])
+        if find_loop(words) is not None or compression_ratio(text) > MAX_COMPRESSION_RATIO:
+            found.append(text.strip())
+        elif words and recent[-2:] == [words, words]:
+            found.append(text.strip())
         recent.append(words)
-    return count
+    return found
 
 
 class _Engines:
@@ -163,7 +169,7 @@ def _language_and_loop_sections(settings: Settings, temp: Path, quick: bool) -> 
             "isoscribe": loops_in([s.text for s in transcript.segments]),
             "direct": loops_in([s.text for s in direct_segments]),
             "isoscribe_warnings": transcript.warnings,
-            "direct_looping_text": [s.text.strip() for s in direct_segments if loops_in([s.text])][:3],
+            "direct_looping_text": looping([s.text for s in direct_segments])[:3],
         }
         for name, transcript, direct_segments in cases
     ]}
