@@ -119,3 +119,12 @@ def test_a_loop_that_survives_decoding_again_is_cut_after_its_first_copy() -> No
     cut = transcribe._truncate(segment, loop.repeats_from)
     assert cut.text == "As met a nolshun, me,"
     assert [w.text for w in cut.words] == texts[:5] and cut.end == 4.5
+
+
+def test_hallucination_silence_threshold_only_with_word_timestamps() -> None:
+    asr = load_settings().asr
+    assert transcribe.whisper_options(asr, SpeechRequest("a.wav"))["hallucination_silence_threshold"] == 2.0
+    no_words = SpeechRequest("a.wav", word_timestamps=False)
+    assert transcribe.whisper_options(asr, no_words)["hallucination_silence_threshold"] is None
+    off = asr.model_copy(update={"hallucination_silence_threshold_s": 0})
+    assert transcribe.whisper_options(off, SpeechRequest("a.wav"))["hallucination_silence_threshold"] is None

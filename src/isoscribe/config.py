@@ -61,8 +61,9 @@ class AsrSettings(_Section):
     each stretch in its own (segments carry ``language``); off: detect once from the first 30 s."""
     loop_detection: bool = True
     """Decode repeating or low-confidence segments again without the previous text; cut what still loops."""
-    hallucination_silence_threshold_s: float | None = Field(2.0, gt=0)
-    """faster-whisper skips silences longer than this around suspected hallucinations (word timestamps on)."""
+    hallucination_silence_threshold_s: float = Field(2.0, ge=0)
+    """faster-whisper skips silences longer than this around suspected hallucinations (word timestamps
+    on); 0 turns it off."""
     model_cache_dir: Path = Path.home() / ".cache" / "isoscribe" / "models"
 
     @field_validator("language")

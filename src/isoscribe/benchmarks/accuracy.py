@@ -4,6 +4,8 @@ In one run, on the same decoded audio and the same loaded model:
 * isoscribe: ``stages.transcribe.transcribe`` with the configured settings (language per stretch of
   speech, loop guard, VAD, word timestamps), the code the speech worker runs;
 * direct: ``WhisperModel.transcribe(audio)`` with faster-whisper's default options.
+* direct with isoscribe's options: ``WhisperModel.transcribe(audio, **whisper_options(...))`` (VAD,
+  word timestamps, ...), which isolates what the language and loop handling change.
 Reported: WER per shared clip with a reference (``asr.model``, tiny.en by default); on the rendered
 English→German recording (``base``): WER per language, the share of segments tagged with the
 language spoken there, and the languages reported; repetition loops left in the output of the
@@ -111,6 +113,12 @@ class _Engines:
 
         return transcribe.transcribe(self.transcriber, audio, SpeechRequest(str(path), **request))
 
+    def options(self, path: Path) -> dict[str, Any]:
+        """isoscribe's engine options (VAD, word timestamps, beam, temperatures, silence threshold)."""
+        from isoscribe.stages import transcribe
+
+        return transcribe.whisper_options(self.settings.asr, SpeechRequest(str(path)), self.transcriber.english_only)
+
     def direct(self, audio, **options: Any):
         segments, info = self.transcriber.whisper.transcribe(audio, **options)
         return list(segments), info
@@ -126,10 +134,12 @@ def _wer_section(settings: Settings, data_dir: Path, quick: bool) -> dict[str, A
         audio = decode_audio(data_dir / clip["path"])
         ours = engines.isoscribe(audio, data_dir / clip["path"])
         direct, _ = engines.direct(audio)
+        same, _ = engines.direct(audio, **engines.options(data_dir / clip["path"]))
         rows.append({
             "clip": clip["path"],
             "isoscribe": round(wer(clip["reference_text"], ours.text), 4),
             "direct": round(wer(clip["reference_text"], " ".join(s.text.strip() for s in direct)), 4),
+            "direct_same_options": round(wer(clip["reference_text"], " ".join(s.text.strip() for s in same)), 4),
             "isoscribe_warnings": ours.warnings,
         })
         log_event(logger, "bench_wer", **{k: v for k, v in rows[-1].items() if k != "isoscribe_warnings"})
@@ -138,6 +148,8 @@ def _wer_section(settings: Settings, data_dir: Path, quick: bool) -> dict[str, A
         "clips": rows,
         "mean_isoscribe": round(sum(r["isoscribe"] for r in rows) / len(rows), 4),
         "mean_direct": round(sum(r["direct"] for r in rows) / len(rows), 4),
+        "mean_direct_same_options": round(sum(r["direct_same_options"] for r in rows) / len(rows), 4),
+        "clips_not_worse_than_same_options": sum(r["isoscribe"] <= r["direct_same_options"] + 1e-9 for r in rows),
         "clips_not_worse": sum(r["isoscribe"] <= r["direct"] + 1e-9 for r in rows),
     }
 

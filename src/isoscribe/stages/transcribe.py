@@ -125,7 +125,9 @@ def whisper_options(asr: AsrSettings, request: SpeechRequest, english_only: bool
         "initial_prompt": request.initial_prompt or asr.initial_prompt,
         "vad_filter": asr.vad_filter,
         "word_timestamps": request.word_timestamps,
-        "hallucination_silence_threshold": asr.hallucination_silence_threshold_s if request.word_timestamps else None,
+        "hallucination_silence_threshold": (
+            asr.hallucination_silence_threshold_s or None if request.word_timestamps else None
+        ),
     }
 
 
@@ -169,7 +171,7 @@ def transcribe(
         for offset, piece in _pieces(audio[span.start : span.end]):
             language = span.language or options["language"] or (detected[0][0] if detected else None)
             raw_segments, info = model.whisper.transcribe(piece, **{**options, "language": language})
-            detected.append((info.language, float(info.language_probability)))
+            detected.append((info.language, span.probability if span.language else float(info.language_probability)))
             offset_s = (span.start + offset) / SAMPLE_RATE
             for raw in raw_segments:
                 segment = _segment(len(segments), raw, offset_s, info.language)
@@ -218,6 +220,8 @@ class _Span:
     """Samples of the audio decoded in one language."""
     language: str | None = None
     """None: as the options say (fixed, or detected by faster-whisper)."""
+    probability: float = 1.0
+    """How sure the detection of ``language`` was."""
 
 
 def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
@@ -233,20 +237,22 @@ def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
 
     regions = speech_regions_from_vad(audio)
     current: str | None = None
+    confidence: dict[str, float] = {}
+    """The highest probability each language was detected with."""
     span_start, previous_end = 0, 0.0
     for group in _region_groups(regions):
-        language, probability, _ = _detect(model, audio, group)
+        language, probability = _detect(model, audio, group, confidence)[:2]
         labels = [language] * len(group)
         if probability < LANGUAGE_SURE or language != (current or language):
-            labels = [_region_language(model, audio, region, current) for region in group]
+            labels = [_region_language(model, audio, region, current, confidence) for region in group]
         for (start, end), label in zip(group, labels):
             label = label or current or language
             if current is not None and label != current:
                 cut = int((previous_end + start) / 2 * SAMPLE_RATE)
-                yield _Span(span_start, cut, current)
+                yield _Span(span_start, cut, current, confidence[current])
                 span_start = cut
             current, previous_end = label, end
-    yield _Span(span_start, audio.size, current)
+    yield _Span(span_start, audio.size, current, confidence.get(current or "", 0.0))
 
 
 def _region_groups(regions: list[tuple[float, float]]) -> Iterator[list[tuple[float, float]]]:
@@ -261,12 +267,16 @@ def _region_groups(regions: list[tuple[float, float]]) -> Iterator[list[tuple[fl
 
 
 def _region_language(
-    model: Transcriber, audio: np.ndarray, region: tuple[float, float], current: str | None
+    model: Transcriber,
+    audio: np.ndarray,
+    region: tuple[float, float],
+    current: str | None,
+    confidence: dict[str, float],
 ) -> str | None:
     """The region's language, ``current`` unless another beats it clearly; None if too short to tell."""
     if region[1] - region[0] < MIN_DETECT_S:
         return None
-    language, _, probabilities = _detect(model, audio, [region])
+    language, _, probabilities = _detect(model, audio, [region], confidence)
     if current is None or language == current:
         return language
     scores = dict(probabilities)
@@ -274,10 +284,11 @@ def _region_language(
 
 
 def _detect(
-    model: Transcriber, audio: np.ndarray, regions: list[tuple[float, float]]
+    model: Transcriber, audio: np.ndarray, regions: list[tuple[float, float]], confidence: dict[str, float]
 ) -> tuple[str, float, list[tuple[str, float]]]:
     speech = np.concatenate([audio[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in regions])
     language, probability, probabilities = model.whisper.detect_language(speech)
+    confidence[language] = max(confidence.get(language, 0.0), float(probability))
     return language, float(probability), probabilities
 
 
