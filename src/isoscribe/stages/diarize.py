@@ -3,12 +3,12 @@
 Speech regions (Silero VAD; the speech stage falls back to the transcript's words) are cut into
 1.6 s windows every ``HOP_S``; each window gets a d-vector, and each window labels the stretch of
 its region nearest its centre. Clustering is spectral on a refined cosine affinity, with the
-speaker count fixed or found automatically (``diarization.speaker_count``: average-linkage clustering
-of the d-vectors cut at a calibrated cosine distance, or the eigengap). It sees at most ``MAX_CLUSTERED_WINDOWS`` windows (an
-evenly spaced subsample when there are more); every window is then assigned to the nearest
-cluster centroid. So memory grows linearly with audio length: the affinity matrices are bounded,
-the embeddings are 1 KB a window, windows are embedded in fixed-size batches, and VAD runs over
-5-minute pieces (60 minutes: 1.06 GB peak RSS, measured by ``tests/test_diarize_long.py``).
+speaker count fixed or found automatically (``diarization.speaker_count``: average-linkage clusters
+of the d-vectors cut at a calibrated cosine distance, or the eigengap). It sees at most
+``MAX_CLUSTERED_WINDOWS`` windows (an evenly spaced subsample when there are more); every window is
+then assigned to the nearest cluster centroid. So memory grows linearly with audio length: the
+affinity matrices are bounded, the embeddings are 1 KB a window, windows are embedded in fixed-size
+batches, and VAD runs over 5-minute pieces (60 minutes: 1.06 GB peak RSS, measured by ``tests/test_diarize_long.py``).
 
 An optional pyannote backend is used when ``diarization.backend == "pyannote"`` and a local pipeline
 path is configured.

@@ -316,7 +316,8 @@ class _LoopGuard:
         elif redone:
             self._warn(segment, f"decoded again ({suspicion.replace('_', ' ')}): {segment.text[:60]!r}")
         else:
-            self._warn(segment, f"dropped ({suspicion.replace('_', ' ')}; decoded again, no speech): {segment.text[:60]!r}")
+            reason = suspicion.replace("_", " ")
+            self._warn(segment, f"dropped ({reason}; decoded again, no speech): {segment.text[:60]!r}")
         return self._remember([cut for s in redone if (cut := self._cut_loop(s)) is not None])
 
     def _suspicion(self, segment: Segment) -> str | None:
@@ -355,7 +356,8 @@ class _LoopGuard:
         if loop is None:
             self._warn(segment, f"dropped text that compresses like a loop {segment.text[:60]!r}")
             return None
-        self._warn(segment, f"cut {len(words) - loop.repeats_from} words repeating {' '.join(words[loop.start:loop.repeats_from])!r}")
+        phrase = " ".join(words[loop.start : loop.repeats_from])
+        self._warn(segment, f"cut {len(words) - loop.repeats_from} words repeating {phrase!r}")
         return _truncate(segment, loop.repeats_from)
 
     def _remember(self, kept: list[Segment]) -> list[Segment]:
