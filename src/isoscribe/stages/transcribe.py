@@ -231,7 +231,9 @@ def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
     group settles it when the group is surely the current language (the common case: one encoder
     pass per 20 s of speech). Otherwise each region of the group is detected on its own, so a switch
     is placed at the pause where it happens, not at a 30 s window boundary. A region switches the
-    language only when its language beats the current one by ``LANGUAGE_SWITCH_MARGIN``.
+    language only when its language beats the current one by ``LANGUAGE_SWITCH_MARGIN``. A stretch
+    ends after ``PIECE_S`` too, so that the first segments of a long file come after a few
+    detections, not after detecting the whole file.
     """
     from isoscribe.stages.diarize import speech_regions_from_vad
 
@@ -247,7 +249,7 @@ def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
             labels = [_region_language(model, audio, region, current, confidence) for region in group]
         for (start, end), label in zip(group, labels):
             label = label or current or language
-            if current is not None and label != current:
+            if current is not None and (label != current or start - span_start / SAMPLE_RATE > PIECE_S):
                 cut = int((previous_end + start) / 2 * SAMPLE_RATE)
                 yield _Span(span_start, cut, current, confidence[current])
                 span_start = cut
