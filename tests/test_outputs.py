@@ -93,9 +93,14 @@ def test_vtt_parses_with_voice_tags(diarized: bool) -> None:
     assert html.unescape(captions[0].text) == "Hello, and welcome <everyone> --> to the meeting."
 
 
-def test_tsv_parses_with_milliseconds_and_speaker() -> None:
-    rows = list(csv.DictReader(io.StringIO(to_tsv(_transcript(True))), delimiter="\t"))
-    assert rows[1] == {"start": "2700", "end": "3661250", "speaker": "SPEAKER_01", "text": "Thanks. See you & bye."}
+def test_tsv_parses_with_milliseconds_speaker_and_language() -> None:
+    transcript = _transcript(True)
+    transcript.segments[1].language = "de"
+    rows = list(csv.DictReader(io.StringIO(to_tsv(transcript)), delimiter="\t"))
+    assert rows[1] == {
+        "start": "2700", "end": "3661250", "speaker": "SPEAKER_01", "language": "de", "text": "Thanks. See you & bye."
+    }
+    assert rows[0]["language"] == ""
 
 
 def test_rttm_lines_follow_the_nist_fields() -> None:

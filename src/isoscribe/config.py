@@ -56,6 +56,14 @@ class AsrSettings(_Section):
     temperatures: list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     initial_prompt: str | None = None
     vad_filter: bool = True
+    language_per_segment: bool = True
+    """Multilingual models without ``language``: detect the language per stretch of speech and decode
+    each stretch in its own (segments carry ``language``); off: detect once from the first 30 s."""
+    loop_detection: bool = True
+    """Decode repeating or low-confidence segments again without the previous text; cut what still loops."""
+    hallucination_silence_threshold_s: float = Field(2.0, ge=0)
+    """faster-whisper skips silences longer than this around suspected hallucinations (word timestamps
+    on); 0 turns it off."""
     model_cache_dir: Path = Path.home() / ".cache" / "isoscribe" / "models"
 
     @field_validator("language")
@@ -70,6 +78,8 @@ class DiarizationSettings(_Section):
     num_speakers: int | None = Field(None, ge=1)
     min_speakers: int = Field(1, ge=1)
     max_speakers: int = Field(8, ge=1)
+    speaker_count: Literal["linkage", "eigengap"] = "linkage"
+    """How the resemblyzer backend counts speakers when num_speakers is not set (see stages/diarize.py)."""
     pyannote_pipeline_path: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
 

@@ -8,6 +8,7 @@ import shutil
 import subprocess
 import tempfile
 import wave
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +16,7 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import Settings
 
-__all__ = ["DIALOGUE_SCRIPT", "VOICES", "make_dialogue", "dialogue_script_path", "demo_command"]
+__all__ = ["DIALOGUE_SCRIPT", "VOICES", "make_dialogue", "render_script", "dialogue_script_path", "demo_command"]
 
 VOICES = {
     "alice": ("en-gb+f4", 75, 150),
@@ -36,20 +37,28 @@ DIALOGUE_SCRIPT: tuple[tuple[str, str], ...] = (
 _PAUSE_S = 0.7
 
 
-def make_dialogue(
+def make_dialogue(path: str | Path) -> Path:
+    """Render ``DIALOGUE_SCRIPT`` to a 16 kHz mono WAV at ``path``; the script goes next to it as json."""
+    return render_script(path, DIALOGUE_SCRIPT, VOICES)
+
+
+def render_script(
     path: str | Path,
-    script: tuple[tuple[str, str], ...] = DIALOGUE_SCRIPT,
-    voices: dict[str, tuple[str, int, int]] = VOICES,
+    script: Sequence[tuple[str, str]],
+    voices: Mapping[str, tuple[str, int, int]],
+    pause_s: float = _PAUSE_S,
 ) -> Path:
-    """Render ``script`` with ``voices`` to a 16 kHz mono WAV at ``path``; the script goes next to it as json."""
+    """Render (speaker, text) turns with ``voices`` (speaker → espeak-ng voice, pitch, words per minute)
+    to a 16 kHz mono WAV at ``path``, ``pause_s`` of silence around each turn; the turns with their
+    speaker, voice, text and times go next to it as json (``dialogue_script_path``)."""
     if shutil.which("espeak-ng") is None:
         raise RuntimeError("espeak-ng is not installed (apt-get install espeak-ng)")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    pause = np.zeros(int(_PAUSE_S * SAMPLE_RATE), dtype=np.float32)
+    pause = np.zeros(int(pause_s * SAMPLE_RATE), dtype=np.float32)
     pieces: list[np.ndarray] = [pause]
     turns: list[dict] = []
-    position_s = _PAUSE_S
+    position_s = pause_s
     with tempfile.TemporaryDirectory(prefix="isoscribe-dialogue-") as temp:
         for index, (speaker, text) in enumerate(script):
             voice, pitch, speed = voices[speaker]
@@ -61,7 +70,7 @@ def make_dialogue(
             )
             samples = decode_audio(turn_wav)
             end_s = position_s + samples.size / SAMPLE_RATE
-            turns.append({"speaker": speaker, "text": text, "start": position_s, "end": end_s})
+            turns.append({"speaker": speaker, "voice": voice, "text": text, "start": position_s, "end": end_s})
             pieces += [samples, pause]
             position_s += (samples.size + pause.size) / SAMPLE_RATE
     _write_wav(path, np.concatenate(pieces))

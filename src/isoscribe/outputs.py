@@ -66,11 +66,14 @@ def to_vtt(transcript: Transcript) -> str:
 
 
 def to_tsv(transcript: Transcript) -> str:
-    """Whisper's tsv (start and end in integer milliseconds) with a speaker column."""
-    rows = ["start\tend\tspeaker\ttext"]
+    """Whisper's tsv (start and end in integer milliseconds) with speaker and language columns."""
+    rows = ["start\tend\tspeaker\tlanguage\ttext"]
     for segment in transcript.segments:
         text = re.sub(r"[\t\r\n]+", " ", segment.text.strip())
-        rows.append(f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{segment.speaker or ''}\t{text}")
+        rows.append(
+            f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{segment.speaker or ''}\t"
+            f"{segment.language or ''}\t{text}"
+        )
     return "\n".join(rows) + "\n"
 
 

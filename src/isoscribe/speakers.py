@@ -58,6 +58,7 @@ def split_at_speaker_changes(segments: list[Segment]) -> list[Segment]:
                     no_speech_prob=segment.no_speech_prob,
                     compression_ratio=segment.compression_ratio,
                     temperature=segment.temperature,
+                    language=segment.language,
                 )
             )
     for index, segment in enumerate(result):

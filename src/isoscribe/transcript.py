@@ -49,6 +49,8 @@ class Segment:
     no_speech_prob: float = 0.0
     compression_ratio: float = 0.0
     temperature: float = 0.0
+    language: str | None = None
+    """ISO 639-1 code of the language this segment was decoded in (None in transcripts made before it)."""
 
 
 @dataclass
@@ -69,6 +71,10 @@ class Transcript:
     speaker_turns: list[SpeakerTurn] = field(default_factory=list)
     timings_s: dict[str, float] = field(default_factory=dict)
     source: str = ""
+    languages: list[str] = field(default_factory=list)
+    """Every segment language, in order of first appearance."""
+    warnings: list[str] = field(default_factory=list)
+    """What the transcription changed or dropped (e.g. a repetition loop), one sentence each."""
 
     @property
     def text(self) -> str:

@@ -2,7 +2,7 @@
 
 Five scripted meetings (two or three espeak-ng voices each, a different set per meeting) hold
 commitments, requests with owners and deadlines, decisions and distractors: a person talking about
-someone else's plan, a declined request, "by the way". Each is rendered with ``demo.make_dialogue``,
+someone else's plan, a declined request, "by the way". Each is rendered with ``demo.render_script``,
 run through the real speech stage (transcription + diarization, isolated worker) and the real
 summary stage (default model, isolated worker), then ``ground_summary`` in this process. The voices
 are espeak-ng's male variants: with its female variants tiny.en drops "by" and "'ll" too often
@@ -29,7 +29,7 @@ from typing import Any
 
 from isoscribe.action_items import split_sentences
 from isoscribe.config import Settings
-from isoscribe.demo import dialogue_script_path, make_dialogue
+from isoscribe.demo import dialogue_script_path, render_script
 from isoscribe.files import write_atomic
 from isoscribe.grounding import Evidence, ground_summary, is_supported
 from isoscribe.isolation import Limits, StageSpec, WorkerPool
@@ -167,7 +167,7 @@ def _run_meetings(settings: Settings, meetings: tuple[Meeting, ...], temp: Path)
         WorkerPool(summary, size=1, limits=summary_limits) as summary_pool,
     ):
         for meeting in meetings:
-            audio = make_dialogue(temp / f"{meeting.name}.wav", meeting.script, meeting.voices)
+            audio = render_script(temp / f"{meeting.name}.wav", meeting.script, meeting.voices)
             request = speech_request(settings, audio, diarize=True, num_speakers=len(meeting.voices))
             transcript = assign_speakers(speech_pool.submit(request).result().value)
             raw = summary_pool.submit(SummaryRequest(transcript_text=summary_text(transcript))).result().value

@@ -57,6 +57,8 @@ def language_name(code: str) -> str:
 
 def _segment(segment) -> TranscriptionSegment:
     extra = {"speaker": segment.speaker} if segment.speaker else {}
+    if segment.language:
+        extra["language"] = language_name(segment.language)
     return TranscriptionSegment(
         id=segment.id,
         seek=int(segment.start * 100),

@@ -18,10 +18,19 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import AsrSettings, Settings
 from isoscribe.logs import log_event
-from isoscribe.models import is_english_only, resolve_model
+from isoscribe.models import resolve_model
+from isoscribe.repetition import MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
 from isoscribe.transcript import Segment, SpeechRequest, Transcript, Word
 
-__all__ = ["Transcriber", "load", "run", "transcribe", "whisper_options", "resolve_device"]
+__all__ = [
+    "Transcriber",
+    "load",
+    "run",
+    "transcribe",
+    "whisper_options",
+    "detects_language_per_segment",
+    "resolve_device",
+]
 
 logger = logging.getLogger("isoscribe.transcribe")
 
@@ -29,6 +38,16 @@ PIECE_S = 300.0
 """Longest audio handed to faster-whisper at once (see ``transcribe``)."""
 SPLIT_SEARCH_S = 20.0
 """A piece ends at the quietest 0.1 s within this many seconds before its limit."""
+LANGUAGE_GROUP_S = 20.0
+"""Speech regions within this many seconds share one language detection when it is sure."""
+LANGUAGE_SURE = 0.8
+"""A group detected at least this sure as the current language is not looked at region by region."""
+LANGUAGE_SWITCH_MARGIN = 0.2
+"""A region switches language only if its language's probability beats the current one's by this."""
+MIN_DETECT_S = 1.0
+"""Shorter regions are too short to tell their language: they keep their neighbours'."""
+LOG_PROB_THRESHOLD = -1.0
+"""faster-whisper's ``log_prob_threshold``: a segment below it is decoded again on its own."""
 
 
 @dataclass
@@ -76,7 +95,10 @@ def load(settings: Settings) -> Transcriber:
         logger, "asr_model_loaded", model=asr.model, path=model_dir, device=device,
         compute_type=compute_type, load_s=time.perf_counter() - started,
     )
-    return Transcriber(whisper, asr.model, device, compute_type, is_english_only(model_dir), asr)
+    # CTranslate2 knows; models.is_english_only reads the vocabulary, which lists the language
+    # tokens in tiny.en's too (it answers False there).
+    english_only = not whisper.model.is_multilingual
+    return Transcriber(whisper, asr.model, device, compute_type, english_only, asr)
 
 
 def run(model: Transcriber, request: SpeechRequest) -> Transcript:
@@ -89,7 +111,9 @@ def run(model: Transcriber, request: SpeechRequest) -> Transcript:
 
 
 def whisper_options(asr: AsrSettings, request: SpeechRequest, english_only: bool = False) -> dict[str, Any]:
-    """Keyword arguments for ``WhisperModel.transcribe``; the benchmark's direct call uses the same."""
+    """Keyword arguments for ``WhisperModel.transcribe``; the benchmark's direct call uses the same.
+
+    ``hallucination_silence_threshold`` needs word timestamps (faster-whisper ignores it without)."""
     language = request.language or asr.language
     if english_only:
         language = "en"
@@ -101,7 +125,15 @@ def whisper_options(asr: AsrSettings, request: SpeechRequest, english_only: bool
         "initial_prompt": request.initial_prompt or asr.initial_prompt,
         "vad_filter": asr.vad_filter,
         "word_timestamps": request.word_timestamps,
+        "hallucination_silence_threshold": (
+            asr.hallucination_silence_threshold_s or None if request.word_timestamps else None
+        ),
     }
+
+
+def detects_language_per_segment(model: Transcriber, request: SpeechRequest) -> bool:
+    """Multilingual model, no language asked for, and ``asr.language_per_segment`` on."""
+    return model.asr.language_per_segment and not model.english_only and not (request.language or model.asr.language)
 
 
 def transcribe(
@@ -113,43 +145,265 @@ def transcribe(
     """Transcribe 16 kHz mono float32 ``audio``; words are clamped into their segment, monotonic.
 
     ``on_segment`` is called with each finished segment as soon as faster-whisper yields it (its
-    segments come from a generator, window by window), so a caller can stream or show progress.
+    segments come from a generator, window by window), after the loop check below, so a caller can
+    stream or show progress.
+
+    Languages: with a multilingual model and no language asked for, the language is detected per
+    stretch of speech (``_language_spans``) and each stretch is decoded in its own language, so a
+    recording that switches language keeps both; every segment carries its ``language``. Otherwise
+    the language is fixed (asked for, ``en`` for English-only models, or detected once at the start).
+
+    Loops: a segment that repeats a phrase, compresses like repeated text or decodes with a low
+    log-probability is decoded again on its own, without the previous text as prompt and with the
+    temperature fallback; what still loops is cut off, with a warning in ``Transcript.warnings``.
 
     Audio longer than ``PIECE_S`` is transcribed piece by piece, cut at the quietest moment before
     each boundary: faster-whisper computes the log-mel features of its whole input at once, which
-    for 60 minutes peaks at 3.3 GB (measured); per 5-minute piece it stays near 300 MB. A detected
-    language is fixed for the pieces after the first.
+    for 60 minutes peaks at 3.3 GB (measured); per 5-minute piece it stays near 300 MB.
     """
     started = time.perf_counter()
     options = whisper_options(model.asr, request, model.english_only)
+    spans = _language_spans(model, audio) if detects_language_per_segment(model, request) else [_Span(0, audio.size)]
+    guard = _LoopGuard(model, audio, options) if model.asr.loop_detection else None
     segments: list[Segment] = []
-    info = None
-    for offset, piece in _pieces(audio):
-        raw_segments, piece_info = model.whisper.transcribe(piece, **options)
-        if info is None:
-            info = piece_info
-            options["language"] = info.language
-        offset_s = offset / SAMPLE_RATE
-        for raw in raw_segments:
-            segment = _segment(len(segments), raw, offset_s)
-            segments.append(segment)
-            if on_segment is not None:
-                on_segment(segment)
+    detected: list[tuple[str, float]] = []
+    for span in spans:
+        for offset, piece in _pieces(audio[span.start : span.end]):
+            language = span.language or options["language"] or (detected[0][0] if detected else None)
+            raw_segments, info = model.whisper.transcribe(piece, **{**options, "language": language})
+            detected.append((info.language, span.probability if span.language else float(info.language_probability)))
+            offset_s = (span.start + offset) / SAMPLE_RATE
+            for raw in raw_segments:
+                segment = _segment(len(segments), raw, offset_s, info.language)
+                for kept in guard.check(segment) if guard else [segment]:
+                    kept.id = len(segments)
+                    segments.append(kept)
+                    if on_segment is not None:
+                        on_segment(kept)
     elapsed = time.perf_counter() - started
     duration_s = audio.size / SAMPLE_RATE
+    language, probability = _main_language(segments, detected)
+    languages = list(dict.fromkeys(s.language for s in segments if s.language))
     log_event(
         logger, "transcribed", audio=request.audio_path, duration_s=duration_s, segments=len(segments),
-        language=info.language, wall_s=elapsed, rtf=elapsed / duration_s if duration_s else 0.0,
+        language=language, languages=",".join(languages), warnings=len(guard.warnings) if guard else 0,
+        wall_s=elapsed, rtf=elapsed / duration_s if duration_s else 0.0,
     )
     return Transcript(
         segments=segments,
-        language=info.language,
-        language_probability=float(info.language_probability),
+        language=language,
+        language_probability=probability,
         duration_s=duration_s,
         model=model.model_name,
         timings_s={"transcribe": elapsed},
         source=request.audio_path,
+        languages=languages or [language],
+        warnings=list(guard.warnings) if guard else [],
     )
+
+
+def _main_language(segments: list[Segment], detected: list[tuple[str, float]]) -> tuple[str, float]:
+    """The language with the most segment time, and its detection probability where it was detected."""
+    seconds: dict[str, float] = {}
+    for segment in segments:
+        if segment.language:
+            seconds[segment.language] = seconds.get(segment.language, 0.0) + segment.end - segment.start
+    language = max(seconds, key=seconds.get) if seconds else detected[0][0]
+    probabilities = [p for code, p in detected if code == language]
+    return language, (max(probabilities) if probabilities else detected[0][1])
+
+
+@dataclass(frozen=True)
+class _Span:
+    start: int
+    end: int
+    """Samples of the audio decoded in one language."""
+    language: str | None = None
+    """None: as the options say (fixed, or detected by faster-whisper)."""
+    probability: float = 1.0
+    """How sure the detection of ``language`` was."""
+
+
+def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
+    """Stretches of ``audio`` in one language each, yielded as they are found, cut mid-pause.
+
+    Speech regions (Silero VAD) are taken in groups of about ``LANGUAGE_GROUP_S``; one detection per
+    group settles it when the group is surely the current language (the common case: one encoder
+    pass per 20 s of speech). Otherwise each region of the group is detected on its own, so a switch
+    is placed at the pause where it happens, not at a 30 s window boundary. A region switches the
+    language only when its language beats the current one by ``LANGUAGE_SWITCH_MARGIN``. A stretch
+    ends after ``PIECE_S`` too, so that the first segments of a long file come after a few
+    detections, not after detecting the whole file.
+    """
+    from isoscribe.stages.diarize import speech_regions_from_vad
+
+    regions = speech_regions_from_vad(audio)
+    current: str | None = None
+    confidence: dict[str, float] = {}
+    """The highest probability each language was detected with."""
+    span_start, previous_end = 0, 0.0
+    for group in _region_groups(regions):
+        language, probability = _detect(model, audio, group, confidence)[:2]
+        labels = [language] * len(group)
+        if probability < LANGUAGE_SURE or language != (current or language):
+            labels = [_region_language(model, audio, region, current, confidence) for region in group]
+        for (start, end), label in zip(group, labels):
+            label = label or current or language
+            if current is not None and (label != current or start - span_start / SAMPLE_RATE > PIECE_S):
+                cut = int((previous_end + start) / 2 * SAMPLE_RATE)
+                yield _Span(span_start, cut, current, confidence[current])
+                span_start = cut
+            current, previous_end = label, end
+    yield _Span(span_start, audio.size, current, confidence.get(current or "", 0.0))
+
+
+def _region_groups(regions: list[tuple[float, float]]) -> Iterator[list[tuple[float, float]]]:
+    group: list[tuple[float, float]] = []
+    for region in regions:
+        if group and region[1] - group[0][0] > LANGUAGE_GROUP_S:
+            yield group
+            group = []
+        group.append(region)
+    if group:
+        yield group
+
+
+def _region_language(
+    model: Transcriber,
+    audio: np.ndarray,
+    region: tuple[float, float],
+    current: str | None,
+    confidence: dict[str, float],
+) -> str | None:
+    """The region's language, ``current`` unless another beats it clearly; None if too short to tell."""
+    if region[1] - region[0] < MIN_DETECT_S:
+        return None
+    language, _, probabilities = _detect(model, audio, [region], confidence)
+    if current is None or language == current:
+        return language
+    scores = dict(probabilities)
+    return language if scores[language] - scores.get(current, 0.0) >= LANGUAGE_SWITCH_MARGIN else current
+
+
+def _detect(
+    model: Transcriber, audio: np.ndarray, regions: list[tuple[float, float]], confidence: dict[str, float]
+) -> tuple[str, float, list[tuple[str, float]]]:
+    speech = np.concatenate([audio[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in regions])
+    language, probability, probabilities = model.whisper.detect_language(speech)
+    confidence[language] = max(confidence.get(language, 0.0), float(probability))
+    return language, float(probability), probabilities
+
+
+class _LoopGuard:
+    """Checks each segment as it arrives; re-decodes suspicious ones and cuts what still loops."""
+
+    def __init__(self, model: Transcriber, audio: np.ndarray, options: dict[str, Any]) -> None:
+        self.model, self.audio, self.options = model, audio, options
+        self.warnings: list[str] = []
+        self.recent: list[list[str]] = []
+        """Words of the last two segments kept: a third identical one is a loop across segments."""
+
+    def check(self, segment: Segment) -> list[Segment]:
+        suspicion = self._suspicion(segment)
+        if suspicion is None:
+            return self._remember([segment])
+        redone = self._redecode(segment)
+        log_event(
+            logger, "segment_redecoded", start=segment.start, end=segment.end, reason=suspicion,
+            segments=len(redone), text=segment.text[:80],
+        )
+        if suspicion == "log_probability":
+            if not _better(redone, segment):
+                return self._remember([segment])
+        elif redone:
+            self._warn(segment, f"decoded again ({suspicion.replace('_', ' ')}): {segment.text[:60]!r}")
+        else:
+            reason = suspicion.replace("_", " ")
+            self._warn(segment, f"dropped ({reason}; decoded again, no speech): {segment.text[:60]!r}")
+        return self._remember([cut for s in redone if (cut := self._cut_loop(s)) is not None])
+
+    def _suspicion(self, segment: Segment) -> str | None:
+        words = words_of(segment.text)
+        if find_loop(words) is not None or compression_ratio(segment.text) > MAX_COMPRESSION_RATIO:
+            return "repetition"
+        if words and len(self.recent) == 2 and self.recent[0] == self.recent[1] == words:
+            return "repeated_segment"
+        if segment.compression_ratio > MAX_COMPRESSION_RATIO:
+            return "compression_ratio"
+        if segment.avg_logprob < LOG_PROB_THRESHOLD:
+            return "log_probability"
+        return None
+
+    def _redecode(self, segment: Segment) -> list[Segment]:
+        """The segment's audio decoded alone: no previous text as prompt, the temperature fallback."""
+        first, last = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
+        if last - first < SAMPLE_RATE // 10:
+            return []
+        options = {
+            **self.options, "language": segment.language or self.options["language"],
+            "condition_on_previous_text": False, "initial_prompt": None,
+        }
+        raw_segments, info = self.model.whisper.transcribe(self.audio[first:last], **options)
+        return [_segment(0, raw, segment.start, info.language) for raw in raw_segments]
+
+    def _cut_loop(self, segment: Segment) -> Segment | None:
+        """The segment up to the first copy of its repeated phrase (None if nothing is left)."""
+        words = words_of(segment.text)
+        if words and len(self.recent) == 2 and self.recent[0] == self.recent[1] == words:
+            self._warn(segment, f"dropped a third identical segment {segment.text[:60]!r}")
+            return None
+        loop = find_loop(words)
+        if loop is None and compression_ratio(segment.text) <= MAX_COMPRESSION_RATIO:
+            return segment
+        if loop is None:
+            self._warn(segment, f"dropped text that compresses like a loop {segment.text[:60]!r}")
+            return None
+        phrase = " ".join(words[loop.start : loop.repeats_from])
+        self._warn(segment, f"cut {len(words) - loop.repeats_from} words repeating {phrase!r}")
+        return _truncate(segment, loop.repeats_from)
+
+    def _remember(self, kept: list[Segment]) -> list[Segment]:
+        for segment in kept:
+            self.recent = (self.recent + [words_of(segment.text)])[-2:]
+        return kept
+
+    def _warn(self, segment: Segment, what: str) -> None:
+        message = f"{segment.start:.1f}-{segment.end:.1f} s: {what}"
+        self.warnings.append(message)
+        log_event(logger, "repetition_loop", level=logging.WARNING, start=segment.start, end=segment.end, what=what)
+
+
+def _better(redone: list[Segment], original: Segment) -> bool:
+    """Re-decoded text replaces a low-confidence segment only if it decodes more confidently."""
+    if not redone:
+        return False
+    return sum(s.avg_logprob for s in redone) / len(redone) > original.avg_logprob
+
+
+def _truncate(segment: Segment, keep_words: int) -> Segment | None:
+    """The first ``keep_words`` words of the segment (counted as ``words_of`` counts them)."""
+    if keep_words <= 0:
+        return None
+    if segment.words:
+        kept, counted = [], 0
+        for word in segment.words:
+            counted += len(words_of(word.text))
+            if counted > keep_words:
+                break
+            kept.append(word)
+        if not kept:
+            return None
+        segment.words, segment.end = kept, kept[-1].end
+        segment.text = "".join(w.text for w in kept).strip()
+    else:
+        tokens, counted, kept_tokens = segment.text.split(), 0, []
+        for token in tokens:
+            counted += len(words_of(token))
+            if counted > keep_words:
+                break
+            kept_tokens.append(token)
+        segment.text = " ".join(kept_tokens)
+    return segment if segment.text else None
 
 
 def _pieces(audio: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
@@ -170,7 +424,7 @@ def _quietest_point(audio: np.ndarray, low: int, high: int) -> int:
     return low + int(np.argmin(energy)) * frame + frame // 2
 
 
-def _segment(index: int, raw: Any, offset_s: float = 0.0) -> Segment:
+def _segment(index: int, raw: Any, offset_s: float = 0.0, language: str | None = None) -> Segment:
     start, end = float(raw.start) + offset_s, float(max(raw.end, raw.start)) + offset_s
     words = [
         Word(float(w.start) + offset_s, float(w.end) + offset_s, w.word, float(w.probability)) for w in raw.words or []
@@ -185,6 +439,7 @@ def _segment(index: int, raw: Any, offset_s: float = 0.0) -> Segment:
         no_speech_prob=float(raw.no_speech_prob),
         compression_ratio=float(raw.compression_ratio),
         temperature=float(raw.temperature or 0.0),
+        language=language,
     )
 
 

@@ -1,0 +1,130 @@
+"""Beyond the engine's defaults: language per segment, repetition loops cut, on real model output.
+
+The recordings are rendered with espeak-ng (``isoscribe.benchmarks.meetings``); the multilingual
+``base`` model decodes them. ``isoscribe bench accuracy`` runs the longer comparison.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import pytest
+
+from isoscribe.benchmarks.accuracy import loops_in
+from isoscribe.benchmarks.meetings import MIXED_LANGUAGE_SCRIPT, make_mixed_language
+from isoscribe.config import load_settings
+from isoscribe.outputs import to_json, to_tsv
+from isoscribe.repetition import find_loop, words_of
+from isoscribe.service.formats import verbose_json
+from isoscribe.stages import transcribe
+from isoscribe.transcript import SpeechRequest, Transcript
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def base_model():
+    return transcribe.load(load_settings(overrides={"asr": {"model": "base", "device": "cpu"}}))
+
+
+def _with(model: transcribe.Transcriber, **asr: object) -> transcribe.Transcriber:
+    return transcribe.Transcriber(
+        model.whisper, model.model_name, model.device, model.compute_type, model.english_only,
+        model.asr.model_copy(update=asr),
+    )
+
+
+def test_loop_finder_flags_decoder_loops_not_speech() -> None:
+    assert find_loop(words_of("As met a nolshun, midden, arbe, me, me, me, me, me, me, me, me, me, me.")) is not None
+    zook = "I am very happy to have a meal, my dear Zook, I am very happy to have a meal, my dear Zook, I am very happy"
+    loop = find_loop(words_of(zook))
+    assert loop is not None and (loop.start, loop.period, loop.repeats_from) == (0, 11, 11)
+    for speech in ("here's some more words words words words um", "thank you, thank you, thank you", "no no no no"):
+        assert find_loop(words_of(speech)) is None, speech
+
+
+def test_language_switch_keeps_both_languages_in_their_own_words(base_model, tmp_path: Path) -> None:
+    script = MIXED_LANGUAGE_SCRIPT[1:5]
+    audio_path = make_mixed_language(tmp_path / "switch.wav", script)
+    from isoscribe.audio import decode_audio
+
+    streamed = []
+    result = transcribe.transcribe(
+        base_model, decode_audio(audio_path), SpeechRequest(str(audio_path)), on_segment=streamed.append
+    )
+    turns = json.loads(audio_path.with_suffix(".script.json").read_text())["turns"]
+    switch_s = turns[2]["start"]
+    english = [s for s in result.segments if s.end <= switch_s]
+    german = [s for s in result.segments if s.start >= switch_s - 0.5]
+    print([(round(s.start, 1), s.language, s.text) for s in result.segments])
+    assert result.languages == ["en", "de"]
+    assert english and {s.language for s in english} == {"en"}
+    assert german and {s.language for s in german} == {"de"}
+    german_words = set(words_of(" ".join(s.text for s in german)))
+    assert "hamburg" in german_words
+    assert len({"wir", "mit", "dem", "und", "den", "aber", "einen", "nehmen"} & german_words) >= 4
+    assert "permission" in words_of(" ".join(s.text for s in english))
+    assert [s.id for s in streamed] == [s.id for s in result.segments]
+    rows = list(csv.DictReader(io.StringIO(to_tsv(result)), delimiter="\t"))
+    assert [row["language"] for row in rows] == [s.language for s in result.segments]
+    assert {s.get("language") for s in verbose_json(result)["segments"]} == {"english", "german"}
+    assert Transcript.from_dict(json.loads(to_json(result))).segments[-1].language == "de"
+
+
+def test_language_per_segment_off_decodes_one_language(base_model, tmp_path: Path) -> None:
+    audio_path = make_mixed_language(tmp_path / "switch.wav", MIXED_LANGUAGE_SCRIPT[2:4])
+    from isoscribe.audio import decode_audio
+
+    result = transcribe.transcribe(
+        _with(base_model, language_per_segment=False), decode_audio(audio_path), SpeechRequest(str(audio_path))
+    )
+    assert len(result.languages) == 1 and {s.language for s in result.segments} == set(result.languages)
+
+
+def test_a_looping_decode_is_cut_and_reported(base_model, tmp_path: Path) -> None:
+    """German (after one English sentence) read as English without VAD: faster-whisper loops ("me, me, me, …")."""
+    audio_path = make_mixed_language(tmp_path / "german.wav", MIXED_LANGUAGE_SCRIPT[2:])
+    from isoscribe.audio import decode_audio
+
+    audio = decode_audio(audio_path)
+    request = SpeechRequest(str(audio_path), language="en", word_timestamps=False)
+    unguarded = transcribe.transcribe(_with(base_model, vad_filter=False, loop_detection=False), audio, request)
+    print([s.text for s in unguarded.segments])
+    assert loops_in([s.text for s in unguarded.segments]) >= 1, "the clip no longer makes the model loop"
+    guarded = transcribe.transcribe(_with(base_model, vad_filter=False), audio, request)
+    print([s.text for s in guarded.segments], guarded.warnings)
+    assert loops_in([s.text for s in guarded.segments]) == 0
+    assert guarded.warnings and all(" s: " in w for w in guarded.warnings)
+    assert guarded.segments and all(s.text for s in guarded.segments)
+
+
+def test_english_only_model_reports_english_per_segment(shared_data: Path) -> None:
+    model = transcribe.load(load_settings(overrides={"asr": {"model": "tiny.en", "device": "cpu"}}))
+    result = transcribe.run(model, SpeechRequest(str(shared_data / "jfk" / "jfk.wav")))
+    assert model.english_only
+    assert result.languages == ["en"] and {s.language for s in result.segments} == {"en"}
+    assert result.warnings == []
+
+
+def test_a_loop_that_survives_decoding_again_is_cut_after_its_first_copy() -> None:
+    from isoscribe.transcript import Segment, Word
+
+    texts = [" As", " met", " a", " nolshun,"] + [" me,"] * 10
+    words = [Word(float(i), i + 0.5, text, 0.5) for i, text in enumerate(texts)]
+    segment = Segment(0, 0.0, 14.0, "".join(texts).strip(), words, language="en")
+    loop = find_loop(words_of(segment.text))
+    cut = transcribe._truncate(segment, loop.repeats_from)
+    assert cut.text == "As met a nolshun, me,"
+    assert [w.text for w in cut.words] == texts[:5] and cut.end == 4.5
+
+
+def test_hallucination_silence_threshold_only_with_word_timestamps() -> None:
+    asr = load_settings().asr
+    assert transcribe.whisper_options(asr, SpeechRequest("a.wav"))["hallucination_silence_threshold"] == 2.0
+    no_words = SpeechRequest("a.wav", word_timestamps=False)
+    assert transcribe.whisper_options(asr, no_words)["hallucination_silence_threshold"] is None
+    off = asr.model_copy(update={"hallucination_silence_threshold_s": 0})
+    assert transcribe.whisper_options(off, SpeechRequest("a.wav"))["hallucination_silence_threshold"] is None
