@@ -9,12 +9,22 @@ from pathlib import Path
 __all__ = ["write_atomic"]
 
 
+def _mode_under_umask() -> int:
+    """0666 less the process umask, read without changing it (os.umask would, for every thread)."""
+    with open("/proc/self/status", encoding="ascii") as status:
+        for line in status:
+            if line.startswith("Umask:"):
+                return 0o666 & ~int(line.split()[1], 8)
+    return 0o644
+
+
 def write_atomic(path: Path | str, data: str | bytes) -> None:
     """Write to a temp file in the same folder, fsync, then rename over ``path``."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, _mode_under_umask())  # mkstemp makes 0600; outputs are read like any file the user writes
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
