@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import psutil
 import pytest
 
 from isoscribe.cli import build_parser, settings_overrides
@@ -97,3 +98,24 @@ def test_cli_rejects_invalid_setting_at_start_up(tmp_path):
 def test_an_unknown_asr_language_stops_at_start_up() -> None:
     with pytest.raises(SettingsError, match="asr.language"):
         load_settings(overrides={"asr": {"language": "klingon"}})
+
+
+def test_worker_memory_is_bounded_out_of_the_box() -> None:
+    """Without any setting, every stage's workers are recycled past a quarter of RAM after a task and
+    killed past half of it during one, and a hung model load is killed."""
+    from isoscribe.executors import build_executor
+
+    ram_mb = psutil.virtual_memory().total / 2**20
+    settings = load_settings()
+    executor = build_executor(settings, lazy=True)
+    try:
+        for stage, make_pool in executor.factories.items():
+            pool = make_pool()
+            try:
+                assert pool.max_rss_mb == pytest.approx(ram_mb / 4, abs=1), stage
+                assert pool.limits.hard_rss_mb == pytest.approx(ram_mb / 2, abs=1), stage
+                assert pool.limits.load_timeout_s == settings.isolation.load_timeout_s == 600, stage
+            finally:
+                pool.shutdown()
+    finally:
+        executor.shutdown()

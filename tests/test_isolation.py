@@ -9,6 +9,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import Future
 
 import numpy as np
 import psutil
@@ -359,3 +360,76 @@ def test_run_isolated_passes_events_on() -> None:
     received: list = []
     result = run_isolated(FAULTS, FaultRequest("emit", payload=["x"]), Limits(timeout_s=30), on_event=received.append)
     assert result.value == 1 and received == ["x"]
+
+
+def _crashing_loads(tmp_path, crashes: int) -> StageSpec:
+    return StageSpec("isoscribe.stages.faults", FaultConfig(crash_loads=crashes, load_count_file=str(tmp_path / "loads")))
+
+
+def test_a_load_killed_once_is_retried_and_the_queued_tasks_run(tmp_path):
+    with WorkerPool(_crashing_loads(tmp_path, 1), prespawn=False, limits=Limits(timeout_s=30)) as pool:
+        futures = [pool.submit(FaultRequest("ok", payload=n)) for n in range(3)]
+        assert [future.result(timeout=60).value for future in futures] == [0, 1, 2]
+        assert [exit.reason for exit in pool.exits] == ["signal 9"]
+        assert pool.exits[0].likely_oom_kill
+
+
+def test_consecutive_load_failures_fail_the_queue_then_a_later_load_recovers(tmp_path):
+    with WorkerPool(_crashing_loads(tmp_path, 3), prespawn=False, load_attempts=3) as pool:
+        futures = [pool.submit(FaultRequest("ok", payload=n)) for n in range(2)]
+        for future in futures:
+            with pytest.raises(WorkerCrashed) as caught:
+                future.result(timeout=60)
+            assert caught.value.signal == signal.SIGKILL and "loading" in caught.value.detail
+        assert pool.stats().workers_started == 3
+        assert pool.run(FaultRequest("ok", payload="back")).value == "back"
+
+
+def test_shutdown_twice_and_calls_after_it_never_touch_a_reused_descriptor():
+    pool = WorkerPool(FAULTS, prespawn=False)
+    pool.shutdown()
+    read_end, write_end = os.pipe()  # likely to reuse the pool's closed wake-pipe numbers
+    os.set_blocking(read_end, False)
+    try:
+        pool.shutdown()
+        assert pool.cancel(Future()) is True  # an unknown queued-looking future is just cancelled
+        with pytest.raises(RuntimeError, match="shut down"):
+            pool.submit(FaultRequest("ok"))
+        with pytest.raises(BlockingIOError):
+            os.read(read_end, 1)
+    finally:
+        os.close(read_end)
+        os.close(write_end)
+
+
+class _SlowConnection:
+    """Stands in for a worker's pipe whose next message takes until ``release`` is set to arrive."""
+
+    def __init__(self, conn, release: threading.Event, receiving: threading.Event) -> None:
+        self._conn, self._release, self._receiving = conn, release, receiving
+
+    def recv(self):
+        self._receiving.set()
+        self._release.wait(30)
+        return self._conn.recv()
+
+    def __getattr__(self, name):
+        return getattr(self._conn, name)
+
+
+def test_stats_and_submit_do_not_wait_while_a_result_is_being_received(pool):
+    pool.run(FaultRequest("ok"))
+    [worker] = pool._workers
+    release, receiving = threading.Event(), threading.Event()
+    worker.process.conn = _SlowConnection(worker.process.conn, release, receiving)
+    running = pool.submit(FaultRequest("ok", payload="slow"))
+    assert receiving.wait(10)
+    answered = threading.Event()
+    caller = threading.Thread(target=lambda: (pool.stats(), pool.submit(FaultRequest("ok")), answered.set()))
+    caller.start()
+    try:
+        assert answered.wait(10), "stats() or submit() waited for the manager's receive"
+    finally:
+        release.set()
+    caller.join(10)
+    assert running.result(timeout=30).value == "slow"

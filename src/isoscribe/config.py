@@ -106,16 +106,25 @@ class LlmSettings(_Section):
     """Template with {transcript}; None means the built-in one (see llm_summary)."""
 
 
+def _share_of_ram_mb(fraction: float) -> float:
+    import psutil
+
+    return round(fraction * psutil.virtual_memory().total / 2**20)
+
+
 class IsolationSettings(_Section):
     speech_stage: str = "isoscribe.stages.speech"
     """Module hosting the speech stage (transcribe, align, diarize); tests may point it at a fault wrapper."""
     summary_stage: str = "isoscribe.stages.summarize"
     start_method: Literal["spawn", "forkserver"] = "spawn"
     max_tasks_per_worker: int | None = Field(50, ge=1)
-    max_rss_mb: float | None = Field(None, gt=0)
-    """Recycle a worker when its RSS passes this after a task."""
-    hard_rss_mb: float | None = Field(None, gt=0)
-    """Kill a worker whose RSS passes this during a task (StageOutOfMemory)."""
+    max_rss_mb: float | None = Field(default_factory=lambda: _share_of_ram_mb(0.25), gt=0)
+    """Recycle a worker when its RSS passes this after a task. Default: a quarter of physical RAM."""
+    hard_rss_mb: float | None = Field(default_factory=lambda: _share_of_ram_mb(0.5), gt=0)
+    """Kill a worker whose RSS passes this during a task (StageOutOfMemory). Default: half of physical
+    RAM, so no single stage, leaking or not, can take the machine."""
+    load_timeout_s: float = Field(600, gt=0)
+    """A worker still loading its model after this is killed; loads are tried again, then queued tasks fail."""
     idle_ttl_s: float | None = Field(300, gt=0)
     prespawn: bool = True
     asr_timeout_s: float = Field(3600, gt=0)

@@ -32,9 +32,10 @@ from isoscribe.config import Settings
 from isoscribe.demo import dialogue_script_path, render_script
 from isoscribe.files import write_atomic
 from isoscribe.grounding import Evidence, ground_summary, is_supported
-from isoscribe.isolation import Limits, StageSpec, WorkerPool
+from isoscribe.isolation import StageSpec, WorkerPool
 from isoscribe.logs import log_event
 from isoscribe.pipeline import speech_request, summary_text
+from isoscribe.pipeline.stages import stage_limits
 from isoscribe.speakers import assign_speakers
 from isoscribe.transcript import ActionItem, Summary, SummaryRequest, Transcript
 
@@ -159,8 +160,7 @@ def _run_meetings(settings: Settings, meetings: tuple[Meeting, ...], temp: Path)
     iso = settings.isolation
     speech = StageSpec("isoscribe.stages.speech", settings, "speech")
     summary = StageSpec("isoscribe.stages.summarize", settings, "summary")
-    speech_limits = Limits(timeout_s=iso.asr_timeout_s, hard_rss_mb=iso.hard_rss_mb)
-    summary_limits = Limits(timeout_s=iso.llm_timeout_s, hard_rss_mb=iso.hard_rss_mb)
+    speech_limits, summary_limits = stage_limits(iso, iso.asr_timeout_s), stage_limits(iso, iso.llm_timeout_s)
     runs = []
     with (
         WorkerPool(speech, size=1, limits=speech_limits) as speech_pool,

@@ -56,6 +56,8 @@ _BUSY_TICK_S = 0.05
 _IDLE_TICK_S = 0.5
 _RETIRE_GRACE_S = 3.0
 """How long a worker told to stop may take before it is killed."""
+_LOAD_RETRY_FIRST_S = 0.5
+"""Wait before starting a worker again after a failed load; doubles with each consecutive failure."""
 _pools: weakref.WeakSet[WorkerPool] = weakref.WeakSet()
 _atexit_registered = False
 _swept = False
@@ -91,6 +93,10 @@ class _Worker:
     kill_reason: str | None = None
     load_error: StageError | None = None
     messages_closed: bool = False
+    inbox: list[tuple] = field(default_factory=list)
+    """Messages received outside the pool's lock, not yet handled."""
+    rss_mb: float = 0.0
+    """The latest RSS sample (children included), so ``stats()`` reads no /proc files."""
 
     @property
     def pid(self) -> int:
@@ -131,7 +137,9 @@ class WorkerPool:
     runs the last one). ``max_rss_mb``: retire a worker whose RSS (children included) is above this
     after a task. ``idle_ttl_s``: retire a worker idle this long. ``prespawn``: keep ``size`` workers
     loaded even with nothing queued; without it workers start on demand and idle ones are not replaced.
-    ``limits``: per-task timeout and hard RSS cap, enforced by killing the worker.
+    ``limits``: per-task timeout and hard RSS cap, enforced by killing the worker; load timeout.
+    ``load_attempts``: consecutive failed loads (crash, exception, timeout) before queued tasks fail
+    with the load's error; between them the pool waits, 0.5 s doubling. A later ``submit`` tries again.
     """
 
     def __init__(
@@ -144,6 +152,7 @@ class WorkerPool:
         prespawn: bool = True,
         limits: Limits = Limits(),
         start_method: str = "spawn",
+        load_attempts: int = 3,
     ) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
@@ -151,6 +160,8 @@ class WorkerPool:
             raise ValueError("max_tasks_per_worker must be at least 1 or None")
         if start_method not in START_METHODS:
             raise ValueError(f"start_method must be one of {START_METHODS}, not {start_method!r}")
+        if load_attempts < 1:
+            raise ValueError("load_attempts must be at least 1")
         self.stage = stage
         self.size = size
         self.max_tasks_per_worker = max_tasks_per_worker
@@ -159,6 +170,7 @@ class WorkerPool:
         self.prespawn = prespawn
         self.limits = limits
         self.start_method = start_method
+        self.load_attempts = load_attempts
         self.exits: list[WorkerExit] = []
 
         _sweep_once()
@@ -166,6 +178,8 @@ class WorkerPool:
         self.segment_prefix = f"{transport.SEGMENT_PREFIX}{token}-"
         self._tmpdir = tempfile.mkdtemp(prefix=f"{transport.SEGMENT_PREFIX}{token}-")
         self._lock = threading.Lock()
+        self._wake_lock = threading.Lock()
+        """Guards the wake pipe's write end, which ``_cleanup`` closes: its fd number may be reused."""
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -175,6 +189,9 @@ class WorkerPool:
         self._counters = _Counters()
         self._gpu = monitor.GpuMonitor()
         self._load_failed = False
+        self._load_failures = 0
+        """Consecutive failed loads."""
+        self._next_start_at = 0.0
         self._closing = False
         self._kill_running = False
         self._closed = threading.Event()
@@ -222,7 +239,10 @@ class WorkerPool:
     def stats(self) -> PoolStats:
         now = time.monotonic()
         with self._lock:
-            snapshot = [(w.pid, w.state, w.tasks_done, now - w.started_at) for w in self._workers]
+            workers = [
+                WorkerInfo(pid=w.pid, state=w.state, rss_mb=w.rss_mb, tasks_done=w.tasks_done, age_s=now - w.started_at)
+                for w in self._workers
+            ]
             queued = sum(1 for task in self._pending if not task.future.cancelled())
             counters = self._counters
             stats = dict(
@@ -233,10 +253,6 @@ class WorkerPool:
                 exits_by_reason=dict(counters.exits_by_reason),
                 workers_started=counters.workers_started,
             )
-        workers = [
-            WorkerInfo(pid=pid, state=state, rss_mb=monitor.tree_rss_mb(pid) or 0.0, tasks_done=tasks, age_s=age)
-            for pid, state, tasks, age in snapshot
-        ]
         return PoolStats(stage=self.stage.label, size=self.size, workers=workers, queue_depth=queued, **stats)
 
     def worker_pids(self) -> list[int]:
@@ -257,7 +273,8 @@ class WorkerPool:
     def shutdown(self, wait: bool = True, kill_running: bool = False) -> None:
         """Stop the pool: queued tasks are cancelled; running ones finish unless ``kill_running``.
 
-        Afterwards no worker process, shared-memory segment or temp file of this pool is left.
+        Afterwards no worker process, shared-memory segment or temp file of this pool is left. Calling
+        it again (atexit, a second ``with``) only waits for the first.
         """
         with self._lock:
             self._closing = True
@@ -275,14 +292,18 @@ class WorkerPool:
     # ----- manager thread ---------------------------------------------------------------------
 
     def _wake(self) -> None:
-        try:
-            os.write(self._wake_w, b"x")
-        except (BlockingIOError, OSError):
-            pass  # a full pipe already means "wake up"; a closed one means the pool is gone
+        with self._wake_lock:
+            if self._wake_w is None:
+                return  # the pool is gone
+            try:
+                os.write(self._wake_w, b"x")
+            except BlockingIOError:
+                pass  # a full pipe already means "wake up"
 
     def _manage(self) -> None:
         try:
             while True:
+                self._observe()
                 with self._lock:
                     outcomes = self._step()
                     finished = self._closing and not self._workers
@@ -300,6 +321,32 @@ class WorkerPool:
         finally:
             self._cleanup()
 
+    def _observe(self) -> None:
+        """Receive messages and sample memory without the lock: only this thread reads worker pipes
+        or changes the worker list, and ``stats()`` or ``submit()`` must not wait behind a large result."""
+        for worker in list(self._workers):
+            worker.inbox += self._receive(worker)
+            worker.rss_mb = monitor.tree_rss_mb(worker.pid) or 0.0
+            if worker.state == "busy" and self._gpu.available:
+                gpu_mb = self._gpu.used_mb({worker.pid})
+                if gpu_mb is not None:
+                    worker.task_peak_gpu_mb = max(worker.task_peak_gpu_mb or 0.0, gpu_mb)
+
+    def _receive(self, worker: _Worker) -> list[tuple]:
+        """Every message waiting in the worker's pipe; a result's value is decoded here as well."""
+        received: list[tuple] = []
+        conn = worker.process.conn
+        while not worker.messages_closed:
+            try:
+                if not conn.poll():
+                    break
+                message = conn.recv()
+            except (EOFError, OSError):
+                worker.messages_closed = True
+                break
+            received.append(_decoded(message))
+        return received
+
     def _waitables(self) -> tuple[list, float]:
         waitables: list = [self._wake_r]
         polled = False
@@ -311,14 +358,17 @@ class WorkerPool:
             else:
                 waitables.append(worker.process.sentinel)
         active = any(w.state in ("busy", "starting", "retiring") for w in self._workers)
-        return waitables, _BUSY_TICK_S if active or polled else _IDLE_TICK_S
+        tick = _BUSY_TICK_S if active or polled else _IDLE_TICK_S
+        if self._pending and self._next_start_at:
+            tick = min(tick, max(0.0, self._next_start_at - time.monotonic()))
+        return waitables, tick
 
     def _step(self) -> list[_Outcome | _Delivery]:
         outcomes: list[_Outcome | _Delivery] = []
         self._drain_wake()
         now = time.monotonic()
         for worker in list(self._workers):
-            self._read_messages(worker, outcomes, now)
+            self._handle_messages(worker, outcomes, now)
         for worker in list(self._workers):
             code = worker.process.poll()
             if code is not None:
@@ -338,21 +388,16 @@ class WorkerPool:
         except BlockingIOError:
             pass
 
-    def _read_messages(self, worker: _Worker, outcomes: list[_Outcome | _Delivery], now: float) -> None:
-        conn = worker.process.conn
-        while not worker.messages_closed:
-            try:
-                if not conn.poll():
-                    return
-                message = conn.recv()
-            except (EOFError, OSError):
-                worker.messages_closed = True
-                return
+    def _handle_messages(self, worker: _Worker, outcomes: list[_Outcome | _Delivery], now: float) -> None:
+        messages, worker.inbox = worker.inbox, []
+        for message in messages:
             kind = message[0]
             if kind == "ready":
                 worker.state = "idle"
                 worker.idle_since = now
-                worker.peak_rss_mb = max(worker.peak_rss_mb, monitor.tree_rss_mb(worker.pid) or 0.0)
+                worker.peak_rss_mb = max(worker.peak_rss_mb, worker.rss_mb)
+                self._load_failures = 0
+                self._next_start_at = 0.0
                 log_event(logger, "worker_ready", logging.DEBUG, pid=worker.pid, load_s=message[1])
             elif kind == "load_error":
                 _, exc_type, text, tb = message
@@ -374,10 +419,9 @@ class WorkerPool:
         peak_rss_mb = max(worker.task_peak_rss_mb, message[-1])
         worker.peak_rss_mb = max(worker.peak_rss_mb, peak_rss_mb)
         if message[0] == "result":
-            try:
-                value = transport.loads(message[2])
-            except Exception as exc:
-                outcomes.append(_Outcome(task.future, error=self._unreadable_result(exc, peak_rss_mb)))
+            value, decode_error = message[2]
+            if decode_error is not None:
+                outcomes.append(_Outcome(task.future, error=self._unreadable_result(decode_error, peak_rss_mb)))
                 self._counters.tasks_failed += 1
             else:
                 stats = TaskStats(
@@ -402,7 +446,7 @@ class WorkerPool:
             peak_rss_mb,
             exc_type=type(exc).__name__,
             message=f"result could not be read in the parent: {exc}",
-            traceback_text=traceback.format_exc(),
+            traceback_text="".join(traceback.format_exception(exc)),
         )
 
     def _after_task(self, worker: _Worker, now: float) -> None:
@@ -423,15 +467,11 @@ class WorkerPool:
     def _watch_busy(self, now: float) -> None:
         busy = [w for w in self._workers if w.state == "busy" and w.kill_reason is None]
         for worker in busy:
-            rss_mb = monitor.tree_rss_mb(worker.pid)
-            if rss_mb is not None:
-                worker.task_peak_rss_mb = max(worker.task_peak_rss_mb, rss_mb)
-                worker.peak_rss_mb = max(worker.peak_rss_mb, rss_mb)
-            gpu_mb = self._gpu.used_mb({worker.pid}) if self._gpu.available else None
-            if gpu_mb is not None:
-                worker.task_peak_gpu_mb = max(worker.task_peak_gpu_mb or 0.0, gpu_mb)
+            rss_mb = worker.rss_mb
+            worker.task_peak_rss_mb = max(worker.task_peak_rss_mb, rss_mb)
+            worker.peak_rss_mb = max(worker.peak_rss_mb, rss_mb)
             hard_cap = self.limits.hard_rss_mb
-            if hard_cap is not None and rss_mb is not None and rss_mb > hard_cap:
+            if hard_cap is not None and rss_mb > hard_cap:
                 self._kill(worker, "oom_guard")
             elif self.limits.timeout_s is not None and now - worker.task_started_at > self.limits.timeout_s:
                 self._kill(worker, "timeout")
@@ -496,7 +536,7 @@ class WorkerPool:
 
     def _fill(self, now: float, outcomes: list[_Outcome | _Delivery]) -> None:
         """Start workers so that capacity is there before it is needed."""
-        if self._closing or self._load_failed:
+        if self._closing or self._load_failed or now < self._next_start_at:
             return
         states = Counter(w.state for w in self._workers)
         if self.prespawn:
@@ -512,7 +552,7 @@ class WorkerPool:
                 self._start_worker(now)
             except Exception as exc:
                 logger.exception("event=worker_start_failed stage=%s", self.stage.label)
-                self._fail_pending(exc, outcomes)
+                self._load_failed_once(exc, now, outcomes)
                 return
 
     def _start_worker(self, now: float) -> None:
@@ -540,7 +580,10 @@ class WorkerPool:
         worker.process.kill()
 
     def _reap(self, worker: _Worker, code: int, outcomes: list[_Outcome | _Delivery]) -> None:
-        self._read_messages(worker, outcomes, time.monotonic())  # a result sent just before the exit still counts
+        # A result sent just before the exit still counts. The process is gone, so this read never
+        # waits, and what is left is at most one pipe buffer (a larger write would not have finished).
+        worker.inbox += self._receive(worker)
+        self._handle_messages(worker, outcomes, time.monotonic())
         self._workers.remove(worker)
         worker.process.close()
         transport.remove_segments(f"{self.segment_prefix}{worker.pid}-")
@@ -552,7 +595,7 @@ class WorkerPool:
             outcomes.append(_Outcome(task.future, error=self._task_error(worker, code, reason)))
             self._counters.tasks_failed += 1
         elif worker.state == "starting" and not self._closing:
-            self._fail_pending(self._load_failure(worker, code), outcomes)
+            self._load_failed_once(self._load_failure(worker, code), time.monotonic(), outcomes)
         record = WorkerExit(
             pid=worker.pid,
             reason=reason,
@@ -618,8 +661,23 @@ class WorkerPool:
             return StageTimeout(self.stage.label, worker.peak_rss_mb, detail="model load timed out", timeout_s=timeout_s)
         return self._crash_error(worker, code, "worker died while loading the stage")
 
+    def _load_failed_once(self, error: BaseException, now: float, outcomes: list[_Outcome | _Delivery]) -> None:
+        """A worker could not load the stage: try again after a pause (an OOM kill during a load may
+        not recur), and after ``load_attempts`` failures in a row fail what is queued."""
+        self._load_failures += 1
+        if self._load_failures >= self.load_attempts:
+            self._load_failures, self._next_start_at = 0, 0.0
+            self._fail_pending(error, outcomes)
+            return
+        backoff_s = _LOAD_RETRY_FIRST_S * 2 ** (self._load_failures - 1)
+        self._next_start_at = now + backoff_s
+        log_event(
+            logger, "worker_load_retry", logging.WARNING, stage=self.stage.label,
+            failures=self._load_failures, backoff_s=backoff_s, cause=str(error),
+        )
+
     def _fail_pending(self, error: BaseException, outcomes: list[_Outcome | _Delivery]) -> None:
-        """A worker could not load the stage: fail what is queued instead of restarting in a loop."""
+        """Loading failed ``load_attempts`` times in a row: fail what is queued instead of restarting in a loop."""
         self._load_failed = True
         while self._pending:
             task = self._pending.popleft()
@@ -643,12 +701,22 @@ class WorkerPool:
         self._workers.clear()
         transport.remove_segments(self.segment_prefix)
         shutil.rmtree(self._tmpdir, ignore_errors=True)
-        for fd in (self._wake_r, self._wake_w):
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        with self._wake_lock:
+            os.close(self._wake_w)
+            self._wake_w = None
+        os.close(self._wake_r)
         self._closed.set()
+
+
+def _decoded(message: tuple) -> tuple:
+    """A "result" message with its payload replaced by (value, None) or (None, the decoding error)."""
+    if message[0] != "result":
+        return message
+    try:
+        decoded = (transport.loads(message[2]), None)
+    except Exception as exc:
+        decoded = (None, exc)
+    return (*message[:2], decoded, *message[3:])
 
 
 def _resolve(outcomes: list[_Outcome | _Delivery]) -> None:

@@ -6,11 +6,11 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from isoscribe.config import Settings
+from isoscribe.config import IsolationSettings, Settings
 from isoscribe.isolation import Limits, StageSpec
 from isoscribe.transcript import SpeechRequest, Transcript
 
-__all__ = ["PROBE_STAGE", "stage_specs", "speech_stage", "speech_limits", "speech_request", "summary_text"]
+__all__ = ["PROBE_STAGE", "stage_specs", "speech_stage", "speech_limits", "stage_limits", "speech_request", "summary_text"]
 
 PROBE_STAGE = "isoscribe.stages.probe"
 
@@ -21,12 +21,12 @@ def stage_specs(settings: Settings) -> dict[str, tuple[StageSpec, Limits]]:
     return {
         "probe": (
             StageSpec(PROBE_STAGE, None, "probe"),
-            Limits(timeout_s=isolation.probe_timeout_s, hard_rss_mb=isolation.hard_rss_mb),
+            stage_limits(isolation, isolation.probe_timeout_s),
         ),
         "speech": (speech_stage(settings), speech_limits(settings)),
         "summary": (
             StageSpec(isolation.summary_stage, settings, "summary"),
-            Limits(timeout_s=isolation.llm_timeout_s, hard_rss_mb=isolation.hard_rss_mb),
+            stage_limits(isolation, isolation.llm_timeout_s),
         ),
     }
 
@@ -36,7 +36,11 @@ def speech_stage(settings: Settings) -> StageSpec:
 
 
 def speech_limits(settings: Settings) -> Limits:
-    return Limits(timeout_s=settings.isolation.asr_timeout_s, hard_rss_mb=settings.isolation.hard_rss_mb)
+    return stage_limits(settings.isolation, settings.isolation.asr_timeout_s)
+
+
+def stage_limits(isolation: IsolationSettings, timeout_s: float) -> Limits:
+    return Limits(timeout_s=timeout_s, hard_rss_mb=isolation.hard_rss_mb, load_timeout_s=isolation.load_timeout_s)
 
 
 def speech_request(settings: Settings, audio_path: str | Path, **overrides: Any) -> SpeechRequest:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -35,11 +36,15 @@ _libc.free.argtypes = [ctypes.c_void_p]
 
 @dataclass(frozen=True)
 class FaultConfig:
-    """What ``load`` does: leak ``leak_mb`` like a model's weights, take ``load_s``, or fail."""
+    """What ``load`` does: leak ``leak_mb`` like a model's weights, take ``load_s``, or fail: raise
+    (``fail``), or be SIGKILLed like an OOM kill on the first ``crash_loads`` loads, counted in
+    ``load_count_file``."""
 
     leak_mb: int = 0
     load_s: float = 0.0
     fail: bool = False
+    crash_loads: int = 0
+    load_count_file: str | None = None
 
 
 @dataclass(frozen=True)
@@ -56,9 +61,20 @@ def load(config: Any) -> dict[str, Any]:
     if isinstance(config, FaultConfig):
         if config.fail:
             raise RuntimeError("injected load failure")
+        if config.load_count_file is not None and _count_load(config.load_count_file) <= config.crash_loads:
+            os.kill(os.getpid(), signal.SIGKILL)
         time.sleep(config.load_s)
         leak_native(config.leak_mb)
     return {"pid": os.getpid()}
+
+
+def _count_load(path: str) -> int:
+    """This load's number, 1 for the first, kept in the file at ``path``."""
+    with open(path, "a+", encoding="ascii") as counter:
+        counter.seek(0)
+        number = len(counter.read()) + 1
+        counter.write("x")
+    return number
 
 
 def run(model: dict[str, Any], request: FaultRequest, emit: Callable[[Any], None] | None = None) -> Any:
