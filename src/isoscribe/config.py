@@ -145,6 +145,8 @@ class ServiceSettings(_Section):
     executor: Literal["local", "celery"] = "local"
     drain_timeout_s: float = Field(30, ge=0)
     """On SIGTERM: how long open requests and running jobs may take before jobs go back to the queue."""
+    keep_job_audio: bool = True
+    """Keep a succeeded job's upload (the web page plays it) until the job is deleted; False: delete it at once."""
 
 
 class NotifySettings(_Section):
