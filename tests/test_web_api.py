@@ -1,5 +1,5 @@
 """The API the web page uses, on the app in-process with no model workers: the job list, the audio with
-Range, speaker renaming (persisted into every format and the summary), the batch's formats, purge."""
+Range, speaker renaming (persisted into every format and the summary), the batch's formats, purge, the page."""
 
 from __future__ import annotations
 
@@ -170,3 +170,11 @@ def test_purge_deletes_the_job_and_its_audio(app_client) -> None:
     assert client.get(f"/v1/jobs/{job_id}", headers=AUTH).status_code == 404
     assert client.get("/v1/jobs", headers=AUTH).json()["data"] == []
 
+
+
+def test_page_and_its_files_need_no_key(app_client) -> None:
+    client, _, _ = app_client
+    page = client.get("/")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+    for path in ("/ui/app.js", "/ui/style.css"):
+        assert client.get(path).status_code == 200, path
