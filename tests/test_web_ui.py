@@ -74,6 +74,8 @@ def test_upload_watch_read_rename_and_download(
     _upload(driver, demo_dialogue)
     progress_seen = _wait_for_job(driver)
     assert progress_seen, "no progress bar with a stage and audio seconds was shown while the job ran"
+    announced = driver.find_element(By.ID, "job-announcer").get_attribute("textContent")
+    assert announced == "dialogue.wav: succeeded", "the finished job should be announced to a screen reader"
 
     _open_first_job(driver)
     labels = _speaker_labels(driver)
@@ -81,6 +83,11 @@ def test_upload_watch_read_rename_and_download(
     assert len(_speaker_colours(driver)) == 2, "the two speakers are not shown in two colours"
     _click_a_word_and_check_the_player_seeks(driver)
     _check_summary_panel(driver)
+    nameless = driver.execute_script(
+        "return [...document.querySelectorAll('button')].filter(b => b.offsetParent !== null"
+        " && !(b.getAttribute('aria-label') || b.textContent).trim()).map(b => b.outerHTML)"
+    )
+    assert nameless == [], f"buttons without a name: {nameless}"
     _screenshot(driver, "desktop.png", *DESKTOP)
 
     renamed, kept = labels[0], next(label for label in labels if label != labels[0])
@@ -182,9 +189,15 @@ def _click_a_word_and_check_the_player_seeks(driver: webdriver.Chrome) -> None:
     target = words[len(words) // 2]
     start_s = float(target.get_attribute("data-start"))
     target.click()
-    WebDriverWait(driver, 10).until(lambda d: "current" in (target.get_attribute("class") or ""))
-    position_s = driver.execute_script("const p = document.getElementById('player'); p.pause(); return p.currentTime")
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return !document.getElementById('player').paused"))
+    # Playback moves on from the clicked word, so the highlight is checked against where it stopped.
+    position_s, current_start_s = driver.execute_script(
+        "const p = document.getElementById('player'); p.pause();"
+        "const word = document.querySelector('#transcript .word.current');"
+        "return [p.currentTime, word ? Number(word.dataset.start) : null]"
+    )
     assert start_s - 0.1 <= position_s <= start_s + 2.0, (start_s, position_s)
+    assert current_start_s is not None and start_s <= current_start_s <= position_s + 0.05, (start_s, current_start_s)
 
 
 def _check_summary_panel(driver: webdriver.Chrome) -> None:

@@ -263,6 +263,9 @@ function firstJobSlot(list) {
 }
 
 function renderJobRow(row, job) {
+  if (UNFINISHED.has(row.dataset.status) && !UNFINISHED.has(job.status)) {
+    $("job-announcer").textContent = `${jobName(job)}: ${job.status}`;
+  }
   row.dataset.snapshot = JSON.stringify(job);
   row.dataset.status = job.status;
   const name = jobName(job);
