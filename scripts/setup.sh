@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
 # Creates .venv and installs isoscribe with everything its demo and tests need.
 # System packages (espeak-ng for the demo dialogue, redis-server for the Celery tests, ffmpeg
-# for format conversion in tests) are installed with apt when missing and we are root.
+# for format conversion in tests, chromium and its driver for the web page's browser test) are
+# installed with apt when missing and we are root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
-for tool in espeak-ng:espeak-ng redis-server:redis-server ffmpeg:ffmpeg; do
+for tool in espeak-ng:espeak-ng redis-server:redis-server ffmpeg:ffmpeg chromium:chromium chromedriver:chromium-driver; do
   command -v "${tool%%:*}" >/dev/null 2>&1 || missing+=("${tool##*:}")
 done
 if ((${#missing[@]})); then

@@ -167,6 +167,8 @@ class ServiceSettings(_Section):
     webhook_allow_hosts: list[str] = []
     """Hosts (names or IPs) a job's webhook may reach although they resolve to a loopback, private or
     link-local address; any other such host is refused (see isoscribe.webhooks)."""
+    keep_job_audio: bool = True
+    """Keep a succeeded job's upload (the web page plays it) until the job is deleted; False: delete it at once."""
 
 
 class NotifySettings(_Section):

@@ -855,6 +855,8 @@ return dropped
 
 # --- service job state in Redis -------------------------------------------------------------------
 
+_JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
 _UPDATE_JOB = """
 local key, prefix, id = KEYS[1], ARGV[1], ARGV[2]
 local status = redis.call('HGET', key, 'status')
@@ -973,6 +975,23 @@ class RedisJobStore:
     def count(self, status: str) -> int:
         return self._redis.scard(f"{self.prefix}status:{status}")
 
+    def recent(self, limit: int) -> list[Any]:
+        """The newest ``limit`` jobs, newest first."""
+        ids = self._redis.sunion([f"{self.prefix}status:{status}" for status in _JOB_STATUSES])
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hgetall(self._job_key(job_id))
+        jobs = [_to_job(data) for data in pipe.execute() if data]
+        return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
+
+    def delete(self, job_id: str) -> bool:
+        pipe = self._redis.pipeline()
+        pipe.delete(self._job_key(job_id))
+        for status in _JOB_STATUSES:
+            pipe.srem(f"{self.prefix}status:{status}", job_id)
+        pipe.zrem(f"{self.prefix}queued", job_id)
+        return pipe.execute()[0] == 1
+
     def claim_next(self) -> Any:
         job_id = self._claim(args=[self.prefix, repr(time.time()), self.owner])
         return self.get(job_id) if job_id else None
@@ -994,6 +1013,13 @@ class RedisJobStore:
         return self._set(
             job_id, "running", status="succeeded", progress=1.0, stage="", finished_at=time.time(),
             timings=json.dumps(timings), transcript=json.dumps(transcript),
+            summary=json.dumps(summary) if summary is not None else None,
+        )
+
+    def replace_result(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None) -> bool:
+        """A corrected result (renamed speakers) of a job that succeeded."""
+        return self._set(
+            job_id, "succeeded", transcript=json.dumps(transcript),
             summary=json.dumps(summary) if summary is not None else None,
         )
 

@@ -1,4 +1,4 @@
-"""The FastAPI app: routers, OpenAI-shaped errors, Bearer auth, latency metrics, and the service lifespan."""
+"""The FastAPI app: routers, the web page, OpenAI-shaped errors, Bearer auth, latency metrics, and the service lifespan."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from isoscribe.service.core import Service
 from isoscribe.service.errors import ApiError, api_error_handler, validation_error_handler
 from isoscribe.service.metrics import LatencyMiddleware
 from isoscribe.service.routers import health, jobs, transcriptions
+from isoscribe.service.routers.web import add_web_page
 
 __all__ = ["create_app"]
 
@@ -43,4 +44,5 @@ def create_app(settings: Settings, executor: StageExecutor | None = None) -> Fas
     app.include_router(health.router)
     app.include_router(transcriptions.router, dependencies=[Depends(require_api_key)])
     app.include_router(jobs.router, dependencies=[Depends(require_api_key)])
+    add_web_page(app)
     return app

@@ -20,7 +20,8 @@ from isoscribe.service.metrics import ServiceMetrics
 from isoscribe.pipeline import PipelineError
 from isoscribe.service.transcription import pipeline_api_error, service_policy, service_speech_request
 from isoscribe.service.uploads import UploadedForm, receive_multipart
-from isoscribe.transcript import Transcript
+from isoscribe.speaker_names import rename_speakers, rename_summary_speakers
+from isoscribe.transcript import Summary, Transcript
 
 __all__ = ["Service", "MODEL_ALIAS"]
 
@@ -199,6 +200,7 @@ class Service:
             diarize=params.diarize,
             num_speakers=params.num_speakers,
             summarize=params.summarize,
+            filename=form.filename,
         )
         try:
             job = await self._store(self.store.create, form.file_path, options, params.webhook_url)
@@ -228,6 +230,28 @@ class Service:
             elif self.jobs is not None:
                 self.jobs.stop_running(job_id)
             log_event(logger, "job_cancelled", id=job_id, was=job.status)
+        return self.get_job(job_id)
+
+    def delete_job(self, job_id: str) -> None:
+        """Cancel the job if it has not finished, then forget it and its audio."""
+        job = self.cancel_job(job_id)
+        self.store.delete(job_id)
+        Path(job.audio_path).unlink(missing_ok=True)
+        log_event(logger, "job_deleted", id=job_id)
+
+    def rename_speakers(self, job_id: str, names: dict[str, str]) -> Job:
+        """Rename speakers in the stored transcript and summary; 400 for a label the transcript lacks."""
+        job = self.get_job(job_id)
+        if job.status != "succeeded" or job.transcript is None:
+            raise ApiError(409, f"job {job_id} is {job.status}, it has no transcript", code="job_not_finished")
+        transcript = Transcript.from_dict(job.transcript)
+        unknown = sorted(set(names) - set(transcript.speakers))
+        if unknown:
+            raise ApiError(400, f"no speaker {', '.join(unknown)} in this transcript", code="unknown_speaker")
+        rename_speakers(transcript, names)
+        summary = rename_summary_speakers(Summary.from_dict(job.summary), names) if job.summary else None
+        self.store.replace_result(job_id, transcript.to_dict(), summary.to_dict() if summary else None)
+        log_event(logger, "job_speakers_renamed", id=job_id, count=len(names))
         return self.get_job(job_id)
 
     def get_job(self, job_id: str) -> Job:

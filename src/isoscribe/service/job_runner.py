@@ -1,8 +1,9 @@
 """Runs queued jobs from the JobStore through the per-file pipeline, as the synchronous endpoint does.
 
-``asr_workers`` loops claim the oldest queued job each; a job's audio is deleted once it is
-finished. ``drain`` (SIGTERM) stops claiming, lets running jobs finish for a while, then puts the
-rest back in the queue so that the next server start runs them.
+``asr_workers`` loops claim the oldest queued job each; a job's audio is deleted once it is finished,
+unless it succeeded and ``keep_job_audio`` keeps it for the web page's player. ``drain`` (SIGTERM) stops
+claiming, lets running jobs finish for a while, then puts the rest back in the queue so that the next
+server start runs them.
 """
 
 from __future__ import annotations
@@ -161,8 +162,9 @@ class JobRunner:
             logger.exception("event=job_error id=%s", job.id)
             error_text = f"{type(exc).__name__}: {exc}"
             finished = await self._store(self.store.fail, job.id, "internal_error", error_text, timings)
-        audio_path.unlink(missing_ok=True)
         final = await self._store(self.store.get, job.id)
+        if not (self.settings.service.keep_job_audio and final is not None and final.status == "succeeded"):
+            audio_path.unlink(missing_ok=True)
         log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
         if final is not None and final.webhook_url:
             await self._call_webhook(final)

@@ -55,6 +55,8 @@ class JobOptions:
     diarize: bool = False
     num_speakers: int | None = None
     summarize: bool = False
+    filename: str = ""
+    """The uploaded file's name as the client gave it (shown in the web page's job list)."""
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)
@@ -138,6 +140,16 @@ class JobStore:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
+    def recent(self, limit: int) -> list[Job]:
+        """The newest ``limit`` jobs, newest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+        return [_to_job(row) for row in rows]
+
+    def delete(self, job_id: str) -> bool:
+        with self._lock:
+            return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
+
     def claim_next(self) -> Job | None:
         """The oldest queued job, now marked running; None when nothing is queued."""
         with self._lock:
@@ -173,6 +185,15 @@ class JobStore:
             stage="",
             finished_at=time.time(),
             timings=json.dumps(timings),
+            transcript=json.dumps(transcript),
+            summary=json.dumps(summary) if summary is not None else None,
+        )
+
+    def replace_result(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None) -> bool:
+        """A corrected result (renamed speakers) of a job that succeeded."""
+        return self._update(
+            job_id,
+            "status = 'succeeded'",
             transcript=json.dumps(transcript),
             summary=json.dumps(summary) if summary is not None else None,
         )

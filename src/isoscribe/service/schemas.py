@@ -14,8 +14,11 @@ from isoscribe.service.uploads import UploadedForm
 
 __all__ = ["TranscriptionParams", "JobParams", "ResultFormat", "from_form"]
 
-ResultFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "transcript", "summary"]
-"""Job results: OpenAI's formats, plus isoscribe's full transcript JSON and the summary."""
+ResultFormat = Literal[
+    "json", "text", "srt", "verbose_json", "vtt", "transcript", "txt", "tsv", "rttm", "summary", "summary_md"
+]
+"""Job results: OpenAI's formats; isoscribe's full transcript JSON; the batch's txt (speaker-labelled
+lines), tsv and rttm; the summary as JSON and as the batch's markdown."""
 
 _LIST_FIELDS = {
     "timestamp_granularities[]": "timestamp_granularities",

@@ -3,7 +3,8 @@
 Starlette's ``request.form()`` spools files to a temporary file but only after the whole part is read,
 and it has no limit for file parts; this parser writes each chunk as it arrives and stops at the limit,
 so an upload is never held whole in memory and an oversized one costs at most ``max_bytes`` of disk.
-The client's filename is used for nothing but its extension, checked against a short allow-list.
+The client's filename never names a file here: its extension is checked against a short allow-list,
+and its base name is kept only to be shown back.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ __all__ = ["UploadedForm", "receive_multipart", "safe_extension", "MAX_FIELD_BYT
 MAX_FIELD_BYTES = 64 * 1024
 """A non-file form field (prompt, model …) larger than this is refused."""
 MAX_FIELDS = 64
+_MAX_FILENAME_CHARS = 200
 _EXTENSION = re.compile(r"^[a-z0-9]{1,5}$")
 
 
@@ -34,6 +36,8 @@ class UploadedForm:
     """Server-chosen path of the uploaded file; the caller deletes it."""
     file_bytes: int = 0
     file_field: str = ""
+    filename: str = ""
+    """The client's name for the file without its folders, kept only to show it back to the client."""
 
     def first(self, name: str) -> str | None:
         values = self.fields.get(name)
@@ -148,6 +152,7 @@ class _PartState:
         if self.form.file_path is not None:
             return self._fail(ApiError(400, f"more than one '{self.file_field}' part", param=self.file_field))
         filename = params.get(b"filename", b"").decode("utf-8", "replace")
+        self.form.filename = filename.replace("\\", "/").rsplit("/", 1)[-1][:_MAX_FILENAME_CHARS]
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self.form.file_path = self.upload_dir / f"{uuid.uuid4().hex}{safe_extension(filename)}"
         self._file = open(self.form.file_path, "wb")

@@ -1,0 +1,235 @@
+"""The web page in a real headless Chromium against a real server with real models.
+
+Upload the demo dialogue, watch its progress, open the transcript (two speakers in two colours), seek by
+clicking a word, rename a speaker, download the SRT with the new name, reload, and save screenshots at
+1280×800 and at a phone's width to bench/results/ui/. Chromium and chromedriver come from Debian
+(scripts/setup.sh installs them); Selenium is told where the driver is, so it never downloads one.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from selenium import webdriver
+from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.common.action_chains import ActionChains
+from selenium.webdriver.common.by import By
+from selenium.webdriver.common.keys import Keys
+from selenium.webdriver.support.ui import WebDriverWait
+
+from service_support import API_KEY, REPO, ServerProcess, base_config
+
+pytestmark = pytest.mark.slow
+
+CHROMEDRIVER = Path("/usr/bin/chromedriver")
+SCREENSHOTS = REPO / "bench" / "results" / "ui"
+DESKTOP = (1280, 800)
+PHONE = (390, 844)
+UPLOAD_CONTROLS = ["file-input", "model", "language", "diarize", "num-speakers", "summarize", "submit-upload"]
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
+    tmp_path = tmp_path_factory.mktemp("web-ui")
+    config = base_config(tmp_path / "data", max_duration_s=120, asr_workers=1)
+    running = ServerProcess(tmp_path, config).start()
+    yield running
+    assert running.stop() == 0, running.log()
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, Path]]:
+    if not CHROMEDRIVER.exists() or shutil.which("chromium") is None:
+        pytest.fail("chromium and chromium-driver are not installed (bash scripts/setup.sh installs them)")
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"):
+        options.add_argument(argument)
+    options.add_experimental_option(
+        "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
+    )
+    driver = webdriver.Chrome(service=Service(str(CHROMEDRIVER)), options=options)
+    driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
+    try:
+        _viewport(driver, *DESKTOP)
+        yield driver, downloads
+    finally:
+        driver.quit()
+
+
+def test_upload_watch_read_rename_and_download(
+    server: ServerProcess, browser: tuple[webdriver.Chrome, Path], demo_dialogue: Path
+) -> None:
+    driver, downloads = browser
+    driver.get(server.url)
+    _enter_api_key(driver)
+    _check_labels_and_focus_order(driver)
+
+    _upload(driver, demo_dialogue)
+    progress_seen = _wait_for_job(driver)
+    assert progress_seen, "no progress bar with a stage and audio seconds was shown while the job ran"
+    announced = driver.find_element(By.ID, "job-announcer").get_attribute("textContent")
+    assert announced == "dialogue.wav: succeeded", "the finished job should be announced to a screen reader"
+
+    _open_first_job(driver)
+    labels = _speaker_labels(driver)
+    assert len(set(labels)) == 2, labels
+    assert len(_speaker_colours(driver)) == 2, "the two speakers are not shown in two colours"
+    _click_a_word_and_check_the_player_seeks(driver)
+    _check_summary_panel(driver)
+    nameless = driver.execute_script(
+        "return [...document.querySelectorAll('button')].filter(b => b.offsetParent !== null"
+        " && !(b.getAttribute('aria-label') || b.textContent).trim()).map(b => b.outerHTML)"
+    )
+    assert nameless == [], f"buttons without a name: {nameless}"
+    _screenshot(driver, "desktop.png", *DESKTOP)
+
+    renamed, kept = labels[0], next(label for label in labels if label != labels[0])
+    owners_before = driver.find_element(By.ID, "action-items").text
+    _rename_speaker(driver, renamed, "Alice")
+    assert set(_speaker_labels(driver)) == {"Alice", kept}
+    owners_after = driver.find_element(By.ID, "action-items").text
+    assert renamed not in owners_after and ("Alice" in owners_after) == (renamed in owners_before), owners_after
+    srt = _download(driver, downloads, "Download SRT", ".srt")
+    assert "[Alice]" in srt and f"[{kept}]" in srt and f"[{renamed}]" not in srt, srt
+
+    driver.refresh()  # jobs come from the API; the open job from the address
+    WebDriverWait(driver, 30).until(lambda d: "Alice" in _speaker_labels(d))
+    _screenshot(driver, "phone.png", *PHONE, scroll_to="viewer")
+
+
+def _viewport(driver: webdriver.Chrome, width: int, height: int) -> None:
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": height, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+
+
+def _enter_api_key(driver: webdriver.Chrome) -> None:
+    key_input = WebDriverWait(driver, 30).until(lambda d: _visible(d, "key-input"))
+    assert driver.switch_to.active_element == key_input, "the key field should have the focus"
+    key_input.send_keys(API_KEY + Keys.ENTER)
+    WebDriverWait(driver, 30).until(lambda d: _visible(d, "upload-form"))
+    assert driver.execute_script("return sessionStorage.getItem('isoscribe.apiKey')") == API_KEY
+
+
+def _check_labels_and_focus_order(driver: webdriver.Chrome) -> None:
+    unlabelled = driver.execute_script(
+        "return [...document.querySelectorAll('input, select')]"
+        ".filter(e => e.offsetParent !== null && e.labels.length === 0).map(e => e.id || e.name)"
+    )
+    assert unlabelled == [], f"form controls without a label: {unlabelled}"
+    driver.find_element(By.TAG_NAME, "body").click()
+    focused = []
+    for _ in range(20):
+        ActionChains(driver).send_keys(Keys.TAB).perform()  # an element's send_keys would fill a file input
+        focused.append(driver.switch_to.active_element.get_attribute("id"))
+    order = [name for name in focused if name in UPLOAD_CONTROLS]
+    assert order[: len(UPLOAD_CONTROLS)] == UPLOAD_CONTROLS, focused
+
+
+def _upload(driver: webdriver.Chrome, audio: Path) -> None:
+    driver.find_element(By.ID, "file-input").send_keys(str(audio))
+    assert "dialogue.wav" in driver.find_element(By.ID, "chosen-files").text
+    assert driver.find_element(By.ID, "diarize").is_selected()
+    driver.find_element(By.ID, "num-speakers").send_keys("2")
+    driver.find_element(By.ID, "summarize").click()
+    driver.find_element(By.ID, "submit-upload").click()
+
+
+def _wait_for_job(driver: webdriver.Chrome, timeout_s: float = 600) -> bool:
+    """Wait for the job to succeed; True when a running row showed a progress bar and audio seconds."""
+    progress_seen = False
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        # One script reads the row whole: the list re-renders rows between WebDriver calls.
+        row = driver.execute_script(
+            "const row = document.querySelector('#job-list li.job[data-status]');"
+            "return row && {status: row.dataset.status, text: row.innerText, bar: !!row.querySelector('progress')}"
+        )
+        if row:
+            if row["status"] == "succeeded":
+                return progress_seen
+            assert row["status"] in ("queued", "running"), row["text"]
+            progress_seen |= row["status"] == "running" and row["bar"] and " of audio" in row["text"]
+        time.sleep(0.2)
+    raise AssertionError(f"the job did not finish within {timeout_s} s")
+
+
+def _open_first_job(driver: webdriver.Chrome) -> None:
+    driver.find_element(By.CSS_SELECTOR, "#job-list li.job[data-status='succeeded'] button.primary").click()
+    WebDriverWait(driver, 30).until(lambda d: d.find_elements(By.CSS_SELECTOR, "#transcript .segment"))
+    assert driver.switch_to.active_element.get_attribute("id") == "viewer-title"
+    WebDriverWait(driver, 30).until(lambda d: d.execute_script("return document.getElementById('player').readyState >= 1"))
+
+
+def _speaker_labels(driver: webdriver.Chrome) -> list[str]:
+    return driver.execute_script(
+        "return [...document.querySelectorAll('#transcript .speaker-name')].map(span => span.textContent)"
+    )
+
+
+def _speaker_colours(driver: webdriver.Chrome) -> set[str]:
+    return set(
+        driver.execute_script(
+            "return [...document.querySelectorAll('#transcript .segment')]"
+            ".map(s => getComputedStyle(s).borderLeftColor)"
+        )
+    )
+
+
+def _click_a_word_and_check_the_player_seeks(driver: webdriver.Chrome) -> None:
+    words = driver.find_elements(By.CSS_SELECTOR, "#transcript .word")
+    target = words[len(words) // 2]
+    start_s = float(target.get_attribute("data-start"))
+    target.click()
+    WebDriverWait(driver, 10).until(lambda d: d.execute_script("return !document.getElementById('player').paused"))
+    # Playback moves on from the clicked word, so the highlight is checked against where it stopped.
+    position_s, current_start_s = driver.execute_script(
+        "const p = document.getElementById('player'); p.pause();"
+        "const word = document.querySelector('#transcript .word.current');"
+        "return [p.currentTime, word ? Number(word.dataset.start) : null]"
+    )
+    assert start_s - 0.1 <= position_s <= start_s + 2.0, (start_s, position_s)
+    assert current_start_s is not None and start_s <= current_start_s <= position_s + 0.05, (start_s, current_start_s)
+
+
+def _check_summary_panel(driver: webdriver.Chrome) -> None:
+    assert _visible(driver, "summary-block"), "the job asked for a summary; the side panel should show it"
+    assert driver.find_elements(By.CSS_SELECTOR, "#action-items li")
+
+
+def _rename_speaker(driver: webdriver.Chrome, label: str, name: str) -> None:
+    field = driver.find_element(By.CSS_SELECTOR, f"#speaker-fields input[data-label='{label}']")
+    field.clear()
+    field.send_keys(name)
+    driver.find_element(By.CSS_SELECTOR, "#speakers-form button[type='submit']").click()
+    WebDriverWait(driver, 30).until(lambda d: name in _speaker_labels(d))
+
+
+def _download(driver: webdriver.Chrome, downloads: Path, button_label: str, suffix: str) -> str:
+    driver.find_element(By.CSS_SELECTOR, f"#downloads button[aria-label='{button_label}']").click()
+    WebDriverWait(driver, 30).until(lambda d: list(downloads.glob(f"*{suffix}")))
+    return next(downloads.glob(f"*{suffix}")).read_text()
+
+
+def _screenshot(driver: webdriver.Chrome, name: str, width: int, height: int, scroll_to: str | None = None) -> None:
+    _viewport(driver, width, height)
+    if scroll_to:
+        driver.execute_script(f"document.getElementById('{scroll_to}').scrollIntoView()")
+    else:
+        driver.execute_script("window.scrollTo(0, 0)")
+    time.sleep(0.3)  # one layout pass at the new size
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    assert driver.save_screenshot(str(SCREENSHOTS / name))
+
+
+def _visible(driver: webdriver.Chrome, element_id: str):
+    found = driver.find_elements(By.ID, element_id)
+    return found[0] if found and found[0].is_displayed() else False
