@@ -555,6 +555,23 @@ def test_run_command_with_celery_executor_does_every_file_once(
 
 
 @pytest.mark.celery
+def test_a_claim_asked_again_after_a_lost_reply_returns_the_same_job(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Redis ran the claim but the reply was lost: the retry must not leave that job running with nobody on it."""
+    from isoscribe.distributed import RedisJobStore
+    from isoscribe.service.job_store import JobOptions
+
+    store = RedisJobStore(redis_server.url(1))
+    first = store.create(tmp_path / "a.wav", JobOptions())
+    second = store.create(tmp_path / "b.wav", JobOptions())
+    assert store.claim_next("claim-1").id == first.id
+    retried = store.claim_next("claim-1")
+    assert (retried.id, retried.attempts) == (first.id, 1)
+    assert store.claim_next("claim-2").id == second.id
+    assert store.claim_next("claim-3") is None
+    store.close()
+
+
+@pytest.mark.celery
 def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: Path) -> None:
     from isoscribe.distributed import RedisJobStore
     from isoscribe.service.job_store import JobOptions

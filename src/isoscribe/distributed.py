@@ -629,14 +629,24 @@ class CeleryExecutor:
             log_event(logger, "staged_audio_kept", logging.WARNING, name=name, error=exc)
 
     def _publish(self, pending: _Pending) -> None:
-        self.app.send_task(
-            STAGE_TASKS[pending.stage],
-            kwargs={"envelope": pending.envelope},
-            task_id=pending.task_id,
-            queue=STAGE_QUEUES[pending.stage],
-            retry=True,
-            retry_policy=_RETRY_POLICY,
-        )
+        """Publish once on a fresh connection, and again on a fresh one while Redis is away.
+
+        Not kombu's own publish retry: after an outage it can go on with a channel it has closed
+        (AttributeError on the channel's connection), which failed jobs that should have waited.
+        """
+
+        def publish_once() -> None:
+            with self.app.connection_for_write() as connection:
+                self.app.send_task(
+                    STAGE_TASKS[pending.stage],
+                    kwargs={"envelope": pending.envelope},
+                    task_id=pending.task_id,
+                    queue=STAGE_QUEUES[pending.stage],
+                    connection=connection,
+                    retry=False,
+                )
+
+        _with_redis_retry(publish_once)
         log_event(logger, "celery_task_sent", task_id=pending.task_id, stage=pending.stage)
 
     def _declare_queues(self) -> None:
@@ -678,8 +688,9 @@ class CeleryExecutor:
 
     def _republish_after_restart(self) -> None:
         server_ids = (self._broker.info("server")["run_id"], self.app.backend.client.info("server")["run_id"])
-        previous, self._server_ids = self._server_ids, server_ids
-        if previous is None or previous == server_ids:
+        if self._server_ids is None:
+            self._server_ids = server_ids
+        if self._server_ids == server_ids:
             return
         with self._lock:
             unfinished = list(self._pending.values())
@@ -689,6 +700,8 @@ class CeleryExecutor:
         for pending in unfinished:
             self._publish(pending)
         self.republished += len(unfinished)
+        # Only now: if Redis went away again midway, the next look republishes them all once more.
+        self._server_ids = server_ids
 
     def _redispatch_from_dead_workers(self, metas: dict[str, dict[str, Any]]) -> None:
         """Publish again the running tasks of workers whose heartbeat key has expired (a dead machine).
@@ -880,7 +893,9 @@ return 1
 """
 
 _CLAIM_JOB = """
-local prefix, now, owner = ARGV[1], ARGV[2], ARGV[3]
+local prefix, now, owner, claim_key = ARGV[1], ARGV[2], ARGV[3], ARGV[1] .. 'claim:' .. ARGV[4]
+local claimed = redis.call('GET', claim_key)
+if claimed then return claimed end
 local ids = redis.call('ZRANGE', prefix .. 'queued', 0, 0)
 if #ids == 0 then return false end
 local id = ids[1]
@@ -889,8 +904,10 @@ redis.call('ZREM', prefix .. 'queued', id)
 redis.call('SMOVE', prefix .. 'status:queued', prefix .. 'status:running', id)
 redis.call('HSET', key, 'status', 'running', 'started_at', now, 'owner', owner)
 redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('SET', claim_key, id, 'EX', 3600)
 return id
 """
+"""Claim the oldest queued job under ``claim_id``; the same claim asked again returns the same job."""
 
 _REQUEUE_ORPHANS = """
 local prefix, owner = ARGV[1], ARGV[2]
@@ -992,8 +1009,13 @@ class RedisJobStore:
         pipe.zrem(f"{self.prefix}queued", job_id)
         return pipe.execute()[0] == 1
 
-    def claim_next(self) -> Any:
-        job_id = self._claim(args=[self.prefix, repr(time.time()), self.owner])
+    def claim_next(self, claim_id: str | None = None) -> Any:
+        """The oldest queued job, now running; None when nothing is queued.
+
+        A claim whose reply was lost (Redis went away after running it) is asked again with the
+        same ``claim_id`` and returns the same job, so it cannot stay running with nobody on it.
+        """
+        job_id = self._claim(args=[self.prefix, repr(time.time()), self.owner, claim_id or uuid.uuid4().hex])
         return self.get(job_id) if job_id else None
 
     def set_progress(

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any, TypeVar
 from pathlib import Path
@@ -112,7 +113,7 @@ class JobRunner:
 
     async def _loop(self) -> None:
         while not self._stopping:
-            job = await self._store(self.store.claim_next)
+            job = await self._store(self.store.claim_next, uuid.uuid4().hex)
             if job is None:
                 self._wake.clear()
                 # Another service instance may queue jobs in a shared store: look again now and then.

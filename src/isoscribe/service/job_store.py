@@ -150,8 +150,12 @@ class JobStore:
         with self._lock:
             return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
-    def claim_next(self) -> Job | None:
-        """The oldest queued job, now marked running; None when nothing is queued."""
+    def claim_next(self, claim_id: str | None = None) -> Job | None:
+        """The oldest queued job, now marked running; None when nothing is queued.
+
+        ``claim_id`` makes a retried claim safe in a remote store; a local SQLite commit cannot
+        lose its answer, so it is not needed here.
+        """
         with self._lock:
             row = self._db.execute(
                 "UPDATE jobs SET status = 'running', started_at = ?, attempts = attempts + 1 "
