@@ -73,7 +73,9 @@ def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (tiny.en, base) or a local model directory")
     parser.add_argument("--language")
     parser.add_argument(
-        "--task", choices=["transcribe", "translate"], help="translate: English text from any language (multilingual models)"
+        "--task",
+        choices=["transcribe", "translate"],
+        help="translate: English text from speech in any language (multilingual models)",
     )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--diarize", action=argparse.BooleanOptionalAction, default=None)

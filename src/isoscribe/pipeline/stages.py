@@ -74,7 +74,7 @@ def known_speakers_in(folder: Path | None) -> tuple[KnownSpeaker, ...]:
     """One known speaker per audio file of ``folder`` (by extension, as inputs are found), named by its stem."""
     if folder is None:
         return ()
-    files = sorted(path for path in Path(folder).iterdir() if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS)
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
     return tuple(KnownSpeaker(path.stem, str(path.resolve())) for path in files)
 
 

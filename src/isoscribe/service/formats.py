@@ -139,7 +139,8 @@ def logprobs(segments: list[Segment]) -> list[Logprob]:
 
 
 def _logprob(word: Word) -> Logprob:
-    return Logprob(token=word.text, bytes=list(word.text.encode("utf-8")), logprob=math.log(max(word.probability, 1e-12)))
+    logprob = math.log(max(word.probability, 1e-12))
+    return Logprob(token=word.text, bytes=list(word.text.encode("utf-8")), logprob=logprob)
 
 
 def usage(transcript: Transcript) -> dict[str, Any]:

@@ -16,7 +16,8 @@ from isoscribe.service.uploads import UploadedForm
 __all__ = ["TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "from_form"]
 
 ResultFormat = Literal[
-    "json", "text", "srt", "verbose_json", "vtt", "diarized_json", "transcript", "txt", "tsv", "rttm", "summary", "summary_md"
+    "json", "text", "srt", "verbose_json", "vtt", "diarized_json",
+    "transcript", "txt", "tsv", "rttm", "summary", "summary_md",
 ]
 """Job results: OpenAI's formats; isoscribe's full transcript JSON; the batch's txt (speaker-labelled
 lines), tsv and rttm; the summary as JSON and as the batch's markdown."""
@@ -31,7 +32,9 @@ _LIST_FIELDS = {
     "known_speaker_references[]": "known_speaker_references",
     "known_speaker_references": "known_speaker_references",
 }
-SpeakerName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\r\n]*\D[^\r\n]*$")]
+SpeakerName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\r\n]*\D[^\r\n]*$")
+]
 """A known speaker's name: one line, not only digits (cluster numbers are digits until relabelled)."""
 
 
