@@ -18,7 +18,7 @@ from openai.types.audio import (
     TranscriptionTextDoneEvent,
     TranscriptionTextSegmentEvent,
 )
-from service_support import API_KEY, ServerProcess, base_config, metric_value, wait_for_job, words
+from service_support import API_KEY, FAULT_STAGE, ServerProcess, base_config, metric_value, wait_for_job, words
 from speaker_fixtures import data_url, render_german, render_meeting, render_references, spoken_by
 
 from isoscribe.benchmarks.meetings import script_turns
@@ -247,3 +247,30 @@ def test_job_with_known_speakers_has_diarized_json_result_and_keeps_no_samples(
         expected[spoken_by(s["start"], s["end"], turns)] for s in result["segments"]
     ]
     assert not list((data_dir / "job-audio").glob("*.reference"))
+
+
+def test_a_stream_retried_after_a_crash_sends_each_segment_once(
+    tmp_path_factory: pytest.TempPathFactory, shared_data: Path
+) -> None:
+    """The speech worker dies after streaming two segments; the retried task streams from the start
+    again, and the client still sees every segment once."""
+    tmp_path = tmp_path_factory.mktemp("stream-retry")
+    config = base_config(tmp_path / "data", retry_crashed=True, max_duration_s=120)
+    config["isolation"].update(speech_stage=FAULT_STAGE)
+    markers = tmp_path / "markers"
+    markers.mkdir()
+    server = ServerProcess(tmp_path, config, env={"SERVICE_TEST_MARKERS": str(markers)}).start()
+    try:
+        client = OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0, timeout=300)
+        with open(shared_data / "long" / "sonnet001.wav", "rb") as audio:
+            stream = client.audio.transcriptions.create(
+                model="whisper-1", file=audio, stream=True, prompt="crash-mid-stream"
+            )
+            events = list(stream)
+        assert (markers / "crashed-mid-stream").exists()
+        assert metric_value(server.metrics(), "isoscribe_worker_crashes_total", stage="speech") == 1
+    finally:
+        assert server.stop() == 0, server.log()
+    *deltas, done = events
+    assert isinstance(done, TranscriptionTextDoneEvent) and len(deltas) >= 3
+    assert "".join(d.delta for d in deltas) == done.text

@@ -61,9 +61,13 @@ class LiveRun:
 
 async def transcription_events(run: LiveRun, diarized: bool, with_logprobs: bool) -> AsyncIterator[dict[str, Any]]:
     """OpenAI's stream events as JSON-ready dicts; raises the pipeline's error if the run fails."""
-    first = True
+    first, segments_seen = True, 0
     while (event := await run.next_event()) is not None:
-        if isinstance(event, SegmentReady) and (text := event.segment.text.strip()):
+        # A speech stage retried after a crash numbers its segments from 0 again: those sent already are skipped.
+        if not isinstance(event, SegmentReady) or event.segment.id < segments_seen:
+            continue
+        segments_seen = event.segment.id + 1
+        if text := event.segment.text.strip():
             delta = TranscriptionTextDeltaEvent(
                 type="transcript.text.delta",
                 delta=text if first else f" {text}",
