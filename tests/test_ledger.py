@@ -98,3 +98,18 @@ def test_learned_gpu_peak_is_kept_apart_from_rss(tmp_path: Path) -> None:
         ledger.record_stage(row.key, "speech", 1, StageRecord(1.0, 400.0, 1500.0))
         assert ledger.learned_peak_mb("speech", "fp", gpu=True) == 1500.0
         assert ledger.learned_peak_mb("speech", "fp") == 400.0
+
+
+def test_fingerprint_changes_with_the_task_and_the_known_speakers_samples(tmp_path: Path) -> None:
+    base = settings_fingerprint(load_settings())
+    assert settings_fingerprint(load_settings(overrides={"asr": {"task": "translate"}})) != base
+    assert settings_fingerprint(load_settings(overrides={"asr": {"task": "transcribe"}})) == base
+    (tmp_path / "Alice.wav").write_bytes(b"first sample")
+    (tmp_path / "notes.txt").write_text("not a sample")
+    with_speakers = load_settings(overrides={"diarization": {"speakers_dir": tmp_path}})
+    named = settings_fingerprint(with_speakers)
+    assert named not in (base, settings_fingerprint(load_settings(overrides={"diarization": {"enabled": True}})))
+    (tmp_path / "notes.txt").write_text("still not a sample")
+    assert settings_fingerprint(with_speakers) == named
+    (tmp_path / "Alice.wav").write_bytes(b"another sample")
+    assert settings_fingerprint(with_speakers) != named

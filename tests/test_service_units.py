@@ -7,10 +7,13 @@ from pathlib import Path
 
 import pytest
 
+from isoscribe.models import cannot_translate
 from isoscribe.service.errors import ApiError
-from isoscribe.service.formats import verbose_json
+from isoscribe.service.formats import diarized_json, speaker_labels, verbose_json
 from isoscribe.service.job_store import JobOptions, JobStore
-from isoscribe.service.uploads import receive_multipart, safe_extension
+from isoscribe.service.known_speakers import save_references
+from isoscribe.service.schemas import TranscriptionParams, from_form
+from isoscribe.service.uploads import UploadedForm, receive_multipart, safe_extension
 from isoscribe.transcript import Segment, Transcript, Word
 
 BOUNDARY = "isoscribe-test-boundary"
@@ -124,3 +127,47 @@ def test_a_known_language_is_accepted_in_any_case(tmp_path: Path) -> None:
 
     form = _receive(_multipart([("language", "DE")], "a.wav", b"RIFF"), tmp_path, 1_000_000)
     assert from_form(TranscriptionParams, form).language == "de"
+
+
+def test_diarized_labels_are_letters_in_order_and_names_stay() -> None:
+    segments = [
+        Segment(0, 0.0, 1.0, "Hi.", speaker="SPEAKER_01"),
+        Segment(1, 1.0, 2.0, "Hello.", speaker="Alice"),
+        Segment(2, 2.0, 3.0, "Bye.", speaker="SPEAKER_00"),
+    ]
+    transcript = Transcript(segments, "en", 1.0, 3.0, "tiny.en", speakers=["SPEAKER_01", "Alice", "SPEAKER_00"])
+    body = diarized_json(transcript)
+    assert [s["speaker"] for s in body["segments"]] == ["A", "Alice", "B"]
+    assert body["task"] == "transcribe" and body["usage"] == {"type": "duration", "seconds": 3.0}
+    many = Transcript([], "en", 1.0, 1.0, "tiny.en", speakers=[f"SPEAKER_{k:02d}" for k in range(28)])
+    assert list(speaker_labels(many).values())[24:] == ["Y", "Z", "AA", "AB"]
+
+
+def test_known_speakers_must_pair_up_and_be_data_urls(tmp_path: Path) -> None:
+    def form(**fields: list[str]) -> UploadedForm:
+        return UploadedForm(fields={f"{name}[]": values for name, values in fields.items()})
+
+    with pytest.raises(ApiError) as unpaired:
+        from_form(TranscriptionParams, form(known_speaker_names=["Alice", "Bob"], known_speaker_references=["x"]))
+    assert unpaired.value.status_code == 400 and "2 known_speaker_names[] but 1" in unpaired.value.message
+    params = from_form(TranscriptionParams, form(known_speaker_names=["Alice"], known_speaker_references=["x"]))
+    assert params.diarized
+    with pytest.raises(ApiError) as not_a_data_url:
+        save_references(["Alice"], ["https://example.com/alice.wav"], tmp_path)
+    assert "known_speaker_references[0] (for 'Alice')" in not_a_data_url.value.message
+    assert not list(tmp_path.iterdir())
+
+
+def test_only_multilingual_models_translate() -> None:
+    assert cannot_translate("base") is None
+    refusal = cannot_translate("tiny.en")
+    assert refusal is not None and "English-only" in refusal and "base" in refusal
+
+
+def test_voice_samples_may_be_megabytes_other_fields_not(tmp_path: Path) -> None:
+    sample = "data:audio/wav;base64," + "A" * 1_000_000
+    form = _receive(_multipart([("known_speaker_references[]", sample)], "a.wav", b"x"), tmp_path, 10_000)
+    assert form.fields["known_speaker_references[]"] == [sample]
+    with pytest.raises(ApiError) as raised:
+        _receive(_multipart([("prompt", "A" * 1_000_000)], "b.wav", b"x"), tmp_path, 10_000)
+    assert raised.value.status_code == 413 and "'prompt'" in raised.value.message

@@ -11,6 +11,7 @@ from typing import Any
 
 from isoscribe.config import Settings, SettingsError, load_settings
 from isoscribe.logs import configure_logging
+from isoscribe.models import cannot_translate
 
 __all__ = ["main", "build_parser"]
 
@@ -71,11 +72,19 @@ def build_parser() -> argparse.ArgumentParser:
 def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (tiny.en, base) or a local model directory")
     parser.add_argument("--language")
+    parser.add_argument(
+        "--task",
+        choices=["transcribe", "translate"],
+        help="translate: English text from speech in any language (multilingual models)",
+    )
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
     parser.add_argument("--diarize", action=argparse.BooleanOptionalAction, default=None)
     parser.add_argument("--num-speakers", type=int)
     parser.add_argument("--min-speakers", type=int)
     parser.add_argument("--max-speakers", type=int)
+    parser.add_argument(
+        "--speakers", dest="speakers_dir", type=Path, help="folder of 2-10 s voice samples named after their speaker"
+    )
 
 
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -84,12 +93,13 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     formats = flag("formats")
     return {
         "log_level": flag("log_level"),
-        "asr": {"model": flag("model"), "language": flag("language"), "device": flag("device")},
+        "asr": {"model": flag("model"), "language": flag("language"), "device": flag("device"), "task": flag("task")},
         "diarization": {
             "enabled": flag("diarize"),
             "num_speakers": flag("num_speakers"),
             "min_speakers": flag("min_speakers"),
             "max_speakers": flag("max_speakers"),
+            "speakers_dir": flag("speakers_dir"),
         },
         "llm": {"model_path": flag("llm_model_path"), "backend": flag("llm_backend")},
         "batch": {
@@ -124,6 +134,11 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
+    if getattr(args, "task", None) == "translate":
+        refusal = cannot_translate(settings.asr.model, settings.asr.model_cache_dir)
+        if refusal is not None:
+            print(f"isoscribe: {refusal}", file=sys.stderr)
+            return 2
     configure_logging(settings.log_level, getattr(args, "log_file", None))
     module_name, function_name = _HANDLERS[args.command].split(":")
     handler = getattr(importlib.import_module(module_name), function_name)

@@ -52,6 +52,8 @@ class AsrSettings(_Section):
     """CTranslate2 compute type; 'default' means int8 on CPU and float16 on CUDA."""
     cpu_threads: int = Field(0, ge=0)
     language: str | None = None
+    task: Literal["transcribe", "translate"] = "transcribe"
+    """"translate": Whisper's translate task, English text from any spoken language (multilingual models only)."""
     beam_size: int = Field(5, ge=1)
     temperatures: list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
     initial_prompt: str | None = None
@@ -82,6 +84,17 @@ class DiarizationSettings(_Section):
     """How the resemblyzer backend counts speakers when num_speakers is not set (see stages/diarize.py)."""
     pyannote_pipeline_path: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    speakers_dir: Path | None = None
+    """Voice samples of known speakers, one file per person named after them (``Alice.wav``), 2-10 s
+    each: diarized speakers that sound like one take its name, in every file (turns diarization on).
+    The resemblyzer backend only."""
+
+    @field_validator("speakers_dir")
+    @classmethod
+    def _is_folder(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_dir():
+            raise ValueError(f"{value} is not a folder")
+        return value
 
 
 class LlmSettings(_Section):

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from isoscribe.config import Settings
+from isoscribe.pipeline.stages import known_speakers_in
 
 __all__ = [
     "LEDGER_NAME",
@@ -105,12 +106,20 @@ def settings_fingerprint(settings: Settings) -> str:
         mode="json",
         include={"model", "compute_type", "language", "beam_size", "temperatures", "initial_prompt", "vad_filter"},
     )
+    diarization = settings.diarization
+    diarizes = diarization.enabled or diarization.speakers_dir is not None
     relevant: dict[str, Any] = {
         "asr": asr,
-        "diarization": settings.diarization.model_dump(mode="json") if settings.diarization.enabled else None,
+        # speakers_dir is left out so that ledgers from before it existed keep their fingerprint.
+        "diarization": diarization.model_dump(mode="json", exclude={"speakers_dir"}) if diarizes else None,
         "summarize": settings.batch.summarize and settings.llm.enabled,
         "formats": sorted(settings.batch.formats),
     }
+    if settings.asr.task != "transcribe":
+        asr["task"] = settings.asr.task
+    if diarization.speakers_dir is not None:
+        samples = known_speakers_in(diarization.speakers_dir)
+        relevant["speakers"] = {sample.name: content_hash(Path(sample.audio_path)) for sample in samples}
     if relevant["summarize"]:
         relevant["llm"] = settings.llm.model_dump(
             mode="json",

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["ModelInfo", "ModelNotFound", "available_models", "resolve_model", "is_english_only"]
+__all__ = ["ModelInfo", "ModelNotFound", "available_models", "resolve_model", "is_english_only", "cannot_translate"]
 
 _MODEL_FILES = ("model.bin", "config.json")
 
@@ -87,6 +87,22 @@ def is_english_only(model_dir: Path) -> bool:
         if path.is_file():
             return "<|de|>" not in path.read_text(encoding="utf-8", errors="ignore")
     return False
+
+
+def cannot_translate(name_or_path: str, cache_dir: Path | None = None) -> str | None:
+    """Why ``name_or_path`` cannot run Whisper's translate task (it is English-only), naming the
+    multilingual models to use instead; None when it can (or is unknown: resolving it says why)."""
+    packaged = next((m for m in _PACKAGED if m.name == name_or_path), None)
+    if packaged is not None:
+        english_only = packaged.english_only
+    else:
+        candidate = Path(name_or_path).expanduser()
+        english_only = candidate.is_dir() and (candidate.name.endswith(".en") or is_english_only(candidate))
+    if not english_only:
+        return None
+    multilingual = [m for m in available_models(cache_dir) if not m.english_only]
+    choices = ", ".join(m.name if m.installed else f"{m.name} ({m.install_hint})" for m in multilingual)
+    return f"model {name_or_path!r} is English-only and cannot translate; use a multilingual model: {choices}"
 
 
 def _not_found_message(name: str, cache_dir: Path | None) -> str:

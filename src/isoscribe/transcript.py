@@ -17,6 +17,9 @@ __all__ = [
     "ProbeRequest",
     "ProbeResult",
     "SpeechRequest",
+    "KnownSpeaker",
+    "REFERENCE_MIN_S",
+    "REFERENCE_MAX_S",
     "SummaryRequest",
     "SourceSpan",
     "ActionItem",
@@ -108,12 +111,28 @@ class ProbeResult:
     """Counted from decoded samples, not read from container metadata."""
 
 
+REFERENCE_MIN_S = 2.0
+REFERENCE_MAX_S = 10.0
+"""A known speaker's voice sample lasts this long: enough windows for a stable d-vector, one voice."""
+
+
+@dataclass(frozen=True)
+class KnownSpeaker:
+    """A named voice: diarized speakers that sound like ``audio_path`` (a 2–10 s sample) take ``name``."""
+
+    name: str
+    audio_path: str
+
+
 @dataclass(frozen=True)
 class SpeechRequest:
     """One file for the speech stage: transcription, word alignment and optional diarization."""
 
     audio_path: str
     language: str | None = None
+    """The spoken language; None: detected."""
+    task: str = "transcribe"
+    """Whisper's task: "transcribe" (text in the spoken language) or "translate" (English text)."""
     initial_prompt: str | None = None
     temperatures: tuple[float, ...] | None = None
     """None means the configured fallback temperatures."""
@@ -124,6 +143,8 @@ class SpeechRequest:
     max_speakers: int | None = None
     max_duration_s: float | None = None
     """Decoding stops with AudioTooLong past this, whatever the probe said."""
+    known_speakers: tuple[KnownSpeaker, ...] = ()
+    """Voices to name when diarizing; speakers matching none keep the diarizer's labels."""
 
 
 @dataclass(frozen=True)

@@ -4,8 +4,9 @@ The service tests point ``isolation.speech_stage`` here (the worker imports it b
 tests put this folder on PYTHONPATH). ``SERVICE_TEST_LEAK_MB`` (inherited by the worker) leaks that many
 MB of native memory per task, as a leaking model SDK would; a request whose ``initial_prompt`` contains
 "segfault" kills its worker with SIGSEGV, and one with "hang" never returns (it first touches a file in
-``SERVICE_TEST_MARKERS`` when that is set). Tests only; the product
-default stays the real stage.
+``SERVICE_TEST_MARKERS`` when that is set). "crash-mid-stream" kills the worker after its second
+segment the first time (a marker file in ``SERVICE_TEST_MARKERS`` remembers it), so that a retried
+task streams its segments again. Tests only; the product default stays the real stage.
 """
 
 from __future__ import annotations
@@ -13,6 +14,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from collections.abc import Callable
+
+from isoscribe.pipeline.events import Event, SegmentReady
 from isoscribe.stages import faults, speech
 from isoscribe.transcript import SpeechRequest, Transcript
 
@@ -21,7 +25,11 @@ __all__ = ["load", "run"]
 load = speech.load
 
 
-def run(model: speech.SpeechModels, request: SpeechRequest) -> Transcript:
+def run(
+    model: speech.SpeechModels, request: SpeechRequest, emit: Callable[[Event], None] | None = None
+) -> Transcript:
+    if request.initial_prompt and "crash-mid-stream" in request.initial_prompt:
+        emit = _crash_after_two_segments(emit, Path(os.environ["SERVICE_TEST_MARKERS"], "crashed-mid-stream"))
     if request.initial_prompt and "segfault" in request.initial_prompt:
         faults.run({}, faults.FaultRequest("segfault"))
     if request.initial_prompt and "hang" in request.initial_prompt:
@@ -30,4 +38,19 @@ def run(model: speech.SpeechModels, request: SpeechRequest) -> Transcript:
             Path(markers, f"hang-{os.getpid()}").touch()
         faults.run({}, faults.FaultRequest("hang"))
     faults.leak_native(int(os.environ.get("SERVICE_TEST_LEAK_MB", "0")))
-    return speech.run(model, request)
+    return speech.run(model, request, emit)
+
+
+def _crash_after_two_segments(emit: Callable[[Event], None] | None, marker: Path) -> Callable[[Event], None]:
+    segments = 0
+
+    def emit_then_crash(event: Event) -> None:
+        nonlocal segments
+        if emit is not None:
+            emit(event)
+        segments += isinstance(event, SegmentReady)
+        if segments == 2 and not marker.exists():
+            marker.touch()
+            faults.run({}, faults.FaultRequest("segfault"))
+
+    return emit_then_crash

@@ -4,7 +4,9 @@ Two runs with identical load (full: 200 requests, concurrency 4; quick: 60), one
 crash per 50 requests (20 in quick mode): with recycling (``max_tasks_per_worker`` 10) and without
 (workers live for the whole run). Reported: errors other than the injected crashes (must be 0),
 latency p50/p99 of each run and their ratio, the server process's RSS over time, worker exits by
-reason; ``service.json`` and ``service.png`` in the results directory.
+reason; ``service.json`` and ``service.png`` in the results directory. Then streaming: one 10-minute
+recording (2 in quick mode; a shared clip repeated) with ``stream=true``, time to the first
+``transcript.text.delta`` against the time to the full response of the same request unstreamed.
 
 This module doubles as the bench's speech stage (``load``/``run``, hosted in the pool's workers):
 the real speech stage, except that a request whose prompt says "segfault" kills its worker, so the
@@ -14,17 +16,21 @@ crashes the bench injects are real SIGSEGVs in a real worker. Benchmarks only.
 from __future__ import annotations
 
 import concurrent.futures
+import io
 import json
 import logging
 import tempfile
 import threading
 import time
+import wave
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from isoscribe.benchmarks.server import ServerProcess
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
+from isoscribe.pipeline.events import Event
 from isoscribe.stages import faults, speech
 from isoscribe.transcript import SpeechRequest, Transcript
 
@@ -35,15 +41,17 @@ logger = logging.getLogger("isoscribe.bench.service")
 SHARED_DATA = Path(__file__).resolve().parents[4] / "shared" / "data"
 CLIP = "librivox/sense_and_sensibility_01_austen_64kb-0880.wav"
 CRASH_PROMPT = "segfault"
+LONG_CLIP = "long/sonnet001.wav"
+STREAM_MINUTES = 10.0
 _SECRETS = {("service", "api_key"), ("llm", "api_key"), ("notify", "smtp_password")}
 
 load = speech.load
 
 
-def run(model: speech.SpeechModels, request: SpeechRequest) -> Transcript:
+def run(model: speech.SpeechModels, request: SpeechRequest, emit: Callable[[Event], None] | None = None) -> Transcript:
     if request.initial_prompt == CRASH_PROMPT:
         faults.run({}, faults.FaultRequest("segfault"))
-    return speech.run(model, request)
+    return speech.run(model, request, emit)
 
 
 def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SHARED_DATA) -> dict[str, Any]:
@@ -57,6 +65,10 @@ def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SH
             config = _server_config(settings, Path(tmp) / name, max_tasks)
             runs[name] = _run_load(config, Path(tmp), audio, requests, crash_every, concurrency=4)
             log_event(logger, "bench_run_done", run=name, **{k: v for k, v in runs[name].items() if k.endswith("_s")})
+        minutes = 2.0 if quick else STREAM_MINUTES
+        config = _server_config(settings, Path(tmp) / "streaming", None)
+        streaming = streaming_latency(config, Path(tmp), data_dir, minutes)
+        log_event(logger, "bench_streaming_done", **streaming)
     results = {
         "mode": "quick" if quick else "full",
         "load": load_shape,
@@ -66,6 +78,7 @@ def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SH
         "unexpected_errors": sum(r["unexpected_errors"] for r in runs.values()),
         "p50_ratio_recycling_vs_not": _ratio(runs["recycling"]["p50_s"], runs["no_recycling"]["p50_s"]),
         "p99_ratio_recycling_vs_not": _ratio(runs["recycling"]["p99_s"], runs["no_recycling"]["p99_s"]),
+        "streaming": streaming,
     }
     (results_dir / "service.json").write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     _plot(runs, results_dir / "service.png")
@@ -86,6 +99,55 @@ def _server_config(settings: Settings, data_dir: Path, max_tasks: int | None) ->
     )
     config["isolation"].pop("max_rss_mb", None)
     return config
+
+
+def streaming_latency(config: dict, tmp: Path, data_dir: Path, minutes: float) -> dict[str, Any]:
+    """Seconds from sending a ``minutes`` long recording to its first delta and to the end of its
+    stream, and to the full response of the same request without streaming (one request at a time)."""
+    import httpx
+
+    audio = _repeated_wav(data_dir / LONG_CLIP, minutes * 60)
+    config["service"].update(max_duration_s=minutes * 60 + 60, max_upload_mb=len(audio) / 1e6 + 1)
+    server = ServerProcess(tmp, config, log_level="warning")
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=3600) as client:
+            streamed = _time_stream(client, audio)
+            started = time.perf_counter()
+            client.post("/v1/audio/transcriptions", files={"file": ("long.wav", audio)}).raise_for_status()
+            full_response_s = time.perf_counter() - started
+    finally:
+        server.stop()
+    return {"audio_s": round(minutes * 60, 1), **streamed, "full_response_s": round(full_response_s, 3)}
+
+
+def _time_stream(client: Any, audio: bytes) -> dict[str, Any]:
+    started = time.perf_counter()
+    first_delta_s, deltas = None, 0
+    form = {"stream": "true"}
+    with client.stream("POST", "/v1/audio/transcriptions", files={"file": ("long.wav", audio)}, data=form) as response:
+        response.raise_for_status()
+        for line in response.iter_lines():
+            if '"transcript.text.delta"' in line:
+                deltas += 1
+                first_delta_s = first_delta_s or time.perf_counter() - started
+    return {
+        "first_delta_s": round(first_delta_s or 0.0, 3),
+        "stream_done_s": round(time.perf_counter() - started, 3),
+        "deltas": deltas,
+    }
+
+
+def _repeated_wav(clip: Path, seconds: float) -> bytes:
+    """``clip`` (a WAV file) repeated whole until it lasts at least ``seconds``, as WAV bytes."""
+    with wave.open(str(clip), "rb") as source:
+        params, frames = source.getparams(), source.readframes(source.getnframes())
+    repeats = max(1, -int(-seconds * params.framerate // params.nframes))
+    out = io.BytesIO()
+    with wave.open(out, "wb") as target:
+        target.setparams(params)
+        target.writeframes(frames * repeats)
+    return out.getvalue()
 
 
 def _run_load(config: dict, tmp: Path, audio: bytes, requests: int, crash_every: int, concurrency: int) -> dict:

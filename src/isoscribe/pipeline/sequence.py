@@ -197,6 +197,11 @@ class FilePipeline:
         )
         return summary
 
+    def measure(self, audio_path: str) -> float:
+        """The probe stage alone: seconds of audio counted from decoded samples in a worker, up to
+        ``policy.max_duration_s`` (past it: PipelineError TOO_LONG)."""
+        return self._run_stage("probe", ProbeRequest(audio_path, self.policy.max_duration_s), _ONCE).value.duration_s
+
     def _probe(self, audio_path: str) -> float:
         request = ProbeRequest(audio_path, self.policy.max_duration_s)
         duration_s = self._run_stage("probe", request, _ONCE).value.duration_s

@@ -7,10 +7,20 @@ from pathlib import Path
 from typing import Any
 
 from isoscribe.config import IsolationSettings, Settings
+from isoscribe.inputs import AUDIO_EXTENSIONS
 from isoscribe.isolation import Limits, StageSpec
-from isoscribe.transcript import SpeechRequest, Transcript
+from isoscribe.transcript import KnownSpeaker, SpeechRequest, Transcript
 
-__all__ = ["PROBE_STAGE", "stage_specs", "speech_stage", "speech_limits", "stage_limits", "speech_request", "summary_text"]
+__all__ = [
+    "PROBE_STAGE",
+    "stage_specs",
+    "speech_stage",
+    "speech_limits",
+    "stage_limits",
+    "speech_request",
+    "known_speakers_in",
+    "summary_text",
+]
 
 PROBE_STAGE = "isoscribe.stages.probe"
 
@@ -49,13 +59,23 @@ def speech_request(settings: Settings, audio_path: str | Path, **overrides: Any)
     request = SpeechRequest(
         audio_path=str(audio_path),
         language=settings.asr.language,
+        task=settings.asr.task,
         initial_prompt=settings.asr.initial_prompt,
-        diarize=diarization.enabled,
+        diarize=diarization.enabled or diarization.speakers_dir is not None,
         num_speakers=diarization.num_speakers,
         min_speakers=diarization.min_speakers,
         max_speakers=diarization.max_speakers,
+        known_speakers=known_speakers_in(diarization.speakers_dir),
     )
     return replace(request, **overrides) if overrides else request
+
+
+def known_speakers_in(folder: Path | None) -> tuple[KnownSpeaker, ...]:
+    """One known speaker per audio file of ``folder`` (by extension, as inputs are found), named by its stem."""
+    if folder is None:
+        return ()
+    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
+    return tuple(KnownSpeaker(path.stem, str(path.resolve())) for path in files)
 
 
 def summary_text(transcript: Transcript) -> str:

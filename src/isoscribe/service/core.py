@@ -4,24 +4,28 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from fastapi import Request
 
 from isoscribe.config import Settings
 from isoscribe.executors import PooledExecutor, StageExecutor
 from isoscribe.logs import log_event
-from isoscribe.models import available_models
+from isoscribe.models import available_models, cannot_translate
 from isoscribe.service.errors import ApiError
 from isoscribe.service.execution import QueueFull, StageRunner, add_model_pool, build_executor
 from isoscribe.service.job_runner import JobRunner
 from isoscribe.service.job_store import Job, JobOptions, JobStore
 from isoscribe.service.metrics import ServiceMetrics
-from isoscribe.pipeline import PipelineError
+from isoscribe.pipeline import PipelineError, Policy
 from isoscribe.service.transcription import pipeline_api_error, service_policy, service_speech_request
+from isoscribe.service.known_speakers import check_references, save_references
+from isoscribe.service.streaming import LiveRun
 from isoscribe.service.uploads import UploadedForm, receive_multipart
 from isoscribe.speaker_names import rename_speakers, rename_summary_speakers
-from isoscribe.transcript import Summary, Transcript
+from isoscribe.transcript import SpeechRequest, Summary, Transcript
 
 __all__ = ["Service", "MODEL_ALIAS"]
 
@@ -139,11 +143,44 @@ class Service:
             raise ApiError(400, "missing the 'file' part", param="file", code="missing_file")
         return form
 
-    async def transcribe_upload(self, request: Request, parse_options) -> tuple[Transcript, object]:
-        """Admit, receive and transcribe one upload through the pipeline; the upload is deleted afterwards.
+    async def start_upload(self, request: Request, parse_options, task: str = "transcribe") -> tuple[LiveRun, Any]:
+        """Admit and receive one upload, and start it through the pipeline (transcribe or translate);
+        return once the probe stage (in a worker: the server never parses audio) has accepted it.
+        The run goes on; its files are deleted and its queue slot freed when it ends."""
+        self._admit()
+        files: list[Path] = []
+        try:
+            form = await self.receive_upload(request, self.upload_dir)
+            files.append(form.file_path)
+            params, speech, policy = self._speech_run(form, parse_options, task)
+            known = save_references(
+                getattr(params, "known_speaker_names", []), getattr(params, "known_speaker_references", []),
+                self.upload_dir,
+            )
+            files += [Path(speaker.audio_path) for speaker in known]
+            await check_references(self.runner, known)
+            run = LiveRun(self.runner, policy, replace(speech, known_speakers=tuple(known)))
+        except BaseException:
+            self._done_with(files)
+            raise
+        run.task.add_done_callback(lambda _: self._done_with(files))
+        try:
+            await run.wait_probed()
+        except PipelineError as error:
+            raise self.api_error(error, run) from None
+        return run, params
 
-        The server itself never parses the audio: the probe stage measures it in a worker first.
-        """
+    async def transcript_of(self, run: LiveRun) -> Transcript:
+        try:
+            return (await run.task).transcript
+        except PipelineError as error:
+            raise self.api_error(error, run) from None
+
+    @staticmethod
+    def api_error(error: PipelineError, run: LiveRun) -> ApiError:
+        return pipeline_api_error(error, run.audio_path)
+
+    def _admit(self) -> None:
         assert self.runner is not None
         try:
             self.runner.admit()
@@ -155,23 +192,27 @@ class Service:
                 code="queue_full",
                 headers={"Retry-After": str(full.retry_after_s)},
             ) from None
-        form: UploadedForm | None = None
-        try:
-            form = await self.receive_upload(request, self.upload_dir)
-            params = parse_options(form)
-            stage = self.speech_stage_for(params.model)
-            assert form.file_path is not None
-            speech = service_speech_request(self.settings, form.file_path, params.speech_options())
-            pipeline = self.runner.pipeline(service_policy(self.settings, stage))
-            try:
-                result = await self.runner.run(pipeline, lambda: pipeline.run(speech))
-            except PipelineError as error:
-                raise pipeline_api_error(error, form.file_path) from None
-            return result.transcript, params
-        finally:
-            self.runner.release()
-            if form is not None and form.file_path is not None:
-                form.file_path.unlink(missing_ok=True)
+
+    def _speech_run(self, form: UploadedForm, parse_options, task: str) -> tuple[Any, SpeechRequest, Policy]:
+        params = parse_options(form)
+        stage = self.speech_stage_for(params.model)
+        if task == "translate":
+            self._check_translates(params.model)
+        assert form.file_path is not None
+        speech = service_speech_request(self.settings, form.file_path, params.speech_options())
+        return params, speech, service_policy(self.settings, stage)
+
+    def _check_translates(self, model: str) -> None:
+        name = self.settings.asr.model if model == MODEL_ALIAS else model
+        refusal = cannot_translate(name, self.settings.asr.model_cache_dir)
+        if refusal is not None:
+            raise ApiError(400, refusal, param="model", code="model_cannot_translate")
+
+    def _done_with(self, files: list[Path]) -> None:
+        """The admitted request is over: free its slot and delete its upload and voice samples."""
+        assert self.runner is not None
+        self.runner.release()
+        _delete(files)
 
     async def submit_job(self, request: Request, parse_options) -> Job:
         """Receive and validate a job's upload, then queue it; 503 with Retry-After when the queue is full."""
@@ -186,26 +227,31 @@ class Service:
             )
         form = await self.receive_upload(request, self.job_audio_dir)
         assert form.file_path is not None
+        files = [form.file_path]
         try:
             params = parse_options(form)
             self.speech_stage_for(params.model)
+            known = save_references(params.known_speaker_names, params.known_speaker_references, self.job_audio_dir)
+            files += [Path(speaker.audio_path) for speaker in known]
+            await check_references(self.runner, known)
         except BaseException:
-            form.file_path.unlink(missing_ok=True)
+            _delete(files)
             raise
         options = JobOptions(
             model=params.model,
             language=params.language,
             prompt=params.prompt,
             temperature=params.temperature or None,
-            diarize=params.diarize,
+            diarize=params.diarized,
             num_speakers=params.num_speakers,
             summarize=params.summarize,
             filename=form.filename,
+            known_speakers={speaker.name: speaker.audio_path for speaker in known},
         )
         try:
             job = await self._store(self.store.create, form.file_path, options, params.webhook_url)
         except BaseException:
-            form.file_path.unlink(missing_ok=True)
+            _delete(files)
             raise
         self.jobs.notify()
         log_event(logger, "job_queued", id=job.id, bytes=form.file_bytes)
@@ -225,8 +271,8 @@ class Service:
     def cancel_job(self, job_id: str) -> Job:
         job = self.get_job(job_id)
         if self.store.cancel(job_id):
-            if job.status == "queued":  # a running job's audio is removed by its runner when it stops
-                Path(job.audio_path).unlink(missing_ok=True)
+            if job.status == "queued":  # a running job's files are removed by its runner when it stops
+                _delete(_job_files(job))
             elif self.jobs is not None:
                 self.jobs.stop_running(job_id)
             log_event(logger, "job_cancelled", id=job_id, was=job.status)
@@ -236,7 +282,7 @@ class Service:
         """Cancel the job if it has not finished, then forget it and its audio."""
         job = self.cancel_job(job_id)
         self.store.delete(job_id)
-        Path(job.audio_path).unlink(missing_ok=True)
+        _delete(_job_files(job))
         log_event(logger, "job_deleted", id=job_id)
 
     def rename_speakers(self, job_id: str, names: dict[str, str]) -> Job:
@@ -259,6 +305,15 @@ class Service:
         if job is None:
             raise ApiError(404, f"no job {job_id!r}", code="job_not_found")
         return job
+
+
+def _job_files(job: Job) -> list[Path]:
+    return [Path(job.audio_path), *(Path(path) for path in job.options.known_speakers.values())]
+
+
+def _delete(files: list[Path]) -> None:
+    for path in files:
+        path.unlink(missing_ok=True)
 
 
 def _remove_leftover_uploads(upload_dir: Path) -> None:

@@ -1,30 +1,69 @@
 """Transcripts in OpenAI's response shapes, built on the ``openai`` package's own types.
 
 json → ``Transcription``; verbose_json → ``TranscriptionVerbose`` with segments and/or words as
-``timestamp_granularities`` asks; text, srt and vtt → text/plain. Speaker labels (isoscribe's
-diarization extension) ride along as an extra ``speaker`` field on segments and words.
+``timestamp_granularities`` asks; diarized_json → ``TranscriptionDiarized`` with speakers ``A``, ``B`` …
+(or the names known speakers were given); text, srt and vtt → text/plain. Speaker labels (isoscribe's
+diarization extension) ride along as an extra ``speaker`` field on segments and words in verbose_json.
+
+Log-probabilities (``include[]=logprobs``) are per word, not per token: the natural log of
+faster-whisper's word probability, which is the mean of the probabilities of the word's tokens.
 """
 
 from __future__ import annotations
 
+import math
 from typing import Any, Literal
 
 from fastapi.responses import JSONResponse, PlainTextResponse, Response
-from openai.types.audio import Transcription, TranscriptionSegment, TranscriptionVerbose, TranscriptionWord
+from openai.types.audio import (
+    Transcription,
+    TranscriptionDiarized,
+    TranscriptionDiarizedSegment,
+    TranscriptionSegment,
+    TranscriptionVerbose,
+    TranscriptionWord,
+)
+from openai.types.audio.transcription import Logprob
 
 from isoscribe import outputs
-from isoscribe.transcript import Transcript
+from isoscribe.transcript import Segment, Transcript, Word
 
-__all__ = ["ResponseFormat", "Granularity", "RESPONSE_FORMATS", "render", "verbose_json"]
+__all__ = [
+    "ResponseFormat",
+    "TranslationFormat",
+    "Granularity",
+    "RESPONSE_FORMATS",
+    "render",
+    "verbose_json",
+    "diarized_json",
+    "speaker_labels",
+    "diarized_segment",
+    "logprobs",
+    "usage",
+]
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
+ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
+TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["word", "segment"]
-RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt")
+RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
+_DIARIZER_LABEL = "SPEAKER_"
+"""Prefix of the diarizer's own labels; other labels are names given by the client."""
 
 
-def render(transcript: Transcript, response_format: str, granularities: list[str] | tuple[str, ...] = ()) -> Response:
+def render(
+    transcript: Transcript,
+    response_format: str,
+    granularities: list[str] | tuple[str, ...] = (),
+    with_logprobs: bool = False,
+) -> Response:
     if response_format == "json":
-        return JSONResponse(Transcription(text=transcript.text).model_dump(exclude_none=True))
+        body = Transcription(
+            text=transcript.text, logprobs=logprobs(transcript.segments) if with_logprobs else None,
+            usage=usage(transcript),
+        )
+        return JSONResponse(body.model_dump(exclude_none=True))
+    if response_format == "diarized_json":
+        return JSONResponse(diarized_json(transcript))
     if response_format == "verbose_json":
         return JSONResponse(verbose_json(transcript, granularities))
     if response_format == "text":
@@ -48,6 +87,65 @@ def verbose_json(transcript: Transcript, granularities: list[str] | tuple[str, .
         words=[_word(w) for s in transcript.segments for w in s.words] if want_words else None,
     )
     return verbose.model_dump(exclude_none=True)
+
+
+def diarized_json(transcript: Transcript) -> dict[str, Any]:
+    labels = speaker_labels(transcript)
+    diarized = TranscriptionDiarized(
+        task="transcribe",
+        duration=transcript.duration_s,
+        text=transcript.text,
+        segments=[diarized_segment(s, labels) for s in transcript.segments],
+        usage=usage(transcript),
+    )
+    return diarized.model_dump(exclude_none=True)
+
+
+def diarized_segment(segment: Segment, labels: dict[str, str]) -> TranscriptionDiarizedSegment:
+    return TranscriptionDiarizedSegment(
+        id=f"seg_{segment.id}",
+        start=segment.start,
+        end=segment.end,
+        speaker=labels.get(segment.speaker or "", "A"),
+        text=segment.text,
+        type="transcript.text.segment",
+    )
+
+
+def speaker_labels(transcript: Transcript) -> dict[str, str]:
+    """OpenAI's speaker labels: the diarizer's SPEAKER_00, SPEAKER_01 … become A, B … in order of
+    first appearance; a name (a known speaker) stays as it is."""
+    labels: dict[str, str] = {}
+    for speaker in transcript.speakers:
+        if speaker.startswith(_DIARIZER_LABEL):
+            labels[speaker] = _letters(sum(1 for label in labels if label.startswith(_DIARIZER_LABEL)))
+        else:
+            labels[speaker] = speaker
+    return labels
+
+
+def _letters(index: int) -> str:
+    """0 → A, 25 → Z, 26 → AA."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
+
+
+def logprobs(segments: list[Segment]) -> list[Logprob]:
+    return [_logprob(word) for segment in segments for word in segment.words]
+
+
+def _logprob(word: Word) -> Logprob:
+    logprob = math.log(max(word.probability, 1e-12))
+    return Logprob(token=word.text, bytes=list(word.text.encode("utf-8")), logprob=logprob)
+
+
+def usage(transcript: Transcript) -> dict[str, Any]:
+    """Billed by audio duration, as OpenAI's whisper-1 reports it."""
+    return {"type": "duration", "seconds": transcript.duration_s}
 
 
 def language_name(code: str) -> str:

@@ -14,6 +14,7 @@ import logging
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any, TypeVar
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from isoscribe.service.transcription import (
     service_policy,
     service_speech_request,
 )
+from isoscribe.transcript import KnownSpeaker
 from isoscribe.webhooks import WebhookRefused, post_json_async
 
 __all__ = ["JobRunner", "job_status"]
@@ -137,7 +139,8 @@ class JobRunner:
         audio_path = Path(job.audio_path)
         log_event(logger, "job_started", id=job.id, attempt=job.attempts)
         speech = SpeechOptions(options.language, options.prompt, options.temperature, options.diarize, options.num_speakers)
-        request = service_speech_request(self.settings, audio_path, speech)
+        known = tuple(KnownSpeaker(name, path) for name, path in options.known_speakers.items())
+        request = replace(service_speech_request(self.settings, audio_path, speech), known_speakers=known)
         policy = service_policy(self.settings, self.stage_for_model(options.model), summarize=options.summarize)
         listener = _JobProgress(self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize))
         pipeline = self.runner.pipeline(policy, listener)
@@ -166,6 +169,8 @@ class JobRunner:
         final = await self._store(self.store.get, job.id)
         if not (self.settings.service.keep_job_audio and final is not None and final.status == "succeeded"):
             audio_path.unlink(missing_ok=True)
+        for reference in options.known_speakers.values():
+            Path(reference).unlink(missing_ok=True)
         log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
         if final is not None and final.webhook_url:
             await self._call_webhook(final)

@@ -57,6 +57,8 @@ class JobOptions:
     summarize: bool = False
     filename: str = ""
     """The uploaded file's name as the client gave it (shown in the web page's job list)."""
+    known_speakers: dict[str, str] = field(default_factory=dict)
+    """Known speaker name → the server's path of its voice sample (deleted with the job's audio)."""
 
     def to_json(self) -> str:
         return json.dumps(self.__dict__)

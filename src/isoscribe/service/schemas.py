@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, ValidationError, field_validator
+from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from isoscribe.languages import check_language
 from isoscribe.service.errors import ApiError
-from isoscribe.service.formats import Granularity, ResponseFormat
+from isoscribe.service.known_speakers import MAX_KNOWN_SPEAKERS
+from isoscribe.service.formats import Granularity, ResponseFormat, TranslationFormat
 from isoscribe.service.transcription import SpeechOptions
 from isoscribe.service.uploads import UploadedForm
 
-__all__ = ["TranscriptionParams", "JobParams", "ResultFormat", "from_form"]
+__all__ = ["TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "from_form"]
 
 ResultFormat = Literal[
-    "json", "text", "srt", "verbose_json", "vtt", "transcript", "txt", "tsv", "rttm", "summary", "summary_md"
+    "json", "text", "srt", "verbose_json", "vtt", "diarized_json",
+    "transcript", "txt", "tsv", "rttm", "summary", "summary_md",
 ]
 """Job results: OpenAI's formats; isoscribe's full transcript JSON; the batch's txt (speaker-labelled
 lines), tsv and rttm; the summary as JSON and as the batch's markdown."""
@@ -23,11 +25,21 @@ lines), tsv and rttm; the summary as JSON and as the batch's markdown."""
 _LIST_FIELDS = {
     "timestamp_granularities[]": "timestamp_granularities",
     "timestamp_granularities": "timestamp_granularities",
+    "include[]": "include",
+    "include": "include",
+    "known_speaker_names[]": "known_speaker_names",
+    "known_speaker_names": "known_speaker_names",
+    "known_speaker_references[]": "known_speaker_references",
+    "known_speaker_references": "known_speaker_references",
 }
+SpeakerName = Annotated[
+    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\r\n]*\D[^\r\n]*$")
+]
+"""A known speaker's name: one line, not only digits (cluster numbers are digits until relabelled)."""
 
 
 class _Params(BaseModel):
-    # Unknown fields are ignored, as newer OpenAI clients send fields (chunking_strategy, include[]) we lack.
+    # Unknown fields are ignored, as newer OpenAI clients send fields we lack.
     model_config = {"extra": "ignore"}
 
     model: str = "whisper-1"
@@ -36,6 +48,9 @@ class _Params(BaseModel):
     temperature: float = Field(0.0, ge=0.0, le=1.0)
     diarize: bool = False
     num_speakers: int | None = Field(None, ge=1, le=32)
+    known_speaker_names: list[SpeakerName] = Field([], max_length=MAX_KNOWN_SPEAKERS)
+    known_speaker_references: list[str] = Field([], max_length=MAX_KNOWN_SPEAKERS)
+    """Voice samples as data URLs, one per name (see service.known_speakers)."""
 
     @field_validator("language", "prompt", mode="before")
     @classmethod
@@ -47,14 +62,53 @@ class _Params(BaseModel):
     def _known_language(cls, value: str | None) -> str | None:
         return check_language(value)
 
+    @model_validator(mode="after")
+    def _names_pair_with_references(self) -> _Params:
+        names, references = self.known_speaker_names, self.known_speaker_references
+        if len(names) != len(references):
+            raise ValueError(f"{len(names)} known_speaker_names[] but {len(references)} known_speaker_references[]")
+        if len(set(names)) != len(names):
+            raise ValueError("known_speaker_names[] must differ from each other")
+        return self
+
+    @property
+    def diarized(self) -> bool:
+        return self.diarize or bool(self.known_speaker_names)
+
     def speech_options(self) -> SpeechOptions:
-        return SpeechOptions(self.language, self.prompt, self.temperature or None, self.diarize, self.num_speakers)
+        return SpeechOptions(self.language, self.prompt, self.temperature or None, self.diarized, self.num_speakers)
 
 
 class TranscriptionParams(_Params):
     response_format: ResponseFormat = "json"
     timestamp_granularities: list[Granularity] = []
     stream: bool = False
+    include: list[Literal["logprobs"]] = []
+    """``logprobs``: each word's log-probability (see formats.logprobs)."""
+    chunking_strategy: str | None = Field(None, max_length=4096)
+    """Accepted for OpenAI's clients ("auto" or a server_vad object as JSON); Silero VAD always chunks here."""
+
+    @property
+    def diarized(self) -> bool:
+        return super().diarized or self.response_format == "diarized_json"
+
+    @property
+    def logprobs(self) -> bool:
+        return "logprobs" in self.include
+
+
+class TranslationParams(BaseModel):
+    """OpenAI's translation form: no language (the output is English), no streaming."""
+
+    model_config = {"extra": "ignore"}
+
+    model: str = "whisper-1"
+    prompt: str | None = None
+    response_format: TranslationFormat = "json"
+    temperature: float = Field(0.0, ge=0.0, le=1.0)
+
+    def speech_options(self) -> SpeechOptions:
+        return SpeechOptions(prompt=self.prompt or None, temperature=self.temperature or None, task="translate")
 
 
 class JobParams(_Params):
@@ -62,7 +116,7 @@ class JobParams(_Params):
     webhook_url: str | None = Field(None, pattern=r"^https?://", max_length=2048)
 
 
-def from_form(cls: type[_Params], form: UploadedForm) -> Any:
+def from_form(cls: type[BaseModel], form: UploadedForm) -> Any:
     """Validate form fields into ``cls``; ApiError 400 that names the field on failure."""
     values: dict[str, Any] = {}
     for name, items in form.fields.items():
@@ -75,9 +129,6 @@ def from_form(cls: type[_Params], form: UploadedForm) -> Any:
     except ValidationError as exc:
         first = exc.errors()[0]
         field = ".".join(str(p) for p in first["loc"])
-        raise ApiError(
-            400, f"invalid parameter {field}: {first['msg']}", param=field, code="invalid_parameter"
-        ) from None
-    if getattr(params, "stream", False):
-        raise ApiError(400, "stream=true is not supported", param="stream", code="unsupported_parameter")
+        what = f"parameter {field}" if field else "parameters"
+        raise ApiError(400, f"invalid {what}: {first['msg']}", param=field or None, code="invalid_parameter") from None
     return params

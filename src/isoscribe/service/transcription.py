@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from isoscribe.config import Settings
 from isoscribe.isolation import WorkerCrashed
@@ -26,6 +27,7 @@ class SpeechOptions:
     temperature: float | None = None
     diarize: bool = False
     num_speakers: int | None = None
+    task: Literal["transcribe", "translate"] = "transcribe"
 
 
 def service_policy(settings: Settings, speech_stage: str = "speech", summarize: bool = False) -> Policy:
@@ -42,7 +44,7 @@ def service_policy(settings: Settings, speech_stage: str = "speech", summarize: 
 
 
 def service_speech_request(settings: Settings, audio_path: Path, options: SpeechOptions) -> SpeechRequest:
-    overrides: dict = {"diarize": options.diarize or settings.diarization.enabled}
+    overrides: dict = {"diarize": options.diarize or settings.diarization.enabled, "task": options.task}
     if options.language:
         overrides["language"] = options.language
     if options.prompt:

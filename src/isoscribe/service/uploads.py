@@ -20,10 +20,13 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from isoscribe.service.errors import ApiError
 
-__all__ = ["UploadedForm", "receive_multipart", "safe_extension", "MAX_FIELD_BYTES"]
+__all__ = ["UploadedForm", "receive_multipart", "safe_extension", "MAX_FIELD_BYTES", "MAX_REFERENCE_BYTES"]
 
 MAX_FIELD_BYTES = 64 * 1024
 """A non-file form field (prompt, model …) larger than this is refused."""
+MAX_REFERENCE_BYTES = 4 * 1024 * 1024
+"""A known speaker's voice sample as a data URL: 10 s of 44.1 kHz stereo 16-bit WAV is 2.4 MB in base64."""
+_LARGE_FIELDS = {"known_speaker_references[]": MAX_REFERENCE_BYTES, "known_speaker_references": MAX_REFERENCE_BYTES}
 MAX_FIELDS = 64
 _MAX_FILENAME_CHARS = 200
 _EXTENSION = re.compile(r"^[a-z0-9]{1,5}$")
@@ -172,7 +175,7 @@ class _PartState:
             self._file.write(data[start:end])
             return
         self._value += data[start:end]
-        if len(self._value) > MAX_FIELD_BYTES:
+        if len(self._value) > _LARGE_FIELDS.get(self._name, MAX_FIELD_BYTES):
             self._fail(ApiError(413, f"form field '{self._name}' is too large", param=self._name))
 
     def _part_end(self) -> None:

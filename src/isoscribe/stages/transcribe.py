@@ -116,10 +116,13 @@ def whisper_options(asr: AsrSettings, request: SpeechRequest, english_only: bool
     ``hallucination_silence_threshold`` needs word timestamps (faster-whisper ignores it without)."""
     language = request.language or asr.language
     if english_only:
+        if request.task == "translate":
+            raise ValueError(f"model {asr.model} is English-only: it cannot translate (use a multilingual model)")
         language = "en"
     temperatures = request.temperatures if request.temperatures is not None else tuple(asr.temperatures)
     return {
         "language": language,
+        "task": request.task,
         "beam_size": asr.beam_size,
         "temperature": list(temperatures),
         "initial_prompt": request.initial_prompt or asr.initial_prompt,

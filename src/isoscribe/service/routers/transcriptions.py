@@ -1,12 +1,15 @@
-"""OpenAI-compatible: POST /v1/audio/transcriptions and GET /v1/models."""
+"""OpenAI-compatible: POST /v1/audio/transcriptions (streamed or not), POST /v1/audio/translations, GET /v1/models."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import Response
+from fastapi.responses import Response, StreamingResponse
 
+from isoscribe.pipeline import PipelineError
+from isoscribe.service.errors import error_body
 from isoscribe.service.formats import render
-from isoscribe.service.schemas import TranscriptionParams, from_form
+from isoscribe.service.schemas import TranscriptionParams, TranslationParams, from_form
+from isoscribe.service.streaming import SSE_MEDIA_TYPE, sse_body, transcription_events
 
 router = APIRouter(prefix="/v1")
 
@@ -14,10 +17,33 @@ router = APIRouter(prefix="/v1")
 @router.post("/audio/transcriptions")
 async def create_transcription(request: Request) -> Response:
     """Multipart form as OpenAI's: file, model, language, prompt, response_format, temperature,
-    timestamp_granularities[]; plus diarize and num_speakers."""
+    timestamp_granularities[], include[], stream, chunking_strategy; plus diarize and num_speakers."""
     service = request.app.state.service
-    transcript, params = await service.transcribe_upload(request, lambda form: from_form(TranscriptionParams, form))
-    return render(transcript, params.response_format, params.timestamp_granularities)
+    run, params = await service.start_upload(request, lambda form: from_form(TranscriptionParams, form))
+    if params.stream:
+        events = transcription_events(run, params.diarized, params.logprobs)
+        body = sse_body(events, run, request.receive, lambda error: _stream_error(service, error, run))
+        return StreamingResponse(body, media_type=SSE_MEDIA_TYPE)
+    transcript = await service.transcript_of(run)
+    return render(transcript, params.response_format, params.timestamp_granularities, params.logprobs)
+
+
+@router.post("/audio/translations")
+async def create_translation(request: Request) -> Response:
+    """Multipart form as OpenAI's: file, model, prompt, response_format, temperature; English text
+    from speech in any language (Whisper's translate task; multilingual models only)."""
+    service = request.app.state.service
+    run, params = await service.start_upload(
+        request, lambda form: from_form(TranslationParams, form), task="translate"
+    )
+    return render(await service.transcript_of(run), params.response_format)
+
+
+def _stream_error(service, error: Exception, run) -> dict:
+    if isinstance(error, PipelineError):
+        api_error = service.api_error(error, run)
+        return error_body(api_error.message, api_error.type, api_error.code, api_error.param)
+    return error_body(f"transcription failed: {error}", "server_error")
 
 
 @router.get("/models")

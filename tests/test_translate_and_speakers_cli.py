@@ -1,0 +1,72 @@
+"""``--task translate`` and ``--speakers DIR`` on the command line: ``isoscribe transcribe`` and
+``isoscribe run`` as real subprocesses with real models on rendered recordings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from service_support import words
+from speaker_fixtures import MEETING, render_german, render_meeting, render_references, spoken_by
+
+from isoscribe.benchmarks.meetings import script_turns
+
+pytestmark = pytest.mark.slow
+
+ISOSCRIBE = Path(sys.executable).with_name("isoscribe")
+ENGLISH = {"morning", "weather", "park", "evening", "friends", "eat", "together"}
+GERMAN = {"guten", "wetter", "abend", "freunden", "zusammen"}
+
+
+def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
+    return subprocess.run([str(ISOSCRIBE), *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
+
+
+def test_translate_with_an_english_only_model_exits_2_naming_a_multilingual_one(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    result = _run("transcribe", str(shared_data / "jfk" / "jfk.wav"), "--task", "translate", cwd=tmp_path)
+    assert result.returncode == 2
+    assert "tiny.en" in result.stderr and "English-only" in result.stderr and "base" in result.stderr
+
+
+def test_transcribe_and_run_translate_german_to_english(tmp_path: Path) -> None:
+    german = render_german(tmp_path / "german.wav")
+    result = _run("transcribe", str(german), "--task", "translate", "--model", "base", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    said = set(words(result.stdout))
+    assert len(said & ENGLISH) >= 2 and not said & GERMAN, result.stdout
+
+    out = tmp_path / "out"
+    batch = _run(
+        "run", str(german), "--out", str(out), "--task", "translate", "--model", "base",
+        "--no-summarize", "--formats", "txt", "--no-progress", cwd=tmp_path,
+    )
+    assert batch.returncode == 0, batch.stderr
+    said = set(words((out / "german" / "german.txt").read_text()))
+    assert len(said & ENGLISH) >= 2 and not said & GERMAN
+
+
+def test_run_with_speakers_dir_names_the_same_people_in_every_file(tmp_path: Path) -> None:
+    """Two meetings of the same three voices in another order; samples of two of them (and of Dave,
+    who is in neither) in a folder: every turn of theirs carries their name in both files."""
+    first = render_meeting(tmp_path / "in" / "first.wav")
+    second = render_meeting(tmp_path / "in" / "second.wav", tuple(reversed(MEETING)))
+    render_references(tmp_path / "speakers")  # Alice.wav, Bob.wav, Dave.wav (and their scripts, not audio)
+    out = tmp_path / "out"
+    result = _run(
+        "run", str(first), str(second), "--out", str(out), "--speakers", str(tmp_path / "speakers"),
+        "--no-summarize", "--formats", "json", "--no-progress", cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    for audio in (first, second):
+        transcript = json.loads((out / audio.stem / f"{audio.stem}.json").read_text())
+        turns = script_turns(audio)
+        named = [(s["speaker"], spoken_by(s["start"], s["end"], turns)) for s in transcript["segments"]]
+        assert all(speaker == said_by.capitalize() for speaker, said_by in named if said_by != "carol"), named
+        assert {speaker for speaker, said_by in named if said_by == "carol"} == {"SPEAKER_00"}, named
