@@ -37,7 +37,7 @@ def _settings(**sections):
         "asr": {"model": "tiny.en"},
         "diarization": {"enabled": True},
         "llm": {"max_tokens": 32, "threads": 1},
-        "batch": {"retry_backoff_s": 0.1},
+        "batch": {"workers": 1, "retry_backoff_s": 0.1},
     }
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)

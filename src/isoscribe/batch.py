@@ -118,12 +118,12 @@ class _Job:
 
 class _Batch:
     def __init__(self, settings: Settings, out_dir: Path, retry_failed: bool, executor: StageExecutor | None) -> None:
-        self.settings = settings
         self.out_dir = out_dir
         self.retry_failed = retry_failed
         self.ledger = Ledger.in_dir(out_dir)
         self.fingerprint = settings_fingerprint(settings)
-        self.policy = batch_policy(settings)
+        self.settings = self._resolved(settings)
+        self.policy = batch_policy(self.settings)
         self.summarize = self.policy.summarize
         self.cancellation = Cancellation()
         self._given_executor = executor
@@ -206,6 +206,14 @@ class _Batch:
                 self.ledger.requeue(row.key)
             jobs.append(_Job(self.ledger.get(row.key), path))
         return reports, jobs
+
+    def _resolved(self, settings: Settings) -> Settings:
+        """``auto`` workers and threads from the calibration, as many workers as the budget holds."""
+        from isoscribe.tuning import memory_cap_workers, resolve_batch
+
+        speech_peak_mb = stage_peaks_mb(settings, lambda stage: self.ledger.learned_peak_mb(stage, self.fingerprint))
+        budget_mb = settings.batch.memory_budget_mb or default_budget_mb()
+        return resolve_batch(settings, memory_cap_workers(budget_mb, speech_peak_mb["speech"]))
 
     def _gate(self) -> MemoryGate:
         batch = self.settings.batch

@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker.add_argument("--queues", default="asr,llm")
     worker.add_argument("--concurrency", type=int, default=1)
 
+    tune = commands.add_parser("tune", help="measure the best speech workers × threads for this machine and model")
+    tune.add_argument("--model", help="model name (tiny.en, base) or a local model directory")
+    tune.add_argument("--max-workers", type=int, help="try at most this many workers")
+
     bench = commands.add_parser("bench", help="benchmarks; results go to bench/results/")
     bench.add_argument("name", choices=BENCHMARKS)
     bench.add_argument("--quick", action="store_true")
@@ -112,6 +116,7 @@ _HANDLERS = {
     "summarize": "isoscribe.pipeline.commands:summarize_command",
     "serve": "isoscribe.service:serve_command",
     "worker": "isoscribe.distributed:worker_command",
+    "tune": "isoscribe.tuning:tune_command",
     "bench": "isoscribe.benchmarks:bench_command",
     "demo": "isoscribe.demo:demo_command",
 }

@@ -21,6 +21,7 @@ from isoscribe.logs import log_event
 from isoscribe.models import resolve_model
 from isoscribe.repetition import MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
 from isoscribe.transcript import Segment, SpeechRequest, Transcript, Word
+from isoscribe.tuning import cpu_threads
 
 __all__ = [
     "Transcriber",
@@ -88,7 +89,7 @@ def load(settings: Settings) -> Transcriber:
         str(model_dir),
         device=device,
         compute_type=compute_type,
-        cpu_threads=asr.cpu_threads,
+        cpu_threads=cpu_threads(asr),
         local_files_only=True,
     )
     log_event(
