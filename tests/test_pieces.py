@@ -12,7 +12,7 @@ from isoscribe.benchmarks.asr import make_long_audio
 from isoscribe.config import load_settings
 from isoscribe.executors import build_executor
 from isoscribe.pipeline import FilePipeline, Policy, speech_request
-from isoscribe.pipeline.pieces import piece_count, stitch_pieces
+from isoscribe.pipeline.pieces import piece_layout, stitch_pieces
 from isoscribe.transcript import Piece, PieceResult, Segment, SpeakerClusterRequest, SpeakerTurn, Transcript
 
 AUDIO_S = 200.0
@@ -37,9 +37,12 @@ def test_stitching_orders_pieces_renumbers_segments_and_refuses_a_gap() -> None:
         stitch_pieces([_piece(0, 0.0, 10.0, ["a"]), _piece(1, 11.0, 20.0, ["b"])], [])
 
 
-def test_piece_count_follows_the_probed_length() -> None:
+def test_pieces_are_a_multiple_of_the_workers_and_no_longer_than_piece_s() -> None:
     request = speech_request(load_settings(), "x.wav", piece_s=50.0)
-    assert [piece_count(request, seconds) for seconds in (10.0, 50.0, 50.5, 200.0)] == [1, 1, 2, 4]
+    assert [piece_layout(request, seconds, 1)[0] for seconds in (10.0, 50.0, 50.5, 200.0)] == [1, 1, 2, 4]
+    assert piece_layout(request, 50.0, 2) == (1, 50.0), "one piece's worth stays whole"
+    assert piece_layout(request, 120.0, 2) == (4, 30.0)
+    assert piece_layout(speech_request(load_settings(), "x.wav"), 3600.0, 2) == (12, 300.0)
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +60,7 @@ def test_pieces_on_two_workers_stitch_back_gap_free_with_the_sequential_words_an
     request = speech_request(settings, long_audio, piece_s=PIECE_S)
     executor = build_executor(settings, lazy=True)
     try:
-        count = piece_count(request, AUDIO_S)
+        count, _ = piece_layout(request, AUDIO_S, 2)
         futures = [executor.submit("speech", replace(request, piece=Piece(i, count))) for i in range(count)]
         pieces = [future.result().value for future in futures]
         assert [(p.index, p.start_s) for p in pieces][0] == (0, 0.0) and pieces[-1].end_s == pytest.approx(AUDIO_S)

@@ -15,12 +15,17 @@ from collections import Counter
 from isoscribe.config import Settings
 from isoscribe.transcript import PieceResult, SpeakerTurn, SpeechRequest, Transcript
 
-__all__ = ["piece_count", "splits_long_files", "stitch_pieces"]
+__all__ = ["piece_layout", "splits_long_files", "stitch_pieces"]
 
 
-def piece_count(request: SpeechRequest, duration_s: float) -> int:
-    """How many pieces the speech stage cuts a file of ``duration_s`` into."""
-    return max(1, math.ceil(duration_s / request.piece_s))
+def piece_layout(request: SpeechRequest, duration_s: float, workers: int) -> tuple[int, float]:
+    """(pieces, seconds per piece) for a file of ``duration_s`` on ``workers``: a multiple of the
+    workers, none longer than ``request.piece_s``, so that no worker is left idle while one finishes
+    a last piece (60 minutes on 2 workers: 12 pieces of 300 s, the cuts of one worker alone)."""
+    if duration_s <= request.piece_s:
+        return 1, request.piece_s
+    count = workers * math.ceil(duration_s / (request.piece_s * workers))
+    return count, duration_s / count
 
 
 def splits_long_files(settings: Settings) -> bool:

@@ -32,7 +32,7 @@ from isoscribe.pipeline.events import (
     StageStarted,
     StageWarning,
 )
-from isoscribe.pipeline.pieces import piece_count, stitch_pieces
+from isoscribe.pipeline.pieces import piece_layout, stitch_pieces
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, RetryPolicy
 from isoscribe.pipeline.stages import summary_text
 from isoscribe.speakers import assign_speakers
@@ -146,9 +146,10 @@ class FilePipeline:
         try:
             duration_s = self._probe(request.audio_path)
             speech_request = _with_limit(request, self.policy.max_duration_s)
-            pieces = piece_count(speech_request, duration_s) if self.policy.piece_workers > 1 else 1
-            if pieces > 1:
-                speech = self._speech_in_pieces(speech_request, pieces, duration_s, attempts_done)
+            pieces, piece_s = piece_layout(speech_request, duration_s, self.policy.piece_workers)
+            if pieces > 1 and self.policy.piece_workers > 1:
+                piece_request = replace(speech_request, piece_s=piece_s)
+                speech = self._speech_in_pieces(piece_request, pieces, duration_s, attempts_done)
             else:
                 speech = self._speech(speech_request, attempts_done).value
             self.cancellation.check("finish")
