@@ -14,7 +14,7 @@ from isoscribe.logs import configure_logging
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy")
+BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput")
 
 
 def build_parser() -> argparse.ArgumentParser:
