@@ -8,6 +8,7 @@ Diarization embeds the speech that Silero VAD finds. The result is a Transcript 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,6 +34,8 @@ class SpeechModels:
     settings: Settings
     transcriber: transcribe_stage.Transcriber
     diarizer: diarize_stage.Diarizer | None = None
+    piece_audio: tuple[tuple, np.ndarray] | None = None
+    """The file whose pieces this worker is transcribing, decoded once for all of them (an hour: 5 s)."""
 
     def get_diarizer(self) -> diarize_stage.Diarizer:
         if self.diarizer is None:
@@ -56,14 +59,16 @@ def run(
     as a ``SpeakerClusterRequest``, whose answer is the whole file's speaker turns.
     """
     if isinstance(request, SpeakerClusterRequest):
+        model.piece_audio = None
         return diarize_stage.cluster_pieces(model.settings.diarization, request)
     emit = emit or _ignore
+    if request.piece is not None:
+        return _run_piece(model, _piece_audio(model, request), request, emit)
+    model.piece_audio = None
     started = time.perf_counter()
     audio = decode_audio(request.audio_path, max_duration_s=request.max_duration_s)
     decoded = time.perf_counter()
     duration_s = audio.size / SAMPLE_RATE
-    if request.piece is not None:
-        return _run_piece(model, audio, request, emit)
 
     def on_segment(segment: Segment) -> None:
         emit(SegmentReady(segment))
@@ -84,6 +89,15 @@ def run(
     timings["total"] = time.perf_counter() - started
     transcript.timings_s = timings
     return transcript
+
+
+def _piece_audio(model: SpeechModels, request: SpeechRequest) -> np.ndarray:
+    stat = os.stat(request.audio_path)
+    key = (request.audio_path, request.max_duration_s, stat.st_size, stat.st_mtime_ns)
+    if model.piece_audio is None or model.piece_audio[0] != key:
+        model.piece_audio = None  # the previous file's audio goes before the next is decoded
+        model.piece_audio = (key, decode_audio(request.audio_path, max_duration_s=request.max_duration_s))
+    return model.piece_audio[1]
 
 
 def _run_piece(
