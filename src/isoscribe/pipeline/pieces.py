@@ -45,7 +45,9 @@ def stitch_pieces(pieces: list[PieceResult], speaker_turns: list[SpeakerTurn]) -
     pieces = sorted(pieces, key=lambda piece: piece.index)
     for before, after in zip(pieces, pieces[1:]):
         if after.start_s != before.end_s:
-            raise ValueError(f"piece {after.index} starts at {after.start_s} s, piece {before.index} ends at {before.end_s} s")
+            raise ValueError(
+                f"piece {after.index} starts at {after.start_s} s, piece {before.index} ends at {before.end_s} s"
+            )
     segments = [segment for piece in pieces for segment in piece.transcript.segments]
     for index, segment in enumerate(segments):
         segment.id = index

@@ -167,7 +167,9 @@ class FilePipeline:
         policy = self.policy
         return self._run_stage("speech", request, policy.retry, attempts_done, policy.speech_stage, listener)
 
-    def _speech_in_pieces(self, request: SpeechRequest, count: int, duration_s: float, attempts_done: int) -> Transcript:
+    def _speech_in_pieces(
+        self, request: SpeechRequest, count: int, duration_s: float, attempts_done: int
+    ) -> Transcript:
         """``policy.piece_workers`` pieces in flight at a time, then the pieces' speaker vectors clustered
         together, then the pieces stitched in order."""
         progress = _PieceProgress(self._emit, duration_s)
@@ -186,7 +188,8 @@ class FilePipeline:
             vectors = [piece.speaker_vectors for piece in pieces if piece.speaker_vectors is not None]
             cluster = SpeakerClusterRequest(vectors, request.num_speakers, request.min_speakers, request.max_speakers)
             turns = self._speech(cluster, attempts_done).value
-        log_event(logger, "speech_pieces_stitched", pieces=count, audio=request.audio_path, speakers=len({t.speaker for t in turns}))
+        speakers = len({turn.speaker for turn in turns})
+        log_event(logger, "speech_pieces_stitched", pieces=count, audio=request.audio_path, speakers=speakers)
         return stitch_pieces(pieces, turns)
 
     def complete(self, transcript: Transcript, write_outputs: OutputWriter | None = None) -> FileResult:
