@@ -251,7 +251,9 @@ class _Batch:
         phased = self._phased(executor.inner, gate)
         if phased:
             log_event(log, "batch_phased", reason="speech and summary workers do not fit the budget together")
-        threads = ThreadPoolExecutor(max_workers=self.settings.batch.workers, thread_name_prefix="batch-file")
+        in_flight = self._files_in_flight(phased)
+        log_event(log, "batch_files_in_flight", files=in_flight, speech_workers=self.settings.batch.workers)
+        threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="batch-file")
         try:
             if phased:
                 transcripts = list(threads.map(_FileRun.transcribe, runs))
@@ -275,6 +277,14 @@ class _Batch:
         if not self.cancellation.wait_idle(grace_s):
             self.cancellation.cancel()
         threads.shutdown(wait=True)
+
+    def _files_in_flight(self, phased: bool) -> int:
+        """One file more than speech workers when warm speech and summary workers fit together: while
+        a file is summarized, the next file's speech runs. The speech pool still runs at most
+        ``workers`` tasks, and the memory gate still decides what may run side by side."""
+        workers = self.settings.batch.workers
+        overlap = self.summarize and not phased and self.settings.batch.isolation == "pooled"
+        return workers + 1 if overlap else workers
 
     def _phased(self, executor: StageExecutor, gate: MemoryGate) -> bool:
         """Speech for every file first, then every summary, when warm pools of both stages do not fit.
