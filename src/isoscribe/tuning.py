@@ -175,15 +175,15 @@ def _on_gpu(asr: AsrSettings) -> bool:
     return asr.device == "cuda" or (asr.device == "auto" and gpu_total_mb() is not None)
 
 
-def _chosen_layout(settings: Settings, memory_cap_workers: int) -> Layout:
+def _chosen_layout(settings: Settings, memory_cap: int) -> Layout:
     """The calibrated layout (measured now if this machine has none), workers capped by memory."""
     if _on_gpu(settings.asr):
         return Layout(1, 0)  # one GPU: a second worker would only share it
     calibration = cached_calibration(settings.asr) or calibrate(settings)
     best = calibration.best
-    if best.workers <= memory_cap_workers:
+    if best.workers <= memory_cap:
         return best
-    fitting = [layout for layout in calibration.layouts if layout.workers <= memory_cap_workers]
+    fitting = [layout for layout in calibration.layouts if layout.workers <= memory_cap]
     return max(fitting, key=lambda layout: layout.audio_s_per_s) if fitting else Layout(1, calibration.cores)
 
 
