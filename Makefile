@@ -14,3 +14,4 @@ bench: setup
 	.venv/bin/isoscribe bench asr --quick
 	.venv/bin/isoscribe bench pipeline --quick
 	.venv/bin/isoscribe bench service --quick
+	.venv/bin/isoscribe bench throughput --quick

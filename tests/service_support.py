@@ -28,7 +28,7 @@ def base_config(data_dir: Path, **service: Any) -> dict[str, dict[str, Any]]:
         "asr": {"model": "tiny.en", "device": "cpu", "cpu_threads": 1},
         "diarization": {"device": "cpu"},
         "isolation": {"prespawn": True, "max_tasks_per_worker": 50},
-        "service": {"data_dir": data_dir, "api_key": API_KEY, **service},
+        "service": {"data_dir": data_dir, "api_key": API_KEY, "asr_workers": 1, **service},
     }
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import re
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -168,9 +169,8 @@ def test_long_audio_is_transcribed_in_pieces_with_continuous_times(
     settings, model = tiny
     request = speech_request(settings, shared_data / "long" / "sonnet001.wav")
     whole = transcribe.run(model, request)
-    monkeypatch.setattr(transcribe, "PIECE_S", 20.0)
     monkeypatch.setattr(transcribe, "SPLIT_SEARCH_S", 5.0)
-    pieces = transcribe.run(model, request)
+    pieces = transcribe.run(model, replace(request, piece_s=20.0))
     difference = wer(whole.text, pieces.text)
     print(f"sonnet001: WER of 20 s pieces against the whole-file transcript {difference:.3f}")
     assert difference <= 0.15

@@ -61,7 +61,7 @@ def _inputs(tmp_path: Path, *names: str) -> list[Path]:
 
 
 def _settings(max_attempts: int = 3):
-    return load_settings(overrides={"batch": {"max_attempts": max_attempts, "retry_backoff_s": 0.01,
+    return load_settings(overrides={"batch": {"workers": 1, "max_attempts": max_attempts, "retry_backoff_s": 0.01,
                                               "formats": ["json", "txt", "summary"]}})
 
 

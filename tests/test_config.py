@@ -106,7 +106,7 @@ def test_worker_memory_is_bounded_out_of_the_box() -> None:
     from isoscribe.executors import build_executor
 
     ram_mb = psutil.virtual_memory().total / 2**20
-    settings = load_settings()
+    settings = load_settings(overrides={"batch": {"workers": 1}})  # the executor takes resolved worker counts
     executor = build_executor(settings, lazy=True)
     try:
         for stage, make_pool in executor.factories.items():

@@ -118,12 +118,12 @@ class _Job:
 
 class _Batch:
     def __init__(self, settings: Settings, out_dir: Path, retry_failed: bool, executor: StageExecutor | None) -> None:
-        self.settings = settings
         self.out_dir = out_dir
         self.retry_failed = retry_failed
         self.ledger = Ledger.in_dir(out_dir)
         self.fingerprint = settings_fingerprint(settings)
-        self.policy = batch_policy(settings)
+        self.settings = self._resolved(settings)
+        self.policy = batch_policy(self.settings)
         self.summarize = self.policy.summarize
         self.cancellation = Cancellation()
         self._given_executor = executor
@@ -207,6 +207,14 @@ class _Batch:
             jobs.append(_Job(self.ledger.get(row.key), path))
         return reports, jobs
 
+    def _resolved(self, settings: Settings) -> Settings:
+        """``auto`` workers and threads from the calibration, as many workers as the budget holds."""
+        from isoscribe.tuning import memory_cap_workers, resolve_batch
+
+        speech_peak_mb = stage_peaks_mb(settings, lambda stage: self.ledger.learned_peak_mb(stage, self.fingerprint))
+        budget_mb = settings.batch.memory_budget_mb or default_budget_mb()
+        return resolve_batch(settings, memory_cap_workers(budget_mb, speech_peak_mb["speech"]))
+
     def _gate(self) -> MemoryGate:
         batch = self.settings.batch
         peaks = stage_peaks_mb(self.settings, lambda stage: self.ledger.learned_peak_mb(stage, self.fingerprint))
@@ -243,7 +251,9 @@ class _Batch:
         phased = self._phased(executor.inner, gate)
         if phased:
             log_event(log, "batch_phased", reason="speech and summary workers do not fit the budget together")
-        threads = ThreadPoolExecutor(max_workers=self.settings.batch.workers, thread_name_prefix="batch-file")
+        in_flight = self._files_in_flight(phased)
+        log_event(log, "batch_files_in_flight", files=in_flight, speech_workers=self.settings.batch.workers)
+        threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="batch-file")
         try:
             if phased:
                 transcripts = list(threads.map(_FileRun.transcribe, runs))
@@ -267,6 +277,14 @@ class _Batch:
         if not self.cancellation.wait_idle(grace_s):
             self.cancellation.cancel()
         threads.shutdown(wait=True)
+
+    def _files_in_flight(self, phased: bool) -> int:
+        """One file more than speech workers when warm speech and summary workers fit together: while
+        a file is summarized, the next file's speech runs. The speech pool still runs at most
+        ``workers`` tasks, and the memory gate still decides what may run side by side."""
+        workers = self.settings.batch.workers
+        overlap = self.summarize and not phased and self.settings.batch.isolation == "pooled"
+        return workers + 1 if overlap else workers
 
     def _phased(self, executor: StageExecutor, gate: MemoryGate) -> bool:
         """Speech for every file first, then every summary, when warm pools of both stages do not fit.

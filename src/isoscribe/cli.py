@@ -15,7 +15,7 @@ from isoscribe.models import cannot_translate
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy")
+BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -58,6 +58,10 @@ def build_parser() -> argparse.ArgumentParser:
     worker = commands.add_parser("worker", help="Celery worker for the asr and llm queues")
     worker.add_argument("--queues", default="asr,llm")
     worker.add_argument("--concurrency", type=int, default=1)
+
+    tune = commands.add_parser("tune", help="measure the best speech workers × threads for this machine and model")
+    tune.add_argument("--model", help="model name (tiny.en, base) or a local model directory")
+    tune.add_argument("--max-workers", type=int, help="try at most this many workers")
 
     bench = commands.add_parser("bench", help="benchmarks; results go to bench/results/")
     bench.add_argument("name", choices=BENCHMARKS)
@@ -122,6 +126,7 @@ _HANDLERS = {
     "summarize": "isoscribe.pipeline.commands:summarize_command",
     "serve": "isoscribe.service:serve_command",
     "worker": "isoscribe.distributed:worker_command",
+    "tune": "isoscribe.tuning:tune_command",
     "bench": "isoscribe.benchmarks:bench_command",
     "demo": "isoscribe.demo:demo_command",
 }

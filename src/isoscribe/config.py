@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from isoscribe.languages import check_language
@@ -22,6 +22,7 @@ from pydantic_settings import (
 )
 
 __all__ = [
+    "Auto",
     "AsrSettings",
     "DiarizationSettings",
     "LlmSettings",
@@ -39,6 +40,11 @@ _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("isos
 
 OutputFormat = Literal["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
 
+Auto = Literal["auto"]
+"""Sized from this machine's calibration (``isoscribe tune``, see tuning.py)."""
+WorkerCount = Annotated[int, Field(ge=1)] | Auto
+ThreadCount = Annotated[int, Field(ge=0)] | Auto
+
 
 class _Section(BaseModel):
     model_config = {"extra": "forbid", "validate_assignment": True}
@@ -50,7 +56,8 @@ class AsrSettings(_Section):
     device: Literal["auto", "cpu", "cuda"] = "auto"
     compute_type: str = "default"
     """CTranslate2 compute type; 'default' means int8 on CPU and float16 on CUDA."""
-    cpu_threads: int = Field(0, ge=0)
+    cpu_threads: ThreadCount = "auto"
+    """CTranslate2 threads per speech worker; 0 is CTranslate2's own default, "auto" the calibrated count."""
     language: str | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
     """"translate": Whisper's translate task, English text from any spoken language (multilingual models only)."""
@@ -148,7 +155,8 @@ class IsolationSettings(_Section):
 
 class BatchSettings(_Section):
     isolation: Literal["pooled", "per-file"] = "pooled"
-    workers: int = Field(1, ge=1)
+    workers: WorkerCount = "auto"
+    """Files in flight (speech workers); "auto": the calibrated count, capped by the memory budget."""
     memory_budget_mb: float | None = Field(None, gt=0)
     """None means 80 % of physical RAM."""
     max_attempts: int = Field(3, ge=1)
@@ -170,7 +178,7 @@ class ServiceSettings(_Section):
     max_upload_mb: float = Field(512, gt=0)
     max_duration_s: float = Field(4 * 3600, gt=0)
     queue_size: int = Field(16, ge=1)
-    asr_workers: int = Field(1, ge=1)
+    asr_workers: WorkerCount = "auto"
     llm_workers: int = Field(1, ge=1)
     data_dir: Path = Path.home() / ".local" / "share" / "isoscribe"
     retry_crashed: bool = False

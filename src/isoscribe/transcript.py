@@ -16,6 +16,12 @@ __all__ = [
     "Transcript",
     "ProbeRequest",
     "ProbeResult",
+    "PIECE_S",
+    "Piece",
+    "SpeakerWindow",
+    "SpeakerVectors",
+    "PieceResult",
+    "SpeakerClusterRequest",
     "SpeechRequest",
     "KnownSpeaker",
     "REFERENCE_MIN_S",
@@ -124,6 +130,19 @@ class KnownSpeaker:
     audio_path: str
 
 
+PIECE_S = 300.0
+"""Longest audio handed to faster-whisper at once; a long file is cut at silence near every multiple."""
+
+
+@dataclass(frozen=True)
+class Piece:
+    """Piece ``index`` of ``count``: the audio between the cuts near ``index`` and ``index + 1`` times
+    ``SpeechRequest.piece_s`` (the last piece runs to the end). Each runs as its own speech task."""
+
+    index: int
+    count: int
+
+
 @dataclass(frozen=True)
 class SpeechRequest:
     """One file for the speech stage: transcription, word alignment and optional diarization."""
@@ -145,6 +164,50 @@ class SpeechRequest:
     """Decoding stops with AudioTooLong past this, whatever the probe said."""
     known_speakers: tuple[KnownSpeaker, ...] = ()
     """Voices to name when diarizing; speakers matching none keep the diarizer's labels."""
+    piece_s: float = PIECE_S
+    piece: Piece | None = None
+    """Only this piece of the file: the result is a ``PieceResult`` with speaker vectors, not turns."""
+
+
+@dataclass(frozen=True)
+class SpeakerWindow:
+    """A 1.6 s window of speech that gets one speaker vector, and the stretch of speech it labels."""
+
+    start: float
+    span_start: float
+    span_end: float
+    region: int
+    """Index of its speech region; windows of one region are smoothed together."""
+
+
+@dataclass
+class SpeakerVectors:
+    windows: list[SpeakerWindow]
+    vectors: Any
+    """numpy float32 array, one 256-dim row per window."""
+
+
+@dataclass
+class PieceResult:
+    """What a piece task returns: its transcript (absolute times, inside [start_s, end_s]) and, when
+    diarizing, its speaker vectors, clustered later with every other piece's."""
+
+    index: int
+    start_s: float
+    end_s: float
+    transcript: Transcript
+    speaker_vectors: SpeakerVectors | None = None
+
+
+@dataclass(frozen=True)
+class SpeakerClusterRequest:
+    """Speaker vectors of a whole file's pieces, in order, clustered at once so labels agree across pieces."""
+
+    pieces: list[SpeakerVectors]
+    num_speakers: int | None = None
+    min_speakers: int | None = None
+    max_speakers: int | None = None
+    known_speakers: tuple[KnownSpeaker, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -158,13 +158,14 @@ def _direct_transcriptions(
 
     from isoscribe.models import is_english_only, resolve_model
     from isoscribe.stages.transcribe import resolve_compute_type, resolve_device, whisper_options
+    from isoscribe.tuning import cpu_threads
 
     asr = settings.asr
     model_dir = resolve_model(asr.model, asr.model_cache_dir)
     device = resolve_device(asr.device)
     model = WhisperModel(
         str(model_dir), device=device, compute_type=resolve_compute_type(asr.compute_type, device),
-        cpu_threads=asr.cpu_threads, local_files_only=True,
+        cpu_threads=cpu_threads(asr), local_files_only=True,
     )
     english_only = is_english_only(model_dir)
 

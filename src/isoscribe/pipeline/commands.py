@@ -20,6 +20,7 @@ from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, batch_
 from isoscribe.pipeline.sequence import FilePipeline
 from isoscribe.pipeline.stages import speech_request, stage_specs
 from isoscribe.transcript import Summary, Transcript
+from isoscribe.tuning import resolve_one_worker
 
 __all__ = ["transcribe_command", "summarize_command", "read_transcript"]
 
@@ -36,6 +37,7 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
     install_termination_handler()
+    settings = resolve_one_worker(settings)
     policy = batch_policy(settings)
     policy = Policy(retry=policy.retry)  # one file, no summary: `isoscribe summarize` does that
 

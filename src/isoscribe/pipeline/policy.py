@@ -97,9 +97,18 @@ class Policy:
     min_duration_s: float = 0.0
     speech_stage: str = "speech"
     """The executor's name for the speech stage (the service keeps one per model)."""
+    piece_workers: int = 1
+    """Above 1: a file longer than one piece goes to the speech workers piece by piece, all at once."""
 
 
 def batch_policy(settings: Settings) -> Policy:
     """The batch's and the CLI's rules: crashes and memory-cap kills retried ``batch.max_attempts`` times."""
+    from isoscribe.pipeline.pieces import splits_long_files
+
     retry = RetryPolicy(max_attempts=settings.batch.max_attempts, backoff_s=settings.batch.retry_backoff_s)
-    return Policy(summarize=settings.batch.summarize and settings.llm.enabled, retry=retry)
+    workers = settings.batch.workers if isinstance(settings.batch.workers, int) else 1
+    return Policy(
+        summarize=settings.batch.summarize and settings.llm.enabled,
+        retry=retry,
+        piece_workers=workers if splits_long_files(settings) else 1,
+    )

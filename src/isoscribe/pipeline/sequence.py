@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -27,14 +27,26 @@ from isoscribe.pipeline.events import (
     FileFailed,
     Listener,
     Probed,
+    Progress,
     StageFinished,
     StageStarted,
     StageWarning,
 )
+from isoscribe.pipeline.pieces import piece_layout, stitch_pieces
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, RetryPolicy
 from isoscribe.pipeline.stages import summary_text
 from isoscribe.speakers import assign_speakers
-from isoscribe.transcript import ProbeRequest, SpeechRequest, Summary, SummaryRequest, Transcript
+from isoscribe.transcript import (
+    Piece,
+    PieceResult,
+    ProbeRequest,
+    SpeakerClusterRequest,
+    SpeakerTurn,
+    SpeechRequest,
+    Summary,
+    SummaryRequest,
+    Transcript,
+)
 
 __all__ = ["Cancellation", "FilePipeline", "FileResult", "OutputWriter"]
 
@@ -134,19 +146,53 @@ class FilePipeline:
         try:
             duration_s = self._probe(request.audio_path)
             speech_request = _with_limit(request, self.policy.max_duration_s)
-            result = self._run_stage(
-                "speech", speech_request, self.policy.retry, attempts_done, self.policy.speech_stage
-            )
+            pieces, piece_s = piece_layout(speech_request, duration_s, self.policy.piece_workers)
+            if pieces > 1 and self.policy.piece_workers > 1:
+                piece_request = replace(speech_request, piece_s=piece_s)
+                speech = self._speech_in_pieces(piece_request, pieces, duration_s, attempts_done)
+            else:
+                speech = self._speech(speech_request, attempts_done).value
             self.cancellation.check("finish")
             started = time.monotonic()
             self._emit(StageStarted("finish"))
-            transcript = assign_speakers(result.value)
+            transcript = assign_speakers(speech)
             transcript.duration_s = transcript.duration_s or duration_s
             self._emit(StageFinished("finish", time.monotonic() - started))
             return transcript
         except PipelineError as error:
             self._emit(FileFailed(error.kind.value, error.message))
             raise
+
+    def _speech(self, request: Any, attempts_done: int, listener: Listener | None = None) -> TaskResult:
+        policy = self.policy
+        return self._run_stage("speech", request, policy.retry, attempts_done, policy.speech_stage, listener)
+
+    def _speech_in_pieces(
+        self, request: SpeechRequest, count: int, duration_s: float, attempts_done: int
+    ) -> Transcript:
+        """``policy.piece_workers`` pieces in flight at a time, then the pieces' speaker vectors clustered
+        together, then the pieces stitched in order."""
+        progress = _PieceProgress(self._emit, duration_s)
+
+        def run_piece(index: int) -> PieceResult:
+            piece_request = replace(request, piece=Piece(index, count))
+            result = self._speech(piece_request, attempts_done, progress.forward).value
+            progress.piece_done(result)
+            return result
+
+        in_flight = min(count, self.policy.piece_workers)
+        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="speech-piece") as threads:
+            pieces = list(threads.map(run_piece, range(count)))
+        turns: list[SpeakerTurn] = []
+        if request.diarize:
+            vectors = [piece.speaker_vectors for piece in pieces if piece.speaker_vectors is not None]
+            cluster = SpeakerClusterRequest(
+                vectors, request.num_speakers, request.min_speakers, request.max_speakers, request.known_speakers
+            )
+            turns = self._speech(cluster, attempts_done).value
+        speakers = len({turn.speaker for turn in turns})
+        log_event(logger, "speech_pieces_stitched", pieces=count, audio=request.audio_path, speakers=speakers)
+        return stitch_pieces(pieces, turns)
 
     def complete(self, transcript: Transcript, write_outputs: OutputWriter | None = None) -> FileResult:
         """Summary (when the policy asks) and outputs. A failed summary is an empty one with a warning."""
@@ -215,7 +261,13 @@ class FilePipeline:
         return duration_s
 
     def _run_stage(
-        self, stage: str, request: Any, retry: RetryPolicy, attempts_done: int = 0, executor_stage: str | None = None
+        self,
+        stage: str,
+        request: Any,
+        retry: RetryPolicy,
+        attempts_done: int = 0,
+        executor_stage: str | None = None,
+        listener: Listener | None = None,
     ) -> TaskResult:
         attempt = attempts_done
         while True:
@@ -224,7 +276,7 @@ class FilePipeline:
             self._emit(StageStarted(stage, attempt))
             started = time.monotonic()
             try:
-                future = self.executor.submit(executor_stage or stage, request, self.listener)
+                future = self.executor.submit(executor_stage or stage, request, listener or self.listener)
                 with self.cancellation.track(self.executor, future):
                     result = future.result()
             except IsolationError as error:
@@ -253,6 +305,27 @@ class FilePipeline:
             self.listener(event)
         except Exception:  # a listener's bug never fails the file
             logger.exception("event=pipeline_listener_failed event_type=%s", type(event).__name__)
+
+
+class _PieceProgress:
+    """Pieces finish out of order: segments go straight to the listener, while progress in audio
+    seconds counts the pieces done, so it only moves forward."""
+
+    def __init__(self, emit: Listener, duration_s: float) -> None:
+        self._emit = emit
+        self._duration_s = duration_s
+        self._done_s = 0.0
+        self._lock = threading.Lock()
+
+    def forward(self, event: Event) -> None:
+        if not isinstance(event, Progress):
+            self._emit(event)
+
+    def piece_done(self, piece: PieceResult) -> None:
+        with self._lock:
+            self._done_s += piece.end_s - piece.start_s
+            done_s = min(self._done_s, self._duration_s)
+        self._emit(Progress("speech", done_s, self._duration_s))
 
 
 def _failure(stage: str, error: IsolationError, attempt: int, retry: RetryPolicy) -> PipelineError:

@@ -59,6 +59,7 @@ class Service:
         for folder in (self.upload_dir, self.job_audio_dir):
             folder.mkdir(parents=True, exist_ok=True)
         _remove_leftover_uploads(self.upload_dir)
+        self.settings = await asyncio.to_thread(_resolved, self.settings)
         if self.executor is None:
             self.executor = await asyncio.to_thread(build_executor, self.settings)
         service = self.settings.service
@@ -321,6 +322,14 @@ def _remove_leftover_uploads(upload_dir: Path) -> None:
     for leftover in upload_dir.iterdir():
         if leftover.is_file():
             leftover.unlink(missing_ok=True)
+
+
+def _resolved(settings: Settings) -> Settings:
+    """``auto`` speech workers and threads from the calibration, as many workers as memory holds."""
+    from isoscribe.budget import DEFAULT_PEAKS_MB, default_budget_mb
+    from isoscribe.tuning import memory_cap_workers, resolve_service
+
+    return resolve_service(settings, memory_cap_workers(default_budget_mb(), DEFAULT_PEAKS_MB["speech"]))
 
 
 def _open_job_store(settings: Settings, data_dir: Path) -> JobStore:

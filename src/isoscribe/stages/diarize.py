@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -26,13 +26,24 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import DiarizationSettings, Settings
 from isoscribe.logs import log_event
-from isoscribe.transcript import REFERENCE_MAX_S, REFERENCE_MIN_S, SpeakerTurn, SpeechRequest, Transcript
+from isoscribe.transcript import (
+    REFERENCE_MAX_S,
+    REFERENCE_MIN_S,
+    SpeakerClusterRequest,
+    SpeakerTurn,
+    SpeakerVectors,
+    SpeakerWindow,
+    SpeechRequest,
+    Transcript,
+)
 
 __all__ = [
     "Diarizer",
     "load",
     "run",
     "diarize",
+    "speaker_vectors",
+    "cluster_pieces",
     "cluster_embeddings",
     "silhouette",
     "speech_regions_from_vad",
@@ -129,26 +140,63 @@ def diarize(
 ) -> list[SpeakerTurn]:
     """Speaker turns over ``regions`` (seconds), labelled SPEAKER_00… in order of first appearance."""
     settings = model.settings
-    num_speakers = request.num_speakers or settings.num_speakers
-    min_speakers = request.min_speakers or settings.min_speakers
-    max_speakers = max(request.max_speakers or settings.max_speakers, min_speakers)
     started = time.perf_counter()
     if model.backend == "pyannote":
-        turns = _diarize_pyannote(model, audio, num_speakers, min_speakers, max_speakers)
+        turns = _relabel(_diarize_pyannote(model, audio, *_speaker_bounds(settings, request)))
     else:
-        windows = _windows(regions, audio.size / SAMPLE_RATE)
-        embeddings = _embed(model, audio, windows)
-        labels = cluster_embeddings(embeddings, num_speakers, min_speakers, max_speakers, settings.speaker_count)
-        labels = _smooth(labels, windows)
-        turns = _turns(windows, labels)
-        if request.known_speakers and len(labels):
-            turns = name_known_speakers(turns, _label_centroids(embeddings, labels), _references(model, request))
-    turns = _relabel(turns)
+        vectors = speaker_vectors(model, audio, regions)
+        references = _references(model, request) if request.known_speakers else {}
+        turns = _cluster_turns(settings, vectors, request, references)
     log_event(
         logger, "diarized", backend=model.backend, regions=len(regions), turns=len(turns),
         speakers=len({t.speaker for t in turns}), wall_s=time.perf_counter() - started,
     )
     return turns
+
+
+def speaker_vectors(model: Diarizer, audio: np.ndarray, regions: list[tuple[float, float]]) -> SpeakerVectors:
+    """One speaker vector per window over ``regions`` (seconds into ``audio``); resemblyzer only."""
+    windows = _windows(regions, audio.size / SAMPLE_RATE)
+    return SpeakerVectors(windows, _embed(model, audio, windows))
+
+
+def cluster_pieces(model: Diarizer, request: SpeakerClusterRequest) -> list[SpeakerTurn]:
+    """Speaker turns of a whole file from its pieces' vectors, clustered together (labels agree across pieces)."""
+    windows: list[SpeakerWindow] = []
+    for piece in request.pieces:
+        first_region = windows[-1].region + 1 if windows else 0
+        windows += [replace(w, region=w.region + first_region) for w in piece.windows]
+    vectors = [piece.vectors for piece in request.pieces if len(piece.windows)]
+    merged = SpeakerVectors(windows, np.concatenate(vectors) if vectors else np.zeros((0, 256), np.float32))
+    references = _references(model, request) if request.known_speakers else {}
+    return _cluster_turns(model.settings, merged, request, references)
+
+
+def _cluster_turns(
+    settings: DiarizationSettings,
+    vectors: SpeakerVectors,
+    request: SpeechRequest | SpeakerClusterRequest,
+    references: dict[str, np.ndarray] | None = None,
+) -> list[SpeakerTurn]:
+    """Turns of the clustered windows; clusters that sound like a reference take its name."""
+    bounds = _speaker_bounds(settings, request)
+    labels = _smooth(cluster_embeddings(vectors.vectors, *bounds, settings.speaker_count), vectors.windows)
+    turns = _turns(vectors.windows, labels)
+    if references and len(labels):
+        turns = name_known_speakers(turns, _label_centroids(vectors.vectors, labels), references)
+    return _relabel(turns)
+
+
+def _speaker_bounds(
+    settings: DiarizationSettings, request: SpeechRequest | SpeakerClusterRequest
+) -> tuple[int | None, int, int]:
+    """(fixed count, least, most) speakers: the request's, else the settings'."""
+    min_speakers = request.min_speakers or settings.min_speakers
+    return (
+        request.num_speakers or settings.num_speakers,
+        min_speakers,
+        max(request.max_speakers or settings.max_speakers, min_speakers),
+    )
 
 
 def speech_regions_from_vad(audio: np.ndarray) -> list[tuple[float, float]]:
@@ -172,18 +220,8 @@ def speech_regions_from_vad(audio: np.ndarray) -> list[tuple[float, float]]:
     return regions
 
 
-@dataclass(frozen=True)
-class _Window:
-    start: float
-    """Start of the 1.6 s audio the embedding is computed from."""
-    span_start: float
-    span_end: float
-    """The stretch of speech this window labels."""
-    region: int
-
-
-def _windows(regions: list[tuple[float, float]], duration_s: float) -> list[_Window]:
-    windows: list[_Window] = []
+def _windows(regions: list[tuple[float, float]], duration_s: float) -> list[SpeakerWindow]:
+    windows: list[SpeakerWindow] = []
     for index, (region_start, region_end) in enumerate(regions):
         region_start, region_end = max(0.0, region_start), min(duration_s, region_end)
         if region_end <= region_start:
@@ -199,11 +237,11 @@ def _windows(regions: list[tuple[float, float]], duration_s: float) -> list[_Win
         bounds = [region_start] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [region_end]
         for k, start in enumerate(starts):
             clamped = min(max(0.0, start), max(0.0, duration_s - WINDOW_S))
-            windows.append(_Window(float(clamped), float(bounds[k]), float(bounds[k + 1]), index))
+            windows.append(SpeakerWindow(float(clamped), float(bounds[k]), float(bounds[k + 1]), index))
     return windows
 
 
-def _embed(model: Diarizer, audio: np.ndarray, windows: list[_Window]) -> np.ndarray:
+def _embed(model: Diarizer, audio: np.ndarray, windows: list[SpeakerWindow]) -> np.ndarray:
     import torch
 
     gain = _volume_gain(audio)
@@ -413,7 +451,7 @@ def _centroids(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return centroids / np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-9)
 
 
-def _smooth(labels: np.ndarray, windows: list[_Window]) -> np.ndarray:
+def _smooth(labels: np.ndarray, windows: list[SpeakerWindow]) -> np.ndarray:
     """Majority of each window and its two neighbours in the same region: removes one-window flicker."""
     smoothed = labels.copy()
     for i in range(1, len(labels) - 1):
@@ -423,7 +461,7 @@ def _smooth(labels: np.ndarray, windows: list[_Window]) -> np.ndarray:
     return smoothed
 
 
-def _turns(windows: list[_Window], labels: np.ndarray) -> list[SpeakerTurn]:
+def _turns(windows: list[SpeakerWindow], labels: np.ndarray) -> list[SpeakerTurn]:
     turns: list[SpeakerTurn] = []
     for window, label in zip(windows, labels):
         speaker = str(int(label))
@@ -484,7 +522,7 @@ def _label_centroids(embeddings: np.ndarray, labels: np.ndarray) -> dict[str, np
     return centroids
 
 
-def _references(model: Diarizer, request: SpeechRequest) -> dict[str, np.ndarray]:
+def _references(model: Diarizer, request: SpeechRequest | SpeakerClusterRequest) -> dict[str, np.ndarray]:
     references = {}
     for known in request.known_speakers:
         audio = decode_audio(known.audio_path, max_duration_s=REFERENCE_MAX_S + 1.0)

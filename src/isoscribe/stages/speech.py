@@ -8,16 +8,19 @@ Diarization embeds the speech that Silero VAD finds. The result is a Transcript 
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+
+import numpy as np
 
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import Settings
 from isoscribe.pipeline.events import Event, Progress, SegmentReady
 from isoscribe.stages import diarize as diarize_stage
 from isoscribe.stages import transcribe as transcribe_stage
-from isoscribe.transcript import Segment, SpeechRequest, Transcript
+from isoscribe.transcript import PieceResult, Segment, SpeakerClusterRequest, SpeakerTurn, SpeechRequest, Transcript
 
 __all__ = ["SpeechModels", "load", "run", "speech_regions"]
 
@@ -31,6 +34,8 @@ class SpeechModels:
     settings: Settings
     transcriber: transcribe_stage.Transcriber
     diarizer: diarize_stage.Diarizer | None = None
+    piece_audio: tuple[tuple, np.ndarray] | None = None
+    """The file whose pieces this worker is transcribing, decoded once for all of them (an hour: 5 s)."""
 
     def get_diarizer(self) -> diarize_stage.Diarizer:
         if self.diarizer is None:
@@ -45,9 +50,21 @@ def load(settings: Settings) -> SpeechModels:
     return models
 
 
-def run(model: SpeechModels, request: SpeechRequest, emit: Callable[[Event], None] | None = None) -> Transcript:
-    """``emit`` gets each segment as it is transcribed (``SegmentReady``) and ``Progress`` in audio seconds."""
+def run(
+    model: SpeechModels, request: SpeechRequest | SpeakerClusterRequest, emit: Callable[[Event], None] | None = None
+) -> Transcript | PieceResult | list[SpeakerTurn]:
+    """``emit`` gets each segment as it is transcribed (``SegmentReady``) and ``Progress`` in audio seconds.
+
+    A request for one piece of a file returns a ``PieceResult``; the pieces' speaker vectors come back
+    as a ``SpeakerClusterRequest``, whose answer is the whole file's speaker turns.
+    """
+    if isinstance(request, SpeakerClusterRequest):
+        model.piece_audio = None
+        return diarize_stage.cluster_pieces(model.get_diarizer(), request)
     emit = emit or _ignore
+    if request.piece is not None:
+        return _run_piece(model, _piece_audio(model, request), request, emit)
+    model.piece_audio = None
     started = time.perf_counter()
     audio = decode_audio(request.audio_path, max_duration_s=request.max_duration_s)
     decoded = time.perf_counter()
@@ -72,6 +89,37 @@ def run(model: SpeechModels, request: SpeechRequest, emit: Callable[[Event], Non
     timings["total"] = time.perf_counter() - started
     transcript.timings_s = timings
     return transcript
+
+
+def _piece_audio(model: SpeechModels, request: SpeechRequest) -> np.ndarray:
+    stat = os.stat(request.audio_path)
+    key = (request.audio_path, request.max_duration_s, stat.st_size, stat.st_mtime_ns)
+    if model.piece_audio is None or model.piece_audio[0] != key:
+        model.piece_audio = None  # the previous file's audio goes before the next is decoded
+        model.piece_audio = (key, decode_audio(request.audio_path, max_duration_s=request.max_duration_s))
+    return model.piece_audio[1]
+
+
+def _run_piece(
+    model: SpeechModels, audio: np.ndarray, request: SpeechRequest, emit: Callable[[Event], None]
+) -> PieceResult:
+    """One piece: its segments kept inside the piece, and its speaker vectors (not yet clustered).
+
+    Windows are embedded from the whole file's audio, so the volume normalisation is the file's, as
+    when one worker diarizes everything."""
+    cuts = transcribe_stage.piece_cuts(audio, request.piece_s)
+    start, end = transcribe_stage.piece_range(cuts, request.piece.index, request.piece.count)
+    start_s, end_s = start / SAMPLE_RATE, end / SAMPLE_RATE
+    transcript = transcribe_stage.transcribe(model.transcriber, audio, request, lambda s: emit(SegmentReady(s)))
+    for segment in transcript.segments:
+        segment.start, segment.end = min(max(segment.start, start_s), end_s), min(max(segment.end, start_s), end_s)
+        segment.end = max(segment.end, segment.start)
+        transcribe_stage.clamp_words(segment.words, segment.start, segment.end)
+    vectors = None
+    if request.diarize:
+        regions = [(start_s + a, start_s + b) for a, b in diarize_stage.speech_regions_from_vad(audio[start:end])]
+        vectors = diarize_stage.speaker_vectors(model.get_diarizer(), audio, regions)
+    return PieceResult(request.piece.index, start_s, end_s, transcript, vectors)
 
 
 def _ignore(event: Event) -> None:

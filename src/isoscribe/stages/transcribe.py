@@ -20,7 +20,8 @@ from isoscribe.config import AsrSettings, Settings
 from isoscribe.logs import log_event
 from isoscribe.models import resolve_model
 from isoscribe.repetition import MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
-from isoscribe.transcript import Segment, SpeechRequest, Transcript, Word
+from isoscribe.transcript import PIECE_S, Segment, SpeechRequest, Transcript, Word
+from isoscribe.tuning import cpu_threads
 
 __all__ = [
     "Transcriber",
@@ -30,14 +31,15 @@ __all__ = [
     "whisper_options",
     "detects_language_per_segment",
     "resolve_device",
+    "piece_cuts",
+    "piece_range",
+    "clamp_words",
 ]
 
 logger = logging.getLogger("isoscribe.transcribe")
 
-PIECE_S = 300.0
-"""Longest audio handed to faster-whisper at once (see ``transcribe``)."""
 SPLIT_SEARCH_S = 20.0
-"""A piece ends at the quietest 0.1 s within this many seconds before its limit."""
+"""A piece ends at the quietest 0.1 s within this many seconds before a multiple of ``piece_s``."""
 LANGUAGE_GROUP_S = 20.0
 """Speech regions within this many seconds share one language detection when it is sure."""
 LANGUAGE_SURE = 0.8
@@ -88,7 +90,7 @@ def load(settings: Settings) -> Transcriber:
         str(model_dir),
         device=device,
         compute_type=compute_type,
-        cpu_threads=asr.cpu_threads,
+        cpu_threads=cpu_threads(asr),
         local_files_only=True,
     )
     log_event(
@@ -160,9 +162,11 @@ def transcribe(
     log-probability is decoded again on its own, without the previous text as prompt and with the
     temperature fallback; what still loops is cut off, with a warning in ``Transcript.warnings``.
 
-    Audio longer than ``PIECE_S`` is transcribed piece by piece, cut at the quietest moment before
-    each boundary: faster-whisper computes the log-mel features of its whole input at once, which
-    for 60 minutes peaks at 3.3 GB (measured); per 5-minute piece it stays near 300 MB.
+    Audio longer than ``request.piece_s`` is transcribed piece by piece, cut at the quietest moment
+    before each multiple of it: faster-whisper computes the log-mel features of its whole input at
+    once, which for 60 minutes peaks at 3.3 GB (measured); per 5-minute piece it stays near 300 MB.
+    With ``request.piece`` only that piece is transcribed (times stay absolute), so that several
+    workers can share a long file; the cuts depend only on the audio, so every worker finds the same.
     """
     started = time.perf_counter()
     options = whisper_options(model.asr, request, model.english_only)
@@ -171,7 +175,7 @@ def transcribe(
     segments: list[Segment] = []
     detected: list[tuple[str, float]] = []
     for span in spans:
-        for offset, piece in _pieces(audio[span.start : span.end]):
+        for offset, piece in _pieces(audio[span.start : span.end], request):
             language = span.language or options["language"] or (detected[0][0] if detected else None)
             raw_segments, info = model.whisper.transcribe(piece, **{**options, "language": language})
             detected.append((info.language, span.probability if span.language else float(info.language_probability)))
@@ -409,15 +413,39 @@ def _truncate(segment: Segment, keep_words: int) -> Segment | None:
     return segment if segment.text else None
 
 
-def _pieces(audio: np.ndarray) -> Iterator[tuple[int, np.ndarray]]:
-    """(offset in samples, view) pieces of at most ``PIECE_S``, cut in the quietest 0.1 s before each limit."""
-    limit = int(PIECE_S * SAMPLE_RATE)
-    position = 0
-    while audio.size - position > limit:
-        cut = _quietest_point(audio, position + limit - int(SPLIT_SEARCH_S * SAMPLE_RATE), position + limit)
-        yield position, audio[position:cut]
-        position = cut
-    yield position, audio[position:]
+def _pieces(audio: np.ndarray, request: SpeechRequest) -> Iterator[tuple[int, np.ndarray]]:
+    """(offset in samples, view): every piece, or only ``request.piece``."""
+    cuts = piece_cuts(audio, request.piece_s)
+    if request.piece is None:
+        ranges = list(zip(cuts, cuts[1:]))
+    else:
+        ranges = [piece_range(cuts, request.piece.index, request.piece.count)]
+    for start, end in ranges:
+        if end > start:
+            yield start, audio[start:end]
+
+
+def piece_cuts(audio: np.ndarray, piece_s: float) -> list[int]:
+    """Sample positions from 0 to the end: the quietest 0.1 s before each multiple of ``piece_s``.
+
+    Each cut depends only on the audio near its own multiple, so a worker handed one piece finds the
+    same cuts as one that transcribes them all.
+    """
+    limit = int(piece_s * SAMPLE_RATE)
+    search = min(int(SPLIT_SEARCH_S * SAMPLE_RATE), limit // 2)
+    cuts = [0]
+    for boundary in range(limit, audio.size, limit):
+        cuts.append(_quietest_point(audio, boundary - search, boundary))
+    return cuts + [audio.size]
+
+
+def piece_range(cuts: list[int], index: int, count: int) -> tuple[int, int]:
+    """Samples of piece ``index`` of ``count``; the last one runs to the end, one past the cuts is empty
+    (the parent counts pieces from the probed length, which may differ from the decoded one by a frame)."""
+    last = len(cuts) - 1
+    start = cuts[min(index, last)]
+    end = cuts[last] if index == count - 1 else cuts[min(index + 1, last)]
+    return start, end
 
 
 def _quietest_point(audio: np.ndarray, low: int, high: int) -> int:
