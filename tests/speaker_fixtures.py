@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 from pathlib import Path
 
+from service_support import words
+
 from isoscribe.demo import render_script
 
 GERMAN_SCRIPT = (
@@ -55,6 +57,19 @@ def render_references(folder: Path) -> dict[str, Path]:
 
 def render_german(path: Path) -> Path:
     return render_script(path, GERMAN_SCRIPT, GERMAN_VOICE)
+
+
+GERMAN_WORDS = {"guten", "wetter", "abend", "freunden", "zusammen", "heute", "ist", "wir", "und", "mit", "den"}
+ENGLISH_WORDS = {"the", "a", "is", "we", "and", "of", "with", "our", "to", "good", "morning", "day", "evening",
+                 "friends", "park", "together", "weather"}
+
+
+def reads_as_english(text: str) -> bool:
+    """English words and no German ones. ``base`` translates espeak's German loosely, and what it says
+    changes with the thread count ("Good morning, today is the day…", "A very good thing."), so the
+    check is on the language, not on the sentences."""
+    said = set(words(text))
+    return len(said & ENGLISH_WORDS) >= 2 and not said & GERMAN_WORDS
 
 
 def data_url(path: Path) -> str:
