@@ -2,10 +2,21 @@
 
 from __future__ import annotations
 
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 from isoscribe.transcript import SpeakerTurn
+
+ISOSCRIBE = Path(sys.executable).with_name("isoscribe")
+
+
+def run_cli(*args: str, cwd: Path, timeout_s: float = 600) -> subprocess.CompletedProcess[str]:
+    """``isoscribe ARGS`` as a real subprocess, without this shell's ISOSCRIBE_* settings."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
+    return subprocess.run([str(ISOSCRIBE), *args], capture_output=True, text=True, timeout=timeout_s, cwd=cwd, env=env)
 
 
 def normalize(text: str) -> str:

@@ -3,31 +3,22 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import srt
-from asr_helpers import wer
+from asr_helpers import run_cli, wer
 
 from isoscribe.transcript import Transcript
 
 pytestmark = pytest.mark.slow
 
-ISOSCRIBE = Path(sys.executable).with_name("isoscribe")
-
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
-    return subprocess.run([str(ISOSCRIBE), *args], capture_output=True, text=True, timeout=300, cwd=cwd, env=env)
-
-
 def test_transcribe_json_to_stdout_is_the_documented_schema(
     shared_data: Path, manifest: list[dict], tmp_path: Path
 ) -> None:
-    result = _run("transcribe", str(shared_data / "jfk" / "jfk.flac"), "--format", "json", cwd=tmp_path)
+    result = run_cli(
+        "transcribe", str(shared_data / "jfk" / "jfk.flac"), "--format", "json", cwd=tmp_path, timeout_s=300
+    )
     assert result.returncode == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["schema_version"] == 1 and data["model"] == "tiny.en" and data["language"] == "en"
@@ -40,7 +31,9 @@ def test_transcribe_json_to_stdout_is_the_documented_schema(
 
 def test_transcribe_diarized_srt_to_out_file(demo_dialogue: Path, tmp_path: Path) -> None:
     out = tmp_path / "dialogue.srt"
-    result = _run("transcribe", str(demo_dialogue), "--diarize", "--format", "srt", "--out", str(out), cwd=tmp_path)
+    result = run_cli(
+        "transcribe", str(demo_dialogue), "--diarize", "--format", "srt", "--out", str(out), cwd=tmp_path, timeout_s=300
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == ""
     cues = list(srt.parse(out.read_text()))
@@ -51,9 +44,11 @@ def test_transcribe_diarized_srt_to_out_file(demo_dialogue: Path, tmp_path: Path
 def test_bad_audio_and_unknown_model_fail_with_a_clear_message(tmp_path: Path, shared_data: Path) -> None:
     text_file = tmp_path / "notes.wav"
     text_file.write_text("not audio at all\n")
-    result = _run("transcribe", str(text_file), cwd=tmp_path)
+    result = run_cli("transcribe", str(text_file), cwd=tmp_path, timeout_s=300)
     assert result.returncode == 2 and str(text_file) in result.stderr
 
-    result = _run("transcribe", str(shared_data / "jfk" / "jfk.wav"), "--model", "huge-v7", cwd=tmp_path)
+    result = run_cli(
+        "transcribe", str(shared_data / "jfk" / "jfk.wav"), "--model", "huge-v7", cwd=tmp_path, timeout_s=300
+    )
     assert result.returncode == 2
     assert "huge-v7" in result.stderr and "tiny.en" in result.stderr and "base" in result.stderr

@@ -4,42 +4,32 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from asr_helpers import run_cli
 from speaker_fixtures import MEETING, reads_as_english, render_german, render_meeting, render_references, spoken_by
 
 from isoscribe.benchmarks.meetings import script_turns
 
 pytestmark = pytest.mark.slow
 
-ISOSCRIBE = Path(sys.executable).with_name("isoscribe")
-
-
-def _run(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
-    return subprocess.run([str(ISOSCRIBE), *args], capture_output=True, text=True, timeout=600, cwd=cwd, env=env)
-
-
 def test_translate_with_an_english_only_model_exits_2_naming_a_multilingual_one(
     shared_data: Path, tmp_path: Path
 ) -> None:
-    result = _run("transcribe", str(shared_data / "jfk" / "jfk.wav"), "--task", "translate", cwd=tmp_path)
+    result = run_cli("transcribe", str(shared_data / "jfk" / "jfk.wav"), "--task", "translate", cwd=tmp_path)
     assert result.returncode == 2
     assert "tiny.en" in result.stderr and "English-only" in result.stderr and "base" in result.stderr
 
 
 def test_transcribe_and_run_translate_german_to_english(tmp_path: Path) -> None:
     german = render_german(tmp_path / "german.wav")
-    result = _run("transcribe", str(german), "--task", "translate", "--model", "base", cwd=tmp_path)
+    result = run_cli("transcribe", str(german), "--task", "translate", "--model", "base", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert reads_as_english(result.stdout), result.stdout
 
     out = tmp_path / "out"
-    batch = _run(
+    batch = run_cli(
         "run", str(german), "--out", str(out), "--task", "translate", "--model", "base",
         "--no-summarize", "--formats", "txt", "--no-progress", cwd=tmp_path,
     )
@@ -55,7 +45,7 @@ def test_run_with_speakers_dir_names_the_same_people_in_every_file(tmp_path: Pat
     second = render_meeting(tmp_path / "in" / "second.wav", tuple(reversed(MEETING)))
     render_references(tmp_path / "speakers")  # Alice.wav, Bob.wav, Dave.wav (and their scripts, not audio)
     out = tmp_path / "out"
-    result = _run(
+    result = run_cli(
         "run", str(first), str(second), "--out", str(out), "--speakers", str(tmp_path / "speakers"),
         "--no-summarize", "--formats", "json", "--no-progress", cwd=tmp_path,
     )
