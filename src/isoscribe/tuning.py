@@ -194,21 +194,25 @@ def memory_cap_workers(budget_mb: float, speech_peak_mb: float) -> int:
 
 def resolve_batch(settings: Settings, memory_cap: int) -> Settings:
     """``batch.workers`` and ``asr.cpu_threads`` as numbers; ``memory_cap``: speech workers the budget holds."""
-    if settings.batch.executor == "celery":
-        # Files in flight on remote workers: this machine's cores say nothing about theirs.
-        workers = available_cores() if settings.batch.workers == "auto" else settings.batch.workers
-        return _with(settings, batch_workers=workers)
-    workers, threads = _resolve(settings, settings.batch.workers, memory_cap)
+    workers, threads = _workers_and_threads(settings, settings.batch.executor, settings.batch.workers, memory_cap)
     return _with(settings, batch_workers=workers, threads=threads)
 
 
 def resolve_service(settings: Settings, memory_cap: int) -> Settings:
     """``service.asr_workers`` and ``asr.cpu_threads`` as numbers."""
-    if settings.service.executor == "celery":
-        workers = available_cores() if settings.service.asr_workers == "auto" else settings.service.asr_workers
-        return _with(settings, asr_workers=workers)
-    workers, threads = _resolve(settings, settings.service.asr_workers, memory_cap)
+    service = settings.service
+    workers, threads = _workers_and_threads(settings, service.executor, service.asr_workers, memory_cap)
     return _with(settings, asr_workers=workers, threads=threads)
+
+
+def _workers_and_threads(
+    settings: Settings, executor: str, workers: int | str, memory_cap: int
+) -> tuple[int, int | None]:
+    """Threads None: left as set, for remote Celery workers whose machines decide their own."""
+    if executor == "celery":
+        # Files in flight on remote workers: this machine's cores say nothing about theirs.
+        return (available_cores() if workers == "auto" else workers), None
+    return _resolve(settings, workers, memory_cap)
 
 
 def resolve_one_worker(settings: Settings) -> Settings:
