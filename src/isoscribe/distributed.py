@@ -119,8 +119,6 @@ def create_app(settings: Settings) -> Celery:
         broker_connection_retry=True,
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=None,
-        task_publish_retry=True,
-        task_publish_retry_policy=_RETRY_POLICY,
         result_backend_always_retry=True,
         result_backend_max_retries=120,
         result_backend_max_sleep_between_retries_ms=2000,
