@@ -34,7 +34,7 @@ from isoscribe.isolation import Limits, StageSpec, WorkerPool, run_isolated
 from isoscribe.logs import log_event
 from isoscribe.pipeline import speech_request, speech_stage
 
-__all__ = ["main", "make_long_audio", "RSS_TARGET_MB"]
+__all__ = ["main", "make_long_audio", "make_referenced_long_audio", "open_wav", "write_samples", "RSS_TARGET_MB"]
 
 logger = logging.getLogger("isoscribe.bench.asr")
 
@@ -220,17 +220,44 @@ def make_long_audio(data_dir: Path, path: Path, duration_s: float) -> Path:
     sources = ["diarization/sample.wav", "jfk/jfk.wav", "long/acoustic_corpus.wav", "diarization/tst00.wav"]
     pieces = [decode_audio(data_dir / source) for source in sources]
     total = int(duration_s * SAMPLE_RATE)
-    with wave.open(str(path), "wb") as out:
-        out.setnchannels(1)
-        out.setsampwidth(2)
-        out.setframerate(SAMPLE_RATE)
+    with open_wav(path) as out:
         written, index = 0, 0
         while written < total:
             piece = pieces[index % len(pieces)][: total - written]
-            out.writeframes((np.clip(piece, -1, 1) * 32767).astype("<i2").tobytes())
+            write_samples(out, piece)
             written += piece.size
             index += 1
     return path
+
+
+def make_referenced_long_audio(data_dir: Path, path: Path, duration_s: float) -> str:
+    """Like ``make_long_audio`` from clips that all have a reference transcript (five voices), whole
+    clips only (the file ends after the clip that reaches ``duration_s``); returns the joined reference."""
+    manifest = {clip["path"]: clip for clip in json.loads((data_dir / "manifest.json").read_text())["clips"]}
+    sources = ["diarization/sample.wav", "jfk/jfk.wav", "long/acoustic_corpus.wav", "long/sonnet001.wav"]
+    pieces = [decode_audio(data_dir / source) for source in sources]
+    references: list[str] = []
+    with open_wav(path) as out:
+        written, index = 0, 0
+        while written < duration_s * SAMPLE_RATE:
+            write_samples(out, pieces[index % len(pieces)])
+            references.append(manifest[sources[index % len(sources)]]["reference_text"])
+            written += pieces[index % len(pieces)].size
+            index += 1
+    return " ".join(references)
+
+
+def open_wav(path: Path) -> wave.Wave_write:
+    """A 16 kHz mono 16-bit WAV open for writing ``write_samples``."""
+    out = wave.open(str(path), "wb")
+    out.setnchannels(1)
+    out.setsampwidth(2)
+    out.setframerate(SAMPLE_RATE)
+    return out
+
+
+def write_samples(out: wave.Wave_write, samples: np.ndarray) -> None:
+    out.writeframes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
 def _wer(reference: str, hypothesis: str) -> float:
