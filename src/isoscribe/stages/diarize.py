@@ -45,7 +45,6 @@ __all__ = [
     "speaker_vectors",
     "cluster_pieces",
     "cluster_embeddings",
-    "silhouette",
     "speech_regions_from_vad",
     "WINDOW_S",
     "HOP_S",
@@ -72,10 +71,12 @@ LINKAGE_DISTANCE = 0.3
 """Average-linkage clusters further apart than this (mean cosine distance between their windows)
 are different speakers. Calibrated on espeak-ng meetings of 2–5 voices (0.28–0.30 counted all 32
 right; 0.32 merged voices, 0.26 split them) and checked on the shared real recordings."""
-MIN_SILHOUETTE = 0.15
-"""Below this mean silhouette the clusters are one voice drifting, not several voices: a single
-reader (sonnet001, 53 s) splits into two linkage clusters with silhouette 0.11, while the two callers
-of the pyannote sample score 0.24 and the rendered meetings 0.4–0.7."""
+MERGE_SIMILARITY = 0.92
+"""Clusters whose centroids are more alike than this (cosine) are one voice that linkage split, and
+are merged. Between different speakers it was at most 0.89 on 40 rendered meetings and 0.91 for the
+pyannote sample's two callers inside a 20-minute file; within one voice 0.93-0.95 (the sonnet's
+reader, alone and in that file). A single-speaker check on the silhouette collapsed that 20-minute
+file of five voices to one speaker when it came in pieces (silhouette 0.13 of its eight clusters)."""
 KNOWN_SPEAKER_MIN_SIMILARITY = 0.85
 """A cluster takes a known speaker's name when the cosine similarity of its centroid and the mean
 d-vector of the speaker's sample reaches this. Measured on a rendered three-voice meeting with samples
@@ -326,7 +327,7 @@ def cluster_embeddings(
     LSTM": keep each row's strongest ``AFFINITY_KEEP`` share, symmetrise, diffuse, normalise rows).
     Without a fixed count, ``count_method`` finds it within [min, max]: "linkage" counts the
     average-linkage clusters of at least ``MIN_WINDOWS_PER_SPEAKER`` windows that lie more than
-    ``LINKAGE_DISTANCE`` apart (one speaker if their silhouette is below ``MIN_SILHOUETTE``);
+    ``LINKAGE_DISTANCE`` apart, then merges clusters whose centroids are above ``MERGE_SIMILARITY``;
     "eigengap" takes the largest eigengap. On 32 rendered 2–5 voice meetings linkage counted 32 right,
     the eigengap 16 (it merges voices); ``isoscribe bench accuracy`` reports both. Only an evenly
     spaced subsample of at most ``MAX_CLUSTERED_WINDOWS`` is clustered; every embedding then goes to
@@ -361,9 +362,10 @@ def _cluster(
     if speakers <= 1:
         return np.zeros(count, dtype=int)
     labels = _kmeans(eigenvectors[:, :speakers], speakers)
-    if not num_speakers and count_method != "eigengap" and min_speakers <= 1:
-        if silhouette(points, labels) < MIN_SILHOUETTE:
-            return np.zeros(count, dtype=int)
+    if not num_speakers and count_method != "eigengap":
+        labels = _merge_close_clusters(points, labels, min_speakers)
+    if labels.max() == 0:
+        return np.zeros(count, dtype=int)
     centroids = _centroids(points, labels)
     return np.argmax(embeddings @ centroids.T.astype(embeddings.dtype), axis=1)
 
@@ -397,23 +399,6 @@ def _linkage_count(points: np.ndarray) -> int:
     return max(1, int(np.sum(sizes >= min(MIN_WINDOWS_PER_SPEAKER, len(points) // 2 + 1))))
 
 
-def silhouette(points: np.ndarray, labels: np.ndarray) -> float:
-    """Mean silhouette of ``labels`` under cosine distance (points L2-normalised); -1 for one cluster."""
-    clusters = np.unique(labels)
-    if len(clusters) < 2:
-        return -1.0
-    distances = 1.0 - points @ points.T
-    sizes = np.array([np.sum(labels == k) for k in clusters])
-    sums = np.stack([distances[:, labels == k].sum(axis=1) for k in clusters], axis=1)
-    own = np.searchsorted(clusters, labels)
-    rows = np.arange(len(points))
-    within = sums[rows, own] / np.maximum(sizes[own] - 1, 1)
-    means = sums / sizes[None, :]
-    means[rows, own] = np.inf
-    nearest = means.min(axis=1)
-    return float(np.mean((nearest - within) / np.maximum(np.maximum(nearest, within), 1e-12)))
-
-
 def _kmeans(features: np.ndarray, clusters: int, restarts: int = 10, iterations: int = 100) -> np.ndarray:
     """k-means++ with restarts on row-normalised features (numpy: sklearn's import alone costs seconds)."""
     features = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-9)
@@ -444,6 +429,21 @@ def _kmeans_plus_plus(features: np.ndarray, clusters: int, rng: np.random.Genera
         probabilities = nearest / total if total > 0 else None
         centres.append(features[rng.choice(len(features), p=probabilities)])
     return np.stack(centres)
+
+
+def _merge_close_clusters(points: np.ndarray, labels: np.ndarray, min_speakers: int) -> np.ndarray:
+    """Merges the most alike pair of clusters while their centroids are above ``MERGE_SIMILARITY``,
+    keeping at least ``min_speakers``; labels stay 0..k-1."""
+    labels = np.unique(labels, return_inverse=True)[1]
+    while labels.max() + 1 > max(min_speakers, 1):
+        centroids = _centroids(points, labels)
+        similarity = centroids @ centroids.T
+        np.fill_diagonal(similarity, -1.0)
+        kept, merged = np.unravel_index(np.argmax(similarity), similarity.shape)
+        if similarity[kept, merged] <= MERGE_SIMILARITY:
+            break
+        labels = np.unique(np.where(labels == merged, kept, labels), return_inverse=True)[1]
+    return labels
 
 
 def _centroids(points: np.ndarray, labels: np.ndarray) -> np.ndarray:
