@@ -7,12 +7,14 @@ from pathlib import Path
 
 import pytest
 
+from isoscribe.config import load_settings
 from isoscribe.models import cannot_translate
 from isoscribe.service.errors import ApiError
 from isoscribe.service.formats import diarized_json, speaker_labels, verbose_json
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.service.known_speakers import save_references
 from isoscribe.service.schemas import TranscriptionParams, from_form
+from isoscribe.service.transcription import service_policy
 from isoscribe.service.uploads import UploadedForm, receive_multipart, safe_extension
 from isoscribe.transcript import Segment, Transcript, Word
 
@@ -171,3 +173,11 @@ def test_voice_samples_may_be_megabytes_other_fields_not(tmp_path: Path) -> None
     with pytest.raises(ApiError) as raised:
         _receive(_multipart([("prompt", "A" * 1_000_000)], "b.wav", b"x"), tmp_path, 10_000)
     assert raised.value.status_code == 413 and "'prompt'" in raised.value.message
+
+
+def test_a_long_upload_spreads_over_the_speech_workers_unless_it_streams() -> None:
+    settings = load_settings(overrides={"asr": {"model": "tiny.en"}, "service": {"asr_workers": 2}})
+    assert service_policy(settings).piece_workers == 2
+    assert service_policy(settings, in_order=True).piece_workers == 1, "pieces finish out of order"
+    detecting = load_settings(overrides={"asr": {"model": "base"}, "service": {"asr_workers": 2}})
+    assert service_policy(detecting).piece_workers == 1, "per-stretch language detection needs the whole file"

@@ -31,10 +31,11 @@ def piece_layout(request: SpeechRequest, duration_s: float, workers: int) -> tup
 def splits_long_files(settings: Settings) -> bool:
     """Pieces may go to separate workers when each piece's decoding needs nothing from the others:
     the language is fixed (per-stretch detection looks across the whole file) and the diarization
-    backend works from speaker vectors (pyannote diarizes a whole file at once)."""
-    asr, diarization = settings.asr, settings.diarization
+    backend works from speaker vectors (pyannote diarizes a whole file at once; a service request may
+    ask for diarization when the settings do not enable it, so the backend decides alone)."""
+    asr = settings.asr
     fixed_language = bool(asr.language) or not asr.language_per_segment or asr.model.endswith(".en")
-    return fixed_language and not (diarization.enabled and diarization.backend == "pyannote")
+    return fixed_language and settings.diarization.backend != "pyannote"
 
 
 def stitch_pieces(pieces: list[PieceResult], speaker_turns: list[SpeakerTurn]) -> Transcript:
