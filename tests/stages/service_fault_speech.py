@@ -12,6 +12,7 @@ task streams its segments again. Tests only; the product default stays the real 
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 
 from collections.abc import Callable
@@ -30,6 +31,8 @@ def run(
 ) -> Transcript:
     if request.initial_prompt and "crash-mid-stream" in request.initial_prompt:
         emit = _crash_after_two_segments(emit, Path(os.environ["SERVICE_TEST_MARKERS"], "crashed-mid-stream"))
+        # The trigger is no prompt for the model: prompted, tiny.en put all of sonnet001 in two segments on one CPU.
+        request = replace(request, initial_prompt=None)
     if request.initial_prompt and "segfault" in request.initial_prompt:
         faults.run({}, faults.FaultRequest("segfault"))
     if request.initial_prompt and "hang" in request.initial_prompt:
