@@ -497,6 +497,29 @@ def test_task_state_carries_the_stages_progress(cluster: Cluster, shared_data: P
 
 
 @pytest.mark.celery
+def test_known_speakers_samples_reach_the_worker_through_shared_storage(cluster: Cluster, tmp_path: Path) -> None:
+    """The meeting and the voice samples are copied to shared storage when the task is sent: the worker
+    names the speakers although the client's own files are gone by the time it starts."""
+    from speaker_fixtures import render_meeting, render_references, spoken_by
+
+    from isoscribe.benchmarks.meetings import script_turns
+    from isoscribe.transcript import KnownSpeaker
+
+    meeting = render_meeting(tmp_path / "client" / "meeting.wav")
+    turns = script_turns(meeting)
+    samples = render_references(tmp_path / "client" / "speakers")
+    known = tuple(KnownSpeaker(name, str(path)) for name, path in samples.items())
+    with CeleryExecutor(cluster.settings) as executor:
+        future = executor.submit("speech", SpeechRequest(str(meeting), diarize=True, known_speakers=known))
+        shutil.rmtree(tmp_path / "client")
+        cluster.start_workers(1)
+        transcript = future.result(timeout=300).value
+    named = {(turn.speaker, spoken_by(turn.start, turn.end, turns)) for turn in transcript.speaker_turns}
+    assert {speaker for speaker, said_by in named if said_by in ("alice", "bob")} == {"Alice", "Bob"}, named
+    assert not list((cluster.settings.celery.shared_dir / "audio").iterdir()), "staged files left behind"
+
+
+@pytest.mark.celery
 def test_summary_runs_on_the_llm_queue(cluster: Cluster) -> None:
     cluster.start_workers(1)
     text = (

@@ -340,12 +340,34 @@ def _shutdown_pools(**_: Any) -> None:
 
 
 def _localize_request(request: Any, shared_dir: Path | None) -> Any:
-    audio_path = getattr(request, "audio_path", None)
-    if audio_path is None or Path(audio_path).is_absolute():
+    paths = _request_files(request)
+    relative = [path for path in paths if not Path(path).is_absolute()]
+    if not relative:
         return request
     if shared_dir is None:
-        raise ValueError(f"request names {audio_path} in shared storage but this worker has no celery.shared_dir")
-    return dataclasses.replace(request, audio_path=str(Path(shared_dir) / audio_path))
+        raise ValueError(f"request names {relative[0]} in shared storage but this worker has no celery.shared_dir")
+    return _with_request_files(request, [str(Path(shared_dir) / path) for path in paths])
+
+
+def _request_files(request: Any) -> list[str]:
+    """The files a request reads: its audio (if any), then its known speakers' voice samples."""
+    audio_path = getattr(request, "audio_path", None)
+    samples = [speaker.audio_path for speaker in getattr(request, "known_speakers", ())]
+    return ([audio_path] if audio_path is not None else []) + samples
+
+
+def _with_request_files(request: Any, paths: list[str]) -> Any:
+    """``request`` reading ``paths`` instead, in ``_request_files``'s order."""
+    if not paths:
+        return request
+    remaining = iter(paths)
+    changes: dict[str, Any] = {}
+    if getattr(request, "audio_path", None) is not None:
+        changes["audio_path"] = next(remaining)
+    known = getattr(request, "known_speakers", ())
+    if known:
+        changes["known_speakers"] = tuple(dataclasses.replace(speaker, audio_path=next(remaining)) for speaker in known)
+    return dataclasses.replace(request, **changes)
 
 
 def _spill_if_big(payload: dict[str, Any], task_id: str, shared_dir: Path | None) -> dict[str, Any]:
@@ -476,7 +498,8 @@ class _Pending:
     original_audio: str | None
     """The caller's audio_path; results' ``source`` gets it back."""
     sent_audio: str | None
-    staged_audio: str | None
+    staged: tuple[str, ...]
+    """Names in shared storage this task holds (its audio, then its voice samples)."""
     on_event: Callable[[Any], None] | None = None
     last_event: Any = None
     lost_workers: set[str] = field(default_factory=set)
@@ -536,7 +559,7 @@ class CeleryExecutor:
             future=future,
             original_audio=original,
             sent_audio=sent,
-            staged_audio=staged,
+            staged=staged,
             on_event=on_event,
         )
         with self._lock:
@@ -584,23 +607,27 @@ class CeleryExecutor:
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
 
-    def _stage_request(self, request: Any) -> tuple[str | None, str | None, Any]:
+    def _stage_request(self, request: Any) -> tuple[str | None, tuple[str, ...], Any]:
+        """(the caller's audio_path, the staged names this task holds, the request naming them).
+
+        The audio and the known speakers' voice samples go to shared storage; without one, every
+        machine must see them at the same absolute path."""
         audio_path = getattr(request, "audio_path", None)
-        if audio_path is None:
-            return None, None, request
+        paths = _request_files(request)
         if self.shared_dir is None:
-            # No shared storage configured: every machine must see the input at the same path.
-            return audio_path, None, dataclasses.replace(request, audio_path=str(Path(audio_path).resolve()))
-        staged = staged_name(Path(audio_path))
+            return audio_path, (), _with_request_files(request, [str(Path(path).resolve()) for path in paths])
+        names = [staged_name(Path(path)) for path in paths]
         # Hold before copying: a client releasing the same content now either deletes the file
         # before our copy (which then recreates it) or sees our hold and keeps it.
-        self._hold_staged([staged])
+        self._hold_staged(names)
         try:
-            _copy_staged(Path(audio_path), self.shared_dir, staged)
+            for path, name in zip(paths, names):
+                _copy_staged(Path(path), self.shared_dir, name)
         except BaseException:
-            self._release_staged(staged)
+            for name in names:
+                self._release_staged(name)
             raise
-        return audio_path, staged, dataclasses.replace(request, audio_path=staged)
+        return audio_path, tuple(names), _with_request_files(request, names)
 
     def _staged_lock(self, name: str) -> Any:
         return self._broker.lock(f"{_STAGED_KEY}lock:{name}", timeout=60, blocking_timeout=120)
@@ -694,7 +721,7 @@ class CeleryExecutor:
             unfinished = list(self._pending.values())
         log_event(logger, "redis_restarted", logging.WARNING, republishing=len(unfinished))
         self._declare_queues()
-        self._hold_staged([pending.staged_audio for pending in unfinished if pending.staged_audio])
+        self._hold_staged([name for pending in unfinished for name in pending.staged])
         for pending in unfinished:
             self._publish(pending)
         self.republished += len(unfinished)
@@ -807,8 +834,8 @@ class CeleryExecutor:
                 return
             ok = not isinstance(outcome, BaseException)
             self.completed.append(CompletedTask(task_id, pending.stage, worker, ok))
-        if pending.staged_audio:
-            self._release_staged(pending.staged_audio)
+        for name in pending.staged:
+            self._release_staged(name)
         log_event(logger, "celery_task_resolved", task_id=task_id, stage=pending.stage, worker=worker, ok=ok)
         if ok:
             pending.future.set_result(outcome)
