@@ -73,7 +73,7 @@ are different speakers. Calibrated on espeak-ng meetings of 2â€“5 voices (0.28â€
 right; 0.32 merged voices, 0.26 split them) and checked on the shared real recordings."""
 MERGE_SIMILARITY = 0.92
 """Clusters whose centroids are more alike than this (cosine) are one voice that linkage split, and
-are merged. Between different speakers it was at most 0.89 on 40 rendered meetings and 0.91 for the
+are merged. Between different speakers it was at most 0.89 on 32 rendered meetings and 0.91 for the
 pyannote sample's two callers inside a 20-minute file; within one voice 0.93-0.95 (the sonnet's
 reader, alone and in that file). A single-speaker check on the silhouette collapsed that 20-minute
 file of five voices to one speaker when it came in pieces (silhouette 0.13 of its eight clusters)."""
