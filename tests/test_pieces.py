@@ -12,7 +12,9 @@ from isoscribe.benchmarks.asr import make_long_audio
 from isoscribe.config import load_settings
 from isoscribe.executors import build_executor
 from isoscribe.pipeline import FilePipeline, Policy, speech_request
+from isoscribe.pipeline.events import Progress, SegmentReady
 from isoscribe.pipeline.pieces import piece_layout, stitch_pieces
+from isoscribe.pipeline.sequence import _PieceEvents
 from isoscribe.transcript import Piece, PieceResult, Segment, SpeakerClusterRequest, SpeakerTurn, Transcript
 
 AUDIO_S = 200.0
@@ -35,6 +37,30 @@ def test_stitching_orders_pieces_renumbers_segments_and_refuses_a_gap() -> None:
     assert stitched.speakers == ["SPEAKER_00", "SPEAKER_01"] and stitched.timings_s["pieces"] == 2
     with pytest.raises(ValueError, match="piece 1 starts at 11.0"):
         stitch_pieces([_piece(0, 0.0, 10.0, ["a"]), _piece(1, 11.0, 20.0, ["b"])], [])
+
+
+def test_segments_of_pieces_finishing_out_of_order_reach_the_listener_in_file_order() -> None:
+    """Piece 1 speaks first, piece 0 is retried after a crash and piece 1's last segment comes only
+    with its result (as over Celery): the listener still gets a, b, c, d once each, numbered 0-3."""
+    received: list = []
+    events = _PieceEvents(received.append, 20.0, 2)
+    earlier, later = _numbered(_piece(0, 0.0, 10.0, ["a", "b"])), _numbered(_piece(1, 10.0, 20.0, ["c", "d"]))
+    events.listener(1)(SegmentReady(later.transcript.segments[0]))
+    events.listener(0)(SegmentReady(earlier.transcript.segments[0]))
+    for segment in earlier.transcript.segments:  # the retried piece 0 from its start
+        events.listener(0)(SegmentReady(segment))
+    events.piece_done(1, later)
+    assert [e.segment.text for e in received if isinstance(e, SegmentReady)] == ["a", "b"]
+    events.piece_done(0, earlier)
+    segments = [e.segment for e in received if isinstance(e, SegmentReady)]
+    assert [(s.id, s.text) for s in segments] == [(0, "a"), (1, "b"), (2, "c"), (3, "d")]
+    assert [e.done_s for e in received if isinstance(e, Progress)] == [10.0, 20.0]
+
+
+def _numbered(piece: PieceResult) -> PieceResult:
+    for index, segment in enumerate(piece.transcript.segments):
+        segment.id = index
+    return piece
 
 
 def test_pieces_are_a_multiple_of_the_workers_and_no_longer_than_piece_s() -> None:
@@ -76,11 +102,16 @@ def test_pieces_on_two_workers_stitch_back_gap_free_with_the_sequential_words_an
         assert times == sorted(times), "word times never go back, across piece boundaries too"
         assert [s.id for s in stitched.segments] == list(range(len(stitched.segments)))
 
-        parallel = FilePipeline(executor, Policy(piece_workers=2)).transcribe(request)
+        streamed: list = []
+        parallel = FilePipeline(executor, Policy(piece_workers=2), streamed.append).transcribe(request)
         sequential = FilePipeline(executor, Policy()).transcribe(request)
     finally:
         executor.shutdown()
     assert parallel.timings_s["pieces"] == count and "pieces" not in sequential.timings_s
+    segments = [event.segment for event in streamed if isinstance(event, SegmentReady)]
+    assert [s.id for s in segments] == list(range(len(segments)))
+    streamed_words = " ".join(s.text for s in segments).split()
+    assert streamed_words == " ".join(s.text for s in parallel.segments).split(), "every segment once, in file order"
     assert wer(sequential.text, parallel.text) <= 0.01
     assert parallel.speakers and set(parallel.speakers) == set(sequential.speakers)
     jfk_speakers = [_speaker_over(parallel, start, end) for start, end in JFK_AT_S]

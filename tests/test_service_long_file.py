@@ -1,4 +1,5 @@
-"""A long upload on a service with two speech workers: its pieces run on both and come back in order."""
+"""A long upload on a service with two speech workers: its pieces run on both and come back in order,
+as a job and as a stream."""
 
 from __future__ import annotations
 
@@ -6,7 +7,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from service_support import ServerProcess, base_config, wait_for_job, words
+from openai import OpenAI
+from openai.types.audio import TranscriptionTextDoneEvent
+from service_support import API_KEY, ServerProcess, base_config, wait_for_job, words
 
 from isoscribe.benchmarks.asr import make_long_audio
 
@@ -47,3 +50,14 @@ def test_a_long_job_runs_in_pieces_on_both_workers_and_is_stitched_in_order(serv
     for spoken in jfk:
         assert "country" in words(" ".join(s["text"] for s in spoken))
     assert {s["speaker"] for s in jfk[0]} == {s["speaker"] for s in jfk[1]}, "one voice, one label in both pieces"
+
+
+def test_a_long_stream_runs_in_pieces_and_its_deltas_come_in_file_order(server: ServerProcess, long_audio: Path) -> None:
+    stitched_before = server.log().count("speech_pieces_stitched")
+    client = OpenAI(base_url=f"{server.url}/v1", api_key=API_KEY, max_retries=0, timeout=300)
+    with long_audio.open("rb") as audio:
+        events = list(client.audio.transcriptions.create(model="whisper-1", file=audio, stream=True))
+    *deltas, done = events
+    assert isinstance(done, TranscriptionTextDoneEvent) and len(deltas) > 20
+    assert "".join(delta.delta for delta in deltas) == done.text, "every segment once, in the file's order"
+    assert server.log().count("speech_pieces_stitched") == stitched_before + 1

@@ -28,6 +28,7 @@ from isoscribe.pipeline.events import (
     Listener,
     Probed,
     Progress,
+    SegmentReady,
     StageFinished,
     StageStarted,
     StageWarning,
@@ -40,6 +41,7 @@ from isoscribe.transcript import (
     Piece,
     PieceResult,
     ProbeRequest,
+    Segment,
     SpeakerClusterRequest,
     SpeakerTurn,
     SpeechRequest,
@@ -172,12 +174,12 @@ class FilePipeline:
     ) -> Transcript:
         """``policy.piece_workers`` pieces in flight at a time, then the pieces' speaker vectors clustered
         together, then the pieces stitched in order."""
-        progress = _PieceProgress(self._emit, duration_s)
+        events = _PieceEvents(self._emit, duration_s, count)
 
         def run_piece(index: int) -> PieceResult:
             piece_request = replace(request, piece=Piece(index, count))
-            result = self._speech(piece_request, attempts_done, progress.forward).value
-            progress.piece_done(result)
+            result = self._speech(piece_request, attempts_done, events.listener(index)).value
+            events.piece_done(index, result)
             return result
 
         in_flight = min(count, self.policy.piece_workers)
@@ -307,25 +309,62 @@ class FilePipeline:
             logger.exception("event=pipeline_listener_failed event_type=%s", type(event).__name__)
 
 
-class _PieceProgress:
-    """Pieces finish out of order: segments go straight to the listener, while progress in audio
-    seconds counts the pieces done, so it only moves forward."""
+class _PieceEvents:
+    """Pieces run at once, but their segments reach the listener in file order, numbered across the
+    file as the stitched transcript numbers them: a piece's segments wait until the pieces before it
+    are done. A retried piece numbers its segments from 0 again; those passed on already are not
+    passed twice. A finished piece's result supplies any segment whose event never came (Celery
+    reports only a task's latest event). Progress in audio seconds counts the pieces done, so it only
+    moves forward."""
 
-    def __init__(self, emit: Listener, duration_s: float) -> None:
+    def __init__(self, emit: Listener, duration_s: float, count: int) -> None:
         self._emit = emit
         self._duration_s = duration_s
         self._done_s = 0.0
         self._lock = threading.Lock()
+        self._held: list[dict[int, Segment]] = [{} for _ in range(count)]
+        """Per piece, by the piece's own segment id: segments not passed on yet."""
+        self._passed = [0] * count
+        self._finished = [False] * count
+        self._current = 0
+        """The first piece not finished: its segments pass on as they come."""
+        self._next_id = 0
 
-    def forward(self, event: Event) -> None:
-        if not isinstance(event, Progress):
-            self._emit(event)
+    def listener(self, index: int) -> Listener:
+        def forward(event: Event) -> None:
+            if isinstance(event, SegmentReady):
+                with self._lock:
+                    if event.segment.id >= self._passed[index]:
+                        self._held[index][event.segment.id] = event.segment
+                    self._pass_on()
+            elif not isinstance(event, Progress):
+                self._emit(event)
 
-    def piece_done(self, piece: PieceResult) -> None:
+        return forward
+
+    def piece_done(self, index: int, piece: PieceResult) -> None:
         with self._lock:
+            for segment in piece.transcript.segments:
+                if segment.id >= self._passed[index]:
+                    self._held[index][segment.id] = segment
+            self._finished[index] = True
             self._done_s += piece.end_s - piece.start_s
             done_s = min(self._done_s, self._duration_s)
+            self._pass_on()
         self._emit(Progress("speech", done_s, self._duration_s))
+
+    def _pass_on(self) -> None:
+        """Under the lock, so that two pieces' threads cannot interleave what they pass on."""
+        while self._current < len(self._held):
+            held, index = self._held[self._current], self._current
+            while self._passed[index] in held:
+                segment = held.pop(self._passed[index])
+                self._passed[index] += 1
+                self._emit(SegmentReady(replace(segment, id=self._next_id)))
+                self._next_id += 1
+            if not self._finished[index]:
+                return
+            self._current += 1
 
 
 def _failure(stage: str, error: IsolationError, attempt: int, retry: RetryPolicy) -> PipelineError:

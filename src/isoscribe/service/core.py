@@ -201,7 +201,7 @@ class Service:
             self._check_translates(params.model)
         assert form.file_path is not None
         speech = service_speech_request(self.settings, form.file_path, params.speech_options())
-        return params, speech, service_policy(self.settings, stage, in_order=getattr(params, "stream", False))
+        return params, speech, service_policy(self.settings, stage)
 
     def _check_translates(self, model: str) -> None:
         name = self.settings.asr.model if model == MODEL_ALIAS else model

@@ -31,13 +31,9 @@ class SpeechOptions:
     task: Literal["transcribe", "translate"] = "transcribe"
 
 
-def service_policy(
-    settings: Settings, speech_stage: str = "speech", summarize: bool = False, in_order: bool = False
-) -> Policy:
+def service_policy(settings: Settings, speech_stage: str = "speech", summarize: bool = False) -> Policy:
     """Limits from ``[service]``; a crashed worker is tried once more only with ``retry_crashed``.
-
-    A long file's pieces go to all ``asr_workers`` at once (as in a batch), unless its segments must
-    arrive ``in_order`` (a stream): pieces finish out of order."""
+    A long file's pieces go to all ``asr_workers`` at once, as in a batch."""
     service = settings.service
     retry = RetryPolicy(max_attempts=2 if service.retry_crashed else 1, backoff_s=0.0, retry_on=(WorkerCrashed,))
     workers = service.asr_workers if isinstance(service.asr_workers, int) else 1
@@ -47,7 +43,7 @@ def service_policy(
         max_duration_s=service.max_duration_s,
         min_duration_s=MIN_DURATION_S,
         speech_stage=speech_stage,
-        piece_workers=workers if splits_long_files(settings) and not in_order else 1,
+        piece_workers=workers if splits_long_files(settings) else 1,
     )
 
 
