@@ -15,7 +15,7 @@ from collections import Counter
 from isoscribe.config import Settings
 from isoscribe.transcript import PieceResult, SpeakerTurn, SpeechRequest, Transcript
 
-__all__ = ["piece_layout", "splits_long_files", "stitch_pieces"]
+__all__ = ["piece_layout", "piece_workers", "stitch_pieces"]
 
 
 def piece_layout(request: SpeechRequest, duration_s: float, workers: int) -> tuple[int, float]:
@@ -28,14 +28,17 @@ def piece_layout(request: SpeechRequest, duration_s: float, workers: int) -> tup
     return count, duration_s / count
 
 
-def splits_long_files(settings: Settings) -> bool:
-    """Pieces may go to separate workers when each piece's decoding needs nothing from the others:
-    the language is fixed (per-stretch detection looks across the whole file) and the diarization
-    backend works from speaker vectors (pyannote diarizes a whole file at once; a service request may
-    ask for diarization when the settings do not enable it, so the backend decides alone)."""
+def piece_workers(settings: Settings, workers: int | str) -> int:
+    """How many of ``workers`` (``auto`` not yet resolved counts as one) a long file's pieces may use.
+
+    Pieces go to separate workers only when each piece's decoding needs nothing from the others: the
+    language is fixed (per-stretch detection looks across the whole file) and the diarization backend
+    works from speaker vectors (pyannote diarizes a whole file at once; a service request may ask for
+    diarization when the settings do not enable it, so the backend decides alone)."""
     asr = settings.asr
     fixed_language = bool(asr.language) or not asr.language_per_segment or asr.model.endswith(".en")
-    return fixed_language and settings.diarization.backend != "pyannote"
+    splits = fixed_language and settings.diarization.backend != "pyannote"
+    return workers if splits and isinstance(workers, int) else 1
 
 
 def stitch_pieces(pieces: list[PieceResult], speaker_turns: list[SpeakerTurn]) -> Transcript:

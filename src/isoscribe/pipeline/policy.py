@@ -103,12 +103,11 @@ class Policy:
 
 def batch_policy(settings: Settings) -> Policy:
     """The batch's and the CLI's rules: crashes and memory-cap kills retried ``batch.max_attempts`` times."""
-    from isoscribe.pipeline.pieces import splits_long_files
+    from isoscribe.pipeline.pieces import piece_workers
 
     retry = RetryPolicy(max_attempts=settings.batch.max_attempts, backoff_s=settings.batch.retry_backoff_s)
-    workers = settings.batch.workers if isinstance(settings.batch.workers, int) else 1
     return Policy(
         summarize=settings.batch.summarize and settings.llm.enabled,
         retry=retry,
-        piece_workers=workers if splits_long_files(settings) else 1,
+        piece_workers=piece_workers(settings, settings.batch.workers),
     )

@@ -11,7 +11,7 @@ from typing import Literal
 from isoscribe.config import Settings
 from isoscribe.isolation import WorkerCrashed
 from isoscribe.pipeline import FailureKind, PipelineError, Policy, RetryPolicy, speech_request
-from isoscribe.pipeline.pieces import splits_long_files
+from isoscribe.pipeline.pieces import piece_workers
 from isoscribe.service.errors import ApiError
 from isoscribe.transcript import SpeechRequest
 
@@ -36,14 +36,13 @@ def service_policy(settings: Settings, speech_stage: str = "speech", summarize: 
     A long file's pieces go to all ``asr_workers`` at once, as in a batch."""
     service = settings.service
     retry = RetryPolicy(max_attempts=2 if service.retry_crashed else 1, backoff_s=0.0, retry_on=(WorkerCrashed,))
-    workers = service.asr_workers if isinstance(service.asr_workers, int) else 1
     return Policy(
         summarize=summarize,
         retry=retry,
         max_duration_s=service.max_duration_s,
         min_duration_s=MIN_DURATION_S,
         speech_stage=speech_stage,
-        piece_workers=workers if splits_long_files(settings) else 1,
+        piece_workers=piece_workers(settings, service.asr_workers),
     )
 
 
