@@ -218,15 +218,7 @@ def _long_audio(settings: Settings, data_dir: Path) -> dict[str, Any]:
 def make_long_audio(data_dir: Path, path: Path, duration_s: float) -> Path:
     """Real speech from the shared clips, repeated in order until ``duration_s``, written as 16-bit WAV."""
     sources = ["diarization/sample.wav", "jfk/jfk.wav", "long/acoustic_corpus.wav", "diarization/tst00.wav"]
-    pieces = [decode_audio(data_dir / source) for source in sources]
-    total = int(duration_s * SAMPLE_RATE)
-    with open_wav(path) as out:
-        written, index = 0, 0
-        while written < total:
-            piece = pieces[index % len(pieces)][: total - written]
-            write_samples(out, piece)
-            written += piece.size
-            index += 1
+    _write_rounds(path, [decode_audio(data_dir / source) for source in sources], duration_s, whole_clips=False)
     return path
 
 
@@ -235,16 +227,23 @@ def make_referenced_long_audio(data_dir: Path, path: Path, duration_s: float) ->
     clips only (the file ends after the clip that reaches ``duration_s``); returns the joined reference."""
     manifest = {clip["path"]: clip for clip in json.loads((data_dir / "manifest.json").read_text())["clips"]}
     sources = ["diarization/sample.wav", "jfk/jfk.wav", "long/acoustic_corpus.wav", "long/sonnet001.wav"]
-    pieces = [decode_audio(data_dir / source) for source in sources]
-    references: list[str] = []
+    clips = _write_rounds(path, [decode_audio(data_dir / source) for source in sources], duration_s, whole_clips=True)
+    return " ".join(manifest[sources[index % len(sources)]]["reference_text"] for index in range(clips))
+
+
+def _write_rounds(path: Path, pieces: list[np.ndarray], duration_s: float, whole_clips: bool) -> int:
+    """``pieces`` in turn until ``duration_s`` (the last one cut there unless ``whole_clips``); returns
+    how many clips were written."""
+    total = int(duration_s * SAMPLE_RATE)
+    written, index = 0, 0
     with open_wav(path) as out:
-        written, index = 0, 0
-        while written < duration_s * SAMPLE_RATE:
-            write_samples(out, pieces[index % len(pieces)])
-            references.append(manifest[sources[index % len(sources)]]["reference_text"])
-            written += pieces[index % len(pieces)].size
+        while written < total:
+            piece = pieces[index % len(pieces)]
+            piece = piece if whole_clips else piece[: total - written]
+            write_samples(out, piece)
+            written += piece.size
             index += 1
-    return " ".join(references)
+    return index
 
 
 def open_wav(path: Path) -> wave.Wave_write:
