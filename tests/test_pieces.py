@@ -25,7 +25,7 @@ JFK_AT_S = [(30.0, 41.0), (127.7, 138.7)]
 
 def _piece(index: int, start_s: float, end_s: float, texts: list[str]) -> PieceResult:
     step = (end_s - start_s) / len(texts)
-    segments = [Segment(0, start_s + i * step, start_s + (i + 1) * step, text) for i, text in enumerate(texts)]
+    segments = [Segment(i, start_s + i * step, start_s + (i + 1) * step, text) for i, text in enumerate(texts)]
     return PieceResult(index, start_s, end_s, Transcript(segments, "en", 0.9, 20.0, "tiny.en", languages=["en"]))
 
 
@@ -44,7 +44,7 @@ def test_segments_of_pieces_finishing_out_of_order_reach_the_listener_in_file_or
     with its result (as over Celery): the listener still gets a, b, c, d once each, numbered 0-3."""
     received: list = []
     events = _PieceEvents(received.append, 20.0, 2)
-    earlier, later = _numbered(_piece(0, 0.0, 10.0, ["a", "b"])), _numbered(_piece(1, 10.0, 20.0, ["c", "d"]))
+    earlier, later = _piece(0, 0.0, 10.0, ["a", "b"]), _piece(1, 10.0, 20.0, ["c", "d"])
     events.listener(1)(SegmentReady(later.transcript.segments[0]))
     events.listener(0)(SegmentReady(earlier.transcript.segments[0]))
     for segment in earlier.transcript.segments:  # the retried piece 0 from its start
@@ -55,12 +55,6 @@ def test_segments_of_pieces_finishing_out_of_order_reach_the_listener_in_file_or
     segments = [e.segment for e in received if isinstance(e, SegmentReady)]
     assert [(s.id, s.text) for s in segments] == [(0, "a"), (1, "b"), (2, "c"), (3, "d")]
     assert [e.done_s for e in received if isinstance(e, Progress)] == [10.0, 20.0]
-
-
-def _numbered(piece: PieceResult) -> PieceResult:
-    for index, segment in enumerate(piece.transcript.segments):
-        segment.id = index
-    return piece
 
 
 def test_pieces_are_a_multiple_of_the_workers_and_no_longer_than_piece_s() -> None:

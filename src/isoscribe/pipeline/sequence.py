@@ -334,8 +334,7 @@ class _PieceEvents:
         def forward(event: Event) -> None:
             if isinstance(event, SegmentReady):
                 with self._lock:
-                    if event.segment.id >= self._passed[index]:
-                        self._held[index][event.segment.id] = event.segment
+                    self._hold(index, [event.segment])
                     self._pass_on()
             elif not isinstance(event, Progress):
                 self._emit(event)
@@ -344,14 +343,18 @@ class _PieceEvents:
 
     def piece_done(self, index: int, piece: PieceResult) -> None:
         with self._lock:
-            for segment in piece.transcript.segments:
-                if segment.id >= self._passed[index]:
-                    self._held[index][segment.id] = segment
+            self._hold(index, piece.transcript.segments)
             self._finished[index] = True
             self._done_s += piece.end_s - piece.start_s
             done_s = min(self._done_s, self._duration_s)
             self._pass_on()
         self._emit(Progress("speech", done_s, self._duration_s))
+
+    def _hold(self, index: int, segments: list[Segment]) -> None:
+        """Under the lock: keep the piece's segments not passed on yet (a later copy replaces an earlier)."""
+        for segment in segments:
+            if segment.id >= self._passed[index]:
+                self._held[index][segment.id] = segment
 
     def _pass_on(self) -> None:
         """Under the lock, so that two pieces' threads cannot interleave what they pass on."""
