@@ -128,3 +128,59 @@ def test_hallucination_silence_threshold_only_with_word_timestamps() -> None:
     assert transcribe.whisper_options(asr, no_words)["hallucination_silence_threshold"] is None
     off = asr.model_copy(update={"hallucination_silence_threshold_s": 0})
     assert transcribe.whisper_options(off, SpeechRequest("a.wav"))["hallucination_silence_threshold"] is None
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    return transcribe.load(load_settings(overrides={"asr": {"model": "tiny.en", "device": "cpu"}}))
+
+
+@pytest.fixture(scope="module")
+def acoustic_corpus(shared_data: Path, manifest: list[dict]):
+    """27 s of one speaker, first word at 1.05 s (MFA TextGrid), "thanks" last at 25.25 s."""
+    from isoscribe.audio import decode_audio
+
+    path = shared_data / "long" / "acoustic_corpus.wav"
+    reference = next(c["reference_text"] for c in manifest if c["path"] == "long/acoustic_corpus.wav")
+    return path, decode_audio(path), reference
+
+
+def test_only_silence_worth_cutting_is_cut_before_decoding(acoustic_corpus) -> None:
+    import numpy as np
+
+    _, audio, _ = acoustic_corpus
+    chunks, onset = transcribe._speech_chunks(audio)
+    assert chunks == [{"start": 0, "end": audio.size}], "a 0.7 s lead is no silence worth cutting"
+    assert onset / 16000 == pytest.approx(1.05, abs=0.2)
+    silence = np.zeros(3 * 16000, dtype=np.float32)
+    chunks, onset = transcribe._speech_chunks(np.concatenate([silence, audio, silence]))
+    assert chunks[0]["start"] / 16000 == pytest.approx(3.7, abs=0.2) and onset / 16000 == pytest.approx(4.05, abs=0.2)
+    assert chunks[-1]["end"] < audio.size + 6 * 16000 - 16000
+
+
+def test_speech_the_decoder_skipped_is_decoded_again(tiny_model, acoustic_corpus) -> None:
+    """Conditioned on the text before it, tiny.en takes the last word ("thanks") for silence."""
+    from isoscribe.benchmarks.accuracy import wer
+
+    path, audio, reference = acoustic_corpus
+    ours = transcribe.transcribe(tiny_model, audio, SpeechRequest(str(path)))
+    without = transcribe.transcribe(_with(tiny_model, recover_skipped_speech=False), audio, SpeechRequest(str(path)))
+    direct, _ = tiny_model.whisper.transcribe(audio)
+    print(ours.text, "|", without.text)
+    assert words_of(ours.text)[-1] == "thanks" and words_of(without.text)[-1] != "thanks"
+    assert wer(reference, ours.text) <= wer(reference, " ".join(s.text for s in direct))
+    assert ours.segments[0].words[0].start == pytest.approx(1.05, abs=0.2), "the first word starts with the speech"
+    assert [s.id for s in ours.segments] == list(range(len(ours.segments)))
+    assert all(a.end <= b.start for a, b in zip(ours.segments, ours.segments[1:]))
+
+
+def test_a_long_clause_repeated_as_the_next_segment_is_decoded_again() -> None:
+    from isoscribe.transcript import Segment
+
+    guard = transcribe._LoopGuard(None, None, {})
+    clause = "Am Montag fahren wir mit dem Zug nach Hamburg."
+    assert guard._suspicion(Segment(0, 0.0, 5.0, clause)) is None
+    guard._remember([Segment(0, 0.0, 5.0, clause)])
+    assert guard._suspicion(Segment(1, 5.0, 10.0, clause)) == "repeated_segment"
+    guard._remember([Segment(2, 10.0, 11.0, "Thank you very much.")])
+    assert guard._suspicion(Segment(3, 11.0, 12.0, "Thank you very much.")) is None, "a short phrase may come twice"

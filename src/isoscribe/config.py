@@ -70,6 +70,8 @@ class AsrSettings(_Section):
     each stretch in its own (segments carry ``language``); off: detect once from the first 30 s."""
     loop_detection: bool = True
     """Decode repeating or low-confidence segments again without the previous text; cut what still loops."""
+    recover_skipped_speech: bool = True
+    """Decode again, on their own, stretches without words in which the VAD hears speech."""
     hallucination_silence_threshold_s: float = Field(2.0, ge=0)
     """faster-whisper skips silences longer than this around suspected hallucinations (word timestamps
     on); 0 turns it off."""

@@ -50,6 +50,12 @@ MIN_DETECT_S = 1.0
 """Shorter regions are too short to tell their language: they keep their neighbours'."""
 LOG_PROB_THRESHOLD = -1.0
 """faster-whisper's ``log_prob_threshold``: a segment below it is decoded again on its own."""
+REPEATED_SEGMENT_WORDS = 6
+"""A segment of this many words or more that repeats the one before it is decoded again on its own."""
+SKIPPED_SPEECH_GAP_S = 1.0
+"""A stretch at least this long without transcribed words is checked for speech the decoder skipped."""
+SKIPPED_SPEECH_MIN_S = 0.25
+"""Less speech than this (Silero VAD) in such a stretch is not decoded again."""
 
 
 @dataclass
@@ -162,6 +168,11 @@ def transcribe(
     log-probability is decoded again on its own, without the previous text as prompt and with the
     temperature fallback; what still loops is cut off, with a warning in ``Transcript.warnings``.
 
+    Skipped speech: a stretch of ``SKIPPED_SPEECH_GAP_S`` or more without words in which the VAD hears
+    speech is decoded again on its own, at temperature 0 and without the previous text as prompt
+    (conditioned on it, Whisper sometimes takes a last short phrase for silence); what decodes
+    confidently is put in its place.
+
     Audio longer than ``request.piece_s`` is transcribed piece by piece, cut at the quietest moment
     before each multiple of it: faster-whisper computes the log-mel features of its whole input at
     once, which for 60 minutes peaks at 3.3 GB (measured); per 5-minute piece it stays near 300 MB.
@@ -172,16 +183,19 @@ def transcribe(
     options = whisper_options(model.asr, request, model.english_only)
     spans = _language_spans(model, audio) if detects_language_per_segment(model, request) else [_Span(0, audio.size)]
     guard = _LoopGuard(model, audio, options) if model.asr.loop_detection else None
+    recovery = _SkippedSpeech(model, audio, options) if model.asr.recover_skipped_speech else None
     segments: list[Segment] = []
     detected: list[tuple[str, float]] = []
     for span in spans:
         for offset, piece in _pieces(audio[span.start : span.end], request):
             language = span.language or options["language"] or (detected[0][0] if detected else None)
-            raw_segments, info = model.whisper.transcribe(piece, **{**options, "language": language})
+            raw_segments, info = _decode(model, piece, {**options, "language": language})
             detected.append((info.language, span.probability if span.language else float(info.language_probability)))
             offset_s = (span.start + offset) / SAMPLE_RATE
-            for raw in raw_segments:
-                segment = _segment(len(segments), raw, offset_s, info.language)
+            decoded = (_segment(0, raw, offset_s, info.language) for raw in raw_segments)
+            if recovery:
+                decoded = recovery.around(decoded, offset_s, offset_s + piece.size / SAMPLE_RATE, info.language)
+            for segment in decoded:
                 for kept in guard.check(segment) if guard else [segment]:
                     kept.id = len(segments)
                     segments.append(kept)
@@ -207,6 +221,55 @@ def transcribe(
         languages=languages or [language],
         warnings=list(guard.warnings) if guard else [],
     )
+
+
+def _decode(model: Transcriber, piece: np.ndarray, options: dict[str, Any]) -> tuple[Iterator[Any], Any]:
+    """faster-whisper on ``piece``; with ``vad_filter``, on the speech ``_speech_chunks`` keeps."""
+    if not options["vad_filter"]:
+        return model.whisper.transcribe(piece, **options)
+    from faster_whisper.transcribe import restore_speech_timestamps
+
+    chunks, onset = _speech_chunks(piece)
+    if not chunks:
+        return model.whisper.transcribe(piece, **options)
+    speech = np.concatenate([piece[chunk["start"] : chunk["end"]] for chunk in chunks])
+    raw_segments, info = model.whisper.transcribe(speech, **{**options, "vad_filter": False})
+    return _starting_at(restore_speech_timestamps(raw_segments, chunks, SAMPLE_RATE), onset / SAMPLE_RATE), info
+
+
+def _speech_chunks(piece: np.ndarray) -> tuple[list[dict[str, int]], int]:
+    """The speech faster-whisper's VAD filter keeps, and the sample where the VAD first hears speech.
+
+    Silence at either end shorter than the filter's ``min_silence_duration_ms`` is kept, as it is
+    between speech: cutting it saves nothing, and a clip without long silences then reaches the
+    decoder exactly as it does with the engine's defaults (on one, a 0.7 s lead cut away changed
+    two words).
+    """
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    vad = VadOptions()
+    chunks = get_speech_timestamps(piece, vad)
+    if not chunks:
+        return chunks, 0
+    pad = vad.speech_pad_ms * SAMPLE_RATE // 1000
+    onset = chunks[0]["start"] + pad if chunks[0]["start"] > 0 else 0
+    shortest_cut = vad.min_silence_duration_ms * SAMPLE_RATE // 1000
+    if chunks[0]["start"] < shortest_cut:
+        chunks[0]["start"] = 0
+    if piece.size - chunks[-1]["end"] < shortest_cut:
+        chunks[-1]["end"] = piece.size
+    return chunks, min(onset, chunks[0]["end"])
+
+
+def _starting_at(raw_segments: Iterator[Any], onset_s: float) -> Iterator[Any]:
+    """The first word does not start before ``onset_s``: Whisper's word alignment stretches it over
+    the silence before it, which is kept now."""
+    for raw in raw_segments:
+        if raw.words and raw.words[0].start < onset_s:
+            raw.words[0].start = min(onset_s, raw.words[0].end)
+            raw.start = raw.words[0].start
+        yield raw
+        onset_s = 0.0
 
 
 def _main_language(segments: list[Segment], detected: list[tuple[str, float]]) -> tuple[str, float]:
@@ -333,13 +396,18 @@ class _LoopGuard:
         words = words_of(segment.text)
         if find_loop(words) is not None or compression_ratio(segment.text) > MAX_COMPRESSION_RATIO:
             return "repetition"
-        if words and len(self.recent) == 2 and self.recent[0] == self.recent[1] == words:
+        if words and (self.recent[-2:] == [words, words] or self._repeats_previous(words)):
             return "repeated_segment"
         if segment.compression_ratio > MAX_COMPRESSION_RATIO:
             return "compression_ratio"
         if segment.avg_logprob < LOG_PROB_THRESHOLD:
             return "log_probability"
         return None
+
+    def _repeats_previous(self, words: list[str]) -> bool:
+        """A clause said again word for word right after itself: Whisper copying its prompt, more often
+        than a speaker repeating (as ``find_loop`` judges a clause repeated within a segment)."""
+        return len(words) >= REPEATED_SEGMENT_WORDS and self.recent[-1:] == [words]
 
     def _redecode(self, segment: Segment) -> list[Segment]:
         """The segment's audio decoded alone: no previous text as prompt, the temperature fallback."""
@@ -378,6 +446,57 @@ class _LoopGuard:
         message = f"{segment.start:.1f}-{segment.end:.1f} s: {what}"
         self.warnings.append(message)
         log_event(logger, "repetition_loop", level=logging.WARNING, start=segment.start, end=segment.end, what=what)
+
+
+class _SkippedSpeech:
+    """Finds stretches without words where the VAD hears speech, and decodes them on their own."""
+
+    def __init__(self, model: Transcriber, audio: np.ndarray, options: dict[str, Any]) -> None:
+        self.model, self.audio, self.options = model, audio, options
+
+    def around(
+        self, segments: Iterator[Segment], start_s: float, end_s: float, language: str | None
+    ) -> Iterator[Segment]:
+        """``segments`` (of the audio from ``start_s`` to ``end_s``) with what was skipped between them."""
+        covered_s = start_s
+        for segment in segments:
+            yield from self._recover(covered_s, segment.start, segment.language or language)
+            yield segment
+            covered_s = max(covered_s, segment.end)
+        yield from self._recover(covered_s, end_s, language)
+
+    def _recover(self, start_s: float, end_s: float, language: str | None) -> list[Segment]:
+        if end_s - start_s < SKIPPED_SPEECH_GAP_S:
+            return []
+        from isoscribe.stages.diarize import speech_regions_from_vad
+
+        first = int(start_s * SAMPLE_RATE)
+        regions = speech_regions_from_vad(self.audio[first : int(end_s * SAMPLE_RATE)])
+        if sum(end - start for start, end in regions) < SKIPPED_SPEECH_MIN_S:
+            return []
+        speech_start_s, speech_end_s = start_s + regions[0][0], start_s + regions[-1][1]
+        options = {
+            **self.options, "language": language or self.options["language"], "vad_filter": False,
+            "condition_on_previous_text": False, "initial_prompt": None, "temperature": 0.0,
+        }
+        audio = self.audio[int(speech_start_s * SAMPLE_RATE) : int(speech_end_s * SAMPLE_RATE)]
+        raw_segments, info = self.model.whisper.transcribe(audio, **options)
+        found = [
+            segment for raw in raw_segments if _confident(segment := _segment(0, raw, speech_start_s, info.language))
+        ]
+        log_event(
+            logger, "skipped_speech_decoded", start=speech_start_s, end=speech_end_s, segments=len(found),
+            text=" ".join(s.text for s in found)[:80],
+        )
+        return found
+
+
+def _confident(segment: Segment) -> bool:
+    """Decoded at temperature 0 with a log-probability above the threshold, and not looping."""
+    return (
+        bool(segment.text) and segment.avg_logprob >= LOG_PROB_THRESHOLD
+        and segment.compression_ratio <= MAX_COMPRESSION_RATIO and find_loop(words_of(segment.text)) is None
+    )
 
 
 def _better(redone: list[Segment], original: Segment) -> bool:
