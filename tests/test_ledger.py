@@ -80,6 +80,9 @@ def test_fingerprint_changes_with_results_not_with_runtime_knobs() -> None:
     assert settings_fingerprint(load_settings(overrides={"asr": {"model": "base"}})) != base
     assert settings_fingerprint(load_settings(overrides={"diarization": {"enabled": True}})) != base
     assert settings_fingerprint(load_settings(overrides={"llm": {"max_tokens": 64}})) != base
+    for check in ("language_per_segment", "loop_detection", "recover_skipped_speech"):
+        assert settings_fingerprint(load_settings(overrides={"asr": {check: False}})) != base, check
+    assert settings_fingerprint(load_settings(overrides={"asr": {"recover_skipped_speech": True}})) == base
     no_summary = load_settings(overrides={"batch": {"summarize": False}})
     assert settings_fingerprint(no_summary) != base
     assert settings_fingerprint(no_summary.model_copy(update={"llm": no_summary.llm.model_copy(update={"max_tokens": 64})})) == settings_fingerprint(no_summary)

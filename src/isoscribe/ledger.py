@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from isoscribe.config import Settings
+from isoscribe.config import AsrSettings, Settings
 from isoscribe.pipeline.stages import known_speakers_in
 
 __all__ = [
@@ -100,6 +100,10 @@ def content_hash(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+_ASR_CHECKS = ("language_per_segment", "loop_detection", "recover_skipped_speech", "hallucination_silence_threshold_s")
+"""Checks on the decoded text: in the fingerprint only when changed, so older ledgers keep theirs."""
+
+
 def settings_fingerprint(settings: Settings) -> str:
     """Hash of the settings that change a file's results; runtime knobs (workers, isolation…) are left out."""
     asr = settings.asr.model_dump(
@@ -117,6 +121,9 @@ def settings_fingerprint(settings: Settings) -> str:
     }
     if settings.asr.task != "transcribe":
         asr["task"] = settings.asr.task
+    for name in _ASR_CHECKS:
+        if getattr(settings.asr, name) != AsrSettings.model_fields[name].default:
+            asr[name] = getattr(settings.asr, name)
     if diarization.speakers_dir is not None:
         samples = known_speakers_in(diarization.speakers_dir)
         relevant["speakers"] = {sample.name: content_hash(Path(sample.audio_path)) for sample in samples}
