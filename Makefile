@@ -14,4 +14,6 @@ bench: setup
 	.venv/bin/isoscribe bench asr --quick
 	.venv/bin/isoscribe bench pipeline --quick
 	.venv/bin/isoscribe bench service --quick
+	.venv/bin/isoscribe bench summary --quick
+	.venv/bin/isoscribe bench accuracy --quick
 	.venv/bin/isoscribe bench throughput --quick
