@@ -149,11 +149,13 @@ def test_only_silence_worth_cutting_is_cut_before_decoding(acoustic_corpus) -> N
     import numpy as np
 
     _, audio, _ = acoustic_corpus
-    chunks, onset = transcribe._speech_chunks(audio)
+    chunks, onset = transcribe._speech_chunks(audio, keep_start=True, keep_end=True)
     assert chunks == [{"start": 0, "end": audio.size}], "a 0.7 s lead is no silence worth cutting"
     assert onset / 16000 == pytest.approx(1.05, abs=0.2)
+    at_a_cut, _ = transcribe._speech_chunks(audio, keep_start=False, keep_end=True)
+    assert at_a_cut[0]["start"] / 16000 == pytest.approx(0.65, abs=0.2), "after a piece cut, the lead is cut"
     silence = np.zeros(3 * 16000, dtype=np.float32)
-    chunks, onset = transcribe._speech_chunks(np.concatenate([silence, audio, silence]))
+    chunks, onset = transcribe._speech_chunks(np.concatenate([silence, audio, silence]), True, True)
     assert chunks[0]["start"] / 16000 == pytest.approx(3.7, abs=0.2) and onset / 16000 == pytest.approx(4.05, abs=0.2)
     assert chunks[-1]["end"] < audio.size + 6 * 16000 - 16000
 
