@@ -465,10 +465,11 @@ class _SkippedSpeech:
     def around(
         self, segments: Iterator[Segment], start_s: float, end_s: float, language: str | None
     ) -> Iterator[Segment]:
-        """``segments`` (of the audio from ``start_s`` to ``end_s``) with what was skipped between them."""
+        """``segments`` (of the audio from ``start_s`` to ``end_s``, decoded in ``language``) with what
+        was skipped between them."""
         covered_s = start_s
         for segment in segments:
-            yield from self._recover(covered_s, segment.start, segment.language or language)
+            yield from self._recover(covered_s, segment.start, language)
             yield segment
             covered_s = max(covered_s, segment.end)
         yield from self._recover(covered_s, end_s, language)
