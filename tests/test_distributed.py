@@ -39,6 +39,7 @@ from isoscribe.distributed import (
     visibility_timeout_s,
 )
 from isoscribe.isolation import StageTimeout, WorkerCrashed
+from isoscribe.summary.text import turns_from_text
 from isoscribe.transcript import (
     ActionItem,
     Segment,
@@ -71,8 +72,8 @@ def test_requests_and_results_round_trip_as_json() -> None:
         language="en", language_probability=0.99, duration_s=1.5, model="tiny.en", source="x.wav",
     )
     call_bob = ActionItem("SPEAKER_00", "call Bob", "by Friday", SourceSpan(0.0, 1.5, "SPEAKER_00", "I will call Bob by Friday"))
-    summary = Summary("short", action_items=[call_bob], model_action_items=["- call Bob"], model="smollm2")
-    for value in (request, SummaryRequest("SPEAKER_00: hi"), summary, {"plain": [1, 2]}):
+    summary = Summary("short", action_items=[call_bob], model="smollm2")
+    for value in (request, SummaryRequest(tuple(turns_from_text("SPEAKER_00: hi"))), summary, {"plain": [1, 2]}):
         decoded = decode_value(json.loads(json.dumps(encode_value(value))))
         assert decoded == value
     decoded = decode_value(json.loads(json.dumps(encode_value(transcript))))
@@ -368,7 +369,7 @@ def test_spilled_result_file_goes_only_after_it_is_decoded(redis_server: RedisSe
     settings = _client_settings(redis_server, shared_dir)
     stats = {"wall_s": 1.0, "peak_rss_mb": 10.0, "peak_gpu_mb": None, "worker_pid": 1, "worker_task_number": 1}
     with CeleryExecutor(settings) as executor:
-        broken = executor.submit("summary", SummaryRequest("text"))
+        broken = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
         task_id = _queued_task_id(settings, "llm")
         undecodable = {"value": {"type": "isoscribe.transcript:NoSuchType", "data": {}}, "stats": stats,
                        "worker": "w@h", "padding": "x" * 300_000}
@@ -378,7 +379,7 @@ def test_spilled_result_file_goes_only_after_it_is_decoded(redis_server: RedisSe
             broken.result(timeout=30)
         assert (shared_dir / pointer["result_file"]).is_file(), "a result that could not be decoded is kept"
 
-        good = executor.submit("summary", SummaryRequest("text"))
+        good = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
         task_id = _queued_task_id(settings, "llm")
         summary = Summary("s" * 300_000, model="smollm2")
         pointer = _spill_if_big({"value": encode_value(summary), "stats": stats, "worker": "w@h"}, task_id, shared_dir)
@@ -529,9 +530,9 @@ def test_summary_runs_on_the_llm_queue(cluster: Cluster) -> None:
     # Only the client asks for short answers: the worker computes with the client's llm settings.
     settings = cluster.settings.model_copy(update={"llm": cluster.settings.llm.model_copy(update={"max_tokens": 16, "threads": 1})})
     with CeleryExecutor(settings) as executor:
-        result = executor.submit("summary", SummaryRequest(text)).result(timeout=300)
+        result = executor.submit("summary", SummaryRequest(tuple(turns_from_text(text.replace(" SPEAKER_", "\nSPEAKER_"))))).result(timeout=300)
     assert isinstance(result.value, Summary)
-    assert result.value.summary.strip() and result.value.warning is None
+    assert result.value.overview.strip() and result.value.warning is None
     assert result.stats.wall_s > 0
 
 

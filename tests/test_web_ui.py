@@ -203,6 +203,7 @@ def _click_a_word_and_check_the_player_seeks(driver: webdriver.Chrome) -> None:
 def _check_summary_panel(driver: webdriver.Chrome) -> None:
     assert _visible(driver, "summary-block"), "the job asked for a summary; the side panel should show it"
     assert driver.find_elements(By.CSS_SELECTOR, "#action-items li")
+    assert driver.find_elements(By.CSS_SELECTOR, "#topics li button"), "each topic has a button that plays from its start"
 
 
 def _rename_speaker(driver: webdriver.Chrome, label: str, name: str) -> None:

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")
     summarize.add_argument("transcript", type=Path, help="isoscribe JSON transcript or plain text")
+    summarize.add_argument("--format", choices=["md", "json"], default="md", help="markdown digest or the summary object")
     summarize.add_argument("--llm-model", dest="llm_model_path", type=Path, help="GGUF file")
     summarize.add_argument("--llm-backend", choices=["llama_cpp", "openai"])
 

@@ -11,7 +11,6 @@ from pathlib import Path
 from isoscribe.config import Settings
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.files import write_atomic
-from isoscribe.grounding import transcript_from_text
 from isoscribe.isolation import install_termination_handler
 from isoscribe.logs import log_event
 from isoscribe.models import ModelNotFound, resolve_model
@@ -19,6 +18,7 @@ from isoscribe.outputs import format_transcript, to_summary_md
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, batch_policy
 from isoscribe.pipeline.sequence import FilePipeline
 from isoscribe.pipeline.stages import speech_request, stage_specs
+from isoscribe.summary.text import transcript_from_text
 from isoscribe.transcript import Summary, Transcript
 from isoscribe.tuning import resolve_one_worker
 
@@ -93,8 +93,12 @@ def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
         summary = FilePipeline(executor, Policy(summarize=True)).summarize(transcript)
     finally:
         executor.shutdown()
-    if summary.warning and not summary.summary:
-        print(f"isoscribe: {summary.warning}", file=sys.stderr)
+    for warning in summary.warnings:
+        print(f"isoscribe: {warning}", file=sys.stderr)
+    if not summary.overview:
         return 1
-    print(to_summary_md(summary), end="")
+    if getattr(args, "format", "md") == "json":
+        print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(to_summary_md(summary), end="")
     return 0

@@ -24,7 +24,7 @@ from isoscribe.service.transcription import pipeline_api_error, service_policy, 
 from isoscribe.service.known_speakers import check_references, save_references
 from isoscribe.service.streaming import LiveRun
 from isoscribe.service.uploads import UploadedForm, receive_multipart
-from isoscribe.speaker_names import rename_speakers, rename_summary_speakers
+from isoscribe.summary.renaming import rename_speakers, rename_summary_speakers
 from isoscribe.transcript import SpeechRequest, Summary, Transcript
 
 __all__ = ["Service", "MODEL_ALIAS"]
