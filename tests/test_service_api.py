@@ -202,7 +202,8 @@ def test_job_with_diarization_and_summary(server: ServerProcess, jfk: Path) -> N
     assert verbose["segments"] and all(s["speaker"].startswith("SPEAKER_") for s in verbose["segments"])
     assert verbose["words"] and all(w["speaker"].startswith("SPEAKER_") for w in verbose["words"])
     assert summary["warning"] is None and summary["grounded"], summary
-    assert summary["sentences_checked"] >= 1 and summary["sentences_checked"] >= summary["sentences_dropped"]
+    # Grounding kept at least one sentence, and the summary text is what it kept.
+    assert summary["sentences_checked"] > summary["sentences_dropped"] and summary["summary"].strip(), summary
     assert {"speech_s", "summary_s"} <= set(status["timings"])
 
 

@@ -532,6 +532,7 @@ async function download(format, extension) {
 function playFrom(seconds) {
   const player = $("player");
   player.currentTime = seconds;
+  highlightAt(seconds); // the seek itself lands later; the clicked word is current from now on
   player.play().catch(() => {});
 }
 
