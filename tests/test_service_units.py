@@ -10,11 +10,11 @@ import pytest
 from isoscribe.config import load_settings
 from isoscribe.models import cannot_translate
 from isoscribe.service.errors import ApiError
-from isoscribe.service.formats import diarized_json, speaker_labels, verbose_json
+from isoscribe.openai_shapes import diarized_json, speaker_labels, verbose_json
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.service.known_speakers import save_references
 from isoscribe.service.schemas import TranscriptionParams, from_form
-from isoscribe.service.transcription import service_policy
+from isoscribe.service.policy import service_policy
 from isoscribe.service.uploads import UploadedForm, receive_multipart, safe_extension
 from isoscribe.transcript import Segment, Transcript, Word
 

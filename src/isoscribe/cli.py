@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from isoscribe.config import Settings, SettingsError, load_settings
+from isoscribe.formats import names as format_names
 from isoscribe.logs import configure_logging
 from isoscribe.models import cannot_translate
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="output directory (holds the ledger)")
     _add_asr_flags(run)
     run.add_argument("--summarize", action=argparse.BooleanOptionalAction, default=None)
-    run.add_argument("--formats", help="comma-separated: json,txt,srt,vtt,tsv,rttm,summary")
+    run.add_argument("--formats", help=f"comma-separated: {','.join(format_names('batch'))}")
     run.add_argument("--workers", type=int)
     run.add_argument("--isolation", choices=["pooled", "per-file"])
     run.add_argument("--memory-budget", dest="memory_budget_mb", type=float, help="MB for all running stages")
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", help="transcribe one file in an isolated worker")
     transcribe.add_argument("file", type=Path)
     _add_asr_flags(transcribe)
-    transcribe.add_argument("--format", choices=["json", "txt", "srt", "vtt", "tsv", "rttm"], default="txt")
+    transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
     transcribe.add_argument("--out", type=Path, help="write here instead of stdout")
 
     summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from isoscribe.formats import names as format_names
 from isoscribe.languages import check_language
 from pydantic_settings import (
     BaseSettings,
@@ -38,7 +39,7 @@ __all__ = [
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("isoscribe_config_file", default=None)
 
-OutputFormat = Literal["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
+OutputFormat = Literal[format_names("batch")]  # type: ignore[valid-type]
 
 Auto = Literal["auto"]
 """Sized from this machine's calibration (``isoscribe tune``, see tuning.py)."""
@@ -164,7 +165,7 @@ class BatchSettings(_Section):
     max_attempts: int = Field(3, ge=1)
     retry_backoff_s: float = Field(1.0, ge=0)
     summarize: bool = True
-    formats: list[OutputFormat] = ["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
+    formats: list[OutputFormat] = list(format_names("batch"))
     asr_peak_mb: float | None = None
     """Declared peak of the ASR stage; learned from the ledger when None."""
     llm_peak_mb: float | None = None

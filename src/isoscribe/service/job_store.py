@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isoscribe.service.transcription import SpeechOptions
+
 __all__ = ["Job", "JobOptions", "JobStore", "TERMINAL_STATUSES"]
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -45,15 +47,10 @@ CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 
 
 @dataclass(frozen=True)
-class JobOptions:
-    """What the client asked for; stored as JSON with the job."""
+class JobOptions(SpeechOptions):
+    """What the client asked for (its speech options and more); stored as JSON with the job."""
 
     model: str = ""
-    language: str | None = None
-    prompt: str | None = None
-    temperature: float | None = None
-    diarize: bool = False
-    num_speakers: int | None = None
     summarize: bool = False
     filename: str = ""
     """The uploaded file's name as the client gave it (shown in the web page's job list)."""
@@ -97,7 +94,7 @@ class Job:
 
 
 class JobStore:
-    """Thread-safe: FastAPI handlers, the job runner and its threads share one connection under a lock."""
+    """Thread-safe: FastAPI handlers, the job loops and their threads share one connection under a lock."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

@@ -2,25 +2,24 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from isoscribe.languages import check_language
 from isoscribe.service.errors import ApiError
 from isoscribe.service.known_speakers import MAX_KNOWN_SPEAKERS
-from isoscribe.service.formats import Granularity, ResponseFormat, TranslationFormat
+from isoscribe.formats import names
+from isoscribe.openai_shapes import Granularity
 from isoscribe.service.transcription import SpeechOptions
 from isoscribe.service.uploads import UploadedForm
 
 __all__ = ["TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "from_form"]
 
-ResultFormat = Literal[
-    "json", "text", "srt", "verbose_json", "vtt", "diarized_json",
-    "transcript", "txt", "tsv", "rttm", "summary", "summary_md",
-]
-"""Job results: OpenAI's formats; isoscribe's full transcript JSON; the batch's txt (speaker-labelled
-lines), tsv and rttm; the summary as JSON and as the batch's markdown."""
+# The names come from the format registry (isoscribe.formats), where each format says where it is allowed.
+ResponseFormat = Literal[names("transcription")]  # type: ignore[valid-type]
+TranslationFormat = Literal[names("translation")]  # type: ignore[valid-type]
+ResultFormat = Literal[names("job")]  # type: ignore[valid-type]
 
 _LIST_FIELDS = {
     "timestamp_granularities[]": "timestamp_granularities",
@@ -38,21 +37,46 @@ SpeakerName = Annotated[
 """A known speaker's name: one line, not only digits (cluster numbers are digits until relabelled)."""
 
 
-class _Params(BaseModel):
+class _SpeechParams(BaseModel):
+    """What every form shares; ``speech_options`` is the one mapping of a form to SpeechOptions."""
+
     # Unknown fields are ignored, as newer OpenAI clients send fields we lack.
     model_config = {"extra": "ignore"}
+    task: ClassVar[Literal["transcribe", "translate"]] = "transcribe"
 
     model: str = "whisper-1"
-    language: str | None = Field(None, max_length=16)
     prompt: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _blank_prompt_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def diarized(self) -> bool:
+        return False
+
+    def speech_options(self) -> SpeechOptions:
+        return SpeechOptions(
+            language=getattr(self, "language", None),
+            prompt=self.prompt,
+            temperature=self.temperature or None,
+            diarize=self.diarized,
+            num_speakers=getattr(self, "num_speakers", None),
+            task=self.task,
+        )
+
+
+class _Params(_SpeechParams):
+    language: str | None = Field(None, max_length=16)
     diarize: bool = False
     num_speakers: int | None = Field(None, ge=1, le=32)
     known_speaker_names: list[SpeakerName] = Field([], max_length=MAX_KNOWN_SPEAKERS)
     known_speaker_references: list[str] = Field([], max_length=MAX_KNOWN_SPEAKERS)
     """Voice samples as data URLs, one per name (see service.known_speakers)."""
 
-    @field_validator("language", "prompt", mode="before")
+    @field_validator("language", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -75,9 +99,6 @@ class _Params(BaseModel):
     def diarized(self) -> bool:
         return self.diarize or bool(self.known_speaker_names)
 
-    def speech_options(self) -> SpeechOptions:
-        return SpeechOptions(self.language, self.prompt, self.temperature or None, self.diarized, self.num_speakers)
-
 
 class TranscriptionParams(_Params):
     response_format: ResponseFormat = "json"
@@ -97,18 +118,11 @@ class TranscriptionParams(_Params):
         return "logprobs" in self.include
 
 
-class TranslationParams(BaseModel):
+class TranslationParams(_SpeechParams):
     """OpenAI's translation form: no language (the output is English), no streaming."""
 
-    model_config = {"extra": "ignore"}
-
-    model: str = "whisper-1"
-    prompt: str | None = None
+    task: ClassVar[Literal["transcribe", "translate"]] = "translate"
     response_format: TranslationFormat = "json"
-    temperature: float = Field(0.0, ge=0.0, le=1.0)
-
-    def speech_options(self) -> SpeechOptions:
-        return SpeechOptions(prompt=self.prompt or None, temperature=self.temperature or None, task="translate")
 
 
 class JobParams(_Params):

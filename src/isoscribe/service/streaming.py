@@ -18,8 +18,8 @@ from typing import Any
 from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent, TranscriptionTextSegmentEvent
 
 from isoscribe.pipeline import Event, FileResult, Policy, Probed, SegmentReady
-from isoscribe.service.execution import StageRunner
-from isoscribe.service.formats import diarized_segment, logprobs, speaker_labels, usage
+from isoscribe.service.execution import PipelineRunner
+from isoscribe.openai_shapes import diarized_segment, logprobs, speaker_labels, usage
 from isoscribe.transcript import SpeechRequest
 
 __all__ = ["LiveRun", "transcription_events", "sse_body", "SSE_MEDIA_TYPE"]
@@ -28,19 +28,19 @@ SSE_MEDIA_TYPE = "text/event-stream"
 
 
 class LiveRun:
-    """One file through the pipeline on the runner's threads, its events handed to asyncio as they come.
+    """One file through the pipeline on the PipelineRunner's threads, its events handed to asyncio as they come.
 
     Events reach the queue through ``call_soon_threadsafe`` in the order the pipeline emits them, and
     the end marker (None) after all of them, since the task finishes only after the pipeline returns.
     """
 
-    def __init__(self, runner: StageRunner, policy: Policy, speech: SpeechRequest) -> None:
+    def __init__(self, pipelines: PipelineRunner, policy: Policy, speech: SpeechRequest) -> None:
         loop = asyncio.get_running_loop()
         self.audio_path = Path(speech.audio_path)
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self.pipeline = runner.pipeline(policy, lambda event: loop.call_soon_threadsafe(self._events.put_nowait, event))
+        self.pipeline = pipelines.pipeline(policy, lambda event: loop.call_soon_threadsafe(self._events.put_nowait, event))
         self.task: asyncio.Future[FileResult] = asyncio.ensure_future(
-            runner.run(self.pipeline, lambda: self.pipeline.run(speech))
+            pipelines.run(self.pipeline, lambda: self.pipeline.run(speech))
         )
         self.task.add_done_callback(lambda _: self._events.put_nowait(None))
 

@@ -6,15 +6,16 @@ from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
-from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import StringConstraints
 
-from isoscribe import outputs
+from isoscribe.formats import RenderContext, find
 from isoscribe.service.errors import ApiError
-from isoscribe.service.formats import render
-from isoscribe.service.job_runner import job_status
 from isoscribe.service.job_store import Job
-from isoscribe.service.schemas import JobParams, ResultFormat, from_form
+from isoscribe.service.job_view import job_status
+from isoscribe.service.render import render
+from isoscribe.service.routers.forms import receive_form
+from isoscribe.service.schemas import JobParams, ResultFormat
 from isoscribe.transcript import Summary, Transcript
 
 router = APIRouter(prefix="/v1/jobs")
@@ -22,15 +23,14 @@ router = APIRouter(prefix="/v1/jobs")
 SpeakerName = Annotated[
     str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\r\n]+$")
 ]
-_OUTPUT_FORMATS = {"txt", "tsv", "rttm"}
-"""The batch's writers (``isoscribe.outputs``): speaker-labelled text, whisper's tsv, NIST RTTM."""
 _MAX_LISTED = 200
 
 
 @router.post("", status_code=202)
 async def create_job(request: Request) -> JSONResponse:
     """Multipart form: file plus the transcription fields, summarize, webhook_url."""
-    job = await request.app.state.service.submit_job(request, lambda form: from_form(JobParams, form))
+    upload, params = await receive_form(request, JobParams, "job")
+    job = await request.app.state.service.submit_job(upload, params)
     return JSONResponse(job_status(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
@@ -49,14 +49,11 @@ async def get_job(job_id: str, request: Request) -> dict:
 @router.get("/{job_id}/result")
 async def get_job_result(job_id: str, request: Request, format: ResultFormat = "json") -> Response:
     job = _finished_job(request, job_id)
-    if format in ("summary", "summary_md"):
-        return _summary(job, format)
-    if format == "transcript":
-        return JSONResponse(job.transcript)
-    transcript = Transcript.from_dict(job.transcript)
-    if format in _OUTPUT_FORMATS:
-        return PlainTextResponse(outputs.format_transcript(transcript, format))
-    return render(transcript, format, ("word", "segment"))
+    summary = Summary.from_dict(job.summary) if job.summary else None
+    if find(format, "job").needs_summary and summary is None:
+        raise ApiError(404, "the job was not asked to summarize", code="no_summary")
+    context = RenderContext(("word", "segment"), title=f"Summary of {job.options.filename or job.id}")
+    return render(Transcript.from_dict(job.transcript), summary, format, "job", context)
 
 
 @router.get("/{job_id}/audio")
@@ -92,12 +89,3 @@ def _finished_job(request: Request, job_id: str) -> Job:
     if job.status != "succeeded" or job.transcript is None:
         raise ApiError(409, f"job {job_id} is {job.status}, it has no result", code="job_not_finished")
     return job
-
-
-def _summary(job: Job, format: str) -> Response:
-    if job.summary is None:
-        raise ApiError(404, "the job was not asked to summarize", code="no_summary")
-    if format == "summary":
-        return JSONResponse(job.summary)
-    markdown = outputs.to_summary_md(Summary.from_dict(job.summary), title=f"Summary of {job.options.filename or job.id}")
-    return PlainTextResponse(markdown, media_type="text/markdown")

@@ -12,9 +12,9 @@ faster-whisper's word probability, which is the mean of the probabilities of the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from openai.types.audio import (
     Transcription,
     TranscriptionDiarized,
@@ -25,54 +25,32 @@ from openai.types.audio import (
 )
 from openai.types.audio.transcription import Logprob
 
-from isoscribe import outputs
 from isoscribe.transcript import Segment, Transcript, Word
 
 __all__ = [
-    "ResponseFormat",
-    "TranslationFormat",
+    "SHAPES",
     "Granularity",
-    "RESPONSE_FORMATS",
-    "render",
+    "transcription_json",
     "verbose_json",
     "diarized_json",
     "speaker_labels",
     "diarized_segment",
     "logprobs",
     "usage",
+    "language_name",
 ]
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
-TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["word", "segment"]
-RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 _DIARIZER_LABEL = "SPEAKER_"
 """Prefix of the diarizer's own labels; other labels are names given by the client."""
 
 
-def render(
-    transcript: Transcript,
-    response_format: str,
-    granularities: list[str] | tuple[str, ...] = (),
-    with_logprobs: bool = False,
-) -> Response:
-    if response_format == "json":
-        body = Transcription(
-            text=transcript.text, logprobs=logprobs(transcript.segments) if with_logprobs else None,
-            usage=usage(transcript),
-        )
-        return JSONResponse(body.model_dump(exclude_none=True))
-    if response_format == "diarized_json":
-        return JSONResponse(diarized_json(transcript))
-    if response_format == "verbose_json":
-        return JSONResponse(verbose_json(transcript, granularities))
-    if response_format == "text":
-        return PlainTextResponse(transcript.text + "\n")
-    if response_format == "srt":
-        return PlainTextResponse(outputs.to_srt(transcript))
-    if response_format == "vtt":
-        return PlainTextResponse(outputs.to_vtt(transcript), media_type="text/vtt")
-    raise ValueError(f"unknown response format {response_format!r}")
+def transcription_json(transcript: Transcript, with_logprobs: bool = False) -> dict[str, Any]:
+    body = Transcription(
+        text=transcript.text, logprobs=logprobs(transcript.segments) if with_logprobs else None,
+        usage=usage(transcript),
+    )
+    return body.model_dump(exclude_none=True)
 
 
 def verbose_json(transcript: Transcript, granularities: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
@@ -196,3 +174,11 @@ _LANGUAGE_NAMES = dict(
     ).split()
 )
 _LANGUAGE_NAMES["ht"] = "haitian creole"
+
+
+SHAPES: dict[str, Callable[[Transcript, Any], dict[str, Any]]] = {
+    "json": lambda transcript, context: transcription_json(transcript, context.logprobs),
+    "verbose_json": lambda transcript, context: verbose_json(transcript, context.granularities),
+    "diarized_json": lambda transcript, context: diarized_json(transcript),
+}
+"""The JSON shapes by response format, over ``formats.RenderContext``; the registry is ``isoscribe.formats``."""
