@@ -952,6 +952,11 @@ return requeued
 
 _JSON_JOB_FIELDS = ("timings", "transcript", "summary")
 _FLOAT_JOB_FIELDS = ("created_at", "started_at", "finished_at", "progress", "audio_duration_s", "audio_done_s")
+_LISTED_JOB_FIELDS = (
+    "id", "status", "audio_path", "stage", *_FLOAT_JOB_FIELDS, "timings", "attempts", "options", "webhook_url",
+    "error_type", "error", "api_key_id",
+)
+"""A listed job's fields: all but its transcript and summary."""
 
 
 class RedisJobStore:
@@ -992,15 +997,16 @@ class RedisJobStore:
     def ping(self) -> None:
         self._redis.ping()
 
-    def create(self, audio_path: Path, options: Any, webhook_url: str | None = None) -> Any:
+    def create(self, audio_path: Path, options: Any, webhook_url: str | None = None, api_key_id: str = "") -> Any:
         from isoscribe.service.job_store import Job
 
         job = Job(
             id=f"job_{uuid.uuid4().hex}", status="queued", created_at=time.time(), audio_path=str(audio_path),
-            options=options, webhook_url=webhook_url,
+            options=options, webhook_url=webhook_url, api_key_id=api_key_id,
         )
         fields = {"id": job.id, "status": "queued", "created_at": repr(job.created_at), "progress": "0", "stage": "",
-                  "attempts": "0", "audio_path": job.audio_path, "options": options.to_json(), "timings": "{}"}
+                  "attempts": "0", "audio_path": job.audio_path, "options": options.to_json(), "timings": "{}",
+                  "api_key_id": api_key_id}
         if webhook_url:
             fields["webhook_url"] = webhook_url
         pipe = self._redis.pipeline()
@@ -1017,14 +1023,28 @@ class RedisJobStore:
     def count(self, status: str) -> int:
         return self._redis.scard(f"{self.prefix}status:{status}")
 
-    def recent(self, limit: int) -> list[Any]:
-        """The newest ``limit`` jobs, newest first."""
+    def recent(self, limit: int, after: str | None = None, api_key_id: str | None = None) -> list[Any]:
+        """The newest ``limit`` jobs older than job ``after``, newest first, without transcript and
+        summary; only those of ``api_key_id`` unless it is None."""
         ids = self._redis.sunion([f"{self.prefix}status:{status}" for status in _JOB_STATUSES])
         pipe = self._redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hgetall(self._job_key(job_id))
-        jobs = [_to_job(data) for data in pipe.execute() if data]
-        return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
+            pipe.hmget(self._job_key(job_id), _LISTED_JOB_FIELDS)
+        listed = [dict(zip(_LISTED_JOB_FIELDS, values)) for values in pipe.execute()]
+        jobs = [_to_job({k: v for k, v in data.items() if v is not None}) for data in listed if data["id"]]
+        if api_key_id is not None:
+            jobs = [job for job in jobs if job.api_key_id == api_key_id]
+        jobs.sort(key=lambda job: job.created_at, reverse=True)
+        if after is not None:
+            cursor = next((job.created_at for job in jobs if job.id == after), 0.0)
+            jobs = [job for job in jobs if job.created_at < cursor]
+        return jobs[:limit]
+
+    def expired(self, finished_before: float) -> list[Any]:
+        """Finished jobs whose time is up (``service.job_ttl_s``)."""
+        ids = self._redis.sunion([f"{self.prefix}status:{status}" for status in ("succeeded", "failed", "cancelled")])
+        jobs = [self.get(job_id) for job_id in ids]
+        return [job for job in jobs if job is not None and (job.finished_at or 0) < finished_before]
 
     def delete(self, job_id: str) -> bool:
         pipe = self._redis.pipeline()
@@ -1125,4 +1145,5 @@ def _to_job(data: dict[str, str]) -> Any:
     values["webhook_url"] = data.get("webhook_url")
     values["error_type"] = data.get("error_type")
     values["error"] = data.get("error")
+    values["api_key_id"] = data.get("api_key_id", "")
     return Job(**values)

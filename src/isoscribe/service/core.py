@@ -19,6 +19,7 @@ from isoscribe.models import available_models, cannot_translate
 from isoscribe.service.errors import ApiError
 from isoscribe.pipeline import PipelineError
 from isoscribe.service.admission import Upload, delete_files
+from isoscribe.service.auth import Caller, KeyRing
 from isoscribe.service.execution import PipelineRunner, QueueFull, add_model_pool, build_executor
 from isoscribe.service.job_loops import JobLoops
 from isoscribe.service.job_store import Job, JobOptions, JobStore
@@ -50,6 +51,7 @@ class Service:
         self.request_upload_dir = self.data_dir / "uploads"
         self.job_audio_dir = self.data_dir / "job-audio"
         self.store = _open_job_store(settings, self.data_dir)
+        self.keys = KeyRing(settings)
         self.pipelines: PipelineRunner | None = None
         self.job_loops: JobLoops | None = None
         self.metrics: ServiceMetrics | None = None
@@ -113,10 +115,42 @@ class Service:
         running = self.job_loops.running if self.job_loops else 0
         return self.store.count("queued") + running
 
+    def model(self, model_id: str) -> dict[str, Any]:
+        if model_id not in self.model_ids():
+            raise ApiError(404, f"no model {model_id!r} (see GET /v1/models)", code="model_not_found")
+        return {"id": model_id, "object": "model", "created": 0, "owned_by": "isoscribe"}
+
     def model_ids(self) -> list[str]:
         installed = [m.name for m in available_models(self.settings.asr.model_cache_dir) if m.installed]
         default = self.settings.asr.model
         return [MODEL_ALIAS, *([default] if default not in installed else []), *installed]
+
+    def served_model(self, model: str, task: str = "transcribe") -> str:
+        """The model a request's ``model`` runs on. ``whisper-1`` is the configured model, except for a
+        translation when that model is English-only: then ``service.translation_model``, as OpenAI's
+        whisper-1 translates."""
+        if model != MODEL_ALIAS:
+            return model
+        default = self.settings.asr.model
+        if task == "translate" and cannot_translate(default, self.settings.asr.model_cache_dir) is not None:
+            return self.settings.service.translation_model
+        return default
+
+    def check_request(self, params: Any) -> str:
+        """The speech stage serving ``params``; 400 for a model that is not served, cannot translate, or
+        cannot transcribe the asked language."""
+        model = self.served_model(params.model, params.task)
+        stage = self.speech_stage_for(model)
+        english_only = cannot_translate(model, self.settings.asr.model_cache_dir)
+        if params.task == "translate" and english_only is not None:
+            raise ApiError(400, english_only, param="model", code="model_cannot_translate")
+        language = params.speech_options().language
+        if language not in (None, "en") and english_only is not None:
+            raise ApiError(
+                400, f"model {params.model!r} is English-only and cannot transcribe language {language!r}; "
+                "use a multilingual model (see GET /v1/models)", param="language", code="unsupported_language",
+            )
+        return stage
 
     def speech_stage_for(self, model: str) -> str:
         """The executor stage serving ``model``: the configured one, or another installed model's own pool."""
@@ -164,9 +198,7 @@ class Service:
         upload is closed (slot freed, files deleted) when it ends."""
         assert self.pipelines is not None
         try:
-            stage = self.speech_stage_for(params.model)
-            if params.task == "translate":
-                self._check_translates(params.model)
+            stage = self.check_request(params)
             known = await self._known_speakers(params, upload.files, self.request_upload_dir)
             speech = service_speech_request(self.settings, upload.audio_path, params.speech_options())
             run = LiveRun(self.pipelines, service_policy(self.settings, stage), replace(speech, known_speakers=known))
@@ -200,17 +232,11 @@ class Service:
         await check_references(self.pipelines, known)
         return tuple(known)
 
-    def _check_translates(self, model: str) -> None:
-        name = self.settings.asr.model if model == MODEL_ALIAS else model
-        refusal = cannot_translate(name, self.settings.asr.model_cache_dir)
-        if refusal is not None:
-            raise ApiError(400, refusal, param="model", code="model_cannot_translate")
-
-    async def submit_job(self, upload: Upload, params: JobParams) -> Job:
+    async def submit_job(self, upload: Upload, params: JobParams, caller: Caller) -> Job:
         """Validate a received job upload, then queue it; the job owns its files from then on."""
         assert self.job_loops is not None
         try:
-            self.speech_stage_for(params.model)
+            self.check_request(params)
             known = await self._known_speakers(params, upload.files, self.job_audio_dir)
             options = JobOptions(
                 **asdict(params.speech_options()),
@@ -219,7 +245,7 @@ class Service:
                 filename=upload.filename,
                 known_speakers={speaker.name: speaker.audio_path for speaker in known},
             )
-            job = await self._store(self.store.create, upload.audio_path, options, params.webhook_url)
+            job = await self._store(self.store.create, upload.audio_path, options, params.webhook_url, caller.owner)
         except BaseException:
             upload.close()
             raise
@@ -227,6 +253,11 @@ class Service:
         self.job_loops.notify()
         log_event(logger, "job_queued", id=job.id, bytes=upload.size_bytes)
         return job
+
+    async def off_loop(self, call, *args):
+        """``call`` (which may reach the job store) off the event loop; 503 with Retry-After while the store
+        is unreachable."""
+        return await self._store(call, *args)
 
     async def _store(self, call, *args):
         """A job-store call off the event loop; 503 with Retry-After while the store is unreachable."""
@@ -239,26 +270,30 @@ class Service:
                 code="store_unavailable", headers={"Retry-After": "5"},
             ) from None
 
-    def cancel_job(self, job_id: str) -> Job:
-        job = self.get_job(job_id)
-        if self.store.cancel(job_id):
+    async def list_jobs(self, caller: Caller, limit: int, after: str | None) -> list[Job]:
+        """The caller's newest jobs (every job for an admin), without their results."""
+        return await self._store(self.store.recent, limit, after, None if caller.admin else caller.owner)
+
+    async def cancel_job(self, job_id: str, caller: Caller) -> Job:
+        job = await self.get_job(job_id, caller)
+        if await self._store(self.store.cancel, job_id):
             if job.status == "queued":  # a running job's files are removed by its job loop when it stops
                 delete_files(_job_files(job))
             elif self.job_loops is not None:
                 self.job_loops.stop_running(job_id)
             log_event(logger, "job_cancelled", id=job_id, was=job.status)
-        return self.get_job(job_id)
+        return await self.get_job(job_id, caller)
 
-    def delete_job(self, job_id: str) -> None:
+    async def delete_job(self, job_id: str, caller: Caller) -> None:
         """Cancel the job if it has not finished, then forget it and its audio."""
-        job = self.cancel_job(job_id)
-        self.store.delete(job_id)
+        job = await self.cancel_job(job_id, caller)
+        await self._store(self.store.delete, job_id)
         delete_files(_job_files(job))
         log_event(logger, "job_deleted", id=job_id)
 
-    def rename_speakers(self, job_id: str, names: dict[str, str]) -> Job:
+    async def rename_speakers(self, job_id: str, names: dict[str, str], caller: Caller) -> Job:
         """Rename speakers in the stored transcript and summary; 400 for a label the transcript lacks."""
-        job = self.get_job(job_id)
+        job = await self.get_job(job_id, caller)
         if job.status != "succeeded" or job.transcript is None:
             raise ApiError(409, f"job {job_id} is {job.status}, it has no transcript", code="job_not_finished")
         transcript = Transcript.from_dict(job.transcript)
@@ -267,13 +302,16 @@ class Service:
             raise ApiError(400, f"no speaker {', '.join(unknown)} in this transcript", code="unknown_speaker")
         rename_speakers(transcript, names)
         summary = rename_summary_speakers(Summary.from_dict(job.summary), names) if job.summary else None
-        self.store.replace_result(job_id, transcript.to_dict(), summary.to_dict() if summary else None)
+        await self._store(
+            self.store.replace_result, job_id, transcript.to_dict(), summary.to_dict() if summary else None
+        )
         log_event(logger, "job_speakers_renamed", id=job_id, count=len(names))
-        return self.get_job(job_id)
+        return await self.get_job(job_id, caller)
 
-    def get_job(self, job_id: str) -> Job:
-        job = self.store.get(job_id)
-        if job is None:
+    async def get_job(self, job_id: str, caller: Caller) -> Job:
+        """The job, if ``caller`` may see it; another key's job is as absent as a missing one (404)."""
+        job = await self._store(self.store.get, job_id)
+        if job is None or not caller.may_see(job.api_key_id):
             raise ApiError(404, f"no job {job_id!r}", code="job_not_found")
         return job
 

@@ -10,6 +10,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from pydantic import StringConstraints
 
 from isoscribe.formats import RenderContext, find
+from isoscribe.service.auth import caller_of
 from isoscribe.service.errors import ApiError
 from isoscribe.service.job_store import Job
 from isoscribe.service.job_view import job_status
@@ -30,25 +31,29 @@ _MAX_LISTED = 200
 async def create_job(request: Request) -> JSONResponse:
     """Multipart form: file plus the transcription fields, summarize, webhook_url."""
     upload, params = await receive_form(request, JobParams, "job")
-    job = await request.app.state.service.submit_job(upload, params)
+    job = await request.app.state.service.submit_job(upload, params, caller_of(request))
     return JSONResponse(job_status(job), status_code=202, headers={"Location": f"/v1/jobs/{job.id}"})
 
 
 @router.get("")
-async def list_jobs(request: Request, limit: Annotated[int, Query(ge=1, le=_MAX_LISTED)] = 50) -> dict:
-    """The newest jobs first."""
-    jobs = request.app.state.service.store.recent(limit)
-    return {"object": "list", "data": [job_status(job) for job in jobs]}
+async def list_jobs(
+    request: Request, limit: Annotated[int, Query(ge=1, le=_MAX_LISTED)] = 50, after: str | None = None
+) -> dict:
+    """The caller's newest jobs first, ``limit`` at a time; ``after`` (the last id of a page) gives the next page."""
+    jobs = await request.app.state.service.list_jobs(caller_of(request), limit, after)
+    has_more = len(jobs) == limit
+    return {"object": "list", "data": [job_status(job) for job in jobs], "has_more": has_more,
+            "last_id": jobs[-1].id if jobs else None}
 
 
 @router.get("/{job_id}")
 async def get_job(job_id: str, request: Request) -> dict:
-    return job_status(request.app.state.service.get_job(job_id))
+    return job_status(await request.app.state.service.get_job(job_id, caller_of(request)))
 
 
 @router.get("/{job_id}/result")
 async def get_job_result(job_id: str, request: Request, format: ResultFormat = "json") -> Response:
-    job = _finished_job(request, job_id)
+    job = await _finished_job(request, job_id)
     summary = Summary.from_dict(job.summary) if job.summary else None
     if find(format, "job").needs_summary and summary is None:
         raise ApiError(404, "the job was not asked to summarize", code="no_summary")
@@ -59,7 +64,7 @@ async def get_job_result(job_id: str, request: Request, format: ResultFormat = "
 @router.get("/{job_id}/audio")
 async def get_job_audio(job_id: str, request: Request) -> FileResponse:
     """The uploaded audio, with Range support so that a player can seek."""
-    audio_path = Path(request.app.state.service.get_job(job_id).audio_path)
+    audio_path = Path((await request.app.state.service.get_job(job_id, caller_of(request))).audio_path)
     if not audio_path.is_file():
         raise ApiError(404, f"job {job_id} has no audio (only a succeeded job keeps it)", code="no_audio")
     return FileResponse(audio_path)
@@ -70,7 +75,7 @@ async def rename_speakers(
     job_id: str, request: Request, names: Annotated[dict[str, SpeakerName], Body(min_length=1, max_length=64)]
 ) -> dict:
     """Body ``{"SPEAKER_00": "Alice"}``: every format and the summary use the new names from now on."""
-    job = request.app.state.service.rename_speakers(job_id, names)
+    job = await request.app.state.service.rename_speakers(job_id, names, caller_of(request))
     return {"id": job.id, "transcript": job.transcript, "summary": job.summary}
 
 
@@ -79,13 +84,13 @@ async def cancel_job(job_id: str, request: Request, purge: bool = False) -> dict
     """Cancel a job that has not finished; ``purge=true`` also deletes the job, its audio and its result."""
     service = request.app.state.service
     if purge:
-        service.delete_job(job_id)
+        await service.delete_job(job_id, caller_of(request))
         return {"id": job_id, "object": "transcription.job.deleted", "deleted": True}
-    return job_status(service.cancel_job(job_id))
+    return job_status(await service.cancel_job(job_id, caller_of(request)))
 
 
-def _finished_job(request: Request, job_id: str) -> Job:
-    job = request.app.state.service.get_job(job_id)
+async def _finished_job(request: Request, job_id: str) -> Job:
+    job = await request.app.state.service.get_job(job_id, caller_of(request))
     if job.status != "succeeded" or job.transcript is None:
         raise ApiError(409, f"job {job_id} is {job.status}, it has no result", code="job_not_finished")
     return job

@@ -53,8 +53,12 @@ def _stream_error(service, error: Exception, run) -> dict:
 @router.get("/models")
 async def list_models(request: Request) -> dict:
     service = request.app.state.service
-    models = [{"id": name, "object": "model", "created": 0, "owned_by": "isoscribe"} for name in service.model_ids()]
-    return {"object": "list", "data": models}
+    return {"object": "list", "data": [service.model(name) for name in service.model_ids()]}
+
+
+@router.get("/models/{model_id:path}")
+async def get_model(model_id: str, request: Request) -> dict:
+    return request.app.state.service.model(model_id)
 
 
 @router.get("/formats")
