@@ -172,11 +172,19 @@ def test_translation_to_english_with_a_multilingual_model(client: OpenAI, german
         assert reads_as_english(text), text
 
 
+def test_whisper1_translations_run_on_the_multilingual_translation_model(client: OpenAI, german: Path) -> None:
+    """The server's model is tiny.en (English-only); OpenAI's whisper-1 translates, so whisper-1
+    translations run on ``service.translation_model`` (base by default)."""
+    with open(german, "rb") as audio:
+        translated = client.audio.translations.create(model="whisper-1", file=audio)
+    assert reads_as_english(translated.text), translated.text
+
+
 def test_translation_with_an_english_only_model_is_400_naming_a_multilingual_one(
     client: OpenAI, shared_data: Path
 ) -> None:
     with pytest.raises(BadRequestError) as refused, open(shared_data / "jfk" / "jfk.wav", "rb") as audio:
-        client.audio.translations.create(model="whisper-1", file=audio)
+        client.audio.translations.create(model="tiny.en", file=audio)
     message = str(refused.value)
     assert "tiny.en" in message and "English-only" in message and "base" in message
 

@@ -35,7 +35,7 @@ UPLOAD_CONTROLS = ["file-input", "model", "language", "diarize", "num-speakers",
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp_path = tmp_path_factory.mktemp("web-ui")
-    config = base_config(tmp_path / "data", max_duration_s=120, asr_workers=1)
+    config = base_config(tmp_path / "data", max_duration_s=120, asr_workers=1, keep_job_audio=True)
     running = ServerProcess(tmp_path, config).start()
     yield running
     assert running.stop() == 0, running.log()

@@ -55,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="OpenAI-compatible transcription server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="serve a non-loopback address without an API key"
+    )
+    serve.add_argument(
+        "--hash-key", action="store_true", help="read a key on stdin, print its line for service.api_keys_file, and exit"
+    )
 
     worker = commands.add_parser("worker", help="Celery worker for the asr and llm queues")
     worker.add_argument("--queues", default="asr,llm")

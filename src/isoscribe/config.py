@@ -205,7 +205,7 @@ class ServiceSettings(_Section):
     """User keys: each sees only the jobs it made. ``api_key`` is the admin key, which sees every job."""
     api_keys_file: Path | None = None
     """More keys, one per line as the SHA-256 hex digest of the key, then ``admin`` for an admin key;
-    ``#`` starts a comment. Keys are only ever held hashed (``isoscribe serve --hash-key KEY`` prints one)."""
+    ``#`` starts a comment. Keys are only ever held hashed (``isoscribe serve --hash-key`` prints one for a key on stdin)."""
     public_metrics: bool = False
     """Serve /metrics without a key (a scraper inside a private network)."""
     public_docs: bool = False
