@@ -148,3 +148,13 @@ def test_a_language_an_english_only_model_cannot_do_is_400(tmp_path: Path) -> No
     _is_openai_error(refused, 400)
     assert refused.json()["error"]["param"] == "language"
     assert list((tmp_path / "uploads").iterdir()) == [], "the refused upload is deleted"
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:9/hook", "http://[2002:7f00:1::]/hook", "ftp://example.org/"])
+def test_a_webhook_url_that_would_be_refused_is_400_at_submit(tmp_path: Path, url: str) -> None:
+    with _client(tmp_path) as client:
+        refused = client.post("/v1/jobs", data={"webhook_url": url}, files={"file": ("a.wav", b"RIFF")})
+        _is_openai_error(refused, 400)
+        assert refused.json()["error"]["param"] == "webhook_url"
+        assert client.get("/v1/jobs").json()["data"] == []
+    assert list((tmp_path / "job-audio").iterdir()) == [], "the refused upload is deleted"

@@ -29,6 +29,8 @@ from isoscribe.service.policy import service_policy
 from isoscribe.service.schemas import JobParams
 from isoscribe.service.streaming import LiveRun
 from isoscribe.service.transcription import pipeline_api_error, service_speech_request
+from isoscribe.service.webhook_outbox import WebhookOutbox, webhook_secret
+from isoscribe.webhooks import WebhookRefused, check_url_async
 from isoscribe.speaker_names import rename_speakers, rename_summary_speakers
 from isoscribe.transcript import KnownSpeaker, Summary, Transcript
 
@@ -54,6 +56,7 @@ class Service:
         self.keys = KeyRing(settings)
         self.pipelines: PipelineRunner | None = None
         self.job_loops: JobLoops | None = None
+        self.outbox: WebhookOutbox | None = None
         self.metrics: ServiceMetrics | None = None
         self.ready = False
         self.accepting = True
@@ -73,7 +76,9 @@ class Service:
             self.executor, service.queue_size + service.asr_workers, service.asr_workers, service.asr_workers
         )
         self.metrics = ServiceMetrics(self.executor, self.pipelines, self.job_depth)
-        self.job_loops = JobLoops(self.store, self.pipelines, self.settings, self.speech_stage_for)
+        self.outbox = WebhookOutbox(self.settings, webhook_secret(self.settings, self.data_dir))
+        self.outbox.start()
+        self.job_loops = JobLoops(self.store, self.pipelines, self.settings, self.speech_stage_for, self.outbox)
         self.job_loops.start()
         self.ready = True
         log_event(logger, "service_ready", data_dir=self.data_dir, asr_workers=service.asr_workers)
@@ -96,6 +101,8 @@ class Service:
             await self._drain
         if self.pipelines is not None:
             self.pipelines.shutdown()
+        if self.outbox is not None:
+            await self.outbox.stop()
         if self.executor is not None and self._owns_executor:
             await asyncio.to_thread(self.executor.shutdown)
         self.store.close()
@@ -237,6 +244,7 @@ class Service:
         assert self.job_loops is not None
         try:
             self.check_request(params)
+            await self._check_webhook(params.webhook_url)
             known = await self._known_speakers(params, upload.files, self.job_audio_dir)
             options = JobOptions(
                 **asdict(params.speech_options()),
@@ -253,6 +261,14 @@ class Service:
         self.job_loops.notify()
         log_event(logger, "job_queued", id=job.id, bytes=upload.size_bytes)
         return job
+
+    async def _check_webhook(self, url: str | None) -> None:
+        if url is None:
+            return
+        try:
+            await check_url_async(url, self.settings.service.webhook_allow_hosts)
+        except WebhookRefused as refused:
+            raise ApiError(400, str(refused), param="webhook_url", code="webhook_refused") from None
 
     async def off_loop(self, call, *args):
         """``call`` (which may reach the job store) off the event loop; 503 with Retry-After while the store

@@ -18,8 +18,6 @@ from dataclasses import replace
 from typing import Any, TypeVar
 from pathlib import Path
 
-import httpx
-
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
@@ -30,7 +28,7 @@ from isoscribe.service.job_view import job_status
 from isoscribe.service.policy import service_policy
 from isoscribe.service.transcription import pipeline_api_error, service_speech_request
 from isoscribe.transcript import KnownSpeaker
-from isoscribe.webhooks import WebhookRefused, post_json_async
+from isoscribe.service.webhook_outbox import WebhookOutbox
 
 __all__ = ["JobLoops"]
 
@@ -44,9 +42,15 @@ _STORE_RETRY_MAX_S = 5.0
 
 class JobLoops:
     def __init__(
-        self, store: JobStore, pipelines: PipelineRunner, settings: Settings, stage_for_model: Callable[[str], str]
+        self,
+        store: JobStore,
+        pipelines: PipelineRunner,
+        settings: Settings,
+        stage_for_model: Callable[[str], str],
+        outbox: WebhookOutbox,
     ) -> None:
         self.store = store
+        self.outbox = outbox
         self.stage_for_model = stage_for_model
         self.pipelines = pipelines
         self.settings = settings
@@ -148,7 +152,7 @@ class JobLoops:
             Path(reference).unlink(missing_ok=True)
         log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
         if final is not None and final.webhook_url:
-            await self._call_webhook(final)
+            self.outbox.put(final.id, final.webhook_url, job_status(final))
 
     async def _cancelled(self, job_id: str) -> bool:
         job = await asyncio.to_thread(self.store.get, job_id)
@@ -176,18 +180,6 @@ class JobLoops:
                 log_event(logger, "job_store_reachable")
             self.store_reachable = True
             return value
-
-    async def _call_webhook(self, job: Job) -> None:
-        try:
-            response = await post_json_async(
-                job.webhook_url, job_status(job), allow_hosts=self.settings.service.webhook_allow_hosts,
-                timeout_s=self.settings.notify.timeout_s,
-            )
-            log_event(logger, "webhook_called", id=job.id, status=response.status_code)
-        except WebhookRefused as exc:
-            log_event(logger, "webhook_refused", logging.WARNING, id=job.id, error=exc)
-        except (httpx.HTTPError, OSError) as exc:
-            log_event(logger, "webhook_failed", logging.WARNING, id=job.id, error=exc)
 
 
 class _JobProgress:
