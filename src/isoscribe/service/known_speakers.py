@@ -13,11 +13,12 @@ from pathlib import Path
 from isoscribe.pipeline import PipelineError, Policy
 from isoscribe.service.errors import ApiError
 from isoscribe.service.execution import PipelineRunner
+from isoscribe.service.uploads import MAX_VOICE_SAMPLES
 from isoscribe.transcript import REFERENCE_MAX_S, REFERENCE_MIN_S, KnownSpeaker
 
 __all__ = ["MAX_KNOWN_SPEAKERS", "save_references", "check_references"]
 
-MAX_KNOWN_SPEAKERS = 4
+MAX_KNOWN_SPEAKERS = MAX_VOICE_SAMPLES
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _PARAM = "known_speaker_references"
 

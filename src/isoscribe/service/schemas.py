@@ -14,7 +14,7 @@ from isoscribe.openai_shapes import Granularity
 from isoscribe.service.transcription import SpeechOptions
 from isoscribe.service.uploads import UploadedForm
 
-__all__ = ["TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "from_form"]
+__all__ = ["TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "from_form", "check_fields"]
 
 # The names come from the format registry (isoscribe.formats), where each format says where it is allowed.
 ResponseFormat = Literal[names("transcription")]  # type: ignore[valid-type]
@@ -130,19 +130,36 @@ class JobParams(_Params):
     webhook_url: str | None = Field(None, pattern=r"^https?://", max_length=2048)
 
 
+def check_fields(cls: type[BaseModel], fields: dict[str, list[str]]) -> None:
+    """Validate the fields received so far (before the file part); ApiError 400 for the first bad one.
+    Rules across fields (names paired with samples) wait for the whole form."""
+    try:
+        cls.model_validate(_values(fields))
+    except ValidationError as exc:
+        for error in exc.errors():
+            if error["loc"] and str(error["loc"][0]) in _values(fields):
+                raise _invalid(error) from None
+
+
 def from_form(cls: type[BaseModel], form: UploadedForm) -> Any:
     """Validate form fields into ``cls``; ApiError 400 that names the field on failure."""
+    try:
+        return cls.model_validate(_values(form.fields))
+    except ValidationError as exc:
+        raise _invalid(exc.errors()[0]) from None
+
+
+def _values(fields: dict[str, list[str]]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name, items in form.fields.items():
+    for name, items in fields.items():
         if name in _LIST_FIELDS:
             values.setdefault(_LIST_FIELDS[name], []).extend(items)
         else:
             values[name] = items[-1]
-    try:
-        params = cls.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        what = f"parameter {field}" if field else "parameters"
-        raise ApiError(400, f"invalid {what}: {first['msg']}", param=field or None, code="invalid_parameter") from None
-    return params
+    return values
+
+
+def _invalid(error: Any) -> ApiError:
+    field = ".".join(str(p) for p in error["loc"])
+    what = f"parameter {field}" if field else "parameters"
+    return ApiError(400, f"invalid {what}: {error['msg']}", param=field or None, code="invalid_parameter")

@@ -9,8 +9,8 @@ from pydantic import BaseModel
 
 from isoscribe.service.admission import Upload
 from isoscribe.service.errors import ApiError
-from isoscribe.service.schemas import from_form
-from isoscribe.service.uploads import receive_multipart
+from isoscribe.service.schemas import check_fields, from_form
+from isoscribe.service.uploads import ReadLimits, receive_multipart
 
 __all__ = ["receive_form"]
 
@@ -22,12 +22,17 @@ async def receive_form(request: Request, params_type: type[P], kind: Literal["re
     service = request.app.state.service
     release_slot = await service.admit(kind)
     try:
+        settings = service.settings.service
+        limits = ReadLimits(
+            int(settings.max_upload_mb * 1_000_000), settings.upload_idle_timeout_s, settings.upload_timeout_s
+        )
         form = await receive_multipart(
             request.headers.get("content-type", ""),
             request.stream(),
             service.upload_dir(kind),
             "file",
-            int(service.settings.service.max_upload_mb * 1_000_000),
+            limits,
+            lambda fields: check_fields(params_type, fields),
         )
     except BaseException:
         release_slot()

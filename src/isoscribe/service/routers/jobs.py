@@ -67,7 +67,9 @@ async def get_job_audio(job_id: str, request: Request) -> FileResponse:
     audio_path = Path((await request.app.state.service.get_job(job_id, caller_of(request))).audio_path)
     if not audio_path.is_file():
         raise ApiError(404, f"job {job_id} has no audio (only a succeeded job keeps it)", code="no_audio")
-    return FileResponse(audio_path)
+    # The stored name's extension is an audio one (uploads.safe_extension); nosniff keeps a browser from
+    # reading the bytes as anything else.
+    return FileResponse(audio_path, headers={"X-Content-Type-Options": "nosniff"})
 
 
 @router.patch("/{job_id}/speakers")
