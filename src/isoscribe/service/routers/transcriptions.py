@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import APIRouter, Request
 from fastapi.responses import Response, StreamingResponse
 
 from isoscribe.formats import FORMATS, RenderContext
 from isoscribe.pipeline import PipelineError
-from isoscribe.service.errors import error_body
+from isoscribe.service.errors import ApiError, error_body
 from isoscribe.service.render import render
 from isoscribe.service.routers.forms import receive_form
 from isoscribe.service.schemas import TranscriptionParams, TranslationParams
-from isoscribe.service.streaming import SSE_MEDIA_TYPE, sse_body, transcription_events
+from isoscribe.service.streaming import SSE_HEADERS, SSE_MEDIA_TYPE, cancel_on_disconnect, sse_body, transcription_events
+from isoscribe.transcript import Transcript
 
 router = APIRouter(prefix="/v1")
 
@@ -26,8 +29,8 @@ async def create_transcription(request: Request) -> Response:
     if params.stream:
         events = transcription_events(run, params.diarized, params.logprobs)
         body = sse_body(events, run, request.receive, lambda error: _stream_error(service, error, run))
-        return StreamingResponse(body, media_type=SSE_MEDIA_TYPE)
-    transcript = await service.transcript_of(run)
+        return StreamingResponse(body, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
+    transcript = await _unless_disconnected(request, service, run)
     context = RenderContext(params.timestamp_granularities, params.logprobs)
     return render(transcript, None, params.response_format, "transcription", context)
 
@@ -39,8 +42,22 @@ async def create_translation(request: Request) -> Response:
     service = request.app.state.service
     upload, params = await receive_form(request, TranslationParams, "request")
     run = await service.transcribe(upload, params)
-    transcript = await service.transcript_of(run)
+    transcript = await _unless_disconnected(request, service, run)
     return render(transcript, None, params.response_format, "translation", RenderContext(task="translate"))
+
+
+async def _unless_disconnected(request: Request, service, run) -> Transcript:
+    """The run's transcript; a client that goes away meanwhile cancels the run (its worker is killed),
+    so a client that retries on timeout does not leave the same work running several times."""
+    watcher = asyncio.ensure_future(cancel_on_disconnect(request.receive, run))
+    try:
+        return await service.transcript_of(run)
+    except asyncio.CancelledError:
+        if watcher.done() and not watcher.cancelled():  # the client left; nobody reads this answer
+            raise ApiError(499, "the client disconnected", code="client_disconnected") from None
+        raise
+    finally:
+        watcher.cancel()
 
 
 def _stream_error(service, error: Exception, run) -> dict:
