@@ -158,3 +158,26 @@ def test_a_webhook_url_that_would_be_refused_is_400_at_submit(tmp_path: Path, ur
         assert refused.json()["error"]["param"] == "webhook_url"
         assert client.get("/v1/jobs").json()["data"] == []
     assert list((tmp_path / "job-audio").iterdir()) == [], "the refused upload is deleted"
+
+
+def test_finished_jobs_expire_with_their_audio(tmp_path: Path) -> None:
+    import time
+
+    audio = tmp_path / "job-audio" / "done.wav"
+    audio.parent.mkdir(parents=True)
+    audio.write_bytes(b"RIFF")
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    finished = store.create(audio, JobOptions(filename="done.wav")).id
+    store.claim_next()
+    store.succeed(finished, {"segments": []}, None, {})
+    store.close()
+    with _client(tmp_path, job_ttl_s=0.5) as client:
+        deadline = time.monotonic() + 30
+        while client.get(f"/v1/jobs/{finished}").status_code != 404:
+            assert time.monotonic() < deadline, "the finished job did not expire"
+            time.sleep(0.05)
+    assert not audio.exists()
+
+
+def test_job_audio_is_not_kept_by_default() -> None:
+    assert load_settings().service.keep_job_audio is False

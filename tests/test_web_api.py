@@ -179,3 +179,10 @@ def test_page_and_its_files_need_no_key(app_client) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for path in ("/ui/app.js", "/ui/style.css"):
         assert client.get(path).status_code == 200, path
+
+
+@pytest.mark.parametrize("name", ["Ann\tLee", "<b>Ann</b>", "Ann\nLee", "42"])
+def test_a_speaker_name_that_would_break_a_format_is_refused(app_client, name: str) -> None:
+    client, job_id, _ = app_client
+    refused = client.patch(f"/v1/jobs/{job_id}/speakers", json={"SPEAKER_00": name}, headers=AUTH)
+    assert refused.status_code == 400 and "error" in refused.json(), refused.text

@@ -56,7 +56,7 @@ def to_vtt(transcript: Transcript) -> str:
         timing = f"{_clock(segment.start, '.')} --> {_clock(segment.end, '.')}"
         text = _vtt_escape(segment.text.strip())
         if segment.speaker:
-            text = f"<v {segment.speaker}>{text}"
+            text = f"<v {_vtt_escape(_one_line(segment.speaker))}>{text}"
         blocks.append(f"{timing}\n{text}\n")
     return "\n".join(blocks)
 
@@ -67,7 +67,7 @@ def to_tsv(transcript: Transcript) -> str:
     for segment in transcript.segments:
         text = re.sub(r"[\t\r\n]+", " ", segment.text.strip())
         rows.append(
-            f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{segment.speaker or ''}\t"
+            f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{_one_line(segment.speaker or '')}\t"
             f"{segment.language or ''}\t{text}"
         )
     return "\n".join(rows) + "\n"
@@ -82,7 +82,7 @@ def to_rttm(transcript: Transcript) -> str:
     else:
         spans = ((s.start, s.end, s.speaker or "UNKNOWN") for s in transcript.segments)
     lines = [
-        f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} <NA> <NA>"
+        f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {_rttm_name(speaker)} <NA> <NA>"
         for start, end, speaker in spans
         if end > start
     ]
@@ -169,6 +169,16 @@ def _clock(seconds: float, separator: str) -> str:
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _rttm_name(name: str) -> str:
+    """RTTM fields are separated by spaces: a name keeps its words joined by underscores."""
+    return re.sub(r"\s+", "_", name.strip()) or "UNKNOWN"
+
+
+def _one_line(name: str) -> str:
+    """A speaker name inside a line-, tab- or tag-structured format: whitespace runs become one space."""
+    return re.sub(r"\s+", " ", name).strip()
 
 
 def _vtt_escape(text: str) -> str:

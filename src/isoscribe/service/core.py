@@ -21,6 +21,7 @@ from isoscribe.pipeline import PipelineError
 from isoscribe.service.admission import Upload, delete_files
 from isoscribe.service.auth import Caller, KeyRing
 from isoscribe.service.execution import PipelineRunner, QueueFull, add_model_pool, build_executor
+from isoscribe.service.job_expiry import expire_jobs_forever, job_files
 from isoscribe.service.job_loops import JobLoops
 from isoscribe.service.job_store import Job, JobOptions, JobStore
 from isoscribe.service.known_speakers import check_references, save_references
@@ -62,6 +63,7 @@ class Service:
         self.accepting = True
         self._loop: asyncio.AbstractEventLoop | None = None
         self._drain: asyncio.Future | None = None
+        self._expiry: asyncio.Future | None = None
 
     async def start(self) -> None:
         self._loop = asyncio.get_running_loop()
@@ -80,6 +82,7 @@ class Service:
         self.outbox.start()
         self.job_loops = JobLoops(self.store, self.pipelines, self.settings, self.speech_stage_for, self.outbox)
         self.job_loops.start()
+        self._expiry = asyncio.ensure_future(expire_jobs_forever(self.store, service.job_ttl_s))
         self.ready = True
         log_event(logger, "service_ready", data_dir=self.data_dir, asr_workers=service.asr_workers)
 
@@ -103,6 +106,8 @@ class Service:
             self.pipelines.shutdown()
         if self.outbox is not None:
             await self.outbox.stop()
+        if self._expiry is not None:
+            self._expiry.cancel()
         if self.executor is not None and self._owns_executor:
             await asyncio.to_thread(self.executor.shutdown)
         self.store.close()
@@ -294,7 +299,7 @@ class Service:
         job = await self.get_job(job_id, caller)
         if await self._store(self.store.cancel, job_id):
             if job.status == "queued":  # a running job's files are removed by its job loop when it stops
-                delete_files(_job_files(job))
+                delete_files(job_files(job))
             elif self.job_loops is not None:
                 self.job_loops.stop_running(job_id)
             log_event(logger, "job_cancelled", id=job_id, was=job.status)
@@ -304,7 +309,7 @@ class Service:
         """Cancel the job if it has not finished, then forget it and its audio."""
         job = await self.cancel_job(job_id, caller)
         await self._store(self.store.delete, job_id)
-        delete_files(_job_files(job))
+        delete_files(job_files(job))
         log_event(logger, "job_deleted", id=job_id)
 
     async def rename_speakers(self, job_id: str, names: dict[str, str], caller: Caller) -> Job:
@@ -330,10 +335,6 @@ class Service:
         if job is None or not caller.may_see(job.api_key_id):
             raise ApiError(404, f"no job {job_id!r}", code="job_not_found")
         return job
-
-
-def _job_files(job: Job) -> list[Path]:
-    return [Path(job.audio_path), *(Path(path) for path in job.options.known_speakers.values())]
 
 
 def _remove_leftover_uploads(upload_dir: Path) -> None:

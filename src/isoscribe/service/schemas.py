@@ -14,7 +14,9 @@ from isoscribe.openai_shapes import Granularity
 from isoscribe.service.transcription import SpeechOptions
 from isoscribe.service.uploads import UploadedForm
 
-__all__ = ["TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "from_form", "check_fields"]
+__all__ = [
+    "TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "SpeakerName", "from_form", "check_fields",
+]
 
 # The names come from the format registry (isoscribe.formats), where each format says where it is allowed.
 ResponseFormat = Literal[names("transcription")]  # type: ignore[valid-type]
@@ -32,9 +34,13 @@ _LIST_FIELDS = {
     "known_speaker_references": "known_speaker_references",
 }
 SpeakerName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\r\n]*\D[^\r\n]*$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f<>]*[^\x00-\x1f\x7f<>0-9][^\x00-\x1f\x7f<>]*$"
+    ),
 ]
-"""A known speaker's name: one line, not only digits (cluster numbers are digits until relabelled)."""
+"""A known speaker's name: one line without control characters or angle brackets (they would break TSV
+columns and VTT voice tags), not only digits (cluster numbers are digits until relabelled)."""
 
 
 class _SpeechParams(BaseModel):

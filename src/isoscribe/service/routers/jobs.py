@@ -7,7 +7,6 @@ from typing import Annotated
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
-from pydantic import StringConstraints
 
 from isoscribe.formats import RenderContext, find
 from isoscribe.service.auth import caller_of
@@ -16,14 +15,11 @@ from isoscribe.service.job_store import Job
 from isoscribe.service.job_view import job_status
 from isoscribe.service.render import render
 from isoscribe.service.routers.forms import receive_form
-from isoscribe.service.schemas import JobParams, ResultFormat
+from isoscribe.service.schemas import JobParams, ResultFormat, SpeakerName
 from isoscribe.transcript import Summary, Transcript
 
 router = APIRouter(prefix="/v1/jobs")
 
-SpeakerName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\r\n]+$")
-]
 _MAX_LISTED = 200
 
 
