@@ -44,6 +44,12 @@ def test_jobs_survive_a_redis_outage_under_a_running_service(tmp_path: Path, sha
             job_ids = [client.post("/v1/jobs", files={"file": ("jfk.wav", audio)}).json()["id"] for _ in range(JOBS)]
         redis_server.stop()
         assert _readyz(server) == 503, "not ready while the job store is unreachable"
+        with server.client() as client:
+            for method, path in (("GET", "/v1/jobs"), ("GET", f"/v1/jobs/{job_ids[0]}"),
+                                 ("GET", f"/v1/jobs/{job_ids[0]}/result"), ("POST", "/v1/jobs"), ("GET", "/metrics")):
+                files = {"file": ("jfk.wav", audio)} if method == "POST" else None
+                answer = client.request(method, path, files=files)
+                assert answer.status_code == 503 and answer.headers.get("retry-after"), (method, path, answer.text)
         time.sleep(OUTAGE_S)
         redis_server.start()
         with server.client() as client:
