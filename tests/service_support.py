@@ -23,6 +23,19 @@ FAULT_STAGE = "service_fault_speech"
 API_KEY = "test-key"
 
 
+class NoWorkers:
+    """An executor for an in-process app whose tests never run a stage."""
+
+    def submit(self, stage, request, on_event=None):
+        raise AssertionError(f"no stage should run here (asked for {stage})")
+
+    def cancel(self, future) -> bool:
+        return False
+
+    def shutdown(self) -> None:
+        pass
+
+
 def base_config(data_dir: Path, **service: Any) -> dict[str, dict[str, Any]]:
     return {
         "asr": {"model": "tiny.en", "device": "cpu", "cpu_threads": 1},

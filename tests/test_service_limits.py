@@ -13,6 +13,8 @@ import psutil
 import pytest
 import uvicorn
 
+from service_support import NoWorkers
+
 from isoscribe.benchmarks.server import free_port
 from isoscribe.config import load_settings
 from isoscribe.service.app import create_app
@@ -20,22 +22,11 @@ from isoscribe.service.app import create_app
 BOUNDARY = "limits-boundary"
 
 
-class _NoWorkers:
-    def submit(self, stage, request, on_event=None):
-        raise AssertionError(f"no stage should run here (asked for {stage})")
-
-    def cancel(self, future) -> bool:
-        return False
-
-    def shutdown(self) -> None:
-        pass
-
-
 class _Server:
     def __init__(self, tmp_path: Path, **service) -> None:
         overrides = {"data_dir": tmp_path, "asr_workers": 1, "queue_size": 1, **service}
         self.port = free_port()
-        app = create_app(load_settings(overrides={"service": overrides}), _NoWorkers())
+        app = create_app(load_settings(overrides={"service": overrides}), NoWorkers())
         config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_config=None, lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)

@@ -11,6 +11,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from service_support import NoWorkers
+
 from isoscribe.config import load_settings
 from isoscribe.service.app import create_app
 from isoscribe.service.auth import hash_key
@@ -21,20 +23,9 @@ ADMIN, KEY_A, KEY_B = "admin-key", "key-a", "key-b"
 LOOPBACK = "http://127.0.0.1:8000"
 
 
-class _NoWorkers:
-    def submit(self, stage, request, on_event=None):
-        raise AssertionError(f"no stage should run here (asked for {stage})")
-
-    def cancel(self, future) -> bool:
-        return False
-
-    def shutdown(self) -> None:
-        pass
-
-
 def _client(tmp_path: Path, **service) -> TestClient:
     settings = load_settings(overrides={"service": {"data_dir": tmp_path, **service}})
-    return TestClient(create_app(settings, _NoWorkers()), base_url=LOOPBACK)
+    return TestClient(create_app(settings, NoWorkers()), base_url=LOOPBACK)
 
 
 def _auth(key: str) -> dict[str, str]:
