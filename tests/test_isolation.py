@@ -118,13 +118,11 @@ def test_abort_is_worker_crashed_with_sigabrt_and_the_pool_heals(pool):
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
 
 
-def test_hang_is_stage_timeout_within_timeout_plus_two_seconds():
+def test_hang_is_stage_timeout_and_its_worker_is_killed_for_it():
     pool = WorkerPool(FAULTS, limits=Limits(timeout_s=1.0))
     pool.run(FaultRequest("ok"))
-    started = time.monotonic()
     with pytest.raises(StageTimeout) as caught:
-        pool.run(FaultRequest("hang"))
-    assert time.monotonic() - started < 1.0 + 2.0
+        pool.run(FaultRequest("hang"))  # how soon after the timeout: bench isolation, kill_latency
     assert caught.value.timeout_s == 1.0
     assert pool.exits[-1].reason == "timeout" and not pool.exits[-1].likely_oom_kill
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
@@ -254,7 +252,9 @@ def test_cancel_a_queued_task_and_a_running_one(pool):
     queued = pool.submit(FaultRequest("ok"))
     assert _wait_for(lambda: pool.stats().busy == 1)
     assert pool.stats().queue_depth == 1
-    assert pool.cancel(queued) and queued.cancelled()
+    assert pool.cancel(queued)
+    with pytest.raises(TaskCancelled):
+        queued.result(timeout=5)
     assert pool.cancel(running)
     with pytest.raises(TaskCancelled):
         running.result(timeout=5)
@@ -392,7 +392,7 @@ def test_shutdown_twice_and_calls_after_it_never_touch_a_reused_descriptor():
     os.set_blocking(read_end, False)
     try:
         pool.shutdown()
-        assert pool.cancel(Future()) is True  # an unknown queued-looking future is just cancelled
+        assert pool.cancel(Future()) is False  # not this pool's
         with pytest.raises(RuntimeError, match="shut down"):
             pool.submit(FaultRequest("ok"))
         with pytest.raises(BlockingIOError):

@@ -1,4 +1,4 @@
-"""Measuring workers from the parent: RSS of a process tree, and GPU memory where NVML is present.
+"""Measuring workers from the parent: memory of a process tree, and GPU memory where NVML is present.
 
 NVML is a management library: querying it does not initialise CUDA in the parent.
 """
@@ -8,29 +8,62 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["GpuMonitor", "kill_tree", "tree_rss_mb"]
+__all__ = ["GpuMonitor", "TreeMemory", "kill_tree", "tree_memory", "tree_rss_mb"]
 
 _MB = 1024 * 1024
 logger = logging.getLogger(__name__)
 
 
-def tree_rss_mb(pid: int) -> float | None:
-    """RSS of a process and all its descendants in MB; None when the process is gone."""
+@dataclass(frozen=True)
+class TreeMemory:
+    rss_mb: float
+    """All resident pages of the tree, file-backed ones included (what ``ps`` shows)."""
+    anon_mb: float
+    """Anonymous pages only (RssAnon): what the tree's own allocations hold. A mmapped model file is
+    file-backed page cache that the kernel can drop, so memory limits count this, not ``rss_mb``."""
+
+
+def tree_memory(pid: int) -> TreeMemory | None:
+    """Resident memory of a process and all its descendants; None when the process is gone."""
     try:
-        root = psutil.Process(pid)
-        total = root.memory_info().rss
-        children = root.children(recursive=True)
+        members = [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
         return None
-    for child in children:
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / _MB
+    rss_kb = anon_kb = 0
+    for index, member in enumerate(members):
+        fields = _status_kb(member)
+        if fields is None:
+            if index == 0:
+                return None
+            continue
+        rss_kb += fields.get("VmRSS", 0)
+        anon_kb += fields.get("RssAnon", 0)
+    return TreeMemory(rss_mb=rss_kb / 1024, anon_mb=anon_kb / 1024)
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """RSS of a process and all its descendants in MB; None when the process is gone."""
+    memory = tree_memory(pid)
+    return None if memory is None else memory.rss_mb
+
+
+def _status_kb(pid: int) -> dict[str, int] | None:
+    """The kB fields of /proc/PID/status (VmRSS, RssAnon …); None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            lines = status.read().splitlines()
+    except OSError:
+        return None
+    fields = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if value.endswith(" kB"):
+            fields[name] = int(value[:-3])
+    return fields
 
 
 def kill_tree(pid: int) -> None:

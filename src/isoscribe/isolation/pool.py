@@ -29,6 +29,7 @@ from multiprocessing.connection import wait
 from typing import Any
 
 from isoscribe.isolation import monitor, transport
+from isoscribe.isolation.dispatcher import Delivery, Dispatcher, Outcome
 from isoscribe.isolation.process import START_METHODS, WorkerProcess, start_worker
 from isoscribe.isolation.types import (
     IsolationError,
@@ -97,27 +98,12 @@ class _Worker:
     """Messages received outside the pool's lock, not yet handled."""
     rss_mb: float = 0.0
     """The latest RSS sample (children included), so ``stats()`` reads no /proc files."""
+    anon_mb: float = 0.0
+    """The latest anonymous-memory sample (children included): what the memory limits count."""
 
     @property
     def pid(self) -> int:
         return self.process.pid
-
-
-@dataclass
-class _Outcome:
-    """Futures are resolved after the pool's lock is released, so callbacks may call the pool."""
-
-    future: Future
-    result: Any = None
-    error: BaseException | None = None
-
-
-@dataclass
-class _Delivery:
-    """An event a running task emitted, handed to its ``on_event`` outside the lock, in order."""
-
-    on_event: Callable[[Any], None]
-    payload: bytes
 
 
 @dataclass
@@ -140,6 +126,9 @@ class WorkerPool:
     ``limits``: per-task timeout and hard RSS cap, enforced by killing the worker; load timeout.
     ``load_attempts``: consecutive failed loads (crash, exception, timeout) before queued tasks fail
     with the load's error; between them the pool waits, 0.5 s doubling. A later ``submit`` tries again.
+    ``exits_kept``: how many ``WorkerExit`` records ``exits`` keeps (a service lives long).
+    Memory limits count a worker tree's anonymous pages (RssAnon), not file-backed ones: a mmapped
+    model file is page cache the kernel can drop. Peaks are reported as plain RSS.
     """
 
     def __init__(
@@ -153,6 +142,7 @@ class WorkerPool:
         limits: Limits = Limits(),
         start_method: str = "spawn",
         load_attempts: int = 3,
+        exits_kept: int = 1000,
     ) -> None:
         if size < 1:
             raise ValueError("size must be at least 1")
@@ -171,7 +161,8 @@ class WorkerPool:
         self.limits = limits
         self.start_method = start_method
         self.load_attempts = load_attempts
-        self.exits: list[WorkerExit] = []
+        self.exits: deque[WorkerExit] = deque(maxlen=exits_kept)
+        """The latest ``exits_kept`` worker exits, oldest first (``stats()`` counts them all by reason)."""
 
         _sweep_once()
         token = f"{os.getpid()}-{secrets.token_hex(4)}"
@@ -196,6 +187,7 @@ class WorkerPool:
         self._kill_running = False
         self._closed = threading.Event()
         _register(self)
+        self._dispatcher = Dispatcher(f"isoscribe-pool-{stage.label}-dispatch")
         self._thread = threading.Thread(target=self._manage, name=f"isoscribe-pool-{stage.label}", daemon=True)
         self._thread.start()
 
@@ -204,8 +196,8 @@ class WorkerPool:
     def submit(self, request: Any, on_event: Callable[[Any], None] | None = None) -> Future[TaskResult]:
         """Queue one task; the future gets a TaskResult or an IsolationError.
 
-        ``on_event`` is called (on the pool's manager thread, in order, before the future resolves)
-        with each object the stage emits while it runs the task.
+        ``on_event`` is called (on the pool's dispatcher thread, in order, before the future resolves)
+        with each object the stage emits while it runs the task. Done-callbacks run on that thread too.
         """
         payload, segments = transport.dumps(request, self.segment_prefix)
         future: Future[TaskResult] = Future()
@@ -222,17 +214,23 @@ class WorkerPool:
         return self.submit(request).result()
 
     def cancel(self, future: Future) -> bool:
-        """Cancel a queued task, or kill the worker running it (the future fails with TaskCancelled)."""
-        if future.cancel():
-            self._wake()
-            return True
+        """Drop a queued task or kill the worker running it: the future fails with TaskCancelled.
+
+        False for a future this pool does not hold (finished, or never its own).
+        """
         with self._lock:
-            for worker in self._workers:
-                if worker.task is not None and worker.task.future is future:
-                    self._kill(worker, "cancelled")
-                    break
-            else:
+            task = next((task for task in self._pending if task.future is future), None)
+            if task is not None:
+                self._pending.remove(task)
+                transport.unlink_segments(task.segments)
+                if task.running or future.set_running_or_notify_cancel():
+                    error = TaskCancelled(self.stage.label, detail="task cancelled before it ran")
+                    self._dispatcher.put([Outcome(future, error=error)])
+                return True
+            worker = next((w for w in self._workers if w.task is not None and w.task.future is future), None)
+            if worker is None:
                 return False
+            self._kill(worker, "cancelled")
         self._wake()
         return True
 
@@ -274,7 +272,8 @@ class WorkerPool:
         """Stop the pool: queued tasks are cancelled; running ones finish unless ``kill_running``.
 
         Afterwards no worker process, shared-memory segment or temp file of this pool is left. Calling
-        it again (atexit, a second ``with``) only waits for the first.
+        it again (atexit, a second ``with``) only waits for the first. It does not wait for listeners:
+        futures still being resolved resolve on the dispatcher thread.
         """
         with self._lock:
             self._closing = True
@@ -303,12 +302,12 @@ class WorkerPool:
     def _manage(self) -> None:
         try:
             while True:
-                self._observe()
-                with self._lock:
-                    outcomes = self._step()
-                    finished = self._closing and not self._workers
-                    waitables, tick = self._waitables()
-                _resolve(outcomes)
+                try:
+                    finished, waitables, tick = self._round()
+                except Exception:
+                    # A bug here must not close the pool for good: a service would fail every request after.
+                    logger.exception("event=pool_supervisor_error stage=%s", self.stage.label)
+                    finished, waitables, tick = False, [self._wake_r], _IDLE_TICK_S
                 if finished:
                     return
                 wait(waitables, timeout=tick)
@@ -321,12 +320,30 @@ class WorkerPool:
         finally:
             self._cleanup()
 
+    def _round(self) -> tuple[bool, list, float]:
+        """One pass: receive, supervise, hand tasks out; what ends goes to the dispatcher even if this fails."""
+        outcomes: list[Outcome | Delivery] = []
+        try:
+            self._observe()
+            with self._lock:
+                self._step(outcomes)
+                handed_out = self._dispatch(time.monotonic())
+            self._send(handed_out)
+            with self._lock:
+                self._fill(time.monotonic(), outcomes)
+                finished = self._closing and not self._workers
+                waitables, tick = self._waitables()
+        finally:
+            self._dispatcher.put(outcomes)
+        return finished, waitables, tick
+
     def _observe(self) -> None:
         """Receive messages and sample memory without the lock: only this thread reads worker pipes
         or changes the worker list, and ``stats()`` or ``submit()`` must not wait behind a large result."""
         for worker in list(self._workers):
             worker.inbox += self._receive(worker)
-            worker.rss_mb = monitor.tree_rss_mb(worker.pid) or 0.0
+            memory = monitor.tree_memory(worker.pid)
+            worker.rss_mb, worker.anon_mb = (memory.rss_mb, memory.anon_mb) if memory else (0.0, 0.0)
             if worker.state == "busy" and self._gpu.available:
                 gpu_mb = self._gpu.used_mb({worker.pid})
                 if gpu_mb is not None:
@@ -359,12 +376,12 @@ class WorkerPool:
                 waitables.append(worker.process.sentinel)
         active = any(w.state in ("busy", "starting", "retiring") for w in self._workers)
         tick = _BUSY_TICK_S if active or polled else _IDLE_TICK_S
-        if self._pending and self._next_start_at:
-            tick = min(tick, max(0.0, self._next_start_at - time.monotonic()))
+        until_start_s = self._next_start_at - time.monotonic()
+        if self._pending and until_start_s > 0:  # once past, the next start is under way: no shorter tick
+            tick = min(tick, until_start_s)
         return waitables, tick
 
-    def _step(self) -> list[_Outcome | _Delivery]:
-        outcomes: list[_Outcome | _Delivery] = []
+    def _step(self, outcomes: list[Outcome | Delivery]) -> None:
         self._drain_wake()
         now = time.monotonic()
         for worker in list(self._workers):
@@ -377,9 +394,6 @@ class WorkerPool:
         self._expire(now)
         if self._closing:
             self._close_down(outcomes)
-        self._dispatch(now)
-        self._fill(now, outcomes)
-        return outcomes
 
     def _drain_wake(self) -> None:
         try:
@@ -388,7 +402,7 @@ class WorkerPool:
         except BlockingIOError:
             pass
 
-    def _handle_messages(self, worker: _Worker, outcomes: list[_Outcome | _Delivery], now: float) -> None:
+    def _handle_messages(self, worker: _Worker, outcomes: list[Outcome | Delivery], now: float) -> None:
         messages, worker.inbox = worker.inbox, []
         for message in messages:
             kind = message[0]
@@ -406,11 +420,11 @@ class WorkerPool:
                 )
             elif kind == "event" and worker.task is not None and worker.task.id == message[1]:
                 if worker.task.on_event is not None:
-                    outcomes.append(_Delivery(worker.task.on_event, message[2]))
+                    outcomes.append(Delivery(worker.task.on_event, message[2]))
             elif kind in ("result", "error") and worker.task is not None and worker.task.id == message[1]:
                 self._finish_task(worker, message, outcomes, now)
 
-    def _finish_task(self, worker: _Worker, message: tuple, outcomes: list[_Outcome | _Delivery], now: float) -> None:
+    def _finish_task(self, worker: _Worker, message: tuple, outcomes: list[Outcome | Delivery], now: float) -> None:
         task = worker.task
         assert task is not None
         worker.task = None
@@ -421,7 +435,7 @@ class WorkerPool:
         if message[0] == "result":
             value, decode_error = message[2]
             if decode_error is not None:
-                outcomes.append(_Outcome(task.future, error=self._unreadable_result(decode_error, peak_rss_mb)))
+                outcomes.append(Outcome(task.future, error=self._unreadable_result(decode_error, peak_rss_mb)))
                 self._counters.tasks_failed += 1
             else:
                 stats = TaskStats(
@@ -431,12 +445,12 @@ class WorkerPool:
                     worker_pid=worker.pid,
                     worker_task_number=worker.tasks_done,
                 )
-                outcomes.append(_Outcome(task.future, result=TaskResult(value, stats)))
+                outcomes.append(Outcome(task.future, result=TaskResult(value, stats)))
                 self._counters.tasks_completed += 1
         else:
             _, _, exc_type, text, tb, _ = message
             error = StageError(self.stage.label, peak_rss_mb, exc_type=exc_type, message=text, traceback_text=tb)
-            outcomes.append(_Outcome(task.future, error=error))
+            outcomes.append(Outcome(task.future, error=error))
             self._counters.tasks_failed += 1
         self._after_task(worker, now)
 
@@ -454,8 +468,8 @@ class WorkerPool:
             self._retire(worker, "max_tasks", now)
             return
         if self.max_rss_mb is not None:
-            rss_mb = monitor.tree_rss_mb(worker.pid) or 0.0
-            if rss_mb > self.max_rss_mb:
+            memory = monitor.tree_memory(worker.pid)
+            if memory is not None and memory.anon_mb > self.max_rss_mb:
                 self._retire(worker, "rss_cap", now)
                 return
         if self._closing:
@@ -471,7 +485,7 @@ class WorkerPool:
             worker.task_peak_rss_mb = max(worker.task_peak_rss_mb, rss_mb)
             worker.peak_rss_mb = max(worker.peak_rss_mb, rss_mb)
             hard_cap = self.limits.hard_rss_mb
-            if hard_cap is not None and rss_mb > hard_cap:
+            if hard_cap is not None and worker.anon_mb > hard_cap:
                 self._kill(worker, "oom_guard")
             elif self.limits.timeout_s is not None and now - worker.task_started_at > self.limits.timeout_s:
                 self._kill(worker, "timeout")
@@ -492,15 +506,13 @@ class WorkerPool:
                 # A fresh prespawned worker holds only its model: replacing it would gain nothing.
                 self._retire(worker, "idle", now)
 
-    def _close_down(self, outcomes: list[_Outcome | _Delivery]) -> None:
+    def _close_down(self, outcomes: list[Outcome | Delivery]) -> None:
         while self._pending:
             task = self._pending.popleft()
             transport.unlink_segments(task.segments)
-            if task.running:  # handed to a worker that died before taking it: already marked running
+            if task.running or task.future.set_running_or_notify_cancel():
                 error = TaskCancelled(self.stage.label, detail="the pool shut down before the task ran")
-                outcomes.append(_Outcome(task.future, error=error))
-            else:
-                task.future.cancel()
+                outcomes.append(Outcome(task.future, error=error))
         for worker in self._workers:
             if worker.state == "starting":
                 self._kill(worker, "shutdown")
@@ -509,23 +521,19 @@ class WorkerPool:
             elif worker.state == "busy" and self._kill_running and worker.kill_reason is None:
                 self._kill(worker, "shutdown")
 
-    def _dispatch(self, now: float) -> None:
+    def _dispatch(self, now: float) -> list[tuple[_Worker, _Task]]:
+        """Give queued tasks to idle workers; the caller sends them once the lock is released."""
+        handed_out: list[tuple[_Worker, _Task]] = []
         while self._pending:
             worker = next((w for w in self._workers if w.state == "idle"), None)
             if worker is None:
-                return
+                break
             task = self._pending.popleft()
             if not task.running and not task.future.set_running_or_notify_cancel():
                 transport.unlink_segments(task.segments)
                 continue
             task.running = True
-            try:
-                worker.process.conn.send(("task", task.id, task.payload))
-            except OSError:
-                self._pending.appendleft(task)
-                worker.state = "retiring"
-                worker.retire_deadline = now
-                continue
+            handed_out.append((worker, task))
             worker.state = "busy"
             worker.task = task
             worker.task_started_at = now
@@ -533,8 +541,28 @@ class WorkerPool:
             worker.task_peak_gpu_mb = None
             limit = self.max_tasks_per_worker
             worker.final_task = limit is not None and worker.tasks_done + 1 >= limit
+        return handed_out
 
-    def _fill(self, now: float, outcomes: list[_Outcome | _Delivery]) -> None:
+    def _send(self, handed_out: list[tuple[_Worker, _Task]]) -> None:
+        """Send tasks without the lock: a large payload must not hold up ``submit``, ``stats`` or ``cancel``."""
+        for worker, task in handed_out:
+            try:
+                worker.process.conn.send(("task", task.id, task.payload))
+            except OSError:
+                with self._lock:
+                    self._undeliverable(worker, task)
+
+    def _undeliverable(self, worker: _Worker, task: _Task) -> None:
+        """The worker's pipe broke before it got the task: the task goes back to the queue, unless it
+        was cancelled meanwhile (then the worker's reaping fails it with TaskCancelled)."""
+        if worker.task is not task or worker.kill_reason is not None:
+            return
+        worker.task = None
+        self._pending.appendleft(task)
+        worker.state = "retiring"
+        worker.retire_deadline = time.monotonic()
+
+    def _fill(self, now: float, outcomes: list[Outcome | Delivery]) -> None:
         """Start workers so that capacity is there before it is needed."""
         if self._closing or self._load_failed or now < self._next_start_at:
             return
@@ -579,7 +607,7 @@ class WorkerPool:
             worker.kill_reason = reason
         worker.process.kill()
 
-    def _reap(self, worker: _Worker, code: int, outcomes: list[_Outcome | _Delivery]) -> None:
+    def _reap(self, worker: _Worker, code: int, outcomes: list[Outcome | Delivery]) -> None:
         # A result sent just before the exit still counts. The process is gone, so this read never
         # waits, and what is left is at most one pipe buffer (a larger write would not have finished).
         worker.inbox += self._receive(worker)
@@ -592,7 +620,7 @@ class WorkerPool:
         if worker.task is not None:
             task, worker.task = worker.task, None
             transport.unlink_segments(task.segments)
-            outcomes.append(_Outcome(task.future, error=self._task_error(worker, code, reason)))
+            outcomes.append(Outcome(task.future, error=self._task_error(worker, code, reason)))
             self._counters.tasks_failed += 1
         elif worker.state == "starting" and not self._closing:
             self._load_failed_once(self._load_failure(worker, code), time.monotonic(), outcomes)
@@ -661,7 +689,7 @@ class WorkerPool:
             return StageTimeout(self.stage.label, worker.peak_rss_mb, detail="model load timed out", timeout_s=timeout_s)
         return self._crash_error(worker, code, "worker died while loading the stage")
 
-    def _load_failed_once(self, error: BaseException, now: float, outcomes: list[_Outcome | _Delivery]) -> None:
+    def _load_failed_once(self, error: BaseException, now: float, outcomes: list[Outcome | Delivery]) -> None:
         """A worker could not load the stage: try again after a pause (an OOM kill during a load may
         not recur), and after ``load_attempts`` failures in a row fail what is queued."""
         self._load_failures += 1
@@ -676,22 +704,23 @@ class WorkerPool:
             failures=self._load_failures, backoff_s=backoff_s, cause=str(error),
         )
 
-    def _fail_pending(self, error: BaseException, outcomes: list[_Outcome | _Delivery]) -> None:
+    def _fail_pending(self, error: BaseException, outcomes: list[Outcome | Delivery]) -> None:
         """Loading failed ``load_attempts`` times in a row: fail what is queued instead of restarting in a loop."""
         self._load_failed = True
         while self._pending:
             task = self._pending.popleft()
             transport.unlink_segments(task.segments)
             if task.running or task.future.set_running_or_notify_cancel():
-                outcomes.append(_Outcome(task.future, error=error))
+                outcomes.append(Outcome(task.future, error=error))
                 self._counters.tasks_failed += 1
 
     def _cleanup(self) -> None:
         orphaned = [task for task in self._pending] + [w.task for w in self._workers if w.task is not None]
         error = TaskCancelled(self.stage.label, detail="the pool stopped before the task finished")
-        _resolve([_Outcome(task.future, error=error) for task in orphaned if task.running])
+        ending = [task for task in orphaned if task.running or task.future.set_running_or_notify_cancel()]
+        self._dispatcher.put([Outcome(task.future, error=error) for task in ending])
+        self._dispatcher.close()
         for task in orphaned:
-            task.future.cancel()
             transport.unlink_segments(task.segments)
         for worker in self._workers:
             worker.process.kill()
@@ -717,27 +746,6 @@ def _decoded(message: tuple) -> tuple:
     except Exception as exc:
         decoded = (None, exc)
     return (*message[:2], decoded, *message[3:])
-
-
-def _resolve(outcomes: list[_Outcome | _Delivery]) -> None:
-    for outcome in outcomes:
-        if isinstance(outcome, _Delivery):
-            _deliver(outcome)
-            continue
-        if outcome.future.done():
-            continue
-        if outcome.error is not None:
-            outcome.future.set_exception(outcome.error)
-        else:
-            outcome.future.set_result(outcome.result)
-
-
-def _deliver(delivery: _Delivery) -> None:
-    """A listener's failure is logged and never reaches the task or the pool."""
-    try:
-        delivery.on_event(transport.loads(delivery.payload))
-    except Exception:
-        logger.exception("event=task_event_listener_failed")
 
 
 def _wait_exit(process: WorkerProcess, timeout_s: float = 5.0) -> None:

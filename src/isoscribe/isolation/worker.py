@@ -74,6 +74,7 @@ def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
         return 1
     conn.send(("ready", time.monotonic() - started))
     emits = _takes_emit(module.run)
+    outbox = _Outbox(conn, init.segment_prefix)
     while True:
         try:
             message = conn.recv()
@@ -82,8 +83,8 @@ def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
         if message[0] == "stop":
             return 0
         _, task_id, payload = message
-        emit = _emitter(conn, task_id, init.segment_prefix) if emits else None
-        conn.send(_run_task(module, model, task_id, payload, init.segment_prefix, emit))
+        emit = outbox.emitter(task_id) if emits else None
+        outbox.finish(_run_task(module, model, task_id, payload, init.segment_prefix, emit))
 
 
 def _takes_emit(run: Any) -> bool:
@@ -92,15 +93,33 @@ def _takes_emit(run: Any) -> bool:
     return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
-def _emitter(conn: Connection, task_id: int, segment_prefix: str) -> Any:
-    lock = threading.Lock()  # a stage may emit from its own threads; the pipe takes one message at a time
+class _Outbox:
+    """The one way out of the worker once it is ready: the pipe takes one message at a time, and a
+    stage may emit from its own threads, even after ``run`` returned; such late events go nowhere."""
 
-    def emit(event: Any) -> None:
-        payload, _ = transport.dumps(event, segment_prefix)
-        with lock:
-            conn.send(("event", task_id, payload))
+    def __init__(self, conn: Connection, segment_prefix: str) -> None:
+        self._conn = conn
+        self._segment_prefix = segment_prefix
+        self._lock = threading.Lock()
+        self._open_task: int | None = None
 
-    return emit
+    def emitter(self, task_id: int) -> Any:
+        self._open_task = task_id
+
+        def emit(event: Any) -> None:
+            payload, segments = transport.dumps(event, self._segment_prefix)
+            with self._lock:
+                if self._open_task == task_id:
+                    self._conn.send(("event", task_id, payload))
+                    return
+            transport.unlink_segments(segments)
+
+        return emit
+
+    def finish(self, message: tuple) -> None:
+        with self._lock:
+            self._open_task = None
+            self._conn.send(message)
 
 
 def _run_task(

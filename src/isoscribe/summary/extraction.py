@@ -53,7 +53,7 @@ _ACCEPT = re.compile(
 )
 # Words a task starts with that say it happens here and now, or is talk about talk.
 _IMMEDIATE = re.compile(
-    r"^(?:just\s+|quickly\s+|now\s+|first\s+)?(?:say|tell|talk|speak|explain|admit|be\s+honest|answer|ask|show|"
+    r"^(?:just\s+|quickly\s+|now\s+|first\s+)?(?:say|tell|talk|speak|explain|admit|be\s+honest|answer|ask\s+(?:you|a\s+question)|show|"
     r"present|start|begin|go|try|put|read|repeat|stop|pass|move|draw|turn|open|switch|sum|leave|let|have\s+a|"
     r"take\s+(?:a|notes)|give\s+you|hand|wait|hold|sit|stand|come|pick|play|guess|see|hear|think|wonder|"
     r"mention|add|point|note|skip|finish|continue|introduce|do\s+(?:that|this|it|so)|get\s+(?:on|back|started)|"
@@ -112,7 +112,10 @@ def _accepted_request(sentences: list[SpeakerSentence], index: int, text: str) -
     reply = _reply(sentences, index)
     if match is None or reply is None or not _ACCEPT.match(clean_disfluencies(reply.text)):
         return None
-    return _item(reply.speaker, match.group("task").rstrip("?"), sentences[index])
+    task = match.group("task").rstrip("?")
+    if sentences[index].speaker:
+        task = re.sub(r"\bme\b", sentences[index].speaker, task)
+    return _item(reply.speaker, task, sentences[index])
 
 
 def _item(owner: str | None, task_words: str, sentence: SpeakerSentence) -> ActionItem | None:
