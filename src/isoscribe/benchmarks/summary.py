@@ -148,7 +148,7 @@ def _grounding(meetings: list[Meeting]) -> dict[str, Any]:
 def _action_items(meetings: list[Meeting]) -> dict[str, Any]:
     """Precision and recall over the annotated meetings of this split; an item whose source sentence
     was not annotated counts as a false positive."""
-    labels = _annotations()
+    labels = _annotations(split=meetings[0].split if meetings else "")
     names = {meeting.name for meeting in meetings} & {meeting for meeting, _, _ in labels}
     true_positive = predicted = 0
     for meeting in (m for m in meetings if m.name in names):
@@ -168,10 +168,12 @@ def _action_items(meetings: list[Meeting]) -> dict[str, Any]:
     }
 
 
-def _annotations(path: Path = ANNOTATIONS) -> dict[tuple[str, int, str], bool]:
-    """(meeting, turn, cleaned sentence) → is an action item."""
-    if not path.is_file():
-        return {}
+def _annotations(split: str, path: Path = ANNOTATIONS) -> dict[tuple[str, int, str], bool]:
+    """(meeting, turn, cleaned sentence) → is an action item, for the annotated rows of ``split``."""
     with path.open(newline="") as file:
         rows = csv.DictReader((line for line in file if not line.startswith("#")), delimiter="\t")
-        return {(r["meeting"], int(r["turn"]), clean_disfluencies(r["sentence"])): r["label"] == "yes" for r in rows}
+        return {
+            (r["meeting"], int(r["turn"]), clean_disfluencies(r["sentence"])): r["label"] == "yes"
+            for r in rows
+            if r["split"] == split
+        }

@@ -20,6 +20,8 @@ _ORDINAL = (
 )
 _MONTH_DAY = rf"(?:(?:{_MONTH_NOT_MAY}|may)\s+(?:the\s+)?{_ORDINAL}\b|the\s+{_ORDINAL}\s+of\s+(?:{_MONTH_NOT_MAY}|may))"
 _PERIOD = r"(?:day|week|month|year|quarter|sprint|weekend|meeting|session|call)"
+_TIME_PERIOD = r"(?:day|week|month|year|quarter|sprint|weekend)"
+"""Unlike "next meeting", "this meeting" is now, not a deadline."""
 _BY = r"(?:by|before|until|till|no\s+later\s+than|for|on)"
 _PART = r"(?:\s+(?:morning|afternoon|evening|night))?"
 _DUE = re.compile(
@@ -28,7 +30,8 @@ _DUE = re.compile(
     rf"|\b{_BARE_MONTH}\b"
     rf"|\b(?:{_BY}\s+)?(?:the\s+)?end\s+of\s+(?:the\s+|this\s+|next\s+)?{_PERIOD}"
     rf"|\b(?:by|before|for|until)\s+(?:the\s+)?(?:next|following)\s+{_PERIOD}"
-    rf"|\b(?:{_BY}\s+)?(?:next|this|coming)\s+(?:{_PERIOD}|{_WEEKDAY}){_PART}"
+    rf"|\b(?:{_BY}\s+)?(?:next|coming)\s+(?:{_PERIOD}|{_WEEKDAY}){_PART}"
+    rf"|\b(?:{_BY}\s+)?this\s+(?:{_TIME_PERIOD}|{_WEEKDAY}){_PART}"
     rf"|\b(?:{_BY}\s+)?{_WEEKDAY}{_PART}"
     rf"|\b(?:{_BY}\s+)?(?:today|tomorrow|tonight|the\s+day\s+after\s+tomorrow){_PART}"
     rf"|\b(?:within|in)\s+(?:a|an|one|two|three|four|five|six|seven|eight|nine|ten|a\s+couple\s+of|\d+)\s+"

@@ -34,8 +34,38 @@ _COMMITMENT = re.compile(
     re.IGNORECASE,
 )
 _THIRD_PERSON = re.compile(
-    r"(?:^|[,;:]\s*|\b(?:and|so|then)\s+)(?P<owner>[A-Z][a-z]+(?:\s+[A-Z][a-z]+)?)\s+"
-    r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna)\s+(?P<task>.+)"
+    r"(?:^|[,;:]\s*|\b(?:and|so|then|the|our)\s+)(?P<owner>[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})\s+"
+    r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna|gonna)\s+(?P<task>.+)"
+)
+_ASSIGNMENT = re.compile(
+    r"\byou(?:\s+(?:two|three|all|guys))?\s*(?:'re|\s+are)?\s+(?:gonna|going\s+to|will|'ll|can|should)\s+"
+    r"(?P<task>.+)|\byou'll\s+(?P<task2>.+)|\b(?:next\s+meeting|for\s+the\s+next\s+meeting),?\s+you\s+(?P<task3>.+)",
+    re.IGNORECASE,
+)
+_FUTURE_WORK = re.compile(
+    r"^(?:send|e-?mail|mail|put|post|upload|writ|draft|prepar|produc|mak|build|design|present|bring|check|"
+    r"find\s+out|research|investigat|work|contact|call|ring|phon|book|order|buy|fix|updat|finish|complet|"
+    r"finali[sz]|specif|organi[sz]|arrang|set\s+up|schedul|test|review|list|sort\s+out|look\s+into|"
+    r"get\s+back|follow\s+up|circulat|distribut|hire|thinking\s+about|looking\s+at|do\s+(?:the|some|a|an)\s+\w+)",
+    re.IGNORECASE,
+)
+_PROGRESSIVE = re.compile(r"^be\s+(?:\w+ing)\b", re.IGNORECASE)
+_HEDGES = re.compile(
+    r"^(?:(?:you|just|also|then|probably|definitely|actually|basically|again|can|will|should|be\s+able\s+to|have\s+to|need\s+to|"
+    r"try\s+(?:and|to)|go\s+and|be(?=\s+\w+ing\b))\s+)+",
+    re.IGNORECASE,
+)
+_IN_MEETING = re.compile(
+    r"\b(?:now|in\s+a\s+(?:second|sec|minute|moment)|on\s+the\s+(?:white-?)?board|(?<!of\s)this\s+meeting|"
+    r"next\s+slide|presentation\s+running|the\s+minutes(?!\s+(?:of|in|into|to))|some\s+minutes|minutes\s+again|"
+    r"first|go\s+over|go\s+through)\b",
+    re.IGNORECASE,
+)
+_JUST_NOW = re.compile(r"^just\s+(?!(?:send|e-?mail|mail|put|post|upload)\b)", re.IGNORECASE)
+"""I'll just check …": done there and then, unless it is sending something."""
+_NOT_OWNERS = frozenset(
+    "that this it there which what who we you they he she i so and but then well okay yes yeah no one everything "
+    "something nothing".split()
 )
 _OBLIGATION = re.compile(
     _LEAD + r"we(?:'ll)?\s+(?:need\s+to|have\s+to|must|should|got\s+to|'ve\s+got\s+to|will\s+have\s+to)\s+(?P<task>.+)",
@@ -100,11 +130,30 @@ def _action_item(sentences: list[SpeakerSentence], index: int) -> ActionItem | N
         return _accepted_request(sentences, index, text)
     if match := _COMMITMENT.search(text):
         return _item(sentence.speaker, match.group("task"), sentence)
-    if match := _THIRD_PERSON.search(text):
+    if (match := _THIRD_PERSON.search(text)) and match.group("owner").lower() not in _NOT_OWNERS:
         return _item(match.group("owner"), match.group("task"), sentence)
+    if match := _ASSIGNMENT.search(text):
+        return _assignment(text, match, sentence)
     if (match := _OBLIGATION.search(text)) and find_due(match.group("task")):
-        return _item(None, match.group("task"), sentence)
+        return _item(None, match.group("task"), sentence, dated=True)
     return None
+
+
+def _assignment(text: str, match: re.Match[str], sentence: SpeakerSentence) -> ActionItem | None:
+    """ "As the industrial designer, you're gonna be working on …": work given to the addressee, named by role
+    when the sentence names one, and only when it is future work (a deadline, "next meeting", "be working on")."""
+    task = match.group("task") or match.group("task2") or match.group("task3")
+    planned = bool(find_due(text)) or re.search(r"next\s+meeting", text, re.I) or _PROGRESSIVE.match(task)
+    if not planned:
+        return None
+    owner = next((word for word in _ROLE.findall(text) if word.lower() not in _NOT_OWNERS), None)
+    return _item(owner.title() if owner else None, task, sentence, dated=True)
+
+
+_ROLE = re.compile(
+    r"\b(project\s+manager|industrial\s+designer|user\s+interface(?:\s+designer)?|marketing(?:\s+expert|\s+executive)?)\b",
+    re.IGNORECASE,
+)
 
 
 def _accepted_request(sentences: list[SpeakerSentence], index: int, text: str) -> ActionItem | None:
@@ -118,11 +167,16 @@ def _accepted_request(sentences: list[SpeakerSentence], index: int, text: str) -
     return _item(reply.speaker, task, sentences[index])
 
 
-def _item(owner: str | None, task_words: str, sentence: SpeakerSentence) -> ActionItem | None:
-    task = _clause(task_words)
+def _item(owner: str | None, task_words: str, sentence: SpeakerSentence, dated: bool = False) -> ActionItem | None:
+    """An item when the words are future work: a work verb, or a deadline; nothing done in the meeting itself."""
+    if _JUST_NOW.match(task_words) and not find_due(task_words):
+        return None
+    task = _HEDGES.sub("", _clause(task_words))
     due = find_due(task)
     task = _clause(without_due(task)) if due else task
-    if _IMMEDIATE.match(task) or _PRONOUN_ONLY.match(task) or len(task.split()) < 2:
+    if _PRONOUN_ONLY.match(task) or len(task.split()) < 2 or _IN_MEETING.search(task):
+        return None
+    if not (_FUTURE_WORK.match(_HEDGES.sub("", task)) or (due or dated) and not _IMMEDIATE.match(task)):
         return None
     return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
 
