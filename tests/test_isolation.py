@@ -292,7 +292,7 @@ def test_shutdown_leaves_no_process_segment_or_temp_dir():
     assert _children() <= before
     assert not set(pool.worker_pids())
     assert _our_segments() == []
-    assert glob.glob(os.path.join(os.path.dirname(pool._tmpdir), f"isoscribe-{os.getpid()}-*")) == []
+    assert glob.glob(os.path.join(os.path.dirname(pool._supervisor.tmpdir), f"isoscribe-{os.getpid()}-*")) == []
     with pytest.raises(RuntimeError):
         pool.submit(FaultRequest("ok"))
 
@@ -419,7 +419,7 @@ class _SlowConnection:
 
 def test_stats_and_submit_do_not_wait_while_a_result_is_being_received(pool):
     pool.run(FaultRequest("ok"))
-    [worker] = pool._workers
+    [worker] = pool._supervisor.state.workers
     release, receiving = threading.Event(), threading.Event()
     worker.process.conn = _SlowConnection(worker.process.conn, release, receiving)
     running = pool.submit(FaultRequest("ok", payload="slow"))

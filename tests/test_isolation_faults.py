@@ -18,7 +18,8 @@ from isoscribe.isolation import (
     TaskCancelled,
     WorkerPool,
 )
-from isoscribe.isolation import pool as pool_module
+from isoscribe.isolation import protocol
+from isoscribe.isolation import supervisor as supervisor_module
 from isoscribe.stages.faults import FaultConfig, FaultRequest
 
 FAULTS = StageSpec("isoscribe.stages.faults")
@@ -74,8 +75,8 @@ def test_a_blocking_listener_does_not_stop_the_supervisor_killing_the_next_task(
 def test_the_supervisor_does_not_spin_while_a_load_is_retried(tmp_path, monkeypatch) -> None:
     """After a failed load and its back-off, the retry loads for 3 s: the supervisor keeps its tick."""
     waits = []
-    real_wait = pool_module.wait
-    monkeypatch.setattr(pool_module, "wait", lambda *args, **kwargs: waits.append(1) or real_wait(*args, **kwargs))
+    real_wait = supervisor_module.wait
+    monkeypatch.setattr(supervisor_module, "wait", lambda *args, **kwargs: waits.append(1) or real_wait(*args, **kwargs))
     config = FaultConfig(crash_loads=1, load_count_file=str(tmp_path / "loads"), load_s=3.0)
     with WorkerPool(StageSpec("isoscribe.stages.faults", config), prespawn=False) as pool:
         assert pool.run(FaultRequest("ok", payload=1)).value == 1
@@ -111,7 +112,7 @@ class _BlockingSend:
         self._conn, self._release, self._sending = conn, release, sending
 
     def send(self, message) -> None:
-        if message[0] == "task":
+        if isinstance(message, protocol.RunTask):
             self._sending.set()
             self._release.wait(30)
         self._conn.send(message)
@@ -122,7 +123,7 @@ class _BlockingSend:
 
 def test_stats_and_submit_do_not_wait_while_a_task_is_being_sent(pool) -> None:
     pool.run(FaultRequest("ok"))
-    [worker] = pool._workers
+    [worker] = pool._supervisor.state.workers
     release, sending = threading.Event(), threading.Event()
     worker.process.conn = _BlockingSend(worker.process.conn, release, sending)
     running = pool.submit(FaultRequest("ok", payload="sent"))
@@ -180,7 +181,7 @@ class _PollFailsOnce:
 
 def test_an_exception_in_the_supervisor_loop_is_logged_and_the_pool_carries_on(pool, caplog) -> None:
     pool.run(FaultRequest("ok"))
-    [worker] = pool._workers
+    [worker] = pool._supervisor.state.workers
     faulty = _PollFailsOnce(worker.process.conn)
     with caplog.at_level(logging.ERROR, logger="isoscribe.isolation"):
         worker.process.conn = faulty

@@ -1,4 +1,5 @@
-"""Measuring workers from the parent: memory of a process tree, and GPU memory where NVML is present.
+"""Measuring workers from the parent: memory of a process tree, GPU memory where NVML is present, and
+what a worker's exit means.
 
 NVML is a management library: querying it does not initialise CUDA in the parent.
 """
@@ -12,7 +13,7 @@ from dataclasses import dataclass
 
 import psutil
 
-__all__ = ["GpuMonitor", "TreeMemory", "kill_tree", "tree_memory", "tree_rss_mb"]
+__all__ = ["ExitCause", "GpuMonitor", "TreeMemory", "classify_exit", "kill_tree", "tree_memory", "tree_rss_mb"]
 
 _MB = 1024 * 1024
 logger = logging.getLogger(__name__)
@@ -64,6 +65,28 @@ def _status_kb(pid: int) -> dict[str, int] | None:
         if value.endswith(" kB"):
             fields[name] = int(value[:-3])
     return fields
+
+
+@dataclass(frozen=True)
+class ExitCause:
+    reason: str
+    """The runtime's own reason (max_tasks, timeout, cancelled …), load_error, or "signal N" / "exit N"."""
+    crashed: bool
+    """It died on its own, by a signal or a non-zero exit, whatever it was doing."""
+    likely_oom_kill: bool
+    """SIGKILL that the runtime did not send: most likely the kernel's OOM killer."""
+
+
+def classify_exit(code: int, kill_reason: str | None, load_failed: bool, retire_reason: str | None) -> ExitCause:
+    """Why a worker exited with ``code`` (negative: the signal), given what the runtime asked of it."""
+    likely_oom_kill = code == -signal.SIGKILL and kill_reason is None
+    if kill_reason is not None:
+        return ExitCause(kill_reason, False, likely_oom_kill)
+    if load_failed:
+        return ExitCause("load_error", False, likely_oom_kill)
+    if retire_reason is not None and code == 0:
+        return ExitCause(retire_reason, False, likely_oom_kill)
+    return ExitCause(f"signal {-code}" if code < 0 else f"exit {code}", True, likely_oom_kill)
 
 
 def kill_tree(pid: int) -> None:

@@ -1,0 +1,44 @@
+"""The isolation runtime's boundaries: it imports nothing else of isoscribe, and a worker's cold start
+imports none of the parent-side machinery."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import isoscribe.isolation
+
+PACKAGE = Path(isoscribe.isolation.__file__).parent
+
+
+def _imported_modules(path: Path) -> set[str]:
+    modules = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            modules |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            modules.add(node.module)
+    return modules
+
+
+def test_isolation_imports_nothing_else_of_isoscribe() -> None:
+    outside = {
+        f"{path.name}: {module}"
+        for path in PACKAGE.glob("*.py")
+        for module in _imported_modules(path)
+        if module.split(".")[0] == "isoscribe" and not module.startswith("isoscribe.isolation")
+    }
+    assert outside == set()
+
+
+def test_a_worker_starts_without_the_parent_side_machinery() -> None:
+    code = (
+        "import sys\n"
+        "import isoscribe.isolation.worker\n"
+        "parent_side = {'psutil', 'isoscribe.isolation.pool', 'isoscribe.isolation.supervisor'}\n"
+        "print(sorted(parent_side & set(sys.modules)))\n"
+    )
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    assert output.stdout.strip() == "[]"
