@@ -10,10 +10,20 @@ import logging
 import os
 import signal
 from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
-__all__ = ["ExitCause", "GpuMonitor", "TreeMemory", "classify_exit", "kill_tree", "tree_memory", "tree_rss_mb"]
+__all__ = [
+    "ExitCause",
+    "GpuMonitor",
+    "TreeMemory",
+    "classify_exit",
+    "gpu_total_mb",
+    "kill_tree",
+    "tree_memory",
+    "tree_rss_mb",
+]
 
 _MB = 1024 * 1024
 logger = logging.getLogger(__name__)
@@ -114,16 +124,14 @@ class GpuMonitor:
     """Per-process GPU memory from NVML; ``used_mb`` is None where NVML cannot be initialised."""
 
     def __init__(self) -> None:
-        self._nvml = None
+        self._nvml = _nvml()
         self._handles: list = []
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-            self._nvml = pynvml
-        except Exception as exc:  # no library, no driver, no device: all mean "not measurable"
-            logger.debug("event=nvml_unavailable error=%r", exc)
+        if self._nvml is not None:
+            try:
+                self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(self._nvml.nvmlDeviceGetCount())]
+            except Exception as exc:
+                logger.debug("event=nvml_unavailable error=%r", exc)
+                self._nvml = None
 
     @property
     def available(self) -> bool:
@@ -140,3 +148,28 @@ class GpuMonitor:
                 continue
             total += sum(p.usedGpuMemory or 0 for p in processes if p.pid in pids)
         return total / _MB
+
+
+def gpu_total_mb() -> float | None:
+    """Memory of GPU 0 where NVML sees one, else None (CPU only)."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    try:
+        return nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(0)).total / _MB
+    except Exception:
+        return None
+    finally:
+        nvml.nvmlShutdown()
+
+
+def _nvml() -> Any:
+    """pynvml, initialised; None where it cannot be (no library, no driver, no device: "not measurable")."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:
+        logger.debug("event=nvml_unavailable error=%r", exc)
+        return None
+    return pynvml

@@ -28,9 +28,14 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class RunTask:
+class _ForTask:
     task_id: int
     payload: bytes
+
+
+@dataclass(frozen=True)
+class RunTask(_ForTask):
+    """Run the pickled request in ``payload``."""
 
 
 @dataclass(frozen=True)
@@ -44,32 +49,31 @@ class Ready:
 
 
 @dataclass(frozen=True)
-class LoadFailed:
+class _Raised:
     exc_type: str
     message: str
     traceback_text: str
 
 
 @dataclass(frozen=True)
-class Emitted:
-    task_id: int
-    payload: bytes
+class LoadFailed(_Raised):
+    """``load`` raised: the worker exits after sending this."""
 
 
 @dataclass(frozen=True)
-class TaskDone:
-    task_id: int
-    payload: bytes
+class Emitted(_ForTask):
+    """One object the stage emitted while the task runs."""
+
+
+@dataclass(frozen=True)
+class TaskDone(_ForTask):
     peak_rss_mb: float
     """The worker's own peak RSS during the task (VmHWM)."""
 
 
 @dataclass(frozen=True)
-class TaskFailed:
+class TaskFailed(_Raised):
     task_id: int
-    exc_type: str
-    message: str
-    traceback_text: str
     peak_rss_mb: float
 
 

@@ -127,7 +127,9 @@ def _run_task(
         del request
         result, _ = transport.dumps(value, segment_prefix)
     except Exception as exc:
-        return protocol.TaskFailed(task.task_id, type(exc).__name__, str(exc), traceback.format_exc(), _peak_rss_mb())
+        return protocol.TaskFailed(
+            type(exc).__name__, str(exc), traceback.format_exc(), task_id=task.task_id, peak_rss_mb=_peak_rss_mb()
+        )
     return protocol.TaskDone(task.task_id, result, _peak_rss_mb())
 
 
