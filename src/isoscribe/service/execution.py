@@ -21,7 +21,7 @@ from isoscribe.isolation import WorkerPool
 from isoscribe.logs import log_event
 from isoscribe.pipeline import Event, FilePipeline, Listener, Policy, StageFinished, StageStarted, stage_specs
 
-__all__ = ["QueueFull", "StageRunner", "build_executor", "speech_pool", "add_model_pool"]
+__all__ = ["QueueFull", "PipelineRunner", "build_executor", "speech_pool", "add_model_pool"]
 
 logger = logging.getLogger("isoscribe.service")
 
@@ -73,7 +73,7 @@ def add_model_pool(executor: PooledExecutor, settings: Settings, model: str) -> 
     return stage
 
 
-class StageRunner:
+class PipelineRunner:
     """Admission control, and files through the pipeline on threads of their own, cancellable from asyncio.
 
     A cancelled request or job (client gone, DELETE, drain) cancels its pipeline, which kills the
@@ -106,7 +106,7 @@ class StageRunner:
         return max(1, math.ceil(self._mean_task_s * max(self.in_flight, 1) / self.workers))
 
     def pipeline(self, policy: Policy, listener: Listener | None = None) -> FilePipeline:
-        """A pipeline over this runner's executor whose events also keep the runner's statistics."""
+        """A pipeline over this executor whose events also keep the admission statistics."""
 
         def observe(event: Event) -> None:
             if isinstance(event, StageStarted) and event.stage == "speech" and event.attempt > 1:
