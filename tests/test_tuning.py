@@ -113,13 +113,13 @@ def test_tune_measures_each_layout_on_real_speech_and_caches_the_choice(
 
 
 class _PoolThatLoads:
-    """Stands in for WorkerPool in calibrate(): records each layout's size and limits; loads only up to
+    """Stands in for pool_from_settings in calibrate(): records each layout's size and limits; loads only up to
     ``loads_up_to`` workers (wait_ready is False above), and answers speech tasks at once."""
 
     created: list[tuple[int, float | None]] = []
     loads_up_to = 1
 
-    def __init__(self, stage, size, prespawn, limits) -> None:
+    def __init__(self, settings, stage, limits, size, prespawn) -> None:
         self.size = size
         self.created.append((size, limits.hard_rss_mb))
 
@@ -145,11 +145,11 @@ class _PoolThatLoads:
 def test_calibration_starts_only_the_workers_the_memory_budget_holds_each_capped(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import isoscribe.isolation
+    import isoscribe.executors
     import isoscribe.tuning
 
     monkeypatch.setattr(isoscribe.tuning, "available_cores", lambda: 8)
-    monkeypatch.setattr(isoscribe.isolation, "WorkerPool", _PoolThatLoads)
+    monkeypatch.setattr(isoscribe.executors, "pool_from_settings", _PoolThatLoads)
     _PoolThatLoads.created = []
     _PoolThatLoads.loads_up_to = 1
     settings = _settings(tmp_path, batch={"memory_budget_mb": 2000, "asr_peak_mb": 900})
@@ -160,10 +160,10 @@ def test_calibration_starts_only_the_workers_the_memory_budget_holds_each_capped
 
 
 def test_calibration_fails_when_no_layout_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import isoscribe.isolation
+    import isoscribe.executors
     from isoscribe.tuning import CalibrationFailed
 
-    monkeypatch.setattr(isoscribe.isolation, "WorkerPool", _PoolThatLoads)
+    monkeypatch.setattr(isoscribe.executors, "pool_from_settings", _PoolThatLoads)
     _PoolThatLoads.created = []
     _PoolThatLoads.loads_up_to = 0
     with pytest.raises(CalibrationFailed):

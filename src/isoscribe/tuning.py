@@ -171,7 +171,8 @@ def _speech_peak_mb(settings: Settings) -> float:
 
 def _measure(settings: Settings, layout: Layout, hard_rss_mb: float) -> Layout | None:
     """The layout's throughput, or None when its workers did not all load (within ``hard_rss_mb`` each)."""
-    from isoscribe.isolation import Limits, StageSpec, WorkerPool
+    from isoscribe.executors import pool_from_settings
+    from isoscribe.isolation import Limits, StageSpec
     from isoscribe.pipeline.stages import speech_request
 
     measured = settings.model_copy(deep=True)
@@ -180,7 +181,7 @@ def _measure(settings: Settings, layout: Layout, hard_rss_mb: float) -> Layout |
     request = speech_request(measured, CALIBRATION_AUDIO, diarize=False)
     stage = StageSpec(SPEECH_STAGE, measured, "calibrate")
     limits = Limits(timeout_s=600, load_timeout_s=settings.isolation.load_timeout_s, hard_rss_mb=hard_rss_mb)
-    with WorkerPool(stage, size=layout.workers, prespawn=True, limits=limits) as pool:
+    with pool_from_settings(settings, stage, limits, size=layout.workers, prespawn=True) as pool:
         if not pool.wait_ready(settings.isolation.load_timeout_s):
             log_event(logger, "calibration_layout_skipped", logging.WARNING, workers=layout.workers,
                       threads=layout.threads, reason="workers did not load", hard_rss_mb=round(hard_rss_mb))
