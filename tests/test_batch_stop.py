@@ -213,3 +213,53 @@ def _inputs(tmp_path: Path, *names: str) -> list[Path]:
         path.write_bytes(name.encode())
         paths.append(path)
     return paths
+
+
+def test_a_cancel_while_a_per_task_process_is_being_set_up_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
+    import isoscribe.executors
+    from isoscribe.executors import PerTaskExecutor
+    from isoscribe.isolation import Limits, StageSpec, one_shot_pool
+    from isoscribe.stages.faults import FaultRequest
+
+    setting_up, go_on = threading.Event(), threading.Event()
+
+    def slow_setup(*args, **kwargs):
+        setting_up.set()
+        assert go_on.wait(30)
+        return one_shot_pool(*args, **kwargs)
+
+    monkeypatch.setattr(isoscribe.executors, "one_shot_pool", slow_setup)
+    executor = PerTaskExecutor({"faults": (StageSpec("isoscribe.stages.faults"), Limits())})
+    try:
+        future = executor.submit("faults", FaultRequest("sleep", seconds=5.0))
+        assert setting_up.wait(30)
+        assert executor.cancel(future), "the task is running (its process being set up): the cancel is taken"
+        go_on.set()
+        with pytest.raises(TaskCancelled):
+            future.result(timeout=60)
+    finally:
+        go_on.set()
+        executor.shutdown()
+
+
+def test_sweeping_stale_segments_skips_files_it_may_not_remove(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from isoscribe.isolation import transport
+
+    dead_pid = 2**22 + 12345  # above pid_max's default: no such process
+    stale = Path(transport.segment_dir()) / f"{transport.SEGMENT_PREFIX}{dead_pid}-0123abcd-seg"
+    stale.write_bytes(b"x")
+    real_unlink = os.unlink
+
+    def unlink(path, *args, **kwargs):
+        if str(path) == str(stale):
+            raise PermissionError(13, "Operation not permitted", str(path))
+        return real_unlink(path, *args, **kwargs)
+
+    monkeypatch.setattr(transport.os, "unlink", unlink)
+    try:
+        transport.sweep_stale()  # another user's segment: left alone, no PermissionError
+        assert stale.exists()
+    finally:
+        real_unlink(stale)

@@ -91,6 +91,8 @@ class PerTaskExecutor:
         self._threads = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="isolated-task")
         self._lock = threading.Lock()
         self._running: dict[Future, tuple[WorkerPool, Future]] = {}
+        self._starting: dict[Future, bool] = {}
+        """Tasks whose thread runs but whose process is not started yet: whether a cancel came meanwhile."""
 
     def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]:
         spec, limits = self.stages[stage]
@@ -103,21 +105,30 @@ class PerTaskExecutor:
         self, spec: StageSpec, limits: Limits, request: Any, on_event: EventListener | None, handle: Future
     ) -> TaskResult:
         outer = handle.result()
-        with one_shot_pool(spec, limits, self.start_method) as pool:
-            inner = pool.submit(request, on_event)
-            with self._lock:
-                self._running[outer] = (pool, inner)
-            try:
-                return inner.result()
-            finally:
+        with self._lock:
+            self._starting[outer] = False
+        try:
+            with one_shot_pool(spec, limits, self.start_method) as pool:
+                inner = pool.submit(request, on_event)
                 with self._lock:
-                    self._running.pop(outer, None)
+                    self._running[outer] = (pool, inner)
+                    cancelled = self._starting.pop(outer)
+                if cancelled:  # cancelled while its process was being set up
+                    pool.cancel(inner)
+                return inner.result()
+        finally:
+            with self._lock:
+                self._running.pop(outer, None)
+                self._starting.pop(outer, None)
 
     def cancel(self, future: Future) -> bool:
         """A task that has not started is dropped; a running one's process is killed."""
         if future.cancel():
             return True
         with self._lock:
+            if future in self._starting:
+                self._starting[future] = True
+                return True
             running = self._running.get(future)
         return running is not None and running[0].cancel(running[1])
 
