@@ -194,7 +194,7 @@ def effective_settings(client_sections: dict[str, Any]) -> Settings:
 
 def _pool(stage: str, settings: Settings) -> Any:
     """This pool process's WorkerPool for ``stage``, rebuilt when the client's settings change."""
-    from isoscribe.isolation import WorkerPool
+    from isoscribe.executors import pool_from_settings
 
     fingerprint = hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
     with _pools_lock:
@@ -204,17 +204,7 @@ def _pool(stage: str, settings: Settings) -> Any:
         if current is not None:
             current[1].shutdown()
         spec, limits = _stage(stage, settings)
-        iso = settings.isolation
-        pool = WorkerPool(
-            spec,
-            size=1,
-            max_tasks_per_worker=iso.max_tasks_per_worker,
-            max_rss_mb=iso.max_rss_mb,
-            idle_ttl_s=iso.idle_ttl_s,
-            prespawn=False,
-            limits=limits,
-            start_method=iso.start_method,
-        )
+        pool = pool_from_settings(settings, spec, limits, size=1, prespawn=False)
         _pools[stage] = (fingerprint, pool)
         return pool
 
