@@ -674,7 +674,7 @@ def test_cancel_stops_the_stage_on_the_worker(cluster: Cluster, shared_data: Pat
     log = worker.log_path.read_text(errors="replace")
     assert f"event=celery_task_cancelled task_id={cancelled_id}" in log
     assert f"event=celery_task_done task_id={cancelled_id}" not in log, "the cancelled stage ran to its end"
-    assert "event=worker_exit stage=speech" in log and "reason=cancelled" in log, "its isolated worker was killed"
+    assert re.search(r"event=worker_exit stage=speech .*reason='?cancelled", log), "its isolated worker was killed"
     assert isinstance(long_task.exception(timeout=0), TaskCancelled)
 
 
