@@ -301,7 +301,8 @@ class Supervisor:
 
         counters = self.state.counters
         output_path = os.path.join(self.tmpdir, f"worker-{counters.workers_started + 1}.log")
-        process = start_worker(self.policy.start_method, WorkerInit(self.policy.stage, self.segment_prefix), output_path)
+        init = WorkerInit(self.policy.stage, self.segment_prefix)
+        process = start_worker(self.policy.start_method, init, output_path)
         self.state.workers.append(Worker(process=process, started_at=now))
         counters.workers_started += 1
         logger.debug("event=worker_start pid=%d stage=%s", process.pid, self.label)
