@@ -127,3 +127,15 @@ def test_a_diarized_meeting_from_the_cli_has_readable_one_speaker_cues(tmp_path:
     assert len(blocks) >= 9
     _check_readable(blocks)
     assert all(re.fullmatch(r"\[SPEAKER_\d\d\] .*", text.splitlines()[0]) for *_, text in blocks), blocks
+
+
+def test_the_layout_comes_from_the_settings(tmp_path: Path) -> None:
+    from isoscribe.config import load_settings
+    from isoscribe.outputs import format_transcript, write_outputs
+
+    settings = load_settings(overrides={"subtitles": {"max_line_width": 24, "max_line_count": 1, "highlight_words": True}})
+    transcript = _transcript(_timed(STORY, 0.0, 2.6))
+    printed = format_transcript(transcript, "srt", subtitles=settings.subtitles.layout())
+    written = write_outputs(transcript, None, tmp_path, "story", ["vtt"], settings.subtitles.layout())
+    assert all(len(s.content.replace("<u>", "").replace("</u>", "")) <= 24 for s in srt.parse(printed))
+    assert "<u>" in printed and re.search(r"<\d\d:\d\d:\d\d\.\d\d\d>", written["vtt"].read_text())

@@ -163,11 +163,13 @@ def _minutes(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def format_transcript(transcript: Transcript, fmt: str, summary: Summary | None = None) -> str:
+def format_transcript(
+    transcript: Transcript, fmt: str, summary: Summary | None = None, subtitles: SubtitleLayout = SubtitleLayout()
+) -> str:
     """The text of one transcript format of ``isoscribe transcribe`` (json, txt, srt, vtt, tsv, rttm)."""
     from isoscribe.formats import RenderContext, find  # the registry imports these writers
 
-    text = find(fmt, "cli").render(transcript, summary, RenderContext())
+    text = find(fmt, "cli").render(transcript, summary, RenderContext(subtitles=subtitles))
     assert isinstance(text, str)
     return text
 
@@ -179,7 +181,12 @@ def output_path(out_dir: Path, stem: str, fmt: str) -> Path:
 
 
 def write_outputs(
-    transcript: Transcript, summary: Summary | None, out_dir: Path, stem: str, formats: Iterable[str]
+    transcript: Transcript,
+    summary: Summary | None,
+    out_dir: Path,
+    stem: str,
+    formats: Iterable[str],
+    subtitles: SubtitleLayout = SubtitleLayout(),
 ) -> dict[str, Path]:
     """Write each format to ``out_dir/stem.EXTENSION`` (``stem.summary.md``); summary is skipped when None."""
     from isoscribe.formats import RenderContext, find
@@ -189,7 +196,7 @@ def write_outputs(
         fmt = find(name, "batch")
         if fmt.needs_summary and summary is None:
             continue
-        text = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}"))
+        text = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}", subtitles=subtitles))
         assert isinstance(text, str)
         path = output_path(out_dir, stem, name)
         write_atomic(path, text)
