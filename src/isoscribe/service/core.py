@@ -1,4 +1,4 @@
-"""The service behind the routers: admission, model names, files through the pipeline, the job store and loops.
+"""The service behind the routers: admission, files through the pipeline, the job store, loops and expiry.
 
 It takes received uploads (a file on disk) and typed parameters; HTTP stays in the routers."""
 
