@@ -31,7 +31,7 @@ PARENT_SCRIPT = textwrap.dedent(
     busy = pool.submit(FaultRequest("hang"))
     while pool.stats().busy < 1:
         time.sleep(0.01)
-    print(" ".join(str(pid) for pid in pool.worker_pids()), pool._tmpdir, flush=True)
+    print(" ".join(str(pid) for pid in pool.worker_pids()), pool._supervisor.tmpdir, flush=True)
     if mode == "exit":
         sys.exit(0)  # no shutdown call: atexit must clean up
     time.sleep(600)
