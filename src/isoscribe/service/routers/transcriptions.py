@@ -71,12 +71,12 @@ def _stream_error(service, error: Exception, run) -> dict:
 @router.get("/models")
 async def list_models(request: Request) -> dict:
     service = request.app.state.service
-    return {"object": "list", "data": [service.model(name) for name in service.model_ids()]}
+    return {"object": "list", "data": [service.models.describe(name) for name in service.models.ids()]}
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict:
-    return request.app.state.service.model(model_id)
+    return request.app.state.service.models.describe(model_id)
 
 
 @router.get("/formats")
