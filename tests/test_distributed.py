@@ -172,22 +172,6 @@ def test_worker_computes_with_the_clients_settings_and_keeps_its_own_machine_set
     assert effective.isolation.max_tasks_per_worker == 3
 
 
-def test_the_distributed_package_imports_no_service_and_no_cli() -> None:
-    """The core never depends on the service (the service's Redis job store lives in the service)."""
-    import ast
-
-    import isoscribe.distributed
-
-    package = Path(isoscribe.distributed.__file__).parent
-    for module in package.glob("*.py"):
-        for node in ast.walk(ast.parse(module.read_text())):
-            names = [alias.name for alias in node.names] if isinstance(node, ast.Import) else []
-            if isinstance(node, ast.ImportFrom):
-                names = [node.module or ""]
-            assert not [name for name in names if name.startswith(("isoscribe.service", "isoscribe.cli"))], module.name
-        assert len(module.read_text().splitlines()) <= 400, module.name
-
-
 def test_result_backend_errors_leave_the_task_running(monkeypatch: pytest.MonkeyPatch, shared_data: Path) -> None:
     """Celery's backend gives up on a Redis that stays away with BackendStoreError / BackendGetMetaError:
     the STARTED and PROGRESS bookkeeping is skipped, the stage still runs and the task returns its result."""
