@@ -26,6 +26,7 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import DiarizationSettings, Settings
 from isoscribe.logs import log_event
+from isoscribe.stages import vad
 from isoscribe.transcript import (
     REFERENCE_MAX_S,
     REFERENCE_MIN_S,
@@ -45,7 +46,6 @@ __all__ = [
     "speaker_vectors",
     "cluster_pieces",
     "cluster_embeddings",
-    "speech_regions_from_vad",
     "WINDOW_S",
     "HOP_S",
     "MAX_CLUSTERED_WINDOWS",
@@ -83,7 +83,6 @@ d-vector of the speaker's sample reaches this. Measured on a rendered three-voic
 of other sentences: 0.94-0.97 for the same voice, at most 0.76 between different voices."""
 EMBED_BATCH = 64
 _N_FFT, _HOP, _N_MELS, _PARTIAL_FRAMES = 400, 160, 40, 160
-_VAD_CHUNK_S = 300.0
 _NORM_TARGET_DBFS = -30.0
 
 
@@ -121,7 +120,7 @@ def run(model: Diarizer, request: SpeechRequest) -> Transcript:
     started = time.perf_counter()
     audio = decode_audio(request.audio_path)
     decoded = time.perf_counter()
-    turns = diarize(model, audio, speech_regions_from_vad(audio), request)
+    turns = diarize(model, audio, vad.detect(audio).seconds, request)
     speakers = list(dict.fromkeys(turn.speaker for turn in turns))
     return Transcript(
         segments=[],
@@ -198,27 +197,6 @@ def _speaker_bounds(
         min_speakers,
         max(request.max_speakers or settings.max_speakers, min_speakers),
     )
-
-
-def speech_regions_from_vad(audio: np.ndarray) -> list[tuple[float, float]]:
-    """Silero VAD speech regions in seconds, run over ``_VAD_CHUNK_S`` pieces.
-
-    faster-whisper's VAD copies its whole input twice (padding, context frames): in pieces, that
-    overhead stays at a few tens of MB however long the file is.
-    """
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    options = VadOptions(min_silence_duration_ms=300, speech_pad_ms=100)
-    chunk = int(_VAD_CHUNK_S * SAMPLE_RATE)
-    regions: list[tuple[float, float]] = []
-    for offset in range(0, audio.size, chunk):
-        for stamp in get_speech_timestamps(audio[offset : offset + chunk], options):
-            start, end = (offset + stamp["start"]) / SAMPLE_RATE, (offset + stamp["end"]) / SAMPLE_RATE
-            if regions and start - regions[-1][1] < 0.01:
-                regions[-1] = (regions[-1][0], end)
-            else:
-                regions.append((start, end))
-    return regions
 
 
 def _windows(regions: list[tuple[float, float]], duration_s: float) -> list[SpeakerWindow]:
@@ -484,7 +462,7 @@ def _relabel(turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
 def reference_embedding(model: Diarizer, audio: np.ndarray) -> np.ndarray:
     """The unit-length mean d-vector of a voice sample's speech (the whole sample if VAD finds none)."""
     duration_s = audio.size / SAMPLE_RATE
-    regions = speech_regions_from_vad(audio) or [(0.0, duration_s)]
+    regions = vad.detect(audio).seconds or [(0.0, duration_s)]
     embeddings = _embed(model, audio, _windows(regions, duration_s))
     mean = embeddings.mean(axis=0)
     return mean / max(float(np.linalg.norm(mean)), 1e-9)

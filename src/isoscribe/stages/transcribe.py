@@ -19,7 +19,9 @@ from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import AsrSettings, Settings
 from isoscribe.logs import log_event
 from isoscribe.models import resolve_model
-from isoscribe.repetition import MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
+from isoscribe.repetition import LOG_PROB_THRESHOLD, MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
+from isoscribe.stages import vad
+from isoscribe.stages.recovery import SkippedSpeech, with_onsets
 from isoscribe.transcript import PIECE_S, Segment, SpeechRequest, Transcript, Word
 from isoscribe.tuning import cpu_threads
 
@@ -48,14 +50,8 @@ LANGUAGE_SWITCH_MARGIN = 0.2
 """A region switches language only if its language's probability beats the current one's by this."""
 MIN_DETECT_S = 1.0
 """Shorter regions are too short to tell their language: they keep their neighbours'."""
-LOG_PROB_THRESHOLD = -1.0
-"""faster-whisper's ``log_prob_threshold``: a segment below it is decoded again on its own."""
 REPEATED_SEGMENT_WORDS = 6
 """A segment of this many words or more that repeats the one before it is decoded again on its own."""
-SKIPPED_SPEECH_GAP_S = 1.0
-"""A stretch at least this long without transcribed words is checked for speech the decoder skipped."""
-SKIPPED_SPEECH_MIN_S = 0.25
-"""Less speech than this (Silero VAD) in such a stretch is not decoded again."""
 
 
 @dataclass
@@ -152,6 +148,7 @@ def transcribe(
     audio: np.ndarray,
     request: SpeechRequest,
     on_segment: Callable[[Segment], None] | None = None,
+    speech: vad.Speech | None = None,
 ) -> Transcript:
     """Transcribe 16 kHz mono float32 ``audio``; words are clamped into their segment, monotonic.
 
@@ -168,10 +165,10 @@ def transcribe(
     log-probability is decoded again on its own, without the previous text as prompt and with the
     temperature fallback; what still loops is cut off, with a warning in ``Transcript.warnings``.
 
-    Skipped speech: a stretch of ``SKIPPED_SPEECH_GAP_S`` or more without words in which the VAD hears
-    speech is decoded again on its own, at temperature 0 and without the previous text as prompt
-    (conditioned on it, Whisper sometimes takes a last short phrase for silence); what decodes
-    confidently is put in its place.
+    ``speech``: where the VAD hears speech in ``audio`` (``vad.detect``, run here when not given; the
+    speech stage runs it once per file and hands it to diarization too). It gives the decoder its
+    speech chunks, the language cuts, the words' onsets and the stretches checked for skipped speech
+    (``recovery``).
 
     Audio longer than ``request.piece_s`` is transcribed piece by piece, cut at the quietest moment
     before each multiple of it: faster-whisper computes the log-mel features of its whole input at
@@ -181,9 +178,11 @@ def transcribe(
     """
     started = time.perf_counter()
     options = whisper_options(model.asr, request, model.english_only)
-    spans = _language_spans(model, audio) if detects_language_per_segment(model, request) else [_Span(0, audio.size)]
+    speech = speech or vad.detect(audio, _vad_cuts(audio, request))
+    per_segment = detects_language_per_segment(model, request)
+    spans = _language_spans(model, audio, speech) if per_segment else [_Span(0, audio.size)]
     guard = _LoopGuard(model, audio, options) if model.asr.loop_detection else None
-    recovery = _SkippedSpeech(model, audio, options) if model.asr.recover_skipped_speech else None
+    recovery = SkippedSpeech(audio, speech, _recovery_decoder(model, options)) if model.asr.recover_skipped_speech else None
     segments: list[Segment] = []
     detected: list[tuple[str, float]] = []
     for span in spans:
@@ -191,10 +190,11 @@ def transcribe(
             language = span.language or options["language"] or (detected[0][0] if detected else None)
             first = span.start + offset
             ends = (first == 0, first + piece.size == audio.size)
-            raw_segments, info = _decode(model, piece, {**options, "language": language}, ends)
+            chunks = speech.decoder_chunks(first, first + piece.size, *ends) if options["vad_filter"] else None
+            raw_segments, info = _decode(model, piece, {**options, "language": language}, chunks)
             detected.append((info.language, span.probability if span.language else float(info.language_probability)))
             offset_s = first / SAMPLE_RATE
-            decoded = (_segment(0, raw, offset_s, info.language) for raw in raw_segments)
+            decoded = with_onsets((_segment(0, raw, offset_s, info.language) for raw in raw_segments), speech, offset_s)
             if recovery:
                 decoded = recovery.around(decoded, offset_s, offset_s + piece.size / SAMPLE_RATE, info.language)
             for segment in decoded:
@@ -226,47 +226,30 @@ def transcribe(
 
 
 def _decode(
-    model: Transcriber, piece: np.ndarray, options: dict[str, Any], recording_ends: tuple[bool, bool]
+    model: Transcriber, piece: np.ndarray, options: dict[str, Any], speech_chunks: tuple[list[dict], int] | None
 ) -> tuple[Iterator[Any], Any]:
-    """faster-whisper on ``piece``; with ``vad_filter``, on the speech ``_speech_chunks`` keeps.
-
-    ``recording_ends``: whether the piece starts where the recording starts, and ends where it ends."""
-    if not options["vad_filter"]:
+    """faster-whisper on ``piece``, or only on its ``speech_chunks`` (``Speech.decoder_chunks``: the
+    chunks, and the sample where speech starts) when the VAD filter is on; faster-whisper's own VAD
+    is never run."""
+    options = {**options, "vad_filter": False}
+    if speech_chunks is None:
         return model.whisper.transcribe(piece, **options)
     from faster_whisper.transcribe import restore_speech_timestamps
 
-    chunks, onset = _speech_chunks(piece, *recording_ends)
+    chunks, onset = speech_chunks
     if not chunks:
-        return model.whisper.transcribe(piece, **options)
+        return model.whisper.transcribe(piece[:0], **options)
     speech = np.concatenate([piece[chunk["start"] : chunk["end"]] for chunk in chunks])
-    raw_segments, info = model.whisper.transcribe(speech, **{**options, "vad_filter": False})
+    raw_segments, info = model.whisper.transcribe(speech, **options)
     return _starting_at(restore_speech_timestamps(raw_segments, chunks, SAMPLE_RATE), onset / SAMPLE_RATE), info
 
 
-def _speech_chunks(piece: np.ndarray, keep_start: bool, keep_end: bool) -> tuple[list[dict[str, int]], int]:
-    """The speech faster-whisper's VAD filter keeps, and the sample where the VAD first hears speech.
-
-    Silence at the recording's start and end (``keep_start``, ``keep_end``) shorter than the
-    filter's ``min_silence_duration_ms`` is kept, as it is between speech: cutting it saves nothing,
-    and a clip without long silences then reaches the decoder exactly as it does with the engine's
-    defaults (on one, a 0.7 s lead cut away changed two words). Not at a piece cut: there, a short
-    silence kept before the first word made tiny.en skip minutes of speech (3 of 4 referenced files
-    of 7.5-17.5 minutes: WER 0.14-0.16 became 0.20-0.22).
-    """
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
-
-    vad = VadOptions()
-    chunks = get_speech_timestamps(piece, vad)
-    if not chunks:
-        return chunks, 0
-    pad = vad.speech_pad_ms * SAMPLE_RATE // 1000
-    onset = chunks[0]["start"] + pad if chunks[0]["start"] > 0 else 0
-    shortest_cut = vad.min_silence_duration_ms * SAMPLE_RATE // 1000
-    if keep_start and chunks[0]["start"] < shortest_cut:
-        chunks[0]["start"] = 0
-    if keep_end and piece.size - chunks[-1]["end"] < shortest_cut:
-        chunks[-1]["end"] = piece.size
-    return chunks, min(onset, chunks[0]["end"])
+def _vad_cuts(audio: np.ndarray, request: SpeechRequest) -> list[int]:
+    """Where the VAD runs: over every piece of the file, or over ``request.piece`` alone."""
+    cuts = piece_cuts(audio, request.piece_s)
+    if request.piece is None:
+        return cuts
+    return list(piece_range(cuts, request.piece.index, request.piece.count))
 
 
 def _starting_at(raw_segments: Iterator[Any], onset_s: float) -> Iterator[Any]:
@@ -302,7 +285,7 @@ class _Span:
     """How sure the detection of ``language`` was."""
 
 
-def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
+def _language_spans(model: Transcriber, audio: np.ndarray, speech: vad.Speech) -> Iterator[_Span]:
     """Stretches of ``audio`` in one language each, yielded as they are found, cut mid-pause.
 
     Speech regions (Silero VAD) are taken in groups of about ``LANGUAGE_GROUP_S``; one detection per
@@ -313,9 +296,7 @@ def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
     ends after ``PIECE_S`` too, so that the first segments of a long file come after a few
     detections, not after detecting the whole file.
     """
-    from isoscribe.stages.diarize import speech_regions_from_vad
-
-    regions = speech_regions_from_vad(audio)
+    regions = speech.seconds
     current: str | None = None
     confidence: dict[str, float] = {}
     """The highest probability each language was detected with."""
@@ -370,6 +351,18 @@ def _detect(
     language, probability, probabilities = model.whisper.detect_language(speech)
     confidence[language] = max(confidence.get(language, 0.0), float(probability))
     return language, float(probability), probabilities
+
+
+def _recovery_decoder(model: Transcriber, options: dict[str, Any]):
+    """Decodes a stretch on its own: temperature 0, no previous text as prompt, no VAD."""
+    alone = {**options, "vad_filter": False, "condition_on_previous_text": False, "initial_prompt": None,
+             "temperature": 0.0}
+
+    def decode(audio: np.ndarray, start_s: float, language: str | None) -> list[Segment]:
+        raw_segments, info = model.whisper.transcribe(audio, **{**alone, "language": language or alone["language"]})
+        return [_segment(0, raw, start_s, info.language) for raw in raw_segments]
+
+    return decode
 
 
 class _LoopGuard:
@@ -454,58 +447,6 @@ class _LoopGuard:
         message = f"{segment.start:.1f}-{segment.end:.1f} s: {what}"
         self.warnings.append(message)
         log_event(logger, "repetition_loop", level=logging.WARNING, start=segment.start, end=segment.end, what=what)
-
-
-class _SkippedSpeech:
-    """Finds stretches without words where the VAD hears speech, and decodes them on their own."""
-
-    def __init__(self, model: Transcriber, audio: np.ndarray, options: dict[str, Any]) -> None:
-        self.model, self.audio, self.options = model, audio, options
-
-    def around(
-        self, segments: Iterator[Segment], start_s: float, end_s: float, language: str | None
-    ) -> Iterator[Segment]:
-        """``segments`` (of the audio from ``start_s`` to ``end_s``, decoded in ``language``) with what
-        was skipped between them."""
-        covered_s = start_s
-        for segment in segments:
-            yield from self._recover(covered_s, segment.start, language)
-            yield segment
-            covered_s = max(covered_s, segment.end)
-        yield from self._recover(covered_s, end_s, language)
-
-    def _recover(self, start_s: float, end_s: float, language: str | None) -> list[Segment]:
-        if end_s - start_s < SKIPPED_SPEECH_GAP_S:
-            return []
-        from isoscribe.stages.diarize import speech_regions_from_vad
-
-        first = int(start_s * SAMPLE_RATE)
-        regions = speech_regions_from_vad(self.audio[first : int(end_s * SAMPLE_RATE)])
-        if sum(end - start for start, end in regions) < SKIPPED_SPEECH_MIN_S:
-            return []
-        speech_start_s, speech_end_s = start_s + regions[0][0], start_s + regions[-1][1]
-        options = {
-            **self.options, "language": language or self.options["language"], "vad_filter": False,
-            "condition_on_previous_text": False, "initial_prompt": None, "temperature": 0.0,
-        }
-        audio = self.audio[int(speech_start_s * SAMPLE_RATE) : int(speech_end_s * SAMPLE_RATE)]
-        raw_segments, info = self.model.whisper.transcribe(audio, **options)
-        found = [
-            segment for raw in raw_segments if _confident(segment := _segment(0, raw, speech_start_s, info.language))
-        ]
-        log_event(
-            logger, "skipped_speech_decoded", start=speech_start_s, end=speech_end_s, segments=len(found),
-            text=" ".join(s.text for s in found)[:80],
-        )
-        return found
-
-
-def _confident(segment: Segment) -> bool:
-    """Decoded at temperature 0 with a log-probability above the threshold, and not looping."""
-    return (
-        bool(segment.text) and segment.avg_logprob >= LOG_PROB_THRESHOLD
-        and segment.compression_ratio <= MAX_COMPRESSION_RATIO and find_loop(words_of(segment.text)) is None
-    )
 
 
 def _better(redone: list[Segment], original: Segment) -> bool:
