@@ -20,6 +20,8 @@ from isoscribe.outputs import to_json, to_tsv
 from isoscribe.repetition import find_loop, words_of
 from isoscribe.service.formats import verbose_json
 from isoscribe.stages import transcribe, vad
+from isoscribe.stages.loops import LoopGuard, truncate
+from isoscribe.stages.options import transcription_options
 from isoscribe.transcript import SpeechRequest, Transcript
 
 pytestmark = pytest.mark.slow
@@ -116,18 +118,18 @@ def test_a_loop_that_survives_decoding_again_is_cut_after_its_first_copy() -> No
     words = [Word(float(i), i + 0.5, text, 0.5) for i, text in enumerate(texts)]
     segment = Segment(0, 0.0, 14.0, "".join(texts).strip(), words, language="en")
     loop = find_loop(words_of(segment.text))
-    cut = transcribe._truncate(segment, loop.repeats_from)
+    cut = truncate(segment, loop.repeats_from)
     assert cut.text == "As met a nolshun, me,"
     assert [w.text for w in cut.words] == texts[:5] and cut.end == 4.5
 
 
 def test_hallucination_silence_threshold_only_with_word_timestamps() -> None:
     asr = load_settings().asr
-    assert transcribe.whisper_options(asr, SpeechRequest("a.wav"))["hallucination_silence_threshold"] == 2.0
+    assert transcription_options(asr, SpeechRequest("a.wav")).hallucination_silence_threshold == 2.0
     no_words = SpeechRequest("a.wav", word_timestamps=False)
-    assert transcribe.whisper_options(asr, no_words)["hallucination_silence_threshold"] is None
+    assert transcription_options(asr, no_words).hallucination_silence_threshold is None
     off = asr.model_copy(update={"hallucination_silence_threshold_s": 0})
-    assert transcribe.whisper_options(off, SpeechRequest("a.wav"))["hallucination_silence_threshold"] is None
+    assert transcription_options(off, SpeechRequest("a.wav")).hallucination_silence_threshold is None
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +183,7 @@ def test_speech_the_decoder_skipped_is_decoded_again(tiny_model, acoustic_corpus
 def test_a_long_clause_repeated_as_the_next_segment_is_decoded_again() -> None:
     from isoscribe.transcript import Segment
 
-    guard = transcribe._LoopGuard(None, None, {})
+    guard = LoopGuard(None)
     clause = "Am Montag fahren wir mit dem Zug nach Hamburg."
     assert guard._suspicion(Segment(0, 0.0, 5.0, clause)) is None
     guard._remember([Segment(0, 0.0, 5.0, clause)])

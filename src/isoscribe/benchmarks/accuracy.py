@@ -4,7 +4,7 @@ In one run, on the same decoded audio and the same loaded model:
 * isoscribe: ``stages.transcribe.transcribe`` with the configured settings (language per stretch of
   speech, loop guard, VAD, word timestamps), the code the speech worker runs;
 * direct: ``WhisperModel.transcribe(audio)`` with faster-whisper's default options.
-* direct with isoscribe's options: ``WhisperModel.transcribe(audio, **whisper_options(...))`` (VAD,
+* direct with isoscribe's options: ``WhisperModel.transcribe(audio, **transcription_options(...).engine_kwargs())`` (VAD,
   word timestamps, ...), which isolates what the language and loop handling change.
 Reported: WER per shared clip with a reference (``asr.model``, tiny.en by default, and ``base`` in the
 full run, where the language is detected per stretch of speech); on the rendered
@@ -125,9 +125,10 @@ class _Engines:
 
     def options(self, path: Path) -> dict[str, Any]:
         """isoscribe's engine options (VAD, word timestamps, beam, temperatures, silence threshold)."""
-        from isoscribe.stages import transcribe
+        from isoscribe.stages.options import transcription_options
 
-        return transcribe.whisper_options(self.settings.asr, SpeechRequest(str(path)), self.transcriber.english_only)
+        options = transcription_options(self.settings.asr, SpeechRequest(str(path)), self.transcriber.english_only)
+        return options.engine_kwargs()
 
     def direct(self, audio, **options: Any):
         segments, info = self.transcriber.whisper.transcribe(audio, **options)

@@ -22,7 +22,7 @@ from isoscribe.benchmarks.asr import make_referenced_long_audio
 from isoscribe.benchmarks.meetings import make_meeting, script_turns
 from isoscribe.demo import make_dialogue
 from isoscribe.repetition import words_of
-from isoscribe.transcript import Segment, SpeechRequest, Transcript
+from isoscribe.transcript import Segment, Transcript
 
 __all__ = ["recovery_section", "recovered_fragments"]
 

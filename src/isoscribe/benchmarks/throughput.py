@@ -5,7 +5,7 @@ loop as peers run it (one process, all threads), on the same distinct files in t
   until there are ``FULL_AUDIO_S`` (``--quick``: ``QUICK_AUDIO_S``) seconds; every file has distinct
   bytes, so the batch's ledger transcribes each.
 * Baseline: one process, ``WhisperModel(cpu_threads=cores)``, a loop over the files with the options
-  the speech stage uses (``whisper_options``: same model, VAD, word timestamps), model load included.
+  the speech stage uses (``transcription_options``: same model, VAD, word timestamps), model load included.
 * Candidate: ``isoscribe run FILES --no-diarize --no-summarize --formats json`` with no other flag, in a
   fresh interpreter, start-up included; the machine's calibration is made first and timed apart.
 * Baseline and candidate alternate (``REPEATS`` times in the full run); each keeps its best wall time.
@@ -143,7 +143,8 @@ def direct_transcriptions(paths: list[str], threads: int) -> list[str]:
     from isoscribe.config import load_settings
     from isoscribe.models import resolve_model
     from isoscribe.pipeline import speech_request
-    from isoscribe.stages.transcribe import resolve_compute_type, whisper_options
+    from isoscribe.stages.options import transcription_options
+    from isoscribe.stages.transcribe import resolve_compute_type
 
     settings = load_settings()
     asr = settings.asr
@@ -154,8 +155,8 @@ def direct_transcriptions(paths: list[str], threads: int) -> list[str]:
     english_only = not model.model.is_multilingual
     texts = []
     for path in paths:
-        options = whisper_options(asr, speech_request(settings, path, diarize=False), english_only)
-        segments, _ = model.transcribe(decode_audio(path), **options)
+        options = transcription_options(asr, speech_request(settings, path, diarize=False), english_only)
+        segments, _ = model.transcribe(decode_audio(path), **options.engine_kwargs())
         texts.append(" ".join(s.text.strip() for s in segments).strip())
     return texts
 

@@ -19,9 +19,6 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from difflib import SequenceMatcher
-import numpy as np
-
-from isoscribe.audio import SAMPLE_RATE
 from isoscribe.logs import log_event
 from isoscribe.repetition import LOG_PROB_THRESHOLD, MAX_COMPRESSION_RATIO, find_loop, words_of
 from isoscribe.stages.vad import PAD_S, Speech
@@ -51,8 +48,8 @@ MIN_WORD_PROBABILITY = 0.5
 dropped: decoded alone, without context, a filler comes out as a word (an "um" of acoustic_corpus
 as "It's..." at 0.45, in the bench's 300 s referenced long file, its tuning data; "Thanks." 0.87)."""
 
-Decode = Callable[[np.ndarray, float, str | None], list[Segment]]
-"""(audio, where it starts in seconds, language) → segments decoded on their own, with absolute times."""
+DecodeAlone = Callable[[float, float, "str | None"], list[Segment]]
+"""(start_s, end_s, language) → the stretch's segments decoded on their own, with absolute times."""
 
 
 def with_onsets(segments: Iterator[Segment], speech: Speech, start_s: float) -> Iterator[Segment]:
@@ -82,8 +79,9 @@ def _onset(speech: Speech, word_start_s: float, earliest_s: float) -> float:
 class SkippedSpeech:
     """Finds stretches without words where the VAD hears speech, and decodes them on their own."""
 
-    def __init__(self, audio: np.ndarray, speech: Speech, decode: Decode) -> None:
-        self.audio, self.speech, self.decode = audio, speech, decode
+    def __init__(self, speech: Speech, decode_alone: DecodeAlone) -> None:
+        self.speech, self.decode_alone = speech, decode_alone
+        """Decodes at temperature 0, without the previous text as prompt, without the VAD filter."""
 
     def around(
         self, segments: Iterator[Segment], start_s: float, end_s: float, language: str | None
@@ -107,8 +105,7 @@ class SkippedSpeech:
         if sum(end - start for start, end in regions) < SKIPPED_SPEECH_MIN_S:
             return []
         speech_start_s, speech_end_s = regions[0][0], regions[-1][1]
-        audio = self.audio[int(speech_start_s * SAMPLE_RATE) : int(speech_end_s * SAMPLE_RATE)]
-        found = [segment for segment in self.decode(audio, speech_start_s, language) if _confident(segment)]
+        found = [s for s in self.decode_alone(speech_start_s, speech_end_s, language) if _confident(s)]
         kept = []
         for segment in found:
             reason = stray_reason(segment, neighbours, self.speech)

@@ -20,6 +20,7 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import Settings
 from isoscribe.pipeline.events import Event, Progress, SegmentReady
+from isoscribe.pipeline.pieces import piece_cuts, piece_range
 from isoscribe.stages import diarize as diarize_stage
 from isoscribe.stages import transcribe as transcribe_stage
 from isoscribe.stages import vad
@@ -77,7 +78,7 @@ def run(
         emit(SegmentReady(segment))
         emit(Progress("speech", min(segment.end, duration_s), duration_s))
 
-    speech = vad.detect(audio, transcribe_stage.piece_cuts(audio, request.piece_s))
+    speech = vad.detect(audio, piece_cuts(audio, request.piece_s))
     transcript = transcribe_stage.transcribe(model.transcriber, audio, request, on_segment, speech)
     emit(Progress("speech", duration_s, duration_s))
     timings = {"decode": decoded - started, **transcript.timings_s}
@@ -111,8 +112,7 @@ def _run_piece(
 
     Windows are embedded from the whole file's audio, so the volume normalisation is the file's, as
     when one worker diarizes everything."""
-    cuts = transcribe_stage.piece_cuts(audio, request.piece_s)
-    start, end = transcribe_stage.piece_range(cuts, request.piece.index, request.piece.count)
+    start, end = piece_range(piece_cuts(audio, request.piece_s), request.piece.index, request.piece.count)
     start_s, end_s = start / SAMPLE_RATE, end / SAMPLE_RATE
     speech = vad.detect(audio, [start, end])
     transcript = transcribe_stage.transcribe(model.transcriber, audio, request, lambda s: emit(SegmentReady(s)), speech)
