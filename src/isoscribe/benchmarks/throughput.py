@@ -13,6 +13,10 @@ loop as peers run it (one process, all threads), on the same distinct files in t
   the files), for the PNG.
 * Long file (full run only): a 60-minute file of referenced clips transcribed and diarized, one
   speech worker against the defaults, each scored against the joined references.
+* VAD once: one Silero pass over the files (and the long file), timed alone. The speech stage now runs
+  one pass per file where it ran one for the decoder, one for diarization, one for language cuts
+  (multilingual models) and one per stretch checked for skipped speech: a diarized file saves at least
+  one pass, a multilingual diarized one at least two.
 WER is computed for both paths against the joined references; cores and load average are recorded.
 """
 
@@ -74,8 +78,11 @@ def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SH
         results["throughput_ratio"] = round(results["direct"]["wall_s"] / results["isoscribe"]["wall_s"], 3)
         results["wer_difference"] = round(results["isoscribe"]["wer"] - results["direct"]["wer"], 4)
         results["grid"] = _grid(files[: max(3, len(files) // 3)], scratch_dir, cores)
+        results["vad_once"] = {"pass_s": _vad_pass_s([f["path"] for f in files])}
         if not quick:
             results["long_file"] = _long_file(data_dir, scratch_dir)
+            results["vad_once"]["long_file_pass_s"] = _vad_pass_s([scratch_dir / "hour" / "hour.wav"])
+        results["vad_once"].update(_vad_saving(results))
     results["load_average_end"] = _load_average()
     results["goals"] = _goals(results)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -227,6 +234,33 @@ def _long_file(data_dir: Path, scratch_dir: Path) -> dict[str, Any]:
     runs["wer_difference"] = round(runs["default"]["wer"] - runs["sequential"]["wer"], 4)
     runs["ratio"] = round(runs["default"]["wall_s"] / runs["sequential"]["wall_s"], 3)
     return runs
+
+
+def _vad_pass_s(paths: list[Path]) -> float:
+    """Wall seconds of one VAD pass (``stages.vad.detect``, as the speech stage runs it) over ``paths``."""
+    from isoscribe.pipeline.pieces import piece_cuts
+    from isoscribe.stages import vad
+    from isoscribe.transcript import PIECE_S
+
+    total = 0.0
+    for path in paths:
+        audio = decode_audio(path)
+        started = time.perf_counter()
+        vad.detect(audio, piece_cuts(audio, PIECE_S))
+        total += time.perf_counter() - started
+    return round(total, 2)
+
+
+def _vad_saving(results: dict[str, Any]) -> dict[str, Any]:
+    """What running the VAD once saves, in passes of the timings above (skipped-speech stretches not counted)."""
+    vad_once = results["vad_once"]
+    saving = {"share_of_isoscribe_wall_per_pass": round(vad_once["pass_s"] / results["isoscribe"]["wall_s"], 4)}
+    if "long_file_pass_s" in vad_once:
+        saving["long_file_saved_s_at_least"] = vad_once["long_file_pass_s"]
+        saving["long_file_saved_share_at_least"] = round(
+            vad_once["long_file_pass_s"] / results["long_file"]["default"]["wall_s"], 4
+        )
+    return saving
 
 
 def _goals(results: dict[str, Any]) -> dict[str, bool]:
