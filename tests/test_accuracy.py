@@ -18,7 +18,7 @@ from isoscribe.benchmarks.meetings import MIXED_LANGUAGE_SCRIPT, make_mixed_lang
 from isoscribe.config import load_settings
 from isoscribe.outputs import to_json, to_tsv
 from isoscribe.repetition import find_loop, words_of
-from isoscribe.service.formats import verbose_json
+from isoscribe.openai_shapes import verbose_json
 from isoscribe.stages import transcribe, vad
 from isoscribe.stages.loops import LoopGuard, truncate
 from isoscribe.stages.options import transcription_options

@@ -152,3 +152,15 @@ def test_write_outputs_writes_every_format_atomically(tmp_path: Path) -> None:
 def test_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown output format"):
         format_transcript(_transcript(False), "docx")
+
+
+def test_speaker_names_cannot_break_a_format() -> None:
+    """A name with spaces (or a tab, or tags, from an older job) keeps each format's structure."""
+    words = [Word(0.0, 0.5, " Hi", 0.9, "Ann\tLee <b>")]
+    transcript = Transcript([Segment(0, 0.0, 0.5, " Hi", words, "Ann\tLee <b>")], "en", 1.0, 0.5, "tiny.en",
+                            ["Ann\tLee <b>"])
+    rttm = to_rttm(transcript).split()
+    assert len(rttm) == 10 and rttm[7] == "Ann_Lee_<b>", rttm
+    row = to_tsv(transcript).splitlines()[1].split("\t")
+    assert len(row) == 5 and row[2] == "Ann Lee <b>", row
+    assert "<v Ann Lee &lt;b&gt;>Hi" in to_vtt(transcript)

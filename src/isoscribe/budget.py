@@ -18,6 +18,7 @@ from contextlib import contextmanager
 import psutil
 
 from isoscribe.config import Settings
+from isoscribe.isolation.monitor import gpu_total_mb
 from isoscribe.logs import log_event
 
 __all__ = ["BUDGET_FRACTION", "DEFAULT_PEAKS_MB", "default_budget_mb", "gpu_total_mb", "stage_peaks_mb", "MemoryGate"]
@@ -32,21 +33,6 @@ BUDGET_FRACTION = 0.8
 
 def default_budget_mb() -> float:
     return BUDGET_FRACTION * psutil.virtual_memory().total / 2**20
-
-
-def gpu_total_mb() -> float | None:
-    """Memory of GPU 0 where NVML sees one, else None."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-            return pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no device, no library: CPU only
-        return None
 
 
 def stage_peaks_mb(settings: Settings, learned: Callable[[str], float | None]) -> dict[str, float]:

@@ -14,8 +14,12 @@ Delivery, as tested in tests/test_distributed.py:
   ``visibility_timeout_s`` stays the backstop and stays above the longest task.
 - A task may therefore run twice. It is idempotent: a redelivered task whose result is already
   stored returns that result, and the client resolves each Future once.
-- Redis keeps nothing across a restart (no persistence is assumed). The client notices the
-  server's new ``run_id`` and publishes its unfinished tasks again under the same task ids.
+- After a Redis restart (a new ``run_id``) the client publishes again, under the same task ids, only
+  the unfinished tasks Redis lost: with persistence (``appendonly yes``) their messages and states
+  survive and nothing is published twice. Its holds on staged audio are set to what it uses, so
+  they reach 0 and the files go whether the old holds survived or not.
+- A cancel stops the stage on the worker: the client sets a cancel key the running task watches
+  (Celery's ``revoke(terminate=True)`` would signal a pool process that may already run another task).
 """
 
 from __future__ import annotations
@@ -31,9 +35,11 @@ import shutil
 import sys
 import threading
 import time
+import traceback
 import types
 import typing
 import uuid
+from collections import Counter, deque
 from collections.abc import Callable
 from concurrent.futures import CancelledError, Future
 from dataclasses import dataclass, field
@@ -42,6 +48,7 @@ from typing import Any
 
 from celery import Celery
 from celery import signals as celery_signals
+from celery.exceptions import BackendGetMetaError, BackendStoreError
 from celery.exceptions import OperationalError as CeleryOperationalError
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis import Redis
@@ -49,7 +56,17 @@ from redis.exceptions import RedisError
 
 from isoscribe.config import LlmSettings, Settings, load_settings
 from isoscribe.files import write_atomic
-from isoscribe.isolation import IsolationError, Limits, StageError, StageSpec, TaskResult, TaskStats
+from isoscribe.isolation import (
+    IsolationError,
+    Limits,
+    StageError,
+    StageSpec,
+    StageTimeout,
+    TaskCancelled,
+    TaskResult,
+    TaskStats,
+    WorkerCrashed,
+)
 from isoscribe.logs import log_event
 
 __all__ = [
@@ -90,7 +107,16 @@ _STAGED_KEY = "isoscribe:staged:"
 """+ staged audio name: a hash of client id -> tasks of that client using the file, in the broker's Redis."""
 _STAGED_HOLD_TTL_S = 24 * 3600
 """A crashed client's holds expire after this; its staged files then go with the next client's release."""
+_CANCEL_KEY = "isoscribe:cancel:"
+"""+ task id; set by a client that cancels the task, watched by the worker running it, in the broker's Redis."""
+_CANCEL_TTL_S = 24 * 3600
+_CANCEL_POLL_S = 1.0
+"""How often a running task looks for its cancel key."""
+_LOST_TASK_RETRIES = 2
+"""Times a task is published again after Celery lost it (its pool process died, its hard time limit)."""
 _REDIS_ERRORS = (RedisError, KombuOperationalError, CeleryOperationalError, ConnectionError, OSError)
+_BACKEND_ERRORS = (*_REDIS_ERRORS, BackendStoreError, BackendGetMetaError)
+"""What Celery's result backend raises once its own retries are spent."""
 
 
 # --- Celery app -----------------------------------------------------------------------------------
@@ -125,11 +151,17 @@ def create_app(settings: Settings) -> Celery:
         result_expires=24 * 3600,
         worker_hijack_root_logger=False,
     )
-    limits = {"probe": iso.probe_timeout_s, "speech": iso.asr_timeout_s, "summary": iso.llm_timeout_s}
     for stage, task_name in STAGE_TASKS.items():
-        time_limit = limits[stage] + _TIME_LIMIT_GRACE_S
+        time_limit = time_limit_s(settings, stage)
         app.task(name=task_name, bind=True, shared=False, time_limit=time_limit)(_TASK_FUNCTIONS[stage])
     return app
+
+
+def time_limit_s(settings: Settings, stage: str) -> float:
+    """Celery's hard time limit of ``stage``'s task."""
+    iso = settings.isolation
+    limits = {"probe": iso.probe_timeout_s, "speech": iso.asr_timeout_s, "summary": iso.llm_timeout_s}
+    return limits[stage] + _TIME_LIMIT_GRACE_S
 
 
 def visibility_timeout_s(settings: Settings) -> float:
@@ -243,7 +275,15 @@ def _run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]
     request = _localize_request(decode_value(envelope["request"]), shared_dir)
     log_event(logger, "celery_task_start", task_id=task_id, stage=stage, worker=hostname)
     try:
-        result = _pool(stage, settings).submit(request, _progress_reporter(task, task_id, hostname)).result()
+        pool = _pool(stage, settings)
+        cancel_key = _CancelKey(settings.celery.broker_url, task_id)
+        if cancel_key.is_set():
+            raise TaskCancelled(stage, detail="cancelled by its client before it started")
+        future = pool.submit(request, _progress_reporter(task, task_id, hostname))
+        result = _result_unless_cancelled(pool, future, cancel_key, stage)
+    except TaskCancelled as exc:
+        log_event(logger, "celery_task_cancelled", task_id=task_id, stage=stage, worker=hostname)
+        return {"error": encode_error(exc), "worker": hostname}
     except IsolationError as exc:
         log_event(logger, "celery_task_failed", logging.WARNING, task_id=task_id, stage=stage, error=exc)
         return {"error": encode_error(exc), "worker": hostname}
@@ -271,9 +311,40 @@ def _best_effort(call: Any, *args: Any, **kwargs: Any) -> Any:
     """Bookkeeping calls to the result backend; while Redis is away the task runs without them."""
     try:
         return call(*args, **kwargs)
-    except _REDIS_ERRORS as exc:
+    except _BACKEND_ERRORS as exc:
         log_event(logger, "result_backend_unreachable", logging.WARNING, error=exc)
         return None
+
+
+class _CancelKey:
+    """The key a client sets to cancel a task; read from the pool process running the task."""
+
+    _clients: dict[str, Redis] = {}
+
+    def __init__(self, broker_url: str, task_id: str) -> None:
+        if broker_url not in self._clients:
+            self._clients[broker_url] = Redis.from_url(broker_url, **REDIS_TIMEOUTS)
+        self._redis = self._clients[broker_url]
+        self._key = _CANCEL_KEY + task_id
+
+    def is_set(self) -> bool:
+        """False while Redis is away: the task goes on, as with its other bookkeeping."""
+        try:
+            return bool(self._redis.exists(self._key))
+        except _REDIS_ERRORS:
+            return False
+
+
+def _result_unless_cancelled(pool: Any, future: Future, cancel_key: _CancelKey, stage: str) -> TaskResult:
+    """The stage's result; once the client sets the cancel key, the pool kills the stage's worker."""
+    while True:
+        try:
+            return future.result(timeout=_CANCEL_POLL_S)
+        except TimeoutError:
+            if cancel_key.is_set():
+                pool.cancel(future)
+        except CancelledError:
+            raise TaskCancelled(stage, detail="cancelled by its client before its isolated worker took it") from None
 
 
 def _effective_settings(client_sections: dict[str, Any]) -> Settings:
@@ -504,15 +575,20 @@ class _Pending:
     last_event: Any = None
     lost_workers: set[str] = field(default_factory=set)
     """Workers that died running this task; it was published again for each."""
+    celery_losses: int = 0
+    """Times Celery reported the task lost (WorkerLostError, TimeLimitExceeded); it was published again for each."""
 
 
 class CeleryExecutor:
     """StageExecutor over Celery: ``submit(stage, request)`` publishes a task and returns a Future.
 
     One waiter thread polls the result backend for every unfinished task and watches Redis's
-    ``run_id``; after a restart it publishes the unfinished tasks again. Isolation errors raised on
-    a worker are raised here with the same types and fields.
+    ``run_id``; after a restart it publishes again the unfinished tasks Redis lost. Isolation errors
+    raised on a worker are raised here with the same types and fields.
     """
+
+    completed_kept = 1000
+    """How many of the latest ``completed`` tasks are kept (a service runs for months)."""
 
     def __init__(self, settings: Settings, app: Celery | None = None) -> None:
         self.settings = settings
@@ -521,12 +597,16 @@ class CeleryExecutor:
         # pile unread result messages up on this connection.
         self.app.backend.on_task_call = lambda producer, task_id: None
         self.shared_dir = settings.celery.shared_dir
-        self.completed: list[CompletedTask] = []
+        self.completed: deque[CompletedTask] = deque(maxlen=self.completed_kept)
         self.republished = 0
         self.redispatched = 0
         """Tasks published again because the worker running them stopped beating."""
         self._sections = _client_sections(settings)
         self._pending: dict[str, _Pending] = {}
+        self._abandoned: dict[str, float] = {}
+        """Cancelled task -> until when to look for its late result, whose spilled file must go."""
+        self._holds: Counter[str] = Counter()
+        """Staged name -> this client's unfinished tasks using it; Redis gets these counts."""
         self._client_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._beat_s = settings.celery.heartbeat_timeout_s / 4
         self._next_heartbeat_check = 0.0
@@ -535,9 +615,11 @@ class CeleryExecutor:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._stopped = threading.Event()
+        self._unreachable = False
         self._broker = Redis.from_url(settings.celery.broker_url, **REDIS_TIMEOUTS)
-        self._release_hold = self._broker.register_script(_RELEASE_HOLD)
+        self._set_hold = self._broker.register_script(_SET_HOLD)
         self._drop_unacked = self._broker.register_script(_DROP_UNACKED)
+        self._find_messages = self._broker.register_script(_FIND_MESSAGES)
         self._server_ids: tuple[str, str] | None = None
         self._declare_queues()
         self._waiter = threading.Thread(target=self._wait_loop, name="celery-waiter", daemon=True)
@@ -572,33 +654,36 @@ class CeleryExecutor:
         return future
 
     def cancel(self, future: Future) -> bool:
-        """Revoke the task: a worker that has not started it drops it; one running it finishes it."""
+        """Cancel the task: a worker that has not started it drops it; one running it stops its stage."""
         with self._lock:
-            task_id = next((p.task_id for p in self._pending.values() if p.future is future), None)
-        if task_id is None:
+            pending = next((p for p in self._pending.values() if p.future is future), None)
+        if pending is None:
             return False
         try:
-            self.app.control.revoke(task_id)
+            self._cancel_remote([pending.task_id])
         except _REDIS_ERRORS as exc:
             log_event(logger, "celery_revoke_failed", logging.WARNING, tasks=1, error=exc)
             return False
-        self._finish(task_id, CancelledError(), worker="")
+        with self._lock:
+            self._abandoned[pending.task_id] = time.monotonic() + visibility_timeout_s(self.settings)
+        self._finish(pending.task_id, TaskCancelled(pending.stage, detail="cancelled; its Celery task was revoked"), worker="")
         return True
 
     def shutdown(self) -> None:
-        """Stop waiting; tasks not finished are revoked and their Futures cancelled."""
+        """Stop waiting; tasks not finished are cancelled on the workers and their Futures fail with TaskCancelled."""
         self._stopped.set()
         self._wake.set()
         self._waiter.join(timeout=10)
         with self._lock:
-            unfinished = list(self._pending)
+            unfinished = list(self._pending.values())
         if unfinished:
             try:
-                self.app.control.revoke(unfinished)
+                self._cancel_remote([pending.task_id for pending in unfinished])
             except _REDIS_ERRORS as exc:
                 log_event(logger, "celery_revoke_failed", logging.WARNING, tasks=len(unfinished), error=exc)
-        for task_id in unfinished:
-            self._finish(task_id, CancelledError(), worker="")
+        for pending in unfinished:
+            error = TaskCancelled(pending.stage, detail="the Celery executor shut down before the task finished")
+            self._finish(pending.task_id, error, worker="")
         self._broker.close()
 
     def __enter__(self) -> CeleryExecutor:
@@ -606,6 +691,14 @@ class CeleryExecutor:
 
     def __exit__(self, *exc: object) -> None:
         self.shutdown()
+
+    def _cancel_remote(self, task_ids: list[str]) -> None:
+        """Set each task's cancel key, which a worker running it watches, then revoke the queued copies."""
+        pipe = self._broker.pipeline()
+        for task_id in task_ids:
+            pipe.set(_CANCEL_KEY + task_id, "1", ex=_CANCEL_TTL_S)
+        pipe.execute()
+        self.app.control.revoke(task_ids)
 
     def _stage_request(self, request: Any) -> tuple[str | None, tuple[str, ...], Any]:
         """(the caller's audio_path, the staged names this task holds, the request naming them).
@@ -619,13 +712,12 @@ class CeleryExecutor:
         names = [staged_name(Path(path)) for path in paths]
         # Hold before copying: a client releasing the same content now either deletes the file
         # before our copy (which then recreates it) or sees our hold and keeps it.
-        self._hold_staged(names)
         try:
+            self._hold_staged(names)
             for path, name in zip(paths, names):
                 _copy_staged(Path(path), self.shared_dir, name)
         except BaseException:
-            for name in names:
-                self._release_staged(name)
+            self._release_staged(names)
             raise
         return audio_path, tuple(names), _with_request_files(request, names)
 
@@ -634,24 +726,33 @@ class CeleryExecutor:
 
     def _hold_staged(self, names: list[str]) -> None:
         """Count this client's tasks using each staged file in Redis, where every client sees them."""
-        for name in names:
-            _with_redis_retry(lambda: self._hold_one(name))
+        with self._lock:
+            self._holds.update(names)
+        for name in dict.fromkeys(names):
+            _with_redis_retry(lambda: self._sync_hold(name))
 
-    def _hold_one(self, name: str) -> None:
+    def _release_staged(self, names: tuple[str, ...] | list[str]) -> None:
+        """Drop this client's holds; a file goes when no client holds it. If Redis is away the file stays."""
+        with self._lock:
+            self._holds.subtract(names)
+            self._holds = +self._holds
+        for name in dict.fromkeys(names):
+            try:
+                self._sync_hold(name)
+            except _REDIS_ERRORS as exc:
+                log_event(logger, "staged_audio_kept", logging.WARNING, name=name, error=exc)
+
+    def _sync_hold(self, name: str) -> None:
+        """Set this client's hold on ``name`` in Redis to its count here; delete the file once no client holds it.
+
+        Setting the count, rather than adding to it, keeps it right whether or not Redis kept the
+        old holds across a restart.
+        """
         with self._staged_lock(name):
-            pipe = self._broker.pipeline()
-            pipe.hincrby(_STAGED_KEY + name, self._client_id, 1)
-            pipe.expire(_STAGED_KEY + name, _STAGED_HOLD_TTL_S)
-            pipe.execute()
-
-    def _release_staged(self, name: str) -> None:
-        """Drop one hold; the file goes when no client holds it. If Redis is away the file stays."""
-        try:
-            with self._staged_lock(name):
-                if self._release_hold(keys=[_STAGED_KEY + name], args=[self._client_id]) == 0:
-                    (Path(self.shared_dir) / name).unlink(missing_ok=True)
-        except _REDIS_ERRORS as exc:
-            log_event(logger, "staged_audio_kept", logging.WARNING, name=name, error=exc)
+            with self._lock:
+                count = self._holds.get(name, 0)
+            if self._set_hold(keys=[_STAGED_KEY + name], args=[self._client_id, count, _STAGED_HOLD_TTL_S]) == 0:
+                (Path(self.shared_dir) / name).unlink(missing_ok=True)
 
     def _publish(self, pending: _Pending) -> None:
         """Publish once on a fresh connection, and again on a fresh one while Redis is away.
@@ -683,33 +784,82 @@ class CeleryExecutor:
                 self.app.amqp.queues[queue](channel).declare()
 
     def _wait_loop(self) -> None:
-        unreachable = False
+        """Look at the tasks until shutdown. A failure that is not Redis's fails the unfinished tasks
+        with that error, and the waiter goes on for the tasks submitted after it."""
         while not self._stopped.is_set():
             with self._lock:
-                task_ids = list(self._pending)
-            if not task_ids:
+                busy = bool(self._pending or self._abandoned)
+            if not busy:
                 self._wake.wait(1.0)
                 self._wake.clear()
                 continue
             try:
-                self._republish_after_restart()
-                metas = self._fetch(task_ids)
-                self._redispatch_from_dead_workers(metas)
-            except _REDIS_ERRORS as exc:
-                if not unreachable:
-                    log_event(logger, "redis_unreachable", logging.WARNING, error=exc)
-                unreachable = True
+                self._look_once()
+            except Exception as exc:
+                logger.exception("event=celery_waiter_failed")
+                self._fail_unfinished(exc)
                 self._stopped.wait(1.0)
-                continue
-            if unreachable:
-                log_event(logger, "redis_reachable")
-                unreachable = False
+
+    def _look_once(self) -> None:
+        with self._lock:
+            task_ids = list(self._pending)
+            abandoned = list(self._abandoned)
+        try:
+            self._republish_after_restart()
+            values = self._fetch([*task_ids, *abandoned])
+            metas = self._decoded(task_ids, values)
+            self._redispatch_from_dead_workers(metas)
+            self._drop_abandoned(abandoned, values)
             for task_id, meta in metas.items():
-                if meta.get("status") in _READY_STATES:
-                    self._resolve(task_id, meta)
-                elif meta.get("status") == "PROGRESS":
-                    self._report_progress(task_id, meta["result"])
-            self._stopped.wait(self.settings.celery.poll_interval_s)
+                self._guarded(task_id, self._on_state, task_id, meta)
+        except _REDIS_ERRORS as exc:
+            if not self._unreachable:
+                log_event(logger, "redis_unreachable", logging.WARNING, error=exc)
+            self._unreachable = True
+            self._stopped.wait(1.0)
+            return
+        if self._unreachable:
+            log_event(logger, "redis_reachable")
+            self._unreachable = False
+        self._stopped.wait(self.settings.celery.poll_interval_s)
+
+    def _guarded(self, task_id: str, call: Callable[..., None], *args: Any) -> None:
+        """``call(*args)`` for one task; whatever it raises fails that task only."""
+        try:
+            call(*args)
+        except _REDIS_ERRORS:
+            raise
+        except Exception as exc:
+            logger.exception("event=celery_task_state_unreadable task_id=%s", task_id)
+            with self._lock:
+                pending = self._pending.get(task_id)
+            if pending is not None:
+                self._finish(task_id, _client_error(pending.stage, exc, "the client could not read the task's state"), worker="")
+
+    def _decoded(self, task_ids: list[str], values: dict[str, bytes]) -> dict[str, dict[str, Any]]:
+        metas: dict[str, dict[str, Any]] = {}
+        for task_id in task_ids:
+            if task_id in values:
+                self._guarded(task_id, lambda: metas.update({task_id: self._decode_meta(values[task_id])}))
+        return metas
+
+    def _decode_meta(self, value: bytes) -> dict[str, Any]:
+        meta = self.app.backend.decode_result(value)
+        if not isinstance(meta, dict) or "status" not in meta:
+            raise ValueError(f"not a Celery task state: {value[:200]!r}")
+        return meta
+
+    def _on_state(self, task_id: str, meta: dict[str, Any]) -> None:
+        if meta["status"] in _READY_STATES:
+            self._resolve(task_id, meta)
+        elif meta["status"] == "PROGRESS":
+            self._report_progress(task_id, meta["result"])
+
+    def _fail_unfinished(self, exc: Exception) -> None:
+        with self._lock:
+            unfinished = list(self._pending.values())
+        for pending in unfinished:
+            self._finish(pending.task_id, _client_error(pending.stage, exc, "the Celery client's waiter failed"), worker="")
 
     def _republish_after_restart(self) -> None:
         server_ids = (self._broker.info("server")["run_id"], self.app.backend.client.info("server")["run_id"])
@@ -719,14 +869,27 @@ class CeleryExecutor:
             return
         with self._lock:
             unfinished = list(self._pending.values())
-        log_event(logger, "redis_restarted", logging.WARNING, republishing=len(unfinished))
+            held = list(self._holds)
+        lost = self._lost_in_restart(unfinished)
         self._declare_queues()
-        self._hold_staged([name for pending in unfinished for name in pending.staged])
-        for pending in unfinished:
+        for name in held:
+            _with_redis_retry(lambda: self._sync_hold(name))
+        for pending in lost:
             self._publish(pending)
-        self.republished += len(unfinished)
-        # Only now: if Redis went away again midway, the next look republishes them all once more.
+        self.republished += len(lost)
+        log_event(logger, "redis_restarted", logging.WARNING, republished=len(lost), kept=len(unfinished) - len(lost))
+        # Only now: if Redis went away again midway, the next look does all this once more.
         self._server_ids = server_ids
+
+    def _lost_in_restart(self, unfinished: list[_Pending]) -> list[_Pending]:
+        """The tasks a restarted Redis no longer knows: no message queued or delivered, no state stored."""
+        if not unfinished:
+            return []
+        task_ids = [pending.task_id for pending in unfinished]
+        queues = sorted({STAGE_QUEUES[pending.stage] for pending in unfinished})
+        found = self._find_messages(keys=[*queues, "unacked"], args=task_ids)
+        known = {task_id.decode() for task_id in found} | set(self._fetch(task_ids))
+        return [pending for pending in unfinished if pending.task_id not in known]
 
     def _redispatch_from_dead_workers(self, metas: dict[str, dict[str, Any]]) -> None:
         """Publish again the running tasks of workers whose heartbeat key has expired (a dead machine).
@@ -769,16 +932,37 @@ class CeleryExecutor:
         pending.lost_workers.add(worker)
         self.redispatched += 1
 
-    def _fetch(self, task_ids: list[str]) -> dict[str, dict[str, Any]]:
+    def _fetch(self, task_ids: list[str]) -> dict[str, bytes]:
+        """The stored state of each task that has one, as Redis holds it."""
         backend = self.app.backend
-        metas: dict[str, dict[str, Any]] = {}
+        values: dict[str, bytes] = {}
         for start in range(0, len(task_ids), 500):
             chunk = task_ids[start : start + 500]
-            values = backend.client.mget([backend.get_key_for_task(task_id) for task_id in chunk])
-            for task_id, value in zip(chunk, values):
-                if value is not None:
-                    metas[task_id] = backend.decode_result(value)
-        return metas
+            found = backend.client.mget([backend.get_key_for_task(task_id) for task_id in chunk])
+            values.update((task_id, value) for task_id, value in zip(chunk, found) if value is not None)
+        return values
+
+    def _drop_abandoned(self, abandoned: list[str], values: dict[str, bytes]) -> None:
+        """A cancelled task's late result is not wanted: remove its spilled file and its state once it ends."""
+        now = time.monotonic()
+        for task_id in abandoned:
+            result = self._ended_result(values[task_id]) if task_id in values else None
+            if result is not None:
+                spilled = isinstance(result, dict) and isinstance(result.get("result_file"), str)
+                if spilled and self.shared_dir is not None:
+                    (Path(self.shared_dir) / result["result_file"]).unlink(missing_ok=True)
+                self.app.backend.forget(task_id)
+            with self._lock:
+                if result is not None or now > self._abandoned.get(task_id, 0.0):
+                    self._abandoned.pop(task_id, None)
+
+    def _ended_result(self, value: bytes) -> Any:
+        """The result of an ended task (``{}`` when unreadable: nothing to clean up), None while it runs."""
+        try:
+            meta = self._decode_meta(value)
+        except Exception:
+            return {}
+        return meta.get("result") if meta["status"] in _READY_STATES else None
 
     def _report_progress(self, task_id: str, meta: dict[str, Any]) -> None:
         """The latest Progress a worker stored for the task, to the caller's listener (once per change)."""
@@ -797,16 +981,29 @@ class CeleryExecutor:
             pending = self._pending.get(task_id)
         if pending is None:
             return
+        if _lost_by_celery(meta) and pending.celery_losses < _LOST_TASK_RETRIES:
+            self._publish_lost(pending, meta)
+            return
         worker = ""
         try:
             if meta["status"] != "SUCCESS":
-                raise _failure_error(pending.stage, meta)
+                raise _failure_error(pending.stage, meta, time_limit_s(self.settings, pending.stage))
             payload = meta["result"]
             worker = payload.get("worker", "")
             outcome: TaskResult | BaseException = self._task_result(pending, payload)
         except Exception as exc:
             outcome = exc
         self._finish(task_id, outcome, worker)
+
+    def _publish_lost(self, pending: _Pending, meta: dict[str, Any]) -> None:
+        """Celery lost the task with its pool process or at its hard time limit: not the stage's doing, run it again."""
+        pending.celery_losses += 1
+        log_event(
+            logger, "celery_task_lost", logging.WARNING, task_id=pending.task_id, stage=pending.stage,
+            error=type(meta.get("result")).__name__, attempt=pending.celery_losses,
+        )
+        self.app.backend.forget(pending.task_id)
+        self._publish(pending)
 
     def _task_result(self, pending: _Pending, payload: dict[str, Any]) -> TaskResult:
         spilled = Path(self.shared_dir) / payload["result_file"] if "result_file" in payload else None
@@ -834,8 +1031,7 @@ class CeleryExecutor:
                 return
             ok = not isinstance(outcome, BaseException)
             self.completed.append(CompletedTask(task_id, pending.stage, worker, ok))
-        for name in pending.staged:
-            self._release_staged(name)
+        self._release_staged(pending.staged)
         log_event(logger, "celery_task_resolved", task_id=task_id, stage=pending.stage, worker=worker, ok=ok)
         if ok:
             pending.future.set_result(outcome)
@@ -854,10 +1050,22 @@ def _with_redis_retry(call: Callable[[], Any]) -> Any:
     return call()
 
 
-def _failure_error(stage: str, meta: dict[str, Any]) -> StageError:
-    """A task that raised outside the isolation runtime (bad input, lost audio) or was revoked."""
+_LOST_ERRORS = ("WorkerLostError", "TimeLimitExceeded")
+"""Celery's failures of the task itself: its pool process died, or Celery's hard time limit killed it."""
+
+
+def _lost_by_celery(meta: dict[str, Any]) -> bool:
+    return meta["status"] == "FAILURE" and type(meta.get("result")).__name__ in _LOST_ERRORS
+
+
+def _failure_error(stage: str, meta: dict[str, Any], time_limit: float) -> IsolationError:
+    """A task that raised outside the isolation runtime (bad input, lost audio), was lost by Celery, or was revoked."""
     error = meta.get("result")
     exc_type = type(error).__name__ if isinstance(error, BaseException) else str(meta["status"])
+    if exc_type == "WorkerLostError":
+        return WorkerCrashed(stage, detail=f"the Celery pool process running it died each time it ran: {error}")
+    if exc_type == "TimeLimitExceeded":
+        return StageTimeout(stage, detail="Celery's hard time limit killed it each time it ran", timeout_s=time_limit)
     return StageError(
         stage,
         exc_type=exc_type,
@@ -867,12 +1075,50 @@ def _failure_error(stage: str, meta: dict[str, Any]) -> StageError:
     )
 
 
-_RELEASE_HOLD = """
-local left = redis.call('HINCRBY', KEYS[1], ARGV[1], -1)
-if left <= 0 then redis.call('HDEL', KEYS[1], ARGV[1]) end
+def _client_error(stage: str, exc: Exception, what: str) -> StageError:
+    """A fault of this client (not the stage's) that ends a task, with its cause."""
+    return StageError(
+        stage,
+        exc_type=type(exc).__name__,
+        message=f"{exc} ({what}; the task's outcome is unknown)",
+        traceback_text="".join(traceback.format_exception(exc)),
+        detail="a fault of the Celery client, not of the stage",
+    )
+
+
+_SET_HOLD = """
+if tonumber(ARGV[2]) > 0 then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+  redis.call('EXPIRE', KEYS[1], ARGV[3])
+else
+  redis.call('HDEL', KEYS[1], ARGV[1])
+end
 return redis.call('HLEN', KEYS[1])
 """
-"""One hold of this client off a staged file; returns how many clients still hold it."""
+"""Set this client's hold count on a staged file (0 drops it); returns how many clients still hold it."""
+
+_FIND_MESSAGES = """
+local wanted, found = {}, {}
+for i = 1, #ARGV do wanted[ARGV[i]] = true end
+local function note(raw, delivered)
+  local ok, message = pcall(cjson.decode, raw)
+  if not ok or type(message) ~= 'table' then return end
+  if delivered then message = message[1] end
+  if type(message) ~= 'table' or type(message['headers']) ~= 'table' then return end
+  local id = message['headers']['id']
+  if id and wanted[id] then
+    wanted[id] = nil
+    found[#found + 1] = id
+  end
+end
+for k = 1, #KEYS - 1 do
+  for _, raw in ipairs(redis.call('LRANGE', KEYS[k], 0, -1)) do note(raw, false) end
+end
+for _, raw in ipairs(redis.call('HVALS', KEYS[#KEYS])) do note(raw, true) end
+return found
+"""
+"""The task ids of ARGV that have a message in the queue lists KEYS[1..n-1] or in kombu's ``unacked`` hash KEYS[n]."""
+
 
 _DROP_UNACKED = """
 local dropped = 0
@@ -952,6 +1198,11 @@ return requeued
 
 _JSON_JOB_FIELDS = ("timings", "transcript", "summary")
 _FLOAT_JOB_FIELDS = ("created_at", "started_at", "finished_at", "progress", "audio_duration_s", "audio_done_s")
+_LISTED_JOB_FIELDS = (
+    "id", "status", "audio_path", "stage", *_FLOAT_JOB_FIELDS, "timings", "attempts", "options", "webhook_url",
+    "error_type", "error", "api_key_id",
+)
+"""A listed job's fields: all but its transcript and summary."""
 
 
 class RedisJobStore:
@@ -992,15 +1243,16 @@ class RedisJobStore:
     def ping(self) -> None:
         self._redis.ping()
 
-    def create(self, audio_path: Path, options: Any, webhook_url: str | None = None) -> Any:
+    def create(self, audio_path: Path, options: Any, webhook_url: str | None = None, api_key_id: str = "") -> Any:
         from isoscribe.service.job_store import Job
 
         job = Job(
             id=f"job_{uuid.uuid4().hex}", status="queued", created_at=time.time(), audio_path=str(audio_path),
-            options=options, webhook_url=webhook_url,
+            options=options, webhook_url=webhook_url, api_key_id=api_key_id,
         )
         fields = {"id": job.id, "status": "queued", "created_at": repr(job.created_at), "progress": "0", "stage": "",
-                  "attempts": "0", "audio_path": job.audio_path, "options": options.to_json(), "timings": "{}"}
+                  "attempts": "0", "audio_path": job.audio_path, "options": options.to_json(), "timings": "{}",
+                  "api_key_id": api_key_id}
         if webhook_url:
             fields["webhook_url"] = webhook_url
         pipe = self._redis.pipeline()
@@ -1017,14 +1269,28 @@ class RedisJobStore:
     def count(self, status: str) -> int:
         return self._redis.scard(f"{self.prefix}status:{status}")
 
-    def recent(self, limit: int) -> list[Any]:
-        """The newest ``limit`` jobs, newest first."""
+    def recent(self, limit: int, after: str | None = None, api_key_id: str | None = None) -> list[Any]:
+        """The newest ``limit`` jobs older than job ``after``, newest first, without transcript and
+        summary; only those of ``api_key_id`` unless it is None."""
         ids = self._redis.sunion([f"{self.prefix}status:{status}" for status in _JOB_STATUSES])
         pipe = self._redis.pipeline(transaction=False)
         for job_id in ids:
-            pipe.hgetall(self._job_key(job_id))
-        jobs = [_to_job(data) for data in pipe.execute() if data]
-        return sorted(jobs, key=lambda job: job.created_at, reverse=True)[:limit]
+            pipe.hmget(self._job_key(job_id), _LISTED_JOB_FIELDS)
+        listed = [dict(zip(_LISTED_JOB_FIELDS, values)) for values in pipe.execute()]
+        jobs = [_to_job({k: v for k, v in data.items() if v is not None}) for data in listed if data["id"]]
+        if api_key_id is not None:
+            jobs = [job for job in jobs if job.api_key_id == api_key_id]
+        jobs.sort(key=lambda job: job.created_at, reverse=True)
+        if after is not None:
+            cursor = next((job.created_at for job in jobs if job.id == after), 0.0)
+            jobs = [job for job in jobs if job.created_at < cursor]
+        return jobs[:limit]
+
+    def expired(self, finished_before: float) -> list[Any]:
+        """Finished jobs whose time is up (``service.job_ttl_s``)."""
+        ids = self._redis.sunion([f"{self.prefix}status:{status}" for status in ("succeeded", "failed", "cancelled")])
+        jobs = [self.get(job_id) for job_id in ids]
+        return [job for job in jobs if job is not None and (job.finished_at or 0) < finished_before]
 
     def delete(self, job_id: str) -> bool:
         pipe = self._redis.pipeline()
@@ -1125,4 +1391,5 @@ def _to_job(data: dict[str, str]) -> Any:
     values["webhook_url"] = data.get("webhook_url")
     values["error_type"] = data.get("error_type")
     values["error"] = data.get("error")
+    values["api_key_id"] = data.get("api_key_id", "")
     return Job(**values)

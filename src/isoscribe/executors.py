@@ -17,7 +17,7 @@ from isoscribe.config import Settings
 from isoscribe.isolation import Limits, StageSpec, TaskResult
 from isoscribe.isolation import WorkerPool, one_shot_pool
 
-__all__ = ["EventListener", "StageExecutor", "PooledExecutor", "PerTaskExecutor", "build_executor"]
+__all__ = ["EventListener", "StageExecutor", "PooledExecutor", "PerTaskExecutor", "build_executor", "pool_from_settings"]
 
 
 EventListener = Callable[[Any], None]
@@ -152,18 +152,24 @@ def build_executor(settings: Settings, lazy: bool = False) -> StageExecutor:
 
     def factory(stage: str) -> Callable[[], WorkerPool]:
         spec, limits = specs[stage]
-        return lambda: WorkerPool(
-            spec,
-            size=batch.workers,
-            max_tasks_per_worker=iso.max_tasks_per_worker,
-            max_rss_mb=iso.max_rss_mb,
-            idle_ttl_s=iso.idle_ttl_s,
-            prespawn=iso.prespawn and not lazy,
-            limits=limits,
-            start_method=iso.start_method,
-        )
+        return lambda: pool_from_settings(settings, spec, limits, size=batch.workers, prespawn=iso.prespawn and not lazy)
 
     factories = {stage: factory(stage) for stage in specs}
     if lazy:
         return PooledExecutor(factories=factories)
     return PooledExecutor(pools={stage: make() for stage, make in factories.items()}, factories=factories)
+
+
+def pool_from_settings(settings: Settings, spec: StageSpec, limits: Limits, size: int, prespawn: bool) -> WorkerPool:
+    """A WorkerPool of ``size`` workers for ``spec`` under ``limits``, recycled by ``settings.isolation``."""
+    iso = settings.isolation
+    return WorkerPool(
+        spec,
+        size=size,
+        max_tasks_per_worker=iso.max_tasks_per_worker,
+        max_rss_mb=iso.max_rss_mb,
+        idle_ttl_s=iso.idle_ttl_s,
+        prespawn=prespawn,
+        limits=limits,
+        start_method=iso.start_method,
+    )

@@ -1,7 +1,7 @@
 """Output writers: json, txt, srt, vtt, tsv, rttm and summary.md.
 
-One function per format returns the text (the service formats responses with them);
-``write_outputs`` writes the chosen formats atomically (temp file + rename), so a reader never sees a
+One function per format returns the text; the registry ``isoscribe.formats`` says which format is which
+writer and where it is allowed. ``write_outputs`` writes the chosen formats atomically (temp file + rename), so a reader never sees a
 half-written file and a crash leaves the previous version in place. The json format is
 ``Transcript.to_dict()`` plus ``summary`` when there is one: see docs/transcript-schema.md.
 """
@@ -17,7 +17,6 @@ from isoscribe.files import write_atomic
 from isoscribe.transcript import ActionItem, Segment, Summary, Transcript
 
 __all__ = [
-    "FORMATS",
     "to_json",
     "to_txt",
     "to_srt",
@@ -29,9 +28,6 @@ __all__ = [
     "output_path",
     "write_outputs",
 ]
-
-FORMATS = ("json", "txt", "srt", "vtt", "tsv", "rttm", "summary")
-
 
 def to_json(transcript: Transcript, summary: Summary | None = None) -> str:
     data = transcript.to_dict()
@@ -60,7 +56,7 @@ def to_vtt(transcript: Transcript) -> str:
         timing = f"{_clock(segment.start, '.')} --> {_clock(segment.end, '.')}"
         text = _vtt_escape(segment.text.strip())
         if segment.speaker:
-            text = f"<v {segment.speaker}>{text}"
+            text = f"<v {_vtt_escape(_one_line(segment.speaker))}>{text}"
         blocks.append(f"{timing}\n{text}\n")
     return "\n".join(blocks)
 
@@ -71,7 +67,7 @@ def to_tsv(transcript: Transcript) -> str:
     for segment in transcript.segments:
         text = re.sub(r"[\t\r\n]+", " ", segment.text.strip())
         rows.append(
-            f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{segment.speaker or ''}\t"
+            f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{_one_line(segment.speaker or '')}\t"
             f"{segment.language or ''}\t{text}"
         )
     return "\n".join(rows) + "\n"
@@ -86,7 +82,7 @@ def to_rttm(transcript: Transcript) -> str:
     else:
         spans = ((s.start, s.end, s.speaker or "UNKNOWN") for s in transcript.segments)
     lines = [
-        f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} <NA> <NA>"
+        f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {_rttm_name(speaker)} <NA> <NA>"
         for start, end, speaker in spans
         if end > start
     ]
@@ -129,34 +125,36 @@ def _minutes(seconds: float) -> str:
 
 
 def format_transcript(transcript: Transcript, fmt: str, summary: Summary | None = None) -> str:
-    """The text of one transcript format (json, txt, srt, vtt, tsv, rttm)."""
-    if fmt == "json":
-        return to_json(transcript, summary)
-    writers = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "rttm": to_rttm}
-    if fmt not in writers:
-        raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return writers[fmt](transcript)
+    """The text of one transcript format of ``isoscribe transcribe`` (json, txt, srt, vtt, tsv, rttm)."""
+    from isoscribe.formats import RenderContext, find  # the registry imports these writers
+
+    text = find(fmt, "cli").render(transcript, summary, RenderContext())
+    assert isinstance(text, str)
+    return text
 
 
 def output_path(out_dir: Path, stem: str, fmt: str) -> Path:
-    return Path(out_dir) / (f"{stem}.summary.md" if fmt == "summary" else f"{stem}.{fmt}")
+    from isoscribe.formats import find
+
+    return Path(out_dir) / f"{stem}.{find(fmt, 'batch').extension}"
 
 
 def write_outputs(
     transcript: Transcript, summary: Summary | None, out_dir: Path, stem: str, formats: Iterable[str]
 ) -> dict[str, Path]:
-    """Write each format to ``out_dir/stem.FORMAT`` (``stem.summary.md``); summary is skipped when None."""
+    """Write each format to ``out_dir/stem.EXTENSION`` (``stem.summary.md``); summary is skipped when None."""
+    from isoscribe.formats import RenderContext, find
+
     written: dict[str, Path] = {}
-    for fmt in formats:
-        if fmt == "summary":
-            if summary is None:
-                continue
-            text = to_summary_md(summary, title=f"Summary of {stem}")
-        else:
-            text = format_transcript(transcript, fmt, summary)
-        path = output_path(out_dir, stem, fmt)
+    for name in formats:
+        fmt = find(name, "batch")
+        if fmt.needs_summary and summary is None:
+            continue
+        text = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}"))
+        assert isinstance(text, str)
+        path = output_path(out_dir, stem, name)
         write_atomic(path, text)
-        written[fmt] = path
+        written[name] = path
     return written
 
 
@@ -171,6 +169,16 @@ def _clock(seconds: float, separator: str) -> str:
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _rttm_name(name: str) -> str:
+    """RTTM fields are separated by spaces: a name keeps its words joined by underscores."""
+    return re.sub(r"\s+", "_", name.strip()) or "UNKNOWN"
+
+
+def _one_line(name: str) -> str:
+    """A speaker name inside a line-, tab- or tag-structured format: whitespace runs become one space."""
+    return re.sub(r"\s+", " ", name).strip()
 
 
 def _vtt_escape(text: str) -> str:

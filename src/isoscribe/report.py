@@ -16,6 +16,7 @@ from typing import Any
 import psutil
 
 from isoscribe.files import write_atomic
+from isoscribe.isolation.monitor import tree_rss_mb
 
 __all__ = [
     "FileReport",
@@ -133,19 +134,12 @@ class MemorySampler:
 
     def sample(self) -> None:
         parent_mb = _rss_mb(self._process)
-        children_mb = sum(_rss_mb(child) for child in _children(self._process))
-        self.samples.append((time.monotonic() - self._start, parent_mb + children_mb, parent_mb))
+        tree_mb = tree_rss_mb(self._process.pid) or parent_mb
+        self.samples.append((time.monotonic() - self._start, tree_mb, parent_mb))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
-
-
-def _children(process: psutil.Process) -> list[psutil.Process]:
-    try:
-        return process.children(recursive=True)
-    except psutil.Error:
-        return []
 
 
 def _rss_mb(process: psutil.Process) -> float:

@@ -147,7 +147,8 @@ def calibrate(settings: Settings, max_workers: int | None = None) -> Calibration
 
 
 def _measure(settings: Settings, layout: Layout) -> Layout:
-    from isoscribe.isolation import Limits, StageSpec, WorkerPool
+    from isoscribe.executors import pool_from_settings
+    from isoscribe.isolation import Limits, StageSpec
     from isoscribe.pipeline.stages import speech_request
 
     measured = settings.model_copy(deep=True)
@@ -156,7 +157,7 @@ def _measure(settings: Settings, layout: Layout) -> Layout:
     request = speech_request(measured, CALIBRATION_AUDIO, diarize=False)
     stage = StageSpec(SPEECH_STAGE, measured, "calibrate")
     limits = Limits(timeout_s=600, load_timeout_s=settings.isolation.load_timeout_s)
-    with WorkerPool(stage, size=layout.workers, prespawn=True, limits=limits) as pool:
+    with pool_from_settings(settings, stage, limits, size=layout.workers, prespawn=True) as pool:
         pool.wait_ready(settings.isolation.load_timeout_s)
         warm_up = [pool.submit(request) for _ in range(layout.workers)]
         peaks = [future.result().stats.peak_rss_mb for future in warm_up]
