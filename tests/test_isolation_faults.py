@@ -64,7 +64,12 @@ def test_the_supervisor_does_not_spin_while_a_load_is_retried(tmp_path, monkeypa
     """After a failed load and its back-off, the retry loads for 3 s: the supervisor keeps its tick."""
     waits = []
     real_wait = supervisor_module.wait
-    monkeypatch.setattr(supervisor_module, "wait", lambda *args, **kwargs: waits.append(1) or real_wait(*args, **kwargs))
+
+    def counted_wait(*args, **kwargs):
+        waits.append(1)
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(supervisor_module, "wait", counted_wait)
     config = FaultConfig(crash_loads=1, load_count_file=str(tmp_path / "loads"), load_s=3.0)
     with WorkerPool(StageSpec("isoscribe.stages.faults", config), prespawn=False) as pool:
         assert pool.run(FaultRequest("ok", payload=1)).value == 1

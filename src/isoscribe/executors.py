@@ -17,7 +17,14 @@ from isoscribe.config import Settings
 from isoscribe.isolation import Limits, StageSpec, TaskResult
 from isoscribe.isolation import WorkerPool, one_shot_pool
 
-__all__ = ["EventListener", "StageExecutor", "PooledExecutor", "PerTaskExecutor", "build_executor", "pool_from_settings"]
+__all__ = [
+    "EventListener",
+    "StageExecutor",
+    "PooledExecutor",
+    "PerTaskExecutor",
+    "build_executor",
+    "pool_from_settings",
+]
 
 
 EventListener = Callable[[Any], None]
@@ -152,7 +159,8 @@ def build_executor(settings: Settings, lazy: bool = False) -> StageExecutor:
 
     def factory(stage: str) -> Callable[[], WorkerPool]:
         spec, limits = specs[stage]
-        return lambda: pool_from_settings(settings, spec, limits, size=batch.workers, prespawn=iso.prespawn and not lazy)
+        prespawn = iso.prespawn and not lazy
+        return lambda: pool_from_settings(settings, spec, limits, size=batch.workers, prespawn=prespawn)
 
     factories = {stage: factory(stage) for stage in specs}
     if lazy:
