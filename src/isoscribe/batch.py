@@ -517,7 +517,9 @@ class _FileRun:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         try:
-            written = write_outputs(transcript, summary, partial, self.name, self.settings.batch.formats)
+            written = write_outputs(
+                transcript, summary, partial, self.name, self.settings.batch.formats, self.settings.subtitles.layout()
+            )
             final_dir.mkdir(parents=True, exist_ok=True)
             outputs = []
             for path in written.values():
