@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from difflib import SequenceMatcher
+
 from isoscribe.logs import log_event
 from isoscribe.repetition import LOG_PROB_THRESHOLD, MAX_COMPRESSION_RATIO, find_loop, words_of
 from isoscribe.stages.vad import PAD_S, Speech
@@ -66,7 +67,8 @@ def with_onsets(segments: Iterator[Segment], speech: Speech, start_s: float) -> 
 
 
 def _onset(speech: Speech, word_start_s: float, earliest_s: float) -> float:
-    """Where the speech of a word starting at ``word_start_s`` starts, by the VAD (not before ``earliest_s``)."""
+    """Where the speech of a word starting at ``word_start_s`` starts, by the VAD; the word's own start
+    when the VAD's onset is before ``earliest_s`` or more than ``MAX_ONSET_SHIFT_S`` earlier."""
     region = speech.region_at(word_start_s)
     if region is None:
         return word_start_s
