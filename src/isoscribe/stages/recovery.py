@@ -134,6 +134,8 @@ def stray_reason(fragment: Segment, neighbours: list[Word], speech: Speech) -> s
     near = [w for w in neighbours if w.end >= fragment.start - NEIGHBOUR_S and w.start <= fragment.end + NEIGHBOUR_S]
     near_words = [text for word in near for text in words_of(word.text)]
     words = words_of(fragment.text)
+    if not words:
+        return "no words"
     if all(any(_alike(word, other) for other in near_words) for word in words):
         return "repeats the words around it"
     previous_end_s = 0.0
