@@ -169,12 +169,13 @@ class _CancelKey:
 
 def _result_unless_cancelled(pool: Any, future: Future, cancel_key: _CancelKey, stage: str) -> TaskResult:
     """The stage's result; once the client sets the cancel key, the pool kills the stage's worker."""
+    cancelled = False
     while True:
         try:
             return future.result(timeout=_CANCEL_POLL_S)
         except TimeoutError:
-            if cancel_key.is_set():
-                pool.cancel(future)
+            if not cancelled and cancel_key.is_set():
+                cancelled = pool.cancel(future)
         except CancelledError:
             raise TaskCancelled(stage, detail="cancelled by its client before its isolated worker took it") from None
 
