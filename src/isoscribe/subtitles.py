@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from isoscribe.speakers import speaker_runs
 from isoscribe.transcript import Segment, Transcript, Word
 
 __all__ = ["SubtitleLayout", "Cue", "layout_cues", "wrap_lines"]
@@ -56,7 +57,7 @@ def layout_cues(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout(
     """
     groups: list[list[Word]] = []
     for segment in transcript.segments:
-        groups.extend(_cut(_speaker_runs(_timed_words(segment)), layout))
+        groups.extend(_cut(speaker_runs(_timed_words(segment)), layout))
     cues: list[Cue] = []
     for group in groups:
         start = max(group[0].start, cues[-1].end if cues else 0.0)
@@ -116,16 +117,6 @@ def _timed_words(segment: Segment) -> list[Word]:
 
 def _same_text(words: list[Word], text: str) -> bool:
     return " ".join(w.text.strip() for w in words).split() == text.split()
-
-
-def _speaker_runs(words: list[Word]) -> list[list[Word]]:
-    runs: list[list[Word]] = []
-    for word in words:
-        if runs and runs[-1][-1].speaker == word.speaker:
-            runs[-1].append(word)
-        else:
-            runs.append([word])
-    return runs
 
 
 def _cut(runs: list[list[Word]], layout: SubtitleLayout) -> list[list[Word]]:
