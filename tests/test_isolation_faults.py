@@ -17,6 +17,7 @@ from isoscribe.isolation import (
     TaskCancelled,
     WorkerPool,
 )
+from isoscribe.executors import PerTaskExecutor
 from isoscribe.isolation import supervisor as supervisor_module
 from isoscribe.stages.faults import FaultConfig, FaultRequest
 from isolation_support import FAULTS, wait_for
@@ -64,7 +65,12 @@ def test_the_supervisor_does_not_spin_while_a_load_is_retried(tmp_path, monkeypa
     """After a failed load and its back-off, the retry loads for 3 s: the supervisor keeps its tick."""
     waits = []
     real_wait = supervisor_module.wait
-    monkeypatch.setattr(supervisor_module, "wait", lambda *args, **kwargs: waits.append(1) or real_wait(*args, **kwargs))
+
+    def counted_wait(*args, **kwargs):
+        waits.append(1)
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(supervisor_module, "wait", counted_wait)
     config = FaultConfig(crash_loads=1, load_count_file=str(tmp_path / "loads"), load_s=3.0)
     with WorkerPool(StageSpec("isoscribe.stages.faults", config), prespawn=False) as pool:
         assert pool.run(FaultRequest("ok", payload=1)).value == 1
@@ -150,3 +156,39 @@ def test_the_exit_history_keeps_only_the_latest_records() -> None:
         pids = [pool.run(FaultRequest("ok")).stats.worker_pid for _ in range(4)]
         assert wait_for(lambda: pool.stats().exits_by_reason.get("max_tasks") == 4)
         assert [exit.pid for exit in pool.exits] == pids[-2:]
+
+
+@pytest.fixture
+def per_task():
+    executor = PerTaskExecutor({"faults": (FAULTS, Limits(timeout_s=60))}, max_concurrent=1)
+    yield executor
+    executor.shutdown()
+
+
+def test_per_task_cancel_right_after_submit_is_never_lost(per_task) -> None:
+    """Issued while the task's thread may be starting its process: it stops the task, as TaskCancelled."""
+    future = per_task.submit("faults", FaultRequest("sleep", seconds=60))
+    assert per_task.cancel(future)
+    with pytest.raises(TaskCancelled):
+        future.result(timeout=30)
+
+
+def test_per_task_cancel_of_a_waiting_task_is_task_cancelled(per_task) -> None:
+    running = per_task.submit("faults", FaultRequest("sleep", seconds=60))
+    waiting = per_task.submit("faults", FaultRequest("ok"))
+    assert per_task.cancel(waiting)
+    with pytest.raises(TaskCancelled):
+        waiting.result(timeout=5)
+    assert per_task.cancel(Future()) is False
+    assert wait_for(lambda: running in per_task._running)  # handed to its own process
+    assert per_task.cancel(running)
+    with pytest.raises(TaskCancelled):
+        running.result(timeout=30)
+
+
+def test_per_task_shutdown_fails_waiting_tasks_with_task_cancelled(per_task) -> None:
+    per_task.submit("faults", FaultRequest("sleep", seconds=60))
+    waiting = per_task.submit("faults", FaultRequest("ok"))
+    per_task.shutdown()
+    with pytest.raises(TaskCancelled):
+        waiting.result(timeout=5)

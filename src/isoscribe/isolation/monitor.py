@@ -128,7 +128,8 @@ class GpuMonitor:
         self._handles: list = []
         if self._nvml is not None:
             try:
-                self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(self._nvml.nvmlDeviceGetCount())]
+                count = self._nvml.nvmlDeviceGetCount()
+                self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
             except Exception as exc:
                 logger.debug("event=nvml_unavailable error=%r", exc)
                 self._nvml = None

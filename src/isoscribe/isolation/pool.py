@@ -12,7 +12,6 @@ import secrets
 import tempfile
 import threading
 import time
-from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 from typing import Any
@@ -86,9 +85,10 @@ class WorkerPool:
         registry.register(self)
 
     @property
-    def exits(self) -> deque[WorkerExit]:
+    def exits(self) -> list[WorkerExit]:
         """The latest ``exits_kept`` worker exits, oldest first (``stats()`` counts them all by reason)."""
-        return self._state.exits
+        with self._state.lock:
+            return list(self._state.exits)
 
     def submit(self, request: Any, on_event: Callable[[Any], None] | None = None) -> Future[TaskResult]:
         """Queue one task; the future gets a TaskResult or an IsolationError.

@@ -147,6 +147,13 @@ class PoolState:
             self._wake_w = None
         os.close(self.wake_fd)
 
+    def record_exit(self, worker: Worker, reason: str, crashed: bool, likely_oom_kill: bool) -> None:
+        """Keep the exit's record and count it (the supervisor holds the lock)."""
+        self.exits.append(WorkerExit(worker.pid, reason, worker.peak_rss_mb, worker.tasks_done, likely_oom_kill))
+        self.counters.exits_by_reason[reason] += 1
+        self.counters.crashes += crashed
+        self.counters.likely_oom_kills += likely_oom_kill
+
     def take_queued(self, future: Future) -> Task | None:
         """Remove and return the queued task of ``future``; None when it is not queued here."""
         task = next((task for task in self.pending if task.future is future), None)

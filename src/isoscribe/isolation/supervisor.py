@@ -9,6 +9,7 @@ ends goes to the dispatcher, which resolves futures and calls listeners on its o
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -21,13 +22,13 @@ from isoscribe.isolation import failures, monitor, protocol, transport
 from isoscribe.isolation.dispatcher import Delivery, Dispatcher, Outcome
 from isoscribe.isolation.process import start_worker
 from isoscribe.isolation.state import PoolPolicy, PoolState, Task, Worker
-from isoscribe.isolation.types import TaskCancelled, TaskResult, TaskStats, WorkerExit
+from isoscribe.isolation.types import TaskCancelled, TaskResult, TaskStats
 
 __all__ = ["Supervisor"]
 
 logger = logging.getLogger("isoscribe.isolation")
-# Log lines are "event=NAME key=value …" as isoscribe.logs writes them, formatted here so that the
-# runtime imports nothing else of isoscribe; free text goes through %r, which quotes and escapes it.
+# Log lines are "event=NAME key=value …" as isoscribe.logs writes them, formatted here (with _text) so
+# that the runtime imports nothing else of isoscribe.
 
 _BUSY_TICK_S = 0.05
 """How often a busy worker's memory is sampled and its deadline checked."""
@@ -301,7 +302,8 @@ class Supervisor:
 
         counters = self.state.counters
         output_path = os.path.join(self.tmpdir, f"worker-{counters.workers_started + 1}.log")
-        process = start_worker(self.policy.start_method, WorkerInit(self.policy.stage, self.segment_prefix), output_path)
+        init = WorkerInit(self.policy.stage, self.segment_prefix)
+        process = start_worker(self.policy.start_method, init, output_path)
         self.state.workers.append(Worker(process=process, started_at=now))
         counters.workers_started += 1
         logger.debug("event=worker_start pid=%d stage=%s", process.pid, self.label)
@@ -327,26 +329,14 @@ class Supervisor:
         self._record_exit(worker, cause)
 
     def _record_exit(self, worker: Worker, cause: monitor.ExitCause) -> None:
-        self.state.exits.append(
-            WorkerExit(
-                pid=worker.pid,
-                reason=cause.reason,
-                peak_rss_mb=worker.peak_rss_mb,
-                tasks_done=worker.tasks_done,
-                likely_oom_kill=cause.likely_oom_kill,
-            )
-        )
-        counters = self.state.counters
-        counters.exits_by_reason[cause.reason] += 1
-        counters.crashes += cause.crashed
-        counters.likely_oom_kills += cause.likely_oom_kill
+        self.state.record_exit(worker, cause.reason, cause.crashed, cause.likely_oom_kill)
         if cause.crashed:
-            logger.warning("event=worker_output pid=%d tail=%r", worker.pid, worker.process.output_tail())
+            logger.warning("event=worker_output pid=%d tail=%s", worker.pid, _text(worker.process.output_tail()))
         worker.process.remove_output()
         logger.log(
             logging.WARNING if cause.crashed or cause.likely_oom_kill else logging.INFO,
-            "event=worker_exit stage=%s pid=%d reason=%r peak_rss_mb=%.1f tasks=%d likely_oom_kill=%s",
-            self.label, worker.pid, cause.reason, worker.peak_rss_mb, worker.tasks_done, cause.likely_oom_kill,
+            "event=worker_exit stage=%s pid=%d reason=%s peak_rss_mb=%.1f tasks=%d likely_oom_kill=%s",
+            self.label, worker.pid, _text(cause.reason), worker.peak_rss_mb, worker.tasks_done, cause.likely_oom_kill,
         )
 
     def _load_failed_once(self, error: BaseException, now: float, outcomes: list[Outcome | Delivery]) -> None:
@@ -357,8 +347,8 @@ class Supervisor:
             self._fail_pending(error, outcomes)
             return
         logger.warning(
-            "event=worker_load_retry stage=%s failures=%d backoff_s=%.3f cause=%r",
-            self.label, self._load_retry.failures, backoff_s, str(error),
+            "event=worker_load_retry stage=%s failures=%d backoff_s=%.3f cause=%s",
+            self.label, self._load_retry.failures, backoff_s, _text(error),
         )
 
     def _fail_pending(self, error: BaseException, outcomes: list[Outcome | Delivery]) -> None:
@@ -391,3 +381,8 @@ class Supervisor:
         shutil.rmtree(self.tmpdir, ignore_errors=True)
         state.close_wake()
 
+
+def _text(value: object) -> str:
+    """A log value bare, or double-quoted and escaped where it holds spaces, quotes or '='."""
+    text = str(value)
+    return json.dumps(text) if not text or any(c.isspace() or c in '"=' for c in text) else text

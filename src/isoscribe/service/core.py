@@ -301,7 +301,7 @@ def _resolved(settings: Settings) -> Settings:
 def _open_job_store(settings: Settings, data_dir: Path) -> JobStore:
     """Jobs live in Redis beside the Celery executor (any service instance can see them), else in SQLite."""
     if settings.service.executor == "celery":
-        from isoscribe.distributed import RedisJobStore
+        from isoscribe.service.job_store_redis import RedisJobStore
 
         return RedisJobStore.from_settings(settings)
     return JobStore(data_dir / "jobs.sqlite3")
