@@ -19,6 +19,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from difflib import SequenceMatcher
+
 from isoscribe.logs import log_event
 from isoscribe.repetition import LOG_PROB_THRESHOLD, MAX_COMPRESSION_RATIO, find_loop, words_of
 from isoscribe.stages.vad import PAD_S, Speech
@@ -66,7 +67,8 @@ def with_onsets(segments: Iterator[Segment], speech: Speech, start_s: float) -> 
 
 
 def _onset(speech: Speech, word_start_s: float, earliest_s: float) -> float:
-    """Where the speech of a word starting at ``word_start_s`` starts, by the VAD (not before ``earliest_s``)."""
+    """Where the speech of a word starting at ``word_start_s`` starts, by the VAD; the word's own start
+    when the VAD's onset is before ``earliest_s`` or more than ``MAX_ONSET_SHIFT_S`` earlier."""
     region = speech.region_at(word_start_s)
     if region is None:
         return word_start_s
@@ -132,6 +134,8 @@ def stray_reason(fragment: Segment, neighbours: list[Word], speech: Speech) -> s
     near = [w for w in neighbours if w.end >= fragment.start - NEIGHBOUR_S and w.start <= fragment.end + NEIGHBOUR_S]
     near_words = [text for word in near for text in words_of(word.text)]
     words = words_of(fragment.text)
+    if not words:
+        return "no words"
     if all(any(_alike(word, other) for other in near_words) for word in words):
         return "repeats the words around it"
     previous_end_s = 0.0

@@ -78,7 +78,7 @@ def run(
         emit(SegmentReady(segment))
         emit(Progress("speech", min(segment.end, duration_s), duration_s))
 
-    speech = vad.detect(audio, piece_cuts(audio, request.piece_s))
+    speech = vad.detect(audio, transcribe_stage.vad_cuts(audio, request))
     transcript = transcribe_stage.transcribe(model.transcriber, audio, request, on_segment, speech)
     emit(Progress("speech", duration_s, duration_s))
     timings = {"decode": decoded - started, **transcript.timings_s}

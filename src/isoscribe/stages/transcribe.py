@@ -142,7 +142,8 @@ def transcribe(
     """
     started = time.perf_counter()
     options = transcription_options(model.asr, request, model.english_only)
-    speech = speech or vad.detect(audio, vad_cuts(audio, request))
+    if speech is None:
+        speech = vad.detect(audio, vad_cuts(audio, request))
     decoder = _Decoder(model, audio, speech)
     if detects_language_per_segment(model, request):
         spans = language_spans(audio, speech.seconds, model.whisper.detect_language)
