@@ -4,6 +4,7 @@ the executor (no processes); the real stop with a signal is in test_batch_stop_s
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -263,3 +264,38 @@ def test_sweeping_stale_segments_skips_files_it_may_not_remove(monkeypatch: pyte
         assert stale.exists()
     finally:
         real_unlink(stale)
+
+
+def test_a_stop_drops_queued_stage_tasks_and_lets_running_ones_finish() -> None:
+    from isoscribe.pipeline import Cancellation
+
+    executor = PieceExecutor(1.0, lambda request, attempt: None)
+    queued, running = Future(), Future()
+    assert running.set_running_or_notify_cancel()
+    cancellation = Cancellation()
+    with cancellation.track(executor, queued), cancellation.track(executor, running):
+        cancellation.stop_starting()
+        assert queued.cancelled(), "a task still queued in its executor never starts after a stop"
+        assert not running.done(), "a running task gets the grace period"
+    late = Future()
+    with cancellation.track(executor, late):
+        assert late.cancelled(), "nor does one submitted as the stop came"
+
+
+def test_a_stage_waiting_for_memory_is_turned_away_when_the_batch_stops() -> None:
+    from isoscribe.batch.gate import GatedExecutor
+    from isoscribe.budget import MemoryGate
+
+    gate = MemoryGate(1000, {"speech": 700, "summary": 600})
+    gated = GatedExecutor(PieceExecutor(1.0, lambda request, attempt: _transcript()), gate)
+    gate.acquire("speech")  # the budget is held: the next speech task waits
+    outcome: list[BaseException] = []
+    waiter = threading.Thread(target=lambda: _capture(outcome, gated.submit, "speech", SpeechRequest("a.wav")))
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while gate.waiting("speech") == 0:
+        assert time.monotonic() < deadline and waiter.is_alive(), "the task never waited for memory"
+        time.sleep(0.005)
+    gate.close()
+    waiter.join(10)
+    assert [type(error) for error in outcome] == [TaskCancelled]
