@@ -140,7 +140,8 @@ def test_worker_command_starts_a_prefork_worker_on_the_stage_queues(monkeypatch:
 
     from celery import Celery
 
-    from isoscribe.distributed import worker, worker_command
+    from isoscribe.cli.worker import worker_command
+    from isoscribe.distributed import worker
 
     started: list[list[str]] = []
     monkeypatch.setattr(Celery, "worker_main", lambda app, argv: started.append(argv))
