@@ -16,7 +16,7 @@ from isoscribe.isolation import StageError, TaskCancelled, TaskResult, TaskStats
 from isoscribe.ledger import FileStatus, Ledger
 from isoscribe.pipeline import FailureKind, FilePipeline, PipelineError
 from isoscribe.pipeline.policy import Policy, RetryPolicy
-from isoscribe.transcript import PIECE_S, PieceResult, ProbeResult, Segment, SpeechRequest, Transcript
+from isoscribe.transcript import PIECE_S, PieceResult, ProbeResult, Segment, SpeechRequest, Summary, Transcript
 
 STATS = TaskStats(wall_s=0.1, peak_rss_mb=100.0, peak_gpu_mb=None, worker_pid=1, worker_task_number=1)
 
@@ -299,3 +299,57 @@ def test_a_stage_waiting_for_memory_is_turned_away_when_the_batch_stops() -> Non
     gate.close()
     waiter.join(10)
     assert [type(error) for error in outcome] == [TaskCancelled]
+
+
+def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_kept(tmp_path: Path) -> None:
+    import logging
+    import os
+    import signal
+
+    stopping = threading.Event()
+
+    class Stopping(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "event=batch_stopping" in record.getMessage():
+                stopping.set()
+
+    speech_calls: list[str] = []
+
+    def answer(request, attempt):
+        speech_calls.append(request.audio_path)
+        if len(speech_calls) == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)  # the stop comes while the first phase's speech runs
+            assert stopping.wait(30)
+        return _transcript()
+
+    class Summaries(PieceExecutor):
+        def submit(self, stage, request, on_event=None):
+            if stage == "summary":
+                future: Future = Future()
+                future.set_result(TaskResult(Summary(summary="Hello there."), STATS))
+                return future
+            return super().submit(stage, request, on_event)
+
+    # Both stages fit the budget only apart: speech for every file first, then every summary.
+    settings = load_settings(overrides={"batch": {
+        "workers": 1, "isolation": "pooled", "memory_budget_mb": 1000, "asr_peak_mb": 900, "llm_peak_mb": 600,
+        "formats": ["json", "summary"],
+    }})
+    [audio] = _inputs(tmp_path, "a.wav")
+    out_dir = tmp_path / "out"
+    handler = Stopping()
+    logging.getLogger("isoscribe.batch").addHandler(handler)
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: (_ for _ in ()).throw(SystemExit(128 + signum)))
+    try:
+        with pytest.raises(SystemExit):
+            run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        logging.getLogger("isoscribe.batch").removeHandler(handler)
+    with Ledger.in_dir(out_dir) as ledger:
+        [row] = ledger.rows()
+        assert row.status == FileStatus.QUEUED and row.attempts == 0, "stopped between its halves: queued, no attempt spent"
+
+    again = run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
+    assert [item.status for item in again.files] == ["done"]
+    assert len(speech_calls) == 1, "the kept speech result was used, not decoded again"

@@ -113,7 +113,9 @@ class Batch:
             bar.close()
             if self._given_executor is None:
                 executor.shutdown()
-        for job in jobs:  # files a stop left unfinished: resumable, never failed
+        for job in jobs:  # files a stop left unfinished (phased mode: between their halves): resumable, never failed
+            if stopped is not None:
+                self.ledger.mark_interrupted(job.row.key)
             reports.setdefault(str(job.input_path), file_report(self.ledger.get(job.row.key), "interrupted"))
         report = BatchReport(
             out_dir=str(self.out_dir),
