@@ -351,5 +351,5 @@ def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_ke
         assert row.status == FileStatus.QUEUED and row.attempts == 0, "stopped between its halves: queued, no attempt spent"
 
     again = run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
-    assert [item.status for item in again.files] == ["done"]
+    assert [(item.status, item.attempts) for item in again.files] == [("done", 1)]
     assert len(speech_calls) == 1, "the kept speech result was used, not decoded again"

@@ -65,7 +65,7 @@ class FileRun:
 
         kept = self.speech_done.load()
         if kept is not None:
-            self.ledger.mark_running(self.key, new_attempt=False)
+            self.attempt = self.ledger.mark_running(self.key)  # the attempt that finishes it
             log_event(log, "file_resumed", file=self.input_path, after="speech")
             self.bar.probed(self.name, kept.duration_s)
             return kept
