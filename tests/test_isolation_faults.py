@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from concurrent.futures import Future
 
 import pytest
@@ -18,19 +17,10 @@ from isoscribe.isolation import (
     TaskCancelled,
     WorkerPool,
 )
-from isoscribe.isolation import pool as pool_module
+from isoscribe.executors import PerTaskExecutor
+from isoscribe.isolation import supervisor as supervisor_module
 from isoscribe.stages.faults import FaultConfig, FaultRequest
-
-FAULTS = StageSpec("isoscribe.stages.faults")
-
-
-def _wait_for(condition, timeout_s: float = 30.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
+from isolation_support import FAULTS, wait_for
 
 
 @pytest.fixture
@@ -63,8 +53,8 @@ def test_a_blocking_listener_does_not_stop_the_supervisor_killing_the_next_task(
                 pool.submit(FaultRequest("sleep", seconds=1.0)).add_done_callback(block)
             assert entered.wait(30)
             doomed = pool.submit(request)
-            assert _wait_for(lambda: [exit.reason for exit in pool.exits] == [kill])
-            assert _wait_for(lambda: pool.stats().idle == 1)  # the killed worker was reaped and replaced
+            assert wait_for(lambda: [exit.reason for exit in pool.exits] == [kill])
+            assert wait_for(lambda: pool.stats().idle == 1)  # the killed worker was reaped and replaced
         finally:
             release.set()
         with pytest.raises(error):
@@ -74,8 +64,13 @@ def test_a_blocking_listener_does_not_stop_the_supervisor_killing_the_next_task(
 def test_the_supervisor_does_not_spin_while_a_load_is_retried(tmp_path, monkeypatch) -> None:
     """After a failed load and its back-off, the retry loads for 3 s: the supervisor keeps its tick."""
     waits = []
-    real_wait = pool_module.wait
-    monkeypatch.setattr(pool_module, "wait", lambda *args, **kwargs: waits.append(1) or real_wait(*args, **kwargs))
+    real_wait = supervisor_module.wait
+
+    def counted_wait(*args, **kwargs):
+        waits.append(1)
+        return real_wait(*args, **kwargs)
+
+    monkeypatch.setattr(supervisor_module, "wait", counted_wait)
     config = FaultConfig(crash_loads=1, load_count_file=str(tmp_path / "loads"), load_s=3.0)
     with WorkerPool(StageSpec("isoscribe.stages.faults", config), prespawn=False) as pool:
         assert pool.run(FaultRequest("ok", payload=1)).value == 1
@@ -87,7 +82,7 @@ def test_the_supervisor_does_not_spin_while_a_load_is_retried(tmp_path, monkeypa
 def test_cancelling_a_queued_task_fails_it_with_task_cancelled(pool) -> None:
     running = pool.submit(FaultRequest("sleep", seconds=30))
     queued = pool.submit(FaultRequest("ok"))
-    assert _wait_for(lambda: pool.stats().busy == 1)
+    assert wait_for(lambda: pool.stats().busy == 1)
     assert pool.cancel(queued)
     with pytest.raises(TaskCancelled) as caught:
         queued.result(timeout=5)
@@ -102,40 +97,6 @@ def test_cancel_of_a_future_the_pool_does_not_know_is_false_and_leaves_it_alone(
     foreign: Future = Future()
     assert pool.cancel(foreign) is False
     assert not foreign.done()
-
-
-class _BlockingSend:
-    """Stands in for a worker's pipe whose sending of a task takes until ``release`` is set."""
-
-    def __init__(self, conn, release: threading.Event, sending: threading.Event) -> None:
-        self._conn, self._release, self._sending = conn, release, sending
-
-    def send(self, message) -> None:
-        if message[0] == "task":
-            self._sending.set()
-            self._release.wait(30)
-        self._conn.send(message)
-
-    def __getattr__(self, name):
-        return getattr(self._conn, name)
-
-
-def test_stats_and_submit_do_not_wait_while_a_task_is_being_sent(pool) -> None:
-    pool.run(FaultRequest("ok"))
-    [worker] = pool._workers
-    release, sending = threading.Event(), threading.Event()
-    worker.process.conn = _BlockingSend(worker.process.conn, release, sending)
-    running = pool.submit(FaultRequest("ok", payload="sent"))
-    assert sending.wait(10)
-    answered = threading.Event()
-    caller = threading.Thread(target=lambda: (pool.stats(), pool.submit(FaultRequest("ok")), answered.set()))
-    caller.start()
-    try:
-        assert answered.wait(10), "stats() or submit() waited for a task to be sent"
-    finally:
-        release.set()
-    caller.join(10)
-    assert running.result(timeout=30).value == "sent"
 
 
 def test_events_a_stage_sends_while_its_result_goes_out_do_not_corrupt_the_pipe(pool) -> None:
@@ -180,7 +141,7 @@ class _PollFailsOnce:
 
 def test_an_exception_in_the_supervisor_loop_is_logged_and_the_pool_carries_on(pool, caplog) -> None:
     pool.run(FaultRequest("ok"))
-    [worker] = pool._workers
+    [worker] = pool._supervisor.state.workers
     faulty = _PollFailsOnce(worker.process.conn)
     with caplog.at_level(logging.ERROR, logger="isoscribe.isolation"):
         worker.process.conn = faulty
@@ -193,5 +154,41 @@ def test_an_exception_in_the_supervisor_loop_is_logged_and_the_pool_carries_on(p
 def test_the_exit_history_keeps_only_the_latest_records() -> None:
     with WorkerPool(FAULTS, max_tasks_per_worker=1, exits_kept=2) as pool:
         pids = [pool.run(FaultRequest("ok")).stats.worker_pid for _ in range(4)]
-        assert _wait_for(lambda: pool.stats().exits_by_reason.get("max_tasks") == 4)
+        assert wait_for(lambda: pool.stats().exits_by_reason.get("max_tasks") == 4)
         assert [exit.pid for exit in pool.exits] == pids[-2:]
+
+
+@pytest.fixture
+def per_task():
+    executor = PerTaskExecutor({"faults": (FAULTS, Limits(timeout_s=60))}, max_concurrent=1)
+    yield executor
+    executor.shutdown()
+
+
+def test_per_task_cancel_right_after_submit_is_never_lost(per_task) -> None:
+    """Issued while the task's thread may be starting its process: it stops the task, as TaskCancelled."""
+    future = per_task.submit("faults", FaultRequest("sleep", seconds=60))
+    assert per_task.cancel(future)
+    with pytest.raises(TaskCancelled):
+        future.result(timeout=30)
+
+
+def test_per_task_cancel_of_a_waiting_task_is_task_cancelled(per_task) -> None:
+    running = per_task.submit("faults", FaultRequest("sleep", seconds=60))
+    waiting = per_task.submit("faults", FaultRequest("ok"))
+    assert per_task.cancel(waiting)
+    with pytest.raises(TaskCancelled):
+        waiting.result(timeout=5)
+    assert per_task.cancel(Future()) is False
+    assert wait_for(lambda: running in per_task._running)  # handed to its own process
+    assert per_task.cancel(running)
+    with pytest.raises(TaskCancelled):
+        running.result(timeout=30)
+
+
+def test_per_task_shutdown_fails_waiting_tasks_with_task_cancelled(per_task) -> None:
+    per_task.submit("faults", FaultRequest("sleep", seconds=60))
+    waiting = per_task.submit("faults", FaultRequest("ok"))
+    per_task.shutdown()
+    with pytest.raises(TaskCancelled):
+        waiting.result(timeout=5)

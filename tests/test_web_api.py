@@ -148,6 +148,7 @@ def test_audio_is_served_with_range(app_client) -> None:
     assert client.get(f"/v1/jobs/{job_id}/audio").status_code == 401
     whole = client.get(f"/v1/jobs/{job_id}/audio", headers=AUTH)
     assert whole.status_code == 200 and whole.content == AUDIO_BYTES
+    assert whole.headers["x-content-type-options"] == "nosniff"
     part = client.get(f"/v1/jobs/{job_id}/audio", headers={**AUTH, "Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == AUDIO_BYTES[100:200]
 

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
 from isoscribe.formats import names as format_names
 from isoscribe.languages import check_language
+from isoscribe.subtitles import SubtitleLayout
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -138,6 +139,21 @@ def _share_of_ram_mb(fraction: float) -> float:
     import psutil
 
     return round(fraction * psutil.virtual_memory().total / 2**20)
+
+
+class SubtitleSettings(_Section):
+    """How srt and vtt cues are laid out (see isoscribe.subtitles), for every entry point."""
+
+    max_line_width: int = Field(42, ge=10)
+    max_line_count: int = Field(2, ge=1, le=4)
+    max_cue_duration_s: float = Field(7.0, gt=0)
+    max_chars_per_s: float = Field(20.0, gt=0)
+    min_cue_duration_s: float = Field(0.8, ge=0)
+    highlight_words: bool = False
+    """Karaoke: SRT repeats a cue per word with that word underlined; VTT carries a timestamp per word."""
+
+    def layout(self) -> SubtitleLayout:
+        return SubtitleLayout(**self.model_dump())
 
 
 class IsolationSettings(_Section):
@@ -274,6 +290,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     isolation: IsolationSettings = IsolationSettings()
     batch: BatchSettings = BatchSettings()
+    subtitles: SubtitleSettings = SubtitleSettings()
     service: ServiceSettings = ServiceSettings()
     notify: NotifySettings = NotifySettings()
     celery: CelerySettings = CelerySettings()

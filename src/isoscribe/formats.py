@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from isoscribe import outputs
+from isoscribe.subtitles import SubtitleLayout
 from isoscribe.transcript import Summary, Transcript
 
 __all__ = ["Format", "RenderContext", "FORMATS", "allowed", "find", "names", "WHERE"]
@@ -37,6 +38,7 @@ class RenderContext:
     logprobs: bool = False
     title: str = "Summary"
     task: str = "transcribe"
+    subtitles: SubtitleLayout = SubtitleLayout()
 
 
 Body = str | dict[str, Any]
@@ -88,10 +90,10 @@ FORMATS: tuple[Format, ...] = (
     Format("text", "txt", "text/plain", lambda t, s, c: t.text + "\n", _OPENAI, description="the text alone"),
     Format("txt", "txt", "text/plain", _text(outputs.to_txt), _DOWNLOADS, label="Text",
            description="one line per segment, speaker-labelled"),
-    Format("srt", "srt", "text/plain", _text(outputs.to_srt), _DOWNLOADS | _OPENAI, label="SRT"),
+    Format("srt", "srt", "text/plain", lambda t, s, c: outputs.to_srt(t, c.subtitles), _DOWNLOADS | _OPENAI, label="SRT"),
     Format("verbose_json", "json", "application/json", _openai("verbose_json"), _OPENAI,
            description="OpenAI's segments and words (with speakers)"),
-    Format("vtt", "vtt", "text/vtt", _text(outputs.to_vtt), _DOWNLOADS | _OPENAI, label="WebVTT"),
+    Format("vtt", "vtt", "text/vtt", lambda t, s, c: outputs.to_vtt(t, c.subtitles), _DOWNLOADS | _OPENAI, label="WebVTT"),
     Format("diarized_json", "json", "application/json", _openai("diarized_json"), _OPENAI - {"translation"},
            description="OpenAI's speaker segments"),
     Format("tsv", "tsv", "text/plain", _text(outputs.to_tsv), _DOWNLOADS, label="TSV"),

@@ -243,6 +243,14 @@ class Ledger:
             )
             return self._db.execute("SELECT attempts FROM files WHERE key = ?", (key,)).fetchone()["attempts"]
 
+    def mark_interrupted(self, key: str) -> None:
+        """A stop ended the running attempt: the file is queued again, and the attempt does not count."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE files SET status = ?, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE key = ? AND status = ?",
+                (FileStatus.QUEUED, time.time(), key, FileStatus.RUNNING),
+            )
+
     def record_stage(self, key: str, stage: str, attempt: int, record: StageRecord, ok: bool = True) -> None:
         with self._lock:
             self._db.execute(

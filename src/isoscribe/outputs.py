@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Iterable
 
 from isoscribe.files import write_atomic
+from isoscribe.subtitles import Cue, SubtitleLayout, layout_cues
 from isoscribe.summary.markdown import to_summary_md
 from isoscribe.transcript import Segment, Summary, Transcript
 
@@ -43,23 +44,61 @@ def to_txt(transcript: Transcript) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def to_srt(transcript: Transcript) -> str:
+def to_srt(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout()) -> str:
+    """Cues laid out by ``layout``, ``[Speaker]`` first when diarized; karaoke cues underline each word in turn."""
     blocks = []
-    for number, segment in enumerate(transcript.segments, start=1):
-        timing = f"{_clock(segment.start, ',')} --> {_clock(segment.end, ',')}"
-        blocks.append(f"{number}\n{timing}\n{_labelled(segment, '[{speaker}] {text}')}\n")
+    for cue in layout_cues(transcript, layout):
+        for start, end, lines in _srt_frames(cue, layout.highlight_words):
+            label = f"[{_one_line(cue.speaker)}] " if cue.speaker else ""
+            text = "\n".join((label if i == 0 else "") + line for i, line in enumerate(lines))
+            blocks.append(f"{len(blocks) + 1}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def to_vtt(transcript: Transcript) -> str:
+def to_vtt(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout()) -> str:
+    """Cues laid out by ``layout`` with ``<v Speaker>`` voice tags; karaoke cues carry a timestamp per word."""
     blocks = ["WEBVTT\n"]
-    for segment in transcript.segments:
-        timing = f"{_clock(segment.start, '.')} --> {_clock(segment.end, '.')}"
-        text = _vtt_escape(segment.text.strip())
-        if segment.speaker:
-            text = f"<v {_vtt_escape(_one_line(segment.speaker))}>{text}"
-        blocks.append(f"{timing}\n{text}\n")
+    for cue in layout_cues(transcript, layout):
+        lines = _vtt_timed_lines(cue) if layout.highlight_words else [_vtt_escape(line) for line in cue.lines]
+        text = "\n".join(lines)
+        if cue.speaker:
+            text = f"<v {_vtt_escape(_one_line(cue.speaker))}>{text}"
+        blocks.append(f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{text}\n")
     return "\n".join(blocks)
+
+
+def _srt_frames(cue: Cue, highlight_words: bool) -> list[tuple[float, float, list[str]]]:
+    """The cue once, or once per word with that word underlined, each shown until the next word starts."""
+    if not highlight_words:
+        return [(cue.start, cue.end, list(cue.lines))]
+    starts = [cue.start] + [min(max(w.start, cue.start), cue.end) for w in cue.words[1:]]
+    ends = starts[1:] + [cue.end]
+    return [(start, end, _underlined(cue.lines, index)) for index, (start, end) in enumerate(zip(starts, ends))]
+
+
+def _underlined(lines: tuple[str, ...], word_index: int) -> list[str]:
+    out, seen = [], 0
+    for line in lines:
+        tokens = line.split(" ")
+        out.append(" ".join(f"<u>{t}</u>" if seen + i == word_index else t for i, t in enumerate(tokens)))
+        seen += len(tokens)
+    return out
+
+
+def _vtt_timed_lines(cue: Cue) -> list[str]:
+    """Each word after the first is preceded by its start time (WebVTT's karaoke timestamps)."""
+    out, seen = [], 0
+    for line in cue.lines:
+        tokens = []
+        for token in line.split(" "):
+            escaped = _vtt_escape(token)
+            if seen:
+                moment = min(max(cue.words[seen].start, cue.start), cue.end)
+                escaped = f"<{_clock(moment, '.')}>{escaped}"
+            tokens.append(escaped)
+            seen += 1
+        out.append(" ".join(tokens))
+    return out
 
 
 def to_tsv(transcript: Transcript) -> str:
@@ -90,11 +129,13 @@ def to_rttm(transcript: Transcript) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def format_transcript(transcript: Transcript, fmt: str, summary: Summary | None = None) -> str:
+def format_transcript(
+    transcript: Transcript, fmt: str, summary: Summary | None = None, subtitles: SubtitleLayout = SubtitleLayout()
+) -> str:
     """The text of one transcript format of ``isoscribe transcribe`` (json, txt, srt, vtt, tsv, rttm)."""
     from isoscribe.formats import RenderContext, find  # the registry imports these writers
 
-    text = find(fmt, "cli").render(transcript, summary, RenderContext())
+    text = find(fmt, "cli").render(transcript, summary, RenderContext(subtitles=subtitles))
     assert isinstance(text, str)
     return text
 
@@ -106,7 +147,12 @@ def output_path(out_dir: Path, stem: str, fmt: str) -> Path:
 
 
 def write_outputs(
-    transcript: Transcript, summary: Summary | None, out_dir: Path, stem: str, formats: Iterable[str]
+    transcript: Transcript,
+    summary: Summary | None,
+    out_dir: Path,
+    stem: str,
+    formats: Iterable[str],
+    subtitles: SubtitleLayout = SubtitleLayout(),
 ) -> dict[str, Path]:
     """Write each format to ``out_dir/stem.EXTENSION`` (``stem.summary.md``); summary is skipped when None."""
     from isoscribe.formats import RenderContext, find
@@ -116,7 +162,7 @@ def write_outputs(
         fmt = find(name, "batch")
         if fmt.needs_summary and summary is None:
             continue
-        text = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}"))
+        text = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}", subtitles=subtitles))
         assert isinstance(text, str)
         path = output_path(out_dir, stem, name)
         write_atomic(path, text)

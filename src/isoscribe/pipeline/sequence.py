@@ -11,15 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
-from contextlib import contextmanager
+from collections.abc import Callable
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from isoscribe.executors import StageExecutor
-from isoscribe.isolation import IsolationError, TaskResult
+from isoscribe.isolation import IsolationError, TaskCancelled, TaskResult
 from isoscribe.logs import log_event
+from isoscribe.pipeline.cancellation import Cancellation
 from isoscribe.pipeline.events import (
     Event,
     FileDone,
@@ -49,7 +49,7 @@ from isoscribe.transcript import (
     Transcript,
 )
 
-__all__ = ["Cancellation", "FilePipeline", "FileResult", "OutputWriter"]
+__all__ = ["FilePipeline", "FileResult", "OutputWriter"]
 
 logger = logging.getLogger("isoscribe.pipeline")
 
@@ -57,62 +57,6 @@ OutputWriter = Callable[[Transcript, "Summary | None"], list[str]]
 """Writes a finished file's outputs (files, stdout, a job record) and returns where they went."""
 
 _ONCE = RetryPolicy(max_attempts=1)
-
-
-class Cancellation:
-    """Stops the pipelines that share it (a batch shares one across its files).
-
-    ``stop_starting``: no new stage starts; running ones go on. ``cancel``: that, and every running
-    stage task is cancelled through its executor, which kills the worker running it.
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._stopped = threading.Event()
-        self._killed = False
-        self._running: dict[Future, StageExecutor] = {}
-
-    @property
-    def cancelled(self) -> bool:
-        return self._stopped.is_set()
-
-    def stop_starting(self) -> None:
-        self._stopped.set()
-
-    def cancel(self) -> None:
-        with self._changed:
-            self._stopped.set()
-            self._killed = True
-            running = list(self._running.items())
-        for future, executor in running:
-            executor.cancel(future)
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True at once when stopped."""
-        return self._stopped.wait(seconds)
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no stage task is running; False when some still are after ``timeout_s``."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._running, timeout_s)
-
-    @contextmanager
-    def track(self, executor: StageExecutor, future: Future) -> Iterator[None]:
-        with self._changed:
-            self._running[future] = executor
-            killed = self._killed
-        if killed:
-            executor.cancel(future)
-        try:
-            yield
-        finally:
-            with self._changed:
-                self._running.pop(future, None)
-                self._changed.notify_all()
-
-    def check(self, stage: str) -> None:
-        if self.cancelled:
-            raise PipelineError(FailureKind.CANCELLED, stage, "cancelled")
 
 
 @dataclass
@@ -153,7 +97,8 @@ class FilePipeline:
                 speech = self._speech_in_pieces(piece_request, pieces, duration_s, attempts_done)
             else:
                 speech = self._speech(speech_request, attempts_done).value
-            self.cancellation.check("finish")
+            # No cancellation check here: speakers onto words is light parent work, and a stop must not
+            # throw away a finished speech result (the batch keeps it for the next run).
             started = time.monotonic()
             self._emit(StageStarted("finish"))
             transcript = assign_speakers(speech)
@@ -174,16 +119,33 @@ class FilePipeline:
         """``policy.piece_workers`` pieces in flight at a time, then the pieces' speaker vectors clustered
         together, then the pieces stitched in order."""
         events = _PieceEvents(self._emit, duration_s, count)
-
-        def run_piece(index: int) -> PieceResult:
-            piece_request = replace(request, piece=Piece(index, count))
-            result = self._speech(piece_request, attempts_done, events.listener(index)).value
-            events.piece_done(index, result)
-            return result
-
         in_flight = min(count, self.policy.piece_workers)
-        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="speech-piece") as threads:
-            pieces = list(threads.map(run_piece, range(count)))
+        first_failure: list[BaseException] = []
+        failure_lock = threading.Lock()
+        with self.cancellation.child() as siblings, ThreadPoolExecutor(in_flight, "speech-piece") as threads:
+            piece_pipeline = FilePipeline(self.executor, self.policy, self.listener, siblings)
+
+            def run_piece(index: int) -> PieceResult:
+                try:
+                    result = piece_pipeline._speech(replace(request, piece=Piece(index, count)), attempts_done,
+                                                    events.listener(index)).value
+                except BaseException as error:
+                    # The file has failed: queued pieces never start, running ones stop, none is retried.
+                    with failure_lock:
+                        first_failure.append(error)
+                    siblings.cancel()
+                    raise
+                events.piece_done(index, result)
+                return result
+
+            futures = [threads.submit(run_piece, index) for index in range(count)]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if first_failure:
+                for future in futures:
+                    future.cancel()
+        if first_failure:
+            raise first_failure[0]
+        pieces = [future.result() for future in futures]
         turns: list[SpeakerTurn] = []
         if request.diarize:
             vectors = [piece.speaker_vectors for piece in pieces if piece.speaker_vectors is not None]
@@ -246,7 +208,7 @@ class FilePipeline:
 
     def _probe(self, audio_path: str) -> float:
         request = ProbeRequest(audio_path, self.policy.max_duration_s)
-        duration_s = self._run_stage("probe", request, _ONCE).value.duration_s
+        duration_s = self._run_stage("probe", request, self.policy.retry.for_probe()).value.duration_s
         if duration_s < self.policy.min_duration_s:
             raise PipelineError(
                 FailureKind.TOO_SHORT,
@@ -274,7 +236,7 @@ class FilePipeline:
             try:
                 future = self.executor.submit(executor_stage or stage, request, listener or self.listener)
                 with self.cancellation.track(self.executor, future):
-                    result = future.result()
+                    result = _result(future, stage)
             except IsolationError as error:
                 self._emit(StageFinished(stage, time.monotonic() - started, error.peak_rss_mb or None,
                                          attempt=attempt, error=str(error)))
@@ -364,9 +326,17 @@ class _PieceEvents:
             self._current += 1
 
 
+def _result(future: Future[TaskResult], stage: str) -> TaskResult:
+    """The task's result; a task cancelled before it ran raises TaskCancelled, as one cancelled while running does."""
+    try:
+        return future.result()
+    except CancelledError:
+        raise TaskCancelled(stage, detail="task cancelled before it started") from None
+
+
 def _failure(stage: str, error: IsolationError, attempt: int, retry: RetryPolicy) -> PipelineError:
     failure = PipelineError.from_isolation(stage, error)
-    if retry.max_attempts > 1 and isinstance(error, retry.retry_on):
+    if retry.max_attempts > 1 and retry.covers(error):
         failure.message = f"{failure.message} (gave up after {attempt} attempts)"
         failure.args = (failure.message,)
     return failure

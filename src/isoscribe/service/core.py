@@ -1,4 +1,4 @@
-"""The service behind the routers: admission, model names, files through the pipeline, the job store and loops.
+"""The service behind the routers: admission, files through the pipeline, the job store, loops and expiry.
 
 It takes received uploads (a file on disk) and typed parameters; HTTP stays in the routers."""
 
@@ -13,19 +13,19 @@ from dataclasses import asdict
 from typing import Any, Literal
 
 from isoscribe.config import Settings
-from isoscribe.executors import PooledExecutor, StageExecutor
+from isoscribe.executors import StageExecutor
 from isoscribe.logs import log_event
-from isoscribe.models import available_models, cannot_translate
 from isoscribe.service.errors import ApiError
 from isoscribe.pipeline import PipelineError
 from isoscribe.service.admission import Upload, delete_files
 from isoscribe.service.auth import Caller, KeyRing
-from isoscribe.service.execution import PipelineRunner, QueueFull, add_model_pool, build_executor
+from isoscribe.service.execution import PipelineRunner, QueueFull, build_executor
 from isoscribe.service.job_expiry import expire_jobs_forever, job_files
 from isoscribe.service.job_loops import JobLoops
 from isoscribe.service.job_store import Job, JobOptions, JobStore
 from isoscribe.service.known_speakers import check_references, save_references
 from isoscribe.service.metrics import ServiceMetrics
+from isoscribe.service.model_routing import ModelRouter
 from isoscribe.service.policy import service_policy
 from isoscribe.service.schemas import JobParams
 from isoscribe.service.streaming import LiveRun
@@ -35,10 +35,7 @@ from isoscribe.webhooks import WebhookRefused, check_url_async
 from isoscribe.summary.renaming import rename_speakers, rename_summary_speakers
 from isoscribe.transcript import KnownSpeaker, Summary, Transcript
 
-__all__ = ["Service", "MODEL_ALIAS"]
-
-MODEL_ALIAS = "whisper-1"
-"""OpenAI's model name; served by the configured default model."""
+__all__ = ["Service"]
 
 logger = logging.getLogger("isoscribe.service")
 
@@ -56,6 +53,7 @@ class Service:
         self.store = _open_job_store(settings, self.data_dir)
         self.keys = KeyRing(settings)
         self.pipelines: PipelineRunner | None = None
+        self.models: ModelRouter | None = None
         self.job_loops: JobLoops | None = None
         self.outbox: WebhookOutbox | None = None
         self.metrics: ServiceMetrics | None = None
@@ -80,7 +78,8 @@ class Service:
         self.metrics = ServiceMetrics(self.executor, self.pipelines, self.job_depth)
         self.outbox = WebhookOutbox(self.settings, webhook_secret(self.settings, self.data_dir))
         self.outbox.start()
-        self.job_loops = JobLoops(self.store, self.pipelines, self.settings, self.speech_stage_for, self.outbox)
+        self.models = ModelRouter(self.settings, self.executor, self._owns_executor)
+        self.job_loops = JobLoops(self.store, self.pipelines, self.settings, self.models.stage_for, self.outbox)
         self.job_loops.start()
         self._expiry = asyncio.ensure_future(expire_jobs_forever(self.store, service.job_ttl_s))
         self.ready = True
@@ -127,59 +126,6 @@ class Service:
         running = self.job_loops.running if self.job_loops else 0
         return self.store.count("queued") + running
 
-    def model(self, model_id: str) -> dict[str, Any]:
-        if model_id not in self.model_ids():
-            raise ApiError(404, f"no model {model_id!r} (see GET /v1/models)", code="model_not_found")
-        return {"id": model_id, "object": "model", "created": 0, "owned_by": "isoscribe"}
-
-    def model_ids(self) -> list[str]:
-        installed = [m.name for m in available_models(self.settings.asr.model_cache_dir) if m.installed]
-        default = self.settings.asr.model
-        return [MODEL_ALIAS, *([default] if default not in installed else []), *installed]
-
-    def served_model(self, model: str, task: str = "transcribe") -> str:
-        """The model a request's ``model`` runs on. ``whisper-1`` is the configured model, except for a
-        translation when that model is English-only: then ``service.translation_model``, as OpenAI's
-        whisper-1 translates."""
-        if model != MODEL_ALIAS:
-            return model
-        default = self.settings.asr.model
-        if task == "translate" and cannot_translate(default, self.settings.asr.model_cache_dir) is not None:
-            return self.settings.service.translation_model
-        return default
-
-    def check_request(self, params: Any) -> str:
-        """The speech stage serving ``params``; 400 for a model that is not served, cannot translate, or
-        cannot transcribe the asked language."""
-        model = self.served_model(params.model, params.task)
-        stage = self.speech_stage_for(model)
-        english_only = cannot_translate(model, self.settings.asr.model_cache_dir)
-        if params.task == "translate" and english_only is not None:
-            raise ApiError(400, english_only, param="model", code="model_cannot_translate")
-        language = params.speech_options().language
-        if language not in (None, "en") and english_only is not None:
-            raise ApiError(
-                400, f"model {params.model!r} is English-only and cannot transcribe language {language!r}; "
-                "use a multilingual model (see GET /v1/models)", param="language", code="unsupported_language",
-            )
-        return stage
-
-    def speech_stage_for(self, model: str) -> str:
-        """The executor stage serving ``model``: the configured one, or another installed model's own pool."""
-        if model in (MODEL_ALIAS, self.settings.asr.model):
-            return "speech"
-        ids = self.model_ids()
-        can_add = self._owns_executor and isinstance(self.executor, PooledExecutor)
-        if model not in ids or not can_add:
-            served = ids if can_add else [MODEL_ALIAS, self.settings.asr.model]
-            raise ApiError(
-                400,
-                f"model {model!r} is not available; use one of: {', '.join(served)} (see GET /v1/models)",
-                param="model",
-                code="model_not_found",
-            )
-        return add_model_pool(self.executor, self.settings, model)
-
     def upload_dir(self, kind: Literal["request", "job"]) -> Path:
         """A job's audio lives as long as the job; a request's upload as long as the request."""
         return self.job_audio_dir if kind == "job" else self.request_upload_dir
@@ -210,7 +156,7 @@ class Service:
         upload is closed (slot freed, files deleted) when it ends."""
         assert self.pipelines is not None
         try:
-            stage = self.check_request(params)
+            stage = self.models.check(params)
             known = await self._known_speakers(params, upload.files, self.request_upload_dir)
             speech = service_speech_request(self.settings, upload.audio_path, params.speech_options())
             run = LiveRun(self.pipelines, service_policy(self.settings, stage), replace(speech, known_speakers=known))
@@ -248,7 +194,7 @@ class Service:
         """Validate a received job upload, then queue it; the job owns its files from then on."""
         assert self.job_loops is not None
         try:
-            self.check_request(params)
+            self.models.check(params)
             await self._check_webhook(params.webhook_url)
             known = await self._known_speakers(params, upload.files, self.job_audio_dir)
             options = JobOptions(
@@ -355,7 +301,7 @@ def _resolved(settings: Settings) -> Settings:
 def _open_job_store(settings: Settings, data_dir: Path) -> JobStore:
     """Jobs live in Redis beside the Celery executor (any service instance can see them), else in SQLite."""
     if settings.service.executor == "celery":
-        from isoscribe.distributed import RedisJobStore
+        from isoscribe.service.job_store_redis import RedisJobStore
 
         return RedisJobStore.from_settings(settings)
     return JobStore(data_dir / "jobs.sqlite3")

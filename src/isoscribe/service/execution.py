@@ -13,10 +13,10 @@ import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from isoscribe.config import Settings
-from isoscribe.executors import PooledExecutor, StageExecutor
+from isoscribe.executors import PooledExecutor, StageExecutor, pool_from_settings
 from isoscribe.isolation import WorkerPool
 from isoscribe.logs import log_event
 from isoscribe.pipeline import Event, FilePipeline, Listener, Policy, StageFinished, StageStarted, stage_specs
@@ -54,7 +54,7 @@ def build_executor(settings: Settings) -> StageExecutor:
 
 def _pool(spec_and_limits: tuple, size: int, prespawn: bool, settings: Settings) -> WorkerPool:
     spec, limits = spec_and_limits
-    return WorkerPool(spec, size=size, prespawn=prespawn, limits=limits, **_policy(settings))
+    return pool_from_settings(settings, spec, limits, size=size, prespawn=prespawn)
 
 
 def speech_pool(settings: Settings, size: int, prespawn: bool | None = None) -> WorkerPool:
@@ -71,16 +71,6 @@ def add_model_pool(executor: PooledExecutor, settings: Settings, model: str) -> 
         executor.factories[stage] = lambda: speech_pool(model_settings, 1, prespawn=False)
         log_event(logger, "model_pool_added", model=model)
     return stage
-
-
-def _policy(settings: Settings) -> dict[str, Any]:
-    iso = settings.isolation
-    return {
-        "max_tasks_per_worker": iso.max_tasks_per_worker,
-        "max_rss_mb": iso.max_rss_mb,
-        "idle_ttl_s": iso.idle_ttl_s,
-        "start_method": iso.start_method,
-    }
 
 
 class PipelineRunner:

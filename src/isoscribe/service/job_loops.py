@@ -18,6 +18,7 @@ from dataclasses import replace
 from typing import Any, TypeVar
 from pathlib import Path
 
+from isoscribe.backoff import Backoff
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
@@ -36,8 +37,7 @@ logger = logging.getLogger("isoscribe.service.jobs")
 
 T = TypeVar("T")
 _IDLE_POLL_S = 5.0
-_STORE_RETRY_FIRST_S = 0.2
-_STORE_RETRY_MAX_S = 5.0
+_STORE_RETRY = Backoff(first_s=0.2, max_s=5.0)
 
 
 class JobLoops:
@@ -165,7 +165,7 @@ class JobLoops:
         the waiting task (drain) stops the retries; the job is then still ``running`` in the store and
         the next start re-queues it.
         """
-        backoff_s = _STORE_RETRY_FIRST_S
+        delays = _STORE_RETRY.delays()
         while True:
             try:
                 value = await asyncio.to_thread(call, *args)
@@ -173,8 +173,7 @@ class JobLoops:
                 if self.store_reachable:
                     log_event(logger, "job_store_unreachable", logging.WARNING, error=exc)
                 self.store_reachable = False
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(2 * backoff_s, _STORE_RETRY_MAX_S)
+                await asyncio.sleep(next(delays))
                 continue
             if not self.store_reachable:
                 log_event(logger, "job_store_reachable")

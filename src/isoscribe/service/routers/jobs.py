@@ -53,7 +53,8 @@ async def get_job_result(job_id: str, request: Request, format: ResultFormat = "
     summary = Summary.from_dict(job.summary) if job.summary else None
     if find(format, "job").needs_summary and summary is None:
         raise ApiError(404, "the job was not asked to summarize", code="no_summary")
-    context = RenderContext(("word", "segment"), title=f"Summary of {job.options.filename or job.id}")
+    subtitles = request.app.state.service.settings.subtitles.layout()
+    context = RenderContext(("word", "segment"), title=f"Summary of {job.options.filename or job.id}", subtitles=subtitles)
     return render(Transcript.from_dict(job.transcript), summary, format, "job", context)
 
 

@@ -31,7 +31,7 @@ async def create_transcription(request: Request) -> Response:
         body = sse_body(events, run, request.receive, lambda error: _stream_error(service, error, run))
         return StreamingResponse(body, media_type=SSE_MEDIA_TYPE, headers=SSE_HEADERS)
     transcript = await _unless_disconnected(request, service, run)
-    context = RenderContext(params.timestamp_granularities, params.logprobs)
+    context = RenderContext(params.timestamp_granularities, params.logprobs, subtitles=service.settings.subtitles.layout())
     return render(transcript, None, params.response_format, "transcription", context)
 
 
@@ -43,7 +43,8 @@ async def create_translation(request: Request) -> Response:
     upload, params = await receive_form(request, TranslationParams, "request")
     run = await service.transcribe(upload, params)
     transcript = await _unless_disconnected(request, service, run)
-    return render(transcript, None, params.response_format, "translation", RenderContext(task="translate"))
+    context = RenderContext(task="translate", subtitles=service.settings.subtitles.layout())
+    return render(transcript, None, params.response_format, "translation", context)
 
 
 async def _unless_disconnected(request: Request, service, run) -> Transcript:
@@ -70,12 +71,12 @@ def _stream_error(service, error: Exception, run) -> dict:
 @router.get("/models")
 async def list_models(request: Request) -> dict:
     service = request.app.state.service
-    return {"object": "list", "data": [service.model(name) for name in service.model_ids()]}
+    return {"object": "list", "data": [service.models.describe(name) for name in service.models.ids()]}
 
 
 @router.get("/models/{model_id:path}")
 async def get_model(model_id: str, request: Request) -> dict:
-    return request.app.state.service.model(model_id)
+    return request.app.state.service.models.describe(model_id)
 
 
 @router.get("/formats")
