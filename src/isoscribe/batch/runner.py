@@ -24,6 +24,7 @@ from pathlib import Path
 from isoscribe.batch.file_run import FileRun
 from isoscribe.batch.gate import GatedExecutor
 from isoscribe.batch.outdir import locked, log_file_attached, remove_partials
+from isoscribe.batch.partial import tidy_speech_done
 from isoscribe.batch.plan import Job, Planner, file_report
 from isoscribe.batch.progress import BatchProgress
 from isoscribe.budget import MemoryGate
@@ -111,6 +112,7 @@ class Batch:
             if self._given_executor is None:
                 executor.shutdown()
         self._account_unfinished(jobs, reports, stopped is not None)
+        tidy_speech_done(self.out_dir)
         files = [reports[str(path)] for path in inputs if str(path) in reports]
         report = self._report(files, started_at, time.monotonic() - started, executor, sampler, len(recovered))
         paths = write_report(report, self.out_dir)
