@@ -9,12 +9,14 @@ arrived and the audio position the stream had reached then.
 from __future__ import annotations
 
 import base64
+import json
 import threading
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
-__all__ = ["ReceivedEvent", "LiveRecord", "stream_pcm16", "connect"]
+__all__ = ["ReceivedEvent", "LiveRecord", "stream_pcm16", "connect", "pcm16_of"]
 
 CHUNK_S = 0.1
 
@@ -77,16 +79,18 @@ def stream_pcm16(
         chunk_bytes = int(CHUNK_S * sample_rate_hz) * 2
         silence = bytes(chunk_bytes)
         position = 0
-        while position < len(pcm16) or (not _settled(record) and position / 2 / sample_rate_hz < record.audio_s + max_tail_s):
+        tail_until_s = float("inf")
+        while position < len(pcm16) or not (_settled(record) or time.monotonic() - started > tail_until_s):
             chunk = pcm16[position : position + chunk_bytes] if position < len(pcm16) else silence
-            if pace > 0:
-                time.sleep(max(0.0, started + position / 2 / sample_rate_hz / pace - time.monotonic()))
+            time.sleep(max(0.0, started + position / 2 / sample_rate_hz / (pace if position < len(pcm16) else 1.0)
+                           - time.monotonic()))
             connection.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
             position += len(chunk)
             sent_s = time.monotonic() - started
             record.sent_at_s.append((position / 2 / sample_rate_hz, sent_s))
-            if position == len(pcm16) or (position > len(pcm16) and not record.audio_end_sent_s):
-                record.audio_end_sent_s = record.audio_end_sent_s or sent_s
+            if position >= len(pcm16) and not record.audio_end_sent_s:
+                record.audio_end_sent_s = sent_s
+                tail_until_s = sent_s + max_tail_s
             if during is not None:
                 during(connection, record)
         done.set()
@@ -111,7 +115,18 @@ def _receive(connection: Any, record: LiveRecord, started: float, done: threadin
             raw = connection.recv_bytes()
         except Exception:  # noqa: BLE001 - the connection closed: nothing more to record
             return
-        import json
-
         data = json.loads(raw)
         record.events.append(ReceivedEvent(data["type"], data, time.monotonic() - started))
+
+
+def pcm16_of(audio_path: str | Path, sample_rate_hz: int = 24000) -> bytes:
+    """A file as a microphone would send it: mono PCM16 at ``sample_rate_hz``."""
+    import numpy as np
+    from scipy.signal import resample_poly
+
+    from isoscribe.audio import SAMPLE_RATE, decode_audio
+
+    audio = decode_audio(audio_path)
+    common = np.gcd(sample_rate_hz, SAMPLE_RATE)
+    resampled = resample_poly(audio, sample_rate_hz // common, SAMPLE_RATE // common)
+    return (np.clip(resampled, -1.0, 32767 / 32768) * 32768).astype("<i2").tobytes()

@@ -88,6 +88,7 @@ class _Item:
     emitted: str = ""
     """The text sent in deltas so far."""
     partial_end_s: float = 0.0
+    partial_words: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -366,20 +367,31 @@ class LiveSession:
             await self._partial(item, result.text)
 
     async def _partial(self, item: _Item, text: str) -> None:
-        """Send the words that are new and likely to stay: all but the last, which may be cut off."""
+        """Send the new words on which this partial decode and the one before agree (whisper_streaming's
+        local agreement): a word the next decode revises is rarely sent; ``completed`` has the final text."""
         words = text.split()
-        stable = " ".join(words[:-1])
-        if len(stable) > len(item.emitted) and stable.startswith(item.emitted):
-            await self._delta(item, stable[len(item.emitted) :])
+        agreed = []
+        for before, now in zip(item.partial_words, words):
+            if before != now:
+                break
+            agreed.append(now)
+        item.partial_words = words
+        await self._delta_beyond_emitted(item, agreed)
 
     async def _complete(self, item: _Item, result: UtteranceText) -> None:
         self.items.pop(item.id, None)
         self._recent_text = f"{self._recent_text} {result.text}".strip()[-_PROMPT_CHARS:]
-        if result.text.startswith(item.emitted) and len(result.text) > len(item.emitted):
-            await self._delta(item, result.text[len(item.emitted) :])
+        await self._delta_beyond_emitted(item, result.text.split())
         usage = {"type": "duration", "seconds": round(result.duration_s, 3)}
         await self.emit(event("conversation.item.input_audio_transcription.completed", item_id=item.id,
                               content_index=0, transcript=result.text, usage=usage))
+
+    async def _delta_beyond_emitted(self, item: _Item, words: list[str]) -> None:
+        """A delta with ``words`` past those already sent, if what was sent is where they begin."""
+        sent = item.emitted.split()
+        if words[: len(sent)] == sent and len(words) > len(sent):
+            new = " ".join(words[len(sent) :])
+            await self._delta(item, f" {new}" if sent else new)
 
     async def _delta(self, item: _Item, delta: str) -> None:
         item.emitted += delta
