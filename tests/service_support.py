@@ -23,6 +23,19 @@ FAULT_STAGE = "service_fault_speech"
 API_KEY = "test-key"
 
 
+class NoWorkers:
+    """An executor for an in-process app whose tests never run a stage."""
+
+    def submit(self, stage, request, on_event=None):
+        raise AssertionError(f"no stage should run here (asked for {stage})")
+
+    def cancel(self, future) -> bool:
+        return False
+
+    def shutdown(self) -> None:
+        pass
+
+
 def base_config(data_dir: Path, **service: Any) -> dict[str, dict[str, Any]]:
     return {
         "asr": {"model": "tiny.en", "device": "cpu", "cpu_threads": 1},
@@ -59,19 +72,34 @@ def metric_value(text: str, name: str, **labels: str) -> float:
 
 
 class WebhookReceiver:
-    """A loopback HTTP server that records the JSON bodies POSTed to it."""
+    """A loopback HTTP server that records what is POSTed to it (JSON bodies, raw bodies, headers).
 
-    def __init__(self) -> None:
+    ``trickle_s``: answer one byte of the status line per ``trickle_s`` seconds, forever (a receiver
+    that holds a sender without ever timing out a per-read deadline); ``fail_first``: answer 503 to that
+    many deliveries first."""
+
+    def __init__(self, trickle_s: float | None = None, fail_first: int = 0) -> None:
         self.bodies: list[dict] = []
+        self.raw: list[bytes] = []
+        self.headers: list[dict[str, str]] = []
         self.received = threading.Event()
+        self.stopping = threading.Event()
         receiver = self
 
         class Handler(BaseHTTPRequestHandler):
             def do_POST(self) -> None:  # noqa: N802 - http.server's naming
                 length = int(self.headers.get("content-length", 0))
-                receiver.bodies.append(json.loads(self.rfile.read(length)))
+                raw = self.rfile.read(length)
+                receiver.raw.append(raw)
+                receiver.headers.append({k.lower(): v for k, v in self.headers.items()})
+                receiver.bodies.append(json.loads(raw))
                 receiver.received.set()
-                self.send_response(204)
+                if trickle_s is not None:
+                    while not receiver.stopping.wait(trickle_s):
+                        self.wfile.write(b"H")
+                        self.wfile.flush()
+                    return
+                self.send_response(503 if len(receiver.raw) <= fail_first else 204)
                 self.end_headers()
 
             def log_message(self, *args: Any) -> None:
@@ -83,6 +111,7 @@ class WebhookReceiver:
         self.thread.start()
 
     def close(self) -> None:
+        self.stopping.set()
         self.server.shutdown()
         self.server.server_close()
 

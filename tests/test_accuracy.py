@@ -18,8 +18,10 @@ from isoscribe.benchmarks.meetings import MIXED_LANGUAGE_SCRIPT, make_mixed_lang
 from isoscribe.config import load_settings
 from isoscribe.outputs import to_json, to_tsv
 from isoscribe.repetition import find_loop, words_of
-from isoscribe.service.formats import verbose_json
-from isoscribe.stages import transcribe
+from isoscribe.openai_shapes import verbose_json
+from isoscribe.stages import transcribe, vad
+from isoscribe.stages.loops import LoopGuard, truncate
+from isoscribe.stages.options import transcription_options
 from isoscribe.transcript import SpeechRequest, Transcript
 
 pytestmark = pytest.mark.slow
@@ -116,18 +118,18 @@ def test_a_loop_that_survives_decoding_again_is_cut_after_its_first_copy() -> No
     words = [Word(float(i), i + 0.5, text, 0.5) for i, text in enumerate(texts)]
     segment = Segment(0, 0.0, 14.0, "".join(texts).strip(), words, language="en")
     loop = find_loop(words_of(segment.text))
-    cut = transcribe._truncate(segment, loop.repeats_from)
+    cut = truncate(segment, loop.repeats_from)
     assert cut.text == "As met a nolshun, me,"
     assert [w.text for w in cut.words] == texts[:5] and cut.end == 4.5
 
 
 def test_hallucination_silence_threshold_only_with_word_timestamps() -> None:
     asr = load_settings().asr
-    assert transcribe.whisper_options(asr, SpeechRequest("a.wav"))["hallucination_silence_threshold"] == 2.0
+    assert transcription_options(asr, SpeechRequest("a.wav")).hallucination_silence_threshold == 2.0
     no_words = SpeechRequest("a.wav", word_timestamps=False)
-    assert transcribe.whisper_options(asr, no_words)["hallucination_silence_threshold"] is None
+    assert transcription_options(asr, no_words).hallucination_silence_threshold is None
     off = asr.model_copy(update={"hallucination_silence_threshold_s": 0})
-    assert transcribe.whisper_options(off, SpeechRequest("a.wav"))["hallucination_silence_threshold"] is None
+    assert transcription_options(off, SpeechRequest("a.wav")).hallucination_silence_threshold is None
 
 
 @pytest.fixture(scope="module")
@@ -149,13 +151,15 @@ def test_only_silence_worth_cutting_is_cut_before_decoding(acoustic_corpus) -> N
     import numpy as np
 
     _, audio, _ = acoustic_corpus
-    chunks, onset = transcribe._speech_chunks(audio, keep_start=True, keep_end=True)
+    speech = vad.detect(audio)
+    chunks, onset = speech.decoder_chunks(0, audio.size, keep_start=True, keep_end=True)
     assert chunks == [{"start": 0, "end": audio.size}], "a 0.7 s lead is no silence worth cutting"
     assert onset / 16000 == pytest.approx(1.05, abs=0.2)
-    at_a_cut, _ = transcribe._speech_chunks(audio, keep_start=False, keep_end=True)
+    at_a_cut, _ = speech.decoder_chunks(0, audio.size, keep_start=False, keep_end=True)
     assert at_a_cut[0]["start"] / 16000 == pytest.approx(0.65, abs=0.2), "after a piece cut, the lead is cut"
     silence = np.zeros(3 * 16000, dtype=np.float32)
-    chunks, onset = transcribe._speech_chunks(np.concatenate([silence, audio, silence]), True, True)
+    padded = np.concatenate([silence, audio, silence])
+    chunks, onset = vad.detect(padded).decoder_chunks(0, padded.size, True, True)
     assert chunks[0]["start"] / 16000 == pytest.approx(3.7, abs=0.2) and onset / 16000 == pytest.approx(4.05, abs=0.2)
     assert chunks[-1]["end"] < audio.size + 6 * 16000 - 16000
 
@@ -179,10 +183,94 @@ def test_speech_the_decoder_skipped_is_decoded_again(tiny_model, acoustic_corpus
 def test_a_long_clause_repeated_as_the_next_segment_is_decoded_again() -> None:
     from isoscribe.transcript import Segment
 
-    guard = transcribe._LoopGuard(None, None, {})
+    guard = LoopGuard(None)
     clause = "Am Montag fahren wir mit dem Zug nach Hamburg."
     assert guard._suspicion(Segment(0, 0.0, 5.0, clause)) is None
     guard._remember([Segment(0, 0.0, 5.0, clause)])
     assert guard._suspicion(Segment(1, 5.0, 10.0, clause)) == "repeated_segment"
     guard._remember([Segment(2, 10.0, 11.0, "Thank you very much.")])
     assert guard._suspicion(Segment(3, 11.0, 12.0, "Thank you very much.")) is None, "a short phrase may come twice"
+
+
+def _recovered(tiny_model, audio, path) -> list:
+    """The segments only a transcript made with skipped-speech recovery has, and that transcript."""
+    ours = transcribe.transcribe(tiny_model, audio, SpeechRequest(str(path)))
+    without = transcribe.transcribe(_with(tiny_model, recover_skipped_speech=False), audio, SpeechRequest(str(path)))
+    main = {(s.start, s.end, s.text) for s in without.segments}
+    return [s for s in ours.segments if (s.start, s.end, s.text) not in main], ours
+
+
+def test_the_demo_transcript_is_its_script_without_stray_fragments(demo_dialogue: Path) -> None:
+    """The default pipeline's speech stage (tiny.en, diarization into two speakers as ``isoscribe demo``):
+    one segment per turn, each starting with its turn, no recovered fragment ("More." before Bob's
+    "Morning Alice" was one)."""
+    from isoscribe.benchmarks.accuracy import wer
+    from isoscribe.pipeline import speech_request
+    from isoscribe.stages import speech
+
+    settings = load_settings(overrides={"asr": {"device": "cpu"}, "diarization": {"enabled": True, "device": "cpu"}})
+    models = speech.load(settings)
+    transcript = speech.run(models, speech_request(settings, demo_dialogue, diarize=True, num_speakers=2))
+    without = speech.run(
+        speech.SpeechModels(settings, _with(models.transcriber, recover_skipped_speech=False), models.diarizer),
+        speech_request(settings, demo_dialogue, diarize=True, num_speakers=2),
+    )
+    turns = json.loads(demo_dialogue.with_suffix(".script.json").read_text())["turns"]
+    print([(round(s.start, 2), s.text) for s in transcript.segments])
+    assert [s.text for s in transcript.segments] == [s.text for s in without.segments], "nothing recovered"
+    assert "more" not in words_of(transcript.text)
+    assert len(transcript.segments) == len(turns)
+    for segment, turn in zip(transcript.segments, turns):
+        assert wer(turn["text"], segment.text) <= 0.3, (turn["text"], segment.text)
+        assert segment.words[0].start == pytest.approx(turn["start"], abs=0.17), "the first word starts with the turn"
+    assert wer(" ".join(t["text"] for t in turns), transcript.text) <= 0.12
+    assert len(transcript.speakers) == 2
+
+
+def test_recovered_fragments_never_repeat_their_neighbours_on_the_shared_clips(
+    tiny_model, shared_data: Path, manifest: list[dict]
+) -> None:
+    """Every shared real clip with a reference: what recovery adds shares no word (nor a piece of one)
+    with the words decoded within 1 s of it; acoustic_corpus's final "thanks" is still recovered."""
+    from isoscribe.audio import decode_audio
+
+    recovered_texts = {}
+    for clip in (c for c in manifest if c["reference_text"]):
+        audio = decode_audio(shared_data / clip["path"])
+        fragments, ours = _recovered(tiny_model, audio, shared_data / clip["path"])
+        recovered_texts[clip["path"]] = [s.text for s in fragments]
+        decoded = [w for s in ours.segments if s not in fragments for w in s.words]
+        for fragment in fragments:
+            near = {t for w in decoded if w.end >= fragment.start - 1 and w.start <= fragment.end + 1 for t in words_of(w.text)}
+            for word in words_of(fragment.text):
+                assert not any(word in other for other in near), (clip["path"], fragment.text, near)
+    print(recovered_texts)
+    assert recovered_texts["long/acoustic_corpus.wav"] == ["Thanks."]
+
+
+def test_a_stray_fragment_is_told_from_new_speech(demo_dialogue: Path, acoustic_corpus) -> None:
+    """The issue's "More." (6.70-6.72 s, before "Good morning" decoded from 7.00 s) and acoustic_corpus's
+    "Thanks." (24.94-25.20 s, after "that should be all"), judged against the real VAD of each file."""
+    from isoscribe.audio import decode_audio
+    from isoscribe.stages.recovery import stray_reason, with_onsets
+    from isoscribe.transcript import Segment, Word
+
+    speech = vad.detect(decode_audio(demo_dialogue))
+    friday = Word(5.30, 5.78, " Friday.", 0.9)
+    good, morning = Word(7.00, 7.14, " Good", 0.9), Word(7.14, 7.50, " morning,", 0.9)
+    more = Segment(1, 6.70, 6.72, "More.", [Word(6.70, 6.72, " More.", 0.9)])
+    assert stray_reason(more, [friday, good, morning], speech) == "repeats the words around it"
+    more_alone = Segment(1, 6.70, 6.72, "Yes.", [Word(6.70, 6.72, " Yes.", 0.9)])
+    assert stray_reason(more_alone, [friday, good, morning], speech) == "one short word run into the speech around it"
+    inside = Segment(1, 6.85, 7.10, "Yes.", [Word(6.85, 7.10, " Yes.", 0.9)])
+    assert stray_reason(inside, [friday, good, morning], speech).startswith("inside the decoded word")
+    [moved] = with_onsets(iter([Segment(0, 7.00, 7.50, "Good morning,", [good, morning])]), speech, 5.78)
+    assert moved.start == moved.words[0].start == pytest.approx(6.8, abs=0.05), "starts where the VAD hears speech"
+
+    _, audio, _ = acoustic_corpus
+    corpus_speech = vad.detect(audio)
+    be, all_ = Word(24.30, 24.60, " be", 0.9), Word(24.60, 24.94, " all", 0.9)
+    thanks = Segment(4, 24.94, 25.20, "Thanks.", [Word(24.94, 25.20, " Thanks.", 0.87)])
+    assert stray_reason(thanks, [be, all_], corpus_speech) is None
+    unsure = Segment(4, 24.94, 25.20, "Thanks.", [Word(24.94, 25.20, " Thanks.", 0.45)])
+    assert stray_reason(unsure, [be, all_], corpus_speech) == "unsure of its words"

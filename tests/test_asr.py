@@ -14,7 +14,7 @@ from asr_helpers import normalize, wer
 from isoscribe import models
 from isoscribe.config import load_settings
 from isoscribe.models import ModelNotFound, available_models, resolve_model
-from isoscribe.pipeline import speech_request
+from isoscribe.pipeline import pieces, speech_request
 from isoscribe.stages import transcribe
 
 pytestmark = pytest.mark.slow
@@ -169,12 +169,45 @@ def test_long_audio_is_transcribed_in_pieces_with_continuous_times(
     settings, model = tiny
     request = speech_request(settings, shared_data / "long" / "sonnet001.wav")
     whole = transcribe.run(model, request)
-    monkeypatch.setattr(transcribe, "SPLIT_SEARCH_S", 5.0)
-    pieces = transcribe.run(model, replace(request, piece_s=20.0))
-    difference = wer(whole.text, pieces.text)
+    monkeypatch.setattr(pieces, "SPLIT_SEARCH_S", 5.0)
+    in_pieces = transcribe.run(model, replace(request, piece_s=20.0))
+    difference = wer(whole.text, in_pieces.text)
     print(f"sonnet001: WER of 20 s pieces against the whole-file transcript {difference:.3f}")
     assert difference <= 0.15
-    assert [s.id for s in pieces.segments] == list(range(len(pieces.segments)))
-    starts = [w.start for s in pieces.segments for w in s.words]
+    assert [s.id for s in in_pieces.segments] == list(range(len(in_pieces.segments)))
+    starts = [w.start for s in in_pieces.segments for w in s.words]
     assert starts == sorted(starts) and starts[-1] > 40.0
-    assert pieces.duration_s == pytest.approx(53.267, abs=0.05)
+    assert in_pieces.duration_s == pytest.approx(53.267, abs=0.05)
+
+
+def test_vad_runs_once_per_file_and_once_per_piece(shared_data: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The speech stage runs Silero once for transcription (decoder chunks, skipped speech, word onsets)
+    and diarization together; a file cut into pieces, once per piece. Counted at Silero's model call,
+    which faster-whisper's own VAD filter would go through too."""
+    import faster_whisper.vad as faster_whisper_vad
+
+    from isoscribe.stages import speech
+    from isoscribe.transcript import Piece, PieceResult
+
+    silero = faster_whisper_vad.get_vad_model()
+    runs: list[int] = []
+
+    def counted(audio):
+        runs.append(audio.size)
+        return silero(audio)
+
+    monkeypatch.setattr(faster_whisper_vad, "get_vad_model", lambda: counted)
+    settings = load_settings(
+        overrides={"asr": {"model": "tiny.en", "device": "cpu"}, "diarization": {"enabled": True, "device": "cpu"}}
+    )
+    models = speech.load(settings)
+    request = speech_request(settings, shared_data / "diarization" / "sample.wav", diarize=True)
+    whole = speech.run(models, request)
+    assert len(runs) == 1 and len(whole.speakers) == 2 and whole.segments
+    runs.clear()
+    in_pieces = speech.run(models, replace(request, piece_s=10.0))
+    assert len(runs) == 3 and in_pieces.timings_s["transcribe"] > 0
+    runs.clear()
+    results = [speech.run(models, replace(request, piece_s=10.0, piece=Piece(index, 3))) for index in range(3)]
+    assert len(runs) == 3 and all(isinstance(result, PieceResult) for result in results)
+    assert sum(runs) <= 30 * 16000 + 3 * 512, "each piece's run covers that piece only"

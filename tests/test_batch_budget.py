@@ -5,7 +5,9 @@ from __future__ import annotations
 import threading
 import time
 
-from isoscribe.budget import DEFAULT_PEAKS_MB, MemoryGate, default_budget_mb, stage_peaks_mb
+import pytest
+
+from isoscribe.budget import DEFAULT_PEAKS_MB, GateClosed, MemoryGate, default_budget_mb, stage_peaks_mb
 from isoscribe.config import load_settings
 
 
@@ -47,7 +49,7 @@ def test_stages_that_fit_together_run_together() -> None:
 def test_a_stage_larger_than_the_budget_runs_alone_rather_than_never() -> None:
     gate = MemoryGate(500, {"speech": 700, "summary": 100})
     assert _started_within(gate, "speech", 2)
-    assert gate.overcommitted == ["speech"]
+    assert gate.overcommitted == {"speech": 1}
     assert not _started_within(gate, "summary", 0.3)
 
 
@@ -88,21 +90,55 @@ def test_peaks_are_declared_else_learned_else_defaults() -> None:
 
 def test_waiting_releases_in_order_without_losing_capacity() -> None:
     gate = MemoryGate(1000, {"speech": 400, "summary": 400})
-    finished: list[int] = []
+    gate.acquire("speech")
+    gate.acquire("speech")  # the budget is full: every task below waits its turn
+    admitted: list[int] = []
 
     def task(number: int) -> None:
         with gate.reserve("speech"):
             assert gate.held_mb() <= 1000
-            time.sleep(0.05)
-        finished.append(number)
+            admitted.append(number)
 
-    threads = [threading.Thread(target=task, args=(n,)) for n in range(6)]
-    for thread in threads:
-        thread.start()
+    threads = []
+    for number in range(6):
+        threads.append(threading.Thread(target=task, args=(number,)))
+        threads[-1].start()
+        _wait_until(lambda: gate.waiting("speech") == number + 1)
+    gate.release("speech")
+    gate.release("speech")
     for thread in threads:
         thread.join(10)
-    assert sorted(finished) == list(range(6))
+    assert admitted == list(range(6)), "tasks of a stage start in the order they asked"
     assert gate.held_mb() == 0
+
+
+def test_closing_the_gate_turns_waiting_and_later_tasks_away() -> None:
+    gate = MemoryGate(1000, {"speech": 700, "summary": 600})
+    gate.acquire("speech")
+    outcome: list[str] = []
+
+    def summary() -> None:
+        try:
+            gate.acquire("summary")
+            outcome.append("started")
+        except GateClosed:
+            outcome.append("turned away")
+
+    waiter = threading.Thread(target=summary)
+    waiter.start()
+    _wait_until(lambda: gate.waiting("summary") == 1)
+    gate.close()
+    waiter.join(10)
+    assert outcome == ["turned away"]
+    with pytest.raises(GateClosed):
+        gate.acquire("speech")
+
+
+def _wait_until(condition, timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.005)
 
 
 def test_celery_stages_do_not_count_against_this_machines_budget(tmp_path) -> None:
@@ -113,3 +149,15 @@ def test_celery_stages_do_not_count_against_this_machines_budget(tmp_path) -> No
     assert gate.coexist(8), "remote stages are limited by the workers, not by the submitting machine's RAM"
     local = load_settings(overrides={"batch": {"memory_budget_mb": 1, "workers": 8}})
     assert not _Batch(local, tmp_path / "local", retry_failed=False, executor=None)._gate().coexist(8)
+
+
+def test_the_report_keeps_a_bounded_memory_curve_with_its_peak() -> None:
+    from isoscribe.report import MAX_MEMORY_POINTS, summarised
+
+    hours_at_5_hz = [(i * 0.2, 100.0 + (i % 7), 50.0) for i in range(5 * 3600 * 5)]
+    hours_at_5_hz[12345] = (12345 * 0.2, 4321.0, 60.0)
+    kept = summarised(hours_at_5_hz)
+    assert len(kept) <= MAX_MEMORY_POINTS
+    assert max(tree for _, tree, _ in kept) == 4321.0
+    assert [t for t, _, _ in kept] == sorted(t for t, _, _ in kept)
+    assert summarised(hours_at_5_hz[:3]) == [(0.0, 100.0, 50.0), (0.2, 101.0, 50.0), (0.4, 102.0, 50.0)]

@@ -16,7 +16,7 @@ from isoscribe.demo import dialogue_script_path
 from isoscribe.pipeline import speech_request
 from isoscribe.speakers import assign_speakers
 from isoscribe.speakers import assign_speakers, split_at_speaker_changes
-from isoscribe.stages import diarize, speech
+from isoscribe.stages import clustering, diarize, speech
 from isoscribe.transcript import Segment, SpeakerTurn, Transcript, Word
 
 SAMPLE_DER_MAX = 0.15
@@ -93,7 +93,7 @@ def test_clustering_memory_stays_linear() -> None:
     points = centres[rng.integers(0, 2, 9000)] + 0.3 * rng.normal(size=(9000, 256))
     points = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
     tracemalloc.start()
-    labels = diarize.cluster_embeddings(points, None, 1, 8)
+    labels = clustering.cluster_embeddings(points, None, 1, 8)
     peak_bytes = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak_bytes < 9000 * 9000 * 8 / 4, f"peak {peak_bytes / 1e6:.0f} MB"

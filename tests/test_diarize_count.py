@@ -10,7 +10,7 @@ from asr_helpers import der
 
 from isoscribe.benchmarks.meetings import make_meeting, meeting_rttm_path
 from isoscribe.config import load_settings
-from isoscribe.stages import diarize
+from isoscribe.stages import clustering, diarize
 from isoscribe.transcript import SpeechRequest
 
 MEETING_DER_MAX = 0.1
@@ -42,7 +42,7 @@ def test_linkage_keeps_close_clusters_apart() -> None:
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     points = np.concatenate([c + 0.02 * rng.normal(size=(40, 256)) for c in centres])
     points = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
-    labels = diarize.cluster_embeddings(points, None, 1, 8, "linkage")
+    labels = clustering.cluster_embeddings(points, None, 1, 8, "linkage")
     assert len(np.unique(labels)) == 4
     assert all(len(np.unique(labels[k * 40 : (k + 1) * 40])) == 1 for k in range(4))
 
@@ -57,9 +57,9 @@ def test_two_barely_separated_clusters_are_one_speaker() -> None:
     second /= np.linalg.norm(second)
     points = np.concatenate([first + 0.04 * rng.normal(size=(60, 256)), second + 0.04 * rng.normal(size=(60, 256))])
     points /= np.linalg.norm(points, axis=1, keepdims=True)
-    assert diarize._linkage_count(points) == 2
-    assert float(first @ second) > diarize.MERGE_SIMILARITY
-    assert len(np.unique(diarize.cluster_embeddings(points.astype(np.float32), None, 1, 8, "linkage"))) == 1
+    assert clustering._linkage_count(points) == 2
+    assert float(first @ second) > clustering.MERGE_SIMILARITY
+    assert len(np.unique(clustering.cluster_embeddings(points.astype(np.float32), None, 1, 8, "linkage"))) == 1
 
 
 def test_a_voice_split_by_linkage_is_merged_back_and_the_others_stay_apart() -> None:
@@ -73,9 +73,9 @@ def test_a_voice_split_by_linkage_is_merged_back_and_the_others_stay_apart() -> 
     centres = [c / np.linalg.norm(c) for c in spots + voices[1:]]
     points = np.concatenate([c + 0.04 * rng.normal(size=(60, 256)) for c in centres])
     points = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
-    assert diarize._linkage_count(points.astype(np.float64)) == 7
-    labels = diarize.cluster_embeddings(points, None, 1, 8, "linkage")
+    assert clustering._linkage_count(points.astype(np.float64)) == 7
+    labels = clustering.cluster_embeddings(points, None, 1, 8, "linkage")
     assert len(np.unique(labels)) == 5
     assert len(np.unique(labels[:180])) == 1, "the drifting voice is one speaker"
     assert len(np.unique([labels[k * 60] for k in range(2, 7)])) == 5
-    assert len(np.unique(diarize.cluster_embeddings(points, None, 6, 8, "linkage"))) == 6, "min_speakers holds"
+    assert len(np.unique(clustering.cluster_embeddings(points, None, 6, 8, "linkage"))) == 6, "min_speakers holds"

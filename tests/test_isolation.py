@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 import signal
 import subprocess
 import sys
 import threading
-import time
 from concurrent.futures import Future
 
 import numpy as np
@@ -26,10 +26,10 @@ from isoscribe.isolation import (
     WorkerPool,
     run_isolated,
 )
+from isoscribe.isolation import protocol
 from isoscribe.isolation.monitor import GpuMonitor
 from isoscribe.stages.faults import FaultConfig, FaultRequest
-
-FAULTS = StageSpec("isoscribe.stages.faults")
+from isolation_support import FAULTS, wait_for
 
 
 def _rss_mb() -> float:
@@ -39,15 +39,6 @@ def _rss_mb() -> float:
 def _children() -> set[int]:
     """Our live child processes; other suites may legitimately keep some (redis-server, a forkserver)."""
     return {child.pid for child in psutil.Process().children(recursive=True) if not _is_zombie_or_gone(child.pid)}
-
-
-def _wait_for(condition, timeout_s: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.02)
-    return condition()
 
 
 def _our_segments() -> list[str]:
@@ -118,13 +109,11 @@ def test_abort_is_worker_crashed_with_sigabrt_and_the_pool_heals(pool):
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
 
 
-def test_hang_is_stage_timeout_within_timeout_plus_two_seconds():
+def test_hang_is_stage_timeout_and_its_worker_is_killed_for_it():
     pool = WorkerPool(FAULTS, limits=Limits(timeout_s=1.0))
     pool.run(FaultRequest("ok"))
-    started = time.monotonic()
     with pytest.raises(StageTimeout) as caught:
-        pool.run(FaultRequest("hang"))
-    assert time.monotonic() - started < 1.0 + 2.0
+        pool.run(FaultRequest("hang"))  # how soon after the timeout: bench isolation, kill_latency
     assert caught.value.timeout_s == 1.0
     assert pool.exits[-1].reason == "timeout" and not pool.exits[-1].likely_oom_kill
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
@@ -137,7 +126,7 @@ def test_timeout_kills_the_workers_whole_process_group():
         assert psutil.pid_exists(child_pid)
         with pytest.raises(StageTimeout):
             pool.run(FaultRequest("hang"))
-        assert _wait_for(lambda: _is_zombie_or_gone(child_pid), 2.0)
+        assert wait_for(lambda: _is_zombie_or_gone(child_pid))
 
 
 def test_exception_in_stage_is_stage_error_with_traceback(pool):
@@ -162,7 +151,7 @@ def test_allocation_past_the_hard_cap_is_stage_out_of_memory():
 def test_external_sigkill_is_flagged_as_likely_oom_kill(pool):
     pid = pool.run(FaultRequest("ok")).stats.worker_pid
     future = pool.submit(FaultRequest("sleep", seconds=5))
-    assert _wait_for(lambda: pool.stats().busy == 1)
+    assert wait_for(lambda: pool.stats().busy == 1)
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerCrashed) as caught:
         future.result(timeout=10)
@@ -180,7 +169,7 @@ def test_a_crash_fails_only_its_own_task_concurrent_task_survives():
             crasher.result(timeout=10)
         assert survivor.result(timeout=10).value == "intact"
         assert survivor.result().stats.worker_pid != pool.exits[0].pid
-        assert _wait_for(lambda: pool.stats().idle == 2)
+        assert wait_for(lambda: pool.stats().idle == 2)
 
 
 def test_worker_over_max_rss_is_replaced_and_the_call_in_flight_returns():
@@ -198,7 +187,7 @@ def test_max_tasks_recycles_and_starts_the_replacement_ahead():
         assert pool.wait_ready(30)
         pids = [pool.run(FaultRequest("ok")).stats.worker_pid for _ in range(5)]
         assert pids[0] == pids[1] != pids[2] == pids[3] != pids[4]
-        assert _wait_for(lambda: len(pool.exits) == 2)
+        assert wait_for(lambda: len(pool.exits) == 2)
         assert [(e.reason, e.tasks_done) for e in pool.exits] == [("max_tasks", 2), ("max_tasks", 2)]
         assert pool.stats().exits_by_reason == {"max_tasks": 2}
 
@@ -208,8 +197,8 @@ def test_replacement_loads_while_the_retiring_worker_runs_its_last_task():
     with WorkerPool(slow_load, max_tasks_per_worker=1) as pool:
         assert pool.wait_ready(30)
         last = pool.submit(FaultRequest("sleep", seconds=1.5))
-        assert _wait_for(lambda: pool.stats().busy == 1)
-        assert _wait_for(lambda: len(pool.stats().workers) == 2)  # started before the last task ended
+        assert wait_for(lambda: pool.stats().busy == 1)
+        assert wait_for(lambda: len(pool.stats().workers) == 2)  # started before the last task ended
         states = sorted(worker.state for worker in pool.stats().workers)
         assert states in (["busy", "starting"], ["busy", "idle"])
         assert last.result(timeout=30).stats.worker_task_number == 1
@@ -226,7 +215,7 @@ def test_workers_lead_their_own_session_and_offer_themselves_to_the_oom_killer(p
 def test_idle_ttl_recycles_a_worker():
     with WorkerPool(FAULTS, idle_ttl_s=0.3) as pool:
         pid = pool.run(FaultRequest("ok")).stats.worker_pid
-        assert _wait_for(lambda: any(e.reason == "idle" for e in pool.exits), 10)
+        assert wait_for(lambda: any(e.reason == "idle" for e in pool.exits))
         assert pool.exits[0].pid == pid
         assert pool.run(FaultRequest("ok")).stats.worker_pid != pid
 
@@ -252,9 +241,11 @@ def test_large_array_crosses_by_shared_memory_and_leaves_no_segment(pool):
 def test_cancel_a_queued_task_and_a_running_one(pool):
     running = pool.submit(FaultRequest("sleep", seconds=30))
     queued = pool.submit(FaultRequest("ok"))
-    assert _wait_for(lambda: pool.stats().busy == 1)
+    assert wait_for(lambda: pool.stats().busy == 1)
     assert pool.stats().queue_depth == 1
-    assert pool.cancel(queued) and queued.cancelled()
+    assert pool.cancel(queued)
+    with pytest.raises(TaskCancelled):
+        queued.result(timeout=5)
     assert pool.cancel(running)
     with pytest.raises(TaskCancelled):
         running.result(timeout=5)
@@ -285,14 +276,14 @@ def test_shutdown_leaves_no_process_segment_or_temp_dir():
     assert pool.wait_ready(30)
     pool.run(FaultRequest("ok", payload=np.ones(2**20)))
     busy = pool.submit(FaultRequest("hang"))
-    assert _wait_for(lambda: pool.stats().busy == 1)
+    assert wait_for(lambda: pool.stats().busy == 1)
     pool.shutdown(kill_running=True)
     with pytest.raises(TaskCancelled):
         busy.result(timeout=5)
     assert _children() <= before
     assert not set(pool.worker_pids())
     assert _our_segments() == []
-    assert glob.glob(os.path.join(os.path.dirname(pool._tmpdir), f"isoscribe-{os.getpid()}-*")) == []
+    assert glob.glob(os.path.join(os.path.dirname(pool._supervisor.tmpdir), f"isoscribe-{os.getpid()}-*")) == []
     with pytest.raises(RuntimeError):
         pool.submit(FaultRequest("ok"))
 
@@ -306,17 +297,26 @@ def test_forkserver_start_method_runs_and_reports_crashes():
         assert pool.run(FaultRequest("ok", payload=4)).value == 4
 
 
+def _modules_loaded(code: str, names: set[str]) -> list[str]:
+    """Which of ``names`` a fresh interpreter has imported after running ``code``."""
+    code += f"\nimport json, sys\nprint(json.dumps(sorted(set({sorted(names)!r}) & set(sys.modules))))\n"
+    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    return json.loads(output.stdout.strip().splitlines()[-1])
+
+
 def test_the_runtime_never_imports_gpu_frameworks_in_the_parent():
     code = (
-        "import sys\n"
         "from isoscribe.isolation import StageSpec, WorkerPool, run_isolated\n"
         "from isoscribe.stages.faults import FaultRequest\n"
         "run_isolated(StageSpec('isoscribe.stages.faults'), FaultRequest('ok'))\n"
         "with WorkerPool(StageSpec('isoscribe.stages.faults')) as pool: pool.run(FaultRequest('ok'))\n"
-        "print(sorted({'torch', 'ctranslate2', 'tensorflow', 'jax'} & set(sys.modules)))\n"
     )
-    output = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
-    assert output.stdout.strip() == "[]"
+    assert _modules_loaded(code, {"torch", "ctranslate2", "tensorflow", "jax"}) == []
+
+
+def test_a_worker_starts_without_the_parent_side_machinery():
+    parent_side = {"psutil", "isoscribe.isolation.pool", "isoscribe.isolation.supervisor"}
+    assert _modules_loaded("import isoscribe.isolation.worker", parent_side) == []
 
 
 def test_submitting_from_many_threads():
@@ -392,7 +392,7 @@ def test_shutdown_twice_and_calls_after_it_never_touch_a_reused_descriptor():
     os.set_blocking(read_end, False)
     try:
         pool.shutdown()
-        assert pool.cancel(Future()) is True  # an unknown queued-looking future is just cancelled
+        assert pool.cancel(Future()) is False  # not this pool's
         with pytest.raises(RuntimeError, match="shut down"):
             pool.submit(FaultRequest("ok"))
         with pytest.raises(BlockingIOError):
@@ -402,34 +402,45 @@ def test_shutdown_twice_and_calls_after_it_never_touch_a_reused_descriptor():
         os.close(write_end)
 
 
-class _SlowConnection:
-    """Stands in for a worker's pipe whose next message takes until ``release`` is set to arrive."""
+class _StalledConnection:
+    """Stands in for a worker's pipe on which receiving a message, or sending a task, takes until
+    ``release`` is set."""
 
-    def __init__(self, conn, release: threading.Event, receiving: threading.Event) -> None:
-        self._conn, self._release, self._receiving = conn, release, receiving
+    def __init__(self, conn, stalls: str) -> None:
+        self._conn, self._stalls = conn, stalls
+        self.stalled, self.release = threading.Event(), threading.Event()
 
     def recv(self):
-        self._receiving.set()
-        self._release.wait(30)
+        if self._stalls == "receive":
+            self._stall()
         return self._conn.recv()
+
+    def send(self, message) -> None:
+        if self._stalls == "send" and isinstance(message, protocol.RunTask):
+            self._stall()
+        self._conn.send(message)
+
+    def _stall(self) -> None:
+        self.stalled.set()
+        self.release.wait(30)
 
     def __getattr__(self, name):
         return getattr(self._conn, name)
 
 
-def test_stats_and_submit_do_not_wait_while_a_result_is_being_received(pool):
+@pytest.mark.parametrize("stalls", ["receive", "send"])
+def test_stats_and_submit_do_not_wait_while_the_supervisor_talks_to_a_worker(pool, stalls):
     pool.run(FaultRequest("ok"))
-    [worker] = pool._workers
-    release, receiving = threading.Event(), threading.Event()
-    worker.process.conn = _SlowConnection(worker.process.conn, release, receiving)
+    [worker] = pool._supervisor.state.workers
+    stalled = worker.process.conn = _StalledConnection(worker.process.conn, stalls)
     running = pool.submit(FaultRequest("ok", payload="slow"))
-    assert receiving.wait(10)
+    assert stalled.stalled.wait(10)
     answered = threading.Event()
     caller = threading.Thread(target=lambda: (pool.stats(), pool.submit(FaultRequest("ok")), answered.set()))
     caller.start()
     try:
-        assert answered.wait(10), "stats() or submit() waited for the manager's receive"
+        assert answered.wait(10), f"stats() or submit() waited for the supervisor to {stalls}"
     finally:
-        release.set()
+        stalled.release.set()
     caller.join(10)
     assert running.result(timeout=30).value == "slow"

@@ -31,7 +31,7 @@ PARENT_SCRIPT = textwrap.dedent(
     busy = pool.submit(FaultRequest("hang"))
     while pool.stats().busy < 1:
         time.sleep(0.01)
-    print(" ".join(str(pid) for pid in pool.worker_pids()), pool._tmpdir, flush=True)
+    print(" ".join(str(pid) for pid in pool.worker_pids()), pool._supervisor.tmpdir, flush=True)
     if mode == "exit":
         sys.exit(0)  # no shutdown call: atexit must clean up
     time.sleep(600)
@@ -56,22 +56,21 @@ def _start_parent(mode: str) -> tuple[subprocess.Popen, list[int], str]:
     return parent, [int(pid) for pid in pids], tmpdir
 
 
-def _assert_nothing_left(parent_pid: int, worker_pids: list[int], tmpdir: str, within_s: float) -> None:
-    deadline = time.monotonic() + within_s
-    while time.monotonic() < deadline and not all(_gone(pid) for pid in worker_pids):
-        time.sleep(0.05)
+def _assert_nothing_left(parent_pid: int, worker_pids: list[int], tmpdir: str) -> None:
+    """Called once the parent has exited: its shutdown killed and reaped the workers before that."""
     assert [pid for pid in worker_pids if not _gone(pid)] == []
     assert glob.glob(f"/dev/shm/isoscribe-{parent_pid}-*") == []
     assert not os.path.exists(tmpdir)
 
 
-def test_kill_9_of_the_parent_takes_its_workers_within_two_seconds():
+def test_kill_9_of_the_parent_takes_its_workers():
+    """The kernel kills them (PR_SET_PDEATHSIG); how soon is measured by bench isolation, kill_latency."""
     parent, worker_pids, tmpdir = _start_parent("sleep")
     assert len(worker_pids) == 2 and all(not _gone(pid) for pid in worker_pids)
     parent.send_signal(signal.SIGKILL)
-    killed_at = time.monotonic()
     parent.wait()
-    while time.monotonic() - killed_at < 2.0 and not all(_gone(pid) for pid in worker_pids):
+    deadline = time.monotonic() + 60  # only a bound on a hang: they go at once, or never
+    while time.monotonic() < deadline and not all(_gone(pid) for pid in worker_pids):
         time.sleep(0.02)
     assert [pid for pid in worker_pids if not _gone(pid)] == []
     transport.sweep_stale()  # nobody could clean up after a SIGKILL: the next pool sweeps what dead owners left
@@ -84,10 +83,10 @@ def test_sigterm_and_ctrl_c_shut_the_pool_down_cleanly(mode: str, sig: int):
     parent, worker_pids, tmpdir = _start_parent(mode)
     parent.send_signal(sig)
     parent.wait(timeout=30)
-    _assert_nothing_left(parent.pid, worker_pids, tmpdir, within_s=0.5)
+    _assert_nothing_left(parent.pid, worker_pids, tmpdir)
 
 
 def test_normal_exit_without_shutdown_cleans_up_through_atexit():
     parent, worker_pids, tmpdir = _start_parent("exit")
     assert parent.wait(timeout=30) == 0
-    _assert_nothing_left(parent.pid, worker_pids, tmpdir, within_s=0.5)
+    _assert_nothing_left(parent.pid, worker_pids, tmpdir)

@@ -6,7 +6,9 @@ import csv
 import html
 import io
 import json
+import re
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -77,20 +79,22 @@ def test_json_carries_the_summary_with_structured_action_items() -> None:
 @pytest.mark.parametrize("diarized", [True, False])
 def test_srt_parses_with_speaker_labels(diarized: bool) -> None:
     subtitles = list(srt.parse(to_srt(_transcript(diarized))))
-    assert [s.index for s in subtitles] == [1, 2]
-    assert subtitles[1].start.total_seconds() == pytest.approx(2.7)
-    assert subtitles[1].end.total_seconds() == pytest.approx(3661.25)
+    assert [s.index for s in subtitles] == list(range(1, len(subtitles) + 1))
+    assert subtitles[0].start.total_seconds() == pytest.approx(0.0)
     assert subtitles[0].content.startswith("[SPEAKER_00] Hello") == diarized
+    assert subtitles[-1].content.endswith("bye.")
+    assert all(s.end - s.start <= timedelta(seconds=7) for s in subtitles)
+    spoken = " ".join(re.sub(r"\[SPEAKER_0\d\] ", "", s.content).replace("\n", " ") for s in subtitles)
+    assert spoken == " ".join(_transcript(diarized).text.split())
 
 
 @pytest.mark.parametrize("diarized", [True, False])
 def test_vtt_parses_with_voice_tags(diarized: bool) -> None:
     captions = list(webvtt.from_buffer(io.StringIO(to_vtt(_transcript(diarized)))))
-    assert len(captions) == 2
-    assert (captions[1].start, captions[1].end) == ("00:00:02.700", "01:01:01.250")
+    assert captions[0].start == "00:00:00.000"
     if diarized:
-        assert captions[0].voice == "SPEAKER_00" and captions[1].voice == "SPEAKER_01"
-    assert html.unescape(captions[0].text) == "Hello, and welcome <everyone> --> to the meeting."
+        assert captions[0].voice == "SPEAKER_00" and captions[-1].voice == "SPEAKER_01"
+    assert html.unescape(captions[0].text).replace("\n", " ") == "Hello, and welcome <everyone> --> to the meeting."
 
 
 def test_tsv_parses_with_milliseconds_speaker_and_language() -> None:
@@ -152,3 +156,15 @@ def test_write_outputs_writes_every_format_atomically(tmp_path: Path) -> None:
 def test_unknown_format_is_rejected() -> None:
     with pytest.raises(ValueError, match="unknown output format"):
         format_transcript(_transcript(False), "docx")
+
+
+def test_speaker_names_cannot_break_a_format() -> None:
+    """A name with spaces (or a tab, or tags, from an older job) keeps each format's structure."""
+    words = [Word(0.0, 0.5, " Hi", 0.9, "Ann\tLee <b>")]
+    transcript = Transcript([Segment(0, 0.0, 0.5, " Hi", words, "Ann\tLee <b>")], "en", 1.0, 0.5, "tiny.en",
+                            ["Ann\tLee <b>"])
+    rttm = to_rttm(transcript).split()
+    assert len(rttm) == 10 and rttm[7] == "Ann_Lee_<b>", rttm
+    row = to_tsv(transcript).splitlines()[1].split("\t")
+    assert len(row) == 5 and row[2] == "Ann Lee <b>", row
+    assert "<v Ann Lee &lt;b&gt;>Hi" in to_vtt(transcript)

@@ -3,8 +3,6 @@ a job's progress, the batch's partial transcript, and the tracker that folds eve
 
 from __future__ import annotations
 
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -95,18 +93,24 @@ def test_a_job_reports_progress_while_it_runs(tmp_path: Path, shared_data: Path)
 
 
 @pytest.mark.slow
-def test_the_batch_partial_transcript_grows_then_gives_way_to_the_outputs(shared_data: Path, tmp_path: Path) -> None:
+def test_the_batch_partial_transcript_grows_then_gives_way_to_the_outputs(
+    shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from isoscribe import batch as batch_module
+    from isoscribe.batch import run_batch
+
     out = tmp_path / "out"
     partial = out / "sonnet001" / "sonnet001.partial.txt"
-    command = [sys.executable, "-m", "isoscribe.cli", "run", str(shared_data / SONNET), "--out", str(out),
-               "--no-summarize", "--no-progress", "--formats", "json,txt"]
-    batch = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     sizes = []
-    while batch.poll() is None:
-        if partial.is_file() and (size := partial.stat().st_size) and (not sizes or size != sizes[-1]):
-            sizes.append(size)
-        time.sleep(0.02)
-    output = batch.communicate()[0]
-    assert batch.returncode == 0, output
+    append = batch_module._PartialTranscript.append
+
+    def append_and_measure(self, segment) -> None:
+        append(self, segment)
+        sizes.append(partial.stat().st_size)  # what a reader sees after each segment, not at a polling tick
+
+    monkeypatch.setattr(batch_module._PartialTranscript, "append", append_and_measure)
+    settings = load_settings(overrides={"batch": {"summarize": False, "formats": ["json", "txt"]}})
+    report = run_batch(settings, [shared_data / SONNET], out, progress=False, notify=False)
+    assert report.counts["done"] == 1, report.failures
     assert len(sizes) >= 2 and sizes == sorted(sizes), sizes
     assert not partial.exists() and (out / "sonnet001" / "sonnet001.txt").read_text().strip()

@@ -199,10 +199,13 @@ def test_job_with_diarization_and_summary(server: ServerProcess, jfk: Path) -> N
         assert status["status"] == "succeeded", status
         verbose = client.get(f"/v1/jobs/{status['id']}/result", params={"format": "verbose_json"}).json()
         summary = client.get(f"/v1/jobs/{status['id']}/result", params={"format": "summary"}).json()
-    assert verbose["segments"] and all(s["speaker"].startswith("SPEAKER_") for s in verbose["segments"])
-    assert verbose["words"] and all(w["speaker"].startswith("SPEAKER_") for w in verbose["words"])
+    # One label scheme across formats: diarized_json's letters.
+    assert verbose["segments"] and {s["speaker"] for s in verbose["segments"]} <= {"A", "B"}
+    assert verbose["words"] and {w["speaker"] for w in verbose["words"]} <= {"A", "B"}
     assert summary["warning"] is None and summary["grounded"], summary
-    assert summary["sentences_checked"] >= 1 and summary["sentences_checked"] >= summary["sentences_dropped"]
+    # The summary text is what grounding kept: empty exactly when every checked sentence was dropped.
+    kept = summary["sentences_checked"] - summary["sentences_dropped"]
+    assert kept >= 0 and bool(summary["summary"].strip()) == (kept > 0), summary
     assert {"speech_s", "summary_s"} <= set(status["timings"])
 
 

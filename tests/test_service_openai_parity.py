@@ -120,9 +120,25 @@ def test_client_that_disconnects_cancels_the_work(server: ServerProcess, sonnet_
         form = {"model": "whisper-1", "stream": "true"}
         with http.stream("POST", "/v1/audio/transcriptions", data=form, files={"file": audio}) as response:
             assert response.headers["content-type"].startswith("text/event-stream")
+            assert response.headers["cache-control"] == "no-cache" and response.headers["x-accel-buffering"] == "no"
             first = next(line for line in response.iter_lines() if line.startswith("data: "))
             assert "transcript.text.delta" in first
     deadline = time.monotonic() + 30
+    while metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="cancelled") == before:
+        assert time.monotonic() < deadline, "the speech worker was not cancelled after the client left"
+        time.sleep(0.2)
+    assert metric_value(server.metrics(), "isoscribe_queue_depth", kind="sync") == 0
+
+
+def test_a_client_that_gives_up_on_a_plain_request_cancels_the_work(server: ServerProcess, sonnet_x4: Path) -> None:
+    """Not streamed: the openai client retries on its timeout, so work left running would run twice."""
+    before = metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="cancelled")
+    headers = {"Authorization": f"Bearer {API_KEY}"}
+    timeout = httpx.Timeout(300, read=5)  # the upload goes whole; the answer takes far longer than 5 s
+    with httpx.Client(base_url=server.url, headers=headers, timeout=timeout) as http, open(sonnet_x4, "rb") as audio:
+        with pytest.raises(httpx.ReadTimeout):
+            http.post("/v1/audio/transcriptions", data={"model": "whisper-1"}, files={"file": audio})
+    deadline = time.monotonic() + 60
     while metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="cancelled") == before:
         assert time.monotonic() < deadline, "the speech worker was not cancelled after the client left"
         time.sleep(0.2)
@@ -172,11 +188,19 @@ def test_translation_to_english_with_a_multilingual_model(client: OpenAI, german
         assert reads_as_english(text), text
 
 
+def test_whisper1_translations_run_on_the_multilingual_translation_model(client: OpenAI, german: Path) -> None:
+    """The server's model is tiny.en (English-only); OpenAI's whisper-1 translates, so whisper-1
+    translations run on ``service.translation_model`` (base by default)."""
+    with open(german, "rb") as audio:
+        translated = client.audio.translations.create(model="whisper-1", file=audio)
+    assert reads_as_english(translated.text), translated.text
+
+
 def test_translation_with_an_english_only_model_is_400_naming_a_multilingual_one(
     client: OpenAI, shared_data: Path
 ) -> None:
     with pytest.raises(BadRequestError) as refused, open(shared_data / "jfk" / "jfk.wav", "rb") as audio:
-        client.audio.translations.create(model="whisper-1", file=audio)
+        client.audio.translations.create(model="tiny.en", file=audio)
     message = str(refused.value)
     assert "tiny.en" in message and "English-only" in message and "base" in message
 

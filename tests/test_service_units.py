@@ -10,11 +10,11 @@ import pytest
 from isoscribe.config import load_settings
 from isoscribe.models import cannot_translate
 from isoscribe.service.errors import ApiError
-from isoscribe.service.formats import diarized_json, speaker_labels, verbose_json
+from isoscribe.openai_shapes import diarized_json, speaker_labels, verbose_json
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.service.known_speakers import save_references
 from isoscribe.service.schemas import TranscriptionParams, from_form
-from isoscribe.service.transcription import service_policy
+from isoscribe.service.policy import service_policy
 from isoscribe.service.uploads import UploadedForm, receive_multipart, safe_extension
 from isoscribe.transcript import Segment, Transcript, Word
 
@@ -77,6 +77,8 @@ def test_non_multipart_body_is_400(tmp_path: Path) -> None:
         ("noext", ""),
         ("a.w/av", ""),
         ("x.toolongext", ""),
+        ("page.html", ""),  # only audio and video extensions: a browser must never see a stored upload as HTML
+        ("x.svg", ""),
         (None, ""),
     ],
 )
@@ -105,11 +107,17 @@ def test_job_store_requeues_running_jobs_after_a_restart(tmp_path: Path) -> None
 
 def test_verbose_json_shapes_words_segments_and_speakers() -> None:
     words = [Word(0.0, 0.5, " Hello", 0.9, "SPEAKER_00"), Word(0.5, 1.0, " there.", 0.8, "SPEAKER_00")]
-    transcript = Transcript([Segment(0, 0.0, 1.0, " Hello there.", words, "SPEAKER_00")], "en", 0.99, 1.2, "tiny.en")
+    segments = [Segment(0, 0.0, 1.0, " Hello there.", words, "SPEAKER_00")]
+    transcript = Transcript(segments, "de", 0.99, 1.2, "base", ["SPEAKER_00"])
     both = verbose_json(transcript, ["word", "segment"])
-    assert both["text"] == "Hello there." and both["duration"] == 1.2 and both["language"] == "english"
-    assert both["words"][0] == {"word": " Hello", "start": 0.0, "end": 0.5, "speaker": "SPEAKER_00"}
-    assert both["segments"][0]["speaker"] == "SPEAKER_00" and both["segments"][0]["seek"] == 0
+    assert both["text"] == "Hello there." and both["duration"] == 1.2 and both["language"] == "german"
+    assert both["task"] == "transcribe" and both["usage"] == {"type": "duration", "seconds": 1.2}
+    # One label scheme: diarized_json's letters.
+    assert both["words"][0] == {"word": " Hello", "start": 0.0, "end": 0.5, "speaker": "A"}
+    assert both["segments"][0]["speaker"] == diarized_json(transcript)["segments"][0]["speaker"] == "A"
+    assert both["segments"][0]["seek"] == 0
+    translated = verbose_json(transcript, task="translate")
+    assert translated["task"] == "translate" and translated["language"] == "english"
     assert "words" not in verbose_json(transcript) and "segments" not in verbose_json(transcript, ["word"])
 
 
@@ -180,3 +188,31 @@ def test_a_long_upload_spreads_over_the_speech_workers() -> None:
     assert service_policy(settings).piece_workers == 2
     detecting = load_settings(overrides={"asr": {"model": "base"}, "service": {"asr_workers": 2}})
     assert service_policy(detecting).piece_workers == 1, "per-stretch language detection needs the whole file"
+
+
+def test_a_quiet_stream_sends_keep_alive_comments() -> None:
+    """A stream with no event for longer than the keep-alive interval carries comment lines meanwhile."""
+    import asyncio
+
+    from isoscribe.service.streaming import sse_body
+
+    class _Run:
+        cancelled = False
+
+        def cancel(self) -> None:
+            self.cancelled = True
+
+    async def slow_events():
+        await asyncio.sleep(0.5)
+        yield {"type": "transcript.text.done", "text": "Hi."}
+
+    async def never_disconnects() -> dict:
+        await asyncio.Event().wait()
+        return {}
+
+    async def collect() -> list[str]:
+        return [chunk async for chunk in sse_body(slow_events(), _Run(), never_disconnects, str, keepalive_s=0.05)]
+
+    chunks = asyncio.run(collect())
+    assert chunks[0] == ": keep-alive\n\n" and chunks.count(": keep-alive\n\n") >= 2
+    assert chunks[-1].startswith("data: ") and '"Hi."' in chunks[-1]

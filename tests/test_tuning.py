@@ -110,3 +110,62 @@ def test_tune_measures_each_layout_on_real_speech_and_caches_the_choice(
     assert main(["tune", "--max-workers", "1"]) == 0
     printed = capsys.readouterr().out
     assert f"chosen: 1 workers × {available_cores()} threads" in printed
+
+
+class _PoolThatLoads:
+    """Stands in for pool_from_settings in calibrate(): records each layout's size and limits; loads only up to
+    ``loads_up_to`` workers (wait_ready is False above), and answers speech tasks at once."""
+
+    created: list[tuple[int, float | None]] = []
+    loads_up_to = 1
+
+    def __init__(self, settings, stage, limits, size, prespawn) -> None:
+        self.size = size
+        self.created.append((size, limits.hard_rss_mb))
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        pass
+
+    def wait_ready(self, timeout_s) -> bool:
+        return self.size <= self.loads_up_to
+
+    def submit(self, request):
+        from concurrent.futures import Future
+
+        from isoscribe.isolation import TaskResult, TaskStats
+
+        future: Future = Future()
+        future.set_result(TaskResult(None, TaskStats(0.01, 300.0, None, 1, 1)))
+        return future
+
+
+def test_calibration_starts_only_the_workers_the_memory_budget_holds_each_capped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import isoscribe.executors
+    import isoscribe.tuning
+
+    monkeypatch.setattr(isoscribe.tuning, "available_cores", lambda: 8)
+    monkeypatch.setattr(isoscribe.executors, "pool_from_settings", _PoolThatLoads)
+    _PoolThatLoads.created = []
+    _PoolThatLoads.loads_up_to = 1
+    settings = _settings(tmp_path, batch={"memory_budget_mb": 2000, "asr_peak_mb": 900})
+    calibration = calibrate(settings)
+    assert [size for size, _ in _PoolThatLoads.created] == [1, 2], "8 cores, but the budget holds 2 speech workers"
+    assert [cap for _, cap in _PoolThatLoads.created] == [2000, 1000], "each worker capped at its share of the budget"
+    assert [layout.workers for layout in calibration.layouts] == [1], "a layout whose workers did not load is not chosen"
+
+
+def test_calibration_fails_when_no_layout_loads(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import isoscribe.executors
+    from isoscribe.tuning import CalibrationFailed
+
+    monkeypatch.setattr(isoscribe.executors, "pool_from_settings", _PoolThatLoads)
+    _PoolThatLoads.created = []
+    _PoolThatLoads.loads_up_to = 0
+    with pytest.raises(CalibrationFailed):
+        calibrate(_settings(tmp_path, batch={"memory_budget_mb": 2000, "asr_peak_mb": 900}))
+    assert not (tmp_path / "models" / "calibration.json").exists()

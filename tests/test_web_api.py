@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
+from service_support import NoWorkers
+
 from isoscribe.config import load_settings
 from isoscribe.service.app import create_app
 from isoscribe.service.job_store import JobOptions, JobStore
@@ -18,19 +20,6 @@ from isoscribe.transcript import ActionItem, Decision, Segment, SourceSpan, Spea
 API_KEY = "test-key"
 AUTH = {"Authorization": f"Bearer {API_KEY}"}
 AUDIO_BYTES = bytes(range(256)) * 8
-
-
-class _NoWorkers:
-    """An executor for an app whose tests never run a stage."""
-
-    def submit(self, stage, request, on_event=None):
-        raise AssertionError(f"no stage should run here (asked for {stage})")
-
-    def cancel(self, future) -> bool:
-        return False
-
-    def shutdown(self) -> None:
-        pass
 
 
 def _dialogue() -> tuple[Transcript, Summary]:
@@ -66,7 +55,7 @@ def app_client(tmp_path: Path) -> Iterator[tuple[TestClient, str, Path]]:
     job_id = _succeeded_job(store, audio_path)
     store.close()
     settings = load_settings(overrides={"service": {"data_dir": tmp_path, "api_key": API_KEY}})
-    with TestClient(create_app(settings, _NoWorkers())) as client:
+    with TestClient(create_app(settings, NoWorkers())) as client:
         yield client, job_id, audio_path
 
 
@@ -159,6 +148,7 @@ def test_audio_is_served_with_range(app_client) -> None:
     assert client.get(f"/v1/jobs/{job_id}/audio").status_code == 401
     whole = client.get(f"/v1/jobs/{job_id}/audio", headers=AUTH)
     assert whole.status_code == 200 and whole.content == AUDIO_BYTES
+    assert whole.headers["x-content-type-options"] == "nosniff"
     part = client.get(f"/v1/jobs/{job_id}/audio", headers={**AUTH, "Range": "bytes=100-199"})
     assert part.status_code == 206 and part.content == AUDIO_BYTES[100:200]
 
@@ -179,3 +169,10 @@ def test_page_and_its_files_need_no_key(app_client) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for path in ("/ui/app.js", "/ui/style.css"):
         assert client.get(path).status_code == 200, path
+
+
+@pytest.mark.parametrize("name", ["Ann\tLee", "<b>Ann</b>", "Ann\nLee", "42"])
+def test_a_speaker_name_that_would_break_a_format_is_refused(app_client, name: str) -> None:
+    client, job_id, _ = app_client
+    refused = client.patch(f"/v1/jobs/{job_id}/speakers", json={"SPEAKER_00": name}, headers=AUTH)
+    assert refused.status_code == 400 and "error" in refused.json(), refused.text

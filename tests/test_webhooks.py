@@ -12,7 +12,9 @@ from pathlib import Path
 import pytest
 from service_support import ServerProcess, WebhookReceiver, base_config, wait_for_job
 
-from isoscribe.webhooks import WebhookRefused, post_json, post_json_async
+from isoscribe.config import load_settings
+from isoscribe.service.webhook_outbox import WebhookOutbox, webhook_secret
+from isoscribe.webhooks import WebhookRefused, new_secret, post_json, post_json_async
 
 
 @pytest.fixture
@@ -38,6 +40,9 @@ def test_loopback_is_refused_by_default_and_never_contacted(receiver: WebhookRec
         "http://10.1.2.3/", "http://192.168.0.1/", "http://172.16.0.1/", "http://100.64.0.1/",
         "http://0.0.0.0:80/", "http://[::1]/", "http://[fe80::1]/", "http://[::ffff:127.0.0.1]/",
         "http://224.0.0.1/", "http://240.0.0.1/", "ftp://example.org/", "http:///nohost",
+        "http://[2002:7f00:1::]/",  # 6to4 of 127.0.0.1
+        "http://[64:ff9b::7f00:1]/", "http://[64:ff9b:1::a01:203]/",  # NAT64 of 127.0.0.1, 10.1.2.3
+        "http://[2001:0:4136:e378:8000:63bf:3fff:fdd2]/",  # Teredo
     ],
 )
 def test_internal_and_malformed_targets_are_refused(url: str) -> None:
@@ -100,6 +105,78 @@ def test_redirects_are_not_followed(receiver: WebhookReceiver) -> None:
     assert receiver.bodies == [], "the redirect target was not called"
 
 
+def _documented_verify():
+    """``verify_webhook`` exactly as the README shows it."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    block = readme.split("<!-- webhook-verify -->", 1)[1].split("<!-- /webhook-verify -->", 1)[0]
+    namespace: dict = {}
+    exec(block.split("```python", 1)[1].split("```", 1)[0], namespace)  # noqa: S102 - our own README
+    return namespace["verify_webhook"]
+
+
+def test_a_delivery_verifies_with_the_documented_snippet(receiver: WebhookReceiver) -> None:
+    secret = new_secret()
+    asyncio.run(post_json_async(receiver.url, {"id": "job_1"}, allow_hosts=["127.0.0.1"], secret=secret,
+                                message_id="msg_1"))
+    verify = _documented_verify()
+    headers, raw = receiver.headers[0], receiver.raw[0]
+    assert headers["webhook-id"] == "msg_1" and verify(secret, headers, raw)
+    assert not verify(secret, headers, raw.replace(b"job_1", b"job_2")), "a changed body must not verify"
+    assert not verify(new_secret(), headers, raw), "another secret must not verify"
+
+
+def test_a_trickling_receiver_is_cut_at_the_attempt_deadline() -> None:
+    """Each byte comes well within a per-read timeout; the attempt's overall deadline still ends it."""
+    trickler = WebhookReceiver(trickle_s=0.2)
+    try:
+        with pytest.raises(TimeoutError):
+            asyncio.run(post_json_async(trickler.url, {"id": "job_1"}, allow_hosts=["127.0.0.1"], timeout_s=2))
+        assert trickler.bodies == [{"id": "job_1"}]
+    finally:
+        trickler.close()
+
+
+def test_the_outbox_retries_a_failed_delivery_under_the_same_id(tmp_path: Path) -> None:
+    flaky = WebhookReceiver(fail_first=2)
+    settings = load_settings(overrides={"service": {
+        "data_dir": tmp_path, "webhook_allow_hosts": ["127.0.0.1"], "webhook_backoff_s": 0.05, "webhook_attempts": 3,
+    }})
+
+    async def deliver() -> None:
+        outbox = WebhookOutbox(settings, webhook_secret(settings, tmp_path))
+        outbox.start()
+        outbox.put("job_1", flaky.url, {"id": "job_1"})
+        while len(flaky.raw) < 3:
+            await asyncio.sleep(0.05)
+        await outbox.stop()
+
+    try:
+        asyncio.run(asyncio.wait_for(deliver(), 60))
+        assert len({headers["webhook-id"] for headers in flaky.headers}) == 1 and len(flaky.raw) == 3
+        assert (tmp_path / "webhook_secret").stat().st_mode & 0o077 == 0, "the made secret is private"
+    finally:
+        flaky.close()
+
+
+@pytest.mark.slow
+def test_a_trickling_webhook_receiver_does_not_hold_the_next_job(tmp_path: Path, shared_data: Path) -> None:
+    trickler = WebhookReceiver(trickle_s=5)
+    config = base_config(tmp_path / "data", webhook_allow_hosts=["127.0.0.1"], webhook_timeout_s=60, asr_workers=1)
+    server = ServerProcess(tmp_path, config).start()
+    audio = (shared_data / "jfk" / "jfk.wav").read_bytes()
+    try:
+        with server.client() as client:
+            hooked = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)}, data={"webhook_url": trickler.url})
+            assert wait_for_job(client, hooked.json()["id"])["status"] == "succeeded"
+            assert trickler.received.wait(30), "the webhook was sent"
+            # The receiver now holds the delivery; the one job loop must take the next job regardless.
+            second = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)}).json()["id"]
+            assert wait_for_job(client, second)["status"] == "succeeded"
+    finally:
+        trickler.close()
+        assert server.stop() == 0, server.log()
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("allow", [False, True], ids=["default", "allowed"])
 def test_server_job_webhook_to_loopback(tmp_path: Path, shared_data: Path, receiver: WebhookReceiver, allow: bool) -> None:
@@ -107,16 +184,16 @@ def test_server_job_webhook_to_loopback(tmp_path: Path, shared_data: Path, recei
     server = ServerProcess(tmp_path, base_config(tmp_path / "data", **service)).start()
     try:
         with server.client() as client, open(shared_data / "jfk" / "jfk.wav", "rb") as audio:
-            job_id = client.post("/v1/jobs", files={"file": audio}, data={"webhook_url": receiver.url}).json()["id"]
+            created = client.post("/v1/jobs", files={"file": audio}, data={"webhook_url": receiver.url})
+            if not allow:  # refused at submit, before any work
+                assert created.status_code == 400 and created.json()["error"]["param"] == "webhook_url", created.text
+                assert client.get("/v1/jobs").json()["data"] == []
+                assert receiver.bodies == []
+                return
+            job_id = created.json()["id"]
             assert wait_for_job(client, job_id)["status"] == "succeeded"
-        if allow:
-            assert receiver.received.wait(30)
-            assert [body["id"] for body in receiver.bodies] == [job_id]
-        else:
-            deadline = time.monotonic() + 30
-            while "event=webhook_refused" not in server.log() and time.monotonic() < deadline:
-                time.sleep(0.2)
-            assert f"event=webhook_refused id={job_id}" in server.log()
-            assert receiver.bodies == []
+        assert receiver.received.wait(30)
+        assert [body["id"] for body in receiver.bodies] == [job_id]
+        assert "webhook-signature" in receiver.headers[0]
     finally:
         assert server.stop() == 0, server.log()

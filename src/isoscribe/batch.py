@@ -17,9 +17,12 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import fcntl
+import json
 import logging
 import os
 import shutil
+import signal
 import sys
 import threading
 import time
@@ -28,11 +31,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from isoscribe.budget import BUDGET_FRACTION, MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
+from isoscribe.budget import BUDGET_FRACTION, GateClosed, MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
 from isoscribe.config import Settings
 from isoscribe.executors import EventListener, StageExecutor, build_executor
 from isoscribe.inputs import InputError, discover_inputs
-from isoscribe.isolation import TaskResult, install_termination_handler
+from isoscribe.files import write_atomic
+from isoscribe.isolation import TaskCancelled, TaskResult
 from isoscribe.ledger import FileStatus, Ledger, LedgerRow, StageRecord, content_hash, settings_fingerprint
 from isoscribe.logs import log_event
 from isoscribe.notify import notify_completion
@@ -49,24 +53,33 @@ from isoscribe.pipeline import (
     StageStarted,
     batch_policy,
 )
-from isoscribe.report import BatchReport, FileReport, MemorySampler, write_report
+from isoscribe.report import BatchReport, FileReport, MemorySampler, summarised, write_report
 from isoscribe.transcript import Segment, Summary, Transcript
 
-__all__ = ["run_batch", "run_command", "PARTIAL_PREFIX"]
+__all__ = ["run_batch", "run_command", "OutDirBusy", "PARTIAL_PREFIX", "SPEECH_DONE_DIR"]
 
 log = logging.getLogger("isoscribe.batch")
 
 PARTIAL_PREFIX = ".partial-"
 """Folders where a file's outputs are written before they are renamed into place."""
 
+SPEECH_DONE_DIR = ".speech-done"
+"""Transcripts whose speech stage finished but whose file did not: a stopped run's next run goes on from them."""
+
+LOCK_NAME = ".isoscribe-run.lock"
+
+
+class OutDirBusy(RuntimeError):
+    """Another ``isoscribe run`` holds the output directory."""
+
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
     """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs."""
-    install_termination_handler()  # SIGTERM unwinds like Ctrl-C: pools shut down, rows stay resumable
+    _install_stop_signals()
     progress = False if args.no_progress else None
     try:
         report = run_batch(settings, args.inputs, args.out, retry_failed=args.retry_failed, progress=progress)
-    except InputError as exc:
+    except (InputError, OutDirBusy) as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
     counts = report.counts
@@ -75,6 +88,17 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         f"outputs and report in {args.out}"
     )
     return 0 if report.ok else 1
+
+
+def _install_stop_signals() -> None:
+    """SIGTERM and SIGHUP unwind like Ctrl-C: the batch stops, pools shut down, rows stay resumable.
+    A second one during the grace period stops the running stages at once."""
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _exit_on_signal)
+
+
+def _exit_on_signal(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def run_batch(
@@ -96,18 +120,52 @@ def run_batch(
     files = discover_inputs(inputs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    handler = _attach_log_file(log_file)
+    with _locked(out_dir):
+        handler = _attach_log_file(log_file)
+        try:
+            return _run_locked(settings, files, out_dir, retry_failed, executor, progress, notify)
+        finally:
+            _detach_log_file(handler)
+
+
+def _run_locked(
+    settings: Settings, files: list[Path], out_dir: Path, retry_failed: bool, executor: StageExecutor | None,
+    progress: bool | None, notify: bool,
+) -> BatchReport:
     batch = _Batch(settings, out_dir, retry_failed, executor)
     try:
         return batch.run(files, progress, notify)
     finally:
         batch.ledger.close()
-        if handler is not None:
-            logger = logging.getLogger("isoscribe")
-            logger.removeHandler(handler)
-            if hasattr(handler, "previous_level"):
-                logger.setLevel(handler.previous_level)
-            handler.close()
+
+
+class _locked:
+    """The output directory for one run at a time: a second run would remove the first one's
+    unfinished outputs and queue its running files again."""
+
+    def __init__(self, out_dir: Path) -> None:
+        self.path = out_dir / LOCK_NAME
+
+    def __enter__(self) -> None:
+        self._handle = self.path.open("a")
+        try:
+            fcntl.flock(self._handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._handle.close()
+            raise OutDirBusy(f"{self.path.parent} is in use by another isoscribe run; wait for it or use another --out") from None
+
+    def __exit__(self, *exc: object) -> None:
+        self._handle.close()  # closing drops the lock; the file stays (removing it would race a waiting run)
+
+
+def _detach_log_file(handler: logging.Handler | None) -> None:
+    if handler is None:
+        return
+    logger = logging.getLogger("isoscribe")
+    logger.removeHandler(handler)
+    if hasattr(handler, "previous_level"):
+        logger.setLevel(handler.previous_level)
+    handler.close()
 
 
 @dataclass
@@ -136,7 +194,7 @@ class _Batch:
         if recovered:
             log_event(log, "batch_recovered", files=len(recovered))
         reports, jobs = self._plan(inputs)
-        gate = self._gate()
+        gate = self.gate = self._gate()
         executor = self._given_executor or build_executor(self.settings, lazy=True)
         if hasattr(executor, "release"):
             gate.release_warm = executor.release
@@ -147,13 +205,19 @@ class _Batch:
             speech_peak_mb=gate.peaks_mb["speech"], summary_peak_mb=gate.peaks_mb["summary"],
         )
         bar = _Progress(len(jobs), progress)
+        stopped: BaseException | None = None
         try:
             with MemorySampler() as sampler:
-                self._run_jobs(jobs, reports, gated, gate, bar)
+                try:
+                    self._run_jobs(jobs, reports, gated, gate, bar)
+                except (KeyboardInterrupt, SystemExit) as stop:
+                    stopped = stop
         finally:
             bar.close()
             if self._given_executor is None:
                 executor.shutdown()
+        for job in jobs:  # files a stop left unfinished: resumable, never failed
+            reports.setdefault(str(job.input_path), _file_report(self.ledger.get(job.row.key), "interrupted"))
         report = BatchReport(
             out_dir=str(self.out_dir),
             files=[reports[str(path)] for path in inputs if str(path) in reports],
@@ -166,12 +230,15 @@ class _Batch:
             stage_peaks_mb=gate.peaks_mb,
             peak_tree_mb=sampler.peak_tree_mb,
             peak_parent_mb=sampler.peak_parent_mb,
-            memory_samples=[(round(t, 2), round(tree, 1), round(parent, 1)) for t, tree, parent in sampler.samples],
-            overcommitted=gate.overcommitted,
+            memory_samples=summarised(sampler.samples),
+            overcommitted=dict(gate.overcommitted),
             recovered=len(recovered),
         )
         paths = write_report(report, self.out_dir)
         counts = report.counts
+        if stopped is not None:
+            log_event(log, "batch_stopped", logging.WARNING, **counts, wall_s=report.wall_s)
+            raise stopped
         log_event(log, "batch_done", **counts, wall_s=report.wall_s, peak_tree_mb=report.peak_tree_mb)
         if notify:
             notify_completion(self.settings.notify, report, paths)
@@ -247,7 +314,7 @@ class _Batch:
         gate: MemoryGate,
         bar: _Progress,
     ) -> None:
-        runs = [_FileRun(self, job, executor, bar) for job in jobs]
+        runs = [_FileRun(self, job, executor, bar, reports) for job in jobs]
         phased = self._phased(executor.inner, gate)
         if phased:
             log_event(log, "batch_phased", reason="speech and summary workers do not fit the budget together")
@@ -257,11 +324,9 @@ class _Batch:
         try:
             if phased:
                 transcripts = list(threads.map(_FileRun.transcribe, runs))
-                finished = threads.map(_FileRun.finish, runs, transcripts)
+                list(threads.map(_FileRun.finish, runs, transcripts))
             else:
-                finished = threads.map(lambda run: run.finish(run.transcribe()), runs)
-            for job, report in zip(jobs, finished):
-                reports[str(job.input_path)] = report
+                list(threads.map(lambda run: run.finish(run.transcribe()), runs))
         except BaseException:
             self._stop(threads)
             raise
@@ -272,9 +337,17 @@ class _Batch:
         finish, then their workers are killed. Files left unfinished stay pending for the next run."""
         grace_s = self.settings.batch.stop_grace_s
         log_event(log, "batch_stopping", logging.WARNING, grace_s=grace_s)
-        self.cancellation.stop_starting()
-        threads.shutdown(wait=False, cancel_futures=True)
-        if not self.cancellation.wait_idle(grace_s):
+        try:
+            try:
+                self.cancellation.stop_starting()
+            finally:
+                self.gate.close()
+                threads.shutdown(wait=False, cancel_futures=True)
+            idle = self.cancellation.wait_idle(grace_s)
+        except (KeyboardInterrupt, SystemExit):  # a second stop, wherever it lands: no grace
+            log_event(log, "batch_stop_now", logging.WARNING)
+            idle = False
+        if not idle:
             self.cancellation.cancel()
         threads.shutdown(wait=True)
 
@@ -310,7 +383,10 @@ class _GatedExecutor:
     def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]:
         if stage not in self.gate.peaks_mb:
             return self.inner.submit(stage, request, on_event)
-        self.gate.acquire(stage)
+        try:
+            self.gate.acquire(stage)
+        except GateClosed:
+            raise TaskCancelled(stage, detail="the batch is stopping") from None
         try:
             future = self.inner.submit(stage, request, on_event)
         except BaseException:
@@ -330,8 +406,11 @@ class _FileRun:
     """One input through the pipeline: its events feed the ledger, the progress bar and the partial
     transcript; ``transcribe`` and ``finish`` are the pipeline's two halves (phased mode runs them apart)."""
 
-    def __init__(self, batch: _Batch, job: _Job, executor: StageExecutor, bar: _Progress) -> None:
+    def __init__(
+        self, batch: _Batch, job: _Job, executor: StageExecutor, bar: _Progress, reports: dict[str, FileReport]
+    ) -> None:
         self.batch = batch
+        self.reports = reports
         self.settings = batch.settings
         self.ledger = batch.ledger
         self.key = job.row.key
@@ -340,24 +419,33 @@ class _FileRun:
         self.input_path = job.input_path
         self.bar = bar
         self.attempt = job.row.attempts
+        self._attempt_lock = threading.Lock()
         self.stages: dict[str, dict[str, float | None]] = {}
         self.partial = _PartialTranscript(batch.out_dir / self.name / f"{self.name}.partial.txt")
+        self.speech_done = _SpeechDone(batch.out_dir / SPEECH_DONE_DIR / f"{self.key.replace(':', '-')}.json")
         self.pipeline = FilePipeline(executor, batch.policy, self._on_event, batch.cancellation)
 
     def transcribe(self) -> Transcript | None:
-        """Probe, speech and speakers; None when the file failed or the batch is stopping."""
+        """Probe, speech and speakers; None when the file failed or the batch is stopping. A transcript a
+        stopped run kept is taken as it is: the speech stage does not run again."""
         from isoscribe.pipeline import speech_request
 
+        kept = self.speech_done.load()
+        if kept is not None:
+            self.ledger.mark_running(self.key, new_attempt=False)
+            log_event(log, "file_resumed", file=self.input_path, after="speech")
+            self.bar.probed(self.name, kept.duration_s)
+            return kept
         try:
             transcript = self.pipeline.transcribe(speech_request(self.settings, self.input_path), self.attempts_done)
         except PipelineError as error:
             self._failed(error)
             return None
         except Exception as exc:  # a bug in post-processing fails this file, not the batch
-            log.exception("event=file_error file=%s", self.input_path)
-            self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
+            self._error(exc)
             return None
         transcript.source = transcript.source or str(self.input_path)
+        self.speech_done.save(transcript)
         return transcript
 
     def finish(self, transcript: Transcript | None) -> FileReport:
@@ -370,20 +458,18 @@ class _FileRun:
             self._failed(error)
             return self._finish(self._status_after_failure())
         except Exception as exc:  # a bug in writing fails this file, not the batch
-            log.exception("event=file_error file=%s", self.input_path)
-            self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
-            return self._finish(FileStatus.FAILED)
+            self._error(exc)
+            return self._finish(self._status_after_failure())
         warning = result.summary.warning if result.summary else None
         self.ledger.mark_done(self.key, result.outputs, warning)
         self.partial.remove()
+        self.speech_done.remove()
         return self._finish(FileStatus.DONE)
 
     def _on_event(self, event: Event) -> None:
         if isinstance(event, StageStarted):
             self.bar.stage(self.name, event.stage)
-            # An attempt starts with the probe; a retried speech stage starts the next one.
-            if event.stage == "probe" or (event.stage == "speech" and event.attempt != self.attempt):
-                self.attempt = self.ledger.mark_running(self.key)
+            self._count_attempt(event)
         elif isinstance(event, StageFinished) and event.stage in ("speech", "summary", "finish", "outputs"):
             self._record(event)
         elif isinstance(event, Probed):
@@ -393,11 +479,31 @@ class _FileRun:
         elif isinstance(event, SegmentReady):
             self.partial.append(event.segment)
 
+    def _count_attempt(self, event: StageStarted) -> None:
+        """An attempt starts with the probe; a retried speech stage starts the next one. Pieces run on
+        several threads and number their attempts each from the file's first: only a higher number
+        than any seen starts an attempt."""
+        with self._attempt_lock:
+            if (event.stage == "probe" and event.attempt == 1) or (event.stage == "speech" and event.attempt > self.attempt):
+                self.attempt = self.ledger.mark_running(self.key)
+
     def _failed(self, error: PipelineError) -> None:
-        if error.kind == FailureKind.CANCELLED:
-            log_event(log, "file_interrupted", file=self.input_path, stage=error.stage)
-            return  # the row stays running: the next run picks the file up again
+        if error.kind == FailureKind.CANCELLED or (self.batch.cancellation.cancelled and error.kind == FailureKind.CRASHED):
+            self._interrupted(stage=error.stage)
+            return
         self.ledger.mark_failed(self.key, error.detail)
+
+    def _error(self, exc: Exception) -> None:
+        if self.batch.cancellation.cancelled:  # e.g. a pool shut down under a stopping batch
+            self._interrupted(error=f"{type(exc).__name__}: {exc}")
+            return
+        log.exception("event=file_error file=%s", self.input_path)
+        self.ledger.mark_failed(self.key, f"{type(exc).__name__}: {exc}")
+
+    def _interrupted(self, **cause: str) -> None:
+        """Stopped, not failed: the row is queued again and the next run picks the file up."""
+        log_event(log, "file_interrupted", file=self.input_path, **cause)
+        self.ledger.mark_interrupted(self.key)
 
     def _status_after_failure(self) -> FileStatus:
         return FileStatus(self.ledger.get(self.key).status)
@@ -411,7 +517,9 @@ class _FileRun:
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         try:
-            written = write_outputs(transcript, summary, partial, self.name, self.settings.batch.formats)
+            written = write_outputs(
+                transcript, summary, partial, self.name, self.settings.batch.formats, self.settings.subtitles.layout()
+            )
             final_dir.mkdir(parents=True, exist_ok=True)
             outputs = []
             for path in written.values():
@@ -432,9 +540,11 @@ class _FileRun:
 
     def _finish(self, status: FileStatus) -> FileReport:
         row = self.ledger.get(self.key)
-        report = _file_report(row, status.value)
+        interrupted = status not in (FileStatus.DONE, FileStatus.FAILED)
+        report = _file_report(row, "interrupted" if interrupted else status.value)
         report.stages = self.stages
         self.bar.file_done(self.name, status, row.error)
+        self.reports[str(self.input_path)] = report
         return report
 
 
@@ -456,6 +566,29 @@ class _PartialTranscript:
             self._started = True
         with self.path.open("a", encoding="utf-8") as handle:
             handle.write(f"[{_clock(segment.start)} → {_clock(segment.end)}] {segment.text.strip()}\n")
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+class _SpeechDone:
+    """A file's transcript once its speech stage is done, kept until its outputs are: a stop between the
+    two loses no decoding (the next run goes on from here)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def save(self, transcript: Transcript) -> None:
+        write_atomic(self.path, json.dumps(transcript.to_dict()))
+
+    def load(self) -> Transcript | None:
+        try:
+            return Transcript.from_dict(json.loads(self.path.read_text(encoding="utf-8")))
+        except FileNotFoundError:
+            return None
+        except (ValueError, KeyError, TypeError) as exc:  # half-written by an older version or damaged
+            log_event(log, "speech_done_unreadable", logging.WARNING, path=self.path, error=exc)
+            return None
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
@@ -583,11 +716,12 @@ class _Progress:
             self._stages.pop(name, None)
             if status == FileStatus.DONE:
                 self._done += 1
-            else:
+            elif status == FileStatus.FAILED:
                 self._failed += 1
             self._audio_done_s[name] = self._duration_s.setdefault(name, self._audio_done_s.get(name, 0.0))
             self._refresh()
-            fields = {"file": name, "status": status.value, "done": self._done, "failed": self._failed}
+            state = status.value if status in (FileStatus.DONE, FileStatus.FAILED) else "interrupted"
+            fields = {"file": name, "status": state, "done": self._done, "failed": self._failed}
             if error:
                 fields["cause"] = error.splitlines()[0]
             log_event(log, "file_finished", logging.INFO if status == FileStatus.DONE else logging.WARNING, **fields)

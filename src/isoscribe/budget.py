@@ -10,17 +10,22 @@ nothing else does (waiting could never help); that is logged.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import threading
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
 import psutil
 
 from isoscribe.config import Settings
+from isoscribe.isolation.monitor import gpu_total_mb
 from isoscribe.logs import log_event
 
-__all__ = ["BUDGET_FRACTION", "DEFAULT_PEAKS_MB", "default_budget_mb", "gpu_total_mb", "stage_peaks_mb", "MemoryGate"]
+__all__ = [
+    "BUDGET_FRACTION", "DEFAULT_PEAKS_MB", "default_budget_mb", "gpu_total_mb", "stage_peaks_mb", "GateClosed", "MemoryGate",
+]
 
 log = logging.getLogger("isoscribe.budget")
 
@@ -34,21 +39,6 @@ def default_budget_mb() -> float:
     return BUDGET_FRACTION * psutil.virtual_memory().total / 2**20
 
 
-def gpu_total_mb() -> float | None:
-    """Memory of GPU 0 where NVML sees one, else None."""
-    try:
-        import pynvml
-
-        pynvml.nvmlInit()
-        try:
-            handle = pynvml.nvmlDeviceGetHandleByIndex(0)
-            return pynvml.nvmlDeviceGetMemoryInfo(handle).total / 2**20
-        finally:
-            pynvml.nvmlShutdown()
-    except Exception:  # no driver, no device, no library: CPU only
-        return None
-
-
 def stage_peaks_mb(settings: Settings, learned: Callable[[str], float | None]) -> dict[str, float]:
     """Peak RSS per stage: declared in settings, else learned from earlier runs, else a default guess."""
     declared = {"speech": settings.batch.asr_peak_mb, "summary": settings.batch.llm_peak_mb}
@@ -58,8 +48,13 @@ def stage_peaks_mb(settings: Settings, learned: Callable[[str], float | None]) -
     return peaks
 
 
+class GateClosed(Exception):
+    """The gate was closed (the batch is stopping) while a stage waited for its turn."""
+
+
 class MemoryGate:
-    """Admits stage tasks while the sum of what holds memory fits the budget."""
+    """Admits stage tasks while the sum of what holds memory fits the budget; tasks of one stage in
+    the order they asked. ``close`` turns every waiting and later ``acquire`` away."""
 
     def __init__(
         self,
@@ -83,7 +78,11 @@ class MemoryGate:
         self._running = {stage: 0 for stage in peaks_mb}
         self._warm = {stage: 0 for stage in peaks_mb}
         self._cond = threading.Condition()
-        self.overcommitted: list[str] = []
+        self._tickets = itertools.count()
+        self._waiting: dict[str, deque[int]] = {stage: deque() for stage in peaks_mb}
+        self._closed = False
+        self.overcommitted: Counter[str] = Counter()
+        """Per stage, how often it started alone although its peak exceeds the budget."""
 
     def coexist(self, workers: int = 1) -> bool:
         """Whether ``workers`` tasks of every stage fit at once."""
@@ -102,9 +101,19 @@ class MemoryGate:
             self.release(stage)
 
     def acquire(self, stage: str) -> None:
+        """Wait for room; raises GateClosed when the gate is closed before there is."""
         with self._cond:
-            while not self._admit(stage):
-                self._cond.wait()
+            ticket = next(self._tickets)
+            waiting = self._waiting[stage]
+            waiting.append(ticket)
+            try:
+                while self._closed or waiting[0] != ticket or not self._admit(stage):
+                    if self._closed:
+                        raise GateClosed(stage)
+                    self._cond.wait()
+            finally:
+                waiting.remove(ticket)
+                self._cond.notify_all()
             self._running[stage] += 1
             if self.keep_warm:
                 self._warm[stage] = min(self.warm_limit, max(self._warm[stage], self._running[stage]))
@@ -113,6 +122,16 @@ class MemoryGate:
         with self._cond:
             self._running[stage] -= 1
             self._cond.notify_all()
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def waiting(self, stage: str) -> int:
+        """Tasks of ``stage`` waiting for their turn."""
+        with self._cond:
+            return len(self._waiting[stage])
 
     def _admit(self, stage: str) -> bool:
         if self._fits(stage):
@@ -130,7 +149,7 @@ class MemoryGate:
                 log, "budget_overcommit", logging.WARNING, stage=stage,
                 peak_mb=self.peaks_mb[stage], budget_mb=self.budget_mb,
             )
-            self.overcommitted.append(stage)
+            self.overcommitted[stage] += 1
             return True
         return False
 

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from isoscribe.config import Settings, SettingsError, load_settings
+from isoscribe.formats import names as format_names
 from isoscribe.logs import configure_logging
 from isoscribe.models import cannot_translate
 
@@ -29,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--out", type=Path, required=True, help="output directory (holds the ledger)")
     _add_asr_flags(run)
     run.add_argument("--summarize", action=argparse.BooleanOptionalAction, default=None)
-    run.add_argument("--formats", help="comma-separated: json,txt,srt,vtt,tsv,rttm,summary")
+    run.add_argument("--formats", help=f"comma-separated: {','.join(format_names('batch'))}")
     run.add_argument("--workers", type=int)
     run.add_argument("--isolation", choices=["pooled", "per-file"])
     run.add_argument("--memory-budget", dest="memory_budget_mb", type=float, help="MB for all running stages")
@@ -43,7 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", help="transcribe one file in an isolated worker")
     transcribe.add_argument("file", type=Path)
     _add_asr_flags(transcribe)
-    transcribe.add_argument("--format", choices=["json", "txt", "srt", "vtt", "tsv", "rttm"], default="txt")
+    transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
     transcribe.add_argument("--out", type=Path, help="write here instead of stdout")
 
     summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")
@@ -54,6 +55,12 @@ def build_parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="OpenAI-compatible transcription server")
     serve.add_argument("--host")
     serve.add_argument("--port", type=int)
+    serve.add_argument(
+        "--insecure-no-auth", action="store_true", help="serve a non-loopback address without an API key"
+    )
+    serve.add_argument(
+        "--hash-key", action="store_true", help="read a key on stdin, print its line for service.api_keys_file, and exit"
+    )
 
     worker = commands.add_parser("worker", help="Celery worker for the asr and llm queues")
     worker.add_argument("--queues", default="asr,llm")

@@ -13,7 +13,9 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from isoscribe.formats import names as format_names
 from isoscribe.languages import check_language
+from isoscribe.subtitles import SubtitleLayout
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -38,7 +40,7 @@ __all__ = [
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("isoscribe_config_file", default=None)
 
-OutputFormat = Literal["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
+OutputFormat = Literal[format_names("batch")]  # type: ignore[valid-type]
 
 Auto = Literal["auto"]
 """Sized from this machine's calibration (``isoscribe tune``, see tuning.py)."""
@@ -134,6 +136,21 @@ def _share_of_ram_mb(fraction: float) -> float:
     return round(fraction * psutil.virtual_memory().total / 2**20)
 
 
+class SubtitleSettings(_Section):
+    """How srt and vtt cues are laid out (see isoscribe.subtitles), for every entry point."""
+
+    max_line_width: int = Field(42, ge=10)
+    max_line_count: int = Field(2, ge=1, le=4)
+    max_cue_duration_s: float = Field(7.0, gt=0)
+    max_chars_per_s: float = Field(20.0, gt=0)
+    min_cue_duration_s: float = Field(0.8, ge=0)
+    highlight_words: bool = False
+    """Karaoke: SRT repeats a cue per word with that word underlined; VTT carries a timestamp per word."""
+
+    def layout(self) -> SubtitleLayout:
+        return SubtitleLayout(**self.model_dump())
+
+
 class IsolationSettings(_Section):
     speech_stage: str = "isoscribe.stages.speech"
     """Module hosting the speech stage (transcribe, align, diarize); tests may point it at a fault wrapper."""
@@ -166,7 +183,7 @@ class BatchSettings(_Section):
     max_attempts: int = Field(3, ge=1)
     retry_backoff_s: float = Field(1.0, ge=0)
     summarize: bool = True
-    formats: list[OutputFormat] = ["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
+    formats: list[OutputFormat] = list(format_names("batch"))
     asr_peak_mb: float | None = None
     """Declared peak of the ASR stage; learned from the ledger when None."""
     llm_peak_mb: float | None = None
@@ -192,8 +209,39 @@ class ServiceSettings(_Section):
     webhook_allow_hosts: list[str] = []
     """Hosts (names or IPs) a job's webhook may reach although they resolve to a loopback, private or
     link-local address; any other such host is refused (see isoscribe.webhooks)."""
-    keep_job_audio: bool = True
-    """Keep a succeeded job's upload (the web page plays it) until the job is deleted; False: delete it at once."""
+    keep_job_audio: bool = False
+    """Keep a succeeded job's upload (the web page plays it) until the job expires or is deleted."""
+    job_ttl_s: float = Field(7 * 24 * 3600, gt=0)
+    """A finished job, its result and its audio are deleted this long after it finished."""
+    allowed_hosts: list[str] = []
+    """Host names (``Host`` header, without port) served besides localhost, 127.0.0.1 and [::1]. Without
+    an API key any other Host is refused with 403, so a DNS-rebinding web page cannot reach the server."""
+    cors_origins: list[str] = []
+    """Browser origins (``https://app.example``) that may call the API from another site (CORS); any
+    other cross-site ``Origin`` is refused with 403."""
+    api_keys: list[SecretStr] = []
+    """User keys: each sees only the jobs it made. ``api_key`` is the admin key, which sees every job."""
+    api_keys_file: Path | None = None
+    """More keys, one per line as the SHA-256 hex digest of the key, then ``admin`` for an admin key;
+    ``#`` starts a comment. Keys are only ever held hashed (``isoscribe serve --hash-key`` prints one for a key on stdin)."""
+    public_metrics: bool = False
+    """Serve /metrics without a key (a scraper inside a private network)."""
+    public_docs: bool = False
+    """Serve /docs and /openapi.json without a key."""
+    translation_model: str = "base"
+    """The model ``whisper-1`` translations run on: OpenAI's whisper-1 translates, English-only models do not."""
+    upload_idle_timeout_s: float = Field(30, gt=0)
+    """An upload that sends nothing for this long is cut off (408), freeing its admission slot."""
+    upload_timeout_s: float = Field(3600, gt=0)
+    """The longest an upload may take to arrive whole."""
+    webhook_secret: SecretStr | None = None
+    """Standard Webhooks signing secret (``whsec_`` + base64); None: a random one per server start (logged
+    nowhere), so set it to verify deliveries."""
+    webhook_timeout_s: float = Field(10, gt=0)
+    """The overall deadline of one delivery attempt (connect, send, and the whole answer)."""
+    webhook_attempts: int = Field(5, ge=1)
+    webhook_backoff_s: float = Field(2, ge=0)
+    """Wait before the second attempt; doubled for each later one."""
     max_realtime_sessions: int = Field(4, ge=0)
     """Live transcription sessions (/v1/realtime) open at once; more are refused with an error event."""
     max_realtime_session_s: float = Field(3600, gt=0)
@@ -246,6 +294,7 @@ class Settings(BaseSettings):
     llm: LlmSettings = LlmSettings()
     isolation: IsolationSettings = IsolationSettings()
     batch: BatchSettings = BatchSettings()
+    subtitles: SubtitleSettings = SubtitleSettings()
     service: ServiceSettings = ServiceSettings()
     notify: NotifySettings = NotifySettings()
     celery: CelerySettings = CelerySettings()

@@ -10,14 +10,21 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any, Protocol
 
 from isoscribe.config import Settings
-from isoscribe.isolation import Limits, StageSpec, TaskResult
+from isoscribe.isolation import Limits, StageSpec, TaskCancelled, TaskResult
 from isoscribe.isolation import WorkerPool, one_shot_pool
 
-__all__ = ["EventListener", "StageExecutor", "PooledExecutor", "PerTaskExecutor", "build_executor"]
+__all__ = [
+    "EventListener",
+    "StageExecutor",
+    "PooledExecutor",
+    "PerTaskExecutor",
+    "build_executor",
+    "pool_from_settings",
+]
 
 
 EventListener = Callable[[Any], None]
@@ -81,6 +88,7 @@ class PerTaskExecutor:
     """A fresh process per task that exits afterwards: all its memory goes back to the OS.
 
     At most ``max_concurrent`` tasks run at once; the others wait their turn in submission order.
+    A cancelled or shut-down task fails with TaskCancelled, whether it was waiting or running.
     """
 
     def __init__(
@@ -90,43 +98,71 @@ class PerTaskExecutor:
         self.start_method = start_method
         self._threads = ThreadPoolExecutor(max_workers=max_concurrent, thread_name_prefix="isolated-task")
         self._lock = threading.Lock()
+        self._waiting: dict[Future, str] = {}
+        """Submitted tasks whose process has not started, with their stage's label."""
         self._running: dict[Future, tuple[WorkerPool, Future]] = {}
 
     def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]:
         spec, limits = self.stages[stage]
-        handle: Future[Future] = Future()  # lets the task find its own outer future to register under
-        outer = self._threads.submit(self._run, spec, limits, request, on_event, handle)
-        handle.set_result(outer)
-        return outer
+        future: Future[TaskResult] = Future()
+        with self._lock:
+            self._waiting[future] = spec.label
+        self._threads.submit(self._run, spec, limits, request, on_event, future)
+        return future
 
     def _run(
-        self, spec: StageSpec, limits: Limits, request: Any, on_event: EventListener | None, handle: Future
-    ) -> TaskResult:
-        outer = handle.result()
-        with one_shot_pool(spec, limits, self.start_method) as pool:
-            inner = pool.submit(request, on_event)
+        self, spec: StageSpec, limits: Limits, request: Any, on_event: EventListener | None, future: Future
+    ) -> None:
+        try:
+            with one_shot_pool(spec, limits, self.start_method) as pool:
+                inner = self._start(pool, request, on_event, future)
+                if inner is not None:
+                    try:
+                        future.set_result(inner.result())
+                    finally:
+                        with self._lock:
+                            self._running.pop(future, None)
+        except BaseException as exc:
             with self._lock:
-                self._running[outer] = (pool, inner)
+                self._waiting.pop(future, None)
             try:
-                return inner.result()
-            finally:
-                with self._lock:
-                    self._running.pop(outer, None)
+                future.set_exception(exc)
+            except InvalidStateError:
+                pass  # cancelled meanwhile
+
+    def _start(self, pool: WorkerPool, request: Any, on_event: EventListener | None, future: Future) -> Future | None:
+        """Hand the task to its process, unless it was cancelled while it waited (None then).
+
+        Under the lock, so that a cancel comes either before this (the task never starts) or after it.
+        """
+        with self._lock:
+            if self._waiting.pop(future, None) is None:
+                return None
+            inner = pool.submit(request, on_event)
+            self._running[future] = (pool, inner)
+            return inner
 
     def cancel(self, future: Future) -> bool:
-        """A task that has not started is dropped; a running one's process is killed."""
-        if future.cancel():
-            return True
+        """A waiting task is dropped, a running one's process is killed; False for a future not held here."""
         with self._lock:
+            label = self._waiting.pop(future, None)
             running = self._running.get(future)
-        return running is not None and running[0].cancel(running[1])
+        if running is not None:
+            return running[0].cancel(running[1])
+        if label is None:
+            return False
+        future.set_exception(TaskCancelled(label, detail="task cancelled before it ran"))
+        return True
 
     def release(self, stage: str) -> None:
         """Nothing stays warm: each task's process has already exited."""
 
     def shutdown(self) -> None:
         with self._lock:
+            waiting, self._waiting = list(self._waiting.items()), {}
             running = list(self._running.values())
+        for future, label in waiting:
+            future.set_exception(TaskCancelled(label, detail="the executor shut down before the task ran"))
         for pool, inner in running:
             pool.cancel(inner)
         self._threads.shutdown(wait=True, cancel_futures=True)
@@ -152,18 +188,25 @@ def build_executor(settings: Settings, lazy: bool = False) -> StageExecutor:
 
     def factory(stage: str) -> Callable[[], WorkerPool]:
         spec, limits = specs[stage]
-        return lambda: WorkerPool(
-            spec,
-            size=batch.workers,
-            max_tasks_per_worker=iso.max_tasks_per_worker,
-            max_rss_mb=iso.max_rss_mb,
-            idle_ttl_s=iso.idle_ttl_s,
-            prespawn=iso.prespawn and not lazy,
-            limits=limits,
-            start_method=iso.start_method,
-        )
+        prespawn = iso.prespawn and not lazy
+        return lambda: pool_from_settings(settings, spec, limits, size=batch.workers, prespawn=prespawn)
 
     factories = {stage: factory(stage) for stage in specs}
     if lazy:
         return PooledExecutor(factories=factories)
     return PooledExecutor(pools={stage: make() for stage, make in factories.items()}, factories=factories)
+
+
+def pool_from_settings(settings: Settings, spec: StageSpec, limits: Limits, size: int, prespawn: bool) -> WorkerPool:
+    """A WorkerPool of ``size`` workers for ``spec`` under ``limits``, recycled by ``settings.isolation``."""
+    iso = settings.isolation
+    return WorkerPool(
+        spec,
+        size=size,
+        max_tasks_per_worker=iso.max_tasks_per_worker,
+        max_rss_mb=iso.max_rss_mb,
+        idle_ttl_s=iso.idle_ttl_s,
+        prespawn=prespawn,
+        limits=limits,
+        start_method=iso.start_method,
+    )

@@ -234,14 +234,22 @@ class Ledger:
             keys = [r["key"] for r in self._db.execute("SELECT key FROM files ORDER BY created_at, key")]
         return [self.get(key) for key in keys]
 
-    def mark_running(self, key: str) -> int:
-        """Start an attempt; returns the attempt number."""
+    def mark_running(self, key: str, new_attempt: bool = True) -> int:
+        """Start an attempt (or, without ``new_attempt``, go on with the last one); returns its number."""
         with self._lock:
             self._db.execute(
-                "UPDATE files SET status = ?, attempts = attempts + 1, error = NULL, updated_at = ? WHERE key = ?",
-                (FileStatus.RUNNING, time.time(), key),
+                "UPDATE files SET status = ?, attempts = attempts + ?, error = NULL, updated_at = ? WHERE key = ?",
+                (FileStatus.RUNNING, int(new_attempt), time.time(), key),
             )
             return self._db.execute("SELECT attempts FROM files WHERE key = ?", (key,)).fetchone()["attempts"]
+
+    def mark_interrupted(self, key: str) -> None:
+        """A stop ended the running attempt: the file is queued again, and the attempt does not count."""
+        with self._lock:
+            self._db.execute(
+                "UPDATE files SET status = ?, attempts = MAX(attempts - 1, 0), updated_at = ? WHERE key = ? AND status = ?",
+                (FileStatus.QUEUED, time.time(), key, FileStatus.RUNNING),
+            )
 
     def record_stage(self, key: str, stage: str, attempt: int, record: StageRecord, ok: bool = True) -> None:
         with self._lock:

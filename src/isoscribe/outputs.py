@@ -1,7 +1,7 @@
 """Output writers: json, txt, srt, vtt, tsv, rttm and summary.md.
 
-One function per format returns the text (the service formats responses with them);
-``write_outputs`` writes the chosen formats atomically (temp file + rename), so a reader never sees a
+One function per format returns the text; the registry ``isoscribe.formats`` says which format is which
+writer and where it is allowed. ``write_outputs`` writes the chosen formats atomically (temp file + rename), so a reader never sees a
 half-written file and a crash leaves the previous version in place. The json format is
 ``Transcript.to_dict()`` plus ``summary`` when there is one: see docs/transcript-schema.md.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Iterable
 
 from isoscribe.files import write_atomic
+from isoscribe.subtitles import Cue, SubtitleLayout, layout_cues
 from isoscribe.transcript import ActionItem, Segment, Summary, Transcript
 
 __all__ = [
-    "FORMATS",
     "to_json",
     "to_txt",
     "to_srt",
@@ -29,9 +29,6 @@ __all__ = [
     "output_path",
     "write_outputs",
 ]
-
-FORMATS = ("json", "txt", "srt", "vtt", "tsv", "rttm", "summary")
-
 
 def to_json(transcript: Transcript, summary: Summary | None = None) -> str:
     data = transcript.to_dict()
@@ -46,23 +43,61 @@ def to_txt(transcript: Transcript) -> str:
     return "\n".join(lines) + ("\n" if lines else "")
 
 
-def to_srt(transcript: Transcript) -> str:
+def to_srt(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout()) -> str:
+    """Cues laid out by ``layout``, ``[Speaker]`` first when diarized; karaoke cues underline each word in turn."""
     blocks = []
-    for number, segment in enumerate(transcript.segments, start=1):
-        timing = f"{_clock(segment.start, ',')} --> {_clock(segment.end, ',')}"
-        blocks.append(f"{number}\n{timing}\n{_labelled(segment, '[{speaker}] {text}')}\n")
+    for cue in layout_cues(transcript, layout):
+        for start, end, lines in _srt_frames(cue, layout.highlight_words):
+            label = f"[{_one_line(cue.speaker)}] " if cue.speaker else ""
+            text = "\n".join((label if i == 0 else "") + line for i, line in enumerate(lines))
+            blocks.append(f"{len(blocks) + 1}\n{_clock(start, ',')} --> {_clock(end, ',')}\n{text}\n")
     return "\n".join(blocks)
 
 
-def to_vtt(transcript: Transcript) -> str:
+def to_vtt(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout()) -> str:
+    """Cues laid out by ``layout`` with ``<v Speaker>`` voice tags; karaoke cues carry a timestamp per word."""
     blocks = ["WEBVTT\n"]
-    for segment in transcript.segments:
-        timing = f"{_clock(segment.start, '.')} --> {_clock(segment.end, '.')}"
-        text = _vtt_escape(segment.text.strip())
-        if segment.speaker:
-            text = f"<v {segment.speaker}>{text}"
-        blocks.append(f"{timing}\n{text}\n")
+    for cue in layout_cues(transcript, layout):
+        lines = _vtt_timed_lines(cue) if layout.highlight_words else [_vtt_escape(line) for line in cue.lines]
+        text = "\n".join(lines)
+        if cue.speaker:
+            text = f"<v {_vtt_escape(_one_line(cue.speaker))}>{text}"
+        blocks.append(f"{_clock(cue.start, '.')} --> {_clock(cue.end, '.')}\n{text}\n")
     return "\n".join(blocks)
+
+
+def _srt_frames(cue: Cue, highlight_words: bool) -> list[tuple[float, float, list[str]]]:
+    """The cue once, or once per word with that word underlined, each shown until the next word starts."""
+    if not highlight_words:
+        return [(cue.start, cue.end, list(cue.lines))]
+    starts = [cue.start] + [min(max(w.start, cue.start), cue.end) for w in cue.words[1:]]
+    ends = starts[1:] + [cue.end]
+    return [(start, end, _underlined(cue.lines, index)) for index, (start, end) in enumerate(zip(starts, ends))]
+
+
+def _underlined(lines: tuple[str, ...], word_index: int) -> list[str]:
+    out, seen = [], 0
+    for line in lines:
+        tokens = line.split(" ")
+        out.append(" ".join(f"<u>{t}</u>" if seen + i == word_index else t for i, t in enumerate(tokens)))
+        seen += len(tokens)
+    return out
+
+
+def _vtt_timed_lines(cue: Cue) -> list[str]:
+    """Each word after the first is preceded by its start time (WebVTT's karaoke timestamps)."""
+    out, seen = [], 0
+    for line in cue.lines:
+        tokens = []
+        for token in line.split(" "):
+            escaped = _vtt_escape(token)
+            if seen:
+                moment = min(max(cue.words[seen].start, cue.start), cue.end)
+                escaped = f"<{_clock(moment, '.')}>{escaped}"
+            tokens.append(escaped)
+            seen += 1
+        out.append(" ".join(tokens))
+    return out
 
 
 def to_tsv(transcript: Transcript) -> str:
@@ -71,7 +106,7 @@ def to_tsv(transcript: Transcript) -> str:
     for segment in transcript.segments:
         text = re.sub(r"[\t\r\n]+", " ", segment.text.strip())
         rows.append(
-            f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{segment.speaker or ''}\t"
+            f"{round(segment.start * 1000)}\t{round(segment.end * 1000)}\t{_one_line(segment.speaker or '')}\t"
             f"{segment.language or ''}\t{text}"
         )
     return "\n".join(rows) + "\n"
@@ -86,7 +121,7 @@ def to_rttm(transcript: Transcript) -> str:
     else:
         spans = ((s.start, s.end, s.speaker or "UNKNOWN") for s in transcript.segments)
     lines = [
-        f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {speaker} <NA> <NA>"
+        f"SPEAKER {uri} 1 {start:.3f} {end - start:.3f} <NA> <NA> {_rttm_name(speaker)} <NA> <NA>"
         for start, end, speaker in spans
         if end > start
     ]
@@ -128,35 +163,44 @@ def _minutes(seconds: float) -> str:
     return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
-def format_transcript(transcript: Transcript, fmt: str, summary: Summary | None = None) -> str:
-    """The text of one transcript format (json, txt, srt, vtt, tsv, rttm)."""
-    if fmt == "json":
-        return to_json(transcript, summary)
-    writers = {"txt": to_txt, "srt": to_srt, "vtt": to_vtt, "tsv": to_tsv, "rttm": to_rttm}
-    if fmt not in writers:
-        raise ValueError(f"unknown output format {fmt!r}; choose from {', '.join(FORMATS)}")
-    return writers[fmt](transcript)
+def format_transcript(
+    transcript: Transcript, fmt: str, summary: Summary | None = None, subtitles: SubtitleLayout = SubtitleLayout()
+) -> str:
+    """The text of one transcript format of ``isoscribe transcribe`` (json, txt, srt, vtt, tsv, rttm)."""
+    from isoscribe.formats import RenderContext, find  # the registry imports these writers
+
+    text = find(fmt, "cli").render(transcript, summary, RenderContext(subtitles=subtitles))
+    assert isinstance(text, str)
+    return text
 
 
 def output_path(out_dir: Path, stem: str, fmt: str) -> Path:
-    return Path(out_dir) / (f"{stem}.summary.md" if fmt == "summary" else f"{stem}.{fmt}")
+    from isoscribe.formats import find
+
+    return Path(out_dir) / f"{stem}.{find(fmt, 'batch').extension}"
 
 
 def write_outputs(
-    transcript: Transcript, summary: Summary | None, out_dir: Path, stem: str, formats: Iterable[str]
+    transcript: Transcript,
+    summary: Summary | None,
+    out_dir: Path,
+    stem: str,
+    formats: Iterable[str],
+    subtitles: SubtitleLayout = SubtitleLayout(),
 ) -> dict[str, Path]:
-    """Write each format to ``out_dir/stem.FORMAT`` (``stem.summary.md``); summary is skipped when None."""
+    """Write each format to ``out_dir/stem.EXTENSION`` (``stem.summary.md``); summary is skipped when None."""
+    from isoscribe.formats import RenderContext, find
+
     written: dict[str, Path] = {}
-    for fmt in formats:
-        if fmt == "summary":
-            if summary is None:
-                continue
-            text = to_summary_md(summary, title=f"Summary of {stem}")
-        else:
-            text = format_transcript(transcript, fmt, summary)
-        path = output_path(out_dir, stem, fmt)
+    for name in formats:
+        fmt = find(name, "batch")
+        if fmt.needs_summary and summary is None:
+            continue
+        text = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}", subtitles=subtitles))
+        assert isinstance(text, str)
+        path = output_path(out_dir, stem, name)
         write_atomic(path, text)
-        written[fmt] = path
+        written[name] = path
     return written
 
 
@@ -171,6 +215,16 @@ def _clock(seconds: float, separator: str) -> str:
     minutes, millis = divmod(millis, 60_000)
     secs, millis = divmod(millis, 1000)
     return f"{hours:02d}:{minutes:02d}:{secs:02d}{separator}{millis:03d}"
+
+
+def _rttm_name(name: str) -> str:
+    """RTTM fields are separated by spaces: a name keeps its words joined by underscores."""
+    return re.sub(r"\s+", "_", name.strip()) or "UNKNOWN"
+
+
+def _one_line(name: str) -> str:
+    """A speaker name inside a line-, tab- or tag-structured format: whitespace runs become one space."""
+    return re.sub(r"\s+", " ", name).strip()
 
 
 def _vtt_escape(text: str) -> str:

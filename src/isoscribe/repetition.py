@@ -7,10 +7,12 @@ import re
 import zlib
 from dataclasses import dataclass
 
-__all__ = ["Loop", "find_loop", "compression_ratio", "words_of", "MAX_COMPRESSION_RATIO"]
+__all__ = ["Loop", "find_loop", "compression_ratio", "words_of", "MAX_COMPRESSION_RATIO", "LOG_PROB_THRESHOLD"]
 
 MAX_COMPRESSION_RATIO = 2.4
 """faster-whisper's ``compression_ratio_threshold``: above it, text repeats itself."""
+LOG_PROB_THRESHOLD = -1.0
+"""faster-whisper's ``log_prob_threshold``: below it, a segment is decoded again (or not kept)."""
 MAX_PERIOD = 16
 """Longest repeated phrase looked for, in words."""
 MIN_LOOP_WORDS = 8

@@ -16,11 +16,14 @@ from typing import Any
 import psutil
 
 from isoscribe.files import write_atomic
+from isoscribe.isolation.monitor import tree_rss_mb
 
 __all__ = [
     "FileReport",
     "BatchReport",
     "MemorySampler",
+    "MAX_MEMORY_POINTS",
+    "summarised",
     "write_report",
     "render_markdown",
     "plot_memory",
@@ -57,8 +60,10 @@ class BatchReport:
     """Highest sampled RSS of the parent plus all its descendants."""
     peak_parent_mb: float
     memory_samples: list[tuple[float, float, float]] = field(default_factory=list)
-    """(seconds since start, tree MB, parent MB), every ~200 ms."""
-    overcommitted: list[str] = field(default_factory=list)
+    """(seconds since start, tree MB, parent MB): at most ``MAX_MEMORY_POINTS``, each the highest of its
+    stretch of the run (``summarised``)."""
+    overcommitted: dict[str, int] = field(default_factory=dict)
+    """Per stage, how often it ran alone although its peak exceeds the budget."""
     recovered: int = 0
     """Files found ``running`` from a killed run and queued again."""
 
@@ -101,6 +106,20 @@ class BatchReport:
         return data
 
 
+MAX_MEMORY_POINTS = 240
+"""Points of the memory curve kept in the report, however long the batch ran (samples come at 5 Hz)."""
+
+
+def summarised(
+    samples: list[tuple[float, float, float]], points: int = MAX_MEMORY_POINTS
+) -> list[tuple[float, float, float]]:
+    """At most ``points`` samples, rounded: the run cut into equal stretches, each kept as its highest
+    tree sample, so the peak always survives."""
+    stretch = max(1, -(-len(samples) // points))
+    kept = [max(samples[i : i + stretch], key=lambda sample: sample[1]) for i in range(0, len(samples), stretch)]
+    return [(round(t, 2), round(tree, 1), round(parent, 1)) for t, tree, parent in kept]
+
+
 class MemorySampler:
     """Samples the RSS of this process and all its descendants on a background thread."""
 
@@ -133,19 +152,12 @@ class MemorySampler:
 
     def sample(self) -> None:
         parent_mb = _rss_mb(self._process)
-        children_mb = sum(_rss_mb(child) for child in _children(self._process))
-        self.samples.append((time.monotonic() - self._start, parent_mb + children_mb, parent_mb))
+        tree_mb = tree_rss_mb(self._process.pid) or parent_mb
+        self.samples.append((time.monotonic() - self._start, tree_mb, parent_mb))
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval_s):
             self.sample()
-
-
-def _children(process: psutil.Process) -> list[psutil.Process]:
-    try:
-        return process.children(recursive=True)
-    except psutil.Error:
-        return []
 
 
 def _rss_mb(process: psutil.Process) -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from isoscribe.transcript import Segment, SpeakerTurn, Transcript, Word
 
-__all__ = ["assign_speakers", "assign_word_speakers", "split_at_speaker_changes", "speaker_order"]
+__all__ = ["assign_speakers", "assign_word_speakers", "split_at_speaker_changes", "speaker_order", "speaker_runs"]
 
 
 def assign_speakers(transcript: Transcript) -> Transcript:
@@ -41,7 +41,7 @@ def split_at_speaker_changes(segments: list[Segment]) -> list[Segment]:
     """One segment per run of same-speaker words; ids renumbered from 0."""
     result: list[Segment] = []
     for segment in segments:
-        runs = _runs(segment.words)
+        runs = speaker_runs(segment.words)
         if len(runs) <= 1:
             result.append(segment)
             continue
@@ -70,7 +70,8 @@ def speaker_order(turns: list[SpeakerTurn]) -> list[str]:
     return list(dict.fromkeys(turn.speaker for turn in sorted(turns, key=lambda t: t.start)))
 
 
-def _runs(words: list[Word]) -> list[list[Word]]:
+def speaker_runs(words: list[Word]) -> list[list[Word]]:
+    """Consecutive words grouped while the speaker stays the same."""
     runs: list[list[Word]] = []
     for word in words:
         if runs and runs[-1][-1].speaker == word.speaker:

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from isoscribe.config import AsrSettings, Settings
+from isoscribe.files import write_atomic
 from isoscribe.logs import log_event
 
 __all__ = [
@@ -31,6 +32,7 @@ __all__ = [
     "candidate_layouts",
     "cached_calibration",
     "calibrate",
+    "CalibrationFailed",
     "cpu_threads",
     "memory_cap_workers",
     "resolve_batch",
@@ -119,17 +121,26 @@ def _store(asr: AsrSettings, calibration: Calibration) -> None:
     except (OSError, ValueError):
         entries = {}
     entries[calibration.key] = calibration.to_dict()
-    temporary = path.with_suffix(f".{os.getpid()}.tmp")
-    temporary.write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
-    os.replace(temporary, path)
+    write_atomic(path, json.dumps(entries, indent=2, sort_keys=True) + "\n")
+
+
+class CalibrationFailed(RuntimeError):
+    """No layout could be measured (every one failed to load its workers within the memory cap)."""
 
 
 def calibrate(settings: Settings, max_workers: int | None = None) -> Calibration:
-    """Time every candidate layout (capped at ``max_workers``) and cache the result."""
+    """Time every candidate layout that the memory budget holds (and at most ``max_workers``) and cache
+    the result. Each worker is capped at its share of the budget."""
     cores = available_cores()
-    candidates = [c for c in candidate_layouts(cores) if max_workers is None or c.workers <= max_workers]
-    log_event(logger, "calibration_start", model=settings.asr.model, cores=cores, layouts=len(candidates))
-    layouts = [_measure(settings, candidate) for candidate in candidates]
+    budget_mb = _budget_mb(settings)
+    cap = memory_cap_workers(budget_mb, _speech_peak_mb(settings))
+    max_workers = cap if max_workers is None else min(max_workers, cap)
+    candidates = [c for c in candidate_layouts(cores) if c.workers <= max_workers]
+    log_event(logger, "calibration_start", model=settings.asr.model, cores=cores, layouts=len(candidates), budget_mb=budget_mb)
+    measured = [_measure(settings, candidate, budget_mb / candidate.workers) for candidate in candidates]
+    layouts = [layout for layout in measured if layout is not None]
+    if not layouts:
+        raise CalibrationFailed(f"no layout of {settings.asr.model} loaded within a memory budget of {budget_mb:.0f} MB")
     calibration = Calibration(
         key=_key(settings.asr, cores),
         cores=cores,
@@ -146,8 +157,22 @@ def calibrate(settings: Settings, max_workers: int | None = None) -> Calibration
     return calibration
 
 
-def _measure(settings: Settings, layout: Layout) -> Layout:
-    from isoscribe.isolation import Limits, StageSpec, WorkerPool
+def _budget_mb(settings: Settings) -> float:
+    from isoscribe.budget import default_budget_mb
+
+    return settings.batch.memory_budget_mb or default_budget_mb()
+
+
+def _speech_peak_mb(settings: Settings) -> float:
+    from isoscribe.budget import DEFAULT_PEAKS_MB
+
+    return settings.batch.asr_peak_mb or DEFAULT_PEAKS_MB["speech"]
+
+
+def _measure(settings: Settings, layout: Layout, hard_rss_mb: float) -> Layout | None:
+    """The layout's throughput, or None when its workers did not all load (within ``hard_rss_mb`` each)."""
+    from isoscribe.executors import pool_from_settings
+    from isoscribe.isolation import Limits, StageSpec
     from isoscribe.pipeline.stages import speech_request
 
     measured = settings.model_copy(deep=True)
@@ -155,9 +180,12 @@ def _measure(settings: Settings, layout: Layout) -> Layout:
     measured.diarization.enabled = False
     request = speech_request(measured, CALIBRATION_AUDIO, diarize=False)
     stage = StageSpec(SPEECH_STAGE, measured, "calibrate")
-    limits = Limits(timeout_s=600, load_timeout_s=settings.isolation.load_timeout_s)
-    with WorkerPool(stage, size=layout.workers, prespawn=True, limits=limits) as pool:
-        pool.wait_ready(settings.isolation.load_timeout_s)
+    limits = Limits(timeout_s=600, load_timeout_s=settings.isolation.load_timeout_s, hard_rss_mb=hard_rss_mb)
+    with pool_from_settings(settings, stage, limits, size=layout.workers, prespawn=True) as pool:
+        if not pool.wait_ready(settings.isolation.load_timeout_s):
+            log_event(logger, "calibration_layout_skipped", logging.WARNING, workers=layout.workers,
+                      threads=layout.threads, reason="workers did not load", hard_rss_mb=round(hard_rss_mb))
+            return None
         warm_up = [pool.submit(request) for _ in range(layout.workers)]
         peaks = [future.result().stats.peak_rss_mb for future in warm_up]
         started = time.perf_counter()
@@ -179,7 +207,7 @@ def _chosen_layout(settings: Settings, memory_cap: int) -> Layout:
     """The calibrated layout (measured now if this machine has none), workers capped by memory."""
     if _on_gpu(settings.asr):
         return Layout(1, 0)  # one GPU: a second worker would only share it
-    calibration = cached_calibration(settings.asr) or calibrate(settings)
+    calibration = cached_calibration(settings.asr) or calibrate(settings, memory_cap)
     best = calibration.best
     if best.workers <= memory_cap:
         return best

@@ -4,7 +4,7 @@ In one run, on the same decoded audio and the same loaded model:
 * isoscribe: ``stages.transcribe.transcribe`` with the configured settings (language per stretch of
   speech, loop guard, VAD, word timestamps), the code the speech worker runs;
 * direct: ``WhisperModel.transcribe(audio)`` with faster-whisper's default options.
-* direct with isoscribe's options: ``WhisperModel.transcribe(audio, **whisper_options(...))`` (VAD,
+* direct with isoscribe's options: ``WhisperModel.transcribe(audio, **transcription_options(...).engine_kwargs())`` (VAD,
   word timestamps, ...), which isolates what the language and loop handling change.
 Reported: WER per shared clip with a reference (``asr.model``, tiny.en by default, and ``base`` in the
 full run, where the language is detected per stretch of speech); on the rendered
@@ -13,7 +13,8 @@ language spoken there, and the languages reported; repetition loops left in the 
 loop clips; and, for diarization, speaker-count accuracy and DER of the automatic count (linkage,
 the default, beside the former eigengap) on rendered 2–5 voice meetings and the shared real
 recordings with RTTMs. The rendered meetings use seeds 100+, not the seeds 0–7 that
-``LINKAGE_DISTANCE`` was calibrated on.
+``LINKAGE_DISTANCE`` was calibrated on. Skipped-speech recovery (``benchmarks/recovery.py``): its false
+fragments per minute and its WER gain on the shared clips, rendered dialogues and a long file.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from isoscribe.benchmarks.meetings import (
     meeting_rttm_path,
     script_turns,
 )
+from isoscribe.benchmarks.recovery import recovery_section
 from isoscribe.config import Settings
 from isoscribe.files import write_atomic
 from isoscribe.logs import log_event
@@ -65,6 +67,7 @@ def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SH
     with tempfile.TemporaryDirectory(prefix="isoscribe-accuracy-") as temp:
         models = list(dict.fromkeys([settings.asr.model] + ([] if quick else [MULTILINGUAL_MODEL])))
         results["wer"] = {model: _wer_section(settings, model, data_dir, quick) for model in models}
+        results["recovery"] = recovery_section(_Engines(settings, settings.asr.model), data_dir, Path(temp), quick)
         results["mixed_language"], results["loops"] = _language_and_loop_sections(settings, Path(temp), quick)
         results["speakers"] = _speaker_section(settings, data_dir, Path(temp), quick)
     results["acceptance"] = _acceptance(results)
@@ -110,16 +113,22 @@ class _Engines:
         self.settings = settings.model_copy(update={"asr": settings.asr.model_copy(update={"model": model_name})})
         self.transcriber = transcribe.load(self.settings)
 
-    def isoscribe(self, audio, path: Path, **request: Any):
+    def isoscribe(self, audio, path: Path, recover: bool = True, **request: Any):
+        """``recover``: skipped-speech recovery on (the default setting) or off."""
         from isoscribe.stages import transcribe
 
-        return transcribe.transcribe(self.transcriber, audio, SpeechRequest(str(path), **request))
+        transcriber = self.transcriber
+        if recover != transcriber.asr.recover_skipped_speech:
+            asr = transcriber.asr.model_copy(update={"recover_skipped_speech": recover})
+            transcriber = replace(transcriber, asr=asr)
+        return transcribe.transcribe(transcriber, audio, SpeechRequest(str(path), **request))
 
     def options(self, path: Path) -> dict[str, Any]:
         """isoscribe's engine options (VAD, word timestamps, beam, temperatures, silence threshold)."""
-        from isoscribe.stages import transcribe
+        from isoscribe.stages.options import transcription_options
 
-        return transcribe.whisper_options(self.settings.asr, SpeechRequest(str(path)), self.transcriber.english_only)
+        options = transcription_options(self.settings.asr, SpeechRequest(str(path)), self.transcriber.english_only)
+        return options.engine_kwargs()
 
     def direct(self, audio, **options: Any):
         segments, info = self.transcriber.whisper.transcribe(audio, **options)
@@ -291,4 +300,5 @@ def _acceptance(results: dict[str, Any]) -> dict[str, Any]:
         ),
         "fewer_loops": loops["isoscribe"] < loops["direct"],
         "speaker_count_right_on_90_percent_of_rendered": speakers["rendered_count_accuracy_linkage"] >= 0.9,
+        "recovery_worth_it_everywhere": results["recovery"]["recovery_worth_it_everywhere"],
     }

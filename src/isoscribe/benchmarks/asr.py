@@ -5,7 +5,7 @@ Measured on the same clips with identical settings:
   in this process around each task, so IPC is included), plus one cold ``run_isolated`` task
   (spawn + model load + transcribe);
 * direct: faster-whisper's ``WhisperModel.transcribe`` called in this process with the options the
-  stage uses (``whisper_options``) on the same decoded audio; the diarized case calls the speech
+  stage uses (``transcription_options``) on the same decoded audio; the diarized case calls the speech
   stage's ``load``/``run`` in this process.
 Reported: real-time factors and their ratio, peak RSS (the worker's from TaskStats, this process's
 ``ru_maxrss`` for the direct calls, which run after every isolated task so nothing else inflates it),
@@ -157,7 +157,8 @@ def _direct_transcriptions(
     from faster_whisper import WhisperModel
 
     from isoscribe.models import is_english_only, resolve_model
-    from isoscribe.stages.transcribe import resolve_compute_type, resolve_device, whisper_options
+    from isoscribe.stages.options import transcription_options
+    from isoscribe.stages.transcribe import resolve_compute_type, resolve_device
     from isoscribe.tuning import cpu_threads
 
     asr = settings.asr
@@ -170,8 +171,8 @@ def _direct_transcriptions(
     english_only = is_english_only(model_dir)
 
     def transcribe_text(path: Path) -> str:
-        options = whisper_options(asr, _plain(settings, path), english_only)
-        segments, _ = model.transcribe(decode_audio(path), **options)
+        options = transcription_options(asr, _plain(settings, path), english_only)
+        segments, _ = model.transcribe(decode_audio(path), **options.engine_kwargs())
         return " ".join(s.text.strip() for s in segments).strip()
 
     transcribe_text(data_dir / clips[0]["path"])

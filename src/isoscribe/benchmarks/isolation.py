@@ -7,6 +7,8 @@
     scaled to 50 MB. Parent RSS after each request for thread-based execution, a one-shot subprocess
     per request, and a recycled pool (RSS cap 500 MB). Each mode runs in a fresh interpreter so one
     mode's leak or imports cannot distort another's curve.
+(d) Kill latency: how long after its timeout a hung task fails with StageTimeout, and how long after
+    a SIGKILL of the parent its workers are gone (the tests only check that both happen).
 
 Writes ``isolation.json`` and ``isolation.png`` into ``results_dir``. Uses the fault-injection stage.
 """
@@ -28,7 +30,7 @@ import numpy as np
 import psutil
 
 from isoscribe.config import Settings
-from isoscribe.isolation import StageSpec, WorkerPool, run_isolated
+from isoscribe.isolation import Limits, StageSpec, StageTimeout, WorkerPool, run_isolated
 from isoscribe.stages import faults
 from isoscribe.stages.faults import FaultRequest
 
@@ -56,6 +58,7 @@ def main(quick: bool = False, results_dir: Path = Path("bench/results"), setting
         "call_overhead": _call_overhead(quick, start_method),
         "cold_start": _cold_start(quick, start_method),
         "leak_containment": _leak_containment(requests, start_method),
+        "kill_latency": _kill_latency(quick, start_method),
     }
     results["machine"]["load_average_1min_at_end"] = round(os.getloadavg()[0], 2)
     results["acceptance"] = _acceptance(results)
@@ -122,6 +125,52 @@ def _cold_start(quick: bool, start_method: str) -> dict[str, Any]:
         "run_isolated_median_s": round(statistics.median(round_trips), 4),
         "spawn_to_ready_median_s": round(statistics.median(to_ready), 4),
     }
+
+
+def _kill_latency(quick: bool, start_method: str) -> dict[str, Any]:
+    samples = 3 if quick else 10
+    timeout_s = 1.0
+    past_timeout_s = []
+    with WorkerPool(FAULTS, limits=Limits(timeout_s=timeout_s), start_method=start_method) as pool:
+        for _ in range(samples):
+            pool.wait_ready(60)
+            started = time.perf_counter()
+            try:
+                pool.run(FaultRequest("hang"))
+            except StageTimeout:
+                past_timeout_s.append(time.perf_counter() - started - timeout_s)
+    orphaned_s = [_orphan_gone_s(start_method) for _ in range(samples)]
+    return {
+        "samples": samples,
+        "timeout_to_error_median_s": round(statistics.median(past_timeout_s), 4),
+        "timeout_to_error_max_s": round(max(past_timeout_s), 4),
+        "parent_kill_to_workers_gone_median_s": round(statistics.median(orphaned_s), 4),
+        "parent_kill_to_workers_gone_max_s": round(max(orphaned_s), 4),
+    }
+
+
+def _orphan_gone_s(start_method: str) -> float:
+    """SIGKILL a parent holding a ready worker; seconds until that worker is gone."""
+    code = (
+        "from isoscribe.isolation import StageSpec, WorkerPool\n"
+        f"pool = WorkerPool(StageSpec('isoscribe.stages.faults'), start_method={start_method!r})\n"
+        "pool.wait_ready(60)\nprint(pool.worker_pids()[0], flush=True)\nimport time; time.sleep(600)\n"
+    )
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    worker = psutil.Process(int(parent.stdout.readline()))
+    parent.kill()
+    killed_at = time.perf_counter()
+    parent.wait()
+    while _alive(worker):
+        time.sleep(0.001)
+    return time.perf_counter() - killed_at
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
 
 
 def _leak_containment(requests: int, start_method: str) -> dict[str, Any]:

@@ -35,6 +35,7 @@ import psutil
 
 from isoscribe.config import Settings
 from isoscribe.files import write_atomic
+from isoscribe.isolation.monitor import tree_rss_mb
 
 __all__ = ["main"]
 
@@ -158,9 +159,8 @@ def _in_process(settings: Settings, files: list[Path]) -> dict[str, Any]:
     child = context.Process(target=_all_stages_in_one_process, args=(settings, [str(f) for f in files], queue))
     child.start()
     peak_mb = 0.0
-    watched = psutil.Process(child.pid)
     while child.is_alive():
-        peak_mb = max(peak_mb, _tree_rss_mb(watched))
+        peak_mb = max(peak_mb, tree_rss_mb(child.pid) or 0.0)
         time.sleep(0.1)
     child.join()
     wall_s = time.monotonic() - started
@@ -302,20 +302,6 @@ def _parent_rss(path: Path) -> dict[str, Any]:
         "probe_in_worker_mb": round(in_worker, 1),
         "ratio_worker_vs_parent": round(in_worker / in_parent, 3),
     }
-
-
-def _tree_rss_mb(process: psutil.Process) -> float:
-    total = 0.0
-    try:
-        members = [process] + process.children(recursive=True)
-    except psutil.Error:
-        return 0.0
-    for member in members:
-        try:
-            total += member.memory_info().rss / 2**20
-        except psutil.Error:
-            pass
-    return total
 
 
 def _plot(results: dict[str, Any]) -> bytes:

@@ -50,6 +50,9 @@ class ServerProcess:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.config_path = write_config(tmp_path / f"isoscribe-{self.port}.toml", config)
+        api_key = config.get("service", {}).get("api_key")
+        self.auth = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        """/metrics needs a key unless ``public_metrics``."""
         self.log_path = tmp_path / f"server-{self.port}.log"
         self.env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
         self.env.update(env or {})
@@ -102,4 +105,4 @@ class ServerProcess:
         return self.log_path.read_text(errors="replace")[-6000:] if self.log_path.exists() else ""
 
     def metrics(self) -> str:
-        return httpx.get(f"{self.url}/metrics", timeout=10).text
+        return httpx.get(f"{self.url}/metrics", headers=self.auth, timeout=10).text

@@ -29,6 +29,7 @@ from typing import Any
 
 from isoscribe.benchmarks.server import ServerProcess
 from isoscribe.config import Settings
+from isoscribe.isolation.monitor import tree_rss_mb
 from isoscribe.logs import log_event
 from isoscribe.pipeline.events import Event
 from isoscribe.stages import faults, speech
@@ -266,19 +267,10 @@ class _RssSampler:
     def _sample(self) -> None:
         while True:
             rss_mb = self.process.memory_info().rss / 2**20
-            workers_mb = sum(_rss_mb(child) for child in self.process.children(recursive=True))
+            workers_mb = (tree_rss_mb(self.process.pid) or rss_mb) - rss_mb
             self.series.append((round(time.perf_counter() - self._started, 2), round(rss_mb, 1), round(workers_mb, 1)))
             if self._stop.wait(0.25):
                 return
-
-
-def _rss_mb(process: Any) -> float:
-    import psutil
-
-    try:
-        return process.memory_info().rss / 2**20
-    except psutil.Error:  # a worker exiting between listing and reading
-        return 0.0
 
 
 def _plot(runs: dict[str, dict], path: Path) -> None:

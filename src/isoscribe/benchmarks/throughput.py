@@ -5,7 +5,7 @@ loop as peers run it (one process, all threads), on the same distinct files in t
   until there are ``FULL_AUDIO_S`` (``--quick``: ``QUICK_AUDIO_S``) seconds; every file has distinct
   bytes, so the batch's ledger transcribes each.
 * Baseline: one process, ``WhisperModel(cpu_threads=cores)``, a loop over the files with the options
-  the speech stage uses (``whisper_options``: same model, VAD, word timestamps), model load included.
+  the speech stage uses (``transcription_options``: same model, VAD, word timestamps), model load included.
 * Candidate: ``isoscribe run FILES --no-diarize --no-summarize --formats json`` with no other flag, in a
   fresh interpreter, start-up included; the machine's calibration is made first and timed apart.
 * Baseline and candidate alternate (``REPEATS`` times in the full run); each keeps its best wall time.
@@ -13,6 +13,10 @@ loop as peers run it (one process, all threads), on the same distinct files in t
   the files), for the PNG.
 * Long file (full run only): a 60-minute file of referenced clips transcribed and diarized, one
   speech worker against the defaults, each scored against the joined references.
+* VAD once: one Silero pass over the files (and the long file), timed alone. The speech stage now runs
+  one pass per file where it ran one for the decoder, one for diarization, one for language cuts
+  (multilingual models) and one per stretch checked for skipped speech: a diarized file saves at least
+  one pass, a multilingual diarized one at least two.
 WER is computed for both paths against the joined references; cores and load average are recorded.
 """
 
@@ -74,8 +78,11 @@ def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SH
         results["throughput_ratio"] = round(results["direct"]["wall_s"] / results["isoscribe"]["wall_s"], 3)
         results["wer_difference"] = round(results["isoscribe"]["wer"] - results["direct"]["wer"], 4)
         results["grid"] = _grid(files[: max(3, len(files) // 3)], scratch_dir, cores)
+        results["vad_once"] = {"pass_s": _vad_pass_s([f["path"] for f in files])}
         if not quick:
             results["long_file"] = _long_file(data_dir, scratch_dir)
+            results["vad_once"]["long_file_pass_s"] = _vad_pass_s([scratch_dir / "hour" / "hour.wav"])
+        results["vad_once"].update(_vad_saving(results))
     results["load_average_end"] = _load_average()
     results["goals"] = _goals(results)
     results_dir.mkdir(parents=True, exist_ok=True)
@@ -143,7 +150,8 @@ def direct_transcriptions(paths: list[str], threads: int) -> list[str]:
     from isoscribe.config import load_settings
     from isoscribe.models import resolve_model
     from isoscribe.pipeline import speech_request
-    from isoscribe.stages.transcribe import resolve_compute_type, whisper_options
+    from isoscribe.stages.options import transcription_options
+    from isoscribe.stages.transcribe import resolve_compute_type
 
     settings = load_settings()
     asr = settings.asr
@@ -154,8 +162,8 @@ def direct_transcriptions(paths: list[str], threads: int) -> list[str]:
     english_only = not model.model.is_multilingual
     texts = []
     for path in paths:
-        options = whisper_options(asr, speech_request(settings, path, diarize=False), english_only)
-        segments, _ = model.transcribe(decode_audio(path), **options)
+        options = transcription_options(asr, speech_request(settings, path, diarize=False), english_only)
+        segments, _ = model.transcribe(decode_audio(path), **options.engine_kwargs())
         texts.append(" ".join(s.text.strip() for s in segments).strip())
     return texts
 
@@ -226,6 +234,33 @@ def _long_file(data_dir: Path, scratch_dir: Path) -> dict[str, Any]:
     runs["wer_difference"] = round(runs["default"]["wer"] - runs["sequential"]["wer"], 4)
     runs["ratio"] = round(runs["default"]["wall_s"] / runs["sequential"]["wall_s"], 3)
     return runs
+
+
+def _vad_pass_s(paths: list[Path]) -> float:
+    """Wall seconds of one VAD pass (``stages.vad.detect``, as the speech stage runs it) over ``paths``."""
+    from isoscribe.pipeline.pieces import piece_cuts
+    from isoscribe.stages import vad
+    from isoscribe.transcript import PIECE_S
+
+    total = 0.0
+    for path in paths:
+        audio = decode_audio(path)
+        started = time.perf_counter()
+        vad.detect(audio, piece_cuts(audio, PIECE_S))
+        total += time.perf_counter() - started
+    return round(total, 2)
+
+
+def _vad_saving(results: dict[str, Any]) -> dict[str, Any]:
+    """What running the VAD once saves, in passes of the timings above (skipped-speech stretches not counted)."""
+    vad_once = results["vad_once"]
+    saving = {"share_of_isoscribe_wall_per_pass": round(vad_once["pass_s"] / results["isoscribe"]["wall_s"], 4)}
+    if "long_file_pass_s" in vad_once:
+        saving["long_file_saved_s_at_least"] = vad_once["long_file_pass_s"]
+        saving["long_file_saved_share_at_least"] = round(
+            vad_once["long_file_pass_s"] / results["long_file"]["default"]["wall_s"], 4
+        )
+    return saving
 
 
 def _goals(results: dict[str, Any]) -> dict[str, bool]:

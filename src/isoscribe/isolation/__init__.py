@@ -49,8 +49,8 @@ _LAZY = {
     "run_isolated": "isoscribe.isolation.oneshot",
     "one_shot_pool": "isoscribe.isolation.oneshot",
     "WorkerPool": "isoscribe.isolation.pool",
-    "install_termination_handler": "isoscribe.isolation.pool",
-    "shutdown_all_pools": "isoscribe.isolation.pool",
+    "install_termination_handler": "isoscribe.isolation.registry",
+    "shutdown_all_pools": "isoscribe.isolation.registry",
 }
 
 

@@ -1,4 +1,5 @@
-"""Measuring workers from the parent: RSS of a process tree, and GPU memory where NVML is present.
+"""Measuring workers from the parent: memory of a process tree, GPU memory where NVML is present, and
+what a worker's exit means.
 
 NVML is a management library: querying it does not initialise CUDA in the parent.
 """
@@ -8,29 +9,94 @@ from __future__ import annotations
 import logging
 import os
 import signal
+from dataclasses import dataclass
+from typing import Any
 
 import psutil
 
-__all__ = ["GpuMonitor", "kill_tree", "tree_rss_mb"]
+__all__ = [
+    "ExitCause",
+    "GpuMonitor",
+    "TreeMemory",
+    "classify_exit",
+    "gpu_total_mb",
+    "kill_tree",
+    "tree_memory",
+    "tree_rss_mb",
+]
 
 _MB = 1024 * 1024
 logger = logging.getLogger(__name__)
 
 
-def tree_rss_mb(pid: int) -> float | None:
-    """RSS of a process and all its descendants in MB; None when the process is gone."""
+@dataclass(frozen=True)
+class TreeMemory:
+    rss_mb: float
+    """All resident pages of the tree, file-backed ones included (what ``ps`` shows)."""
+    anon_mb: float
+    """Anonymous pages only (RssAnon): what the tree's own allocations hold. A mmapped model file is
+    file-backed page cache that the kernel can drop, so memory limits count this, not ``rss_mb``."""
+
+
+def tree_memory(pid: int) -> TreeMemory | None:
+    """Resident memory of a process and all its descendants; None when the process is gone."""
     try:
-        root = psutil.Process(pid)
-        total = root.memory_info().rss
-        children = root.children(recursive=True)
+        members = [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
         return None
-    for child in children:
-        try:
-            total += child.memory_info().rss
-        except psutil.Error:
-            pass
-    return total / _MB
+    rss_kb = anon_kb = 0
+    for index, member in enumerate(members):
+        fields = _status_kb(member)
+        if fields is None:
+            if index == 0:
+                return None
+            continue
+        rss_kb += fields.get("VmRSS", 0)
+        anon_kb += fields.get("RssAnon", 0)
+    return TreeMemory(rss_mb=rss_kb / 1024, anon_mb=anon_kb / 1024)
+
+
+def tree_rss_mb(pid: int) -> float | None:
+    """RSS of a process and all its descendants in MB; None when the process is gone."""
+    memory = tree_memory(pid)
+    return None if memory is None else memory.rss_mb
+
+
+def _status_kb(pid: int) -> dict[str, int] | None:
+    """The kB fields of /proc/PID/status (VmRSS, RssAnon …); None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            lines = status.read().splitlines()
+    except OSError:
+        return None
+    fields = {}
+    for line in lines:
+        name, _, value = line.partition(":")
+        if value.endswith(" kB"):
+            fields[name] = int(value[:-3])
+    return fields
+
+
+@dataclass(frozen=True)
+class ExitCause:
+    reason: str
+    """The runtime's own reason (max_tasks, timeout, cancelled …), load_error, or "signal N" / "exit N"."""
+    crashed: bool
+    """It died on its own, by a signal or a non-zero exit, whatever it was doing."""
+    likely_oom_kill: bool
+    """SIGKILL that the runtime did not send: most likely the kernel's OOM killer."""
+
+
+def classify_exit(code: int, kill_reason: str | None, load_failed: bool, retire_reason: str | None) -> ExitCause:
+    """Why a worker exited with ``code`` (negative: the signal), given what the runtime asked of it."""
+    likely_oom_kill = code == -signal.SIGKILL and kill_reason is None
+    if kill_reason is not None:
+        return ExitCause(kill_reason, False, likely_oom_kill)
+    if load_failed:
+        return ExitCause("load_error", False, likely_oom_kill)
+    if retire_reason is not None and code == 0:
+        return ExitCause(retire_reason, False, likely_oom_kill)
+    return ExitCause(f"signal {-code}" if code < 0 else f"exit {code}", True, likely_oom_kill)
 
 
 def kill_tree(pid: int) -> None:
@@ -58,16 +124,15 @@ class GpuMonitor:
     """Per-process GPU memory from NVML; ``used_mb`` is None where NVML cannot be initialised."""
 
     def __init__(self) -> None:
-        self._nvml = None
+        self._nvml = _nvml()
         self._handles: list = []
-        try:
-            import pynvml
-
-            pynvml.nvmlInit()
-            self._handles = [pynvml.nvmlDeviceGetHandleByIndex(i) for i in range(pynvml.nvmlDeviceGetCount())]
-            self._nvml = pynvml
-        except Exception as exc:  # no library, no driver, no device: all mean "not measurable"
-            logger.debug("event=nvml_unavailable error=%r", exc)
+        if self._nvml is not None:
+            try:
+                count = self._nvml.nvmlDeviceGetCount()
+                self._handles = [self._nvml.nvmlDeviceGetHandleByIndex(i) for i in range(count)]
+            except Exception as exc:
+                logger.debug("event=nvml_unavailable error=%r", exc)
+                self._nvml = None
 
     @property
     def available(self) -> bool:
@@ -84,3 +149,28 @@ class GpuMonitor:
                 continue
             total += sum(p.usedGpuMemory or 0 for p in processes if p.pid in pids)
         return total / _MB
+
+
+def gpu_total_mb() -> float | None:
+    """Memory of GPU 0 where NVML sees one, else None (CPU only)."""
+    nvml = _nvml()
+    if nvml is None:
+        return None
+    try:
+        return nvml.nvmlDeviceGetMemoryInfo(nvml.nvmlDeviceGetHandleByIndex(0)).total / _MB
+    except Exception:
+        return None
+    finally:
+        nvml.nvmlShutdown()
+
+
+def _nvml() -> Any:
+    """pynvml, initialised; None where it cannot be (no library, no driver, no device: "not measurable")."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+    except Exception as exc:
+        logger.debug("event=nvml_unavailable error=%r", exc)
+        return None
+    return pynvml

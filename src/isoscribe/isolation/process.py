@@ -14,6 +14,7 @@ import multiprocessing
 import os
 import subprocess
 import sys
+import time
 from multiprocessing.connection import Connection, Pipe
 from typing import Any
 
@@ -57,6 +58,11 @@ class WorkerProcess:
 
     def kill(self) -> None:
         monitor.kill_tree(self.pid)
+
+    def wait_exit(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.01)
 
     def close(self) -> None:
         self.conn.close()

@@ -84,7 +84,10 @@ def sweep_stale() -> int:
             if os.path.isdir(path):
                 shutil.rmtree(path, ignore_errors=True)
             else:
-                unlink_segments([path])
+                try:
+                    unlink_segments([path])
+                except PermissionError:  # another user's, in a shared sticky folder: theirs to remove
+                    continue
             removed += 1
     return removed
 

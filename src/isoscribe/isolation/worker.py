@@ -5,11 +5,7 @@ Before loading anything it makes itself safe to kill and sure to die with its pa
 session (a timeout kills the whole process group), ``oom_score_adj`` 1000 (the kernel picks it, not
 the parent), ``PR_SET_PDEATHSIG`` SIGKILL, and a thread that kills the group once the parent is gone.
 
-Messages are pickled tuples over a ``multiprocessing.connection`` pipe:
-parent → worker ``("task", task_id, payload)`` or ``("stop",)``;
-worker → parent ``("ready", load_s)``, ``("load_error", exc_type, message, traceback)``,
-``("event", task_id, payload)`` (any number while the task runs),
-``("result", task_id, payload, peak_rss_mb)``, ``("error", task_id, exc_type, message, traceback, peak_rss_mb)``.
+Messages are the dataclasses of protocol.py over a ``multiprocessing.connection`` pipe.
 
 A stage whose ``run`` takes a third argument gets ``emit``: a function that sends one picklable
 object to whoever submitted the task (progress, partial results) while the task is still running.
@@ -31,7 +27,7 @@ from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from typing import Any
 
-from isoscribe.isolation import transport
+from isoscribe.isolation import protocol, transport
 from isoscribe.isolation.types import StageSpec
 
 __all__ = ["WorkerInit", "main", "serve"]
@@ -70,20 +66,20 @@ def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
         module = importlib.import_module(init.stage.module)
         model = module.load(init.stage.config)
     except Exception as exc:
-        conn.send(("load_error", type(exc).__name__, str(exc), traceback.format_exc()))
+        conn.send(protocol.LoadFailed(type(exc).__name__, str(exc), traceback.format_exc()))
         return 1
-    conn.send(("ready", time.monotonic() - started))
+    conn.send(protocol.Ready(time.monotonic() - started))
     emits = _takes_emit(module.run)
+    outbox = _Outbox(conn, init.segment_prefix)
     while True:
         try:
             message = conn.recv()
         except EOFError:
             return 0
-        if message[0] == "stop":
+        if isinstance(message, protocol.Stop):
             return 0
-        _, task_id, payload = message
-        emit = _emitter(conn, task_id, init.segment_prefix) if emits else None
-        conn.send(_run_task(module, model, task_id, payload, init.segment_prefix, emit))
+        emit = outbox.emitter(message.task_id) if emits else None
+        outbox.finish(_run_task(module, model, message, init.segment_prefix, emit))
 
 
 def _takes_emit(run: Any) -> bool:
@@ -92,29 +88,49 @@ def _takes_emit(run: Any) -> bool:
     return len(positional) >= 3 or any(p.kind == p.VAR_POSITIONAL for p in parameters)
 
 
-def _emitter(conn: Connection, task_id: int, segment_prefix: str) -> Any:
-    lock = threading.Lock()  # a stage may emit from its own threads; the pipe takes one message at a time
+class _Outbox:
+    """The one way out of the worker once it is ready: the pipe takes one message at a time, and a
+    stage may emit from its own threads, even after ``run`` returned; such late events go nowhere."""
 
-    def emit(event: Any) -> None:
-        payload, _ = transport.dumps(event, segment_prefix)
-        with lock:
-            conn.send(("event", task_id, payload))
+    def __init__(self, conn: Connection, segment_prefix: str) -> None:
+        self._conn = conn
+        self._segment_prefix = segment_prefix
+        self._lock = threading.Lock()
+        self._open_task: int | None = None
 
-    return emit
+    def emitter(self, task_id: int) -> Any:
+        self._open_task = task_id
+
+        def emit(event: Any) -> None:
+            payload, segments = transport.dumps(event, self._segment_prefix)
+            with self._lock:
+                if self._open_task == task_id:
+                    self._conn.send(protocol.Emitted(task_id, payload))
+                    return
+            transport.unlink_segments(segments)
+
+        return emit
+
+    def finish(self, message: protocol.TaskDone | protocol.TaskFailed) -> None:
+        with self._lock:
+            self._open_task = None
+            self._conn.send(message)
 
 
 def _run_task(
-    module: Any, model: Any, task_id: int, payload: bytes, segment_prefix: str, emit: Any = None
-) -> tuple:
+    module: Any, model: Any, task: protocol.RunTask, segment_prefix: str, emit: Any = None
+) -> protocol.TaskDone | protocol.TaskFailed:
     _reset_peak_rss()
     try:
-        request = transport.loads(payload)
+        request = transport.loads(task.payload)
         value = module.run(model, request) if emit is None else module.run(model, request, emit)
         del request
         result, _ = transport.dumps(value, segment_prefix)
     except Exception as exc:
-        return ("error", task_id, type(exc).__name__, str(exc), traceback.format_exc(), _peak_rss_mb())
-    return ("result", task_id, result, _peak_rss_mb())
+        return protocol.TaskFailed(
+            type(exc).__name__, str(exc), traceback.format_exc(), task_id=task.task_id, peak_rss_mb=_peak_rss_mb()
+        )
+    return protocol.TaskDone(task.task_id, result, _peak_rss_mb())
 
 
 def _become_worker(init: WorkerInit, parent_pid: int) -> None:

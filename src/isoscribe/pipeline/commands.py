@@ -42,7 +42,7 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     policy = Policy(retry=policy.retry)  # one file, no summary: `isoscribe summarize` does that
 
     def write(transcript: Transcript, summary: Summary | None) -> list[str]:
-        text = format_transcript(transcript, args.format)
+        text = format_transcript(transcript, args.format, subtitles=settings.subtitles.layout())
         if args.out is None:
             sys.stdout.write(text)
             return ["-"]

@@ -7,7 +7,9 @@ wrong in terms a caller can act on (an HTTP status, a ledger row, an exit code).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from enum import StrEnum
 
 from isoscribe.config import Settings
@@ -20,7 +22,7 @@ from isoscribe.isolation import (
     WorkerCrashed,
 )
 
-__all__ = ["FailureKind", "PipelineError", "RetryPolicy", "Policy", "batch_policy"]
+__all__ = ["FailureKind", "PipelineError", "RetryPolicy", "Policy", "batch_policy", "likely_oom_kill"]
 
 
 class FailureKind(StrEnum):
@@ -57,6 +59,10 @@ class PipelineError(Exception):
             return cls(FailureKind.TOO_LONG, stage, error.message, error)
         if isinstance(error, StageError) and error.exc_type == "AudioError":
             return cls(FailureKind.BAD_AUDIO, stage, error.message, error)
+        if stage == "probe" and likely_oom_kill(error):
+            # A SIGKILL the runtime did not send: the kernel's OOM killer. Memory was short, not the file
+            # bad, so it is worth another try.
+            return cls(FailureKind.OUT_OF_MEMORY, stage, f"killed, most likely by the kernel's OOM killer: {error}", error)
         if stage == "probe" and isinstance(error, (WorkerCrashed, StageTimeout, StageOutOfMemory)):
             # Nothing but the file's own bytes ran there: a decoder that crashes or hangs on it means bad input.
             return cls(FailureKind.BAD_AUDIO, stage, f"the audio decoder failed on this file: {error}", error)
@@ -70,6 +76,11 @@ class PipelineError(Exception):
         return cls(kind, stage, str(error), error)
 
 
+def likely_oom_kill(error: IsolationError) -> bool:
+    """A worker SIGKILLed by someone other than the runtime (its own kills are timeouts, caps and cancels)."""
+    return isinstance(error, WorkerCrashed) and error.signal == signal.SIGKILL
+
+
 @dataclass(frozen=True)
 class RetryPolicy:
     """How often a stage is tried; only failures of ``retry_on`` kinds are tried again, after a doubling backoff."""
@@ -77,9 +88,18 @@ class RetryPolicy:
     max_attempts: int = 1
     backoff_s: float = 1.0
     retry_on: tuple[type[IsolationError], ...] = (WorkerCrashed, StageOutOfMemory)
+    only_if: Callable[[IsolationError], bool] | None = None
+    """A further condition on the error (the probe retries only what the OOM killer did)."""
+
+    def covers(self, error: IsolationError) -> bool:
+        return isinstance(error, self.retry_on) and (self.only_if is None or self.only_if(error))
 
     def should_retry(self, error: IsolationError, attempt: int) -> bool:
-        return attempt < self.max_attempts and isinstance(error, self.retry_on)
+        return attempt < self.max_attempts and self.covers(error)
+
+    def for_probe(self) -> RetryPolicy:
+        """A probe is tried again only after an OOM kill; any other failure there is the file's."""
+        return replace(self, retry_on=(WorkerCrashed,), only_if=likely_oom_kill)
 
     def delay_s(self, attempt: int) -> float:
         return self.backoff_s * 2 ** (attempt - 1)

@@ -12,14 +12,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, ThreadPoolExecutor, wait
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from isoscribe.executors import StageExecutor
 from isoscribe.grounding import ground_summary
-from isoscribe.isolation import IsolationError, TaskResult
+from isoscribe.isolation import IsolationError, TaskCancelled, TaskResult
 from isoscribe.logs import log_event
 from isoscribe.pipeline.events import (
     Event,
@@ -63,8 +63,10 @@ _ONCE = RetryPolicy(max_attempts=1)
 class Cancellation:
     """Stops the pipelines that share it (a batch shares one across its files).
 
-    ``stop_starting``: no new stage starts; running ones go on. ``cancel``: that, and every running
-    stage task is cancelled through its executor, which kills the worker running it.
+    ``stop_starting``: no new stage starts, and tasks still queued in their executor are dropped;
+    running ones go on. ``cancel``: that, and every running stage task is cancelled through its
+    executor, which kills the worker running it. A ``child`` stops with its parent, and can be
+    cancelled alone (a file's pieces, when one of them fails).
     """
 
     def __init__(self) -> None:
@@ -72,21 +74,33 @@ class Cancellation:
         self._stopped = threading.Event()
         self._killed = False
         self._running: dict[Future, StageExecutor] = {}
+        self._children: set[Cancellation] = set()
+        self._parent: Cancellation | None = None
 
     @property
     def cancelled(self) -> bool:
         return self._stopped.is_set()
 
     def stop_starting(self) -> None:
-        self._stopped.set()
+        with self._changed:
+            self._stopped.set()
+            queued = list(self._running)
+            children = list(self._children)
+        for future in queued:
+            future.cancel()  # only a task not yet running can be cancelled this way; running ones go on
+        for child in children:
+            child.stop_starting()
 
     def cancel(self) -> None:
         with self._changed:
             self._stopped.set()
             self._killed = True
             running = list(self._running.items())
+            children = list(self._children)
         for future, executor in running:
             executor.cancel(future)
+        for child in children:
+            child.cancel()
 
     def wait(self, seconds: float) -> bool:
         """Sleep up to ``seconds``; True at once when stopped."""
@@ -98,14 +112,37 @@ class Cancellation:
             return self._changed.wait_for(lambda: not self._running, timeout_s)
 
     @contextmanager
+    def child(self) -> Iterator[Cancellation]:
+        child = Cancellation()
+        child._parent = self
+        with self._changed:
+            self._children.add(child)
+            stopped, killed = self.cancelled, self._killed
+        if killed:
+            child.cancel()
+        elif stopped:
+            child.stop_starting()
+        try:
+            yield child
+        finally:
+            with self._changed:
+                self._children.discard(child)
+
+    @contextmanager
     def track(self, executor: StageExecutor, future: Future) -> Iterator[None]:
         with self._changed:
             self._running[future] = executor
-            killed = self._killed
+            stopped, killed = self.cancelled, self._killed
         if killed:
             executor.cancel(future)
+        elif stopped:
+            future.cancel()
         try:
-            yield
+            if self._parent is None:
+                yield
+            else:
+                with self._parent.track(executor, future):
+                    yield
         finally:
             with self._changed:
                 self._running.pop(future, None)
@@ -154,7 +191,8 @@ class FilePipeline:
                 speech = self._speech_in_pieces(piece_request, pieces, duration_s, attempts_done)
             else:
                 speech = self._speech(speech_request, attempts_done).value
-            self.cancellation.check("finish")
+            # No cancellation check here: speakers onto words is light parent work, and a stop must not
+            # throw away a finished speech result (the batch keeps it for the next run).
             started = time.monotonic()
             self._emit(StageStarted("finish"))
             transcript = assign_speakers(speech)
@@ -175,16 +213,33 @@ class FilePipeline:
         """``policy.piece_workers`` pieces in flight at a time, then the pieces' speaker vectors clustered
         together, then the pieces stitched in order."""
         events = _PieceEvents(self._emit, duration_s, count)
-
-        def run_piece(index: int) -> PieceResult:
-            piece_request = replace(request, piece=Piece(index, count))
-            result = self._speech(piece_request, attempts_done, events.listener(index)).value
-            events.piece_done(index, result)
-            return result
-
         in_flight = min(count, self.policy.piece_workers)
-        with ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="speech-piece") as threads:
-            pieces = list(threads.map(run_piece, range(count)))
+        first_failure: list[BaseException] = []
+        failure_lock = threading.Lock()
+        with self.cancellation.child() as siblings, ThreadPoolExecutor(in_flight, "speech-piece") as threads:
+            piece_pipeline = FilePipeline(self.executor, self.policy, self.listener, siblings)
+
+            def run_piece(index: int) -> PieceResult:
+                try:
+                    result = piece_pipeline._speech(replace(request, piece=Piece(index, count)), attempts_done,
+                                                    events.listener(index)).value
+                except BaseException as error:
+                    # The file has failed: queued pieces never start, running ones stop, none is retried.
+                    with failure_lock:
+                        first_failure.append(error)
+                    siblings.cancel()
+                    raise
+                events.piece_done(index, result)
+                return result
+
+            futures = [threads.submit(run_piece, index) for index in range(count)]
+            wait(futures, return_when=FIRST_EXCEPTION)
+            if first_failure:
+                for future in futures:
+                    future.cancel()
+        if first_failure:
+            raise first_failure[0]
+        pieces = [future.result() for future in futures]
         turns: list[SpeakerTurn] = []
         if request.diarize:
             vectors = [piece.speaker_vectors for piece in pieces if piece.speaker_vectors is not None]
@@ -252,7 +307,7 @@ class FilePipeline:
 
     def _probe(self, audio_path: str) -> float:
         request = ProbeRequest(audio_path, self.policy.max_duration_s)
-        duration_s = self._run_stage("probe", request, _ONCE).value.duration_s
+        duration_s = self._run_stage("probe", request, self.policy.retry.for_probe()).value.duration_s
         if duration_s < self.policy.min_duration_s:
             raise PipelineError(
                 FailureKind.TOO_SHORT,
@@ -280,7 +335,7 @@ class FilePipeline:
             try:
                 future = self.executor.submit(executor_stage or stage, request, listener or self.listener)
                 with self.cancellation.track(self.executor, future):
-                    result = future.result()
+                    result = _result(future, stage)
             except IsolationError as error:
                 self._emit(StageFinished(stage, time.monotonic() - started, error.peak_rss_mb or None,
                                          attempt=attempt, error=str(error)))
@@ -370,9 +425,17 @@ class _PieceEvents:
             self._current += 1
 
 
+def _result(future: Future[TaskResult], stage: str) -> TaskResult:
+    """The task's result; a task cancelled before it ran raises TaskCancelled, as one cancelled while running does."""
+    try:
+        return future.result()
+    except CancelledError:
+        raise TaskCancelled(stage, detail="task cancelled before it started") from None
+
+
 def _failure(stage: str, error: IsolationError, attempt: int, retry: RetryPolicy) -> PipelineError:
     failure = PipelineError.from_isolation(stage, error)
-    if retry.max_attempts > 1 and isinstance(error, retry.retry_on):
+    if retry.max_attempts > 1 and retry.covers(error):
         failure.message = f"{failure.message} (gave up after {attempt} attempts)"
         failure.args = (failure.message,)
     return failure

@@ -1,4 +1,5 @@
-"""The FastAPI app: routers, the web page, OpenAI-shaped errors, Bearer auth, latency metrics, and the service lifespan."""
+"""The FastAPI app: the edge (Host, Origin), routers, the web page, OpenAI-shaped errors, Bearer keys, latency
+metrics, and the service lifespan."""
 
 from __future__ import annotations
 
@@ -7,12 +8,15 @@ from contextlib import asynccontextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.exceptions import HTTPException
 
 from isoscribe.config import Settings
 from isoscribe.executors import StageExecutor
 from isoscribe.service.auth import require_api_key
 from isoscribe.service.core import Service
-from isoscribe.service.errors import ApiError, api_error_handler, validation_error_handler
+from isoscribe.service.edge import EdgeGuard
+from isoscribe.service.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from isoscribe.service.metrics import LatencyMiddleware
 from isoscribe.service.realtime import RealtimeSessions
 from isoscribe.service.routers import health, jobs, realtime, transcriptions
@@ -42,7 +46,14 @@ def create_app(settings: Settings, executor: StageExecutor | None = None) -> Fas
     app.state.realtime = RealtimeSessions(service)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(HTTPException, http_error_handler)
     app.add_middleware(LatencyMiddleware, service=service)
+    if settings.service.cors_origins:
+        app.add_middleware(
+            CORSMiddleware, allow_origins=settings.service.cors_origins, allow_methods=["*"],
+            allow_headers=["Authorization", "Content-Type"], expose_headers=["Location", "Retry-After"],
+        )
+    app.add_middleware(EdgeGuard, settings=settings, keys=service.keys)  # outermost: before CORS and routes
     app.include_router(health.router)
     app.include_router(transcriptions.router, dependencies=[Depends(require_api_key)])
     app.include_router(jobs.router, dependencies=[Depends(require_api_key)])

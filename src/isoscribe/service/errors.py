@@ -8,8 +8,9 @@ from __future__ import annotations
 from fastapi import Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
 
-__all__ = ["ApiError", "api_error_handler", "validation_error_handler", "error_body"]
+__all__ = ["ApiError", "api_error_handler", "validation_error_handler", "http_error_handler", "error_body"]
 
 
 class ApiError(Exception):
@@ -45,3 +46,14 @@ async def api_error_handler(request: Request, exc: ApiError) -> JSONResponse:
 async def validation_error_handler(request: Request, exc: RequestValidationError) -> JSONResponse:
     problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
     return JSONResponse(error_body(problems, "invalid_request_error", "invalid_parameter"), status_code=400)
+
+
+_HTTP_CODES = {404: "not_found", 405: "method_not_allowed"}
+
+
+async def http_error_handler(request: Request, exc: HTTPException) -> JSONResponse:
+    """Starlette's own errors (an unknown path, a wrong method) in OpenAI's shape too."""
+    message = f"{request.method} {request.url.path}: {exc.detail}"
+    error_type = "server_error" if exc.status_code >= 500 else "invalid_request_error"
+    body = error_body(message, error_type, _HTTP_CODES.get(exc.status_code))
+    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))

@@ -13,15 +13,15 @@ import math
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from isoscribe.config import Settings
-from isoscribe.executors import PooledExecutor, StageExecutor
+from isoscribe.executors import PooledExecutor, StageExecutor, pool_from_settings
 from isoscribe.isolation import WorkerPool
 from isoscribe.logs import log_event
 from isoscribe.pipeline import Event, FilePipeline, Listener, Policy, StageFinished, StageStarted, stage_specs
 
-__all__ = ["QueueFull", "StageRunner", "build_executor", "speech_pool", "add_model_pool"]
+__all__ = ["QueueFull", "PipelineRunner", "build_executor", "speech_pool", "add_model_pool"]
 
 logger = logging.getLogger("isoscribe.service")
 
@@ -54,7 +54,7 @@ def build_executor(settings: Settings) -> StageExecutor:
 
 def _pool(spec_and_limits: tuple, size: int, prespawn: bool, settings: Settings) -> WorkerPool:
     spec, limits = spec_and_limits
-    return WorkerPool(spec, size=size, prespawn=prespawn, limits=limits, **_policy(settings))
+    return pool_from_settings(settings, spec, limits, size=size, prespawn=prespawn)
 
 
 def speech_pool(settings: Settings, size: int, prespawn: bool | None = None) -> WorkerPool:
@@ -73,17 +73,7 @@ def add_model_pool(executor: PooledExecutor, settings: Settings, model: str) -> 
     return stage
 
 
-def _policy(settings: Settings) -> dict[str, Any]:
-    iso = settings.isolation
-    return {
-        "max_tasks_per_worker": iso.max_tasks_per_worker,
-        "max_rss_mb": iso.max_rss_mb,
-        "idle_ttl_s": iso.idle_ttl_s,
-        "start_method": iso.start_method,
-    }
-
-
-class StageRunner:
+class PipelineRunner:
     """Admission control, and files through the pipeline on threads of their own, cancellable from asyncio.
 
     A cancelled request or job (client gone, DELETE, drain) cancels its pipeline, which kills the
@@ -116,7 +106,7 @@ class StageRunner:
         return max(1, math.ceil(self._mean_task_s * max(self.in_flight, 1) / self.workers))
 
     def pipeline(self, policy: Policy, listener: Listener | None = None) -> FilePipeline:
-        """A pipeline over this runner's executor whose events also keep the runner's statistics."""
+        """A pipeline over this executor whose events also keep the admission statistics."""
 
         def observe(event: Event) -> None:
             if isinstance(event, StageStarted) and event.stage == "speech" and event.attempt > 1:

@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from isoscribe.service.transcription import SpeechOptions
+
 __all__ = ["Job", "JobOptions", "JobStore", "TERMINAL_STATUSES"]
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
@@ -38,22 +40,23 @@ CREATE TABLE IF NOT EXISTS jobs (
     transcript TEXT,
     summary TEXT,
     audio_duration_s REAL,
-    audio_done_s REAL
+    audio_done_s REAL,
+    api_key_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
 """
+_COLUMNS = (
+    "id", "status", "created_at", "started_at", "finished_at", "progress", "stage", "attempts", "audio_path",
+    "options", "webhook_url", "error_type", "error", "timings", "transcript", "summary", "audio_duration_s",
+    "audio_done_s", "api_key_id",
+)
 
 
 @dataclass(frozen=True)
-class JobOptions:
-    """What the client asked for; stored as JSON with the job."""
+class JobOptions(SpeechOptions):
+    """What the client asked for (its speech options and more); stored as JSON with the job."""
 
     model: str = ""
-    language: str | None = None
-    prompt: str | None = None
-    temperature: float | None = None
-    diarize: bool = False
-    num_speakers: int | None = None
     summarize: bool = False
     filename: str = ""
     """The uploaded file's name as the client gave it (shown in the web page's job list)."""
@@ -90,6 +93,8 @@ class Job:
     """Counted by the probe stage once the job runs."""
     audio_done_s: float | None = None
     """Seconds of audio transcribed so far."""
+    api_key_id: str = ""
+    """The id of the API key that made the job (``service.auth``); only that key and admin keys see it."""
 
     @property
     def done(self) -> bool:
@@ -97,7 +102,7 @@ class Job:
 
 
 class JobStore:
-    """Thread-safe: FastAPI handlers, the job runner and its threads share one connection under a lock."""
+    """Thread-safe: FastAPI handlers, the job loops and their threads share one connection under a lock."""
 
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -117,7 +122,9 @@ class JobStore:
         with self._lock:
             self._db.execute("SELECT 1").fetchone()
 
-    def create(self, audio_path: Path, options: JobOptions, webhook_url: str | None = None) -> Job:
+    def create(
+        self, audio_path: Path, options: JobOptions, webhook_url: str | None = None, api_key_id: str = ""
+    ) -> Job:
         job = Job(
             id=f"job_{uuid.uuid4().hex}",
             status="queued",
@@ -125,11 +132,13 @@ class JobStore:
             audio_path=str(audio_path),
             options=options,
             webhook_url=webhook_url,
+            api_key_id=api_key_id,
         )
         with self._lock:
             self._db.execute(
-                "INSERT INTO jobs (id, status, created_at, audio_path, options, webhook_url) VALUES (?,?,?,?,?,?)",
-                (job.id, job.status, job.created_at, job.audio_path, options.to_json(), webhook_url),
+                "INSERT INTO jobs (id, status, created_at, audio_path, options, webhook_url, api_key_id) "
+                "VALUES (?,?,?,?,?,?,?)",
+                (job.id, job.status, job.created_at, job.audio_path, options.to_json(), webhook_url, api_key_id),
             )
         return job
 
@@ -142,10 +151,29 @@ class JobStore:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
-    def recent(self, limit: int) -> list[Job]:
-        """The newest ``limit`` jobs, newest first."""
+    def recent(self, limit: int, after: str | None = None, api_key_id: str | None = None) -> list[Job]:
+        """The newest ``limit`` jobs older than job ``after``, newest first, without transcript and
+        summary; only those of ``api_key_id`` unless it is None."""
+        where, args = ["1"], []
+        if after is not None:
+            where.append("created_at < COALESCE((SELECT created_at FROM jobs WHERE id = ?), 0)")
+            args.append(after)
+        if api_key_id is not None:
+            where.append("api_key_id = ?")
+            args.append(api_key_id)
+        columns = ", ".join(c for c in _COLUMNS if c not in ("transcript", "summary"))
+        query = f"SELECT {columns} FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?"
         with self._lock:
-            rows = self._db.execute("SELECT * FROM jobs ORDER BY created_at DESC LIMIT ?", (limit,)).fetchall()
+            rows = self._db.execute(query, (*args, limit)).fetchall()
+        return [_to_job(row) for row in rows]
+
+    def expired(self, finished_before: float) -> list[Job]:
+        """Finished jobs whose time is up (``service.job_ttl_s``)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT * FROM jobs WHERE finished_at IS NOT NULL AND finished_at < ? AND status IN (?,?,?)",
+                (finished_before, *TERMINAL_STATUSES),
+            ).fetchall()
         return [_to_job(row) for row in rows]
 
     def delete(self, job_id: str) -> bool:
@@ -242,6 +270,7 @@ class JobStore:
 
 
 def _to_job(row: sqlite3.Row) -> Job:
+    present = row.keys()
     return Job(
         id=row["id"],
         status=row["status"],
@@ -257,16 +286,19 @@ def _to_job(row: sqlite3.Row) -> Job:
         error_type=row["error_type"],
         error=row["error"],
         timings=json.loads(row["timings"] or "{}"),
-        transcript=json.loads(row["transcript"]) if row["transcript"] else None,
-        summary=json.loads(row["summary"]) if row["summary"] else None,
+        transcript=json.loads(row["transcript"]) if "transcript" in present and row["transcript"] else None,
+        summary=json.loads(row["summary"]) if "summary" in present and row["summary"] else None,
         audio_duration_s=row["audio_duration_s"],
         audio_done_s=row["audio_done_s"],
+        api_key_id=row["api_key_id"],
     )
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """A jobs database from an older version lacks the progress columns; add them in place."""
+    """A jobs database from an older version lacks the progress and key columns; add them in place."""
     present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
     for column in ("audio_duration_s", "audio_done_s"):
         if column not in present:
             db.execute(f"ALTER TABLE jobs ADD COLUMN {column} REAL")
+    if "api_key_id" not in present:
+        db.execute("ALTER TABLE jobs ADD COLUMN api_key_id TEXT NOT NULL DEFAULT ''")

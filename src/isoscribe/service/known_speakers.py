@@ -12,12 +12,13 @@ from pathlib import Path
 
 from isoscribe.pipeline import PipelineError, Policy
 from isoscribe.service.errors import ApiError
-from isoscribe.service.execution import StageRunner
+from isoscribe.service.execution import PipelineRunner
+from isoscribe.service.uploads import MAX_VOICE_SAMPLES
 from isoscribe.transcript import REFERENCE_MAX_S, REFERENCE_MIN_S, KnownSpeaker
 
 __all__ = ["MAX_KNOWN_SPEAKERS", "save_references", "check_references"]
 
-MAX_KNOWN_SPEAKERS = 4
+MAX_KNOWN_SPEAKERS = MAX_VOICE_SAMPLES
 _DATA_URL = re.compile(r"^data:[\w.+-]+/[\w.+-]+(?:;[\w-]+=[\w.+-]+)*;base64,", re.IGNORECASE)
 _PARAM = "known_speaker_references"
 
@@ -34,13 +35,13 @@ def save_references(names: list[str], references: list[str], folder: Path) -> li
     return known
 
 
-async def check_references(runner: StageRunner, known: list[KnownSpeaker]) -> None:
+async def check_references(pipelines: PipelineRunner, known: list[KnownSpeaker]) -> None:
     """Every sample must be ``REFERENCE_MIN_S``–``REFERENCE_MAX_S`` of decodable audio, as the probe
     stage counts it from decoded samples in a worker; 400 naming the first that is not."""
     for index, speaker in enumerate(known):
-        pipeline = runner.pipeline(Policy(max_duration_s=REFERENCE_MAX_S))
+        pipeline = pipelines.pipeline(Policy(max_duration_s=REFERENCE_MAX_S))
         try:
-            seconds = await runner.run(pipeline, lambda path=speaker.audio_path: pipeline.measure(path))
+            seconds = await pipelines.run(pipeline, lambda path=speaker.audio_path: pipeline.measure(path))
         except PipelineError as error:
             reason = error.message.replace(f"{speaker.audio_path}: ", "").replace(speaker.audio_path, "the sample")
             raise _refused(index, speaker.name, f"{error.kind.value}: {reason}") from None

@@ -20,7 +20,7 @@ _LATENCY_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1, 2, 5, 10, 30, 60, 120, 300, 900, fl
 
 
 class ServiceMetrics:
-    def __init__(self, executor: Any, runner: Any, job_depth: Any) -> None:
+    def __init__(self, executor: Any, pipelines: Any, job_depth: Any) -> None:
         self.registry = CollectorRegistry()
         ProcessCollector(registry=self.registry)
         self.latency = Histogram(
@@ -30,16 +30,16 @@ class ServiceMetrics:
             buckets=_LATENCY_BUCKETS,
             registry=self.registry,
         )
-        self.registry.register(_PoolCollector(executor, runner, job_depth))
+        self.registry.register(_PoolCollector(executor, pipelines, job_depth))
 
     def export(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class _PoolCollector:
-    def __init__(self, executor: Any, runner: Any, job_depth: Any) -> None:
+    def __init__(self, executor: Any, pipelines: Any, job_depth: Any) -> None:
         self.executor = executor
-        self.runner = runner
+        self.pipelines = pipelines
         self.job_depth = job_depth
 
     def describe(self):
@@ -65,10 +65,10 @@ class _PoolCollector:
             crashes.add_metric([stage], stats.crashes)
             pool_queue.add_metric([stage], stats.queue_depth)
         queue = GaugeMetricFamily("isoscribe_queue_depth", "Admitted work not yet finished", labels=["kind"])
-        queue.add_metric(["sync"], self.runner.in_flight)
+        queue.add_metric(["sync"], self.pipelines.in_flight)
         queue.add_metric(["jobs"], self.job_depth())
         retries = CounterMetricFamily("isoscribe_crash_retries", "Tasks retried after a worker crash")
-        retries.add_metric([], self.runner.retries)
+        retries.add_metric([], self.pipelines.retries)
         yield from (workers, rss, tasks, exits, crashes, pool_queue, queue, retries)
 
 

@@ -2,25 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator, model_validator
 
 from isoscribe.languages import check_language
 from isoscribe.service.errors import ApiError
 from isoscribe.service.known_speakers import MAX_KNOWN_SPEAKERS
-from isoscribe.service.formats import Granularity, ResponseFormat, TranslationFormat
+from isoscribe.formats import names
+from isoscribe.openai_shapes import Granularity
 from isoscribe.service.transcription import SpeechOptions
 from isoscribe.service.uploads import UploadedForm
 
-__all__ = ["TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "from_form"]
-
-ResultFormat = Literal[
-    "json", "text", "srt", "verbose_json", "vtt", "diarized_json",
-    "transcript", "txt", "tsv", "rttm", "summary", "summary_md",
+__all__ = [
+    "TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "SpeakerName", "from_form", "check_fields",
 ]
-"""Job results: OpenAI's formats; isoscribe's full transcript JSON; the batch's txt (speaker-labelled
-lines), tsv and rttm; the summary as JSON and as the batch's markdown."""
+
+# The names come from the format registry (isoscribe.formats), where each format says where it is allowed.
+ResponseFormat = Literal[names("transcription")]  # type: ignore[valid-type]
+TranslationFormat = Literal[names("translation")]  # type: ignore[valid-type]
+ResultFormat = Literal[names("job")]  # type: ignore[valid-type]
 
 _LIST_FIELDS = {
     "timestamp_granularities[]": "timestamp_granularities",
@@ -33,26 +34,55 @@ _LIST_FIELDS = {
     "known_speaker_references": "known_speaker_references",
 }
 SpeakerName = Annotated[
-    str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\r\n]*\D[^\r\n]*$")
+    str,
+    StringConstraints(
+        strip_whitespace=True, min_length=1, max_length=64, pattern=r"^[^\x00-\x1f\x7f<>]*[^\x00-\x1f\x7f<>0-9][^\x00-\x1f\x7f<>]*$"
+    ),
 ]
-"""A known speaker's name: one line, not only digits (cluster numbers are digits until relabelled)."""
+"""A known speaker's name: one line without control characters or angle brackets (they would break TSV
+columns and VTT voice tags), not only digits (cluster numbers are digits until relabelled)."""
 
 
-class _Params(BaseModel):
+class _SpeechParams(BaseModel):
+    """What every form shares; ``speech_options`` is the one mapping of a form to SpeechOptions."""
+
     # Unknown fields are ignored, as newer OpenAI clients send fields we lack.
     model_config = {"extra": "ignore"}
+    task: ClassVar[Literal["transcribe", "translate"]] = "transcribe"
 
     model: str = "whisper-1"
-    language: str | None = Field(None, max_length=16)
     prompt: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=1.0)
+
+    @field_validator("prompt", mode="before")
+    @classmethod
+    def _blank_prompt_is_none(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @property
+    def diarized(self) -> bool:
+        return False
+
+    def speech_options(self) -> SpeechOptions:
+        return SpeechOptions(
+            language=getattr(self, "language", None),
+            prompt=self.prompt,
+            temperature=self.temperature or None,
+            diarize=self.diarized,
+            num_speakers=getattr(self, "num_speakers", None),
+            task=self.task,
+        )
+
+
+class _Params(_SpeechParams):
+    language: str | None = Field(None, max_length=16)
     diarize: bool = False
     num_speakers: int | None = Field(None, ge=1, le=32)
     known_speaker_names: list[SpeakerName] = Field([], max_length=MAX_KNOWN_SPEAKERS)
     known_speaker_references: list[str] = Field([], max_length=MAX_KNOWN_SPEAKERS)
     """Voice samples as data URLs, one per name (see service.known_speakers)."""
 
-    @field_validator("language", "prompt", mode="before")
+    @field_validator("language", mode="before")
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
@@ -75,9 +105,6 @@ class _Params(BaseModel):
     def diarized(self) -> bool:
         return self.diarize or bool(self.known_speaker_names)
 
-    def speech_options(self) -> SpeechOptions:
-        return SpeechOptions(self.language, self.prompt, self.temperature or None, self.diarized, self.num_speakers)
-
 
 class TranscriptionParams(_Params):
     response_format: ResponseFormat = "json"
@@ -97,18 +124,11 @@ class TranscriptionParams(_Params):
         return "logprobs" in self.include
 
 
-class TranslationParams(BaseModel):
+class TranslationParams(_SpeechParams):
     """OpenAI's translation form: no language (the output is English), no streaming."""
 
-    model_config = {"extra": "ignore"}
-
-    model: str = "whisper-1"
-    prompt: str | None = None
+    task: ClassVar[Literal["transcribe", "translate"]] = "translate"
     response_format: TranslationFormat = "json"
-    temperature: float = Field(0.0, ge=0.0, le=1.0)
-
-    def speech_options(self) -> SpeechOptions:
-        return SpeechOptions(prompt=self.prompt or None, temperature=self.temperature or None, task="translate")
 
 
 class JobParams(_Params):
@@ -116,19 +136,36 @@ class JobParams(_Params):
     webhook_url: str | None = Field(None, pattern=r"^https?://", max_length=2048)
 
 
+def check_fields(cls: type[BaseModel], fields: dict[str, list[str]]) -> None:
+    """Validate the fields received so far (before the file part); ApiError 400 for the first bad one.
+    Rules across fields (names paired with samples) wait for the whole form."""
+    try:
+        cls.model_validate(_values(fields))
+    except ValidationError as exc:
+        for error in exc.errors():
+            if error["loc"] and str(error["loc"][0]) in _values(fields):
+                raise _invalid(error) from None
+
+
 def from_form(cls: type[BaseModel], form: UploadedForm) -> Any:
     """Validate form fields into ``cls``; ApiError 400 that names the field on failure."""
+    try:
+        return cls.model_validate(_values(form.fields))
+    except ValidationError as exc:
+        raise _invalid(exc.errors()[0]) from None
+
+
+def _values(fields: dict[str, list[str]]) -> dict[str, Any]:
     values: dict[str, Any] = {}
-    for name, items in form.fields.items():
+    for name, items in fields.items():
         if name in _LIST_FIELDS:
             values.setdefault(_LIST_FIELDS[name], []).extend(items)
         else:
             values[name] = items[-1]
-    try:
-        params = cls.model_validate(values)
-    except ValidationError as exc:
-        first = exc.errors()[0]
-        field = ".".join(str(p) for p in first["loc"])
-        what = f"parameter {field}" if field else "parameters"
-        raise ApiError(400, f"invalid {what}: {first['msg']}", param=field or None, code="invalid_parameter") from None
-    return params
+    return values
+
+
+def _invalid(error: Any) -> ApiError:
+    field = ".".join(str(p) for p in error["loc"])
+    what = f"parameter {field}" if field else "parameters"
+    return ApiError(400, f"invalid {what}: {error['msg']}", param=field or None, code="invalid_parameter")

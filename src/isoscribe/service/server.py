@@ -8,8 +8,10 @@ time to kill what is left, not twice it. Then the lifespan stops the worker pool
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import signal
+import sys
 from types import FrameType
 
 import uvicorn
@@ -17,6 +19,7 @@ import uvicorn
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.service.app import create_app
+from isoscribe.service.auth import KeyRing, hash_key
 from isoscribe.service.core import Service
 
 __all__ = ["serve_command"]
@@ -26,6 +29,15 @@ logger = logging.getLogger("isoscribe.service")
 
 def serve_command(settings: Settings, args: argparse.Namespace) -> int:
     service = settings.service
+    if getattr(args, "hash_key", False):
+        print(hash_key(sys.stdin.readline().strip()))
+        return 0
+    if not _loopback(service.host) and not KeyRing(settings).enabled and not getattr(args, "insecure_no_auth", False):
+        log_event(
+            logger, "serve_refused", logging.ERROR, host=service.host,
+            reason="a non-loopback address without an API key; set service.api_key (or pass --insecure-no-auth)",
+        )
+        return 2
     app = create_app(settings)
     config = uvicorn.Config(
         app,
@@ -47,6 +59,15 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         return 1
     log_event(logger, "serve_stopped")
     return 0
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 class _DrainingServer(uvicorn.Server):

@@ -18,29 +18,32 @@ from typing import Any
 from openai.types.audio import TranscriptionTextDeltaEvent, TranscriptionTextDoneEvent, TranscriptionTextSegmentEvent
 
 from isoscribe.pipeline import Event, FileResult, Policy, Probed, SegmentReady
-from isoscribe.service.execution import StageRunner
-from isoscribe.service.formats import diarized_segment, logprobs, speaker_labels, usage
+from isoscribe.service.execution import PipelineRunner
+from isoscribe.openai_shapes import diarized_segment, logprobs, speaker_labels, usage
 from isoscribe.transcript import SpeechRequest
 
-__all__ = ["LiveRun", "transcription_events", "sse_body", "SSE_MEDIA_TYPE"]
+__all__ = ["LiveRun", "transcription_events", "sse_body", "cancel_on_disconnect", "SSE_MEDIA_TYPE", "SSE_HEADERS"]
 
 SSE_MEDIA_TYPE = "text/event-stream"
+SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+"""No cache may keep the stream, and nginx must not buffer it."""
+SSE_KEEPALIVE_S = 15.0
 
 
 class LiveRun:
-    """One file through the pipeline on the runner's threads, its events handed to asyncio as they come.
+    """One file through the pipeline on the PipelineRunner's threads, its events handed to asyncio as they come.
 
     Events reach the queue through ``call_soon_threadsafe`` in the order the pipeline emits them, and
     the end marker (None) after all of them, since the task finishes only after the pipeline returns.
     """
 
-    def __init__(self, runner: StageRunner, policy: Policy, speech: SpeechRequest) -> None:
+    def __init__(self, pipelines: PipelineRunner, policy: Policy, speech: SpeechRequest) -> None:
         loop = asyncio.get_running_loop()
         self.audio_path = Path(speech.audio_path)
         self._events: asyncio.Queue[Event | None] = asyncio.Queue()
-        self.pipeline = runner.pipeline(policy, lambda event: loop.call_soon_threadsafe(self._events.put_nowait, event))
+        self.pipeline = pipelines.pipeline(policy, lambda event: loop.call_soon_threadsafe(self._events.put_nowait, event))
         self.task: asyncio.Future[FileResult] = asyncio.ensure_future(
-            runner.run(self.pipeline, lambda: self.pipeline.run(speech))
+            pipelines.run(self.pipeline, lambda: self.pipeline.run(speech))
         )
         self.task.add_done_callback(lambda _: self._events.put_nowait(None))
 
@@ -97,22 +100,38 @@ async def sse_body(
     run: LiveRun,
     receive: Callable[[], Awaitable[dict]],
     error_of: Callable[[Exception], dict[str, Any]],
+    keepalive_s: float = SSE_KEEPALIVE_S,
 ) -> AsyncIterator[str]:
     """``events`` as server-sent events; a failed run ends with an ``{"error": …}`` event, which the
-    ``openai`` client raises as APIError. The run is cancelled when the client disconnects."""
-    watcher = asyncio.ensure_future(_cancel_on_disconnect(receive, run))
+    ``openai`` client raises as APIError. A comment line goes out after ``keepalive_s`` without an event
+    (diarization can be silent for a minute, and a proxy would cut the stream). The run is cancelled
+    when the client disconnects."""
+    watcher = asyncio.ensure_future(cancel_on_disconnect(receive, run))
+    iterator = events.__aiter__()
+    next_event: asyncio.Future | None = None
     try:
-        async for event in events:
+        while True:
+            next_event = next_event or asyncio.ensure_future(iterator.__anext__())
+            done, _ = await asyncio.wait({next_event}, timeout=keepalive_s)
+            if not done:
+                yield ": keep-alive\n\n"
+                continue
+            event, next_event = next_event.result(), None
             yield _sse(event)
+    except StopAsyncIteration:
+        pass
     except Exception as error:  # noqa: BLE001 - every failure becomes the stream's error event
         yield _sse(error_of(error))
     finally:
+        if next_event is not None:
+            next_event.cancel()
         watcher.cancel()
         run.cancel()
 
 
-async def _cancel_on_disconnect(receive: Callable[[], Awaitable[dict]], run: LiveRun) -> None:
-    # The body was read whole before the stream started, so the next message is the disconnect.
+async def cancel_on_disconnect(receive: Callable[[], Awaitable[dict]], run: LiveRun) -> None:
+    """Cancel ``run`` when the client goes. The body was read whole before, so the next message is the
+    disconnect."""
     while (await receive())["type"] != "http.disconnect":
         pass
     run.cancel()

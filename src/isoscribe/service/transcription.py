@@ -1,5 +1,6 @@
-"""The service's policy over the per-file pipeline: what a request asks for, what limits apply, and how
-a failed file becomes an HTTP error. Shared by the synchronous endpoint and the job runner.
+"""What a request asks of the per-file pipeline (its speech options and speech request), and how a failed
+file becomes an HTTP error. Shared by the synchronous endpoint and the job loops; the limits and the
+retry policy are in ``service.policy``.
 """
 
 from __future__ import annotations
@@ -9,41 +10,22 @@ from pathlib import Path
 from typing import Literal
 
 from isoscribe.config import Settings
-from isoscribe.isolation import WorkerCrashed
-from isoscribe.pipeline import FailureKind, PipelineError, Policy, RetryPolicy, speech_request
-from isoscribe.pipeline.pieces import piece_workers
+from isoscribe.pipeline import FailureKind, PipelineError, speech_request
 from isoscribe.service.errors import ApiError
 from isoscribe.transcript import SpeechRequest
 
-__all__ = ["SpeechOptions", "MIN_DURATION_S", "service_policy", "service_speech_request", "pipeline_api_error"]
-
-MIN_DURATION_S = 0.1
-"""Shorter audio is refused with 400, as OpenAI's endpoint does."""
-
+__all__ = ["SpeechOptions", "service_speech_request", "pipeline_api_error"]
 
 @dataclass(frozen=True)
 class SpeechOptions:
+    """What a client may ask of the speech stage; the one mapping to a SpeechRequest is service_speech_request."""
+
     language: str | None = None
     prompt: str | None = None
     temperature: float | None = None
     diarize: bool = False
     num_speakers: int | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
-
-
-def service_policy(settings: Settings, speech_stage: str = "speech", summarize: bool = False) -> Policy:
-    """Limits from ``[service]``; a crashed worker is tried once more only with ``retry_crashed``.
-    A long file's pieces go to all ``asr_workers`` at once, as in a batch."""
-    service = settings.service
-    retry = RetryPolicy(max_attempts=2 if service.retry_crashed else 1, backoff_s=0.0, retry_on=(WorkerCrashed,))
-    return Policy(
-        summarize=summarize,
-        retry=retry,
-        max_duration_s=service.max_duration_s,
-        min_duration_s=MIN_DURATION_S,
-        speech_stage=speech_stage,
-        piece_workers=piece_workers(settings, service.asr_workers),
-    )
 
 
 def service_speech_request(settings: Settings, audio_path: Path, options: SpeechOptions) -> SpeechRequest:

@@ -5,13 +5,19 @@ and it has no limit for file parts; this parser writes each chunk as it arrives 
 so an upload is never held whole in memory and an oversized one costs at most ``max_bytes`` of disk.
 The client's filename never names a file here: its extension is checked against a short allow-list,
 and its base name is kept only to be shown back.
+
+Limits hold while reading: each field has a size cap before it is buffered, voice samples are counted
+as their parts begin (the fifth is refused before any of its bytes is kept), a sender that stalls for
+``idle_timeout_s`` or takes longer than ``total_timeout_s`` is cut off (408), and ``check_fields`` sees
+the fields that came before the file part, so a bad parameter is refused before the file is stored.
 """
 
 from __future__ import annotations
 
+import asyncio
 import re
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
@@ -20,16 +26,31 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 
 from isoscribe.service.errors import ApiError
 
-__all__ = ["UploadedForm", "receive_multipart", "safe_extension", "MAX_FIELD_BYTES", "MAX_REFERENCE_BYTES"]
+__all__ = [
+    "UploadedForm", "ReadLimits", "receive_multipart", "safe_extension", "MAX_FIELD_BYTES", "MAX_REFERENCE_BYTES",
+]
 
 MAX_FIELD_BYTES = 64 * 1024
 """A non-file form field (prompt, model …) larger than this is refused."""
 MAX_REFERENCE_BYTES = 4 * 1024 * 1024
 """A known speaker's voice sample as a data URL: 10 s of 44.1 kHz stereo 16-bit WAV is 2.4 MB in base64."""
 _LARGE_FIELDS = {"known_speaker_references[]": MAX_REFERENCE_BYTES, "known_speaker_references": MAX_REFERENCE_BYTES}
+MAX_VOICE_SAMPLES = 4
+"""Known speakers' voice samples per request."""
 MAX_FIELDS = 64
 _MAX_FILENAME_CHARS = 200
 _EXTENSION = re.compile(r"^[a-z0-9]{1,5}$")
+_AUDIO_EXTENSIONS = frozenset(
+    "wav mp3 m4a mp4 mpeg mpga ogg oga opus webm flac aac wma aif aiff amr mkv mov avi 3gp caf".split()
+)
+"""Kept on the stored file (decoders look at it); anything else is stored without one."""
+
+
+@dataclass(frozen=True)
+class ReadLimits:
+    max_bytes: int
+    idle_timeout_s: float = 30.0
+    total_timeout_s: float = 3600.0
 
 
 @dataclass
@@ -52,24 +73,31 @@ def safe_extension(filename: str | None) -> str:
     if not filename or "." not in filename:
         return ""
     ext = filename.rsplit(".", 1)[1].lower()
-    return f".{ext}" if _EXTENSION.match(ext) else ""
+    return f".{ext}" if _EXTENSION.match(ext) and ext in _AUDIO_EXTENSIONS else ""
 
 
 async def receive_multipart(
-    content_type: str, body: AsyncIterator[bytes], upload_dir: Path, file_field: str, max_bytes: int
+    content_type: str,
+    body: AsyncIterator[bytes],
+    upload_dir: Path,
+    file_field: str,
+    limits: ReadLimits | int,
+    check_fields: Callable[[dict[str, list[str]]], None] | None = None,
 ) -> UploadedForm:
     """Parse a multipart body; the part named ``file_field`` goes to a new file in ``upload_dir``.
 
-    Raises ApiError 400 for a malformed body and 413 (deleting the partial file) past ``max_bytes``.
+    Raises ApiError 400 for a malformed body (or what ``check_fields`` refuses), 408 for a sender too
+    slow, and 413 (deleting the partial file) past ``limits.max_bytes``.
     """
+    limits = limits if isinstance(limits, ReadLimits) else ReadLimits(limits)
     kind, params = parse_options_header(content_type)
     boundary = params.get(b"boundary")
     if kind != b"multipart/form-data" or not boundary:
         raise ApiError(400, "expected a multipart/form-data body with a boundary", code="invalid_content_type")
-    state = _PartState(upload_dir, file_field, max_bytes)
+    state = _PartState(upload_dir, file_field, limits.max_bytes, check_fields)
     parser = MultipartParser(boundary, state.callbacks())
     try:
-        async for chunk in body:
+        async for chunk in _within_deadlines(body, limits):
             parser.write(chunk)
             state.raise_pending()
         parser.finalize()
@@ -82,10 +110,38 @@ async def receive_multipart(
     return state.form
 
 
+async def _within_deadlines(body: AsyncIterator[bytes], limits: ReadLimits) -> AsyncIterator[bytes]:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + limits.total_timeout_s
+    chunks = body.__aiter__()
+    while True:
+        wait_s = min(limits.idle_timeout_s, deadline - loop.time())
+        try:
+            if wait_s <= 0:
+                raise TimeoutError
+            chunk = await asyncio.wait_for(chunks.__anext__(), wait_s)
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ApiError(
+                408, f"upload too slow: nothing for {limits.idle_timeout_s:g} s or not whole within "
+                f"{limits.total_timeout_s:g} s", code="upload_timeout", headers={"Connection": "close"},
+            ) from None
+        yield chunk
+
+
 class _PartState:
     """Receives the parser's callbacks; errors are raised after ``write`` returns (see raise_pending)."""
 
-    def __init__(self, upload_dir: Path, file_field: str, max_bytes: int) -> None:
+    def __init__(
+        self,
+        upload_dir: Path,
+        file_field: str,
+        max_bytes: int,
+        check_fields: Callable[[dict[str, list[str]]], None] | None = None,
+    ) -> None:
+        self.check_fields = check_fields
+        self.large_fields = 0
         self.form = UploadedForm(file_field=file_field)
         self.upload_dir = upload_dir
         self.file_field = file_field
@@ -150,10 +206,19 @@ class _PartState:
     def _headers_finished(self) -> None:
         _, params = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._name = params.get(b"name", b"").decode("utf-8", "replace")
+        if self._name in _LARGE_FIELDS:
+            self.large_fields += 1
+            if self.large_fields > MAX_VOICE_SAMPLES:
+                return self._fail(ApiError(400, f"more than {MAX_VOICE_SAMPLES} '{self._name}' fields", param=self._name))
         if self._name != self.file_field:
             return
         if self.form.file_path is not None:
             return self._fail(ApiError(400, f"more than one '{self.file_field}' part", param=self.file_field))
+        if self.check_fields is not None:
+            try:
+                self.check_fields(self.form.fields)
+            except ApiError as refused:
+                return self._fail(refused)
         filename = params.get(b"filename", b"").decode("utf-8", "replace")
         self.form.filename = filename.replace("\\", "/").rsplit("/", 1)[-1][:_MAX_FILENAME_CHARS]
         self.upload_dir.mkdir(parents=True, exist_ok=True)

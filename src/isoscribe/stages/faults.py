@@ -8,15 +8,19 @@ Actions of a ``FaultRequest``:
 touch every page and never free it; ``alloc`` malloc and touch ``mb`` MB, hold it ``seconds``, free it;
 ``segfault``; ``abort``; ``hang`` (forever); ``raise`` (RuntimeError); ``exit`` (``os._exit(exit_code)``);
 ``spawn_child`` start a ``sleep`` child process (to check that a group kill takes it too) and return its pid;
-``emit`` send each item of ``payload`` as an event, then return how many; ``emit_then_crash`` send them, then segfault.
+``emit`` send each item of ``payload`` as an event, then return how many; ``emit_then_crash`` send them, then segfault;
+``emit_late`` return ``payload`` while a thread of the stage sends ``mb`` events of 100 kB (some after ``run`` returned);
+``map_file`` map the file at ``payload`` read-only, read every page (file-backed memory, as a mmapped GGUF), hold it ``seconds``.
 """
 
 from __future__ import annotations
 
 import ctypes
+import mmap
 import os
 import signal
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from collections.abc import Callable
@@ -25,7 +29,8 @@ from typing import Any
 __all__ = ["FaultConfig", "FaultRequest", "load", "run", "leak_native", "ACTIONS"]
 
 ACTIONS = (
-    "ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "exit", "spawn_child", "emit", "emit_then_crash"
+    "ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "exit", "spawn_child", "emit", "emit_then_crash",
+    "emit_late", "map_file",
 )
 _MB = 1024 * 1024
 _libc = ctypes.CDLL(None)
@@ -85,6 +90,10 @@ def run(model: dict[str, Any], request: FaultRequest, emit: Callable[[Any], None
         if action == "emit":
             return len(request.payload)
         ctypes.string_at(0)
+    if action == "emit_late":
+        return _emit_from_a_thread(emit, request.mb, request.payload)
+    if action == "map_file":
+        return _read_mapped(request.payload, request.seconds)
     if action == "ok":
         return request.payload
     if action == "sleep":
@@ -112,6 +121,28 @@ def run(model: dict[str, Any], request: FaultRequest, emit: Callable[[Any], None
     if action == "spawn_child":
         return subprocess.Popen(["sleep", "600"]).pid
     raise ValueError(f"unknown fault action {action!r}; expected one of {ACTIONS}")
+
+
+def _emit_from_a_thread(emit: Callable[[Any], None], count: int, payload: Any) -> Any:
+    started = threading.Event()
+
+    def send() -> None:
+        started.set()
+        for _ in range(count):
+            emit(b"e" * 100_000)
+
+    threading.Thread(target=send, daemon=True).start()
+    started.wait()
+    return payload
+
+
+def _read_mapped(path: str, seconds: float) -> int:
+    with open(path, "rb") as file:
+        mapping = mmap.mmap(file.fileno(), 0, prot=mmap.PROT_READ)
+    checksum = sum(mapping[offset] for offset in range(0, len(mapping), mmap.PAGESIZE))
+    time.sleep(seconds)
+    mapping.close()
+    return checksum
 
 
 def leak_native(mb: int) -> int | None:

@@ -1,7 +1,9 @@
 """The speech stage the isolation runtime hosts: decode → transcribe with word timestamps → diarize.
 
 One worker holds the Whisper model and, once a request asks for diarization, the speaker encoder.
-Diarization embeds the speech that Silero VAD finds. The result is a Transcript whose
+The VAD runs once per file (once per piece when the request is for one piece): its speech regions
+go to transcription (decoder chunks, language cuts, skipped speech) and to diarization, which embeds
+that speech. The result is a Transcript whose
 ``speaker_turns`` the parent assigns to words and segments
 (``isoscribe.speakers``); nothing here touches speaker labels on words.
 """
@@ -18,8 +20,10 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import Settings
 from isoscribe.pipeline.events import Event, Progress, SegmentReady
+from isoscribe.pipeline.pieces import piece_cuts, piece_range
 from isoscribe.stages import diarize as diarize_stage
 from isoscribe.stages import transcribe as transcribe_stage
+from isoscribe.stages import vad
 from isoscribe.transcript import PieceResult, Segment, SpeakerClusterRequest, SpeakerTurn, SpeechRequest, Transcript
 
 __all__ = ["SpeechModels", "load", "run", "speech_regions"]
@@ -74,13 +78,14 @@ def run(
         emit(SegmentReady(segment))
         emit(Progress("speech", min(segment.end, duration_s), duration_s))
 
-    transcript = transcribe_stage.transcribe(model.transcriber, audio, request, on_segment)
+    speech = vad.detect(audio, transcribe_stage.vad_cuts(audio, request))
+    transcript = transcribe_stage.transcribe(model.transcriber, audio, request, on_segment, speech)
     emit(Progress("speech", duration_s, duration_s))
     timings = {"decode": decoded - started, **transcript.timings_s}
     if request.diarize:
         diarize_started = time.perf_counter()
         emit(Progress("diarize", 0.0, duration_s))
-        regions = diarize_stage.speech_regions_from_vad(audio) or speech_regions(transcript, duration_s)
+        regions = speech.seconds or speech_regions(transcript, duration_s)
         if regions:
             transcript.speaker_turns = diarize_stage.diarize(model.get_diarizer(), audio, regions, request)
         transcript.speakers = list(dict.fromkeys(turn.speaker for turn in transcript.speaker_turns))
@@ -107,18 +112,17 @@ def _run_piece(
 
     Windows are embedded from the whole file's audio, so the volume normalisation is the file's, as
     when one worker diarizes everything."""
-    cuts = transcribe_stage.piece_cuts(audio, request.piece_s)
-    start, end = transcribe_stage.piece_range(cuts, request.piece.index, request.piece.count)
+    start, end = piece_range(piece_cuts(audio, request.piece_s), request.piece.index, request.piece.count)
     start_s, end_s = start / SAMPLE_RATE, end / SAMPLE_RATE
-    transcript = transcribe_stage.transcribe(model.transcriber, audio, request, lambda s: emit(SegmentReady(s)))
+    speech = vad.detect(audio, [start, end])
+    transcript = transcribe_stage.transcribe(model.transcriber, audio, request, lambda s: emit(SegmentReady(s)), speech)
     for segment in transcript.segments:
         segment.start, segment.end = min(max(segment.start, start_s), end_s), min(max(segment.end, start_s), end_s)
         segment.end = max(segment.end, segment.start)
         transcribe_stage.clamp_words(segment.words, segment.start, segment.end)
     vectors = None
     if request.diarize:
-        regions = [(start_s + a, start_s + b) for a, b in diarize_stage.speech_regions_from_vad(audio[start:end])]
-        vectors = diarize_stage.speaker_vectors(model.get_diarizer(), audio, regions)
+        vectors = diarize_stage.speaker_vectors(model.get_diarizer(), audio, speech.seconds)
     return PieceResult(request.piece.index, start_s, end_s, transcript, vectors)
 
 

@@ -1,16 +1,17 @@
-"""Transcription stage: faster-whisper (CTranslate2) with word timestamps and the Silero VAD filter.
+"""Transcription stage: faster-whisper (CTranslate2) with word timestamps, on the speech the VAD finds.
 
 Hostable alone by the isolation runtime (``load(settings)``, ``run(model, request)``); the composite
-speech stage calls ``transcribe`` on audio it has already decoded. ctranslate2 is imported here,
-inside the worker, never in the parent.
+speech stage calls ``transcribe`` on audio it has already decoded, with the VAD's speech regions.
+ctranslate2 is imported here, inside the worker, never in the parent. Loops are ``loops.py``'s,
+skipped speech and word onsets ``recovery.py``'s, piece and language cuts ``pipeline/pieces.py``'s.
 """
 
 from __future__ import annotations
 
 import logging
 import time
-from dataclasses import dataclass
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -19,8 +20,12 @@ from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import AsrSettings, Settings
 from isoscribe.logs import log_event
 from isoscribe.models import resolve_model
-from isoscribe.repetition import MAX_COMPRESSION_RATIO, compression_ratio, find_loop, words_of
-from isoscribe.transcript import PIECE_S, Segment, SpeechRequest, Transcript, Word
+from isoscribe.pipeline.pieces import LanguageSpan, language_spans, main_language, piece_bounds, piece_cuts, piece_range
+from isoscribe.stages import vad
+from isoscribe.stages.loops import LoopGuard
+from isoscribe.stages.options import TranscriptionOptions, transcription_options
+from isoscribe.stages.recovery import SkippedSpeech, with_onsets
+from isoscribe.transcript import Segment, SpeechRequest, Transcript, Word
 from isoscribe.tuning import cpu_threads
 
 __all__ = [
@@ -28,34 +33,14 @@ __all__ = [
     "load",
     "run",
     "transcribe",
-    "whisper_options",
     "detects_language_per_segment",
     "resolve_device",
-    "piece_cuts",
-    "piece_range",
+    "resolve_compute_type",
+    "vad_cuts",
     "clamp_words",
 ]
 
 logger = logging.getLogger("isoscribe.transcribe")
-
-SPLIT_SEARCH_S = 20.0
-"""A piece ends at the quietest 0.1 s within this many seconds before a multiple of ``piece_s``."""
-LANGUAGE_GROUP_S = 20.0
-"""Speech regions within this many seconds share one language detection when it is sure."""
-LANGUAGE_SURE = 0.8
-"""A group detected at least this sure as the current language is not looked at region by region."""
-LANGUAGE_SWITCH_MARGIN = 0.2
-"""A region switches language only if its language's probability beats the current one's by this."""
-MIN_DETECT_S = 1.0
-"""Shorter regions are too short to tell their language: they keep their neighbours'."""
-LOG_PROB_THRESHOLD = -1.0
-"""faster-whisper's ``log_prob_threshold``: a segment below it is decoded again on its own."""
-REPEATED_SEGMENT_WORDS = 6
-"""A segment of this many words or more that repeats the one before it is decoded again on its own."""
-SKIPPED_SPEECH_GAP_S = 1.0
-"""A stretch at least this long without transcribed words is checked for speech the decoder skipped."""
-SKIPPED_SPEECH_MIN_S = 0.25
-"""Less speech than this (Silero VAD) in such a stretch is not decoded again."""
 
 
 @dataclass
@@ -118,30 +103,6 @@ def run(model: Transcriber, request: SpeechRequest) -> Transcript:
     return transcript
 
 
-def whisper_options(asr: AsrSettings, request: SpeechRequest, english_only: bool = False) -> dict[str, Any]:
-    """Keyword arguments for ``WhisperModel.transcribe``; the benchmark's direct call uses the same.
-
-    ``hallucination_silence_threshold`` needs word timestamps (faster-whisper ignores it without)."""
-    language = request.language or asr.language
-    if english_only:
-        if request.task == "translate":
-            raise ValueError(f"model {asr.model} is English-only: it cannot translate (use a multilingual model)")
-        language = "en"
-    temperatures = request.temperatures if request.temperatures is not None else tuple(asr.temperatures)
-    return {
-        "language": language,
-        "task": request.task,
-        "beam_size": asr.beam_size,
-        "temperature": list(temperatures),
-        "initial_prompt": request.initial_prompt or asr.initial_prompt,
-        "vad_filter": asr.vad_filter,
-        "word_timestamps": request.word_timestamps,
-        "hallucination_silence_threshold": (
-            asr.hallucination_silence_threshold_s or None if request.word_timestamps else None
-        ),
-    }
-
-
 def detects_language_per_segment(model: Transcriber, request: SpeechRequest) -> bool:
     """Multilingual model, no language asked for, and ``asr.language_per_segment`` on."""
     return model.asr.language_per_segment and not model.english_only and not (request.language or model.asr.language)
@@ -152,6 +113,7 @@ def transcribe(
     audio: np.ndarray,
     request: SpeechRequest,
     on_segment: Callable[[Segment], None] | None = None,
+    speech: vad.Speech | None = None,
 ) -> Transcript:
     """Transcribe 16 kHz mono float32 ``audio``; words are clamped into their segment, monotonic.
 
@@ -160,18 +122,17 @@ def transcribe(
     stream or show progress.
 
     Languages: with a multilingual model and no language asked for, the language is detected per
-    stretch of speech (``_language_spans``) and each stretch is decoded in its own language, so a
+    stretch of speech (``pieces.language_spans``) and each stretch is decoded in its own language, so a
     recording that switches language keeps both; every segment carries its ``language``. Otherwise
     the language is fixed (asked for, ``en`` for English-only models, or detected once at the start).
 
-    Loops: a segment that repeats a phrase, compresses like repeated text or decodes with a low
-    log-probability is decoded again on its own, without the previous text as prompt and with the
-    temperature fallback; what still loops is cut off, with a warning in ``Transcript.warnings``.
+    Loops (``loops.LoopGuard``): a suspicious segment is decoded again on its own; what still loops is
+    cut off, with a warning in ``Transcript.warnings``.
 
-    Skipped speech: a stretch of ``SKIPPED_SPEECH_GAP_S`` or more without words in which the VAD hears
-    speech is decoded again on its own, at temperature 0 and without the previous text as prompt
-    (conditioned on it, Whisper sometimes takes a last short phrase for silence); what decodes
-    confidently is put in its place.
+    ``speech``: where the VAD hears speech in ``audio`` (``vad.detect``, run here when not given; the
+    speech stage runs it once per file and hands it to diarization too). It gives the decoder its
+    speech chunks, the language cuts, the words' onsets and the stretches checked for skipped speech
+    (``recovery``).
 
     Audio longer than ``request.piece_s`` is transcribed piece by piece, cut at the quietest moment
     before each multiple of it: faster-whisper computes the log-mel features of its whole input at
@@ -180,23 +141,30 @@ def transcribe(
     workers can share a long file; the cuts depend only on the audio, so every worker finds the same.
     """
     started = time.perf_counter()
-    options = whisper_options(model.asr, request, model.english_only)
-    spans = _language_spans(model, audio) if detects_language_per_segment(model, request) else [_Span(0, audio.size)]
-    guard = _LoopGuard(model, audio, options) if model.asr.loop_detection else None
-    recovery = _SkippedSpeech(model, audio, options) if model.asr.recover_skipped_speech else None
+    options = transcription_options(model.asr, request, model.english_only)
+    if speech is None:
+        speech = vad.detect(audio, vad_cuts(audio, request))
+    decoder = _Decoder(model, audio, speech)
+    if detects_language_per_segment(model, request):
+        spans = language_spans(audio, speech.seconds, model.whisper.detect_language)
+    else:
+        spans = iter([LanguageSpan(0, audio.size)])
+    alone = options.replace(condition_on_previous_text=False, initial_prompt=None)
+    guard = LoopGuard(decoder.alone(alone)) if model.asr.loop_detection else None
+    recovery = None
+    if model.asr.recover_skipped_speech:
+        recovery = SkippedSpeech(speech, decoder.alone(alone.replace(vad_filter=False, temperatures=(0.0,))))
     segments: list[Segment] = []
     detected: list[tuple[str, float]] = []
     for span in spans:
-        for offset, piece in _pieces(audio[span.start : span.end], request):
-            language = span.language or options["language"] or (detected[0][0] if detected else None)
-            first = span.start + offset
-            ends = (first == 0, first + piece.size == audio.size)
-            raw_segments, info = _decode(model, piece, {**options, "language": language}, ends)
+        for first, last in piece_bounds(audio[span.start : span.end], request):
+            first, last = span.start + first, span.start + last
+            language = span.language or options.language or (detected[0][0] if detected else None)
+            decoded, info = decoder.piece(first, last, options.replace(language=language))
             detected.append((info.language, span.probability if span.language else float(info.language_probability)))
-            offset_s = first / SAMPLE_RATE
-            decoded = (_segment(0, raw, offset_s, info.language) for raw in raw_segments)
+            decoded = with_onsets(decoded, speech, first / SAMPLE_RATE)
             if recovery:
-                decoded = recovery.around(decoded, offset_s, offset_s + piece.size / SAMPLE_RATE, info.language)
+                decoded = recovery.around(decoded, first / SAMPLE_RATE, last / SAMPLE_RATE, info.language)
             for segment in decoded:
                 for kept in guard.check(segment) if guard else [segment]:
                     kept.id = len(segments)
@@ -205,7 +173,8 @@ def transcribe(
                         on_segment(kept)
     elapsed = time.perf_counter() - started
     duration_s = audio.size / SAMPLE_RATE
-    language, probability = _main_language(segments, detected)
+    language = main_language((s.language, s.end - s.start) for s in segments if s.language) or detected[0][0]
+    probability = max((p for code, p in detected if code == language), default=detected[0][1])
     languages = list(dict.fromkeys(s.language for s in segments if s.language))
     log_event(
         logger, "transcribed", audio=request.audio_path, duration_s=duration_s, segments=len(segments),
@@ -225,48 +194,58 @@ def transcribe(
     )
 
 
-def _decode(
-    model: Transcriber, piece: np.ndarray, options: dict[str, Any], recording_ends: tuple[bool, bool]
-) -> tuple[Iterator[Any], Any]:
-    """faster-whisper on ``piece``; with ``vad_filter``, on the speech ``_speech_chunks`` keeps.
-
-    ``recording_ends``: whether the piece starts where the recording starts, and ends where it ends."""
-    if not options["vad_filter"]:
-        return model.whisper.transcribe(piece, **options)
-    from faster_whisper.transcribe import restore_speech_timestamps
-
-    chunks, onset = _speech_chunks(piece, *recording_ends)
-    if not chunks:
-        return model.whisper.transcribe(piece, **options)
-    speech = np.concatenate([piece[chunk["start"] : chunk["end"]] for chunk in chunks])
-    raw_segments, info = model.whisper.transcribe(speech, **{**options, "vad_filter": False})
-    return _starting_at(restore_speech_timestamps(raw_segments, chunks, SAMPLE_RATE), onset / SAMPLE_RATE), info
+def vad_cuts(audio: np.ndarray, request: SpeechRequest) -> list[int]:
+    """Where the VAD runs: over every piece of the file, or over ``request.piece`` alone."""
+    cuts = piece_cuts(audio, request.piece_s)
+    if request.piece is None:
+        return cuts
+    return list(piece_range(cuts, request.piece.index, request.piece.count))
 
 
-def _speech_chunks(piece: np.ndarray, keep_start: bool, keep_end: bool) -> tuple[list[dict[str, int]], int]:
-    """The speech faster-whisper's VAD filter keeps, and the sample where the VAD first hears speech.
+@dataclass
+class _Decoder:
+    """faster-whisper on stretches of one file's audio, on the speech ``speech`` finds there when the
+    options ask for the VAD filter; faster-whisper's own VAD never runs."""
 
-    Silence at the recording's start and end (``keep_start``, ``keep_end``) shorter than the
-    filter's ``min_silence_duration_ms`` is kept, as it is between speech: cutting it saves nothing,
-    and a clip without long silences then reaches the decoder exactly as it does with the engine's
-    defaults (on one, a 0.7 s lead cut away changed two words). Not at a piece cut: there, a short
-    silence kept before the first word made tiny.en skip minutes of speech (3 of 4 referenced files
-    of 7.5-17.5 minutes: WER 0.14-0.16 became 0.20-0.22).
-    """
-    from faster_whisper.vad import VadOptions, get_speech_timestamps
+    model: Transcriber
+    audio: np.ndarray
+    speech: vad.Speech
 
-    vad = VadOptions()
-    chunks = get_speech_timestamps(piece, vad)
-    if not chunks:
-        return chunks, 0
-    pad = vad.speech_pad_ms * SAMPLE_RATE // 1000
-    onset = chunks[0]["start"] + pad if chunks[0]["start"] > 0 else 0
-    shortest_cut = vad.min_silence_duration_ms * SAMPLE_RATE // 1000
-    if keep_start and chunks[0]["start"] < shortest_cut:
-        chunks[0]["start"] = 0
-    if keep_end and piece.size - chunks[-1]["end"] < shortest_cut:
-        chunks[-1]["end"] = piece.size
-    return chunks, min(onset, chunks[0]["end"])
+    def piece(self, first: int, last: int, options: TranscriptionOptions) -> tuple[Iterator[Segment], Any]:
+        """Samples ``first``..``last`` decoded in turn, segments yielded as faster-whisper finds them.
+
+        Silence before the recording's first speech is kept (``Speech.decoder_chunks``), so the first
+        word's alignment is held at the speech onset (``_starting_at``)."""
+        return self._decode(first, last, options, recording_ends=(first == 0, last == self.audio.size))
+
+    def alone(self, options: TranscriptionOptions) -> Callable[[float, float, str | None], list[Segment]]:
+        """A decoder of stretches on their own with ``options``, in the language given (else the options')."""
+
+        def decode(start_s: float, end_s: float, language: str | None) -> list[Segment]:
+            first, last = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
+            segments, _ = self._decode(first, last, options.replace(language=language or options.language))
+            return list(segments)
+
+        return decode
+
+    def _decode(
+        self, first: int, last: int, options: TranscriptionOptions, recording_ends: tuple[bool, bool] | None = None
+    ) -> tuple[Iterator[Segment], Any]:
+        from faster_whisper.transcribe import restore_speech_timestamps
+
+        audio, transcribe_audio = self.audio[first:last], self.model.whisper.transcribe
+        kwargs = {**options.engine_kwargs(), "vad_filter": False}
+        offset_s = first / SAMPLE_RATE
+        if not options.vad_filter:
+            raw_segments, info = transcribe_audio(audio, **kwargs)
+        else:
+            chunks, onset = self.speech.decoder_chunks(first, last, *(recording_ends or (False, False)))
+            speech = np.concatenate([audio[c["start"] : c["end"]] for c in chunks]) if chunks else audio[:0]
+            raw_segments, info = transcribe_audio(speech, **kwargs)
+            raw_segments = restore_speech_timestamps(raw_segments, chunks, SAMPLE_RATE) if chunks else raw_segments
+            if recording_ends is not None:
+                raw_segments = _starting_at(raw_segments, onset / SAMPLE_RATE)
+        return (_segment(0, raw, offset_s, info.language) for raw in raw_segments), info
 
 
 def _starting_at(raw_segments: Iterator[Any], onset_s: float) -> Iterator[Any]:
@@ -278,309 +257,6 @@ def _starting_at(raw_segments: Iterator[Any], onset_s: float) -> Iterator[Any]:
             raw.start = raw.words[0].start
         yield raw
         onset_s = 0.0
-
-
-def _main_language(segments: list[Segment], detected: list[tuple[str, float]]) -> tuple[str, float]:
-    """The language with the most segment time, and its detection probability where it was detected."""
-    seconds: dict[str, float] = {}
-    for segment in segments:
-        if segment.language:
-            seconds[segment.language] = seconds.get(segment.language, 0.0) + segment.end - segment.start
-    language = max(seconds, key=seconds.get) if seconds else detected[0][0]
-    probabilities = [p for code, p in detected if code == language]
-    return language, (max(probabilities) if probabilities else detected[0][1])
-
-
-@dataclass(frozen=True)
-class _Span:
-    start: int
-    end: int
-    """Samples of the audio decoded in one language."""
-    language: str | None = None
-    """None: as the options say (fixed, or detected by faster-whisper)."""
-    probability: float = 1.0
-    """How sure the detection of ``language`` was."""
-
-
-def _language_spans(model: Transcriber, audio: np.ndarray) -> Iterator[_Span]:
-    """Stretches of ``audio`` in one language each, yielded as they are found, cut mid-pause.
-
-    Speech regions (Silero VAD) are taken in groups of about ``LANGUAGE_GROUP_S``; one detection per
-    group settles it when the group is surely the current language (the common case: one encoder
-    pass per 20 s of speech). Otherwise each region of the group is detected on its own, so a switch
-    is placed at the pause where it happens, not at a 30 s window boundary. A region switches the
-    language only when its language beats the current one by ``LANGUAGE_SWITCH_MARGIN``. A stretch
-    ends after ``PIECE_S`` too, so that the first segments of a long file come after a few
-    detections, not after detecting the whole file.
-    """
-    from isoscribe.stages.diarize import speech_regions_from_vad
-
-    regions = speech_regions_from_vad(audio)
-    current: str | None = None
-    confidence: dict[str, float] = {}
-    """The highest probability each language was detected with."""
-    span_start, previous_end = 0, 0.0
-    for group in _region_groups(regions):
-        language, probability = _detect(model, audio, group, confidence)[:2]
-        labels = [language] * len(group)
-        if probability < LANGUAGE_SURE or language != (current or language):
-            labels = [_region_language(model, audio, region, current, confidence) for region in group]
-        for (start, end), label in zip(group, labels):
-            label = label or current or language
-            if current is not None and (label != current or start - span_start / SAMPLE_RATE > PIECE_S):
-                cut = int((previous_end + start) / 2 * SAMPLE_RATE)
-                yield _Span(span_start, cut, current, confidence[current])
-                span_start = cut
-            current, previous_end = label, end
-    yield _Span(span_start, audio.size, current, confidence.get(current or "", 0.0))
-
-
-def _region_groups(regions: list[tuple[float, float]]) -> Iterator[list[tuple[float, float]]]:
-    group: list[tuple[float, float]] = []
-    for region in regions:
-        if group and region[1] - group[0][0] > LANGUAGE_GROUP_S:
-            yield group
-            group = []
-        group.append(region)
-    if group:
-        yield group
-
-
-def _region_language(
-    model: Transcriber,
-    audio: np.ndarray,
-    region: tuple[float, float],
-    current: str | None,
-    confidence: dict[str, float],
-) -> str | None:
-    """The region's language, ``current`` unless another beats it clearly; None if too short to tell."""
-    if region[1] - region[0] < MIN_DETECT_S:
-        return None
-    language, _, probabilities = _detect(model, audio, [region], confidence)
-    if current is None or language == current:
-        return language
-    scores = dict(probabilities)
-    return language if scores[language] - scores.get(current, 0.0) >= LANGUAGE_SWITCH_MARGIN else current
-
-
-def _detect(
-    model: Transcriber, audio: np.ndarray, regions: list[tuple[float, float]], confidence: dict[str, float]
-) -> tuple[str, float, list[tuple[str, float]]]:
-    speech = np.concatenate([audio[int(a * SAMPLE_RATE) : int(b * SAMPLE_RATE)] for a, b in regions])
-    language, probability, probabilities = model.whisper.detect_language(speech)
-    confidence[language] = max(confidence.get(language, 0.0), float(probability))
-    return language, float(probability), probabilities
-
-
-class _LoopGuard:
-    """Checks each segment as it arrives; re-decodes suspicious ones and cuts what still loops."""
-
-    def __init__(self, model: Transcriber, audio: np.ndarray, options: dict[str, Any]) -> None:
-        self.model, self.audio, self.options = model, audio, options
-        self.warnings: list[str] = []
-        self.recent: list[list[str]] = []
-        """Words of the last two segments kept: a third identical one is a loop across segments."""
-
-    def check(self, segment: Segment) -> list[Segment]:
-        suspicion = self._suspicion(segment)
-        if suspicion is None:
-            return self._remember([segment])
-        redone = self._redecode(segment)
-        log_event(
-            logger, "segment_redecoded", start=segment.start, end=segment.end, reason=suspicion,
-            segments=len(redone), text=segment.text[:80],
-        )
-        if suspicion == "log_probability":
-            if not _better(redone, segment):
-                return self._remember([segment])
-        elif redone:
-            self._warn(segment, f"decoded again ({suspicion.replace('_', ' ')}): {segment.text[:60]!r}")
-        else:
-            reason = suspicion.replace("_", " ")
-            self._warn(segment, f"dropped ({reason}; decoded again, no speech): {segment.text[:60]!r}")
-        return self._remember([cut for s in redone if (cut := self._cut_loop(s)) is not None])
-
-    def _suspicion(self, segment: Segment) -> str | None:
-        words = words_of(segment.text)
-        if find_loop(words) is not None or compression_ratio(segment.text) > MAX_COMPRESSION_RATIO:
-            return "repetition"
-        if words and (self.recent[-2:] == [words, words] or self._repeats_previous(words)):
-            return "repeated_segment"
-        if segment.compression_ratio > MAX_COMPRESSION_RATIO:
-            return "compression_ratio"
-        if segment.avg_logprob < LOG_PROB_THRESHOLD:
-            return "log_probability"
-        return None
-
-    def _repeats_previous(self, words: list[str]) -> bool:
-        """A clause said again word for word right after itself: Whisper copying its prompt, more often
-        than a speaker repeating (as ``find_loop`` judges a clause repeated within a segment)."""
-        return len(words) >= REPEATED_SEGMENT_WORDS and self.recent[-1:] == [words]
-
-    def _redecode(self, segment: Segment) -> list[Segment]:
-        """The segment's audio decoded alone: no previous text as prompt, the temperature fallback."""
-        first, last = int(segment.start * SAMPLE_RATE), int(segment.end * SAMPLE_RATE)
-        if last - first < SAMPLE_RATE // 10:
-            return []
-        options = {
-            **self.options, "language": segment.language or self.options["language"],
-            "condition_on_previous_text": False, "initial_prompt": None,
-        }
-        raw_segments, info = self.model.whisper.transcribe(self.audio[first:last], **options)
-        return [_segment(0, raw, segment.start, info.language) for raw in raw_segments]
-
-    def _cut_loop(self, segment: Segment) -> Segment | None:
-        """The segment up to the first copy of its repeated phrase (None if nothing is left)."""
-        words = words_of(segment.text)
-        if words and len(self.recent) == 2 and self.recent[0] == self.recent[1] == words:
-            self._warn(segment, f"dropped a third identical segment {segment.text[:60]!r}")
-            return None
-        loop = find_loop(words)
-        if loop is None and compression_ratio(segment.text) <= MAX_COMPRESSION_RATIO:
-            return segment
-        if loop is None:
-            self._warn(segment, f"dropped text that compresses like a loop {segment.text[:60]!r}")
-            return None
-        phrase = " ".join(words[loop.start : loop.repeats_from])
-        self._warn(segment, f"cut {len(words) - loop.repeats_from} words repeating {phrase!r}")
-        return _truncate(segment, loop.repeats_from)
-
-    def _remember(self, kept: list[Segment]) -> list[Segment]:
-        for segment in kept:
-            self.recent = (self.recent + [words_of(segment.text)])[-2:]
-        return kept
-
-    def _warn(self, segment: Segment, what: str) -> None:
-        message = f"{segment.start:.1f}-{segment.end:.1f} s: {what}"
-        self.warnings.append(message)
-        log_event(logger, "repetition_loop", level=logging.WARNING, start=segment.start, end=segment.end, what=what)
-
-
-class _SkippedSpeech:
-    """Finds stretches without words where the VAD hears speech, and decodes them on their own."""
-
-    def __init__(self, model: Transcriber, audio: np.ndarray, options: dict[str, Any]) -> None:
-        self.model, self.audio, self.options = model, audio, options
-
-    def around(
-        self, segments: Iterator[Segment], start_s: float, end_s: float, language: str | None
-    ) -> Iterator[Segment]:
-        """``segments`` (of the audio from ``start_s`` to ``end_s``, decoded in ``language``) with what
-        was skipped between them."""
-        covered_s = start_s
-        for segment in segments:
-            yield from self._recover(covered_s, segment.start, language)
-            yield segment
-            covered_s = max(covered_s, segment.end)
-        yield from self._recover(covered_s, end_s, language)
-
-    def _recover(self, start_s: float, end_s: float, language: str | None) -> list[Segment]:
-        if end_s - start_s < SKIPPED_SPEECH_GAP_S:
-            return []
-        from isoscribe.stages.diarize import speech_regions_from_vad
-
-        first = int(start_s * SAMPLE_RATE)
-        regions = speech_regions_from_vad(self.audio[first : int(end_s * SAMPLE_RATE)])
-        if sum(end - start for start, end in regions) < SKIPPED_SPEECH_MIN_S:
-            return []
-        speech_start_s, speech_end_s = start_s + regions[0][0], start_s + regions[-1][1]
-        options = {
-            **self.options, "language": language or self.options["language"], "vad_filter": False,
-            "condition_on_previous_text": False, "initial_prompt": None, "temperature": 0.0,
-        }
-        audio = self.audio[int(speech_start_s * SAMPLE_RATE) : int(speech_end_s * SAMPLE_RATE)]
-        raw_segments, info = self.model.whisper.transcribe(audio, **options)
-        found = [
-            segment for raw in raw_segments if _confident(segment := _segment(0, raw, speech_start_s, info.language))
-        ]
-        log_event(
-            logger, "skipped_speech_decoded", start=speech_start_s, end=speech_end_s, segments=len(found),
-            text=" ".join(s.text for s in found)[:80],
-        )
-        return found
-
-
-def _confident(segment: Segment) -> bool:
-    """Decoded at temperature 0 with a log-probability above the threshold, and not looping."""
-    return (
-        bool(segment.text) and segment.avg_logprob >= LOG_PROB_THRESHOLD
-        and segment.compression_ratio <= MAX_COMPRESSION_RATIO and find_loop(words_of(segment.text)) is None
-    )
-
-
-def _better(redone: list[Segment], original: Segment) -> bool:
-    """Re-decoded text replaces a low-confidence segment only if it decodes more confidently."""
-    if not redone:
-        return False
-    return sum(s.avg_logprob for s in redone) / len(redone) > original.avg_logprob
-
-
-def _truncate(segment: Segment, keep_words: int) -> Segment | None:
-    """The first ``keep_words`` words of the segment (counted as ``words_of`` counts them)."""
-    if keep_words <= 0:
-        return None
-    if segment.words:
-        kept, counted = [], 0
-        for word in segment.words:
-            counted += len(words_of(word.text))
-            if counted > keep_words:
-                break
-            kept.append(word)
-        if not kept:
-            return None
-        segment.words, segment.end = kept, kept[-1].end
-        segment.text = "".join(w.text for w in kept).strip()
-    else:
-        tokens, counted, kept_tokens = segment.text.split(), 0, []
-        for token in tokens:
-            counted += len(words_of(token))
-            if counted > keep_words:
-                break
-            kept_tokens.append(token)
-        segment.text = " ".join(kept_tokens)
-    return segment if segment.text else None
-
-
-def _pieces(audio: np.ndarray, request: SpeechRequest) -> Iterator[tuple[int, np.ndarray]]:
-    """(offset in samples, view): every piece, or only ``request.piece``."""
-    cuts = piece_cuts(audio, request.piece_s)
-    if request.piece is None:
-        ranges = list(zip(cuts, cuts[1:]))
-    else:
-        ranges = [piece_range(cuts, request.piece.index, request.piece.count)]
-    for start, end in ranges:
-        if end > start:
-            yield start, audio[start:end]
-
-
-def piece_cuts(audio: np.ndarray, piece_s: float) -> list[int]:
-    """Sample positions from 0 to the end: the quietest 0.1 s before each multiple of ``piece_s``.
-
-    Each cut depends only on the audio near its own multiple, so a worker handed one piece finds the
-    same cuts as one that transcribes them all.
-    """
-    limit = int(piece_s * SAMPLE_RATE)
-    search = min(int(SPLIT_SEARCH_S * SAMPLE_RATE), limit // 2)
-    cuts = [0]
-    for boundary in range(limit, audio.size, limit):
-        cuts.append(_quietest_point(audio, boundary - search, boundary))
-    return cuts + [audio.size]
-
-
-def piece_range(cuts: list[int], index: int, count: int) -> tuple[int, int]:
-    """Samples of piece ``index`` of ``count``; the last one runs to the end, one past the cuts is empty
-    (the parent counts pieces from the probed length, which may differ from the decoded one by a frame)."""
-    last = len(cuts) - 1
-    start = cuts[min(index, last)]
-    end = cuts[last] if index == count - 1 else cuts[min(index + 1, last)]
-    return start, end
-
-
-def _quietest_point(audio: np.ndarray, low: int, high: int) -> int:
-    frame = SAMPLE_RATE // 10
-    frames = audio[low : low + (high - low) // frame * frame].reshape(-1, frame)
-    energy = np.einsum("ij,ij->i", frames, frames)
-    return low + int(np.argmin(energy)) * frame + frame // 2
 
 
 def _segment(index: int, raw: Any, offset_s: float = 0.0, language: str | None = None) -> Segment:

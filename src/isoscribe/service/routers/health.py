@@ -26,4 +26,4 @@ async def metrics(request: Request) -> Response:
     service = request.app.state.service
     if service.metrics is None:
         return Response("", status_code=503, media_type=CONTENT_TYPE)
-    return Response(service.metrics.export(), media_type=CONTENT_TYPE)
+    return Response(await service.off_loop(service.metrics.export), media_type=CONTENT_TYPE)

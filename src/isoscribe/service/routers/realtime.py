@@ -1,20 +1,20 @@
 """OpenAI Realtime transcription over WebSocket: ``/v1/realtime?intent=transcription``.
 
 The API key comes as for every route (``Authorization: Bearer KEY``) or, from a browser, which cannot
-set WebSocket headers, as OpenAI's ``openai-insecure-api-key.KEY`` subprotocol. A wrong key is
-refused at the handshake (401); a refused session (limit, intent, executor) is accepted just long
+set WebSocket headers, as OpenAI's ``openai-insecure-api-key.KEY`` subprotocol; the edge's Host and
+Origin rules apply as to HTTP. A refused handshake gets the usual JSON error (401, 403); a refused session (limit, intent, executor) is accepted just long
 enough to say why in an ``error`` event, then closed.
 """
 
 from __future__ import annotations
 
-import hmac
 import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from fastapi.responses import JSONResponse
 
 from isoscribe.logs import log_event
+from isoscribe.service.edge import EdgeGuard
 from isoscribe.service.errors import error_body
 from isoscribe.service.realtime import SessionRefused
 from isoscribe.service.realtime_protocol import error_event
@@ -30,8 +30,9 @@ _KEY_SUBPROTOCOL = "openai-insecure-api-key."
 
 @router.websocket("/realtime")
 async def realtime(websocket: WebSocket, intent: str | None = None) -> None:
-    if not _authorized(websocket):
-        await _deny(websocket)
+    refusal = _edge_refusal(websocket)
+    if refusal is not None:
+        await _deny(websocket, refusal)
         return
     offered = websocket.scope.get("subprotocols", [])
     await websocket.accept(subprotocol="realtime" if "realtime" in offered else None)
@@ -75,23 +76,26 @@ async def _refuse(websocket: WebSocket, refused: SessionRefused) -> None:
     await websocket.close(refused.close_code, reason=refused.code)
 
 
-def _authorized(websocket: WebSocket) -> bool:
-    expected = websocket.app.state.settings.service.api_key
-    if expected is None:
-        return True
-    scheme, _, token = websocket.headers.get("authorization", "").partition(" ")
-    presented = [token.strip()] if scheme.lower() == "bearer" else []
-    presented += [p[len(_KEY_SUBPROTOCOL):] for p in websocket.scope.get("subprotocols", []) if p.startswith(_KEY_SUBPROTOCOL)]
-    key = expected.get_secret_value().encode()
-    return any(hmac.compare_digest(candidate.encode(), key) for candidate in presented)
+def _edge_refusal(websocket: WebSocket) -> tuple[int, str, str] | None:
+    """The HTTP edge's Host and Origin rules, which a WebSocket handshake (outside CORS) must pass too,
+    then the key: in the Authorization header or, from a browser, the key subprotocol."""
+    settings, keys = websocket.app.state.settings, websocket.app.state.service.keys
+    refusal = EdgeGuard(None, settings, keys).refusal(websocket.headers, websocket.url.path)
+    if refusal is not None:
+        return refusal
+    offered = [p[len(_KEY_SUBPROTOCOL) :] for p in websocket.scope.get("subprotocols", []) if p.startswith(_KEY_SUBPROTOCOL)]
+    authorizations = [websocket.headers.get("authorization", ""), *(f"Bearer {key}" for key in offered)]
+    if not any(keys.identify(authorization) is not None for authorization in authorizations):
+        return 401, "missing or invalid API key (send 'Authorization: Bearer KEY')", "invalid_api_key"
+    return None
 
 
-async def _deny(websocket: WebSocket) -> None:
-    """401 with the usual error body where the server can answer a handshake with a response; else 403."""
+async def _deny(websocket: WebSocket, refusal: tuple[int, str, str]) -> None:
+    """The refusal as an HTTP answer to the handshake where the server can send one; else a 403 close."""
+    status, message, code = refusal
     if "websocket.http.response" in websocket.scope.get("extensions", {}):
-        body = error_body("missing or invalid API key (send 'Authorization: Bearer KEY')", "invalid_request_error",
-                          "invalid_api_key")
-        await websocket.send_denial_response(JSONResponse(body, 401, headers={"WWW-Authenticate": "Bearer"}))
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        body = error_body(message, "invalid_request_error", code)
+        await websocket.send_denial_response(JSONResponse(body, status, headers=headers))
     else:
-        await websocket.close(1008, reason="invalid_api_key")
-
+        await websocket.close(1008, reason=code)

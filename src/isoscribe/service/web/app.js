@@ -7,16 +7,6 @@ const POLL_ACTIVE_MS = 1000;
 const POLL_IDLE_MS = 5000;
 const JOBS_LISTED = 50;
 const SPEAKER_COLOURS = 8;
-const DOWNLOADS = [
-  // [result format, file extension, button text]
-  ["transcript", "json", "JSON"],
-  ["txt", "txt", "Text"],
-  ["srt", "srt", "SRT"],
-  ["vtt", "vtt", "WebVTT"],
-  ["tsv", "tsv", "TSV"],
-  ["rttm", "rttm", "RTTM"],
-  ["summary_md", "summary.md", "Summary"],
-];
 const UNFINISHED = new Set(["queued", "running"]);
 
 const $ = (id) => document.getElementById(id);
@@ -32,6 +22,7 @@ const state = {
   currentWord: null,
   audioUrl: null,
   pollTimer: null,
+  downloads: null, // the server's formats for the web page (GET /v1/formats), fetched once
 };
 
 class KeyNeeded extends Error {}
@@ -504,12 +495,18 @@ function sourcedItem(text, source) {
   return element("li", {}, element("span", {}, text), " ", seek);
 }
 
-function renderDownloads(hasSummary) {
-  const buttons = DOWNLOADS.filter(([format]) => hasSummary || format !== "summary_md").map(([format, extension, text]) =>
-    button(text, `Download ${text}`, () => download(format, extension)),
-  );
-  $("downloads").replaceChildren(...buttons);
+async function renderDownloads(hasSummary) {
   $("download-status").textContent = "";
+  try {
+    state.downloads ??= (await (await api("/v1/formats")).json()).data.filter((fmt) => fmt.where.includes("web"));
+  } catch (error) {
+    if (!(error instanceof KeyNeeded)) $("download-status").textContent = error.message;
+    return;
+  }
+  const buttons = state.downloads
+    .filter((fmt) => hasSummary || !fmt.needs_summary)
+    .map((fmt) => button(fmt.label, `Download ${fmt.label}`, () => download(fmt.name, fmt.extension)));
+  $("downloads").replaceChildren(...buttons);
 }
 
 async function download(format, extension) {
@@ -532,6 +529,7 @@ async function download(format, extension) {
 function playFrom(seconds) {
   const player = $("player");
   player.currentTime = seconds;
+  highlightAt(seconds); // the seek itself lands later; the clicked word is current from now on
   player.play().catch(() => {});
 }
 

@@ -2,8 +2,9 @@
 
 json → ``Transcription``; verbose_json → ``TranscriptionVerbose`` with segments and/or words as
 ``timestamp_granularities`` asks; diarized_json → ``TranscriptionDiarized`` with speakers ``A``, ``B`` …
-(or the names known speakers were given); text, srt and vtt → text/plain. Speaker labels (isoscribe's
-diarization extension) ride along as an extra ``speaker`` field on segments and words in verbose_json.
+(or the names known speakers were given). The same labels (isoscribe's diarization extension) ride along
+as an extra ``speaker`` field on segments and words in verbose_json, which also carries ``task`` and
+``usage``. The text formats and the registry of all formats are in ``isoscribe.formats``.
 
 Log-probabilities (``include[]=logprobs``) are per word, not per token: the natural log of
 faster-whisper's word probability, which is the mean of the probabilities of the word's tokens.
@@ -12,9 +13,9 @@ faster-whisper's word probability, which is the mean of the probabilities of the
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import Any, Literal
 
-from fastapi.responses import JSONResponse, PlainTextResponse, Response
 from openai.types.audio import (
     Transcription,
     TranscriptionDiarized,
@@ -25,68 +26,51 @@ from openai.types.audio import (
 )
 from openai.types.audio.transcription import Logprob
 
-from isoscribe import outputs
 from isoscribe.transcript import Segment, Transcript, Word
 
 __all__ = [
-    "ResponseFormat",
-    "TranslationFormat",
+    "SHAPES",
     "Granularity",
-    "RESPONSE_FORMATS",
-    "render",
+    "transcription_json",
     "verbose_json",
     "diarized_json",
     "speaker_labels",
     "diarized_segment",
     "logprobs",
     "usage",
+    "language_name",
 ]
 
-ResponseFormat = Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"]
-TranslationFormat = Literal["json", "text", "srt", "verbose_json", "vtt"]
 Granularity = Literal["word", "segment"]
-RESPONSE_FORMATS: tuple[str, ...] = ("json", "text", "srt", "verbose_json", "vtt", "diarized_json")
 _DIARIZER_LABEL = "SPEAKER_"
 """Prefix of the diarizer's own labels; other labels are names given by the client."""
 
 
-def render(
-    transcript: Transcript,
-    response_format: str,
-    granularities: list[str] | tuple[str, ...] = (),
-    with_logprobs: bool = False,
-) -> Response:
-    if response_format == "json":
-        body = Transcription(
-            text=transcript.text, logprobs=logprobs(transcript.segments) if with_logprobs else None,
-            usage=usage(transcript),
-        )
-        return JSONResponse(body.model_dump(exclude_none=True))
-    if response_format == "diarized_json":
-        return JSONResponse(diarized_json(transcript))
-    if response_format == "verbose_json":
-        return JSONResponse(verbose_json(transcript, granularities))
-    if response_format == "text":
-        return PlainTextResponse(transcript.text + "\n")
-    if response_format == "srt":
-        return PlainTextResponse(outputs.to_srt(transcript))
-    if response_format == "vtt":
-        return PlainTextResponse(outputs.to_vtt(transcript), media_type="text/vtt")
-    raise ValueError(f"unknown response format {response_format!r}")
+def transcription_json(transcript: Transcript, with_logprobs: bool = False) -> dict[str, Any]:
+    body = Transcription(
+        text=transcript.text, logprobs=logprobs(transcript.segments) if with_logprobs else None,
+        usage=usage(transcript),
+    )
+    return body.model_dump(exclude_none=True)
 
 
-def verbose_json(transcript: Transcript, granularities: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
-    """OpenAI includes segments by default and words only when asked for."""
+def verbose_json(
+    transcript: Transcript, granularities: list[str] | tuple[str, ...] = (), task: str = "transcribe"
+) -> dict[str, Any]:
+    """OpenAI includes segments by default and words only when asked for. Speakers carry the labels
+    diarized_json uses (``speaker_labels``); a translation's language is the English it is in."""
     want_words = "word" in granularities
     want_segments = "segment" in granularities or not want_words
+    labels = speaker_labels(transcript)
     verbose = TranscriptionVerbose(
         duration=transcript.duration_s,
-        language=language_name(transcript.language),
+        language="english" if task == "translate" else language_name(transcript.language),
         text=transcript.text,
-        segments=[_segment(s) for s in transcript.segments] if want_segments else None,
-        words=[_word(w) for s in transcript.segments for w in s.words] if want_words else None,
+        segments=[_segment(s, labels) for s in transcript.segments] if want_segments else None,
+        words=[_word(w, labels) for s in transcript.segments for w in s.words] if want_words else None,
+        usage=usage(transcript),
     )
-    return verbose.model_dump(exclude_none=True)
+    return {"task": task, **verbose.model_dump(exclude_none=True)}
 
 
 def diarized_json(transcript: Transcript) -> dict[str, Any]:
@@ -153,8 +137,8 @@ def language_name(code: str) -> str:
     return _LANGUAGE_NAMES.get(code, code)
 
 
-def _segment(segment) -> TranscriptionSegment:
-    extra = {"speaker": segment.speaker} if segment.speaker else {}
+def _segment(segment: Segment, labels: dict[str, str]) -> TranscriptionSegment:
+    extra: dict[str, Any] = {"speaker": labels.get(segment.speaker, segment.speaker)} if segment.speaker else {}
     if segment.language:
         extra["language"] = language_name(segment.language)
     return TranscriptionSegment(
@@ -172,8 +156,8 @@ def _segment(segment) -> TranscriptionSegment:
     )
 
 
-def _word(word) -> TranscriptionWord:
-    extra = {"speaker": word.speaker} if word.speaker else {}
+def _word(word: Word, labels: dict[str, str]) -> TranscriptionWord:
+    extra = {"speaker": labels.get(word.speaker, word.speaker)} if word.speaker else {}
     return TranscriptionWord(word=word.text, start=word.start, end=word.end, **extra)
 
 
@@ -196,3 +180,11 @@ _LANGUAGE_NAMES = dict(
     ).split()
 )
 _LANGUAGE_NAMES["ht"] = "haitian creole"
+
+
+SHAPES: dict[str, Callable[[Transcript, Any], dict[str, Any]]] = {
+    "json": lambda transcript, context: transcription_json(transcript, context.logprobs),
+    "verbose_json": lambda transcript, context: verbose_json(transcript, context.granularities, context.task),
+    "diarized_json": lambda transcript, context: diarized_json(transcript),
+}
+"""The JSON shapes by response format, over ``formats.RenderContext``; the registry is ``isoscribe.formats``."""

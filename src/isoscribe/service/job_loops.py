@@ -1,4 +1,4 @@
-"""Runs queued jobs from the JobStore through the per-file pipeline, as the synchronous endpoint does.
+"""The job loops: queued jobs from the JobStore through the per-file pipeline, as the synchronous endpoint runs a file.
 
 ``asr_workers`` loops claim the oldest queued job each; a job's audio is deleted once it is finished,
 unless it succeeded and ``keep_job_audio`` keeps it for the web page's player. ``drain`` (SIGTERM) stops
@@ -18,61 +18,41 @@ from dataclasses import replace
 from typing import Any, TypeVar
 from pathlib import Path
 
-import httpx
-
+from isoscribe.backoff import Backoff
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
-from isoscribe.service.execution import StageRunner
-from isoscribe.service.job_store import Job, JobStore
 from isoscribe.pipeline import Event, PipelineError, Probed, ProgressTracker, StageFinished
-from isoscribe.service.transcription import (
-    SpeechOptions,
-    pipeline_api_error,
-    service_policy,
-    service_speech_request,
-)
+from isoscribe.service.execution import PipelineRunner
+from isoscribe.service.job_store import Job, JobStore
+from isoscribe.service.job_view import job_status
+from isoscribe.service.policy import service_policy
+from isoscribe.service.transcription import pipeline_api_error, service_speech_request
 from isoscribe.transcript import KnownSpeaker
-from isoscribe.webhooks import WebhookRefused, post_json_async
+from isoscribe.service.webhook_outbox import WebhookOutbox
 
-__all__ = ["JobRunner", "job_status"]
+__all__ = ["JobLoops"]
 
 logger = logging.getLogger("isoscribe.service.jobs")
 
 T = TypeVar("T")
 _IDLE_POLL_S = 5.0
-_STORE_RETRY_FIRST_S = 0.2
-_STORE_RETRY_MAX_S = 5.0
+_STORE_RETRY = Backoff(first_s=0.2, max_s=5.0)
 
 
-def job_status(job: Job) -> dict:
-    """The public view of a job (GET /v1/jobs/{id} and the webhook body)."""
-    error = {"type": job.error_type, "message": job.error} if job.error else None
-    return {
-        "id": job.id,
-        "object": "transcription.job",
-        "status": job.status,
-        "progress": round(job.progress, 3),
-        "stage": job.stage or None,
-        "audio_duration_s": job.audio_duration_s,
-        "audio_done_s": job.audio_done_s,
-        "attempts": job.attempts,
-        "created_at": job.created_at,
-        "started_at": job.started_at,
-        "finished_at": job.finished_at,
-        "timings": job.timings,
-        "error": error,
-        "options": job.options.__dict__,
-    }
-
-
-class JobRunner:
+class JobLoops:
     def __init__(
-        self, store: JobStore, runner: StageRunner, settings: Settings, stage_for_model: Callable[[str], str]
+        self,
+        store: JobStore,
+        pipelines: PipelineRunner,
+        settings: Settings,
+        stage_for_model: Callable[[str], str],
+        outbox: WebhookOutbox,
     ) -> None:
         self.store = store
+        self.outbox = outbox
         self.stage_for_model = stage_for_model
-        self.runner = runner
+        self.pipelines = pipelines
         self.settings = settings
         self._wake = asyncio.Event()
         self._stopping = False
@@ -96,7 +76,7 @@ class JobRunner:
         self._wake.set()
 
     def stop_running(self, job_id: str) -> None:
-        """Stop a cancelled job that is running: its stage task is cancelled and its worker killed."""
+        """Stop a cancelled job that is running: its pipeline is cancelled and its stage's worker killed."""
         task = self._active.get(job_id)
         if task is not None:
             task.cancel()
@@ -138,14 +118,13 @@ class JobRunner:
         options = job.options
         audio_path = Path(job.audio_path)
         log_event(logger, "job_started", id=job.id, attempt=job.attempts)
-        speech = SpeechOptions(options.language, options.prompt, options.temperature, options.diarize, options.num_speakers)
         known = tuple(KnownSpeaker(name, path) for name, path in options.known_speakers.items())
-        request = replace(service_speech_request(self.settings, audio_path, speech), known_speakers=known)
+        request = replace(service_speech_request(self.settings, audio_path, options), known_speakers=known)
         policy = service_policy(self.settings, self.stage_for_model(options.model), summarize=options.summarize)
         listener = _JobProgress(self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize))
-        pipeline = self.runner.pipeline(policy, listener)
+        pipeline = self.pipelines.pipeline(policy, listener)
         try:
-            result = await self.runner.run(pipeline, lambda: pipeline.run(request))
+            result = await self.pipelines.run(pipeline, lambda: pipeline.run(request))
             timings["total_s"] = round(time.time() - job.created_at, 3)
             summary = result.summary.to_dict() if result.summary is not None else None
             finished = await self._store(self.store.succeed, job.id, result.transcript.to_dict(), summary, timings)
@@ -162,7 +141,7 @@ class JobRunner:
                 log_event(logger, "job_requeued", id=job.id)
                 raise
             finished = False  # cancelled by DELETE: its worker was killed, nothing more to run
-        except Exception as exc:  # a bug must fail the job, not the runner loop
+        except Exception as exc:  # a bug must fail the job, not the job loop
             logger.exception("event=job_error id=%s", job.id)
             error_text = f"{type(exc).__name__}: {exc}"
             finished = await self._store(self.store.fail, job.id, "internal_error", error_text, timings)
@@ -173,7 +152,7 @@ class JobRunner:
             Path(reference).unlink(missing_ok=True)
         log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
         if final is not None and final.webhook_url:
-            await self._call_webhook(final)
+            self.outbox.put(final.id, final.webhook_url, job_status(final))
 
     async def _cancelled(self, job_id: str) -> bool:
         job = await asyncio.to_thread(self.store.get, job_id)
@@ -186,7 +165,7 @@ class JobRunner:
         the waiting task (drain) stops the retries; the job is then still ``running`` in the store and
         the next start re-queues it.
         """
-        backoff_s = _STORE_RETRY_FIRST_S
+        delays = _STORE_RETRY.delays()
         while True:
             try:
                 value = await asyncio.to_thread(call, *args)
@@ -194,25 +173,12 @@ class JobRunner:
                 if self.store_reachable:
                     log_event(logger, "job_store_unreachable", logging.WARNING, error=exc)
                 self.store_reachable = False
-                await asyncio.sleep(backoff_s)
-                backoff_s = min(2 * backoff_s, _STORE_RETRY_MAX_S)
+                await asyncio.sleep(next(delays))
                 continue
             if not self.store_reachable:
                 log_event(logger, "job_store_reachable")
             self.store_reachable = True
             return value
-
-    async def _call_webhook(self, job: Job) -> None:
-        try:
-            response = await post_json_async(
-                job.webhook_url, job_status(job), allow_hosts=self.settings.service.webhook_allow_hosts,
-                timeout_s=self.settings.notify.timeout_s,
-            )
-            log_event(logger, "webhook_called", id=job.id, status=response.status_code)
-        except WebhookRefused as exc:
-            log_event(logger, "webhook_refused", logging.WARNING, id=job.id, error=exc)
-        except (httpx.HTTPError, OSError) as exc:
-            log_event(logger, "webhook_failed", logging.WARNING, id=job.id, error=exc)
 
 
 class _JobProgress:

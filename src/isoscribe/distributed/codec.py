@@ -1,0 +1,147 @@
+"""What crosses Redis: requests, results and isolation errors as JSON, the client's settings
+sections, the files a request reads (named relative to shared storage), and big results spilled
+to a file there."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import types
+import typing
+from pathlib import Path
+from typing import Any
+
+from isoscribe.config import Settings
+from isoscribe.files import write_atomic
+from isoscribe.isolation import IsolationError, StageError
+
+__all__ = [
+    "encode_value",
+    "decode_value",
+    "encode_error",
+    "decode_error",
+    "client_sections",
+    "request_files",
+    "with_request_files",
+    "localize_request",
+    "spill_if_big",
+]
+
+SPILL_BYTES = 256 * 1024
+"""Results larger than this go to a file in shared_dir; Redis gets the file's name."""
+
+
+def encode_value(value: Any) -> dict[str, Any]:
+    """JSON for a request or result: plain JSON values, or an isoscribe dataclass by type name."""
+    if value is None or isinstance(value, (str, int, float, bool, list, dict)):
+        return {"json": value}
+    cls = type(value)
+    if dataclasses.is_dataclass(value) and cls.__module__.startswith("isoscribe."):
+        data = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
+        return {"type": f"{cls.__module__}:{cls.__qualname__}", "data": data}
+    raise TypeError(f"cannot send {cls.__name__} through Celery: not JSON and not an isoscribe dataclass")
+
+
+def decode_value(encoded: dict[str, Any]) -> Any:
+    if "json" in encoded:
+        return encoded["json"]
+    module_name, _, qualname = encoded["type"].partition(":")
+    if not module_name.startswith("isoscribe."):
+        raise ValueError(f"refusing to build {encoded['type']}: only isoscribe types cross Celery")
+    cls = getattr(importlib.import_module(module_name), qualname)
+    if hasattr(cls, "from_dict"):
+        return cls.from_dict(encoded["data"])
+    return _build(cls, encoded["data"])
+
+
+def _build(cls: type, data: dict[str, Any]) -> Any:
+    hints = typing.get_type_hints(cls)
+    known = {field.name for field in dataclasses.fields(cls)}
+    return cls(**{name: _coerce(hints[name], value) for name, value in data.items() if name in known})
+
+
+def _coerce(hint: Any, value: Any) -> Any:
+    """JSON gives lists where the dataclass wants tuples or nested dataclasses; put them back."""
+    if value is None:
+        return None
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, types.UnionType):
+        options = [arg for arg in args if arg is not type(None)]
+        return _coerce(options[0], value) if len(options) == 1 else value
+    if dataclasses.is_dataclass(hint) and isinstance(value, dict):
+        return _build(hint, value)
+    if origin is tuple and isinstance(value, list):
+        item = args[0] if args else Any
+        return tuple(_coerce(item, v) for v in value)
+    if origin is list and isinstance(value, list) and args:
+        return [_coerce(args[0], v) for v in value]
+    return value
+
+
+def _error_types() -> dict[str, type[IsolationError]]:
+    from isoscribe import isolation
+
+    found = {name: value for name, value in vars(isolation).items() if isinstance(value, type)}
+    return {name: cls for name, cls in found.items() if issubclass(cls, IsolationError)}
+
+
+def encode_error(error: IsolationError) -> dict[str, Any]:
+    fields = {field.name: getattr(error, field.name) for field in dataclasses.fields(error)}
+    return {"type": type(error).__name__, "fields": fields}
+
+
+def decode_error(encoded: dict[str, Any]) -> IsolationError:
+    cls = _error_types().get(encoded["type"], StageError)
+    return cls(**encoded["fields"])
+
+
+def client_sections(settings: Settings) -> dict[str, Any]:
+    """The client's result-changing settings (asr, diarization, llm), less its paths and secrets."""
+    return settings.model_dump(
+        mode="json",
+        include={"asr", "diarization", "llm"},
+        exclude={"asr": {"model_cache_dir"}, "llm": {"api_key"}},
+    )
+
+
+def request_files(request: Any) -> list[str]:
+    """The files a request reads: its audio (if any), then its known speakers' voice samples."""
+    audio_path = getattr(request, "audio_path", None)
+    samples = [speaker.audio_path for speaker in getattr(request, "known_speakers", ())]
+    return ([audio_path] if audio_path is not None else []) + samples
+
+
+def with_request_files(request: Any, paths: list[str]) -> Any:
+    """``request`` reading ``paths`` instead, in ``request_files``'s order."""
+    if not paths:
+        return request
+    remaining = iter(paths)
+    changes: dict[str, Any] = {}
+    if getattr(request, "audio_path", None) is not None:
+        changes["audio_path"] = next(remaining)
+    known = getattr(request, "known_speakers", ())
+    if known:
+        changes["known_speakers"] = tuple(dataclasses.replace(speaker, audio_path=next(remaining)) for speaker in known)
+    return dataclasses.replace(request, **changes)
+
+
+def localize_request(request: Any, shared_dir: Path | None) -> Any:
+    """``request`` with the files it names relative to shared storage under this machine's ``shared_dir``."""
+    paths = request_files(request)
+    relative = [path for path in paths if not Path(path).is_absolute()]
+    if not relative:
+        return request
+    if shared_dir is None:
+        raise ValueError(f"request names {relative[0]} in shared storage but this worker has no celery.shared_dir")
+    return with_request_files(request, [str(Path(shared_dir) / path) for path in paths])
+
+
+def spill_if_big(payload: dict[str, Any], task_id: str, shared_dir: Path | None) -> dict[str, Any]:
+    """``payload``, or when it is big a pointer to the file in ``shared_dir`` that holds it."""
+    text = json.dumps(payload)
+    if len(text) <= SPILL_BYTES or shared_dir is None:
+        return payload
+    name = f"results/{task_id}.json"
+    write_atomic(Path(shared_dir) / name, text)
+    return {"result_file": name, "worker": payload["worker"]}

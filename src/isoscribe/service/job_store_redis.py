@@ -1,0 +1,276 @@
+"""The service's job store kept in Redis (same methods as ``job_store.JobStore``), beside the Celery
+executor, so that several service instances share their jobs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from redis import Redis
+from redis.exceptions import RedisError
+
+from isoscribe.config import Settings
+from isoscribe.distributed.app import REDIS_TIMEOUTS
+from isoscribe.logs import log_event
+from isoscribe.service.job_store import Job, JobOptions
+
+__all__ = ["RedisJobStore"]
+
+logger = logging.getLogger("isoscribe.service")
+
+_JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
+
+_UPDATE_JOB = """
+local key, prefix, id = KEYS[1], ARGV[1], ARGV[2]
+local status = redis.call('HGET', key, 'status')
+if not status then return 0 end
+local allowed = false
+for name in string.gmatch(ARGV[3], '[^,]+') do
+  if name == status then allowed = true end
+end
+if not allowed then return 0 end
+local new_status = status
+for i = 4, #ARGV, 2 do
+  if ARGV[i] == 'status' then new_status = ARGV[i + 1] end
+  if ARGV[i + 1] == '\\0' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
+end
+if new_status ~= status then
+  redis.call('SMOVE', prefix .. 'status:' .. status, prefix .. 'status:' .. new_status, id)
+  if status == 'queued' then redis.call('ZREM', prefix .. 'queued', id) end
+  if new_status == 'queued' then redis.call('ZADD', prefix .. 'queued', redis.call('HGET', key, 'created_at'), id) end
+end
+return 1
+"""
+
+_CLAIM_JOB = """
+local prefix, now, owner, claim_key = ARGV[1], ARGV[2], ARGV[3], ARGV[1] .. 'claim:' .. ARGV[4]
+local claimed = redis.call('GET', claim_key)
+if claimed then return claimed end
+local ids = redis.call('ZRANGE', prefix .. 'queued', 0, 0)
+if #ids == 0 then return false end
+local id = ids[1]
+local key = prefix .. 'job:' .. id
+redis.call('ZREM', prefix .. 'queued', id)
+redis.call('SMOVE', prefix .. 'status:queued', prefix .. 'status:running', id)
+redis.call('HSET', key, 'status', 'running', 'started_at', now, 'owner', owner)
+redis.call('HINCRBY', key, 'attempts', 1)
+redis.call('SET', claim_key, id, 'EX', 3600)
+return id
+"""
+"""Claim the oldest queued job under ``claim_id``; the same claim asked again returns the same job."""
+
+_REQUEUE_ORPHANS = """
+local prefix, owner = ARGV[1], ARGV[2]
+local requeued = {}
+for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'status:running')) do
+  local key = prefix .. 'job:' .. id
+  local holder = redis.call('HGET', key, 'owner')
+  if holder == owner or not holder or redis.call('EXISTS', prefix .. 'owner:' .. holder) == 0 then
+    redis.call('HSET', key, 'status', 'queued', 'progress', '0', 'stage', '')
+    redis.call('SMOVE', prefix .. 'status:running', prefix .. 'status:queued', id)
+    redis.call('ZADD', prefix .. 'queued', redis.call('HGET', key, 'created_at'), id)
+    table.insert(requeued, id)
+  end
+end
+return requeued
+"""
+
+_JSON_JOB_FIELDS = ("timings", "transcript", "summary")
+_FLOAT_JOB_FIELDS = ("created_at", "started_at", "finished_at", "progress", "audio_duration_s", "audio_done_s")
+_LISTED_JOB_FIELDS = (
+    "id", "status", "audio_path", "stage", *_FLOAT_JOB_FIELDS, "timings", "attempts", "options", "webhook_url",
+    "error_type", "error", "api_key_id",
+)
+"""A listed job's fields: all but its transcript and summary."""
+
+
+class RedisJobStore:
+    """The service's job store (same methods as ``service.job_store.JobStore``) kept in Redis.
+
+    Several service instances can share it: each claims jobs under its own owner id, kept alive by
+    a heartbeat key, and ``requeue_running`` only takes back running jobs whose owner is gone.
+    Run Redis with persistence (``appendonly yes``) when jobs must outlive a Redis restart.
+    """
+
+    HEARTBEAT_S = 10.0
+
+    def __init__(self, url: str, prefix: str = "isoscribe:jobs:") -> None:
+        self.prefix = prefix
+        self.owner = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
+        self._redis = Redis.from_url(url, decode_responses=True, **REDIS_TIMEOUTS)
+        self._update = self._redis.register_script(_UPDATE_JOB)
+        self._claim = self._redis.register_script(_CLAIM_JOB)
+        self._requeue_orphans = self._redis.register_script(_REQUEUE_ORPHANS)
+        self._closed = threading.Event()
+        self._beat()
+        self._heartbeat = threading.Thread(target=self._beat_loop, name="job-store-heartbeat", daemon=True)
+        self._heartbeat.start()
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> RedisJobStore:
+        return cls(settings.celery.result_backend)
+
+    def close(self) -> None:
+        self._closed.set()
+        self._heartbeat.join(timeout=5)
+        try:
+            self._redis.delete(self._owner_key)
+        except RedisError:
+            pass
+        self._redis.close()
+
+    def ping(self) -> None:
+        self._redis.ping()
+
+    def create(self, audio_path: Path, options: JobOptions, webhook_url: str | None = None, api_key_id: str = "") -> Job:
+        job = Job(
+            id=f"job_{uuid.uuid4().hex}", status="queued", created_at=time.time(), audio_path=str(audio_path),
+            options=options, webhook_url=webhook_url, api_key_id=api_key_id,
+        )
+        fields = {"id": job.id, "status": "queued", "created_at": repr(job.created_at), "progress": "0", "stage": "",
+                  "attempts": "0", "audio_path": job.audio_path, "options": options.to_json(), "timings": "{}",
+                  "api_key_id": api_key_id}
+        if webhook_url:
+            fields["webhook_url"] = webhook_url
+        pipe = self._redis.pipeline()
+        pipe.hset(self._job_key(job.id), mapping=fields)
+        pipe.sadd(f"{self.prefix}status:queued", job.id)
+        pipe.zadd(f"{self.prefix}queued", {job.id: job.created_at})
+        pipe.execute()
+        return job
+
+    def get(self, job_id: str) -> Any:
+        data = self._redis.hgetall(self._job_key(job_id))
+        return _to_job(data) if data else None
+
+    def count(self, status: str) -> int:
+        return self._redis.scard(f"{self.prefix}status:{status}")
+
+    def recent(self, limit: int, after: str | None = None, api_key_id: str | None = None) -> list[Any]:
+        """The newest ``limit`` jobs older than job ``after``, newest first, without transcript and
+        summary; only those of ``api_key_id`` unless it is None."""
+        ids = self._redis.sunion([f"{self.prefix}status:{status}" for status in _JOB_STATUSES])
+        pipe = self._redis.pipeline(transaction=False)
+        for job_id in ids:
+            pipe.hmget(self._job_key(job_id), _LISTED_JOB_FIELDS)
+        listed = [dict(zip(_LISTED_JOB_FIELDS, values)) for values in pipe.execute()]
+        jobs = [_to_job({k: v for k, v in data.items() if v is not None}) for data in listed if data["id"]]
+        if api_key_id is not None:
+            jobs = [job for job in jobs if job.api_key_id == api_key_id]
+        jobs.sort(key=lambda job: job.created_at, reverse=True)
+        if after is not None:
+            cursor = next((job.created_at for job in jobs if job.id == after), 0.0)
+            jobs = [job for job in jobs if job.created_at < cursor]
+        return jobs[:limit]
+
+    def expired(self, finished_before: float) -> list[Any]:
+        """Finished jobs whose time is up (``service.job_ttl_s``)."""
+        ids = self._redis.sunion([f"{self.prefix}status:{status}" for status in ("succeeded", "failed", "cancelled")])
+        jobs = [self.get(job_id) for job_id in ids]
+        return [job for job in jobs if job is not None and (job.finished_at or 0) < finished_before]
+
+    def delete(self, job_id: str) -> bool:
+        pipe = self._redis.pipeline()
+        pipe.delete(self._job_key(job_id))
+        for status in _JOB_STATUSES:
+            pipe.srem(f"{self.prefix}status:{status}", job_id)
+        pipe.zrem(f"{self.prefix}queued", job_id)
+        return pipe.execute()[0] == 1
+
+    def claim_next(self, claim_id: str | None = None) -> Any:
+        """The oldest queued job, now running; None when nothing is queued.
+
+        A claim whose reply was lost (Redis went away after running it) is asked again with the
+        same ``claim_id`` and returns the same job, so it cannot stay running with nobody on it.
+        """
+        job_id = self._claim(args=[self.prefix, repr(time.time()), self.owner, claim_id or uuid.uuid4().hex])
+        return self.get(job_id) if job_id else None
+
+    def set_progress(
+        self,
+        job_id: str,
+        progress: float,
+        stage: str,
+        audio_done_s: float | None = None,
+        audio_duration_s: float | None = None,
+    ) -> None:
+        self._set(
+            job_id, "running", progress=progress, stage=stage,
+            audio_done_s=audio_done_s, audio_duration_s=audio_duration_s,
+        )
+
+    def succeed(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None, timings: dict[str, float]) -> bool:
+        return self._set(
+            job_id, "running", status="succeeded", progress=1.0, stage="", finished_at=time.time(),
+            timings=json.dumps(timings), transcript=json.dumps(transcript),
+            summary=json.dumps(summary) if summary is not None else None,
+        )
+
+    def replace_result(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None) -> bool:
+        """A corrected result (renamed speakers) of a job that succeeded."""
+        return self._set(
+            job_id, "succeeded", transcript=json.dumps(transcript),
+            summary=json.dumps(summary) if summary is not None else None,
+        )
+
+    def fail(self, job_id: str, error_type: str, error: str, timings: dict[str, float]) -> bool:
+        return self._set(
+            job_id, "running", status="failed", finished_at=time.time(), error_type=error_type, error=error,
+            timings=json.dumps(timings),
+        )
+
+    def cancel(self, job_id: str) -> bool:
+        return self._set(job_id, "queued,running", status="cancelled", finished_at=time.time(), stage="")
+
+    def requeue(self, job_id: str) -> bool:
+        return self._set(job_id, "running", status="queued", progress=0.0, stage="")
+
+    def requeue_running(self) -> list[str]:
+        """Running jobs of this store or of owners whose heartbeat stopped go back to the queue."""
+        return list(self._requeue_orphans(args=[self.prefix, self.owner]))
+
+    def _set(self, job_id: str, allowed: str, **values: Any) -> bool:
+        args: list[Any] = [self.prefix, job_id, allowed]
+        for name, value in values.items():
+            args += [name, "\0" if value is None else (repr(value) if isinstance(value, float) else value)]
+        return self._update(keys=[self._job_key(job_id)], args=args) == 1
+
+    def _job_key(self, job_id: str) -> str:
+        return f"{self.prefix}job:{job_id}"
+
+    @property
+    def _owner_key(self) -> str:
+        return f"{self.prefix}owner:{self.owner}"
+
+    def _beat(self) -> None:
+        self._redis.set(self._owner_key, "1", ex=int(3 * self.HEARTBEAT_S))
+
+    def _beat_loop(self) -> None:
+        while not self._closed.wait(self.HEARTBEAT_S):
+            try:
+                self._beat()
+            except RedisError as exc:
+                log_event(logger, "job_store_heartbeat_failed", logging.WARNING, error=exc)
+
+
+def _to_job(data: dict[str, str]) -> Job:
+    values: dict[str, Any] = {name: data[name] for name in ("id", "status", "audio_path", "stage") if name in data}
+    for name in _FLOAT_JOB_FIELDS:
+        if name in data:
+            values[name] = float(data[name])
+    for name in _JSON_JOB_FIELDS:
+        if name in data:
+            values[name] = json.loads(data[name])
+    values["attempts"] = int(data.get("attempts", 0))
+    values["options"] = JobOptions.from_json(data["options"])
+    values["webhook_url"] = data.get("webhook_url")
+    values["error_type"] = data.get("error_type")
+    values["error"] = data.get("error")
+    values["api_key_id"] = data.get("api_key_id", "")
+    return Job(**values)

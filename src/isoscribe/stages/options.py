@@ -1,0 +1,72 @@
+"""What one decode is asked for: ``TranscriptionOptions``, as faster-whisper keeps its own.
+
+Frozen; a variant (a stretch decoded again on its own, a loop decoded again) is ``options.replace(...)``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+from isoscribe.config import AsrSettings
+from isoscribe.transcript import SpeechRequest
+
+__all__ = ["TranscriptionOptions", "transcription_options"]
+
+
+@dataclass(frozen=True)
+class TranscriptionOptions:
+    language: str | None
+    """None: detected by faster-whisper."""
+    task: str
+    beam_size: int
+    temperatures: tuple[float, ...]
+    """The fallback temperatures, tried in turn while a decode fails faster-whisper's checks."""
+    initial_prompt: str | None
+    vad_filter: bool
+    """Decode only the speech the VAD finds (``vad.Speech.decoder_chunks``)."""
+    word_timestamps: bool
+    hallucination_silence_threshold: float | None
+    condition_on_previous_text: bool = True
+
+    def replace(self, **changes: Any) -> TranscriptionOptions:
+        return dataclasses.replace(self, **changes)
+
+    def engine_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for ``WhisperModel.transcribe`` (``vad_filter`` there is faster-whisper's own VAD)."""
+        return {
+            "language": self.language,
+            "task": self.task,
+            "beam_size": self.beam_size,
+            "temperature": list(self.temperatures),
+            "initial_prompt": self.initial_prompt,
+            "vad_filter": self.vad_filter,
+            "word_timestamps": self.word_timestamps,
+            "hallucination_silence_threshold": self.hallucination_silence_threshold,
+            "condition_on_previous_text": self.condition_on_previous_text,
+        }
+
+
+def transcription_options(asr: AsrSettings, request: SpeechRequest, english_only: bool = False) -> TranscriptionOptions:
+    """The options of ``request`` under ``asr``; the benchmarks' direct faster-whisper calls use the same.
+
+    ``hallucination_silence_threshold`` needs word timestamps (faster-whisper ignores it without)."""
+    language = request.language or asr.language
+    if english_only:
+        if request.task == "translate":
+            raise ValueError(f"model {asr.model} is English-only: it cannot translate (use a multilingual model)")
+        language = "en"
+    temperatures = request.temperatures if request.temperatures is not None else tuple(asr.temperatures)
+    return TranscriptionOptions(
+        language=language,
+        task=request.task,
+        beam_size=asr.beam_size,
+        temperatures=tuple(temperatures),
+        initial_prompt=request.initial_prompt or asr.initial_prompt,
+        vad_filter=asr.vad_filter,
+        word_timestamps=request.word_timestamps,
+        hallucination_silence_threshold=(
+            asr.hallucination_silence_threshold_s or None if request.word_timestamps else None
+        ),
+    )

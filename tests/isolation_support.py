@@ -1,0 +1,20 @@
+"""Shared by the isolation runtime's tests: the fault-injection stage and waiting for a condition."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+from isoscribe.isolation import StageSpec
+
+FAULTS = StageSpec("isoscribe.stages.faults")
+
+
+def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> bool:
+    """Poll ``condition`` until it holds; ``timeout_s`` only bounds a hang, it is no speed check."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.02)
+    return condition()

@@ -1,0 +1,141 @@
+"""Subtitle layout: readable cues cut from word timestamps, a speaker a cue, karaoke variants that parse."""
+
+from __future__ import annotations
+
+import io
+import re
+from pathlib import Path
+
+import pytest
+import srt
+import webvtt
+from asr_helpers import run_cli
+from speaker_fixtures import render_meeting
+
+from isoscribe.outputs import to_srt, to_vtt
+from isoscribe.subtitles import SubtitleLayout, layout_cues, wrap_lines
+from isoscribe.transcript import Segment, Transcript, Word
+
+STORY = (
+    "The committee met on Monday to review the budget. Several members asked why the travel costs had "
+    "doubled since last year, and the treasurer promised a detailed answer. After a long discussion, "
+    "everyone agreed to postpone the decision until the auditors have finished their report. "
+    "The next meeting will take place in two weeks, in the same room as always."
+)
+
+
+def _timed(text: str, start: float, words_per_s: float, speaker: str | None = None) -> list[Word]:
+    """Words spoken at a steady rate, with a 0.6 s pause after each sentence."""
+    words, clock = [], start
+    for token in text.split():
+        words.append(Word(clock, clock + 0.8 / words_per_s, " " + token, 0.9, speaker))
+        clock += 1 / words_per_s + (0.6 if token.endswith(".") else 0.0)
+    return words
+
+
+def _transcript(*segments: list[Word]) -> Transcript:
+    built = [
+        Segment(i, words[0].start, words[-1].end, "".join(w.text for w in words), words, speaker=words[0].speaker)
+        for i, words in enumerate(segments)
+    ]
+    return Transcript(built, "en", 0.99, built[-1].end + 1, "tiny.en", speakers=sorted({w.speaker for s in segments for w in s if w.speaker}))
+
+
+def _check_readable(blocks: list[tuple[float, float, str]], layout: SubtitleLayout = SubtitleLayout()) -> None:
+    previous_end = 0.0
+    for start, end, text in blocks:
+        lines = text.splitlines()
+        assert 1 <= len(lines) <= layout.max_line_count, text
+        assert all(len(line) <= layout.max_line_width for line in lines), text
+        assert layout.min_cue_duration_s - 1e-6 <= end - start <= layout.max_cue_duration_s + 1e-6, (start, end, text)
+        spoken = re.sub(r"^\[[^\]]*\] ", "", " ".join(lines))
+        assert len(spoken) / (end - start) <= layout.max_chars_per_s + 1e-6, (start, end, text)
+        assert start >= previous_end - 1e-6, (start, previous_end)
+        previous_end = end
+
+
+def _srt_blocks(text: str) -> list[tuple[float, float, str]]:
+    return [(s.start.total_seconds(), s.end.total_seconds(), s.content) for s in srt.parse(text)]
+
+
+def test_a_paragraph_becomes_readable_cues_cut_at_sentence_ends() -> None:
+    transcript = _transcript(_timed(STORY, 1.0, 2.6))
+    blocks = _srt_blocks(to_srt(transcript))
+    _check_readable(blocks)
+    assert " ".join(" ".join(text.splitlines()) for _, _, text in blocks) == " ".join(STORY.split())
+    cue_starts = [text.split()[0] for _, _, text in blocks]
+    assert sum(text.rstrip().endswith(".") for _, _, text in blocks) == 4, blocks
+    assert {"The", "Several", "After"} <= set(cue_starts), blocks
+    assert all(0 <= cue.start - cue.words[0].start <= 1.0 for cue in layout_cues(transcript))
+
+
+def test_a_speaker_change_starts_a_new_cue_marked_with_the_speaker() -> None:
+    words = _timed("I think we should ship on Friday", 0.0, 2.5, "Alice") + _timed("No, Monday is safer", 3.0, 2.5, "Bob")
+    transcript = _transcript(words)
+    cues = layout_cues(transcript)
+    assert [cue.speaker for cue in cues] == ["Alice", "Bob"]
+    assert all(len({w.speaker for w in cue.words}) == 1 for cue in cues)
+    assert [s.content for s in srt.parse(to_srt(transcript))] == ["[Alice] I think we should ship on Friday", "[Bob] No, Monday is safer"]
+    captions = list(webvtt.from_buffer(io.StringIO(to_vtt(transcript))))
+    assert [c.voice for c in captions] == ["Alice", "Bob"]
+
+
+def test_lines_are_balanced_and_a_long_word_is_never_split() -> None:
+    assert wrap_lines("one two three four five six seven".split(), 42, 2) == ("one two three four five six seven",)
+    assert wrap_lines("one two three four five six seven".split(), 42, 2, first_indent=13) == (
+        "one two", "three four five six seven",
+    )
+    assert wrap_lines(("word " * 12).split(), 42, 2) == ("word word word word word word", "word word word word word word")
+    assert wrap_lines(("word " * 20).split(), 42, 2) is None
+    assert wrap_lines(["a" * 50], 42, 2) == ("a" * 50,)
+
+
+def test_a_segment_without_word_times_is_spread_over_its_span() -> None:
+    segment = Segment(0, 0.0, 30.0, " " + STORY)
+    transcript = Transcript([segment], "en", 0.99, 30.0, "tiny.en")
+    blocks = _srt_blocks(to_srt(transcript))
+    assert all(end - start <= 7.0 + 1e-6 for start, end, _ in blocks)
+    assert " ".join(" ".join(text.splitlines()) for *_, text in blocks) == " ".join(STORY.split())
+
+
+def test_karaoke_srt_underlines_each_word_in_turn_and_parses() -> None:
+    transcript = _transcript(_timed("Ship it on Friday.", 2.0, 2.0, "Alice"))
+    layout = SubtitleLayout(highlight_words=True)
+    frames = list(srt.parse(to_srt(transcript, layout)))
+    assert [re.findall(r"<u>(.*?)</u>", f.content) for f in frames] == [["Ship"], ["it"], ["on"], ["Friday."]]
+    assert all(f.content.startswith("[Alice] ") for f in frames)
+    assert [f.start.total_seconds() for f in frames] == pytest.approx([2.0, 2.5, 3.0, 3.5])
+    assert all(a.end == b.start for a, b in zip(frames, frames[1:]))
+
+
+def test_karaoke_vtt_carries_word_timestamps_and_parses() -> None:
+    transcript = _transcript(_timed("Ship it on Friday.", 2.0, 2.0))
+    vtt = to_vtt(transcript, SubtitleLayout(highlight_words=True))
+    captions = list(webvtt.from_buffer(io.StringIO(vtt)))
+    assert len(captions) == 1
+    assert re.findall(r"<(\d\d:\d\d:\d\d\.\d\d\d)>", vtt) == ["00:00:02.500", "00:00:03.000", "00:00:03.500"]
+    assert re.sub(r"<[^>]+>", "", captions[0].text) == "Ship it on Friday."
+
+
+@pytest.mark.slow
+def test_a_diarized_meeting_from_the_cli_has_readable_one_speaker_cues(tmp_path: Path) -> None:
+    meeting = render_meeting(tmp_path / "meeting.wav")
+    out = tmp_path / "meeting.srt"
+    result = run_cli("transcribe", str(meeting), "--diarize", "--format", "srt", "--out", str(out), cwd=tmp_path, timeout_s=300)
+    assert result.returncode == 0, result.stderr
+    blocks = _srt_blocks(out.read_text())
+    assert len(blocks) >= 9
+    _check_readable(blocks)
+    assert all(re.fullmatch(r"\[SPEAKER_\d\d\] .*", text.splitlines()[0]) for *_, text in blocks), blocks
+
+
+def test_the_layout_comes_from_the_settings(tmp_path: Path) -> None:
+    from isoscribe.config import load_settings
+    from isoscribe.outputs import format_transcript, write_outputs
+
+    settings = load_settings(overrides={"subtitles": {"max_line_width": 24, "max_line_count": 1, "highlight_words": True}})
+    transcript = _transcript(_timed(STORY, 0.0, 2.6))
+    printed = format_transcript(transcript, "srt", subtitles=settings.subtitles.layout())
+    written = write_outputs(transcript, None, tmp_path, "story", ["vtt"], settings.subtitles.layout())
+    assert all(len(s.content.replace("<u>", "").replace("</u>", "")) <= 24 for s in srt.parse(printed))
+    assert "<u>" in printed and re.search(r"<\d\d:\d\d:\d\d\.\d\d\d>", written["vtt"].read_text())
