@@ -16,7 +16,7 @@ from isoscribe.models import cannot_translate
 
 __all__ = ["main", "build_parser"]
 
-BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput")
+BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime")
 
 
 def build_parser() -> argparse.ArgumentParser:
