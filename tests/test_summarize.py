@@ -14,7 +14,7 @@ import pytest
 from isoscribe.config import Settings, load_settings
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.pipeline import FilePipeline, Policy, StageFinished, stage_specs, summary_text
-from isoscribe.pipeline.commands import read_transcript
+from isoscribe.cli.summarize import read_transcript
 from isoscribe.transcript import Segment, Summary, Transcript
 from summary_fixtures import stm_dialogue_transcript
 

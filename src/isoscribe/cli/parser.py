@@ -1,20 +1,14 @@
-"""Command line: parses flags, builds Settings, and hands off to the feature modules."""
+"""Every command's flags, and their mapping onto Settings."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from isoscribe.config import Settings, SettingsError, load_settings
 from isoscribe.formats import names as format_names
-from isoscribe.logs import configure_logging
-from isoscribe.models import cannot_translate
 
-__all__ = ["main", "build_parser"]
+__all__ = ["BENCHMARKS", "build_parser", "settings_overrides"]
 
 BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime")
 
@@ -125,41 +119,3 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "service": {"host": flag("host"), "port": flag("port")},
         "notify": {"recipients": flag("email_to")},
     }
-
-
-_HANDLERS = {
-    "run": "isoscribe.batch:run_command",
-    "transcribe": "isoscribe.pipeline.commands:transcribe_command",
-    "summarize": "isoscribe.pipeline.commands:summarize_command",
-    "serve": "isoscribe.service:serve_command",
-    "worker": "isoscribe.distributed:worker_command",
-    "tune": "isoscribe.tuning:tune_command",
-    "bench": "isoscribe.benchmarks:bench_command",
-    "demo": "isoscribe.demo:demo_command",
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings: Settings = load_settings(args.config, settings_overrides(args))
-    except SettingsError as exc:
-        print(f"isoscribe: {exc}", file=sys.stderr)
-        return 2
-    if getattr(args, "task", None) == "translate":
-        refusal = cannot_translate(settings.asr.model, settings.asr.model_cache_dir)
-        if refusal is not None:
-            print(f"isoscribe: {refusal}", file=sys.stderr)
-            return 2
-    configure_logging(settings.log_level, getattr(args, "log_file", None))
-    module_name, function_name = _HANDLERS[args.command].split(":")
-    handler = getattr(importlib.import_module(module_name), function_name)
-    try:
-        return int(handler(settings, args) or 0)
-    except KeyboardInterrupt:
-        logging.getLogger("isoscribe").warning("event=interrupted")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())
