@@ -34,6 +34,7 @@ from isoscribe.service.realtime_protocol import (
     session_object,
     updated_config,
 )
+from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetector
 from isoscribe.stages.realtime import VAD_FRAME_S, UtteranceRequest, UtteranceText, VoiceActivityRequest
 
@@ -99,31 +100,6 @@ class _Decode:
     end_s: float = field(default=0.0)
 
 
-class _AudioBuffer:
-    """The session's PCM16 bytes from ``origin`` (a sample index) to now."""
-
-    def __init__(self, sample_rate_hz: int) -> None:
-        self.sample_rate_hz = sample_rate_hz
-        self.origin = 0
-        self.data = bytearray()
-
-    @property
-    def end_s(self) -> float:
-        return (self.origin + len(self.data) // 2) / self.sample_rate_hz
-
-    def slice(self, start_s: float, end_s: float) -> bytes:
-        first, last = (max(0, self._sample(s) - self.origin) for s in (start_s, end_s))
-        return bytes(self.data[2 * first : 2 * last])
-
-    def drop_before(self, start_s: float) -> None:
-        drop = min(len(self.data) // 2, max(0, self._sample(start_s) - self.origin))
-        del self.data[: 2 * drop]
-        self.origin += drop
-
-    def _sample(self, seconds: float) -> int:
-        return round(seconds * self.sample_rate_hz)
-
-
 class LiveSession:
     def __init__(
         self, run_task: RunTask, send: Callable[[dict], Awaitable[None]], limits: SessionLimits,
@@ -135,7 +111,7 @@ class LiveSession:
         self.limits = limits
         self.config = config
         self.expires_at = int(time.time() + limits.max_session_s)
-        self.audio = _AudioBuffer(config.sample_rate_hz)
+        self.audio = AudioBuffer(config.sample_rate_hz)
         self.floor_s = 0.0
         """Audio before this is committed or cleared."""
         self.scanned_s = 0.0
@@ -148,9 +124,9 @@ class LiveSession:
         self._decoding = False
         self._scan: asyncio.Task | None = None
         self._generation = 0
+        """Bumped by commit and clear: a VAD answer for audio from before then is dropped."""
         self._recent_text = ""
         """The end of the session's transcript so far: the next utterance is decoded in its context."""
-        """Bumped by commit and clear: a VAD answer for audio from before then is dropped."""
 
     async def serve(self, receive: Callable[[], Awaitable[str]]) -> None:
         """Run until the client leaves (its receive raises) or a ``SessionClosed`` ends the session."""
