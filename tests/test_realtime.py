@@ -1,7 +1,8 @@
 """Live transcription over /v1/realtime, driven by the official ``openai`` client against a real server.
 
-The recordings are streamed faster than real time (the issue allows it for the tests); latency at
-real-time pace is measured by ``isoscribe bench realtime``, not asserted here.
+The meeting is streamed at real-time pace, as the issue's acceptance asks (faster, the base model falls
+behind on a shared 2-core machine and the test would measure the machine); latency is measured by
+``isoscribe bench realtime``, not asserted here.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from isoscribe.benchmarks.realtime_client import connect, pcm16_of, stream_pcm16
 
 pytestmark = pytest.mark.slow
 
-FAST_PACE = 2.0
 
 
 @pytest.fixture(scope="module")
@@ -71,7 +71,7 @@ def _until(socket, wanted: str, limit: int = 200) -> list[dict]:
 
 def test_three_speaker_meeting_streamed_through_the_official_client(base_server: ServerProcess, tmp_path: Path) -> None:
     pcm16 = pcm16_of(render_meeting(tmp_path / "meeting.wav"), 24000)
-    record = stream_pcm16(base_server.url, API_KEY, pcm16, 24000, pace=FAST_PACE)
+    record = stream_pcm16(base_server.url, API_KEY, pcm16, 24000, pace=1.0)
     reference = " ".join(line for _, line in MEETING)
     assert found_share(reference, record.text) >= 0.85, record.text
     assert not record.of_type("error"), record.of_type("error")

@@ -19,6 +19,10 @@ from typing import Any
 __all__ = ["ReceivedEvent", "LiveRecord", "stream_pcm16", "connect", "pcm16_of"]
 
 CHUNK_S = 0.1
+MIN_TAIL_S = 3.0
+QUIET_S = 2.0
+"""Silence sent after the recording before the session may count as settled: the server's VAD may
+still be catching up with the last chunks when they have all been sent."""
 
 
 @dataclass
@@ -80,7 +84,10 @@ def stream_pcm16(
         silence = bytes(chunk_bytes)
         position = 0
         tail_until_s = float("inf")
-        while position < len(pcm16) or not (_settled(record) or time.monotonic() - started > tail_until_s):
+        while position < len(pcm16) or not (
+            (position - len(pcm16)) / 2 / sample_rate_hz >= MIN_TAIL_S and _settled(record, time.monotonic() - started)
+            or time.monotonic() - started > tail_until_s
+        ):
             chunk = pcm16[position : position + chunk_bytes] if position < len(pcm16) else silence
             time.sleep(max(0.0, started + position / 2 / sample_rate_hz / (pace if position < len(pcm16) else 1.0)
                            - time.monotonic()))
@@ -98,9 +105,12 @@ def stream_pcm16(
     return record
 
 
-def _settled(record: LiveRecord) -> bool:
-    """Every committed item has its completed or failed event, and no speech is open."""
+def _settled(record: LiveRecord, now_s: float) -> bool:
+    """Nothing arrived for QUIET_S, every committed item has its completed or failed event, and no
+    speech is open."""
     events = list(record.events)
+    if events and now_s - events[-1].arrived_s < QUIET_S:
+        return False
     committed = {e.data["item_id"] for e in events if e.type == "input_audio_buffer.committed"}
     finished = {e.data.get("item_id") for e in events if e.type.startswith("conversation.item.input_audio_transcription.")
                 and e.type.rsplit(".", 1)[1] in ("completed", "failed")}
