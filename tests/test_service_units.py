@@ -77,6 +77,8 @@ def test_non_multipart_body_is_400(tmp_path: Path) -> None:
         ("noext", ""),
         ("a.w/av", ""),
         ("x.toolongext", ""),
+        ("page.html", ""),  # only audio and video extensions: a browser must never see a stored upload as HTML
+        ("x.svg", ""),
         (None, ""),
     ],
 )
