@@ -4,6 +4,7 @@ the executor (no processes); the real stop with a signal is in test_batch_stop_s
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from isoscribe.isolation import StageError, TaskCancelled, TaskResult, TaskStats
 from isoscribe.ledger import FileStatus, Ledger
 from isoscribe.pipeline import FailureKind, FilePipeline, PipelineError
 from isoscribe.pipeline.policy import Policy, RetryPolicy
-from isoscribe.transcript import PIECE_S, PieceResult, ProbeResult, Segment, SpeechRequest, Transcript
+from isoscribe.transcript import PIECE_S, PieceResult, ProbeResult, Segment, SpeechRequest, Summary, Transcript
 
 STATS = TaskStats(wall_s=0.1, peak_rss_mb=100.0, peak_gpu_mb=None, worker_pid=1, worker_task_number=1)
 
@@ -263,3 +264,92 @@ def test_sweeping_stale_segments_skips_files_it_may_not_remove(monkeypatch: pyte
         assert stale.exists()
     finally:
         real_unlink(stale)
+
+
+def test_a_stop_drops_queued_stage_tasks_and_lets_running_ones_finish() -> None:
+    from isoscribe.pipeline import Cancellation
+
+    executor = PieceExecutor(1.0, lambda request, attempt: None)
+    queued, running = Future(), Future()
+    assert running.set_running_or_notify_cancel()
+    cancellation = Cancellation()
+    with cancellation.track(executor, queued), cancellation.track(executor, running):
+        cancellation.stop_starting()
+        assert queued.cancelled(), "a task still queued in its executor never starts after a stop"
+        assert not running.done(), "a running task gets the grace period"
+    late = Future()
+    with cancellation.track(executor, late):
+        assert late.cancelled(), "nor does one submitted as the stop came"
+
+
+def test_a_stage_waiting_for_memory_is_turned_away_when_the_batch_stops() -> None:
+    from isoscribe.batch.gate import GatedExecutor
+    from isoscribe.budget import MemoryGate
+
+    gate = MemoryGate(1000, {"speech": 700, "summary": 600})
+    gated = GatedExecutor(PieceExecutor(1.0, lambda request, attempt: _transcript()), gate)
+    gate.acquire("speech")  # the budget is held: the next speech task waits
+    outcome: list[BaseException] = []
+    waiter = threading.Thread(target=lambda: _capture(outcome, gated.submit, "speech", SpeechRequest("a.wav")))
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while gate.waiting("speech") == 0:
+        assert time.monotonic() < deadline and waiter.is_alive(), "the task never waited for memory"
+        time.sleep(0.005)
+    gate.close()
+    waiter.join(10)
+    assert [type(error) for error in outcome] == [TaskCancelled]
+
+
+def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_kept(tmp_path: Path) -> None:
+    import logging
+    import os
+    import signal
+
+    stopping = threading.Event()
+
+    class Stopping(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "event=batch_stopping" in record.getMessage():
+                stopping.set()
+
+    speech_calls: list[str] = []
+
+    def answer(request, attempt):
+        speech_calls.append(request.audio_path)
+        if len(speech_calls) == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)  # the stop comes while the first phase's speech runs
+            assert stopping.wait(30)
+        return _transcript()
+
+    class Summaries(PieceExecutor):
+        def submit(self, stage, request, on_event=None):
+            if stage == "summary":
+                future: Future = Future()
+                future.set_result(TaskResult(Summary(overview="Hello there."), STATS))
+                return future
+            return super().submit(stage, request, on_event)
+
+    # Both stages fit the budget only apart: speech for every file first, then every summary.
+    settings = load_settings(overrides={"batch": {
+        "workers": 1, "isolation": "pooled", "memory_budget_mb": 1000, "asr_peak_mb": 900, "llm_peak_mb": 600,
+        "formats": ["json", "summary"],
+    }})
+    [audio] = _inputs(tmp_path, "a.wav")
+    out_dir = tmp_path / "out"
+    handler = Stopping()
+    logging.getLogger("isoscribe.batch").addHandler(handler)
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: (_ for _ in ()).throw(SystemExit(128 + signum)))
+    try:
+        with pytest.raises(SystemExit):
+            run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        logging.getLogger("isoscribe.batch").removeHandler(handler)
+    with Ledger.in_dir(out_dir) as ledger:
+        [row] = ledger.rows()
+        assert row.status == FileStatus.QUEUED and row.attempts == 0, "stopped between its halves: queued, no attempt spent"
+
+    again = run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
+    assert [(item.status, item.attempts) for item in again.files] == [("done", 1)]
+    assert len(speech_calls) == 1, "the kept speech result was used, not decoded again"

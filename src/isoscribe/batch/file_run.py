@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import logging
 import threading
-from pathlib import Path
 from typing import TYPE_CHECKING
 
-from isoscribe.batch.outdir import place_outputs
 from isoscribe.batch.partial import SPEECH_DONE_DIR, PartialTranscript, SpeechDone
 from isoscribe.batch.plan import Job, file_report, stage_dict
 from isoscribe.batch.progress import BatchProgress
@@ -67,7 +65,7 @@ class FileRun:
 
         kept = self.speech_done.load()
         if kept is not None:
-            self.ledger.mark_running(self.key, new_attempt=False)
+            self.attempt = self.ledger.mark_running(self.key)  # the attempt that finishes it
             log_event(log, "file_resumed", file=self.input_path, after="speech")
             self.bar.probed(self.name, kept.duration_s)
             return kept
@@ -144,14 +142,13 @@ class FileRun:
         return FileStatus(self.ledger.get(self.key).status)
 
     def _write(self, transcript: Transcript, summary: Summary | None) -> list[str]:
-        """Write into a private folder, then rename each file into place; returns paths relative to out_dir."""
+        """Each output written atomically into ``out_dir/NAME``; returns paths relative to out_dir."""
         from isoscribe.outputs import write_outputs
 
-        def write(folder: Path) -> list[Path]:
-            formats, layout = self.settings.batch.formats, self.settings.subtitles.layout()
-            return list(write_outputs(transcript, summary, folder, self.name, formats, layout).values())
-
-        return place_outputs(self.batch.out_dir, self.name, write)
+        out_dir, settings = self.batch.out_dir, self.settings
+        layout = settings.subtitles.layout()
+        written = write_outputs(transcript, summary, out_dir / self.name, self.name, settings.batch.formats, layout)
+        return [str(path.relative_to(out_dir)) for path in written.values()]
 
     def _record(self, event: StageFinished) -> None:
         stage = "post" if event.stage == "finish" else "write" if event.stage == "outputs" else event.stage

@@ -1,18 +1,16 @@
-"""The output directory: one run at a time, outputs put in place whole, the run's log file."""
+"""The output directory: one run at a time, what a killed run left half written, the run's log file."""
 
 from __future__ import annotations
 
 import fcntl
 import logging
-import os
 import shutil
-from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["PARTIAL_PREFIX", "LOCK_NAME", "OutDirBusy", "locked", "place_outputs", "remove_partials", "log_file_attached"]
+__all__ = ["PARTIAL_PREFIX", "LOCK_NAME", "OutDirBusy", "locked", "remove_partials", "log_file_attached"]
 
 PARTIAL_PREFIX = ".partial-"
-"""Folders where a file's outputs are written before they are renamed into place."""
+"""Folders where earlier versions wrote a file's outputs before renaming them into place."""
 
 LOCK_NAME = ".isoscribe-run.lock"
 
@@ -40,38 +38,13 @@ class locked:
         self._handle.close()  # closing drops the lock; the file stays (removing it would race a waiting run)
 
 
-def place_outputs(out_dir: Path, name: str, write: Callable[[Path], list[Path]]) -> list[str]:
-    """``write`` fills a private folder; each file is then renamed into ``out_dir/name``, so a reader
-    (or a killed run's successor) never finds half an output. Returns paths relative to ``out_dir``."""
-    final_dir = out_dir / name
-    partial = out_dir / f"{PARTIAL_PREFIX}{name}-{os.getpid()}"
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
-    try:
-        written = write(partial)
-        final_dir.mkdir(parents=True, exist_ok=True)
-        outputs = []
-        for path in written:
-            os.replace(path, final_dir / path.name)
-            outputs.append(str((final_dir / path.name).relative_to(out_dir)))
-        _fsync_dir(final_dir)
-        return outputs
-    finally:
-        shutil.rmtree(partial, ignore_errors=True)
-
-
 def remove_partials(out_dir: Path) -> None:
-    """Folders a killed run was writing into; the outputs in them were never renamed into place."""
+    """What a killed run was writing: ``write_atomic``'s temp files beside the outputs, and the private
+    folders older versions wrote outputs into. Neither was ever a finished output."""
     for partial in out_dir.glob(f"{PARTIAL_PREFIX}*"):
         shutil.rmtree(partial, ignore_errors=True)
-
-
-def _fsync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    for temporary in out_dir.glob("*/.*.tmp"):
+        temporary.unlink(missing_ok=True)
 
 
 class log_file_attached:

@@ -1,16 +1,16 @@
-"""Batch workflow: many audio files through the per-file pipeline, resumable, memory-bounded.
+"""Scheduling and stopping a batch: files in flight, two phases when both models do not fit, the stop.
 
-Each file runs through ``isoscribe.pipeline.FilePipeline`` (probe, speech, speakers, summary, outputs
-written atomically); the ledger row is marked done after the outputs are in place. The pipeline's
-events feed the ledger, the progress bar (in seconds of audio) and ``NAME.partial.txt``. A memory gate (budget.py) decides when a stage may
-start; in pooled mode it retires the other stage's idle warm workers when both do not fit, and the
-batch then runs in two phases (speech for every file, then every summary) so that each pool loads
-its model once rather than once per file.
+Each file runs through ``isoscribe.pipeline.FilePipeline`` (file_run.py); a memory gate (budget.py)
+decides when a stage may start. In pooled mode it retires the other stage's idle warm workers when
+both do not fit, and the batch then runs in two phases (speech for every file, then every summary) so
+that each pool loads its model once rather than once per file; when they fit, one file more than the
+speech workers is in flight.
 
 Failure rules (design notes): a speech failure fails that file with its cause and the batch goes
 on; worker crashes and out-of-memory kills are retried up to ``max_attempts`` with exponential
 backoff, deterministic failures (bad audio, timeouts) are not; a summary failure leaves an empty
-summary with a warning and the file is still done. Notifications never fail the batch.
+summary with a warning and the file is still done. A stop fails nothing. Notifications never fail
+the batch.
 """
 
 from __future__ import annotations
@@ -84,6 +84,8 @@ class Batch:
         self._given_executor = executor
 
     def run(self, inputs: list[Path], progress: bool | None, notify: bool) -> BatchReport:
+        """Every job to its end, or to a stop (Ctrl-C, SIGTERM, SIGHUP): then the report is written
+        with the unfinished files ``interrupted`` and the stop raised again."""
         started = time.monotonic()
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         remove_partials(self.out_dir)
@@ -91,55 +93,71 @@ class Batch:
         if recovered:
             log_event(log, "batch_recovered", files=len(recovered))
         reports, jobs = self.planner.plan(inputs)
-        gate = self.gate = self.planner.gate(self.settings, self.summarize)
+        self.gate = self.planner.gate(self.settings, self.summarize)
         executor = self._given_executor or build_executor(self.settings, lazy=True)
         if hasattr(executor, "release"):
-            gate.release_warm = executor.release
-        gated = GatedExecutor(executor, gate)
-        log_event(
-            log, "batch_start", files=len(inputs), todo=len(jobs), isolation=self.settings.batch.isolation,
-            workers=self.settings.batch.workers, budget_mb=gate.budget_mb,
-            speech_peak_mb=gate.peaks_mb["speech"], summary_peak_mb=gate.peaks_mb["summary"],
-        )
+            self.gate.release_warm = executor.release
+        self._log_start(len(inputs), len(jobs))
         bar = BatchProgress(len(jobs), progress)
         stopped: BaseException | None = None
         try:
             with MemorySampler() as sampler:
                 try:
-                    self._run_jobs(jobs, reports, gated, gate, bar)
+                    self._run_jobs(jobs, reports, GatedExecutor(executor, self.gate), self.gate, bar)
                 except (KeyboardInterrupt, SystemExit) as stop:
                     stopped = stop
         finally:
             bar.close()
             if self._given_executor is None:
                 executor.shutdown()
-        for job in jobs:  # files a stop left unfinished: resumable, never failed
+        self._account_unfinished(jobs, reports, stopped is not None)
+        files = [reports[str(path)] for path in inputs if str(path) in reports]
+        report = self._report(files, started_at, time.monotonic() - started, executor, sampler, len(recovered))
+        paths = write_report(report, self.out_dir)
+        if stopped is not None:
+            log_event(log, "batch_stopped", logging.WARNING, **report.counts, wall_s=report.wall_s)
+            raise stopped
+        log_event(log, "batch_done", **report.counts, wall_s=report.wall_s, peak_tree_mb=report.peak_tree_mb)
+        if notify:
+            notify_completion(self.settings.notify, report, paths)
+        return report
+
+    def _log_start(self, files: int, todo: int) -> None:
+        batch, gate = self.settings.batch, self.gate
+        log_event(
+            log, "batch_start", files=files, todo=todo, isolation=batch.isolation, workers=batch.workers,
+            budget_mb=gate.budget_mb, speech_peak_mb=gate.peaks_mb["speech"], summary_peak_mb=gate.peaks_mb["summary"],
+        )
+
+    def _account_unfinished(self, jobs: list[Job], reports: dict[str, FileReport], stopped: bool) -> None:
+        """Files a stop left unfinished (in phased mode, between their halves too): queued again without
+        spending an attempt, reported ``interrupted``, never failed."""
+        for job in jobs:
+            if stopped:
+                self.ledger.mark_interrupted(job.row.key)
             reports.setdefault(str(job.input_path), file_report(self.ledger.get(job.row.key), "interrupted"))
-        report = BatchReport(
+
+    def _report(
+        self, files: list[FileReport], started_at: str, wall_s: float, executor: StageExecutor,
+        sampler: MemorySampler, recovered: int,
+    ) -> BatchReport:
+        batch, gate = self.settings.batch, self.gate
+        return BatchReport(
             out_dir=str(self.out_dir),
-            files=[reports[str(path)] for path in inputs if str(path) in reports],
+            files=files,
             started_at=started_at,
-            wall_s=time.monotonic() - started,
-            isolation=self.settings.batch.isolation,
-            executor=self.settings.batch.executor if self._given_executor is None else type(executor).__name__,
-            workers=self.settings.batch.workers,
+            wall_s=wall_s,
+            isolation=batch.isolation,
+            executor=batch.executor if self._given_executor is None else type(executor).__name__,
+            workers=batch.workers,
             budget_mb=gate.budget_mb,
             stage_peaks_mb=gate.peaks_mb,
             peak_tree_mb=sampler.peak_tree_mb,
             peak_parent_mb=sampler.peak_parent_mb,
             memory_samples=summarised(sampler.samples),
             overcommitted=dict(gate.overcommitted),
-            recovered=len(recovered),
+            recovered=recovered,
         )
-        paths = write_report(report, self.out_dir)
-        counts = report.counts
-        if stopped is not None:
-            log_event(log, "batch_stopped", logging.WARNING, **counts, wall_s=report.wall_s)
-            raise stopped
-        log_event(log, "batch_done", **counts, wall_s=report.wall_s, peak_tree_mb=report.peak_tree_mb)
-        if notify:
-            notify_completion(self.settings.notify, report, paths)
-        return report
 
     def _run_jobs(
         self,

@@ -22,7 +22,7 @@ _HANDLERS = {
     "transcribe": "isoscribe.cli.transcribe:transcribe_command",
     "summarize": "isoscribe.cli.summarize:summarize_command",
     "serve": "isoscribe.service:serve_command",
-    "worker": "isoscribe.distributed:worker_command",
+    "worker": "isoscribe.cli.worker:worker_command",
     "tune": "isoscribe.cli.tune:tune_command",
     "bench": "isoscribe.benchmarks:bench_command",
     "demo": "isoscribe.demo:demo_command",
