@@ -28,7 +28,7 @@ class ScriptedExecutor:
             return future
         if stage == "summary":
             self.calls.append((stage, ""))
-            future.set_result(TaskResult(Summary(summary="Hello there."), stats))
+            future.set_result(TaskResult(Summary(overview="Hello there."), stats))
             return future
         name = Path(request.audio_path).name
         self.calls.append((stage, name))

@@ -326,7 +326,7 @@ def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_ke
         def submit(self, stage, request, on_event=None):
             if stage == "summary":
                 future: Future = Future()
-                future.set_result(TaskResult(Summary(summary="Hello there."), STATS))
+                future.set_result(TaskResult(Summary(overview="Hello there."), STATS))
                 return future
             return super().submit(stage, request, on_event)
 

@@ -131,7 +131,7 @@ def settings_fingerprint(settings: Settings) -> str:
         relevant["llm"] = settings.llm.model_dump(
             mode="json",
             include={"backend", "model_path", "model", "base_url", "n_ctx", "max_tokens", "temperature",
-                     "summary_prompt", "reduce_prompt"},
+                     "summary_prompt", "reduce_prompt", "context_tokens", "overview"},
         )
     text = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]

@@ -1,4 +1,5 @@
-"""``isoscribe summarize``: a transcript (isoscribe JSON or plain text) through the summary stage."""
+"""``isoscribe summarize``: a transcript (isoscribe JSON or plain text) through the summary stage;
+prints the digest as markdown (``--format md``) or the summary object (``--format json``)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,11 @@ from pathlib import Path
 
 from isoscribe.config import Settings
 from isoscribe.executors import PerTaskExecutor
-from isoscribe.grounding import transcript_from_text
 from isoscribe.outputs import to_summary_md
 from isoscribe.pipeline.policy import Policy
 from isoscribe.pipeline.sequence import FilePipeline
 from isoscribe.pipeline.stages import stage_specs
+from isoscribe.summary.text import transcript_from_text
 from isoscribe.transcript import Transcript
 
 __all__ = ["summarize_command", "read_transcript"]
@@ -41,8 +42,12 @@ def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
         summary = FilePipeline(executor, Policy(summarize=True)).summarize(transcript)
     finally:
         executor.shutdown()
-    if summary.warning and not summary.summary:
-        print(f"isoscribe: {summary.warning}", file=sys.stderr)
+    for warning in summary.warnings:
+        print(f"isoscribe: {warning}", file=sys.stderr)
+    if not summary.overview:
         return 1
-    print(to_summary_md(summary), end="")
+    if args.format == "json":
+        print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(to_summary_md(summary), end="")
     return 0

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from isoscribe.executors import StageExecutor
-from isoscribe.grounding import ground_summary
 from isoscribe.isolation import IsolationError, TaskCancelled, TaskResult
 from isoscribe.logs import log_event
 from isoscribe.pipeline.cancellation import Cancellation
@@ -35,8 +34,9 @@ from isoscribe.pipeline.events import (
 )
 from isoscribe.pipeline.pieces import piece_layout, stitch_pieces
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, RetryPolicy
-from isoscribe.pipeline.stages import summary_text
+from isoscribe.pipeline.stages import summary_request
 from isoscribe.speakers import assign_speakers
+from isoscribe.summary.digest import build_digest
 from isoscribe.transcript import (
     Piece,
     PieceResult,
@@ -46,7 +46,6 @@ from isoscribe.transcript import (
     SpeakerTurn,
     SpeechRequest,
     Summary,
-    SummaryRequest,
     Transcript,
 )
 
@@ -176,17 +175,13 @@ class FilePipeline:
         return FileResult(transcript, summary, outputs)
 
     def summarize(self, transcript: Transcript) -> Summary:
-        """The summary stage, then its check against the transcript in the parent (``ground_summary``):
-        unsupported sentences dropped, action items and decisions with their sources. Never raises but
-        for cancellation: a failed stage leaves an empty summary with a warning (and the action items)."""
-        text = summary_text(transcript)
-        if not text.strip():
+        """The summary stage: the grounded digest. Never raises but for cancellation: when the stage
+        fails, the parent builds the extractive digest itself (it needs no model) and adds a warning."""
+        request = summary_request(transcript)
+        if not request.turns:
             return Summary.empty("empty transcript: nothing to summarize")
-        return ground_summary(self._summary_stage(text), transcript)
-
-    def _summary_stage(self, text: str) -> Summary:
         try:
-            result = self._run_stage("summary", SummaryRequest(transcript_text=text), _ONCE)
+            result = self._run_stage("summary", request, _ONCE)
         except PipelineError as error:
             if error.kind == FailureKind.CANCELLED:
                 raise
@@ -195,15 +190,14 @@ class FilePipeline:
                 logger, "summary_failed", logging.WARNING, error=error.kind.value, cause=error.message,
                 traceback=getattr(error.cause, "traceback_text", ""),
             )
-            warning = f"summary stage failed: {cause}"
+            warning = f"summary stage failed: {cause}; the digest is extractive"
             self._emit(StageWarning("summary", warning))
-            return Summary.empty(warning)
+            return build_digest(list(request.turns), warnings=[warning])
         summary, stats = result.value, result.stats
         log_event(
             logger, "summary_done", wall_s=stats.wall_s, peak_rss_mb=stats.peak_rss_mb, chunks=summary.chunks,
             prompt_tokens=summary.prompt_tokens, completion_tokens=summary.completion_tokens,
-            completion_tokens_per_s=summary.completion_tokens / stats.wall_s if stats.wall_s else 0.0,
-            action_items=len(summary.action_items),
+            overview=summary.overview_kind, action_items=len(summary.action_items), topics=len(summary.topics),
         )
         return summary
 
