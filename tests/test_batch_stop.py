@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from isoscribe.batch import OutDirBusy, run_batch
+from isoscribe.batch import SPEECH_DONE_DIR, OutDirBusy, run_batch
 from isoscribe.config import load_settings
 from isoscribe.isolation import StageError, TaskCancelled, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.ledger import FileStatus, Ledger
@@ -352,4 +352,5 @@ def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_ke
 
     again = run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
     assert [(item.status, item.attempts) for item in again.files] == [("done", 1)]
+    assert not (out_dir / SPEECH_DONE_DIR).exists(), "nothing is kept once every file is done"
     assert len(speech_calls) == 1, "the kept speech result was used, not decoded again"

@@ -10,7 +10,7 @@ from isoscribe.formats import names as format_names
 
 __all__ = ["BENCHMARKS", "build_parser", "settings_overrides"]
 
-BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput")
+BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -23,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", help="audio files, directories, globs, or @manifest.txt")
     run.add_argument("--out", type=Path, required=True, help="output directory (holds the ledger)")
     _add_asr_flags(run)
+    _add_subtitle_flags(run)
     run.add_argument("--summarize", action=argparse.BooleanOptionalAction, default=None)
     run.add_argument("--formats", help=f"comma-separated: {','.join(format_names('batch'))}")
     run.add_argument("--workers", type=int)
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", help="transcribe one file in an isolated worker")
     transcribe.add_argument("file", type=Path)
     _add_asr_flags(transcribe)
+    _add_subtitle_flags(transcribe)
     transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
     transcribe.add_argument("--out", type=Path, help="write here instead of stdout")
 
@@ -93,12 +95,27 @@ def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_subtitle_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-line-width", type=int, help="subtitles: characters a line (42)")
+    parser.add_argument("--max-line-count", type=int, help="subtitles: lines a cue (2)")
+    parser.add_argument("--max-cue-duration", dest="max_cue_duration_s", type=float, help="subtitles: seconds a cue (7)")
+    parser.add_argument(
+        "--highlight-words", action=argparse.BooleanOptionalAction, default=None, help="subtitles: karaoke cues"
+    )
+
+
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Map CLI flags onto the nested settings; absent flags are None and ignored."""
     flag = lambda name: getattr(args, name, None)  # noqa: E731
     formats = flag("formats")
     return {
         "log_level": flag("log_level"),
+        "subtitles": {
+            "max_line_width": flag("max_line_width"),
+            "max_line_count": flag("max_line_count"),
+            "max_cue_duration_s": flag("max_cue_duration_s"),
+            "highlight_words": flag("highlight_words"),
+        },
         "asr": {"model": flag("model"), "language": flag("language"), "device": flag("device"), "task": flag("task")},
         "diarization": {
             "enabled": flag("diarize"),
