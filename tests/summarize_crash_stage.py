@@ -10,7 +10,7 @@ import ctypes
 import os
 import time
 
-from isoscribe.stages.summarize import load
+from isoscribe.summary.stage import load
 
 __all__ = ["load", "run"]
 

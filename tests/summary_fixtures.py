@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from isoscribe.pipeline import summary_text
+from isoscribe.summary.text import turns_of
+from isoscribe.summary.types import SummaryTurn
 from isoscribe.transcript import Segment, Transcript
 
 
@@ -26,18 +27,13 @@ def stm_dialogue_transcript(shared_data: Path) -> Transcript:
     )
 
 
-def stm_dialogue_text(shared_data: Path) -> str:
-    return summary_text(stm_dialogue_transcript(shared_data))
+def stm_dialogue_turns(shared_data: Path) -> list[SummaryTurn]:
+    return turns_of(stm_dialogue_transcript(shared_data))
 
 
-def long_transcript_text(shared_data: Path) -> str:
-    """Every reference transcript in the manifest, one labelled line each, after the dialogue (~800 tokens)."""
-    clips = json.loads((shared_data / "manifest.json").read_text())["clips"]
-    seen: set[str] = set()
-    lines = [stm_dialogue_text(shared_data)]
-    for clip in clips:
-        text = clip.get("reference_text")
-        if text and text not in seen and not clip["path"].startswith("diarization/"):
-            seen.add(text)
-            lines.append(f"{clip['path'].split('/')[0].upper()}: {text}")
-    return "\n".join(lines)
+def qmsum_meeting(name: str, split: str = "val"):
+    """A QMSum meeting (shared/data/qmsum) as turns timed at 150 words a minute."""
+    from isoscribe.benchmarks.qmsum import load_meetings
+
+    shared = Path(__file__).resolve().parents[2] / "shared" / "data" / "qmsum"
+    return next(m for m in load_meetings(shared, split) if m.name == name)

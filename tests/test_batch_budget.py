@@ -142,13 +142,15 @@ def _wait_until(condition, timeout_s: float = 10.0) -> None:
 
 
 def test_celery_stages_do_not_count_against_this_machines_budget(tmp_path) -> None:
-    from isoscribe.batch import _Batch
+    from isoscribe.batch.runner import Batch as _Batch
 
     settings = load_settings(overrides={"batch": {"executor": "celery", "memory_budget_mb": 1, "workers": 8}})
-    gate = _Batch(settings, tmp_path, retry_failed=False, executor=None)._gate()
+    batch = _Batch(settings, tmp_path, retry_failed=False, executor=None)
+    gate = batch.planner.gate(batch.settings, batch.summarize)
     assert gate.coexist(8), "remote stages are limited by the workers, not by the submitting machine's RAM"
     local = load_settings(overrides={"batch": {"memory_budget_mb": 1, "workers": 8}})
-    assert not _Batch(local, tmp_path / "local", retry_failed=False, executor=None)._gate().coexist(8)
+    batch = _Batch(local, tmp_path / "local", retry_failed=False, executor=None)
+    assert not batch.planner.gate(batch.settings, batch.summarize).coexist(8)
 
 
 def test_the_report_keeps_a_bounded_memory_curve_with_its_peak() -> None:

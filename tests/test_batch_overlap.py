@@ -74,7 +74,7 @@ def test_the_next_files_speech_runs_while_a_file_is_summarized(
 
 
 def test_speech_workers_bound_the_files_in_flight_without_summaries(tmp_path: Path) -> None:
-    from isoscribe.batch import _Batch
+    from isoscribe.batch.runner import Batch as _Batch
 
     settings = load_settings(overrides={"batch": {"workers": 2, "summarize": False}})
     assert _Batch(settings, tmp_path, retry_failed=False, executor=None)._files_in_flight(phased=False) == 2

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from isoscribe.batch import _Progress
+from isoscribe.batch.progress import BatchProgress as _Progress
 from isoscribe.cli import main
 from isoscribe.ledger import FileStatus
 

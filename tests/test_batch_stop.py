@@ -4,18 +4,21 @@ the executor (no processes); the real stop with a signal is in test_batch_stop_s
 from __future__ import annotations
 
 import threading
+import time
 from concurrent.futures import Future
 from pathlib import Path
 
 import pytest
 
-from isoscribe.batch import OutDirBusy, run_batch
+from batch_support import write_inputs
+
+from isoscribe.batch import SPEECH_DONE_DIR, OutDirBusy, run_batch
 from isoscribe.config import load_settings
 from isoscribe.isolation import StageError, TaskCancelled, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.ledger import FileStatus, Ledger
 from isoscribe.pipeline import FailureKind, FilePipeline, PipelineError
 from isoscribe.pipeline.policy import Policy, RetryPolicy
-from isoscribe.transcript import PIECE_S, PieceResult, ProbeResult, Segment, SpeechRequest, Transcript
+from isoscribe.transcript import PIECE_S, PieceResult, ProbeResult, Segment, SpeechRequest, Summary, Transcript
 
 STATS = TaskStats(wall_s=0.1, peak_rss_mb=100.0, peak_gpu_mb=None, worker_pid=1, worker_task_number=1)
 
@@ -120,7 +123,7 @@ def test_a_retried_piece_starts_one_more_ledger_attempt_not_one_per_later_piece(
         "asr": {"model": "tiny.en"}, "diarization": {"enabled": False},
         "batch": {"workers": 2, "max_attempts": 3, "retry_backoff_s": 0.01, "summarize": False, "formats": ["json"]},
     })
-    [audio] = _inputs(tmp_path, "long.wav")
+    [audio] = write_inputs(tmp_path, "long.wav")
     [item] = run_batch(settings, [audio], tmp_path / "out", executor=executor, progress=False, notify=False).files
     assert sorted(executor.submitted) == [(0, 1), (0, 2), (1, 1), (2, 1), (3, 1)]
     assert item.status == "done"
@@ -139,7 +142,7 @@ def test_a_cancelled_queued_task_leaves_the_file_to_resume_not_failed(tmp_path: 
             return future
 
     settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["json"]}})
-    [audio] = _inputs(tmp_path, "a.wav")
+    [audio] = write_inputs(tmp_path, "a.wav")
     out_dir = tmp_path / "out"
     report = run_batch(settings, [audio], out_dir, executor=CancelsQueued(1.0, answer), progress=False, notify=False)
     [item] = report.files
@@ -171,7 +174,7 @@ def test_an_oom_killed_probe_is_out_of_memory_and_tried_again_not_bad_audio(tmp_
 
     settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["json"],
                                                   "retry_backoff_s": 0.01}})
-    [audio] = _inputs(tmp_path, "a.wav")
+    [audio] = write_inputs(tmp_path, "a.wav")
     executor = KilledProbeOnce(1.0, lambda request, attempt: _transcript())
     [item] = run_batch(settings, [audio], tmp_path / "out", executor=executor, progress=False, notify=False).files
     assert item.status == "done" and item.attempts == 1
@@ -186,7 +189,7 @@ def test_a_second_run_on_the_same_out_dir_fails_fast_while_the_first_runs(tmp_pa
         return _transcript()
 
     settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["json"]}})
-    [audio, other] = _inputs(tmp_path, "a.wav", "b.wav")
+    [audio, other] = write_inputs(tmp_path, "a.wav", "b.wav")
     out_dir = tmp_path / "out"
     first: list = []
     runner = threading.Thread(target=lambda: first.append(
@@ -203,16 +206,6 @@ def test_a_second_run_on_the_same_out_dir_fails_fast_while_the_first_runs(tmp_pa
     again = run_batch(settings, [other], out_dir, executor=PieceExecutor(1.0, lambda r, a: _transcript()),
                       progress=False, notify=False)
     assert [item.status for item in again.files] == ["done"], "the directory is free once the first run ended"
-
-
-def _inputs(tmp_path: Path, *names: str) -> list[Path]:
-    paths = []
-    for name in names:
-        path = tmp_path / "in" / name
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(name.encode())
-        paths.append(path)
-    return paths
 
 
 def test_a_cancel_while_a_per_task_process_is_being_set_up_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -263,3 +256,93 @@ def test_sweeping_stale_segments_skips_files_it_may_not_remove(monkeypatch: pyte
         assert stale.exists()
     finally:
         real_unlink(stale)
+
+
+def test_a_stop_drops_queued_stage_tasks_and_lets_running_ones_finish() -> None:
+    from isoscribe.pipeline import Cancellation
+
+    executor = PieceExecutor(1.0, lambda request, attempt: None)
+    queued, running = Future(), Future()
+    assert running.set_running_or_notify_cancel()
+    cancellation = Cancellation()
+    with cancellation.track(executor, queued), cancellation.track(executor, running):
+        cancellation.stop_starting()
+        assert queued.cancelled(), "a task still queued in its executor never starts after a stop"
+        assert not running.done(), "a running task gets the grace period"
+    late = Future()
+    with cancellation.track(executor, late):
+        assert late.cancelled(), "nor does one submitted as the stop came"
+
+
+def test_a_stage_waiting_for_memory_is_turned_away_when_the_batch_stops() -> None:
+    from isoscribe.batch.gate import GatedExecutor
+    from isoscribe.budget import MemoryGate
+
+    gate = MemoryGate(1000, {"speech": 700, "summary": 600})
+    gated = GatedExecutor(PieceExecutor(1.0, lambda request, attempt: _transcript()), gate)
+    gate.acquire("speech")  # the budget is held: the next speech task waits
+    outcome: list[BaseException] = []
+    waiter = threading.Thread(target=lambda: _capture(outcome, gated.submit, "speech", SpeechRequest("a.wav")))
+    waiter.start()
+    deadline = time.monotonic() + 30
+    while gate.waiting("speech") == 0:
+        assert time.monotonic() < deadline and waiter.is_alive(), "the task never waited for memory"
+        time.sleep(0.005)
+    gate.close()
+    waiter.join(10)
+    assert [type(error) for error in outcome] == [TaskCancelled]
+
+
+def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_kept(tmp_path: Path) -> None:
+    import logging
+    import os
+    import signal
+
+    stopping = threading.Event()
+
+    class Stopping(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            if "event=batch_stopping" in record.getMessage():
+                stopping.set()
+
+    speech_calls: list[str] = []
+
+    def answer(request, attempt):
+        speech_calls.append(request.audio_path)
+        if len(speech_calls) == 1:
+            os.kill(os.getpid(), signal.SIGUSR1)  # the stop comes while the first phase's speech runs
+            assert stopping.wait(30)
+        return _transcript()
+
+    class Summaries(PieceExecutor):
+        def submit(self, stage, request, on_event=None):
+            if stage == "summary":
+                future: Future = Future()
+                future.set_result(TaskResult(Summary(overview="Hello there."), STATS))
+                return future
+            return super().submit(stage, request, on_event)
+
+    # Both stages fit the budget only apart: speech for every file first, then every summary.
+    settings = load_settings(overrides={"batch": {
+        "workers": 1, "isolation": "pooled", "memory_budget_mb": 1000, "asr_peak_mb": 900, "llm_peak_mb": 600,
+        "formats": ["json", "summary"],
+    }})
+    [audio] = write_inputs(tmp_path, "a.wav")
+    out_dir = tmp_path / "out"
+    handler = Stopping()
+    logging.getLogger("isoscribe.batch").addHandler(handler)
+    previous = signal.signal(signal.SIGUSR1, lambda signum, frame: (_ for _ in ()).throw(SystemExit(128 + signum)))
+    try:
+        with pytest.raises(SystemExit):
+            run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
+    finally:
+        signal.signal(signal.SIGUSR1, previous)
+        logging.getLogger("isoscribe.batch").removeHandler(handler)
+    with Ledger.in_dir(out_dir) as ledger:
+        [row] = ledger.rows()
+        assert row.status == FileStatus.QUEUED and row.attempts == 0, "stopped between its halves: queued, no attempt spent"
+
+    again = run_batch(settings, [audio], out_dir, executor=Summaries(1.0, answer), progress=False, notify=False)
+    assert [(item.status, item.attempts) for item in again.files] == [("done", 1)]
+    assert not (out_dir / SPEECH_DONE_DIR).exists(), "nothing is kept once every file is done"
+    assert len(speech_calls) == 1, "the kept speech result was used, not decoded again"

@@ -39,6 +39,7 @@ from isoscribe.distributed import (
 )
 from isoscribe.distributed.codec import client_sections, spill_if_big
 from isoscribe.isolation import StageError, StageTimeout, TaskCancelled, WorkerCrashed
+from isoscribe.summary.text import turns_from_text
 from isoscribe.transcript import (
     ActionItem,
     Segment,
@@ -71,8 +72,8 @@ def test_requests_and_results_round_trip_as_json() -> None:
         language="en", language_probability=0.99, duration_s=1.5, model="tiny.en", source="x.wav",
     )
     call_bob = ActionItem("SPEAKER_00", "call Bob", "by Friday", SourceSpan(0.0, 1.5, "SPEAKER_00", "I will call Bob by Friday"))
-    summary = Summary("short", action_items=[call_bob], model_action_items=["- call Bob"], model="smollm2")
-    for value in (request, SummaryRequest("SPEAKER_00: hi"), summary, {"plain": [1, 2]}):
+    summary = Summary("short", action_items=[call_bob], model="smollm2")
+    for value in (request, SummaryRequest(tuple(turns_from_text("SPEAKER_00: hi"))), summary, {"plain": [1, 2]}):
         decoded = decode_value(json.loads(json.dumps(encode_value(value))))
         assert decoded == value
     decoded = decode_value(json.loads(json.dumps(encode_value(transcript))))
@@ -140,7 +141,8 @@ def test_worker_command_starts_a_prefork_worker_on_the_stage_queues(monkeypatch:
 
     from celery import Celery
 
-    from isoscribe.distributed import worker, worker_command
+    from isoscribe.cli.worker import worker_command
+    from isoscribe.distributed import worker
 
     started: list[list[str]] = []
     monkeypatch.setattr(Celery, "worker_main", lambda app, argv: started.append(argv))
@@ -434,7 +436,7 @@ def test_a_cancelled_tasks_late_result_file_is_removed(redis_server: RedisServer
     shared_dir = tmp_path / "shared"
     settings = _client_settings(redis_server, shared_dir)
     with CeleryExecutor(settings) as executor:
-        future = executor.submit("summary", SummaryRequest("text"))
+        future = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
         task_id = _queued_task_id(settings, "llm")
         assert executor.cancel(future)
         late = {"value": encode_value(Summary("s" * 300_000, model="smollm2")), "worker": "w@h"}
@@ -453,17 +455,17 @@ def test_a_malformed_task_state_fails_its_future_and_the_waiter_goes_on(redis_se
     settings = _client_settings(redis_server, tmp_path / "shared")
     backend = Redis.from_url(settings.celery.result_backend)
     with CeleryExecutor(settings) as executor:
-        garbled = executor.submit("summary", SummaryRequest("text"))
+        garbled = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
         backend.set(f"celery-task-meta-{_queued_task_id(settings, 'llm')}", b"{not json")
         with pytest.raises(StageError, match="state"):
             garbled.result(timeout=30)
 
-        odd_progress = executor.submit("summary", SummaryRequest("text"), on_event=lambda event: None)
+        odd_progress = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))), on_event=lambda event: None)
         executor.app.backend.store_result(_queued_task_id(settings, "llm"), ["not", "a", "dict"], "PROGRESS")
         with pytest.raises(StageError):
             odd_progress.result(timeout=30)
 
-        good = executor.submit("summary", SummaryRequest("text"))
+        good = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
         summary = Summary("fine", model="smollm2")
         stats = {"wall_s": 1.0, "peak_rss_mb": 10.0, "peak_gpu_mb": None, "worker_pid": 1, "worker_task_number": 1}
         executor.app.backend.store_result(
@@ -485,7 +487,7 @@ def test_a_task_celery_lost_is_published_again_then_fails_with_the_runtimes_erro
     with CeleryExecutor(settings) as executor:
         for lost, expected in ((WorkerLostError("Worker exited prematurely: signal 9 (SIGKILL)."), WorkerCrashed),
                                (TimeLimitExceeded(420.0), StageTimeout)):
-            future = executor.submit("summary", SummaryRequest("text"))
+            future = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
             task_id = _queued_task_id(settings, "llm")
             for _ in range(2):
                 executor.app.backend.mark_as_failure(task_id, lost)
@@ -502,7 +504,7 @@ def test_the_completed_list_keeps_only_the_latest_tasks(
 ) -> None:
     monkeypatch.setattr(CeleryExecutor, "completed_kept", 3)
     with CeleryExecutor(_client_settings(redis_server, tmp_path / "shared")) as executor:
-        futures = [executor.submit("summary", SummaryRequest(f"text {i}")) for i in range(5)]
+        futures = [executor.submit("summary", SummaryRequest(tuple(turns_from_text(f"text {i}")))) for i in range(5)]
         for future in futures:
             executor.cancel(future)
         assert len(executor.completed) == 3
@@ -515,7 +517,7 @@ def test_spilled_result_file_goes_only_after_it_is_decoded(redis_server: RedisSe
     settings = _client_settings(redis_server, shared_dir)
     stats = {"wall_s": 1.0, "peak_rss_mb": 10.0, "peak_gpu_mb": None, "worker_pid": 1, "worker_task_number": 1}
     with CeleryExecutor(settings) as executor:
-        broken = executor.submit("summary", SummaryRequest("text"))
+        broken = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
         task_id = _queued_task_id(settings, "llm")
         undecodable = {"value": {"type": "isoscribe.transcript:NoSuchType", "data": {}}, "stats": stats,
                        "worker": "w@h", "padding": "x" * 300_000}
@@ -525,7 +527,7 @@ def test_spilled_result_file_goes_only_after_it_is_decoded(redis_server: RedisSe
             broken.result(timeout=30)
         assert (shared_dir / pointer["result_file"]).is_file(), "a result that could not be decoded is kept"
 
-        good = executor.submit("summary", SummaryRequest("text"))
+        good = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))
         task_id = _queued_task_id(settings, "llm")
         summary = Summary("s" * 300_000, model="smollm2")
         pointer = spill_if_big({"value": encode_value(summary), "stats": stats, "worker": "w@h"}, task_id, shared_dir)
@@ -708,9 +710,9 @@ def test_summary_runs_on_the_llm_queue(cluster: Cluster) -> None:
     # Only the client asks for short answers: the worker computes with the client's llm settings.
     settings = cluster.settings.model_copy(update={"llm": cluster.settings.llm.model_copy(update={"max_tokens": 16, "threads": 1})})
     with CeleryExecutor(settings) as executor:
-        result = executor.submit("summary", SummaryRequest(text)).result(timeout=300)
+        result = executor.submit("summary", SummaryRequest(tuple(turns_from_text(text.replace(" SPEAKER_", "\nSPEAKER_"))))).result(timeout=300)
     assert isinstance(result.value, Summary)
-    assert result.value.summary.strip() and result.value.warning is None
+    assert result.value.overview.strip() and result.value.warning is None
     assert result.stats.wall_s > 0
 
 

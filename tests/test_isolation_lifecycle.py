@@ -19,12 +19,13 @@ PARENT_SCRIPT = textwrap.dedent(
     """
     import os, sys, time
     import numpy as np
-    from isoscribe.isolation import StageSpec, WorkerPool, install_termination_handler
+    from isoscribe.cli.signals import install_stop_signals
+    from isoscribe.isolation import StageSpec, WorkerPool
     from isoscribe.stages.faults import FaultRequest
 
     mode = sys.argv[1]
     if mode == "sigterm":
-        install_termination_handler()
+        install_stop_signals()
     pool = WorkerPool(StageSpec("isoscribe.stages.faults"), size=2)
     pool.wait_ready(60)
     pool.run(FaultRequest("ok", payload=np.ones(2**18)))

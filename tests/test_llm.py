@@ -12,12 +12,12 @@ from pathlib import Path
 import httpx
 import openai
 import pytest
-from summary_fixtures import stm_dialogue_text
+from summary_fixtures import stm_dialogue_turns
 
 from isoscribe.benchmarks.server import free_port
 from isoscribe.config import LlmSettings
-from isoscribe.llm import LlamaCppBackend, OpenAIBackend, default_model_path
-from isoscribe.llm_summary import Summarizer
+from isoscribe.summary.backends import LlamaCppBackend, OpenAIBackend, default_model_path
+from isoscribe.summary.summarizer import Summarizer
 
 SERVER_API_KEY = "isoscribe-test-key"
 SERVER_START_TIMEOUT_S = 120
@@ -64,7 +64,7 @@ def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         "--host", "127.0.0.1", "--port", str(port),
         "--n_ctx", "2048", "--n_threads", "1", "--n_threads_batch", "1", "--api_key", SERVER_API_KEY,
     ]  # fmt: skip
-    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # as LlamaCppBackend sets it: see isoscribe.llm
+    env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}  # as LlamaCppBackend sets it: see summary.backends
     with log_path.open("wb") as log:
         server = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT, env=env)
     base_url = f"http://127.0.0.1:{port}/v1"
@@ -102,10 +102,20 @@ def _server_settings(base_url: str, **overrides) -> LlmSettings:
 @pytest.mark.slow
 def test_the_openai_backend_summarizes_through_a_real_llama_cpp_server(llama_server, shared_data):
     settings = _server_settings(llama_server, api_key=SERVER_API_KEY)
-    summary = Summarizer(OpenAIBackend(settings), settings).summarize(stm_dialogue_text(shared_data))
-    assert summary.summary.strip()
-    assert summary.model == "smollm2" and summary.chunks == 1
-    assert summary.prompt_tokens > 100 and summary.completion_tokens > 0
+    overview = Summarizer(OpenAIBackend(settings), settings).overview(stm_dialogue_turns(shared_data))
+    assert overview.text.strip()
+    assert overview.chunks == 1
+    assert overview.prompt_tokens > 100 and overview.completion_tokens > 0
+
+
+@pytest.mark.slow
+def test_the_openai_backend_chunks_by_the_context_it_is_given(llama_server, shared_data):
+    """llama_cpp.server's /v1/models lists no context length: llm.context_tokens decides the chunks."""
+    settings = _server_settings(llama_server, api_key=SERVER_API_KEY, context_tokens=320, max_tokens=32)
+    backend = OpenAIBackend(settings)
+    assert backend.context_tokens == 320
+    overview = Summarizer(backend, settings).overview(stm_dialogue_turns(shared_data))
+    assert overview.chunks >= 2 and overview.text.strip()
 
 
 @pytest.mark.slow

@@ -27,6 +27,7 @@ from isoscribe.outputs import (
     write_outputs,
 )
 from isoscribe.transcript import ActionItem, Decision, Segment, SourceSpan, SpeakerTurn, Summary, Transcript, Word
+from isoscribe.summary.types import SummarySentence
 
 _SOURCE = SourceSpan(start=24.3, end=27.0, speaker="SPEAKER_01", quote="I will send the budget draft to finance by Tuesday.")
 _ITEM = ActionItem(owner="SPEAKER_01", task="Send the budget draft to finance", due="by Tuesday", source=_SOURCE)
@@ -62,7 +63,8 @@ def test_json_round_trips_to_the_same_transcript(diarized: bool) -> None:
 
 
 def test_json_carries_the_summary_with_structured_action_items() -> None:
-    summary = Summary("We met.", [_ITEM], model="smollm2", sentences_checked=3, sentences_dropped=2)
+    dropped = SummarySentence("We met on Mars.", False, [], "Mars is not in the transcript")
+    summary = Summary("We met.", [_ITEM], model="smollm2", sentences=[dropped])
     data = json.loads(to_json(_transcript(True), summary))
     assert data["summary"]["action_items"] == [
         {
@@ -72,7 +74,7 @@ def test_json_carries_the_summary_with_structured_action_items() -> None:
             "source": {"start": 24.3, "end": 27.0, "speaker": "SPEAKER_01", "quote": _SOURCE.quote},
         }
     ]
-    assert data["summary"]["sentences_dropped"] == 2
+    assert data["summary"]["sentences"][0]["supported"] is False
     assert Summary.from_dict(data["summary"]) == summary
 
 
@@ -127,11 +129,12 @@ def test_txt_labels_speakers_only_when_diarized() -> None:
     assert to_txt(_transcript(False)).splitlines()[0].startswith("Hello")
 
 
-def test_summary_markdown_lists_action_items_decisions_dropped_sentences_or_the_warning() -> None:
+def test_summary_markdown_lists_action_items_decisions_unsupported_sentences_or_the_warning() -> None:
     decision = Decision(text="We agreed to ship on Friday", source=replace(_SOURCE, start=3725.0))
-    summary = Summary("We planned the release.", [_ITEM], [decision], sentences_checked=3, sentences_dropped=1)
+    dropped = SummarySentence("We met on Mars.", False, [], "Mars is not in the transcript")
+    summary = Summary("We planned the release.", [_ITEM], [decision], sentences=[dropped])
     text = to_summary_md(summary)
-    assert "We planned the release." in text and "1 of 3 summary sentences were dropped" in text
+    assert "We planned the release." in text and "~~We met on Mars.~~ (Mars is not in the transcript)" in text
     assert "## Action items\n\n- [SPEAKER_01, by Tuesday] Send the budget draft to finance (00:24)\n" in text
     assert "## Decisions\n\n- We agreed to ship on Friday (1:02:05)\n" in text
     unowned = replace(_ITEM, owner=None, due=None)

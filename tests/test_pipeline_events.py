@@ -96,19 +96,19 @@ def test_a_job_reports_progress_while_it_runs(tmp_path: Path, shared_data: Path)
 def test_the_batch_partial_transcript_grows_then_gives_way_to_the_outputs(
     shared_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from isoscribe import batch as batch_module
+    from isoscribe.batch import partial as partial_module
     from isoscribe.batch import run_batch
 
     out = tmp_path / "out"
     partial = out / "sonnet001" / "sonnet001.partial.txt"
     sizes = []
-    append = batch_module._PartialTranscript.append
+    append = partial_module.PartialTranscript.append
 
     def append_and_measure(self, segment) -> None:
         append(self, segment)
         sizes.append(partial.stat().st_size)  # what a reader sees after each segment, not at a polling tick
 
-    monkeypatch.setattr(batch_module._PartialTranscript, "append", append_and_measure)
+    monkeypatch.setattr(partial_module.PartialTranscript, "append", append_and_measure)
     settings = load_settings(overrides={"batch": {"summarize": False, "formats": ["json", "txt"]}})
     report = run_batch(settings, [shared_data / SONNET], out, progress=False, notify=False)
     assert report.counts["done"] == 1, report.failures

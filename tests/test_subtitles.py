@@ -139,3 +139,17 @@ def test_the_layout_comes_from_the_settings(tmp_path: Path) -> None:
     written = write_outputs(transcript, None, tmp_path, "story", ["vtt"], settings.subtitles.layout())
     assert all(len(s.content.replace("<u>", "").replace("</u>", "")) <= 24 for s in srt.parse(printed))
     assert "<u>" in printed and re.search(r"<\d\d:\d\d:\d\d\.\d\d\d>", written["vtt"].read_text())
+
+
+def test_cli_flags_set_the_layout() -> None:
+    from isoscribe.cli.parser import build_parser, settings_overrides
+    from isoscribe.config import load_settings
+
+    args = build_parser().parse_args(
+        ["run", "a.wav", "--out", "o", "--max-line-width", "30", "--max-line-count", "1", "--max-cue-duration", "4",
+         "--highlight-words"]
+    )
+    layout = load_settings(overrides=settings_overrides(args)).subtitles.layout()
+    assert (layout.max_line_width, layout.max_line_count, layout.max_cue_duration_s, layout.highlight_words) == (
+        30, 1, 4.0, True
+    )

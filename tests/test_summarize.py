@@ -13,8 +13,8 @@ import pytest
 
 from isoscribe.config import Settings, load_settings
 from isoscribe.executors import PerTaskExecutor
-from isoscribe.pipeline import FilePipeline, Policy, StageFinished, stage_specs, summary_text
-from isoscribe.pipeline.commands import read_transcript
+from isoscribe.pipeline import FilePipeline, Policy, StageFinished, stage_specs, summary_request
+from isoscribe.cli.summarize import read_transcript
 from isoscribe.transcript import Segment, Summary, Transcript
 from summary_fixtures import stm_dialogue_transcript
 
@@ -35,18 +35,22 @@ def _summarize(settings: Settings, transcript: Transcript, listener=None) -> Sum
         executor.shutdown()
 
 
-def test_summary_text_gives_one_labelled_line_per_speaker_turn(shared_data):
-    lines = summary_text(stm_dialogue_transcript(shared_data)).splitlines()
-    assert lines[:3] == ["Diane: Hello?", "Sheila: Hello?", "Diane: Oh, hello. I didn't know you were there."]
-    assert all(line.startswith(("Diane: ", "Sheila: ")) for line in lines)
+def test_the_summary_request_holds_one_timed_turn_per_speaker_turn(shared_data):
+    turns = summary_request(stm_dialogue_transcript(shared_data)).turns
+    assert [(t.speaker, t.text) for t in turns[:3]] == [
+        ("Diane", "Hello?"), ("Sheila", "Hello?"), ("Diane", "Oh, hello. I didn't know you were there."),
+    ]  # fmt: skip
+    assert all(t.start < t.end for t in turns) and all(a.end <= b.start + 1e-6 for a, b in zip(turns, turns[1:]))
+    assert all(a.speaker != b.speaker for a, b in zip(turns, turns[1:]))
 
 
-def test_summary_text_without_speakers_is_one_line_per_segment():
+def test_without_speakers_each_segment_is_a_turn():
     segments = [Segment(id=i, start=i, end=i + 1, text=f" part {i}.") for i in range(3)] + [
         Segment(id=3, start=3, end=4, text="  ")
     ]
     transcript = Transcript(segments=segments, language="en", language_probability=1.0, duration_s=4, model="m")
-    assert summary_text(transcript) == "part 0.\npart 1.\npart 2."
+    turns = summary_request(transcript).turns
+    assert [(t.speaker, t.start, t.text) for t in turns] == [(None, 0, "part 0."), (None, 1, "part 1."), (None, 2, "part 2.")]
 
 
 def test_summary_stage_spec_and_limits_come_from_settings():
@@ -63,22 +67,23 @@ def test_an_empty_transcript_starts_no_worker():
 
     empty = Transcript([Segment(0, 0.0, 1.0, "  ")], "en", 1.0, 1.0, "m")
     summary = FilePipeline(Refuses(), Policy(summarize=True)).summarize(empty)
-    assert summary.summary == "" and "empty transcript" in summary.warning
+    assert summary.overview == "" and "empty transcript" in summary.warning
 
 
 @pytest.mark.slow
 def test_an_isolated_summary_comes_back_with_the_workers_stats(shared_data):
     events = []
     summary = _summarize(_settings(), stm_dialogue_transcript(shared_data), events.append)
-    assert summary.warning is None and summary.grounded and summary.sentences_checked >= 1
-    assert summary.completion_tokens > 0
+    assert summary.warnings == [] and summary.overview_kind == "extractive"
+    assert summary.overview and all(s.supported and s.evidence for s in summary.sentences)
+    assert summary.completion_tokens == 0, "the bundled model writes nothing that could be used: it is not asked"
     finished = [event for event in events if isinstance(event, StageFinished) and event.stage == "summary"]
     assert len(finished) == 1 and finished[0].error is None and finished[0].peak_rss_mb > 50
 
 
-def _assert_empty_with_logged_cause(summary: Summary, caplog, cause: str) -> None:
-    assert summary.summary == "" and summary.action_items == []
-    assert cause in summary.warning
+def _assert_extractive_with_logged_cause(summary: Summary, caplog, cause: str) -> None:
+    assert summary.overview and summary.overview_kind == "extractive" and summary.topics
+    assert cause in summary.warning and "extractive" in summary.warning
     failures = [record.getMessage() for record in caplog.records if "event=summary_failed" in record.getMessage()]
     assert failures and cause in failures[0]
     assert all(
@@ -87,50 +92,50 @@ def _assert_empty_with_logged_cause(summary: Summary, caplog, cause: str) -> Non
 
 
 @pytest.mark.slow
-def test_a_crashing_summary_worker_gives_an_empty_summary_and_a_warning(shared_data, monkeypatch, caplog):
+def test_a_crashing_summary_worker_gives_the_extractive_digest_and_a_warning(shared_data, monkeypatch, caplog):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("SUMMARY_TEST_FAULT", "segfault")
     settings = _settings(summary_stage="summarize_crash_stage")
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
         summary = _summarize(settings, stm_dialogue_transcript(shared_data))
-    _assert_empty_with_logged_cause(summary, caplog, "WorkerCrashed")
+    _assert_extractive_with_logged_cause(summary, caplog, "WorkerCrashed")
     assert "signal 11" in summary.warning
 
 
 @pytest.mark.slow
-def test_a_hanging_summary_worker_times_out_into_an_empty_summary(shared_data, monkeypatch, caplog):
+def test_a_hanging_summary_worker_times_out_into_the_extractive_digest(shared_data, monkeypatch, caplog):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(TESTS_DIR), os.environ.get("PYTHONPATH", "")]))
     monkeypatch.setenv("SUMMARY_TEST_FAULT", "hang")
     settings = _settings(summary_stage="summarize_crash_stage", llm_timeout_s=8)
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
         summary = _summarize(settings, stm_dialogue_transcript(shared_data))
-    _assert_empty_with_logged_cause(summary, caplog, "StageTimeout")
+    _assert_extractive_with_logged_cause(summary, caplog, "StageTimeout")
 
 
 @pytest.mark.slow
-def test_an_error_in_the_summary_stage_gives_an_empty_summary_with_its_cause(shared_data, tmp_path, caplog):
+def test_an_error_in_the_summary_stage_gives_the_extractive_digest_with_its_cause(shared_data, tmp_path, caplog):
     settings = _settings(llm={"model_path": tmp_path / "missing.gguf"})
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
         summary = _summarize(settings, stm_dialogue_transcript(shared_data))
-    _assert_empty_with_logged_cause(summary, caplog, "StageError")
+    _assert_extractive_with_logged_cause(summary, caplog, "StageError")
     assert "GGUF model not found" in summary.warning
 
 
 @pytest.mark.slow
-def test_a_summary_worker_past_its_memory_cap_gives_an_empty_summary(shared_data, caplog):
-    settings = _settings(hard_rss_mb=60)
+def test_a_summary_worker_past_its_memory_cap_gives_the_extractive_digest(shared_data, caplog):
+    settings = _settings(llm={"overview": "abstractive"}, hard_rss_mb=60)
     with caplog.at_level(logging.WARNING, logger="isoscribe"):
         summary = _summarize(settings, stm_dialogue_transcript(shared_data))
-    _assert_empty_with_logged_cause(summary, caplog, "StageOutOfMemory")
+    _assert_extractive_with_logged_cause(summary, caplog, "StageOutOfMemory")
 
 
 def test_read_transcript_reads_json_transcripts_and_plain_text(shared_data, tmp_path):
     json_path = tmp_path / "dialogue.json"
     transcript = stm_dialogue_transcript(shared_data)
     json_path.write_text(json.dumps(transcript.to_dict()))
-    assert summary_text(read_transcript(json_path)) == summary_text(transcript)
+    assert summary_request(read_transcript(json_path)) == summary_request(transcript)
     jfk = shared_data / "jfk" / "jfk.txt"
-    assert summary_text(read_transcript(jfk)) == jfk.read_text().strip()
+    assert " ".join(t.text for t in summary_request(read_transcript(jfk)).turns) == jfk.read_text().strip()
     (tmp_path / "bad.json").write_text('{"text": "no segments"}')
     with pytest.raises(ValueError, match="not an isoscribe JSON transcript"):
         read_transcript(tmp_path / "bad.json")
@@ -144,9 +149,9 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 def _summary_section(markdown: str) -> str:
-    """What the model wrote and the grounding check kept, or its note of what it dropped."""
-    assert markdown.startswith("# Summary\n") and "Summary unavailable" not in markdown
-    return markdown.removeprefix("# Summary\n").split("## Action items")[0].strip()
+    """The overview: the text between the title and the first section."""
+    assert markdown.startswith("# Summary\n") and "\n> " not in markdown
+    return markdown.removeprefix("# Summary\n").split("\n## ")[0].strip()
 
 
 @pytest.mark.slow
@@ -156,6 +161,12 @@ def test_cli_summarizes_a_json_transcript(shared_data, tmp_path):
     done = _cli(str(json_path))
     assert done.returncode == 0, done.stderr
     assert _summary_section(done.stdout)
+    as_json = _cli(str(json_path), "--format", "json")
+    assert as_json.returncode == 0, as_json.stderr
+    summary = json.loads(as_json.stdout)
+    expected = {"overview", "sentences", "topics", "decisions", "action_items", "open_questions", "model", "warnings"}
+    assert expected <= set(summary) and summary["overview"] and summary["topics"]
+    assert all({"text", "supported", "evidence"} <= set(sentence) for sentence in summary["sentences"])
 
 
 @pytest.mark.slow

@@ -14,7 +14,7 @@ from service_support import NoWorkers
 from isoscribe.config import load_settings
 from isoscribe.service.app import create_app
 from isoscribe.service.job_store import JobOptions, JobStore
-from isoscribe.speaker_names import rename_speakers, rename_summary_speakers
+from isoscribe.summary.renaming import rename_speakers, rename_summary_speakers
 from isoscribe.transcript import ActionItem, Decision, Segment, SourceSpan, SpeakerTurn, Summary, Transcript, Word
 
 API_KEY = "test-key"
@@ -68,7 +68,7 @@ def test_rename_swaps_labels_everywhere_in_one_pass() -> None:
     assert [w.speaker for s in transcript.segments for w in s.words] == ["SPEAKER_01", "Alice"]
     assert [t.speaker for t in transcript.speaker_turns] == ["SPEAKER_01", "Alice"]
     assert transcript.speakers == ["SPEAKER_01", "Alice"]
-    assert summary.summary == "SPEAKER_01 asks Alice to fix the bug."
+    assert summary.overview == "SPEAKER_01 asks Alice to fix the bug."
     item = summary.action_items[0]
     assert (item.owner, item.task, item.source.speaker) == ("Alice", "Alice fixes the bug", "Alice")
     assert summary.decisions[0].text == "Alice owns the bug"
@@ -76,9 +76,9 @@ def test_rename_swaps_labels_everywhere_in_one_pass() -> None:
 
 def test_rename_does_not_touch_a_longer_label() -> None:
     transcript, summary = _dialogue()
-    summary.summary = "SPEAKER_010 and SPEAKER_01 agree."
+    summary.overview = "SPEAKER_010 and SPEAKER_01 agree."
     rename_summary_speakers(summary, {"SPEAKER_01": "Bob"})
-    assert summary.summary == "SPEAKER_010 and Bob agree."
+    assert summary.overview == "SPEAKER_010 and Bob agree."
 
 
 def test_renamed_speaker_persists_in_every_format(app_client) -> None:

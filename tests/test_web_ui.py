@@ -211,6 +211,7 @@ def _check_summary_panel(driver: webdriver.Chrome) -> None:
     assert _visible(driver, "summary-block"), "the job asked for a summary; the side panel should show it"
     # The dialogue has two action items; an empty list renders one muted "None" item, which is not one.
     assert _action_items(driver), driver.find_element(By.ID, "action-items").text
+    assert driver.find_elements(By.CSS_SELECTOR, "#topics li button"), "each topic has a button that plays from its start"
 
 
 def _action_items(driver: webdriver.Chrome) -> list[str]:

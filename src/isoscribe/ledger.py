@@ -131,7 +131,7 @@ def settings_fingerprint(settings: Settings) -> str:
         relevant["llm"] = settings.llm.model_dump(
             mode="json",
             include={"backend", "model_path", "model", "base_url", "n_ctx", "max_tokens", "temperature",
-                     "summary_prompt", "reduce_prompt"},
+                     "summary_prompt", "reduce_prompt", "context_tokens", "overview"},
         )
     text = json.dumps(relevant, sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
@@ -234,12 +234,12 @@ class Ledger:
             keys = [r["key"] for r in self._db.execute("SELECT key FROM files ORDER BY created_at, key")]
         return [self.get(key) for key in keys]
 
-    def mark_running(self, key: str, new_attempt: bool = True) -> int:
-        """Start an attempt (or, without ``new_attempt``, go on with the last one); returns its number."""
+    def mark_running(self, key: str) -> int:
+        """Start an attempt; returns the attempt number."""
         with self._lock:
             self._db.execute(
-                "UPDATE files SET status = ?, attempts = attempts + ?, error = NULL, updated_at = ? WHERE key = ?",
-                (FileStatus.RUNNING, int(new_attempt), time.time(), key),
+                "UPDATE files SET status = ?, attempts = attempts + 1, error = NULL, updated_at = ? WHERE key = ?",
+                (FileStatus.RUNNING, time.time(), key),
             )
             return self._db.execute("SELECT attempts FROM files WHERE key = ?", (key,)).fetchone()["attempts"]
 

@@ -15,7 +15,8 @@ from typing import Iterable
 
 from isoscribe.files import write_atomic
 from isoscribe.subtitles import Cue, SubtitleLayout, layout_cues
-from isoscribe.transcript import ActionItem, Segment, Summary, Transcript
+from isoscribe.summary.markdown import to_summary_md
+from isoscribe.transcript import Segment, Summary, Transcript
 
 __all__ = [
     "to_json",
@@ -126,41 +127,6 @@ def to_rttm(transcript: Transcript) -> str:
         if end > start
     ]
     return "\n".join(lines) + ("\n" if lines else "")
-
-
-def to_summary_md(summary: Summary, title: str = "Summary") -> str:
-    """The summary, how many of its sentences the grounding check dropped, action items and decisions.
-
-    Each item reads ``- [OWNER, DUE] Task (MM:SS)``, the time being where its source turn starts.
-    """
-    parts = [f"# {title}\n"]
-    if summary.warning:
-        parts.append(f"> Summary unavailable: {summary.warning}\n")
-    if summary.summary.strip():
-        parts.append(summary.summary.strip() + "\n")
-    if summary.sentences_dropped:
-        parts.append(
-            f"_{summary.sentences_dropped} of {summary.sentences_checked} summary sentences were dropped: "
-            "the transcript does not support them._\n"
-        )
-    if summary.action_items:
-        parts.append("## Action items\n")
-        parts.append("".join(_action_item_line(item) for item in summary.action_items))
-    if summary.decisions:
-        parts.append("## Decisions\n")
-        parts.append("".join(f"- {d.text} ({_minutes(d.source.start)})\n" for d in summary.decisions))
-    return "\n".join(parts)
-
-
-def _action_item_line(item: ActionItem) -> str:
-    who = ", ".join(part for part in (item.owner or "unassigned", item.due) if part)
-    return f"- [{who}] {item.task} ({_minutes(item.source.start)})\n"
-
-
-def _minutes(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes:02d}:{secs:02d}"
 
 
 def format_transcript(

@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+from isoscribe.summary.types import ActionItem, Decision, SourceSpan, Summary, SummaryRequest, SummaryTurn
+
 __all__ = [
     "Word",
     "Segment",
@@ -27,6 +29,7 @@ __all__ = [
     "REFERENCE_MIN_S",
     "REFERENCE_MAX_S",
     "SummaryRequest",
+    "SummaryTurn",
     "SourceSpan",
     "ActionItem",
     "Decision",
@@ -208,79 +211,6 @@ class SpeakerClusterRequest:
     min_speakers: int | None = None
     max_speakers: int | None = None
     known_speakers: tuple[KnownSpeaker, ...] = ()
-
-
-@dataclass(frozen=True)
-class SummaryRequest:
-    transcript_text: str
-    """Speaker-labelled lines ("SPEAKER_00: …") when diarized, plain text otherwise."""
-
-
-@dataclass
-class SourceSpan:
-    """Where a statement comes from: the speaker, the time span and the words as transcribed."""
-
-    start: float
-    end: float
-    speaker: str | None
-    quote: str
-
-
-@dataclass
-class ActionItem:
-    owner: str | None
-    """The speaker label (or the name a plain-text transcript gives); None when nobody is named."""
-    task: str
-    due: str | None
-    """The deadline in the speaker's words ("by Tuesday", "next week"), None when none was stated."""
-    source: SourceSpan
-
-
-@dataclass
-class Decision:
-    text: str
-    source: SourceSpan
-
-
-@dataclass
-class Summary:
-    summary: str
-    action_items: list[ActionItem] = field(default_factory=list)
-    decisions: list[Decision] = field(default_factory=list)
-    model: str = ""
-    prompt_tokens: int = 0
-    completion_tokens: int = 0
-    chunks: int = 1
-    warning: str | None = None
-    """Set when the stage failed and this summary is the empty fallback."""
-    model_action_items: list[str] = field(default_factory=list)
-    """The model's own action-item lines, unchecked; ``ground_summary`` empties it."""
-    sentences_checked: int = 0
-    sentences_dropped: int = 0
-    """Summary sentences the grounding check removed because the transcript does not support them."""
-    grounded: bool = False
-    """True once ``isoscribe.grounding.ground_summary`` has checked this summary against its transcript."""
-
-    @classmethod
-    def empty(cls, warning: str) -> Summary:
-        return cls(summary="", warning=warning)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Summary:
-        items = [
-            ActionItem(**{**_known(ActionItem, item), "source": SourceSpan(**_known(SourceSpan, item["source"]))})
-            for item in data.get("action_items", [])
-            if isinstance(item, dict)  # before grounding existed, items were unsourced strings: not kept
-        ]
-        decisions = [
-            Decision(text=d["text"], source=SourceSpan(**_known(SourceSpan, d["source"])))
-            for d in data.get("decisions", [])
-        ]
-        scalars = {k: v for k, v in _known(cls, data).items() if k not in ("action_items", "decisions")}
-        return cls(action_items=items, decisions=decisions, **scalars)
 
 
 def _known(cls: type, data: dict[str, Any]) -> dict[str, Any]:

@@ -38,7 +38,7 @@ __all__ = [
     "resolve_batch",
     "resolve_service",
     "resolve_one_worker",
-    "tune_command",
+    "cache_path",
 ]
 
 logger = logging.getLogger("isoscribe.tuning")
@@ -99,14 +99,14 @@ def _key(asr: AsrSettings, cores: int) -> str:
     return f"{asr.model}|{asr.compute_type}|{asr.device}|{cores}"
 
 
-def _cache_path(asr: AsrSettings) -> Path:
+def cache_path(asr: AsrSettings) -> Path:
     return Path(asr.model_cache_dir) / "calibration.json"
 
 
 def cached_calibration(asr: AsrSettings) -> Calibration | None:
     """This machine's calibration for the model, if one was measured."""
     try:
-        entries = json.loads(_cache_path(asr).read_text())
+        entries = json.loads(cache_path(asr).read_text())
     except (OSError, ValueError):
         return None
     entry = entries.get(_key(asr, available_cores()))
@@ -114,7 +114,7 @@ def cached_calibration(asr: AsrSettings) -> Calibration | None:
 
 
 def _store(asr: AsrSettings, calibration: Calibration) -> None:
-    path = _cache_path(asr)
+    path = cache_path(asr)
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         entries = json.loads(path.read_text())
@@ -152,7 +152,7 @@ def calibrate(settings: Settings, max_workers: int | None = None) -> Calibration
     best = calibration.best
     log_event(
         logger, "calibration_done", model=settings.asr.model, workers=best.workers, threads=best.threads,
-        audio_s_per_s=best.audio_s_per_s, path=_cache_path(settings.asr),
+        audio_s_per_s=best.audio_s_per_s, path=cache_path(settings.asr),
     )
     return calibration
 
@@ -288,16 +288,3 @@ def cpu_threads(asr: AsrSettings) -> int:
         return asr.cpu_threads
     calibration = cached_calibration(asr)
     return calibration.best.threads if calibration else 0
-
-
-def tune_command(settings: Settings, args) -> int:
-    """``isoscribe tune``: measure this machine now and print the layouts, the chosen one last."""
-    calibration = calibrate(settings, args.max_workers)
-    for layout in calibration.layouts:
-        print(
-            f"{layout.workers} workers × {layout.threads} threads: {layout.audio_s_per_s:.1f} s audio/s, "
-            f"peak {layout.peak_rss_mb:.0f} MB per worker"
-        )
-    best = calibration.best
-    print(f"chosen: {best.workers} workers × {best.threads} threads (cached in {_cache_path(settings.asr)})")
-    return 0

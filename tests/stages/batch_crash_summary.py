@@ -1,20 +1,20 @@
 """Test double for the isolation path: the real summary stage's model, whose ``run`` always segfaults.
 
 The batch tests point ``isolation.summary_stage`` here to check the design notes' rule: an LLM crash
-leaves an empty summary with a warning and the file still done. Tests only.
+leaves the extractive digest with a warning and the file still done. Tests only.
 """
 
 from __future__ import annotations
 
 import ctypes
 
-from isoscribe.stages import summarize
+from isoscribe.summary import stage
 
 __all__ = ["load", "run"]
 
 
 def load(settings):
-    return summarize.load(settings)
+    return stage.load(settings)
 
 
 def run(model, request):

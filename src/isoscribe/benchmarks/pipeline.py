@@ -181,7 +181,6 @@ def _all_stages_in_one_process(settings: Settings, files: list[str], queue: Any)
 
     from isoscribe import pipeline
     from isoscribe.speakers import assign_speakers
-    from isoscribe.transcript import SummaryRequest
 
     speech_stage = importlib.import_module(settings.isolation.speech_stage)
     summary_stage = importlib.import_module(settings.isolation.summary_stage)
@@ -201,7 +200,7 @@ def _all_stages_in_one_process(settings: Settings, files: list[str], queue: Any)
             summary_model = summary_stage.load(settings)
             walls["summary_load"] = time.monotonic() - started
         started = time.monotonic()
-        summary_stage.run(summary_model, SummaryRequest(pipeline.summary_text(transcript)))
+        summary_stage.run(summary_model, pipeline.summary_request(transcript))
         walls["summary"] += time.monotonic() - started
     queue.put({stage: round(wall, 2) for stage, wall in walls.items()})
 

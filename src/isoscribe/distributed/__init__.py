@@ -7,7 +7,7 @@ kills its isolated worker. Audio and big results move through ``settings.celery.
 carries small JSON only.
 
 By role: ``app`` (the Celery app, queues, limits), ``worker`` (task bodies, pool cache, heartbeat),
-``command`` (``isoscribe worker``), ``codec`` (what crosses Redis), ``staging`` (shared storage and
+``worker_main`` (the worker process of ``isoscribe worker``), ``codec`` (what crosses Redis), ``staging`` (shared storage and
 its holds), ``client`` (the executor) and ``waiter`` (its thread that resolves the Futures).
 
 Delivery, as tested in tests/test_distributed.py:
@@ -30,7 +30,7 @@ Delivery, as tested in tests/test_distributed.py:
 from isoscribe.distributed.app import STAGE_QUEUES, STAGE_TASKS, create_app, visibility_timeout_s
 from isoscribe.distributed.client import CeleryExecutor, CompletedTask
 from isoscribe.distributed.codec import decode_error, decode_value, encode_error, encode_value
-from isoscribe.distributed.command import worker_command
+from isoscribe.distributed.worker_main import run_worker
 from isoscribe.distributed.staging import stage_audio, staged_name
 
 __all__ = [
@@ -40,7 +40,7 @@ __all__ = [
     "CompletedTask",
     "create_app",
     "visibility_timeout_s",
-    "worker_command",
+    "run_worker",
     "stage_audio",
     "staged_name",
     "encode_value",

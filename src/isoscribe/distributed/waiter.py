@@ -228,11 +228,18 @@ class Waiter:
             if result is not None:
                 spilled = isinstance(result, dict) and isinstance(result.get("result_file"), str)
                 if spilled and executor.shared_dir is not None:
-                    (Path(executor.shared_dir) / result["result_file"]).unlink(missing_ok=True)
+                    self._remove_spilled(Path(executor.shared_dir) / result["result_file"])
                 self._app.backend.forget(task_id)
             with executor._lock:
                 if result is not None or now > executor._abandoned.get(task_id, 0.0):
                     executor._abandoned.pop(task_id, None)
+
+    def _remove_spilled(self, path: Path) -> None:
+        # OSError counts as Redis being away in the look's handler; a file that cannot go is only logged.
+        try:
+            path.unlink(missing_ok=True)
+        except OSError as exc:
+            log_event(logger, "spilled_result_kept", logging.WARNING, path=path, error=exc)
 
     def _ended_result(self, value: bytes) -> Any:
         """The result of an ended task (``{}`` when unreadable: nothing to clean up), None while it runs."""

@@ -26,7 +26,6 @@ __all__ = [
     "run_isolated",
     "one_shot_pool",
     "WorkerPool",
-    "install_termination_handler",
     "shutdown_all_pools",
     "IsolationError",
     "Limits",
@@ -49,7 +48,6 @@ _LAZY = {
     "run_isolated": "isoscribe.isolation.oneshot",
     "one_shot_pool": "isoscribe.isolation.oneshot",
     "WorkerPool": "isoscribe.isolation.pool",
-    "install_termination_handler": "isoscribe.isolation.registry",
     "shutdown_all_pools": "isoscribe.isolation.registry",
 }
 

@@ -1,18 +1,17 @@
 """Every live pool of this process, so that an exit (atexit, SIGTERM, Ctrl-C) leaves no worker behind.
 
-Signal-handler installation is policy for the CLI and the service: the runtime installs none by itself.
+Signal handlers are policy for the CLI (cli/signals.py) and the service: the runtime installs none by itself.
 """
 
 from __future__ import annotations
 
 import atexit
-import signal
 import weakref
-from typing import Any, Protocol
+from typing import Protocol
 
 from isoscribe.isolation import transport
 
-__all__ = ["install_termination_handler", "register", "shutdown_all_pools"]
+__all__ = ["register", "shutdown_all_pools"]
 
 
 class _Pool(Protocol):
@@ -40,16 +39,3 @@ def shutdown_all_pools() -> None:
     """Kill every live pool's workers and remove their files; registered with atexit."""
     for pool in list(_pools):
         pool.shutdown(wait=True, kill_running=True)
-
-
-def install_termination_handler() -> None:
-    """Turn SIGTERM into ``SystemExit(143)`` in the main thread, so ``with`` blocks and atexit shut pools down.
-
-    For the CLI and the service to call. Ctrl-C already raises KeyboardInterrupt, and workers ignore
-    SIGINT (they are in their own session anyway).
-    """
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)

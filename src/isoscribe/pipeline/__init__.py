@@ -18,8 +18,9 @@ from isoscribe.pipeline.events import (
 )
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, RetryPolicy, batch_policy
 from isoscribe.pipeline.progress import ProgressTracker
-from isoscribe.pipeline.sequence import Cancellation, FilePipeline, FileResult, OutputWriter
-from isoscribe.pipeline.stages import speech_limits, speech_request, speech_stage, stage_specs, summary_text
+from isoscribe.pipeline.cancellation import Cancellation
+from isoscribe.pipeline.sequence import FilePipeline, FileResult, OutputWriter
+from isoscribe.pipeline.stages import speech_limits, speech_request, speech_stage, stage_specs, summary_request
 
 __all__ = [
     "Cancellation",
@@ -46,5 +47,5 @@ __all__ = [
     "speech_request",
     "speech_stage",
     "stage_specs",
-    "summary_text",
+    "summary_request",
 ]

@@ -11,16 +11,15 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import FIRST_EXCEPTION, CancelledError, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from typing import Any
 
 from isoscribe.executors import StageExecutor
-from isoscribe.grounding import ground_summary
 from isoscribe.isolation import IsolationError, TaskCancelled, TaskResult
 from isoscribe.logs import log_event
+from isoscribe.pipeline.cancellation import Cancellation
 from isoscribe.pipeline.events import (
     Event,
     FileDone,
@@ -35,8 +34,9 @@ from isoscribe.pipeline.events import (
 )
 from isoscribe.pipeline.pieces import piece_layout, stitch_pieces
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, RetryPolicy
-from isoscribe.pipeline.stages import summary_text
+from isoscribe.pipeline.stages import summary_request
 from isoscribe.speakers import assign_speakers
+from isoscribe.summary.digest import build_digest
 from isoscribe.transcript import (
     Piece,
     PieceResult,
@@ -46,11 +46,10 @@ from isoscribe.transcript import (
     SpeakerTurn,
     SpeechRequest,
     Summary,
-    SummaryRequest,
     Transcript,
 )
 
-__all__ = ["Cancellation", "FilePipeline", "FileResult", "OutputWriter"]
+__all__ = ["FilePipeline", "FileResult", "OutputWriter"]
 
 logger = logging.getLogger("isoscribe.pipeline")
 
@@ -58,99 +57,6 @@ OutputWriter = Callable[[Transcript, "Summary | None"], list[str]]
 """Writes a finished file's outputs (files, stdout, a job record) and returns where they went."""
 
 _ONCE = RetryPolicy(max_attempts=1)
-
-
-class Cancellation:
-    """Stops the pipelines that share it (a batch shares one across its files).
-
-    ``stop_starting``: no new stage starts, and tasks still queued in their executor are dropped;
-    running ones go on. ``cancel``: that, and every running stage task is cancelled through its
-    executor, which kills the worker running it. A ``child`` stops with its parent, and can be
-    cancelled alone (a file's pieces, when one of them fails).
-    """
-
-    def __init__(self) -> None:
-        self._changed = threading.Condition()
-        self._stopped = threading.Event()
-        self._killed = False
-        self._running: dict[Future, StageExecutor] = {}
-        self._children: set[Cancellation] = set()
-        self._parent: Cancellation | None = None
-
-    @property
-    def cancelled(self) -> bool:
-        return self._stopped.is_set()
-
-    def stop_starting(self) -> None:
-        with self._changed:
-            self._stopped.set()
-            queued = list(self._running)
-            children = list(self._children)
-        for future in queued:
-            future.cancel()  # only a task not yet running can be cancelled this way; running ones go on
-        for child in children:
-            child.stop_starting()
-
-    def cancel(self) -> None:
-        with self._changed:
-            self._stopped.set()
-            self._killed = True
-            running = list(self._running.items())
-            children = list(self._children)
-        for future, executor in running:
-            executor.cancel(future)
-        for child in children:
-            child.cancel()
-
-    def wait(self, seconds: float) -> bool:
-        """Sleep up to ``seconds``; True at once when stopped."""
-        return self._stopped.wait(seconds)
-
-    def wait_idle(self, timeout_s: float) -> bool:
-        """Wait until no stage task is running; False when some still are after ``timeout_s``."""
-        with self._changed:
-            return self._changed.wait_for(lambda: not self._running, timeout_s)
-
-    @contextmanager
-    def child(self) -> Iterator[Cancellation]:
-        child = Cancellation()
-        child._parent = self
-        with self._changed:
-            self._children.add(child)
-            stopped, killed = self.cancelled, self._killed
-        if killed:
-            child.cancel()
-        elif stopped:
-            child.stop_starting()
-        try:
-            yield child
-        finally:
-            with self._changed:
-                self._children.discard(child)
-
-    @contextmanager
-    def track(self, executor: StageExecutor, future: Future) -> Iterator[None]:
-        with self._changed:
-            self._running[future] = executor
-            stopped, killed = self.cancelled, self._killed
-        if killed:
-            executor.cancel(future)
-        elif stopped:
-            future.cancel()
-        try:
-            if self._parent is None:
-                yield
-            else:
-                with self._parent.track(executor, future):
-                    yield
-        finally:
-            with self._changed:
-                self._running.pop(future, None)
-                self._changed.notify_all()
-
-    def check(self, stage: str) -> None:
-        if self.cancelled:
-            raise PipelineError(FailureKind.CANCELLED, stage, "cancelled")
 
 
 @dataclass
@@ -269,17 +175,13 @@ class FilePipeline:
         return FileResult(transcript, summary, outputs)
 
     def summarize(self, transcript: Transcript) -> Summary:
-        """The summary stage, then its check against the transcript in the parent (``ground_summary``):
-        unsupported sentences dropped, action items and decisions with their sources. Never raises but
-        for cancellation: a failed stage leaves an empty summary with a warning (and the action items)."""
-        text = summary_text(transcript)
-        if not text.strip():
+        """The summary stage: the grounded digest. Never raises but for cancellation: when the stage
+        fails, the parent builds the extractive digest itself (it needs no model) and adds a warning."""
+        request = summary_request(transcript)
+        if not request.turns:
             return Summary.empty("empty transcript: nothing to summarize")
-        return ground_summary(self._summary_stage(text), transcript)
-
-    def _summary_stage(self, text: str) -> Summary:
         try:
-            result = self._run_stage("summary", SummaryRequest(transcript_text=text), _ONCE)
+            result = self._run_stage("summary", request, _ONCE)
         except PipelineError as error:
             if error.kind == FailureKind.CANCELLED:
                 raise
@@ -288,15 +190,14 @@ class FilePipeline:
                 logger, "summary_failed", logging.WARNING, error=error.kind.value, cause=error.message,
                 traceback=getattr(error.cause, "traceback_text", ""),
             )
-            warning = f"summary stage failed: {cause}"
+            warning = f"summary stage failed: {cause}; the digest is extractive"
             self._emit(StageWarning("summary", warning))
-            return Summary.empty(warning)
+            return build_digest(list(request.turns), warnings=[warning])
         summary, stats = result.value, result.stats
         log_event(
             logger, "summary_done", wall_s=stats.wall_s, peak_rss_mb=stats.peak_rss_mb, chunks=summary.chunks,
             prompt_tokens=summary.prompt_tokens, completion_tokens=summary.completion_tokens,
-            completion_tokens_per_s=summary.completion_tokens / stats.wall_s if stats.wall_s else 0.0,
-            action_items=len(summary.action_items),
+            overview=summary.overview_kind, action_items=len(summary.action_items), topics=len(summary.topics),
         )
         return summary
 

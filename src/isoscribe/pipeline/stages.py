@@ -9,7 +9,8 @@ from typing import Any
 from isoscribe.config import IsolationSettings, Settings
 from isoscribe.inputs import AUDIO_EXTENSIONS
 from isoscribe.isolation import Limits, StageSpec
-from isoscribe.transcript import KnownSpeaker, SpeechRequest, Transcript
+from isoscribe.summary.text import turns_of
+from isoscribe.transcript import KnownSpeaker, SpeechRequest, SummaryRequest, Transcript
 
 __all__ = [
     "PROBE_STAGE",
@@ -19,7 +20,7 @@ __all__ = [
     "stage_limits",
     "speech_request",
     "known_speakers_in",
-    "summary_text",
+    "summary_request",
 ]
 
 PROBE_STAGE = "isoscribe.stages.probe"
@@ -78,18 +79,6 @@ def known_speakers_in(folder: Path | None) -> tuple[KnownSpeaker, ...]:
     return tuple(KnownSpeaker(path.stem, str(path.resolve())) for path in files)
 
 
-def summary_text(transcript: Transcript) -> str:
-    """The text the summary stage reads: one "SPEAKER: …" line per speaker turn when diarized,
-    one line per segment otherwise."""
-    lines: list[str] = []
-    previous_speaker: str | None = None
-    for segment in transcript.segments:
-        text = segment.text.strip()
-        if not text:
-            continue
-        if segment.speaker is not None and segment.speaker == previous_speaker:
-            lines[-1] = f"{lines[-1]} {text}"
-        else:
-            lines.append(f"{segment.speaker}: {text}" if segment.speaker is not None else text)
-        previous_speaker = segment.speaker
-    return "\n".join(lines)
+def summary_request(transcript: Transcript) -> SummaryRequest:
+    """The summary stage's request: the transcript's speaker turns (segments when not diarized)."""
+    return SummaryRequest(tuple(turns_of(transcript)))

@@ -32,7 +32,7 @@ from isoscribe.service.streaming import LiveRun
 from isoscribe.service.transcription import pipeline_api_error, service_speech_request
 from isoscribe.service.webhook_outbox import WebhookOutbox, webhook_secret
 from isoscribe.webhooks import WebhookRefused, check_url_async
-from isoscribe.speaker_names import rename_speakers, rename_summary_speakers
+from isoscribe.summary.renaming import rename_speakers, rename_summary_speakers
 from isoscribe.transcript import KnownSpeaker, Summary, Transcript
 
 __all__ = ["Service"]

@@ -8,6 +8,8 @@ diarization. The decoder's chunks are derived from the same regions (``Speech.de
 
 from __future__ import annotations
 
+import bisect
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -49,13 +51,26 @@ class Speech:
 
     def between(self, start_s: float, end_s: float) -> list[tuple[float, float]]:
         """The regions (seconds) clipped to ``start_s``..``end_s``."""
-        return [
-            (max(start, start_s), min(end, end_s)) for start, end in self.seconds if end > start_s and start < end_s
-        ]
+        found = []
+        for first, last in self.regions[max(0, self._index(start_s)) :]:
+            region_start_s, region_end_s = first / SAMPLE_RATE, last / SAMPLE_RATE
+            if region_start_s >= end_s:
+                break
+            if region_end_s > start_s:
+                found.append((max(region_start_s, start_s), min(region_end_s, end_s)))
+        return found
 
     def region_at(self, time_s: float) -> tuple[float, float] | None:
         """The region (seconds) that holds ``time_s``, if any."""
-        return next(((start, end) for start, end in self.seconds if start <= time_s < end), None)
+        index = self._index(time_s)
+        if index < 0:
+            return None
+        start, end = self.regions[index][0] / SAMPLE_RATE, self.regions[index][1] / SAMPLE_RATE
+        return (start, end) if start <= time_s < end else None
+
+    def _index(self, time_s: float) -> int:
+        """The last region starting at or before ``time_s`` (-1: none)."""
+        return bisect.bisect_right(self.regions, (time_s * SAMPLE_RATE, math.inf)) - 1
 
     def speech_onset(self, start_s: float, end_s: float) -> float | None:
         """Where the first speech frame between ``start_s`` and ``end_s`` starts (None without one)."""

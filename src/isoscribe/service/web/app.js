@@ -478,12 +478,23 @@ function renderSummary(summary) {
     }),
   );
   $("decisions").replaceChildren(...listOrNone(summary.decisions, (decision) => sourcedItem(decision.text, decision.source)));
+  $("topics").replaceChildren(...listOrNone(summary.topics || [], topicItem));
+  $("open-questions").replaceChildren(
+    ...listOrNone(summary.open_questions || [], (question) => sourcedItem(question.text, question.source)),
+  );
 }
 
 function summaryText(summary) {
-  if (summary.warning) return `Summary unavailable: ${summary.warning}`;
-  if (summary.summary.trim()) return summary.summary;
-  return summary.sentences_dropped ? "No summary sentence was supported by the transcript." : "";
+  const warnings = (summary.warnings || []).map((warning) => `(${warning})`);
+  return [summary.overview, ...warnings].filter(Boolean).join(" ");
+}
+
+// A topic: its start as a button that plays from there, its title, and its key points.
+function topicItem(topic) {
+  const item = sourcedItem(topic.title, topic);
+  const points = (topic.key_points || []).map((point) => element("li", {}, point.text));
+  if (points.length) item.append(element("ul", { class: "key-points" }, ...points));
+  return item;
 }
 
 function listOrNone(items, render) {

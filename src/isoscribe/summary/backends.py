@@ -1,7 +1,8 @@
 """Chat backends for the summary stage: llama.cpp on a local GGUF, or any OpenAI-compatible server.
 
-A backend answers one chat request and counts tokens; prompting, chunking and parsing live in
-``llm_summary``. Heavy imports (llama_cpp, openai) happen inside the constructors so that the
+A backend answers one chat request, counts tokens and says how many tokens its model sees at once
+(``context_tokens``): ``llm.context_tokens`` when set, else what the model or the server reports.
+Prompting, chunking and parsing live in ``isoscribe.summary.summarizer``. Heavy imports (llama_cpp, openai) happen inside the constructors so that the
 parent process never loads them: only the isolated summary worker does.
 """
 
@@ -91,7 +92,7 @@ class LlamaCppBackend:
         threads = settings.threads or _physical_cores()
         self._llama = llama_cpp.Llama(
             model_path=str(model_path),
-            n_ctx=settings.n_ctx,
+            n_ctx=settings.context_tokens or settings.n_ctx,
             n_threads=threads,
             n_threads_batch=threads,  # llama-cpp-python's default is every logical CPU
             n_gpu_layers=gpu_layers,
@@ -136,7 +137,25 @@ class OpenAIBackend:
         )
         self._temperature = settings.temperature
         self.model_name = settings.model
-        self.context_tokens = settings.n_ctx
+        self.context_tokens = settings.context_tokens or self._reported_context() or settings.n_ctx
+
+    def _reported_context(self) -> int | None:
+        """The context length the server's /v1/models lists for the model, under the names servers use."""
+        try:
+            models = self._client.models.list().data
+        except Exception as error:  # noqa: BLE001 - a server without /v1/models still chats
+            logger.warning("event=llm_models_unavailable error=%s", type(error).__name__)
+            return None
+        for model in models:
+            fields = model.model_dump()
+            if model.id != self.model_name and len(models) > 1:
+                continue
+            meta = fields.get("meta") or {}
+            for value in (fields.get("max_model_len"), fields.get("context_length"), fields.get("context_window"),
+                          meta.get("n_ctx"), meta.get("n_ctx_train")):  # fmt: skip
+                if isinstance(value, int) and value > 0:
+                    return value
+        return None
 
     def count_tokens(self, text: str) -> int:
         return math.ceil(len(text) / self.CHARS_PER_TOKEN)

@@ -1,36 +1,29 @@
-"""``isoscribe worker``: start a Celery worker on the stage queues (its flags are parsed in the CLI)."""
+"""A Celery worker process on the stage queues (``isoscribe worker``; cli/worker.py parses its flags)."""
 
 from __future__ import annotations
 
-import argparse
 import logging
 import os
-import sys
 
 from celery import signals as celery_signals
 
 from isoscribe.config import Settings
-from isoscribe.distributed.app import STAGE_QUEUES, create_app, visibility_timeout_s
+from isoscribe.distributed.app import create_app, visibility_timeout_s
 from isoscribe.distributed.worker import start_heartbeat, use_settings
 from isoscribe.logs import log_event
 
-__all__ = ["worker_command"]
+__all__ = ["run_worker"]
 
 logger = logging.getLogger("isoscribe.distributed")
 
 
-def worker_command(settings: Settings, args: argparse.Namespace) -> int:
-    """``isoscribe worker``: a Celery worker consuming the given stage queues."""
-    queues = [name.strip() for name in str(args.queues).split(",") if name.strip()]
-    unknown = sorted(set(queues) - set(STAGE_QUEUES.values()))
-    if not queues or unknown:
-        print(f"isoscribe worker: unknown queues {unknown}; choose from asr, llm", file=sys.stderr)
-        return 2
+def run_worker(settings: Settings, queues: list[str], concurrency: int) -> None:
+    """Run a Celery worker consuming ``queues`` (names of ``STAGE_QUEUES``) until it is stopped."""
     use_settings(settings)
     app = create_app(settings)
     hostname = f"isoscribe-{os.getpid()}@%h"
     log_event(
-        logger, "celery_worker_start", queues=",".join(queues), concurrency=args.concurrency,
+        logger, "celery_worker_start", queues=",".join(queues), concurrency=concurrency,
         broker=_redact(settings.celery.broker_url), shared_dir=settings.celery.shared_dir,
         visibility_timeout_s=visibility_timeout_s(settings),
     )
@@ -39,7 +32,7 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
     app.worker_main([
         "worker",
         f"--queues={','.join(queues)}",
-        f"--concurrency={args.concurrency}",
+        f"--concurrency={concurrency}",
         f"--hostname={hostname}",
         "--pool=prefork",
         f"--loglevel={settings.log_level.upper()}",
@@ -47,7 +40,6 @@ def worker_command(settings: Settings, args: argparse.Namespace) -> int:
         "--without-gossip",
         "--without-mingle",
     ])
-    return 0
 
 
 def _redact(url: str) -> str:

@@ -1,22 +1,16 @@
-"""Command line: parses flags, builds Settings, and hands off to the feature modules."""
+"""Every command's flags, and their mapping onto Settings."""
 
 from __future__ import annotations
 
 import argparse
-import importlib
-import logging
-import sys
 from pathlib import Path
 from typing import Any
 
-from isoscribe.config import Settings, SettingsError, load_settings
 from isoscribe.formats import names as format_names
-from isoscribe.logs import configure_logging
-from isoscribe.models import cannot_translate
 
-__all__ = ["main", "build_parser"]
+__all__ = ["BENCHMARKS", "build_parser", "settings_overrides"]
 
-BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput")
+BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,6 +23,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", help="audio files, directories, globs, or @manifest.txt")
     run.add_argument("--out", type=Path, required=True, help="output directory (holds the ledger)")
     _add_asr_flags(run)
+    _add_subtitle_flags(run)
     run.add_argument("--summarize", action=argparse.BooleanOptionalAction, default=None)
     run.add_argument("--formats", help=f"comma-separated: {','.join(format_names('batch'))}")
     run.add_argument("--workers", type=int)
@@ -44,11 +39,13 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", help="transcribe one file in an isolated worker")
     transcribe.add_argument("file", type=Path)
     _add_asr_flags(transcribe)
+    _add_subtitle_flags(transcribe)
     transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
     transcribe.add_argument("--out", type=Path, help="write here instead of stdout")
 
     summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")
     summarize.add_argument("transcript", type=Path, help="isoscribe JSON transcript or plain text")
+    summarize.add_argument("--format", choices=["md", "json"], default="md", help="markdown digest or the summary object")
     summarize.add_argument("--llm-model", dest="llm_model_path", type=Path, help="GGUF file")
     summarize.add_argument("--llm-backend", choices=["llama_cpp", "openai"])
 
@@ -98,12 +95,27 @@ def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_subtitle_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--max-line-width", type=int, help="subtitles: characters a line (42)")
+    parser.add_argument("--max-line-count", type=int, help="subtitles: lines a cue (2)")
+    parser.add_argument("--max-cue-duration", dest="max_cue_duration_s", type=float, help="subtitles: seconds a cue (7)")
+    parser.add_argument(
+        "--highlight-words", action=argparse.BooleanOptionalAction, default=None, help="subtitles: karaoke cues"
+    )
+
+
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Map CLI flags onto the nested settings; absent flags are None and ignored."""
     flag = lambda name: getattr(args, name, None)  # noqa: E731
     formats = flag("formats")
     return {
         "log_level": flag("log_level"),
+        "subtitles": {
+            "max_line_width": flag("max_line_width"),
+            "max_line_count": flag("max_line_count"),
+            "max_cue_duration_s": flag("max_cue_duration_s"),
+            "highlight_words": flag("highlight_words"),
+        },
         "asr": {"model": flag("model"), "language": flag("language"), "device": flag("device"), "task": flag("task")},
         "diarization": {
             "enabled": flag("diarize"),
@@ -125,41 +137,3 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         "service": {"host": flag("host"), "port": flag("port")},
         "notify": {"recipients": flag("email_to")},
     }
-
-
-_HANDLERS = {
-    "run": "isoscribe.batch:run_command",
-    "transcribe": "isoscribe.pipeline.commands:transcribe_command",
-    "summarize": "isoscribe.pipeline.commands:summarize_command",
-    "serve": "isoscribe.service:serve_command",
-    "worker": "isoscribe.distributed:worker_command",
-    "tune": "isoscribe.tuning:tune_command",
-    "bench": "isoscribe.benchmarks:bench_command",
-    "demo": "isoscribe.demo:demo_command",
-}
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    try:
-        settings: Settings = load_settings(args.config, settings_overrides(args))
-    except SettingsError as exc:
-        print(f"isoscribe: {exc}", file=sys.stderr)
-        return 2
-    if getattr(args, "task", None) == "translate":
-        refusal = cannot_translate(settings.asr.model, settings.asr.model_cache_dir)
-        if refusal is not None:
-            print(f"isoscribe: {refusal}", file=sys.stderr)
-            return 2
-    configure_logging(settings.log_level, getattr(args, "log_file", None))
-    module_name, function_name = _HANDLERS[args.command].split(":")
-    handler = getattr(importlib.import_module(module_name), function_name)
-    try:
-        return int(handler(settings, args) or 0)
-    except KeyboardInterrupt:
-        logging.getLogger("isoscribe").warning("event=interrupted")
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

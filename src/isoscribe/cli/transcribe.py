@@ -1,28 +1,26 @@
-"""``isoscribe transcribe`` and ``isoscribe summarize``: one file through the pipeline, a fresh worker per stage."""
+"""``isoscribe transcribe``: one file through the pipeline, a fresh worker per stage."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from pathlib import Path
 
+from isoscribe.cli.signals import install_stop_signals
 from isoscribe.config import Settings
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.files import write_atomic
-from isoscribe.grounding import transcript_from_text
-from isoscribe.isolation import install_termination_handler
 from isoscribe.logs import log_event
 from isoscribe.models import ModelNotFound, resolve_model
-from isoscribe.outputs import format_transcript, to_summary_md
+from isoscribe.outputs import format_transcript
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, batch_policy
 from isoscribe.pipeline.sequence import FilePipeline
 from isoscribe.pipeline.stages import speech_request, stage_specs
 from isoscribe.transcript import Summary, Transcript
 from isoscribe.tuning import resolve_one_worker
 
-__all__ = ["transcribe_command", "summarize_command", "read_transcript"]
+__all__ = ["transcribe_command"]
 
 _logger = logging.getLogger("isoscribe.pipeline")
 
@@ -36,7 +34,7 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     except ModelNotFound as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
-    install_termination_handler()
+    install_stop_signals()
     settings = resolve_one_worker(settings)
     policy = batch_policy(settings)
     policy = Policy(retry=policy.retry)  # one file, no summary: `isoscribe summarize` does that
@@ -69,32 +67,3 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
 def _input_fault(path: Path, error: PipelineError) -> str:
     reason = error.message.replace(f"{path.resolve()}: ", "")
     return f"{path}: {reason}"
-
-
-def read_transcript(path: Path) -> Transcript:
-    """An isoscribe JSON transcript, or a plain text file (a ``Name: text`` line keeps its speaker)."""
-    raw = path.read_text(encoding="utf-8")
-    if path.suffix.lower() != ".json" and not raw.lstrip().startswith("{"):
-        return transcript_from_text(raw)
-    try:
-        return Transcript.from_dict(json.loads(raw))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
-        raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
-
-
-def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
-    try:
-        transcript = read_transcript(args.transcript)
-    except (OSError, ValueError) as exc:
-        print(f"isoscribe: {exc}", file=sys.stderr)
-        return 2
-    executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
-    try:
-        summary = FilePipeline(executor, Policy(summarize=True)).summarize(transcript)
-    finally:
-        executor.shutdown()
-    if summary.warning and not summary.summary:
-        print(f"isoscribe: {summary.warning}", file=sys.stderr)
-        return 1
-    print(to_summary_md(summary), end="")
-    return 0

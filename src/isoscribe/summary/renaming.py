@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 
-from isoscribe.transcript import SourceSpan, Summary, Transcript
+from isoscribe.summary.types import SourceSpan, Summary, SummarySentence
+from isoscribe.transcript import Transcript
 
 __all__ = ["rename_speakers", "rename_summary_speakers"]
 
@@ -29,7 +30,11 @@ def rename_speakers(transcript: Transcript, names: dict[str, str]) -> Transcript
 def rename_summary_speakers(summary: Summary, names: dict[str, str]) -> Summary:
     """Rename in place: owners, the speakers of source spans, and labels written in the text."""
     pattern = _label_pattern(names)
-    summary.summary = _rewrite(summary.summary, pattern, names)
+    summary.overview = _rewrite(summary.overview, pattern, names)
+    for sentence in [*summary.sentences, *(point for topic in summary.topics for point in topic.key_points)]:
+        _rewrite_sentence(sentence, pattern, names)
+    for question in summary.open_questions:
+        _rename_source(question.source, names)
     for item in summary.action_items:
         item.owner = _renamed(item.owner, names)
         item.task = _rewrite(item.task, pattern, names)
@@ -38,6 +43,10 @@ def rename_summary_speakers(summary: Summary, names: dict[str, str]) -> Summary:
         decision.text = _rewrite(decision.text, pattern, names)
         _rename_source(decision.source, names)
     return summary
+
+
+def _rewrite_sentence(sentence: SummarySentence, pattern: re.Pattern[str] | None, names: dict[str, str]) -> None:
+    sentence.text = _rewrite(sentence.text, pattern, names)
 
 
 def _renamed(speaker: str | None, names: dict[str, str]) -> str | None:

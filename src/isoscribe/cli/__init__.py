@@ -1,0 +1,51 @@
+"""Command line: parses flags, builds Settings, and hands off to the feature modules.
+
+``parser`` holds every command's flags; one module per command holds its handler; ``signals`` how a
+command stops on SIGTERM, SIGHUP or Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+from isoscribe.cli.parser import build_parser, settings_overrides
+from isoscribe.config import Settings, SettingsError, load_settings
+from isoscribe.logs import configure_logging
+from isoscribe.models import cannot_translate
+
+__all__ = ["main", "build_parser", "settings_overrides"]
+
+_HANDLERS = {
+    "run": "isoscribe.cli.run:run_command",
+    "transcribe": "isoscribe.cli.transcribe:transcribe_command",
+    "summarize": "isoscribe.cli.summarize:summarize_command",
+    "serve": "isoscribe.service:serve_command",
+    "worker": "isoscribe.cli.worker:worker_command",
+    "tune": "isoscribe.cli.tune:tune_command",
+    "bench": "isoscribe.benchmarks:bench_command",
+    "demo": "isoscribe.demo:demo_command",
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings: Settings = load_settings(args.config, settings_overrides(args))
+    except SettingsError as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    if getattr(args, "task", None) == "translate":
+        refusal = cannot_translate(settings.asr.model, settings.asr.model_cache_dir)
+        if refusal is not None:
+            print(f"isoscribe: {refusal}", file=sys.stderr)
+            return 2
+    configure_logging(settings.log_level, getattr(args, "log_file", None))
+    module_name, function_name = _HANDLERS[args.command].split(":")
+    handler = getattr(importlib.import_module(module_name), function_name)
+    try:
+        return int(handler(settings, args) or 0)
+    except KeyboardInterrupt:
+        logging.getLogger("isoscribe").warning("event=interrupted")
+        return 130

@@ -1,0 +1,5 @@
+import sys
+
+from isoscribe.cli import main
+
+sys.exit(main())

@@ -1,0 +1,53 @@
+"""``isoscribe summarize``: a transcript (isoscribe JSON or plain text) through the summary stage;
+prints the digest as markdown (``--format md``) or the summary object (``--format json``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from isoscribe.config import Settings
+from isoscribe.executors import PerTaskExecutor
+from isoscribe.outputs import to_summary_md
+from isoscribe.pipeline.policy import Policy
+from isoscribe.pipeline.sequence import FilePipeline
+from isoscribe.pipeline.stages import stage_specs
+from isoscribe.summary.text import transcript_from_text
+from isoscribe.transcript import Transcript
+
+__all__ = ["summarize_command", "read_transcript"]
+
+
+def read_transcript(path: Path) -> Transcript:
+    """An isoscribe JSON transcript, or a plain text file (a ``Name: text`` line keeps its speaker)."""
+    raw = path.read_text(encoding="utf-8")
+    if path.suffix.lower() != ".json" and not raw.lstrip().startswith("{"):
+        return transcript_from_text(raw)
+    try:
+        return Transcript.from_dict(json.loads(raw))
+    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
+
+
+def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
+    try:
+        transcript = read_transcript(args.transcript)
+    except (OSError, ValueError) as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
+    try:
+        summary = FilePipeline(executor, Policy(summarize=True)).summarize(transcript)
+    finally:
+        executor.shutdown()
+    for warning in summary.warnings:
+        print(f"isoscribe: {warning}", file=sys.stderr)
+    if not summary.overview:
+        return 1
+    if args.format == "json":
+        print(json.dumps(summary.to_dict(), indent=2, ensure_ascii=False))
+    else:
+        print(to_summary_md(summary), end="")
+    return 0

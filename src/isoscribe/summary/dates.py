@@ -1,0 +1,53 @@
+"""Deadlines as said: "by May 5th", "next Tuesday", "by the end of the week", "before the next meeting".
+
+"May" is a month only where a modal verb cannot be: with a day ("May 5th", "the 5th of May") or
+after "by", "in", "until", "before" or "end of".
+"""
+
+from __future__ import annotations
+
+import re
+
+__all__ = ["find_due", "without_due"]
+
+_WEEKDAY = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+_MONTH_NOT_MAY = r"(?:january|february|march|april|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept?|oct|nov|dec)"
+_BARE_MONTH = r"(?:january|february|april|june|july|august|september|october|november|december)"
+"""Months that are no other word alone ("march" and "may" are verbs)."""
+_ORDINAL = (
+    r"(?:\d{1,2}(?:st|nd|rd|th)?|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth|tenth|eleventh"
+    r"|twelfth|\w+teenth|twentieth|twenty[- ]\w+|thirtieth|thirty[- ]first)"
+)
+_MONTH_DAY = rf"(?:(?:{_MONTH_NOT_MAY}|may)\s+(?:the\s+)?{_ORDINAL}\b|the\s+{_ORDINAL}\s+of\s+(?:{_MONTH_NOT_MAY}|may))"
+_PERIOD = r"(?:day|week|month|year|quarter|sprint|weekend|meeting|session|call)"
+_TIME_PERIOD = r"(?:day|week|month|year|quarter|sprint|weekend)"
+"""Unlike "next meeting", "this meeting" is now, not a deadline."""
+_BY = r"(?:by|before|until|till|no\s+later\s+than|for|on)"
+_PART = r"(?:\s+(?:morning|afternoon|evening|night))?"
+_DUE = re.compile(
+    rf"\b(?:{_BY}\s+)?{_MONTH_DAY}"
+    rf"|\b(?:by|before|until|till|in)\s+(?:early\s+|late\s+|mid-?\s*)?(?:{_MONTH_NOT_MAY}|may)\b"
+    rf"|\b{_BARE_MONTH}\b"
+    rf"|\b(?:{_BY}\s+)?(?:the\s+)?end\s+of\s+(?:the\s+|this\s+|next\s+)?{_PERIOD}"
+    rf"|\b(?:by|before|for|until)\s+(?:the\s+)?(?:next|following)\s+{_PERIOD}"
+    rf"|\b(?:{_BY}\s+)?(?:next|coming)\s+(?:{_PERIOD}|{_WEEKDAY}|time){_PART}"
+    rf"|\b(?:{_BY}\s+)?this\s+(?:{_TIME_PERIOD}|{_WEEKDAY}){_PART}"
+    rf"|\b(?:{_BY}\s+)?{_WEEKDAY}{_PART}"
+    rf"|\b(?:{_BY}\s+)?(?:today|tomorrow|tonight|the\s+day\s+after\s+tomorrow){_PART}"
+    rf"|\b(?:within|in)\s+(?:a|an|one|two|three|four|five|six|seven|eight|nine|ten|a\s+couple\s+of|\d+)\s+"
+    rf"(?:hours?|days?|weeks?|months?)\b"
+    rf"|\b(?:after|by|before)\s+(?:the|this)\s+(?:meeting|call|break|lunch)\b",
+    re.IGNORECASE,
+)
+_DANGLING = re.compile(r"(?:\s+(?:by|at|on|before|until|for|to|the|in))+(?=[\s.?!,]*$)", re.IGNORECASE)
+
+
+def find_due(text: str) -> str | None:
+    """The first deadline phrase in ``text`` as said ("by Tuesday"), or None."""
+    match = _DUE.search(text)
+    return match.group(0).strip() if match else None
+
+
+def without_due(text: str) -> str:
+    """``text`` with its deadline phrase taken out: "order the posters by Tuesday" → "order the posters"."""
+    return _DANGLING.sub("", re.sub(r"\s+", " ", _DUE.sub(" ", text, count=1))).strip()

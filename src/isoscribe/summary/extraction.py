@@ -1,0 +1,242 @@
+"""Decisions, action items and open questions, read from the speaker turns by rule (no model).
+
+An action item is future work someone takes on:
+
+* a commitment: "I'll send the figures by Friday", "I'm going to check the prices": owner = speaker;
+* a named person's or role's task: "Bob will draft the budget": owner = the name;
+* a team obligation with a deadline: "we need to finalize the budget by May 5th": owner = none;
+* a request the addressee accepts in the next turn: "Can you send me the slides?" — "Sure.".
+
+Not action items (each seen on QMSum meetings, see tests/data/action_items.tsv): past narration
+("I went to the dentist on Monday"), questions, discourse phrases ("I'll tell you what", "let me just
+say"), what is done in the meeting itself ("I'll go first", "I'll draw a cat"), bare agreement ("I
+can do that") and a request nobody accepts. The rules were tuned on the "tune" rows of
+tests/data/action_items.tsv and are measured on its "held-out" rows (``isoscribe bench summary``).
+"""
+
+from __future__ import annotations
+
+import re
+
+from isoscribe.summary.dates import find_due, without_due
+from isoscribe.summary.text import SpeakerSentence, clean_disfluencies
+from isoscribe.summary.types import ActionItem, Decision, OpenQuestion, SourceSpan
+
+__all__ = ["extract_action_items", "extract_decisions", "extract_open_questions", "span_of"]
+
+MAX_ITEMS = 12
+MAX_QUESTIONS = 5
+
+_LEAD = r"(?:^|[,;:]\s*|\b(?:and|so|then|yes|yeah|okay|ok|sure|fine|right|well|um|uh)\s+)"
+_COMMITMENT = re.compile(
+    _LEAD + r"I(?:'ll|\s+will|\s+shall|'m\s+going\s+to|'m\s+gonna|\s+am\s+going\s+to)\s+"
+    r"(?:also\s+|then\s+|definitely\s+|try\s+(?:and|to)\s+|probably\s+)?(?P<task>.+)",
+    re.IGNORECASE,
+)
+_EVERY_COMMITMENT = re.compile(f"(?={_COMMITMENT.pattern})", re.IGNORECASE)
+"""Each "I'll …" of a sentence, overlapping: "I'll take minutes, and then I'll send them after the meeting"."""
+_THIRD_PERSON = re.compile(
+    r"(?:^|[,;:]\s*|\b(?:and|so|then|the|our)\s+)(?P<owner>[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})\s+"
+    r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna|gonna)\s+(?P<task>.+)"
+)
+_ASSIGNMENT = re.compile(
+    r"\byou(?:\s+(?:two|three|all|guys))?\s*(?:'re|\s+are)?\s+(?:gonna|going\s+to|will|'ll|can)\s+"
+    r"(?P<task>.+)|\byou'll\s+(?P<task2>.+)|\b(?:next\s+meeting|for\s+the\s+next\s+meeting),?\s+you\s+(?P<task3>.+)",
+    re.IGNORECASE,
+)
+_FUTURE_WORK = re.compile(
+    r"^(?:send|e-?mail|mail|put|post|upload|writ|draft|prepar|produc|mak|build|design|present|bring|check|"
+    r"find\s+out|research|investigat|work|contact|call|ring|phon|book|order|buy|fix|updat|finish|complet|"
+    r"finali[sz]|specif|organi[sz]|arrang|set\s+up|schedul|test|review|list|sort\s+out|look\s+into|"
+    r"get\s+back|follow\s+up|circulat|distribut|hire|thinking\s+about|looking\s+at|responsible\s+for|sav|store|"
+    r"focus(?:ed|ing)?\s+on|concentrat|"
+    r"do(?:ing)?\s+(?:the|some|a|an)\s+(?!I\b)[a-z]\w+)",
+    re.IGNORECASE,
+)
+_PROGRESSIVE = re.compile(r"^be\s+(?:\w+ing)\b", re.IGNORECASE)
+_HEDGES = re.compile(
+    r"^(?:(?:you|just|also|then|probably|definitely|actually|basically|again|can|will|should|be\s+able\s+to|have\s+to|need\s+to|"
+    r"try\s+(?:and|to)|go\s+and|be(?=\s+\w+ing\b))\s+)+",
+    re.IGNORECASE,
+)
+_IN_MEETING = re.compile(
+    r"\b(?:now|in\s+a\s+(?:second|sec|minute|moment)|on\s+the\s+(?:white-?)?board|(?<!of\s)this\s+meeting|"
+    r"next\s+slide|presentation\s+running|^take\s+(?:the\s+|some\s+)?minutes|minutes\s+again|"
+    r"first|go\s+over|go\s+through|finish\s+up|something\s+up)\b",
+    re.IGNORECASE,
+)
+_CUT_OFF = re.compile(r"\b(?:my|your|our|their|the|a|an|with|to)$", re.IGNORECASE)
+"""A task that stops mid-phrase ("check with my") was cut off: what was to be done is not known."""
+_OWN_PRONOUN_TASK = re.compile(r"^do\s+(?:that|this|it)\b", re.IGNORECASE)
+_JUST_NOW = re.compile(r"^just\s+(?!(?:send|e-?mail|mail|put|post|upload)\b)", re.IGNORECASE)
+"""I'll just check …": done there and then, unless it is sending something."""
+_NOT_OWNERS = frozenset(
+    "that this it there which what who we you they he she i so and but then well okay yes yeah no one everything "
+    "something nothing".split()
+)
+_OBLIGATION = re.compile(
+    _LEAD + r"(?:we(?:'ll)?\s+(?:need\s+to|have\s+to|must|should|got\s+to|'ve\s+got\s+to|will\s+have\s+to)\s+"
+    r"|(?:it|this|that)\s+(?:has|needs)\s+to\s+(?=be\s+(?:ready|done|finished|sent)))(?P<task>.+)",
+    re.IGNORECASE,
+)
+_REQUEST = re.compile(
+    r"(?:\b(?:can|could|would|will)\s+you|\b(?:would|do)\s+you(?:\s+\w+)?\s+mind|\bI\s+(?:need|want|would\s+like|'d\s+like)\s+you\s+to"
+    r"|(?:^|[,;:]\s*)please)\s+(?:please\s+)?(?:also\s+)?(?P<task>.+)",
+    re.IGNORECASE,
+)
+_ACCEPT = re.compile(
+    r"^\W*(?:(?:yes|yeah|yep|sure|okay|ok|alright|all\s+right|fine|of\s+course|certainly|will\s+do|no\s+problem)\b"
+    r"|I(?:'ll|\s+will|\s+can)\b(?!\s*not))",
+    re.IGNORECASE,
+)
+# Words a task starts with that say it happens here and now, or is talk about talk.
+_IMMEDIATE = re.compile(
+    r"^(?:just\s+|quickly\s+|now\s+|first\s+)?(?:say|tell|talk|speak|explain|admit|be\s+honest|answer|ask\s+(?:you|a\s+question)|show|"
+    r"present|start|begin|go|try|put|read|repeat|stop|pass|move|draw|turn|open|switch|sum|leave|let|have\s+a|"
+    r"take\s+(?:a|notes)|give\s+you|hand|wait|hold|sit|stand|come|pick|play|guess|see|hear|think|wonder|"
+    r"mention|add|point|note|skip|finish|continue|introduce|do\s+(?:that|this|it|so)|get\s+(?:on|back|started)|"
+    r"need|want|like|have\s+to\b|be\b(?!\s+(?:ready|done|finished|sent)\b)|not\b|never\b|probably\b|bet|assume|keep\s+(?:it|that))",
+    re.IGNORECASE,
+)
+_PRONOUN_ONLY = re.compile(r"^(?:\w+\s+){0,2}(?:it|that|this|them|those|so|one)\W*$", re.IGNORECASE)
+_DECISION = re.compile(
+    r"\b(?:we(?:'ve|\s+have)?\s+(?:all\s+)?(?:agreed|decided)|(?:the|our)\s+(?:plan|decision)\s+is"
+    r"|let's\s+go\s+with|we(?:'ll|\s+will|'re\s+going\s+to)\s+(?:go|stick)\s+with|(?:it's|it\s+is)\s+decided"
+    r"|we(?:'ve|\s+have)\s+settled\s+on)\b",
+    re.IGNORECASE,
+)
+_QUESTION_START = re.compile(
+    r"^(?:so\s+|and\s+|but\s+)?(?:what|which|how|why|when|where|who|should|shall|do|does|can|could|would|will|is|are)\b",
+    re.IGNORECASE,
+)
+_UNRESOLVED = re.compile(
+    r"\b(?:don't\s+know|not\s+sure|no\s+idea|good\s+question|we'll\s+see|find\s+out|have\s+to\s+(?:check|see)"
+    r"|depends|unclear|hard\s+to\s+say)\b",
+    re.IGNORECASE,
+)
+_TAG_QUESTION = re.compile(r"\b(?:right|isn't\s+it|don't\s+you|you\s+know|okay|yeah|huh|or\s+not)\W*\?$", re.I)
+
+
+def span_of(sentence: SpeakerSentence) -> SourceSpan:
+    return SourceSpan(sentence.start, sentence.end, sentence.speaker, clean_disfluencies(sentence.text))
+
+
+def extract_action_items(sentences: list[SpeakerSentence]) -> list[ActionItem]:
+    """Commitments, named tasks, dated obligations and accepted requests, in the order said."""
+    items: list[ActionItem] = []
+    for index, sentence in enumerate(sentences):
+        item = _action_item(sentences, index)
+        if item is not None and not any(_same(item, other) for other in items):
+            items.append(item)
+    return items[:MAX_ITEMS]
+
+
+def _action_item(sentences: list[SpeakerSentence], index: int) -> ActionItem | None:
+    sentence = sentences[index]
+    text = clean_disfluencies(sentence.text)
+    if text.endswith("?"):
+        return _accepted_request(sentences, index, text)
+    commitments = (_item(sentence.speaker, m.group("task"), sentence, own=True) for m in _EVERY_COMMITMENT.finditer(text))
+    if commitment := next((item for item in commitments if item is not None), None):
+        return commitment
+    if _COMMITMENT.search(text):
+        return None
+    if (match := _THIRD_PERSON.search(text)) and match.group("owner").lower() not in _NOT_OWNERS:
+        return _item(match.group("owner"), match.group("task"), sentence)
+    if match := _ASSIGNMENT.search(text):
+        return _assignment(text, match, sentence)
+    if (match := _OBLIGATION.search(text)) and find_due(match.group("task")):
+        return _item(None, match.group("task"), sentence, dated=True)
+    return None
+
+
+def _assignment(text: str, match: re.Match[str], sentence: SpeakerSentence) -> ActionItem | None:
+    """ "As the industrial designer, you're gonna be working on …": work given to the addressee, named by role
+    when the sentence names one, and only when it is future work (a deadline, "next meeting", "be working on")."""
+    task = match.group("task") or match.group("task2") or match.group("task3")
+    role = next(iter(_ROLE.findall(text)), None)
+    planned = find_due(text) or re.search(r"next\s+meeting", text, re.I) or _PROGRESSIVE.match(task)
+    if not planned and not (role and _FUTURE_WORK.match(_HEDGES.sub("", task))):
+        return None
+    return _item(role.title() if role else None, task, sentence, dated=True)
+
+
+_ROLE = re.compile(
+    r"\b(project\s+manager|industrial\s+designer|user\s+interface(?:\s+designer)?|marketing(?:\s+expert|\s+executive)?)\b",
+    re.IGNORECASE,
+)
+
+
+def _accepted_request(sentences: list[SpeakerSentence], index: int, text: str) -> ActionItem | None:
+    match = _REQUEST.search(text)
+    reply = _reply(sentences, index)
+    if match is None or reply is None or not _ACCEPT.match(clean_disfluencies(reply.text)):
+        return None
+    task = match.group("task").rstrip("?")
+    if sentences[index].speaker:
+        task = re.sub(r"\bme\b", sentences[index].speaker, task)
+    return _item(reply.speaker, task, sentences[index])
+
+
+def _item(
+    owner: str | None, task_words: str, sentence: SpeakerSentence, dated: bool = False, own: bool = False
+) -> ActionItem | None:
+    """An item when the words are future work: a work verb, or a deadline; nothing done in the meeting itself.
+    ``own``: the speaker's own commitment, where "I'll do that next time" is a task (the deadline makes it one)."""
+    if _JUST_NOW.match(task_words) and not find_due(task_words):
+        return None
+    task = _HEDGES.sub("", _clause(task_words))
+    due = find_due(task)
+    task = _clause(without_due(task)) if due else task
+    if len(task.split()) < 2 or _IN_MEETING.search(task) or _CUT_OFF.search(task):
+        return None
+    if own and due and _OWN_PRONOUN_TASK.match(task):
+        return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
+    if _PRONOUN_ONLY.match(task):
+        return None
+    if not (_FUTURE_WORK.match(_HEDGES.sub("", task)) or (due or dated) and not _IMMEDIATE.match(task)):
+        return None
+    return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
+
+
+def _clause(text: str) -> str:
+    """The task up to the end of its clause: "send it, and then we can..." keeps "send it"."""
+    text = re.split(r"[.!?;]|,\s*(?:and|but|so|because|cos|which)\b|\s+(?:but|because|cos)\s+", text)[0]
+    text = re.sub(r"\s+or\s+(?:something|so|whatever|anything)\s*$", "", text.strip())
+    return re.sub(r"[\s,]+$", "", text).strip()
+
+
+def _same(item: ActionItem, other: ActionItem) -> bool:
+    return item.owner == other.owner and item.task.lower() == other.task.lower()
+
+
+def _reply(sentences: list[SpeakerSentence], index: int) -> SpeakerSentence | None:
+    """The first sentence of the next turn, when another speaker says it."""
+    for later in sentences[index + 1 :]:
+        if later.turn != sentences[index].turn:
+            return later if later.speaker != sentences[index].speaker else None
+    return None
+
+
+def extract_decisions(sentences: list[SpeakerSentence]) -> list[Decision]:
+    decisions = []
+    for sentence in sentences:
+        text = clean_disfluencies(sentence.text)
+        if _DECISION.search(text) and not text.endswith("?"):
+            decisions.append(Decision(text=text, source=span_of(sentence)))
+    return decisions
+
+
+def extract_open_questions(sentences: list[SpeakerSentence]) -> list[OpenQuestion]:
+    """Real questions (not tags, not short) that the next speaker leaves unresolved or nobody answers."""
+    questions = []
+    for index, sentence in enumerate(sentences):
+        text = clean_disfluencies(sentence.text)
+        if not text.endswith("?") or len(text.split()) < 6 or _TAG_QUESTION.search(text):
+            continue
+        if not _QUESTION_START.match(text) or _REQUEST.search(text):
+            continue
+        reply = _reply(sentences, index)
+        if reply is None or _UNRESOLVED.search(reply.text):
+            questions.append(OpenQuestion(text=text, source=span_of(sentence)))
+    return questions[:MAX_QUESTIONS]

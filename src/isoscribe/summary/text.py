@@ -1,0 +1,184 @@
+"""Text utilities of the summary: speaker turns, sentence splitting, disfluency cleanup, word stems.
+
+One splitter, one speaker-label rule and one cleaner serve every part of the summary (overview,
+extraction, grounding), so that a sentence means the same span of transcript everywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from isoscribe.summary.types import SummaryTurn
+from isoscribe.transcript import Segment, Transcript
+
+__all__ = [
+    "SpeakerSentence",
+    "turns_of",
+    "turns_from_text",
+    "transcript_from_text",
+    "speaker_label",
+    "split_sentences",
+    "speaker_sentences",
+    "clean_disfluencies",
+    "content_words",
+    "stem",
+    "STOPWORDS",
+]
+
+_SPEAKER_LABEL = re.compile(r"^(\w[\w.'-]*(?: [\w.'-]+){0,2}):\s+")
+"""A "SPEAKER_00: " or "Project Manager: " prefix: at most three words before the colon."""
+_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”']))(?<![ .][A-Za-z]\.)\s+(?=[\"“'(]?[A-Za-z0-9])")
+"""After . ! or ? (a closing quote stays with its sentence), not after an initial or "p.m."."""
+
+
+@dataclass(frozen=True)
+class SpeakerSentence:
+    turn: int
+    """Index of the speaker turn the sentence belongs to."""
+    speaker: str | None
+    start: float
+    end: float
+    text: str
+
+
+def turns_of(transcript: Transcript) -> list[SummaryTurn]:
+    """Consecutive segments of one speaker joined into a turn; without speakers, one turn per segment."""
+    turns: list[SummaryTurn] = []
+    for segment in transcript.segments:
+        text = segment.text.strip()
+        if not text:
+            continue
+        if turns and segment.speaker is not None and turns[-1].speaker == segment.speaker:
+            last = turns[-1]
+            turns[-1] = SummaryTurn(last.speaker, last.start, segment.end, f"{last.text} {text}")
+        else:
+            turns.append(SummaryTurn(segment.speaker, segment.start, segment.end, text))
+    return turns
+
+
+def speaker_label(line: str) -> tuple[str | None, str]:
+    """(speaker, words) of a ``Diane: Hello?`` line; (None, line) for a line without a label."""
+    label = _SPEAKER_LABEL.match(line)
+    if not label:
+        return None, line
+    return label.group(1), line[label.end() :].strip()
+
+
+def transcript_from_text(text: str) -> Transcript:
+    """A plain-text transcript: one segment per line, ``Name: text`` keeps its speaker; line N is second N."""
+    segments = []
+    for index, line in enumerate(line for line in text.splitlines() if line.strip()):
+        speaker, words = speaker_label(line.strip())
+        segments.append(Segment(id=index, start=float(index), end=index + 1.0, text=words, speaker=speaker))
+    speakers = list(dict.fromkeys(segment.speaker for segment in segments if segment.speaker))
+    return Transcript(
+        segments=segments, language="", language_probability=0.0, duration_s=float(len(segments)),
+        model="text", speakers=speakers,
+    )  # fmt: skip
+
+
+def turns_from_text(text: str) -> list[SummaryTurn]:
+    return turns_of(transcript_from_text(text))
+
+
+def split_sentences(text: str) -> list[str]:
+    return [sentence.strip() for sentence in _SENTENCE_END.split(text.strip()) if sentence.strip()]
+
+
+def speaker_sentences(turns: list[SummaryTurn]) -> list[SpeakerSentence]:
+    """Every sentence of every turn, timed by its share of the turn's characters (turns carry no word times)."""
+    sentences: list[SpeakerSentence] = []
+    for index, turn in enumerate(turns):
+        parts = split_sentences(turn.text)
+        total = sum(len(part) + 1 for part in parts) or 1
+        seconds_per_char = (turn.end - turn.start) / total
+        offset = 0
+        for part in parts:
+            start = turn.start + offset * seconds_per_char
+            offset += len(part) + 1
+            end = turn.start + offset * seconds_per_char
+            sentences.append(SpeakerSentence(index, turn.speaker, round(start, 2), round(end, 2), part))
+    return sentences
+
+
+_MARKUP = re.compile(r"\{\w+\}|\[[^\]]*\]|<[^>]*>")
+_FILLER = re.compile(r"(?<![\w'-])(?:u+h+m*|u+m+|e+r+m+|e+r+|h+m+|m+-?hmm+|mm+|a+h+|o+h+)(?![\w'-])[,.]?", re.I)
+_STUTTER = re.compile(r"(?<![\w'])(\w{1,3})-?\s+(?=\1\w)", re.I)
+"""A cut-off start of the next word: "w we", "th- the"."""
+_REPEAT = re.compile(r"(?<![\w'])((?:[\w']+\s+){0,2}[\w']+)(?:\s*,?\s+\1(?![\w']))+", re.I)
+"""A word or a short phrase said again right away: "the the", "I think I think"."""
+_SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.?!;:])")
+_DOUBLE_PUNCT = re.compile(r"([,.?!;:])(?:\s*[,;:])+|,\s*([.?!])")
+
+
+def clean_disfluencies(text: str) -> str:
+    """Speech as one would write it: no markup, fillers, stutters or repeated words; first letter capital."""
+    text = _MARKUP.sub(" ", text)
+    text = _FILLER.sub(" ", text)
+    text = _STUTTER.sub("", text)
+    text = _REPEAT.sub(r"\1", text)
+    text = _SPACE_BEFORE_PUNCT.sub(r"\1", re.sub(r"\s+", " ", text)).strip()
+    text = _DOUBLE_PUNCT.sub(lambda m: m.group(2) or m.group(1), text)
+    text = re.sub(r"^[,.;:\s-]+", "", text).strip()
+    return text[:1].upper() + text[1:]
+
+
+STOPWORDS = frozenset(
+    """
+    a an the and or but nor so yet if then than that this these those there here what which who whom whose
+    when where why how all any some no not none each every either neither both few more most other such own
+    same only very too just even also still again ever never always often already soon now
+    i me my mine myself we us our ours ourselves you your yours yourself yourselves he him his himself she her
+    hers herself it its itself they them their theirs themselves one ones
+    be am is are was were been being have has had having do does did doing done get gets got getting
+    will would shall should can could may might must need needs ought let lets
+    to of in on at by for with about against between into through during before after above below from up
+    down out off over under as until while because since though although unless whether within without
+    upon onto toward towards around across along among per via
+    yes yeah okay ok oh well like really right sure please thanks thank hello hi good
+    s t ll re ve d m don didn doesn isn aren wasn weren won wouldn cannot couldn shouldn
+    gonna wanna kind sort thing things something anything stuff lot bit actually basically maybe mean know think
+    """.split()
+)
+
+_IRREGULAR = {
+    "said": "say", "sent": "send", "went": "go", "gone": "go", "made": "make", "took": "take", "taken": "take",
+    "gave": "give", "given": "give", "told": "tell", "thought": "think", "bought": "buy", "brought": "bring",
+    "wrote": "write", "written": "write", "met": "meet", "left": "leave", "spoke": "speak", "spoken": "speak",
+    "found": "find", "kept": "keep", "held": "hold", "paid": "pay", "ran": "run", "sold": "sell", "built": "build",
+    "chose": "choose", "chosen": "choose", "began": "begin", "begun": "begin", "knew": "know", "known": "know",
+    "saw": "see", "seen": "see", "came": "come", "became": "become", "felt": "feel", "heard": "hear",
+    "children": "child", "people": "person", "men": "man", "women": "woman", "better": "good", "best": "good",
+}  # fmt: skip
+_SUFFIXES = (
+    "ational", "ization", "fulness", "iveness", "ations", "ation", "ments", "ment", "ness", "ities", "ity",
+    "ions", "ion", "ings", "ing", "ies", "ied", "ers", "er", "ed", "es", "ly", "al", "s",
+)  # fmt: skip
+_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+(?:[.,]\d+)*")
+
+
+def stem(word: str) -> str:
+    """A crude stem that joins inflections and derivations: "decided"/"decision"/"decides" → "decid"."""
+    word = word.lower().replace("’", "'").removesuffix("'s").strip("'-")
+    if word in _IRREGULAR:
+        return _IRREGULAR[word]
+    if word.isdigit() or len(word) <= 4:
+        return word
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 4 and not word.endswith("ss"):
+            word = word[: -len(suffix)]
+            break
+    if len(word) > 4 and word[-1] == word[-2]:
+        word = word[:-1]
+    word = word[:-1] if len(word) > 4 and word.endswith(("e", "i", "y")) else word
+    return word[:6]
+
+
+def words_of(text: str) -> list[str]:
+    return _WORD.findall(text.replace("’", "'"))
+
+
+def content_words(text: str) -> list[str]:
+    """Stems of the words that carry content, in order: no stopwords, fillers or markup."""
+    return [stem(word) for word in words_of(_MARKUP.sub(" ", text)) if word.lower() not in STOPWORDS and len(word) > 1]

@@ -1,0 +1,157 @@
+"""The digest on real meetings (QMSum val): never empty, evidence everywhere, grounding that keeps a
+faithful summary and catches invention; an OpenAI-compatible stand-in server that answers with fixed text."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from summary_fixtures import qmsum_meeting
+
+from isoscribe.config import LlmSettings, load_settings
+from isoscribe.summary import stage
+from isoscribe.summary.backends import OpenAIBackend
+from isoscribe.summary.digest import build_digest
+from isoscribe.summary.grounding import TranscriptIndex, check_sentence
+from isoscribe.summary.text import speaker_sentences, split_sentences
+from isoscribe.summary.types import SummaryRequest
+
+
+def test_the_extractive_digest_has_every_part_with_evidence():
+    meeting = qmsum_meeting("ES2006b")
+    summary = build_digest(list(meeting.turns))
+    overview = [s for s in summary.sentences if s.supported]
+    assert 3 <= len(overview) <= 6 and summary.overview == " ".join(s.text for s in overview)
+    assert all(s.evidence and s.evidence[0].start < s.evidence[0].end for s in overview)
+    speakers = {turn.speaker for turn in meeting.turns}
+    assert all(s.text.split(":")[0] in speakers for s in overview), "each sentence is attributed"
+    assert not any(filler in summary.overview.lower().split() for filler in ("um", "uh", "{vocalsound}"))
+    assert 2 <= len(summary.topics) <= 8 and all(t.title and t.start < t.end for t in summary.topics)
+    assert all(point.evidence for topic in summary.topics for point in topic.key_points)
+    assert [t.start for t in summary.topics] == sorted(t.start for t in summary.topics)
+
+
+def test_a_short_transcript_still_gets_an_overview():
+    summary = build_digest(list(qmsum_meeting("ES2006b").turns)[:3])
+    assert summary.overview and summary.sentences[0].supported
+
+
+def test_the_ice_breaker_kickoff_gets_at_most_two_action_items():
+    for name in ("ES2006a", "ES2009a", "IS1006a", "TS3009a", "TS3010a"):
+        summary = build_digest(list(qmsum_meeting(name).turns))
+        assert len(summary.action_items) <= 2, (name, [item.task for item in summary.action_items])
+
+
+@pytest.fixture(scope="module")
+def es2009c():
+    meeting = qmsum_meeting("ES2009c")
+    return meeting, TranscriptIndex.of(speaker_sentences(list(meeting.turns)))
+
+
+@pytest.mark.parametrize(
+    "faithful",
+    [
+        "The team discussed the design of the remote control.",
+        "They agreed to use a rubber case.",
+        "He presented the components and she explained the costs.",
+        "Marketing presented the trend watching results.",
+    ],
+)
+def test_paraphrase_pronouns_and_summary_verbs_are_kept(es2009c, faithful):
+    _, index = es2009c
+    checked = check_sentence(faithful, index)
+    assert checked.supported, checked.reason
+    assert checked.evidence
+
+
+@pytest.mark.parametrize(
+    ("invented", "reason"),
+    [
+        ("The team agreed that the remote control would cost 93 Euros.", "number 93"),
+        ("The team agreed to ship it on Thursday.", "date Thursday"),
+        ("Gregory presented the trend watching results.", "name Gregory"),
+        ("The team discussed the design of the helicopter.", "helicopter"),
+    ],
+)
+def test_invented_numbers_dates_names_and_objects_are_caught(es2009c, invented, reason):
+    _, index = es2009c
+    checked = check_sentence(invented, index)
+    assert not checked.supported and reason in checked.reason
+
+
+def test_most_of_a_human_summary_is_kept(es2009c):
+    meeting, index = es2009c
+    sentences = split_sentences(meeting.human_summary)
+    kept = [s for s in sentences if check_sentence(s, index).supported]
+    assert len(kept) >= 0.8 * len(sentences)
+
+
+class _StandIn(BaseHTTPRequestHandler):
+    """An OpenAI-compatible server that reports a 128k context and answers every chat with ``reply``."""
+
+    reply = ""
+    chats = 0
+
+    def do_GET(self):  # noqa: N802 - http.server's naming
+        self._json({"object": "list", "data": [{"id": "stand-in", "object": "model", "owned_by": "test",
+                                                "max_model_len": 131072}]})  # fmt: skip
+
+    def do_POST(self):  # noqa: N802
+        self.rfile.read(int(self.headers["Content-Length"]))
+        type(self).chats += 1
+        self._json({
+            "id": "x", "object": "chat.completion", "created": 0, "model": "stand-in",
+            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": self.reply}}],
+            "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
+        })  # fmt: skip
+
+    def _json(self, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def stand_in() -> Iterator[type[_StandIn]]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _StandIn)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    _StandIn.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+    _StandIn.chats = 0
+    yield _StandIn
+    server.shutdown()
+
+
+def test_the_servers_reported_context_sizes_the_chunks(stand_in):
+    meeting = qmsum_meeting("Bed002")
+    stand_in.reply = meeting.human_summary
+    settings = load_settings(overrides={"llm": {"backend": "openai", "base_url": stand_in.base_url, "model": "stand-in"}})
+    assert OpenAIBackend(settings.llm).context_tokens == 131072
+    summary = stage.run(stage.load(settings), SummaryRequest(meeting.turns))
+    assert meeting.words > 8000 and summary.chunks == 1 and stand_in.chats == 1
+    assert summary.overview_kind == "abstractive" and summary.model == "stand-in"
+    assert sum(s.supported for s in summary.sentences) >= 0.8 * len(split_sentences(meeting.human_summary))
+
+
+def test_an_unsupported_model_sentence_stays_in_the_json_with_its_reason(stand_in):
+    meeting = qmsum_meeting("ES2009c")
+    stand_in.reply = "The team discussed the remote control. The team bought 4000 helicopters."
+    settings = load_settings(overrides={"llm": {"backend": "openai", "base_url": stand_in.base_url, "model": "stand-in"}})
+    summary = stage.run(stage.load(settings), SummaryRequest(meeting.turns))
+    assert summary.overview == "The team discussed the remote control."
+    dropped = [s for s in summary.sentences if not s.supported]
+    assert [s.text for s in dropped] == ["The team bought 4000 helicopters."] and "4000" in dropped[0].reason
+
+
+def test_a_configured_context_wins_over_the_reported_one(stand_in):
+    settings = LlmSettings(backend="openai", base_url=stand_in.base_url, model="stand-in", context_tokens=4096)
+    assert OpenAIBackend(settings).context_tokens == 4096

@@ -1,0 +1,68 @@
+"""The summary's text utilities: cleanup of speech, sentences, speaker turns, deadlines."""
+
+from __future__ import annotations
+
+import pytest
+
+from isoscribe.summary.dates import find_due, without_due
+from isoscribe.summary.text import clean_disfluencies, speaker_sentences, split_sentences, turns_of
+from isoscribe.transcript import Segment, Transcript
+
+
+@pytest.mark.parametrize(
+    ("spoken", "written"),
+    [
+        ("Um well this is the kick-off meeting for our our project .", "Well this is the kick-off meeting for our project."),
+        ("So uh {vocalsound} we we need a a new design .", "So we need a new design."),
+        ("I think I think it's w we should go .", "I think it's we should go."),
+        ("Mm-hmm . Yeah , th the buttons .", "Yeah, the buttons."),
+    ],
+)
+def test_disfluencies_are_cleaned(spoken: str, written: str) -> None:
+    assert clean_disfluencies(spoken) == written
+
+
+def test_sentences_split_after_end_punctuation_only() -> None:
+    assert split_sentences("We met at 3.5 p.m. today. Did we? yes, at noon!") == [
+        "We met at 3.5 p.m. today.", "Did we?", "yes, at noon!",
+    ]  # fmt: skip
+
+
+def test_turns_join_one_speakers_segments_and_time_their_sentences() -> None:
+    segments = [
+        Segment(0, 0.0, 2.0, " Hello there.", speaker="A"),
+        Segment(1, 2.0, 4.0, " Shall we start? Yes.", speaker="A"),
+        Segment(2, 4.0, 5.0, " Sure.", speaker="B"),
+    ]
+    turns = turns_of(Transcript(segments, "en", 1.0, 5.0, "m", ["A", "B"]))
+    assert [(t.speaker, t.start, t.end, t.text) for t in turns] == [
+        ("A", 0.0, 4.0, "Hello there. Shall we start? Yes."), ("B", 4.0, 5.0, "Sure."),
+    ]  # fmt: skip
+    sentences = speaker_sentences(turns)
+    assert [s.text for s in sentences] == ["Hello there.", "Shall we start?", "Yes.", "Sure."]
+    assert sentences[0].start == 0.0 and sentences[2].end == 4.0 and sentences[1].start > sentences[0].start
+
+
+@pytest.mark.parametrize(
+    ("text", "due"),
+    [
+        ("We need to finalize the budget by May 5th", "by May 5th"),
+        ("send it by the fifth of May", "by the fifth of May"),
+        ("we may go there", None),
+        ("I'll do it before the next meeting", "before the next meeting"),
+        ("ready by the end of the week", "by the end of the week"),
+        ("tomorrow morning works", "tomorrow morning"),
+        ("in two weeks", "in two weeks"),
+        ("let's march on", None),
+        ("in March", "in March"),
+        *[(f"by {month} 3rd", f"by {month} 3rd") for month in (
+            "January February March April May June July August September October November December".split()
+        )],
+    ],
+)
+def test_deadlines_are_found_as_said(text: str, due: str | None) -> None:
+    assert find_due(text) == due
+
+
+def test_a_deadline_leaves_the_task_whole() -> None:
+    assert without_due("order the posters by next Tuesday") == "order the posters"
