@@ -160,6 +160,8 @@ class IsolationSettings(_Section):
     speech_stage: str = "isoscribe.stages.speech"
     """Module hosting the speech stage (transcribe, align, diarize); tests may point it at a fault wrapper."""
     summary_stage: str = "isoscribe.summary.stage"
+    realtime_stage: str = "isoscribe.stages.realtime"
+    """Module hosting live transcription's VAD and utterance decoding; tests may point it at a fault wrapper."""
     start_method: Literal["spawn", "forkserver"] = "spawn"
     max_tasks_per_worker: int | None = Field(50, ge=1)
     max_rss_mb: float | None = Field(default_factory=lambda: _share_of_ram_mb(0.25), gt=0)
@@ -245,6 +247,13 @@ class ServiceSettings(_Section):
     webhook_attempts: int = Field(5, ge=1)
     webhook_backoff_s: float = Field(2, ge=0)
     """Wait before the second attempt; doubled for each later one."""
+    max_realtime_sessions: int = Field(4, ge=0)
+    """Live transcription sessions (/v1/realtime) open at once; more are refused with an error event."""
+    max_realtime_session_s: float = Field(3600, gt=0)
+    realtime_workers: int = Field(2, ge=1)
+    """Workers of the realtime stage's own pool (VAD windows and utterances of every live session)."""
+    realtime_partial_after_s: float = Field(3.0, ge=0)
+    """An utterance still open after this long is decoded partially for live deltas; 0: only whole utterances."""
 
 
 class NotifySettings(_Section):

@@ -11,7 +11,7 @@ from isoscribe.files import write_atomic
 from isoscribe.logs import log_event
 from isoscribe.transcript import Segment, Transcript
 
-__all__ = ["SPEECH_DONE_DIR", "PartialTranscript", "SpeechDone"]
+__all__ = ["SPEECH_DONE_DIR", "PartialTranscript", "SpeechDone", "tidy_speech_done"]
 
 log = logging.getLogger("isoscribe.batch")
 
@@ -69,3 +69,10 @@ def _clock(seconds: float) -> str:
     minutes, seconds = divmod(seconds, 60)
     return f"{int(minutes):02d}:{seconds:05.2f}"
 
+
+def tidy_speech_done(out_dir: Path) -> None:
+    """Remove the folder of kept speech results once it holds none (only while no file runs)."""
+    try:
+        (out_dir / SPEECH_DONE_DIR).rmdir()
+    except OSError:  # absent, or a stopped file's result is still kept there
+        pass

@@ -24,6 +24,7 @@ from pathlib import Path
 from isoscribe.batch.file_run import FileRun
 from isoscribe.batch.gate import GatedExecutor
 from isoscribe.batch.outdir import locked, log_file_attached, remove_partials
+from isoscribe.batch.partial import tidy_speech_done
 from isoscribe.batch.plan import Job, Planner, file_report
 from isoscribe.batch.progress import BatchProgress
 from isoscribe.budget import MemoryGate
@@ -51,17 +52,19 @@ def run_batch(
     log_file: Path | None = None,
     executor: StageExecutor | None = None,
     notify: bool = True,
+    cancellation: Cancellation | None = None,
 ) -> BatchReport:
     """Run the batch and return its report (also written to ``out_dir``).
 
     ``progress``: a tqdm bar when True, log lines when False, None = bar only when stderr is a
-    terminal. ``executor``: where stages run; None builds one from ``settings.batch``.
+    terminal. ``executor``: where stages run; None builds one from ``settings.batch``. ``cancellation``:
+    the caller's handle to stop the run at once (``cancel``); the batch uses it for its own stop too.
     """
     files = discover_inputs(inputs)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with locked(out_dir), log_file_attached(log_file):
-        batch = Batch(settings, out_dir, retry_failed, executor)
+        batch = Batch(settings, out_dir, retry_failed, executor, cancellation)
         try:
             return batch.run(files, progress, notify)
         finally:
@@ -72,7 +75,10 @@ class Batch:
     """One run over one output directory: plan, run the files (in two phases when the memory needs it),
     stop on a signal, report."""
 
-    def __init__(self, settings: Settings, out_dir: Path, retry_failed: bool, executor: StageExecutor | None) -> None:
+    def __init__(
+        self, settings: Settings, out_dir: Path, retry_failed: bool, executor: StageExecutor | None,
+        cancellation: Cancellation | None = None,
+    ) -> None:
         self.out_dir = out_dir
         self.retry_failed = retry_failed
         self.ledger = Ledger.in_dir(out_dir)
@@ -80,7 +86,7 @@ class Batch:
         self.settings = self.planner.resolved(settings)
         self.policy = batch_policy(self.settings)
         self.summarize = self.policy.summarize
-        self.cancellation = Cancellation()
+        self.cancellation = cancellation or Cancellation()
         self._given_executor = executor
 
     def run(self, inputs: list[Path], progress: bool | None, notify: bool) -> BatchReport:
@@ -111,6 +117,7 @@ class Batch:
             if self._given_executor is None:
                 executor.shutdown()
         self._account_unfinished(jobs, reports, stopped is not None)
+        tidy_speech_done(self.out_dir)
         files = [reports[str(path)] for path in inputs if str(path) in reports]
         report = self._report(files, started_at, time.monotonic() - started, executor, sampler, len(recovered))
         paths = write_report(report, self.out_dir)
@@ -186,21 +193,15 @@ class Batch:
         threads.shutdown()
 
     def _stop(self, threads: ThreadPoolExecutor) -> None:
-        """Ctrl-C or SIGTERM: no new file or stage starts; running stages get ``batch.stop_grace_s`` to
-        finish, then their workers are killed. Files left unfinished stay pending for the next run."""
+        """Ctrl-C, SIGTERM or SIGHUP: no new file or stage starts, queued stage tasks are dropped; running
+        ones get ``batch.stop_grace_s`` to finish (or less: ``cancellation.cancel()``, a second signal),
+        then their workers are killed. Files left unfinished stay pending for the next run."""
         grace_s = self.settings.batch.stop_grace_s
         log_event(log, "batch_stopping", logging.WARNING, grace_s=grace_s)
-        try:
-            try:
-                self.cancellation.stop_starting()
-            finally:
-                self.gate.close()
-                threads.shutdown(wait=False, cancel_futures=True)
-            idle = self.cancellation.wait_idle(grace_s)
-        except (KeyboardInterrupt, SystemExit):  # a second stop, wherever it lands: no grace
-            log_event(log, "batch_stop_now", logging.WARNING)
-            idle = False
-        if not idle:
+        self.cancellation.stop_starting()
+        self.gate.close()
+        threads.shutdown(wait=False, cancel_futures=True)
+        if not self.cancellation.wait_idle(grace_s):
             self.cancellation.cancel()
         threads.shutdown(wait=True)
 

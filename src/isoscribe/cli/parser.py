@@ -10,7 +10,7 @@ from isoscribe.formats import names as format_names
 
 __all__ = ["BENCHMARKS", "build_parser", "settings_overrides"]
 
-BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput")
+BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -3,22 +3,34 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import sys
 
 from isoscribe.batch import OutDirBusy, run_batch
 from isoscribe.cli.signals import install_stop_signals
 from isoscribe.config import Settings
 from isoscribe.inputs import InputError
+from isoscribe.logs import log_event
+from isoscribe.pipeline import Cancellation
 
 __all__ = ["run_command"]
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
-    """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs."""
-    install_stop_signals()
+    """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs or a busy
+    ``--out``. A second stop signal kills the running stages instead of waiting out the grace period."""
+    cancellation = Cancellation()
+
+    def stop_now() -> None:
+        log_event(logging.getLogger("isoscribe.batch"), "batch_stop_now", logging.WARNING)
+        cancellation.cancel()
+
+    install_stop_signals(on_second_stop=stop_now)
     progress = False if args.no_progress else None
     try:
-        report = run_batch(settings, args.inputs, args.out, retry_failed=args.retry_failed, progress=progress)
+        report = run_batch(
+            settings, args.inputs, args.out, retry_failed=args.retry_failed, progress=progress, cancellation=cancellation
+        )
     except (InputError, OutDirBusy) as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2

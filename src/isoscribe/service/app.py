@@ -18,7 +18,8 @@ from isoscribe.service.core import Service
 from isoscribe.service.edge import EdgeGuard
 from isoscribe.service.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from isoscribe.service.metrics import LatencyMiddleware
-from isoscribe.service.routers import health, jobs, transcriptions
+from isoscribe.service.realtime import RealtimeSessions
+from isoscribe.service.routers import health, jobs, realtime, transcriptions
 from isoscribe.service.routers.web import add_web_page
 
 __all__ = ["create_app"]
@@ -42,6 +43,7 @@ def create_app(settings: Settings, executor: StageExecutor | None = None) -> Fas
     app = FastAPI(title="isoscribe", version="0.1.0", lifespan=lifespan)
     app.state.settings = settings
     app.state.service = service
+    app.state.realtime = RealtimeSessions(service)
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
@@ -55,5 +57,6 @@ def create_app(settings: Settings, executor: StageExecutor | None = None) -> Fas
     app.include_router(health.router)
     app.include_router(transcriptions.router, dependencies=[Depends(require_api_key)])
     app.include_router(jobs.router, dependencies=[Depends(require_api_key)])
+    app.include_router(realtime.router)  # authenticates in the handshake: see routers/realtime.py
     add_web_page(app)
     return app

@@ -1,0 +1,80 @@
+"""The pieces of a live session that need no model: turn detection, the byte buffer, session updates."""
+
+from __future__ import annotations
+
+import pytest
+
+from isoscribe.service.realtime_audio import AudioBuffer
+from isoscribe.service.realtime_protocol import ProtocolError, SessionConfig, updated_config
+from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetection, TurnDetector
+
+FRAME_S = 0.032
+SERVED = ("whisper-1", "tiny.en")
+
+
+def _turns(detector: TurnDetector, probabilities: list[float]) -> list:
+    found = [detector.feed(i * FRAME_S, FRAME_S, p) for i, p in enumerate(probabilities)]
+    return [(i, turn) for i, turn in enumerate(found) if turn is not None]
+
+
+def test_speech_starts_with_its_prefix_padding_and_stops_after_the_silence() -> None:
+    detector = TurnDetector(TurnDetection(threshold=0.5, prefix_padding_s=0.3, silence_s=0.5))
+    turns = _turns(detector, [0.1] * 20 + [0.9] * 40 + [0.2] * 30)
+    (start_frame, started), (stop_frame, stopped) = turns
+    assert isinstance(started, SpeechStarted) and started.start_s == pytest.approx(20 * FRAME_S - 0.3)
+    assert start_frame == 22  # three frames confirm speech
+    assert isinstance(stopped, SpeechStopped)
+    assert stopped.end_s - 60 * FRAME_S == pytest.approx(16 * FRAME_S)  # the first frame end past 0.5 s of silence
+    assert not detector.speaking
+
+
+def test_a_click_is_not_a_turn_and_a_short_dip_does_not_end_one() -> None:
+    detector = TurnDetector(TurnDetection(silence_s=0.5))
+    assert _turns(detector, [0.1] * 10 + [0.95, 0.95] + [0.1] * 40) == []
+    turns = _turns(detector, [0.9] * 20 + [0.1] * 10 + [0.9] * 20 + [0.4] * 5 + [0.9] * 5)
+    assert [type(turn) for _, turn in turns] == [SpeechStarted]  # 0.32 s dips, 0.4 is above the hysteresis
+
+
+def test_an_utterance_is_closed_at_the_maximum_length_and_the_next_does_not_start_earlier() -> None:
+    detector = TurnDetector(TurnDetection(max_utterance_s=2.0, prefix_padding_s=0.3))
+    turns = _turns(detector, [0.9] * 100)
+    assert isinstance(turns[1][1], SpeechStopped) and turns[1][1].end_s == pytest.approx(2.0, abs=FRAME_S)
+    assert isinstance(turns[2][1], SpeechStarted) and turns[2][1].start_s == pytest.approx(turns[1][1].end_s)
+
+
+def test_buffer_slices_by_seconds_after_dropping_old_audio() -> None:
+    buffer = AudioBuffer(1000)
+    buffer.data += bytes(range(200)) * 20  # 2000 samples: 2 s
+    assert buffer.end_s == 2.0
+    buffer.drop_before(0.5)
+    assert buffer.origin == 500 and len(buffer.data) == 3000
+    assert buffer.slice(0.5, 0.502) == (bytes(range(200)) * 20)[1000:1004]
+    assert buffer.slice(0.0, 0.501) == buffer.slice(0.5, 0.501)  # what was dropped is gone, not an error
+    assert buffer.end_s == 2.0
+
+
+def test_ga_and_older_session_updates() -> None:
+    config = updated_config(SessionConfig(), {"type": "session.update", "session": {"type": "transcription", "audio": {
+        "input": {"format": {"type": "audio/pcm", "rate": 16000}, "transcription": {"model": "tiny.en", "language": "en"},
+                  "turn_detection": {"type": "server_vad", "silence_duration_ms": 800, "threshold": 0.6}}}}}, SERVED)
+    assert (config.sample_rate_hz, config.model, config.language) == (16000, "tiny.en", "en")
+    assert config.turn_detection == TurnDetection(threshold=0.6, silence_s=0.8)
+    older = updated_config(config, {"type": "transcription_session.update", "session": {
+        "input_audio_format": "pcm16", "input_audio_transcription": {"prompt": "budget"}, "turn_detection": None}}, SERVED)
+    assert older.turn_detection is None and older.prompt == "budget" and older.sample_rate_hz == 16000
+
+
+@pytest.mark.parametrize(("session", "param"), [
+    ({"type": "realtime"}, "session.type"),
+    ({"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcm", "rate": 44100}}}},
+     "session.audio.input.format.rate"),
+    ({"type": "transcription", "audio": {"input": {"format": {"type": "audio/pcmu"}}}}, "session.audio.input.format.type"),
+    ({"type": "transcription", "audio": {"input": {"transcription": {"model": "large-v9"}}}},
+     "session.audio.input.transcription.model"),
+    ({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "push_to_talk"}}}},
+     "session.audio.input.turn_detection.type"),
+])
+def test_refused_session_updates_name_their_parameter(session: dict, param: str) -> None:
+    with pytest.raises(ProtocolError) as refused:
+        updated_config(SessionConfig(), {"type": "session.update", "session": session}, SERVED)
+    assert refused.value.param == param
