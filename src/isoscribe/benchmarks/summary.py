@@ -7,7 +7,8 @@ Per split (train: what the rules and thresholds were tuned on; val: where they a
   baseline of one topic for the whole meeting in the same run;
 * grounding: the share of human-summary sentences it keeps, and of planted errors it catches, per
   kind (``benchmarks.planted``);
-* action items: precision and recall on the annotated sentences of tests/data/action_items.tsv;
+* action items: precision and recall on the annotated sentences of tests/data/action_items.tsv, on the
+  rows the rules were tuned on and on the held-out rows apart;
 * seconds per 1k words of the summary stage in its isolated worker (warm), with the longest meeting.
 ``--quick``: the first four meetings of each split.
 """
@@ -36,7 +37,7 @@ from isoscribe.summary.text import clean_disfluencies, speaker_sentences, split_
 from isoscribe.summary.topics import TopicSettings, topic_starts
 from isoscribe.summary.types import SummaryRequest
 
-__all__ = ["main", "pk", "ANNOTATIONS", "QMSUM"]
+__all__ = ["main", "pk", "action_item_scores", "ANNOTATIONS", "QMSUM"]
 
 QMSUM = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "qmsum"
 ANNOTATIONS = Path(__file__).resolve().parents[3] / "tests" / "data" / "action_items.tsv"
@@ -53,9 +54,10 @@ def main(quick: bool, results_dir: Path, settings: Settings, qmsum: Path = QMSUM
             **_digests(settings, meetings),
             "topics": _topics(meetings),
             "grounding": _grounding(meetings),
-            "action_items": _action_items(meetings),
         }
         log_event(logger, "bench_summary_split", split=split, meetings=len(meetings))
+    every_meeting = [meeting for split in SPLITS for meeting in load_meetings(qmsum, split)]
+    results["action_items"] = {use: action_item_scores(every_meeting, use) for use in ("tune", "held-out")}
     results_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(results_dir / "summary.json", json.dumps(results, indent=2) + "\n")
     return results
@@ -145,22 +147,23 @@ def _grounding(meetings: list[Meeting]) -> dict[str, Any]:
     }
 
 
-def _action_items(meetings: list[Meeting]) -> dict[str, Any]:
-    """Precision and recall over the annotated meetings of this split; an item whose source sentence
-    was not annotated counts as a false positive."""
-    labels = _annotations(split=meetings[0].split if meetings else "")
-    names = {meeting.name for meeting in meetings} & {meeting for meeting, _, _ in labels}
+def action_item_scores(meetings: list[Meeting], use: str) -> dict[str, Any]:
+    """Precision and recall on the annotated meetings of one ``use`` (tune or held-out) of
+    tests/data/action_items.tsv; an item whose source sentence was not annotated counts as a false positive."""
+    labels = _annotations(use)
+    names = {meeting for meeting, _, _ in labels}
     true_positive = predicted = 0
     for meeting in (m for m in meetings if m.name in names):
         sentences = speaker_sentences(list(meeting.turns))
+        turn_at = {(s.start, clean_disfluencies(s.text)): s.turn for s in sentences}
         for item in extract_action_items(sentences):
             predicted += 1
-            turn = next(s.turn for s in sentences if s.start <= item.source.start < s.end or s.start == item.source.start)
-            true_positive += labels.get((meeting.name, turn, item.source.quote), False)
-    positives = sum(label for (meeting, _, _), label in labels.items() if meeting in names)
+            key = (meeting.name, turn_at.get((item.source.start, item.source.quote), -1), item.source.quote)
+            true_positive += labels.get(key, False)
+    positives = sum(labels.values())
     return {
-        "meetings": len(names),
-        "annotated_sentences": sum(meeting in names for meeting, _, _ in labels),
+        "meetings": sorted(names),
+        "annotated_sentences": len(labels),
         "positives": positives,
         "predicted": predicted,
         "precision": round(true_positive / predicted, 4) if predicted else None,
@@ -168,12 +171,12 @@ def _action_items(meetings: list[Meeting]) -> dict[str, Any]:
     }
 
 
-def _annotations(split: str, path: Path = ANNOTATIONS) -> dict[tuple[str, int, str], bool]:
-    """(meeting, turn, cleaned sentence) → is an action item, for the annotated rows of ``split``."""
+def _annotations(use: str, path: Path = ANNOTATIONS) -> dict[tuple[str, int, str], bool]:
+    """(meeting, turn, cleaned sentence) → is an action item, for the annotated rows of one ``use``."""
     with path.open(newline="") as file:
         rows = csv.DictReader((line for line in file if not line.startswith("#")), delimiter="\t")
         return {
             (r["meeting"], int(r["turn"]), clean_disfluencies(r["sentence"])): r["label"] == "yes"
             for r in rows
-            if r["split"] == split
+            if r["use"] == use
         }

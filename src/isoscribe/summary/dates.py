@@ -30,7 +30,7 @@ _DUE = re.compile(
     rf"|\b{_BARE_MONTH}\b"
     rf"|\b(?:{_BY}\s+)?(?:the\s+)?end\s+of\s+(?:the\s+|this\s+|next\s+)?{_PERIOD}"
     rf"|\b(?:by|before|for|until)\s+(?:the\s+)?(?:next|following)\s+{_PERIOD}"
-    rf"|\b(?:{_BY}\s+)?(?:next|coming)\s+(?:{_PERIOD}|{_WEEKDAY}){_PART}"
+    rf"|\b(?:{_BY}\s+)?(?:next|coming)\s+(?:{_PERIOD}|{_WEEKDAY}|time){_PART}"
     rf"|\b(?:{_BY}\s+)?this\s+(?:{_TIME_PERIOD}|{_WEEKDAY}){_PART}"
     rf"|\b(?:{_BY}\s+)?{_WEEKDAY}{_PART}"
     rf"|\b(?:{_BY}\s+)?(?:today|tomorrow|tonight|the\s+day\s+after\s+tomorrow){_PART}"
@@ -39,7 +39,7 @@ _DUE = re.compile(
     rf"|\b(?:after|by|before)\s+(?:the|this)\s+(?:meeting|call|break|lunch)\b",
     re.IGNORECASE,
 )
-_DANGLING = re.compile(r"\s+(?:by|at|on|before|until|for|to|the|in)(?=[\s.?!,]*$)", re.IGNORECASE)
+_DANGLING = re.compile(r"(?:\s+(?:by|at|on|before|until|for|to|the|in))+(?=[\s.?!,]*$)", re.IGNORECASE)
 
 
 def find_due(text: str) -> str | None:

@@ -28,8 +28,8 @@ from isoscribe.summary.types import SummarySentence, TimeRange
 __all__ = ["TranscriptIndex", "check_sentence", "numbers_in", "SPEAKER_SHARE_MIN"]
 
 PREFIX_LETTERS = 5
-SPEAKER_SHARE_MIN = 0.5
-"""A named speaker must say at least this share of what the best-matching speaker says of the sentence."""
+SPEAKER_SHARE_MIN = 0.4
+"""Tuned on QMSum train: flags 10 % of the human sentences that name one participant, 64 % of swapped ones."""
 EVIDENCE_SENTENCES = 2
 
 _NUMBER_WORDS = {
@@ -204,18 +204,23 @@ def _invented_object(words: list[str], index: TranscriptIndex) -> str | None:
 
 
 def _wrong_speaker(text: str, content: set[str], index: TranscriptIndex) -> str | None:
-    """The one participant a sentence names should say its words more than anyone else, or nearly."""
+    """The one participant a sentence names should own its words about as much as anyone: for each word, the
+    share of its mentions that are theirs, averaged; below ``SPEAKER_SHARE_MIN`` of the best other speaker's."""
     lower = text.lower()
     named = [label for key, label in index.speakers.items() if re.search(rf"\b{re.escape(key)}\b", lower)]
     if len(named) != 1:
         return None
     label_stems = {stem(word) for word in words_of(named[0])}
-    topic = {word for word in content - label_stems if word not in _summary_words() and index.knows(word)}
-    if not topic:
+    mentions = {word: sum(counts[word] for counts in index.words_by_speaker.values()) for word in content - label_stems}
+    topic = [word for word, total in mentions.items() if total]
+    others = [speaker for speaker in index.words_by_speaker if speaker and speaker != named[0]]
+    if not topic or not others:
         return None
-    share = {speaker: sum(1 for word in topic if counts[word]) for speaker, counts in index.words_by_speaker.items()}
-    best = max(share.values())
-    if best and share.get(named[0], 0) < SPEAKER_SHARE_MIN * best:
-        leader = max(share, key=share.__getitem__)
-        return f"said by {leader}, not {named[0]}"
+    share = {
+        speaker: sum(index.words_by_speaker[speaker][word] / mentions[word] for word in topic) / len(topic)
+        for speaker in [named[0], *others]
+    }
+    leader = max(others, key=share.__getitem__)
+    if share[named[0]] < SPEAKER_SHARE_MIN * share[leader]:
+        return f"said by {leader} rather than {named[0]}"
     return None

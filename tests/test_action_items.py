@@ -1,0 +1,69 @@
+"""Action items, decisions and open questions read from speaker turns: what is and is not an action item."""
+
+from __future__ import annotations
+
+import pytest
+
+from isoscribe.summary.extraction import extract_action_items, extract_decisions, extract_open_questions
+from isoscribe.summary.text import speaker_sentences, turns_from_text
+
+
+def _items(dialogue: str):
+    return extract_action_items(speaker_sentences(turns_from_text(dialogue)))
+
+
+@pytest.mark.parametrize(
+    "dialogue",
+    [
+        "Anna: I went to the dentist on Monday.",
+        "Anna: Can you tell me more about the trip?\nBob: It was long.",
+        "Anna: Let me just say that it went well.",
+        "Anna: I'll tell you what, the design is fine.",
+        "Bob: I can do that.",
+        "Anna: So you get to draw your favourite animal. Who would like to go first?\nBob: I will go. That's fine.",
+        "Anna: Go first, and sum up the characteristics of that animal.\nBob: Have a go. Put the top in.",
+        "Anna: I'll just switch that back here.",
+        "Anna: Could you send me the slides?\nBob: No, sorry, I'm away.",
+    ],
+)
+def test_narration_questions_discourse_games_agreement_and_declined_requests_are_not_items(dialogue):
+    assert _items(dialogue) == []
+
+
+@pytest.mark.parametrize(
+    ("dialogue", "owner", "task", "due"),
+    [
+        ("Anna: We need to finalize the budget by May 5th.", None, "Finalize the budget", "by May 5th"),
+        ("Anna: Bob will draft the press release by Friday.", "Bob", "Draft the press release", "by Friday"),
+        ("Anna: I'll send the figures to finance before the next meeting.", "Anna", "Send the figures to finance",
+         "before the next meeting"),
+        ("Anna: Could you book the room for Tuesday?\nBob: Sure, no problem.", "Bob", "Book the room", "for Tuesday"),
+        ("Anna: As the industrial designer, you're gonna be working on the working design.", "Industrial Designer",
+         "Working on the working design", None),
+        ("Anna: I'm going to check the prices by the end of the week.", "Anna", "Check the prices",
+         "by the end of the week"),
+    ],
+)  # fmt: skip
+def test_commitments_named_tasks_dated_obligations_and_accepted_requests_are_items(dialogue, owner, task, due):
+    [item] = _items(dialogue)
+    assert (item.owner, item.task, item.due) == (owner, task, due)
+    assert item.source.quote and item.source.start >= 0
+
+
+def test_an_item_quotes_its_source_sentence_with_its_time():
+    [item] = _items("Anna: Hello all.\nBob: Fine.\nAnna: I'll email the minutes tomorrow.")
+    assert item.source.quote == "I'll email the minutes tomorrow." and item.source.start == 2.0
+    assert item.source.speaker == "Anna"
+
+
+def test_decisions_and_open_questions_come_with_their_source():
+    sentences = speaker_sentences(turns_from_text(
+        "Anna: We decided to use a rubber case.\n"
+        "Bob: Which battery should we use for the prototype?\n"
+        "Anna: I don't know yet, we'll see.\n"
+        "Bob: Is that right?\nAnna: Yes."
+    ))  # fmt: skip
+    assert [d.text for d in extract_decisions(sentences)] == ["We decided to use a rubber case."]
+    questions = extract_open_questions(sentences)
+    assert [q.text for q in questions] == ["Which battery should we use for the prototype?"]
+    assert questions[0].source.speaker == "Bob" and questions[0].source.start == 1.0
