@@ -5,6 +5,8 @@ from __future__ import annotations
 from concurrent.futures import Future
 from pathlib import Path
 
+from batch_support import write_inputs
+
 from isoscribe.batch import run_batch
 from isoscribe.config import load_settings
 from isoscribe.isolation import StageTimeout, TaskResult, TaskStats, WorkerCrashed
@@ -50,23 +52,13 @@ class ScriptedExecutor:
         pass
 
 
-def _inputs(tmp_path: Path, *names: str) -> list[Path]:
-    paths = []
-    for name in names:
-        path = tmp_path / "in" / name
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(name.encode())
-        paths.append(path)
-    return paths
-
-
 def _settings(max_attempts: int = 3):
     return load_settings(overrides={"batch": {"workers": 1, "max_attempts": max_attempts, "retry_backoff_s": 0.01,
                                               "formats": ["json", "txt", "summary"]}})
 
 
 def test_a_crash_is_retried_and_the_file_done_on_a_later_attempt(tmp_path: Path) -> None:
-    [audio] = _inputs(tmp_path, "a.wav")
+    [audio] = write_inputs(tmp_path, "a.wav")
     crash = WorkerCrashed("speech", 500.0, signal=11)
     executor = ScriptedExecutor({"a.wav": [crash, "ok"]})
     report = run_batch(_settings(), [audio], tmp_path / "out", executor=executor, progress=False)
@@ -77,14 +69,14 @@ def test_a_crash_is_retried_and_the_file_done_on_a_later_attempt(tmp_path: Path)
 
 
 def test_timeouts_are_not_retried(tmp_path: Path) -> None:
-    [audio] = _inputs(tmp_path, "slow.wav")
+    [audio] = write_inputs(tmp_path, "slow.wav")
     executor = ScriptedExecutor({"slow.wav": [StageTimeout("speech", timeout_s=5.0)]})
     [item] = run_batch(_settings(), [audio], tmp_path / "out", executor=executor, progress=False).files
     assert item.status == "failed" and item.attempts == 1 and "StageTimeout" in item.error
 
 
 def test_attempts_of_a_killed_run_count_towards_max_attempts(tmp_path: Path) -> None:
-    [audio] = _inputs(tmp_path, "b.wav")
+    [audio] = write_inputs(tmp_path, "b.wav")
     out_dir = tmp_path / "out"
     settings = _settings(max_attempts=3)
     crash = WorkerCrashed("speech", 500.0, signal=9)
@@ -104,7 +96,7 @@ def test_attempts_of_a_killed_run_count_towards_max_attempts(tmp_path: Path) -> 
 
 
 def test_the_same_content_under_two_names_is_processed_once(tmp_path: Path) -> None:
-    [first] = _inputs(tmp_path, "a.wav")
+    [first] = write_inputs(tmp_path, "a.wav")
     copy = tmp_path / "in" / "copy-of-a.wav"
     copy.write_bytes(first.read_bytes())
     executor = ScriptedExecutor({"a.wav": ["ok"]})

@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from batch_support import write_inputs
+
 from isoscribe.batch import SPEECH_DONE_DIR, OutDirBusy, run_batch
 from isoscribe.config import load_settings
 from isoscribe.isolation import StageError, TaskCancelled, TaskResult, TaskStats, WorkerCrashed
@@ -121,7 +123,7 @@ def test_a_retried_piece_starts_one_more_ledger_attempt_not_one_per_later_piece(
         "asr": {"model": "tiny.en"}, "diarization": {"enabled": False},
         "batch": {"workers": 2, "max_attempts": 3, "retry_backoff_s": 0.01, "summarize": False, "formats": ["json"]},
     })
-    [audio] = _inputs(tmp_path, "long.wav")
+    [audio] = write_inputs(tmp_path, "long.wav")
     [item] = run_batch(settings, [audio], tmp_path / "out", executor=executor, progress=False, notify=False).files
     assert sorted(executor.submitted) == [(0, 1), (0, 2), (1, 1), (2, 1), (3, 1)]
     assert item.status == "done"
@@ -140,7 +142,7 @@ def test_a_cancelled_queued_task_leaves_the_file_to_resume_not_failed(tmp_path: 
             return future
 
     settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["json"]}})
-    [audio] = _inputs(tmp_path, "a.wav")
+    [audio] = write_inputs(tmp_path, "a.wav")
     out_dir = tmp_path / "out"
     report = run_batch(settings, [audio], out_dir, executor=CancelsQueued(1.0, answer), progress=False, notify=False)
     [item] = report.files
@@ -172,7 +174,7 @@ def test_an_oom_killed_probe_is_out_of_memory_and_tried_again_not_bad_audio(tmp_
 
     settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["json"],
                                                   "retry_backoff_s": 0.01}})
-    [audio] = _inputs(tmp_path, "a.wav")
+    [audio] = write_inputs(tmp_path, "a.wav")
     executor = KilledProbeOnce(1.0, lambda request, attempt: _transcript())
     [item] = run_batch(settings, [audio], tmp_path / "out", executor=executor, progress=False, notify=False).files
     assert item.status == "done" and item.attempts == 1
@@ -187,7 +189,7 @@ def test_a_second_run_on_the_same_out_dir_fails_fast_while_the_first_runs(tmp_pa
         return _transcript()
 
     settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["json"]}})
-    [audio, other] = _inputs(tmp_path, "a.wav", "b.wav")
+    [audio, other] = write_inputs(tmp_path, "a.wav", "b.wav")
     out_dir = tmp_path / "out"
     first: list = []
     runner = threading.Thread(target=lambda: first.append(
@@ -204,16 +206,6 @@ def test_a_second_run_on_the_same_out_dir_fails_fast_while_the_first_runs(tmp_pa
     again = run_batch(settings, [other], out_dir, executor=PieceExecutor(1.0, lambda r, a: _transcript()),
                       progress=False, notify=False)
     assert [item.status for item in again.files] == ["done"], "the directory is free once the first run ended"
-
-
-def _inputs(tmp_path: Path, *names: str) -> list[Path]:
-    paths = []
-    for name in names:
-        path = tmp_path / "in" / name
-        path.parent.mkdir(exist_ok=True)
-        path.write_bytes(name.encode())
-        paths.append(path)
-    return paths
 
 
 def test_a_cancel_while_a_per_task_process_is_being_set_up_is_not_lost(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -335,7 +327,7 @@ def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_ke
         "workers": 1, "isolation": "pooled", "memory_budget_mb": 1000, "asr_peak_mb": 900, "llm_peak_mb": 600,
         "formats": ["json", "summary"],
     }})
-    [audio] = _inputs(tmp_path, "a.wav")
+    [audio] = write_inputs(tmp_path, "a.wav")
     out_dir = tmp_path / "out"
     handler = Stopping()
     logging.getLogger("isoscribe.batch").addHandler(handler)

@@ -34,6 +34,7 @@ from isoscribe.benchmarks.server import ServerProcess
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.repetition import words_of
+from isoscribe.service.realtime_turns import TurnDetection
 
 __all__ = ["main", "utterance_stream", "latencies_s"]
 
@@ -89,21 +90,31 @@ def utterance_stream(source: Path, count: int) -> tuple[bytes, list[float]]:
     return b"".join(p + silence for p in pieces), ends
 
 
-def latencies_s(record: LiveRecord, speech_ends_s: list[float]) -> list[float]:
-    """Per utterance: its completed event's arrival minus when its last chunk was sent."""
-    completed = record.of_type("conversation.item.input_audio_transcription.completed")
-    stopped = {e.data["item_id"]: e.data["audio_end_ms"] / 1000 for e in record.of_type("input_audio_buffer.speech_stopped")}
-    latencies = []
+def latencies_s(record: LiveRecord, speech_ends_s: list[float]) -> list[dict[str, float]]:
+    """Per utterance found: seconds from sending its end to its ``speech_stopped`` (``close_s``) and to
+    its ``completed`` (``latency_s``). Its end is the piece's end, or where the VAD heard speech end
+    when that came earlier (a pause at the end of a piece)."""
+    completed = {e.data["item_id"]: e for e in record.of_type("conversation.item.input_audio_transcription.completed")}
+    started = {e.data["item_id"]: e.data["audio_start_ms"] / 1000 for e in record.of_type("input_audio_buffer.speech_started")}
+    silence_s = TurnDetection().silence_s  # the server VAD's default, which the bench's sessions use
+    found = []
     for end_s in speech_ends_s:
-        after = [e for e in completed if end_s <= stopped.get(e.data["item_id"], -1) < end_s + SILENCE_S]
-        if after:
-            latencies.append(after[0].arrived_s - record.sent_time_of(end_s))
-    return latencies
+        piece_start_s = end_s - UTTERANCE_S
+        items = [e for e in record.of_type("input_audio_buffer.speech_stopped")
+                 if piece_start_s - 0.5 <= started.get(e.data["item_id"], -1) < end_s and e.data["item_id"] in completed]
+        if not items:
+            continue
+        stopped = items[-1]
+        spoken_until_s = min(end_s, stopped.data["audio_end_ms"] / 1000 - silence_s)
+        sent_s = record.sent_time_of(spoken_until_s)
+        found.append({"close_s": stopped.arrived_s - sent_s, "latency_s": completed[stopped.data["item_id"]].arrived_s - sent_s})
+    return found
 
 
 def _latency_section(server: ServerProcess, stream: bytes, ends_s: list[float], tmp: Path) -> dict[str, Any]:
     record = stream_pcm16(server.url, _API_KEY, stream, RATE_HZ, pace=1.0)
-    latencies = latencies_s(record, ends_s)
+    found = latencies_s(record, ends_s)
+    latencies = [utterance["latency_s"] for utterance in found]
     file_text = _file_transcription(server, stream, tmp / "stream.wav")
     section = {
         "utterances": len(ends_s),
@@ -111,6 +122,8 @@ def _latency_section(server: ServerProcess, stream: bytes, ends_s: list[float], 
         "p50_s": round(statistics.median(latencies), 3),
         "p95_s": round(float(np.percentile(latencies, 95)), 3),
         "max_s": round(max(latencies), 3),
+        "vad_close_p50_s": round(statistics.median(u["close_s"] for u in found), 3),
+        "decode_after_close_p50_s": round(statistics.median(u["latency_s"] - u["close_s"] for u in found), 3),
         "errors": len(record.of_type("error")),
         "wer_vs_file_transcription": round(wer(file_text, record.text), 4),
         "live_text": record.text,
@@ -141,7 +154,7 @@ def _concurrency_section(server: ServerProcess, stream: bytes, ends_s: list[floa
         with concurrent.futures.ThreadPoolExecutor(sessions) as pool:
             records = list(pool.map(lambda _: stream_pcm16(server.url, _API_KEY, stream, RATE_HZ, pace=1.0),
                                     range(sessions)))
-        latencies = [latencies_s(record, ends_s) for record in records]
+        latencies = [[u["latency_s"] for u in latencies_s(record, ends_s)] for record in records]
         flat = [value for per_session in latencies for value in per_session]
         complete = all(len(per_session) == len(ends_s) for per_session in latencies)
         p95 = float(np.percentile(flat, 95)) if flat else float("inf")

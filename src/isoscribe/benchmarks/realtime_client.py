@@ -89,8 +89,7 @@ def stream_pcm16(
             or time.monotonic() - started > tail_until_s
         ):
             chunk = pcm16[position : position + chunk_bytes] if position < len(pcm16) else silence
-            time.sleep(max(0.0, started + position / 2 / sample_rate_hz / (pace if position < len(pcm16) else 1.0)
-                           - time.monotonic()))
+            time.sleep(max(0.0, _send_time(position, len(pcm16), sample_rate_hz, pace, started, record) - time.monotonic()))
             connection.input_audio_buffer.append(audio=base64.b64encode(chunk).decode())
             position += len(chunk)
             sent_s = time.monotonic() - started
@@ -103,6 +102,14 @@ def stream_pcm16(
         done.set()
     receiver.join(timeout=10)
     return record
+
+
+def _send_time(position: int, recording_bytes: int, sample_rate_hz: int, pace: float, started: float,
+               record: LiveRecord) -> float:
+    """When the chunk at byte ``position`` is due: the recording at ``pace``, the silence after it in real time."""
+    if position >= recording_bytes:
+        return started + record.audio_end_sent_s + (position - recording_bytes) / 2 / sample_rate_hz
+    return started + position / 2 / sample_rate_hz / pace if pace > 0 else 0.0
 
 
 def _settled(record: LiveRecord, now_s: float) -> bool:

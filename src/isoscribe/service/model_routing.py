@@ -23,6 +23,8 @@ class ModelRouter:
         self.settings = settings
         self.executor = executor
         self.owns_executor = owns_executor
+        self._refusals: dict[str, str | None] = {}
+        """Model → why it cannot translate (it is English-only), or None: asked once per model."""
 
     def describe(self, model_id: str) -> dict[str, Any]:
         if model_id not in self.ids():
@@ -41,7 +43,7 @@ class ModelRouter:
         if model != MODEL_ALIAS:
             return model
         default = self.settings.asr.model
-        if task == "translate" and cannot_translate(default, self.settings.asr.model_cache_dir) is not None:
+        if task == "translate" and self._english_only(default) is not None:
             return self.settings.service.translation_model
         return default
 
@@ -50,7 +52,7 @@ class ModelRouter:
         cannot transcribe the asked language."""
         model = self.served(params.model, params.task)
         stage = self.stage_for(model)
-        english_only = cannot_translate(model, self.settings.asr.model_cache_dir)
+        english_only = self._english_only(model)
         if params.task == "translate" and english_only is not None:
             raise ApiError(400, english_only, param="model", code="model_cannot_translate")
         language = params.speech_options().language
@@ -76,3 +78,8 @@ class ModelRouter:
                 code="model_not_found",
             )
         return add_model_pool(self.executor, self.settings, model)
+
+    def _english_only(self, model: str) -> str | None:
+        if model not in self._refusals:
+            self._refusals[model] = cannot_translate(model, self.settings.asr.model_cache_dir)
+        return self._refusals[model]

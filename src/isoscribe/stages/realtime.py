@@ -115,6 +115,16 @@ def _decode(model: RealtimeModels, audio, request: UtteranceRequest) -> Utteranc
         temperatures=None if request.final else (0.0,),
         word_timestamps=False,
     )
-    transcript = transcribe_stage.transcribe(model.transcriber, audio, speech)
+    transcriber = model.transcriber if request.final else _preview(model.transcriber)
+    transcript = transcribe_stage.transcribe(transcriber, audio, speech)
     text = " ".join(segment.text.strip() for segment in transcript.segments if segment.text.strip())
     return UtteranceText(text, transcript.language, audio.size / _MODEL_RATE_HZ)
+
+
+def _preview(transcriber):
+    """A partial decode is a preview that the whole utterance's decode replaces: greedy, without the
+    loop and skipped-speech second passes, so that it rarely delays that decode on the same worker."""
+    from dataclasses import replace
+
+    asr = transcriber.asr.model_copy(update={"beam_size": 1, "loop_detection": False, "recover_skipped_speech": False})
+    return replace(transcriber, asr=asr)
