@@ -106,8 +106,8 @@ _MARKUP = re.compile(r"\{\w+\}|\[[^\]]*\]|<[^>]*>")
 _FILLER = re.compile(r"(?<![\w'-])(?:u+h+m*|u+m+|e+r+m+|e+r+|h+m+|m+-?hmm+|mm+|a+h+|o+h+)(?![\w'-])[,.]?", re.I)
 _STUTTER = re.compile(r"(?<![\w'])(\w{1,3})-?\s+(?=\1\w)", re.I)
 """A cut-off start of the next word: "w we", "th- the"."""
-_REPEAT = re.compile(r"(?<![\w'])((?:[\w']+\s+){0,2}[\w']+)(?:\s*,?\s+\1(?![\w']))+", re.I)
-"""A word or a short phrase said again right away: "the the", "I think I think"."""
+_REPEAT = re.compile(r"(?<![\w'])((?:[\w']+\s+){0,4}[\w']+)(?:\s*,?\s+\1(?![\w']))+", re.I)
+"""A word or a phrase of up to five words said again right away: "the the", "I don't want to I don't want to"."""
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.?!;:])")
 _DOUBLE_PUNCT = re.compile(r"([,.?!;:])(?:\s*[,;:])+|,\s*([.?!])")
 

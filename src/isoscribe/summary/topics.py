@@ -2,7 +2,8 @@
 
 Segmentation is TextTiling's idea: compare the words of the stretch before each turn boundary with
 those of the stretch after it, and cut where the two share least, keeping cuts apart by at least
-``min_topic_words``. The number of topics follows the meeting's length (``words_per_topic``).
+``min_topic_words``. The number of topics follows the meeting's length (``words_per_topic``). The sizes were
+tuned on QMSum train (Pk 0.352 against 0.366 for one topic; 0.383 with 1200 words a topic, 250 a window).
 """
 
 from __future__ import annotations
@@ -20,9 +21,9 @@ __all__ = ["TopicSettings", "topic_starts", "topics_of"]
 
 @dataclass(frozen=True)
 class TopicSettings:
-    words_per_topic: int = 1200
+    words_per_topic: int = 2500
     max_topics: int = 8
-    window_words: int = 250
+    window_words: int = 500
     min_topic_words: int = 300
     title_words: int = 3
     key_points: int = 2
