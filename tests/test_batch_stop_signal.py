@@ -87,7 +87,7 @@ def test_a_stop_during_the_summary_counts_no_failure_and_the_rerun_does_not_deco
 
     resumed = _Run(command, env)
     assert resumed.finish(timeout_s=600) == 0, resumed.log[-3000:]
-    assert f"event=file_resumed file={shared_data / CLIP} after=speech" in resumed.log
+    assert f"event=file_resumed file={(shared_data / CLIP).resolve()} after=speech" in resumed.log
     assert f"file={name} stage=speech" not in resumed.log and f"file={name} stage=probe" not in resumed.log
     with sqlite3.connect(out_dir / "ledger.sqlite") as db:
         speech_runs = db.execute("SELECT COUNT(*) FROM stage_runs WHERE stage = 'speech'").fetchone()[0]
