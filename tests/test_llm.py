@@ -96,7 +96,8 @@ def _wait_until_serving(server: subprocess.Popen, base_url: str, log_path: Path)
 
 
 def _server_settings(base_url: str, **overrides) -> LlmSettings:
-    return LlmSettings(backend="openai", base_url=base_url, model="smollm2", n_ctx=2048, max_tokens=64, **overrides)
+    defaults = {"backend": "openai", "base_url": base_url, "model": "smollm2", "n_ctx": 2048, "max_tokens": 64}
+    return LlmSettings(**{**defaults, **overrides})
 
 
 @pytest.mark.slow
