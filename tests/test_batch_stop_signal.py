@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -57,16 +58,37 @@ class _Run:
         return "".join(self.lines)
 
 
+@pytest.fixture
+def silent_llm_server():
+    """An OpenAI-compatible address that accepts connections and never answers: the summary stage stays
+    running for as long as the test needs, whatever the machine's speed."""
+    server = socket.create_server(("127.0.0.1", 0))
+    held: list[socket.socket] = []
+
+    def accept() -> None:
+        while True:
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/v1"
+    server.close()
+    for connection in held:
+        connection.close()
+
+
 @pytest.mark.slow
 def test_a_stop_during_the_summary_counts_no_failure_and_the_rerun_does_not_decode_again(
-    shared_data: Path, tmp_path: Path
+    shared_data: Path, tmp_path: Path, silent_llm_server: str
 ) -> None:
     out_dir = tmp_path / "out"
     command = [sys.executable, "-m", "isoscribe.cli", "run", str(shared_data / CLIP), "--out", str(out_dir),
                "--model", "tiny.en", "--no-diarize", "--summarize", "--formats", "json,summary", "--no-progress"]
     env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
-    env.update(ISOSCRIBE_BATCH__STOP_GRACE_S="600", ISOSCRIBE_LLM__MAX_TOKENS="32", ISOSCRIBE_LLM__THREADS="1",
-               ISOSCRIBE_ASR__CPU_THREADS="1", ISOSCRIBE_BATCH__WORKERS="1")
+    env.update(ISOSCRIBE_BATCH__STOP_GRACE_S="600", ISOSCRIBE_LLM__BACKEND="openai",
+               ISOSCRIBE_LLM__BASE_URL=silent_llm_server, ISOSCRIBE_ASR__CPU_THREADS="1", ISOSCRIBE_BATCH__WORKERS="1")
     name = Path(CLIP).stem
 
     stopped = _Run(command, env)
@@ -85,7 +107,8 @@ def test_a_stop_during_the_summary_counts_no_failure_and_the_rerun_does_not_deco
         [row] = ledger.rows()
         assert row.status == FileStatus.QUEUED and row.error is None
 
-    resumed = _Run(command, env)
+    # The rerun's summary gives up on the silent server (an empty summary with a warning; the file is done).
+    resumed = _Run(command, {**env, "ISOSCRIBE_ISOLATION__LLM_TIMEOUT_S": "3", "ISOSCRIBE_ISOLATION__LOAD_TIMEOUT_S": "3"})
     assert resumed.finish(timeout_s=600) == 0, resumed.log[-3000:]
     assert f"event=file_resumed file={(shared_data / CLIP).resolve()} after=speech" in resumed.log
     assert f"file={name} stage=speech" not in resumed.log and f"file={name} stage=probe" not in resumed.log

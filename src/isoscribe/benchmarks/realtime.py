@@ -81,10 +81,11 @@ def main(quick: bool, results_dir: Path, settings: Settings, data_dir: Path = SH
 
 
 def utterance_stream(source: Path, count: int) -> tuple[bytes, list[float]]:
-    """``count`` 5 s pieces of ``source`` each followed by 2 s of silence, as 24 kHz PCM16, and where
-    each piece ends (s)."""
+    """``count`` consecutive 5 s pieces of ``source`` (75 s for the sonnet: it repeats), each followed by
+    2 s of silence, as 24 kHz PCM16, and where each piece ends (s)."""
     pcm16 = pcm16_of(source, RATE_HZ)
     piece, silence = int(UTTERANCE_S * RATE_HZ) * 2, bytes(int(SILENCE_S * RATE_HZ) * 2)
+    pcm16 *= -(-count * piece // len(pcm16))  # the source again from its start where it is too short
     pieces = [pcm16[i * piece : (i + 1) * piece] for i in range(count)]
     ends = [i * (UTTERANCE_S + SILENCE_S) + UTTERANCE_S for i in range(count)]
     return b"".join(p + silence for p in pieces), ends
