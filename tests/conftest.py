@@ -58,3 +58,11 @@ def lying_webm(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from media_fixtures import lying_webm
 
     return lying_webm(tmp_path_factory.mktemp("lying") / "lying.webm", seconds=40.0, claimed_s=1.0)
+
+
+@pytest.fixture(scope="session")
+def jfk_24k(shared_data: Path) -> bytes:
+    """JFK as the PCM16 at 24 kHz a realtime client sends."""
+    from isoscribe.benchmarks.realtime_client import pcm16_of
+
+    return pcm16_of(shared_data / "jfk" / "jfk.wav", 24000)

@@ -22,7 +22,6 @@ from isoscribe.benchmarks.realtime_client import connect, pcm16_of, stream_pcm16
 pytestmark = pytest.mark.slow
 
 
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory):
     tmp_path = tmp_path_factory.mktemp("realtime")
@@ -41,11 +40,6 @@ def base_server(tmp_path_factory: pytest.TempPathFactory):
     running = ServerProcess(tmp_path, config).start()
     yield running
     assert running.stop() == 0, running.log()
-
-
-@pytest.fixture(scope="module")
-def jfk_24k(shared_data: Path) -> bytes:
-    return pcm16_of(shared_data / "jfk" / "jfk.wav", 24000)
 
 
 def found_share(reference: str, hypothesis: str) -> float:
