@@ -3,6 +3,7 @@ the executor (no processes); the real stop with a signal is in test_batch_stop_s
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from concurrent.futures import Future
@@ -13,6 +14,7 @@ import pytest
 from batch_support import write_inputs
 
 from isoscribe.batch import SPEECH_DONE_DIR, OutDirBusy, run_batch
+from isoscribe.batch.runner import _in_order
 from isoscribe.config import load_settings
 from isoscribe.isolation import StageError, TaskCancelled, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.ledger import FileStatus, Ledger
@@ -346,3 +348,32 @@ def test_a_stop_between_the_two_phases_leaves_the_file_queued_with_its_speech_ke
     assert [(item.status, item.attempts) for item in again.files] == [("done", 1)]
     assert not (out_dir / SPEECH_DONE_DIR).exists(), "nothing is kept once every file is done"
     assert len(speech_calls) == 1, "the kept speech result was used, not decoded again"
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_a_stop_signal_another_thread_receives_still_unwinds_the_waiting_main_thread() -> None:
+    """The kernel may hand SIGTERM to any thread; the batch's main thread must still run the handler while it
+    waits for its files (an untimed wait ran it only once the files were done: the stop was lost)."""
+
+    def stop(signum: int, frame: object) -> None:
+        raise _Stop
+
+    files_done: Future = Future()
+
+    def signal_this_thread_then_finish_late() -> None:
+        time.sleep(0.3)
+        signal.pthread_kill(threading.get_ident(), signal.SIGUSR1)
+        time.sleep(10)
+        files_done.set_result("done")
+
+    previous = signal.signal(signal.SIGUSR1, stop)
+    try:
+        threading.Thread(target=signal_this_thread_then_finish_late, daemon=True).start()
+        with pytest.raises(_Stop):
+            _in_order([files_done])
+        assert not files_done.done()
+    finally:
+        signal.signal(signal.SIGUSR1, previous)

@@ -18,7 +18,7 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 
 from isoscribe.batch.file_run import FileRun
@@ -40,6 +40,8 @@ from isoscribe.report import BatchReport, FileReport, MemorySampler, summarised,
 __all__ = ["Batch", "run_batch"]
 
 log = logging.getLogger("isoscribe.batch")
+_STOP_CHECK_S = 0.2
+"""How often the waiting main thread returns to Python code, where a pending stop signal's handler runs."""
 
 
 def run_batch(
@@ -183,10 +185,10 @@ class Batch:
         threads = ThreadPoolExecutor(max_workers=in_flight, thread_name_prefix="batch-file")
         try:
             if phased:
-                transcripts = list(threads.map(FileRun.transcribe, runs))
-                list(threads.map(FileRun.finish, runs, transcripts))
+                transcripts = _in_order([threads.submit(FileRun.transcribe, run) for run in runs])
+                _in_order([threads.submit(FileRun.finish, run, text) for run, text in zip(runs, transcripts)])
             else:
-                list(threads.map(lambda run: run.finish(run.transcribe()), runs))
+                _in_order([threads.submit(lambda run: run.finish(run.transcribe()), run) for run in runs])
         except BaseException:
             self._stop(threads)
             raise
@@ -226,3 +228,17 @@ class Batch:
             and not gate.coexist(self.settings.batch.workers)
         )
 
+
+def _in_order(futures: list[Future]) -> list:
+    """The futures' results in order, the first failure raised as it is reached.
+
+    The main thread waits in short slices: a stop signal the kernel hands to another thread only sets a
+    flag, and the main thread runs the handler (which unwinds the batch) when it next runs Python code.
+    An untimed wait would never return to it, and the stop would be lost.
+    """
+    results = []
+    for future in futures:
+        while not future.done():
+            wait([future], timeout=_STOP_CHECK_S)
+        results.append(future.result())
+    return results
