@@ -10,7 +10,6 @@ import io
 import json
 import re
 import time
-import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -205,10 +204,13 @@ def _spoken_words(name: str, content: bytes) -> list[str]:
     if name == "docx":
         import docx
 
-        text = "\n".join(p.text for p in docx.Document(io.BytesIO(content)).paragraphs)
-        return _without_labels(text.split("jfk", 1)[-1])
+        paragraphs = [p.text for p in docx.Document(io.BytesIO(content)).paragraphs]
+        return _without_labels("\n".join(paragraphs[1:]))  # after the title
     if name == "pdf":
-        return _without_labels(_pdf_text(content).split("jfk", 1)[-1])
+        from pypdf import PdfReader
+
+        text = "\n".join(page.extract_text() for page in PdfReader(io.BytesIO(content)).pages)
+        return _without_labels(text.replace("Transcript of jfk.wav", "", 1))
     return _without_labels(content.decode())
 
 
@@ -218,18 +220,6 @@ def _without_labels(text: str) -> list[str]:
     text = re.sub(r"\[?\d{1,2}:\d{2}(:\d{2})?([.,]\d{1,3})?\]?", " ", text)
     text = text.replace("-->", " ").replace("WEBVTT", " ")
     return [token for token in text.split() if not token.isdigit() and token != "-"]
-
-
-def _pdf_text(content: bytes) -> str:
-    """The literal strings of a PDF's text operators, from its (Flate-compressed or plain) content streams."""
-    chunks = []
-    for stream in re.findall(rb"stream\r?\n(.*?)\r?\nendstream", content, re.S):
-        try:
-            stream = zlib.decompress(stream)
-        except zlib.error:
-            pass
-        chunks.extend(m.decode("latin-1") for m in re.findall(rb"\(((?:[^()\\]|\\.)*)\)", stream))
-    return " ".join(chunks)
 
 
 def _assert_monotonic(subtitles: str) -> None:
@@ -344,6 +334,7 @@ def test_layout_languages_accessibility_and_screenshots(page_server, job, browse
     colour_scheme(driver, "light")
     viewport(driver, *DESKTOP)
     driver.find_element(By.ID, "search-input").send_keys("country")
+    driver.execute_script("scrollTo(0, 0)")
     screenshot(driver, "desktop.png")
     driver.execute_script("scrollTo(0, 400)")
     assert in_viewport(driver, "player"), "the player should stay in view while the transcript scrolls"
@@ -355,3 +346,23 @@ def test_layout_languages_accessibility_and_screenshots(page_server, job, browse
     viewport(driver, *DESKTOP)
     driver.execute_script("scrollTo(0, 0)")
     screenshot(driver, "dark.png")
+
+
+def test_a_refused_upload_is_said_plainly_in_red_and_the_file_stays_chosen(tmp_path: Path, shared_data: Path, browser) -> None:
+    driver, _ = browser
+    server = PageServer(tmp_path / "small", max_upload_mb=0.1)  # jfk.wav is 0.35 MB
+    with server.running():
+        driver.get(server.url)
+        enter_api_key(driver)
+        driver.find_element(By.ID, "file-input").send_keys(str(shared_data / "jfk" / "jfk.wav"))
+        driver.find_element(By.ID, "submit-upload").click()
+        status = driver.find_element(By.ID, "upload-status")
+        WebDriverWait(driver, 30).until(lambda d: "Not sent" in status.text)
+        chosen = driver.execute_script("return [...document.getElementById('file-input').files].map(f => f.name)")
+        colour, danger = driver.execute_script(
+            "const s = document.getElementById('upload-status');"
+            "return [getComputedStyle(s).color, getComputedStyle(document.querySelector('.error')).color]"
+        )
+    assert "jfk.wav: Upload larger than the limit of 0.1 MB" in status.text, status.text
+    assert chosen == ["jfk.wav"], "the refused file should stay chosen, to send again"
+    assert "error" in status.get_attribute("class") and colour == danger and colour != "rgb(91, 100, 117)", colour

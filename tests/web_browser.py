@@ -91,8 +91,9 @@ def in_viewport(driver: webdriver.Chrome, element_id: str) -> bool:
 
 
 def screenshot_dir() -> Path:
-    """ISOSCRIBE_SCREENSHOTS names where the pictures go (docs/ when refreshing them); a temp dir otherwise."""
-    chosen = os.environ.get("ISOSCRIBE_SCREENSHOTS")
+    """WEB_SCREENSHOTS names where the pictures go (docs/screenshots when refreshing them); a temp dir
+    otherwise. (Not ISOSCRIBE_*: conftest clears those for every test.)"""
+    chosen = os.environ.get("WEB_SCREENSHOTS")
     path = Path(chosen) if chosen else Path(tempfile.gettempdir()) / "isoscribe-web-screenshots"
     path.mkdir(parents=True, exist_ok=True)
     return path
@@ -122,12 +123,13 @@ def axe_violations(driver: webdriver.Chrome) -> list[dict[str, Any]]:
 
 
 class PageServer:
-    """The real app with no model workers, on a loopback port in this process, over a store that holds
-    ``jobs``: (audio file, transcript dict, options)."""
+    """The real app with no model workers, on a loopback port in this process; ``add_finished_job`` puts a
+    finished job in its store. ``service``: [service] settings."""
 
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(self, data_dir: Path, **service: Any) -> None:
         self.data_dir = data_dir
-        settings = load_settings(overrides={"service": {"data_dir": data_dir, "api_key": API_KEY, "keep_job_audio": True}})
+        service = {"data_dir": data_dir, "api_key": API_KEY, "keep_job_audio": True, **service}
+        settings = load_settings(overrides={"service": service})
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         config = uvicorn.Config(create_app(settings, NoWorkers()), host="127.0.0.1", port=self.port, log_level="warning")

@@ -57,7 +57,7 @@ const PLAIN = [
 
 /** The server's message without the parts meant for programmers ("Value error, ", "[Errno 5] "). */
 export function plainWords(message, status) {
-  if (!message) return status >= 500 ? "The service had a problem; try again." : `The service said no (${status}).`;
+  if (!message) return status >= 500 ? "The service had a problem; try again." : "The service refused it without a reason.";
   for (const [pattern, sentence] of PLAIN) if (pattern.test(message)) return sentence;
   const cleaned = message.replace(/^Value error, /, "").replace(/\[Errno -?\d+\]\s*/g, "");
   return cleaned.charAt(0).toUpperCase() + cleaned.slice(1);

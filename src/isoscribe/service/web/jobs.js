@@ -1,6 +1,6 @@
 // The job list: polled from the API; each row says what the job is (date, model, languages, speakers,
 // length) and how far it got. Rows stay in place (and keep focus) when nothing changed.
-import { api, apiJson, describeError, KeyNeeded } from "./api.js";
+import { api, apiJson, describeError, KeyNeeded, plainWords } from "./api.js";
 import { $, button, clock, dateText, element, etaText, languageName, say } from "./dom.js";
 import { state, UNFINISHED } from "./state.js";
 import { closeViewer, openJob } from "./viewer.js";
@@ -79,7 +79,7 @@ function renderJobRow(row, job) {
       element("span", { class: "job-detail" }, progressText(job)),
     );
   } else if (job.error) {
-    children.push(element("span", { class: "job-detail error" }, job.error.message));
+    children.push(element("span", { class: "job-detail error" }, plainWords(job.error.message)));
   }
   children.push(jobButtons(job, name));
   row.replaceChildren(...children);
@@ -93,7 +93,7 @@ export function jobFacts(job) {
   return [
     dateText(job.created_at),
     options.model === "whisper-1" ? "default model" : options.model,
-    detected.length ? detected.map(languageName).join(", ") : "language detected",
+    detected.length ? detected.map(languageName).join(", ") : "any language",
     options.diarize === false ? "no speakers" : speakers ? `${speakers} speaker${speakers > 1 ? "s" : ""}` : "",
     job.audio_duration_s ? clock(job.audio_duration_s) : "",
   ].filter(Boolean).join(" · ");

@@ -1,6 +1,6 @@
 // A running job in the main pane: its stage in words, percentage and time left from the job's event feed
 // (GET /v1/jobs/{id}/events), and its text as segments arrive. When the feed breaks, the job is polled.
-import { apiJson, describeError, KeyNeeded, readEvents } from "./api.js";
+import { apiJson, describeError, KeyNeeded, plainWords, readEvents } from "./api.js";
 import { $, clock, element, languageName, say } from "./dom.js";
 import { progressText } from "./jobs.js";
 import { state, UNFINISHED } from "./state.js";
@@ -68,7 +68,7 @@ function finished(job) {
   $("job-progress").hidden = true;
   state.watch = null;
   if (job.status === "succeeded") return loadFinished(job);
-  const why = job.error?.message || (job.status === "cancelled" ? "it was cancelled." : "no reason was given.");
+  const why = job.error ? plainWords(job.error.message) : job.status === "cancelled" ? "it was cancelled." : "no reason was given.";
   say("job-error", `This job ${job.status}: ${why}`, true);
 }
 

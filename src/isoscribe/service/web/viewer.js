@@ -1,6 +1,6 @@
 // The main pane: one job at a time. A finished job shows its player, its editable transcript, speaker
 // names, summary and downloads; a running one (running.js) its progress and the text so far.
-import { api, apiJson, describeError, KeyNeeded, sendJson } from "./api.js";
+import { api, apiJson, describeError, KeyNeeded, plainWords, sendJson } from "./api.js";
 import { $, button, clock, element, fileStem, languageName, say } from "./dom.js";
 import { EditHistory } from "./edits.js";
 import { jobFacts, jobName, jobSnapshot } from "./jobs.js";
@@ -15,7 +15,8 @@ export async function openJob(jobId) {
   if (UNFINISHED.has(job.status)) return watchJob(job);
   await showJobPane(job);
   if (job.status !== "succeeded") {
-    say("job-error", `This job ${job.status}: ${job.error?.message || "no transcript was made."}`, true);
+    const why = job.error ? plainWords(job.error.message) : "no transcript was made.";
+    say("job-error", `This job ${job.status}: ${why}`, true);
     return;
   }
   await loadFinished(job);
