@@ -366,3 +366,22 @@ def test_a_refused_upload_is_said_plainly_in_red_and_the_file_stays_chosen(tmp_p
     assert "jfk.wav: Upload larger than the limit of 0.1 MB" in status.text, status.text
     assert chosen == ["jfk.wav"], "the refused file should stay chosen, to send again"
     assert "error" in status.get_attribute("class") and colour == danger and colour != "rgb(91, 100, 117)", colour
+
+
+def test_the_form_remembers_the_last_settings(page_server, browser) -> None:
+    server, _ = page_server
+    driver, _ = browser
+    driver.get(server.url)
+    enter_api_key(driver)
+    _choose(driver, "model", "base")
+    WebDriverWait(driver, 10).until(lambda d: len(d.find_element(By.ID, "language").find_elements(By.TAG_NAME, "option")) > 50)
+    _choose(driver, "language", "de")
+    driver.find_element(By.ID, "diarize").click()
+    driver.find_element(By.ID, "summarize").click()
+    driver.refresh()
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "language").get_attribute("value") == "de")
+    form = driver.execute_script(
+        "const v = id => document.getElementById(id);"
+        "return [v('model').value, v('diarize').checked, v('summarize').checked, v('num-speakers').disabled]"
+    )
+    assert form == ["base", False, True, True], form

@@ -1,19 +1,20 @@
 """The web page: ``/`` and its ES modules and style under ``/ui/``, shipped in the package, no build step.
 
 The page needs no key to load; it asks for the API key and sends it with every API call.
-``/ui/languages.json`` is the list of language codes Whisper knows, for the form's drop-down when
-GET /v1/models does not name a model's languages.
+``/ui/languages.json?model=M`` is what the form's language drop-down offers for model ``M`` (one the
+service serves): ``["en"]`` for an English-only model, else every code Whisper knows.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from isoscribe.languages import WHISPER_LANGUAGES
+from isoscribe.models import cannot_translate
 
 __all__ = ["WEB_DIR", "add_web_page"]
 
@@ -28,7 +29,12 @@ async def index() -> FileResponse:
 
 
 @router.get("/ui/languages.json")
-async def languages() -> list[str]:
+async def languages(request: Request, model: str = "whisper-1") -> list[str]:
+    service = request.app.state.service
+    # Only the names the service offers: a path would let anyone probe the server's directories.
+    if model in service.models.ids():
+        if cannot_translate(service.models.served(model), service.settings.asr.model_cache_dir) is not None:
+            return ["en"]
     return sorted(WHISPER_LANGUAGES)
 
 

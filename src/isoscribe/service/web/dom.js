@@ -44,9 +44,10 @@ export function languageName(code) {
   }
 }
 
-/** "about 40 s left" / "about 3 min left"; "" while the server has no estimate yet. */
+/** "about 40 s left" / "about 3 min left" / "almost done"; "" while the server has no estimate yet. */
 export function etaText(seconds) {
   if (seconds == null || !Number.isFinite(seconds)) return "";
+  if (seconds < 1) return "almost done";
   if (seconds < 90) return `about ${Math.max(1, Math.round(seconds))} s left`;
   return `about ${Math.round(seconds / 60)} min left`;
 }

@@ -19,18 +19,25 @@ export async function loadModels() {
     if (error instanceof KeyNeeded) throw error;
     models = [{ id: "whisper-1" }];
   }
-  const everyLanguage = await fetch("/ui/languages.json").then((r) => r.json()).catch(() => []);
-  for (const model of models) model.languages ??= model.id.endsWith(".en") ? ["en"] : everyLanguage;
   const select = $("model");
   select.replaceChildren(...models.map((m) => new Option(m.id === "whisper-1" ? "default" : m.id, m.id)));
-  restoreSettings();
+  await restoreSettings();
 }
 
-function fillLanguages() {
+// GET /v1/models may name a model's languages; else the page asks its own route (routers/web.py).
+async function languagesOf(model) {
+  model.languages ??= await fetch(`/ui/languages.json?model=${encodeURIComponent(model.id)}`)
+    .then((response) => response.json())
+    .catch(() => []);
+  return model.languages;
+}
+
+async function fillLanguages() {
   const select = $("language");
   const wanted = select.value;
-  const model = models.find((m) => m.id === select.form.model.value) || models[0];
-  const choices = [...(model?.languages || [])].sort((a, b) => languageName(a).localeCompare(languageName(b)));
+  const model = models.find((m) => m.id === $("model").value) || models[0];
+  const codes = model ? await languagesOf(model) : [];
+  const choices = [...codes].sort((a, b) => languageName(a).localeCompare(languageName(b)));
   select.replaceChildren(
     new Option("Detect automatically", ""),
     ...choices.map((code) => new Option(`${languageName(code)} (${code})`, code)),
@@ -38,15 +45,14 @@ function fillLanguages() {
   select.value = choices.includes(wanted) ? wanted : "";
 }
 
-function restoreSettings() {
+async function restoreSettings() {
   let saved = {};
   try {
     saved = JSON.parse(localStorage.getItem(SETTINGS_STORAGE) || "{}");
   } catch {}
   if (models.some((m) => m.id === saved.model)) $("model").value = saved.model;
-  fillLanguages();
-  if (saved.language !== undefined) $("language").value = saved.language;
-  if (!$("language").value) $("language").value = "";
+  await fillLanguages();
+  if ([...$("language").options].some((option) => option.value === saved.language)) $("language").value = saved.language;
   for (const id of ["diarize", "summarize"]) if (typeof saved[id] === "boolean") $(id).checked = saved[id];
   $("num-speakers").value = saved["num-speakers"] ?? "";
   $("num-speakers").disabled = !$("diarize").checked;

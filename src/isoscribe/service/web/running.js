@@ -28,6 +28,7 @@ export async function watchJob(job) {
   const feed = new AbortController();
   state.watch = feed;
   $("job-progress").hidden = false;
+  shown.ticker = setInterval(paintProgress, 1000);
   showProgress(job);
   let last = job;
   try {
@@ -44,6 +45,8 @@ export async function watchJob(job) {
 export function stopWatching() {
   state.watch?.abort();
   state.watch = null;
+  clearInterval(shown.ticker);
+  shown.job = null;
 }
 
 async function pollUntilFinished(jobId, signal) {
@@ -66,17 +69,28 @@ async function pollUntilFinished(jobId, signal) {
 
 function finished(job) {
   $("job-progress").hidden = true;
-  state.watch = null;
+  stopWatching();
   if (job.status === "succeeded") return loadFinished(job);
   const why = job.error ? plainWords(job.error.message) : job.status === "cancelled" ? "it was cancelled." : "no reason was given.";
   say("job-error", `This job ${job.status}: ${why}`, true);
 }
 
+// The time left counts down between the server's updates, from the end time it last predicted.
+const shown = { job: null, doneAtMs: null, ticker: null };
+
 function showProgress(job) {
+  shown.job = job;
+  shown.doneAtMs = job.eta_s == null ? null : Date.now() + job.eta_s * 1000;
   $("job-progress-bar").value = job.progress || 0;
-  $("job-progress").dataset.etaS = job.eta_s ?? "";
-  $("job-progress-text").textContent = progressText({ ...job, status: job.status || "running" });
+  $("job-progress").dataset.expectedDoneAt = shown.doneAtMs == null ? "" : String(shown.doneAtMs / 1000);
   say("job-error", "");
+  paintProgress();
+}
+
+function paintProgress() {
+  if (!shown.job) return;
+  const etaS = shown.doneAtMs == null ? null : Math.max(0, (shown.doneAtMs - Date.now()) / 1000);
+  $("job-progress-text").textContent = progressText({ ...shown.job, status: shown.job.status || "running", eta_s: etaS });
 }
 
 function showSegment(segment) {
