@@ -4,6 +4,8 @@ pace, languages and partial segments kept for the events feed."""
 
 from __future__ import annotations
 
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -93,3 +95,25 @@ def test_languages_and_segments_are_kept_as_they_arrive(running) -> None:
     assert store.partial_segments(job_id, 3) == kept[3:]
     store.add_partial_segment(job_id, 0, {"text": "a retried stage's first segment"})
     assert store.partial_segments(job_id) == kept, "a segment sent again keeps the first one"
+
+
+def test_the_pace_starts_when_the_pool_reports_the_model_loaded(running) -> None:
+    """No event comes from a worker that is loading: a watcher sees its pool come up, and the first words of
+    the file then set the pace from that moment, not from the job's start."""
+    store, job_id = running
+    clock, loaded = Clock(), threading.Event()
+    start = clock.now
+    progress = JobProgress(store, job_id, {}, ProgressTracker(False, False), loading=lambda: not loaded.is_set(),
+                           clock=clock, load_poll_s=0.01)
+    progress(Probed(DURATION_S))
+    progress(StageStarted("speech"))
+    assert store.get(job_id).stage == LOAD_MODEL_STAGE
+    clock.now = start + 30.0
+    loaded.set()
+    deadline = time.monotonic() + 10
+    while store.get(job_id).stage != "speech":
+        assert time.monotonic() < deadline, "the stage never left load_model"
+        time.sleep(0.01)
+    clock.now = start + 30.0 + 30.0 / 4.0  # half of the audio at 4 audio seconds per second
+    progress(Progress("speech", 30.0, DURATION_S))
+    assert store.get(job_id).expected_done_at - clock.now == pytest.approx(7.5, rel=0.01)

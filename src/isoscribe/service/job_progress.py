@@ -3,11 +3,13 @@
 The ETA is the job's own pace: audio seconds transcribed per second since transcription began (after
 the model loaded), the rest of the audio at that pace, plus the stages after it in proportion
 (``ProgressTracker``'s shares). While the speech stage waits for its model to load, the stage reads
-``load_model``. Segments are kept as they arrive so that the events feed can replay them.
+``load_model``: a watcher thread sees the pool's worker come up (no event comes from a loading worker),
+and the pace counts from then. Segments are kept as they arrive so that the events feed can replay them.
 """
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,6 +21,8 @@ from isoscribe.service.job_store import JobStore
 __all__ = ["JobProgress", "AudioPace", "model_loading", "LOAD_MODEL_STAGE"]
 
 LOAD_MODEL_STAGE = "load_model"
+LOAD_POLL_S = 0.25
+MAX_LOAD_WATCH_S = 1800.0
 
 
 class AudioPace:
@@ -68,6 +72,7 @@ class JobProgress:
         tracker: ProgressTracker,
         loading: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
+        load_poll_s: float = LOAD_POLL_S,
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -75,12 +80,19 @@ class JobProgress:
         self.tracker = tracker
         self.loading = loading
         self.clock = clock
+        self.load_poll_s = load_poll_s
+        self._lock = threading.Lock()
+        """Events come on the pipeline's threads, the end of a model load on the watcher's."""
         self.pace = AudioPace()
         self.waiting_for_model = False
         self.languages: list[str] = []
         self.expected_done_at: float | None = None
 
     def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._fold(event)
+
+    def _fold(self, event: Event) -> None:
         if isinstance(event, Probed):
             self.timings["audio_duration_s"] = round(event.duration_s, 3)
         elif isinstance(event, StageFinished) and event.error is None and event.stage in ("speech", "summary"):
@@ -92,18 +104,39 @@ class JobProgress:
             changed |= self._speech_started()
         elif isinstance(event, Progress) and event.stage == "speech":
             self._speech_progress(event)
+        elif isinstance(event, StageFinished) and event.stage == "speech":
+            self.waiting_for_model = False  # the watcher stops, whatever became of the stage
         if changed and self.tracker.stage != "done":
-            tracker = self.tracker
-            stage = LOAD_MODEL_STAGE if self.waiting_for_model else tracker.stage
-            self.store.set_progress(
-                self.job_id, tracker.fraction, stage, round(tracker.audio_done_s, 3), tracker.audio_total_s,
-                self.expected_done_at, self.languages,
-            )
+            self._record()
+
+    def _record(self) -> None:
+        tracker = self.tracker
+        stage = LOAD_MODEL_STAGE if self.waiting_for_model else tracker.stage
+        self.store.set_progress(
+            self.job_id, tracker.fraction, stage, round(tracker.audio_done_s, 3), tracker.audio_total_s,
+            self.expected_done_at, self.languages,
+        )
 
     def _speech_started(self) -> bool:
         self.waiting_for_model = self.loading()
         self.pace.start(self.clock(), self.tracker.audio_done_s)
+        if self.waiting_for_model:
+            threading.Thread(target=self._watch_load, name=f"load-watch-{self.job_id}", daemon=True).start()
         return self.waiting_for_model
+
+    def _watch_load(self) -> None:
+        """Until the stage's model is loaded (or the stage is over): then the pace starts and the stage shows."""
+        deadline = time.monotonic() + MAX_LOAD_WATCH_S
+        while time.monotonic() < deadline:
+            time.sleep(self.load_poll_s)
+            with self._lock:
+                if not self.waiting_for_model:
+                    return
+                if not self.loading():
+                    self.waiting_for_model = False
+                    self.pace.start(self.clock(), self.tracker.audio_done_s)
+                    self._record()
+                    return
 
     def _speech_progress(self, event: Progress) -> None:
         now = self.clock()

@@ -38,11 +38,11 @@ def job_status(job: Job) -> dict[str, Any]:
     }
 
 
-def eta_s(job: Job) -> int | None:
-    """Whole seconds until a running job should be done (see ``service.job_progress``); None until known."""
+def eta_s(job: Job) -> float | None:
+    """Seconds until a running job should be done (see ``service.job_progress``); None until known."""
     if job.status != "running" or job.expected_done_at is None:
         return None
-    return max(0, round(job.expected_done_at - time.time()))
+    return max(0.0, round(job.expected_done_at - time.time(), 1))
 
 
 def public_options(options: JobOptions) -> dict[str, Any]:

@@ -57,7 +57,7 @@ async def _feed(service: Any, job_id: str, request: Request) -> AsyncIterator[st
             sent_segments += len(new)
             events += [("segment", {k: v for k, v in s.items() if v is not None}) for s in new]
         progress = _progress(job)
-        if progress != last_progress:
+        if _moved(progress, last_progress):
             events.append(("progress", progress))
             last_progress = progress
         for name, data in events:
@@ -82,6 +82,16 @@ def _progress(job: Job) -> dict[str, Any]:
         "audio_duration_s": job.audio_duration_s,
         "eta_s": eta_s(job),
     }
+
+
+def _moved(progress: dict[str, Any], before: dict[str, Any] | None) -> bool:
+    """Anything but the ETA changed, or the ETA by a second or more (it counts down between events)."""
+    if before is None:
+        return True
+    if {k: v for k, v in progress.items() if k != "eta_s"} != {k: v for k, v in before.items() if k != "eta_s"}:
+        return True
+    eta, eta_before = progress["eta_s"], before["eta_s"]
+    return (eta is None) != (eta_before is None) or (eta is not None and abs(eta - eta_before) >= 1.0)
 
 
 def _final_segment(segment: Any) -> dict[str, Any]:
