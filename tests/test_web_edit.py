@@ -347,6 +347,16 @@ def test_layout_languages_accessibility_and_screenshots(page_server, job, browse
     driver.execute_script("scrollTo(0, 0)")
     screenshot(driver, "dark.png")
 
+    driver.find_element(By.ID, "close-viewer").click()  # the empty main pane with the keys' help
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "viewer-empty").is_displayed())
+    assert axe_violations(driver) == []
+    driver.execute_script("sessionStorage.clear()")
+    driver.refresh()  # the key panel
+    WebDriverWait(driver, 10).until(lambda d: d.find_element(By.ID, "key-input").is_displayed())
+    for scheme in ("dark", "light"):
+        colour_scheme(driver, scheme)
+        assert axe_violations(driver) == [], scheme
+
 
 def test_a_refused_upload_is_said_plainly_in_red_and_the_file_stays_chosen(tmp_path: Path, shared_data: Path, browser) -> None:
     driver, _ = browser

@@ -138,6 +138,27 @@ def test_the_time_left_shown_at_half_way_is_within_half_of_the_truth(
     assert abs(predicted_s - actual_s) <= 0.5 * actual_s, (predicted_s, actual_s)
 
 
+def test_a_file_that_is_not_audio_fails_in_plain_words_in_red(
+    server: ServerProcess, browser: tuple[webdriver.Chrome, Path], tmp_path: Path
+) -> None:
+    driver, _ = browser
+    notes = tmp_path / "notes.wav"
+    notes.write_text("These are meeting notes, not a recording.\n" * 50)
+    driver.get(server.url)
+    enter_api_key(driver)
+    driver.find_element(By.ID, "file-input").send_keys(str(notes))
+    driver.find_element(By.ID, "submit-upload").click()
+    error = WebDriverWait(driver, 120).until(lambda d: visible(d, "job-error") if d.find_element(By.ID, "job-error").text else False)
+    assert error.text == "This job failed: This file could not be read as audio or video.", error.text
+    colour, danger = driver.execute_script(
+        "return [getComputedStyle(document.getElementById('job-error')).color,"
+        " getComputedStyle(document.getElementById('key-error')).color]"
+    )
+    assert colour == danger, (colour, danger)
+    row = driver.find_element(By.CSS_SELECTOR, "#job-list li.job[data-status='failed'] .job-detail.error")
+    assert row.text == "This file could not be read as audio or video.", row.text
+
+
 @dataclass
 class Watched:
     in_view: dict[str, bool]

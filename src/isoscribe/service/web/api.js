@@ -51,7 +51,7 @@ export function failureOf(status, bodyText) {
 }
 
 const PLAIN = [
-  [/invalid data found|could not be decoded|no audio stream|not an audio/i, "This file could not be read as audio or video."],
+  [/not decodable audio|invalid data found|no audio stream|not an audio/i, "This file could not be read as audio or video."],
   [/unknown language/i, "That language is not one the model knows."],
 ];
 
