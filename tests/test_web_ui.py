@@ -155,7 +155,9 @@ def test_a_file_that_is_not_audio_fails_in_plain_words_in_red(
         " getComputedStyle(document.getElementById('key-error')).color]"
     )
     assert colour == danger, (colour, danger)
-    row = driver.find_element(By.CSS_SELECTOR, "#job-list li.job[data-status='failed'] .job-detail.error")
+    row = WebDriverWait(driver, 30).until(  # the list catches up at its next poll
+        lambda d: d.find_elements(By.CSS_SELECTOR, "#job-list li.job[data-status='failed'] .job-detail.error")
+    )[0]
     assert row.text == "This file could not be read as audio or video.", row.text
 
 
