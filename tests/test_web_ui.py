@@ -119,8 +119,8 @@ def test_a_new_job_is_in_view_at_once_with_text_before_it_ends(
         assert "Loading the model" in watched.stages, watched.stages
 
 
-@pytest.mark.xfail(strict=True, reason="webapi's eta_s (measured 13:40 UTC): shown 0.0 s vs 5.7 s left and 10.9 s vs"
-                   " 4.3 s left at half-way of a 10 s job; the speech pace does not predict diarization's time")
+@pytest.mark.xfail(strict=True, reason="the server's eta_s misses at half-way (WEB_CONTRACT.md, webui's note): shown"
+                   " 22.1 s left when 7.6 s were (base, 60 s, main 243fbd0); delete this marker when it holds")
 def test_the_time_left_shown_at_half_way_is_within_half_of_the_truth(
     server: ServerProcess, browser: tuple[webdriver.Chrome, Path], sixty_seconds: Path
 ) -> None:
