@@ -172,6 +172,7 @@ def test_a_stale_base_revision_is_409_and_a_rename_is_a_revision(client_and_job)
     assert stale.status_code == 409 and stale.json()["error"]["code"] == "revision_conflict", stale.text
     renamed = client.patch(f"/v1/jobs/{job_id}/speakers", json={"SPEAKER_01": "Bob"}, headers=A)
     assert renamed.status_code == 200 and renamed.json()["revision"] == 2, renamed.text
+    assert renamed.json()["transcript"]["source"] == "team meeting.wav", "the upload's name, no server path"
     assert _put(client, job_id, 1, segments).status_code == 409, "an edit based on the names before the rename"
     assert "Bob: I" in _download(client, job_id, "txt").decode()
 
