@@ -29,7 +29,7 @@ LONG_S = 600.0
 
 @pytest.fixture(scope="module")
 def batch_out(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """The batch's json, srt and vtt of both recordings. The meeting uses a seed of the accuracy bench's
+    """The batch's json, srt and vtt of both recordings (in ``out/NAME/``). The meeting uses a seed of the accuracy bench's
     held-out meetings (``MEETING_SEEDS``), not one the diarizer's threshold was tuned on."""
     folder = tmp_path_factory.mktemp("subtitle-acceptance")
     meeting = make_meeting(folder / "meeting.wav", speakers=3, seed=MEETING_SEEDS[0])
@@ -44,7 +44,7 @@ def batch_out(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Pa
 
 
 def _transcript(batch_out: Path, stem: str) -> Transcript:
-    return Transcript.from_dict(json.loads((batch_out / f"{stem}.json").read_text()))
+    return Transcript.from_dict(json.loads((batch_out / stem / f"{stem}.json").read_text()))
 
 
 @pytest.mark.timeout(1800)
@@ -54,12 +54,12 @@ def test_default_cues_are_readable_and_each_has_one_speaker(batch_out: Path, ste
     assert len(transcript.speakers) >= 2, transcript.speakers
     if stem == "ten_minutes":
         assert transcript.duration >= LONG_S - 1
-    blocks = srt_blocks((batch_out / f"{stem}.srt").read_text())
+    blocks = srt_blocks((batch_out / stem / f"{stem}.srt").read_text())
     check_readable(blocks)
     labels = [SRT_LABEL.findall(text) for *_, text in blocks]
     assert all(len(found) == 1 for found in labels), [b for b, found in zip(blocks, labels) if len(found) != 1]
     assert all(text.count("[") == 1 for *_, text in blocks)
-    captions = vtt_captions((batch_out / f"{stem}.vtt").read_text())
+    captions = vtt_captions((batch_out / stem / f"{stem}.vtt").read_text())
     assert len(captions) == len(blocks)
     assert all(c.voice in transcript.speakers and c.raw_text.count("<v ") == 1 for c in captions)
     assert [c.voice for c in captions] == [found[0] for found in labels]

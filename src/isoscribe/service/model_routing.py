@@ -41,7 +41,10 @@ class ModelRouter:
         model = self.served(model_id)
         info = model_info(model, self.settings.asr.model_cache_dir)
         pool = self.executor.loaded(self._stage(model)) if isinstance(self.executor, PooledExecutor) else None
-        workers = [asdict(worker) for worker in pool.stats().workers] if pool is not None else []
+        workers = [
+            {**asdict(worker), "rss_mb": round(worker.rss_mb, 1), "age_s": round(worker.age_s, 1)}
+            for worker in (pool.stats().workers if pool is not None else [])
+        ]
         return {
             "id": model_id, "object": "model", "created": 0, "owned_by": "isoscribe",
             "model": model,
@@ -51,7 +54,7 @@ class ModelRouter:
             "english_only": info.english_only if info else None,
             "loaded": bool(workers),
             "workers": workers,
-            "rss_mb": round(sum(worker["rss_mb"] for worker in workers), 1),
+            "rss_mb": round(sum(worker["rss_mb"] for worker in workers), 1) if workers else 0.0,
         }
 
     def load(self, model_id: str) -> dict[str, Any]:
