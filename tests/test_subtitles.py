@@ -64,6 +64,18 @@ def test_a_speaker_change_starts_a_new_cue_marked_with_the_speaker() -> None:
     assert [c.voice for c in captions] == ["Alice", "Bob"]
 
 
+def test_a_word_without_a_leading_space_keeps_the_segments_word_times_and_speakers() -> None:
+    """Whisper gives "10%" as " 10" and "%": the cues still follow the words, so a speaker change inside
+    the segment still starts a new cue (spreading the text over the segment would give both to one speaker)."""
+    words = [
+        Word(1.0, 1.3, " Prices", 0.9, "Alice"), Word(1.3, 1.5, " rose", 0.9, "Alice"), Word(1.5, 1.8, " 10", 0.9, "Alice"),
+        Word(1.8, 1.9, "%", 0.9, "Alice"), Word(1.9, 2.3, " today.", 0.9, "Alice"), Word(3.0, 3.4, " Really?", 0.9, "Bob"),
+    ]
+    segment = Segment(0, 0.0, 3.4, " Prices rose 10% today. Really?", words, speaker="Alice")
+    cues = layout_cues(Transcript([segment], "en", 0.99, 4.0, "tiny.en", speakers=["Alice", "Bob"]))
+    assert [(cue.speaker, cue.text, cue.start) for cue in cues] == [("Alice", "Prices rose 10% today.", 1.0), ("Bob", "Really?", 3.0)]
+
+
 def test_lines_are_balanced_and_a_long_word_is_never_split() -> None:
     assert wrap_lines("one two three four five six seven".split(), 42, 2) == ("one two three four five six seven",)
     assert wrap_lines("one two three four five six seven".split(), 42, 2, first_indent=13) == (
