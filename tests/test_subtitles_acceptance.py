@@ -69,8 +69,9 @@ def test_default_cues_are_readable_and_each_has_one_speaker(batch_out: Path, ste
     assert " ".join(cue.text for cue in cues).split() == spoken, "the cues say the words, in order, each once"
     widest = max(len(line) for *_, text in blocks for line in text.splitlines())
     longest_s = max(end - start for start, end, _ in blocks)
+    fastest = max(len(SRT_LABEL.sub("", " ".join(text.splitlines()))) / (end - start) for start, end, text in blocks)
     print(f"{stem}: {transcript.duration_s:.0f} s, {len(transcript.speakers)} speakers, {len(blocks)} cues; "
-          f"widest line {widest} chars, longest cue {longest_s:.2f} s")
+          f"widest line {widest} chars, longest cue {longest_s:.2f} s, fastest {fastest:.1f} chars/s")
 
 
 @pytest.mark.timeout(1800)
