@@ -6,6 +6,8 @@ base revision is 409; bad input is 400 naming the field; another key's job is 40
 from __future__ import annotations
 
 import io
+import json
+import time
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -170,6 +172,7 @@ def test_a_stale_base_revision_is_409_and_a_rename_is_a_revision(client_and_job)
     assert stale.status_code == 409 and stale.json()["error"]["code"] == "revision_conflict", stale.text
     renamed = client.patch(f"/v1/jobs/{job_id}/speakers", json={"SPEAKER_01": "Bob"}, headers=A)
     assert renamed.status_code == 200 and renamed.json()["revision"] == 2, renamed.text
+    assert renamed.json()["transcript"]["source"] == "team meeting.wav", "the upload's name, no server path"
     assert _put(client, job_id, 1, segments).status_code == 409, "an edit based on the names before the rename"
     assert "Bob: I" in _download(client, job_id, "txt").decode()
 
@@ -228,3 +231,45 @@ def test_a_finished_jobs_events_replay_its_segments_then_done(client_and_job) ->
     names = re.findall(r"^event: (\w+)$", body, flags=re.M)
     assert names == ["segment", "segment", "segment", "progress", "done"], body
     assert '"speaker": "SPEAKER_01"' in body and '"status": "succeeded"' in body
+
+
+def test_a_running_jobs_events_replay_its_segments_so_far_and_follow_it(tmp_path: Path) -> None:
+    import threading
+
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    job = store.create(tmp_path / "up.wav", JobOptions(filename="a.wav"))
+    store.claim_next()
+    store.set_progress(job.id, 0.4, "speech", 20.0, 60.0, None, ["en"])
+    for index, text in enumerate(["First words.", "Second words."]):
+        store.add_partial_segment(job.id, index, {"start": index * 10.0, "end": index * 10.0 + 5, "text": text,
+                                                   "language": "en"})
+
+    def finish() -> None:
+        time.sleep(1.5)
+        store.add_partial_segment(job.id, 2, {"start": 20.0, "end": 25.0, "text": "Third words.", "language": None})
+        time.sleep(1.0)
+        store.succeed(job.id, meeting().to_dict(), None, {})
+
+    settings = load_settings(overrides={"service": {"data_dir": tmp_path, "api_key": ADMIN}})
+    with TestClient(create_app(settings, NoWorkers())) as client:
+        finisher = threading.Thread(target=finish)
+        finisher.start()
+        with client.stream("GET", f"/v1/jobs/{job.id}/events", headers=_auth(ADMIN)) as response:
+            body = "".join(response.iter_text())
+        finisher.join()
+    store.close()
+    events = [(m[0], json.loads(m[1])) for m in re.findall(r"^event: (\w+)\ndata: (.*)$", body, flags=re.M)]
+    assert [name for name, _ in events[:3]] == ["segment", "segment", "progress"], body
+    assert events[0][1] == {"start": 0.0, "end": 5.0, "text": "First words.", "language": "en"}
+    assert events[2][1]["status"] == "running" and events[2][1]["audio_done_s"] == 20.0
+    assert ("segment", {"start": 20.0, "end": 25.0, "text": "Third words."}) in events, "a segment that came later"
+    assert events[-1] == ("done", {"status": "succeeded"})
+
+
+def test_the_page_finds_docx_and_pdf_among_the_formats(client_and_job) -> None:
+    client, job_id = client_and_job
+    listed = {f["name"]: f for f in client.get("/v1/formats", headers=A).json()["data"] if "web" in f["where"]}
+    assert {"docx", "pdf"} <= set(listed) and listed["docx"]["label"] == "DOCX", listed
+    response = client.get(f"/v1/jobs/{job_id}/result", params={"format": "pdf"}, headers=A)
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"] == "attachment; filename*=UTF-8''team%20meeting.pdf"

@@ -44,18 +44,21 @@ async def _feed(service: Any, job_id: str, request: Request) -> AsyncIterator[st
     while not await request.is_disconnected():
         try:
             job = await service.get_job(job_id, caller)
+            new = [] if job.status == "succeeded" and sent_segments == 0 else await service.off_loop(
+                service.store.partial_segments, job_id, sent_segments
+            )
         except ApiError as error:
-            if error.status_code != 404:
-                raise
-            yield _event("done", {"status": "deleted"})
-            return
+            if error.status_code == 404:
+                yield _event("done", {"status": "deleted"})
+                return
+            yield ": the job store is unreachable; retrying\n\n"  # 503: the feed waits for the store
+            await asyncio.sleep(POLL_S)
+            continue
         events = []
         if job.status == "succeeded" and sent_segments == 0 and job.transcript is not None:
             events += [("segment", _final_segment(s)) for s in public_transcript(job, job.transcript).segments]
-        else:
-            new = await service.off_loop(service.store.partial_segments, job_id, sent_segments)
-            sent_segments += len(new)
-            events += [("segment", {k: v for k, v in s.items() if v is not None}) for s in new]
+        sent_segments += len(new)
+        events += [("segment", {k: v for k, v in s.items() if v is not None}) for s in new]
         progress = _progress(job)
         if _moved(progress, last_progress):
             events.append(("progress", progress))
