@@ -395,3 +395,23 @@ def test_the_form_remembers_the_last_settings(page_server, browser) -> None:
         "return [v('model').value, v('diarize').checked, v('summarize').checked, v('num-speakers').disabled]"
     )
     assert form == ["base", False, True, True], form
+
+
+def test_an_edit_on_a_revision_changed_elsewhere_is_not_saved_and_says_so(page_server, job, browser) -> None:
+    server, _ = page_server
+    driver, _ = browser
+    _open(driver, server, job)
+    with server.client() as client:  # another tab saves first
+        latest = client.get(f"/v1/jobs/{job}/transcript").json()
+        segments = [{k: s[k] for k in ("start", "end", "speaker", "text")} for s in latest["transcript"]["segments"]]
+        segments[1]["text"] = " ask now"
+        body = {"base_revision": latest["revision"], "segments": segments}
+        assert client.put(f"/v1/jobs/{job}/transcript", json=body).status_code == 200
+    _segment_button(driver, 2, "merge").click()
+    status = driver.find_element(By.ID, "save-status")
+    WebDriverWait(driver, 30).until(lambda d: "Not saved" in status.text)
+    assert status.text.startswith("Not saved: the transcript was changed somewhere else"), status.text
+    assert "error" in status.get_attribute("class")
+    with server.client() as client:
+        kept = client.get(f"/v1/jobs/{job}/transcript").json()["transcript"]["segments"]
+    assert [s["text"].strip() for s in kept][1] == "ask now" and len(kept) == len(PARTS), "the other tab's save stays"
