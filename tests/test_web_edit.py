@@ -341,6 +341,7 @@ def test_layout_languages_accessibility_and_screenshots(page_server, job, browse
     viewport(driver, *PHONE)
     driver.execute_script("scrollTo(0, 300)")
     assert in_viewport(driver, "player"), "the player should stay in view on a phone too"
+    driver.execute_script("scrollTo(0, 0)")
     screenshot(driver, "phone.png")
     colour_scheme(driver, "dark")
     viewport(driver, *DESKTOP)
