@@ -100,6 +100,9 @@ def test_words_the_editor_knows_are_kept_when_they_spell_the_text() -> None:
     words = (EditedWord(2.0, 2.1, "I"), EditedWord(2.1, 2.3, "do"))
     edited[1] = EditedSegment(2.0, 2.3, "I do", "SPEAKER_01", words=words)
     assert _timings(apply_edit(meeting(), edited).segments[1]) == [(2.0, 2.1, "I"), (2.1, 2.3, "do")]
+    sent_back = tuple(EditedWord(w.start, w.end, w.text) for w in meeting().segments[0].words)
+    edited[0] = EditedSegment(0.0, 2.0, "Summary nation is hard.", "SPEAKER_00", words=sent_back)
+    assert [w.probability for w in apply_edit(meeting(), edited).segments[0].words] == [0.8] * 4
 
 
 def test_a_deleted_segment_is_gone_and_the_language_carries_over() -> None:

@@ -14,7 +14,7 @@ from importlib.util import find_spec
 from pathlib import Path
 
 from isoscribe.summary.markdown import clock
-from isoscribe.transcript import Summary, Transcript
+from isoscribe.transcript import ActionItem, Summary, Transcript
 
 __all__ = ["Block", "document_blocks", "to_docx", "to_pdf", "segment_clock"]
 
@@ -64,7 +64,7 @@ def _digest(summary: Summary) -> list[Block]:
     return blocks
 
 
-def _action_item(item) -> str:
+def _action_item(item: ActionItem) -> str:
     who = ", ".join(part for part in (item.owner or "unassigned", item.due) if part)
     return f"[{who}] {item.task} ({clock(item.source.start)})"
 

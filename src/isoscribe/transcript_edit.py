@@ -112,11 +112,10 @@ def _segment(
 ) -> Segment:
     tokens = edited.text.split()
     template = _previous_at(previous, start, end)
+    inside = [w for w in old_words if start <= (w.start + w.end) / 2 <= end]
     if edited.words is not None and [w.text.strip() for w in edited.words] == tokens:
-        timed = [(min(max(w.start, start), end), min(max(w.end, start), end)) for w in edited.words]
-        words = [Word(s, e, f" {t}", _EDITED_PROBABILITY, edited.speaker) for (s, e), t in zip(timed, tokens)]
+        words = _as_sent(edited.words, inside, edited.speaker)
     else:
-        inside = [w for w in old_words if start <= (w.start + w.end) / 2 <= end]
         words = _reconciled(tokens, inside, start, end, edited.speaker)
     return Segment(
         id=index,
@@ -131,6 +130,16 @@ def _segment(
         temperature=template.temperature,
         language=edited.language or template.language,
     )
+
+
+def _as_sent(sent: tuple[EditedWord, ...], old: list[Word], speaker: str | None) -> list[Word]:
+    """The editor's word timings; a word it sent back as it was keeps its probability."""
+    known = {(round(w.start, 3), round(w.end, 3), w.text.strip()): w.probability for w in old}
+    return [
+        Word(w.start, w.end, f" {w.text.strip()}",
+             known.get((round(w.start, 3), round(w.end, 3), w.text.strip()), _EDITED_PROBABILITY), speaker)
+        for w in sent
+    ]
 
 
 def _reconciled(tokens: list[str], old: list[Word], start: float, end: float, speaker: str | None) -> list[Word | None]:

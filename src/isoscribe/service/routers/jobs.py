@@ -11,7 +11,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from isoscribe.formats import RenderContext, find
 from isoscribe.service.auth import caller_of
 from isoscribe.service.errors import ApiError
-from isoscribe.service.job_edits import finished_job, transcript_at
+from isoscribe.service.job_edits import finished_job, public_transcript, transcript_at
 from isoscribe.service.job_view import job_status
 from isoscribe.service.render import render
 from isoscribe.service.routers import job_events, transcripts
@@ -82,7 +82,8 @@ async def rename_speakers(
     """Body ``{"SPEAKER_00": "Alice"}``: the names, in the transcript and the summary, as the next revision;
     every format uses them from now on."""
     job = await request.app.state.service.rename_speakers(job_id, names, caller_of(request))
-    return {"id": job.id, "revision": job.revision, "transcript": job.transcript, "summary": job.summary}
+    transcript = public_transcript(job, job.transcript).to_dict()
+    return {"id": job.id, "revision": job.revision, "transcript": transcript, "summary": job.summary}
 
 
 @router.delete("/{job_id}")
