@@ -23,7 +23,9 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from service_support import ServerProcess, base_config
-from web_browser import DESKTOP, PHONE, chromium, enter_api_key, in_viewport, screenshot, viewport, visible
+from web_browser import (
+    DESKTOP, PHONE, chromium, enter_api_key, in_viewport, screenshot, script_errors, viewport, visible,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -105,6 +107,7 @@ def test_upload_watch_read_rename_and_download(
     WebDriverWait(driver, 30).until(lambda d: "Alice" in _speaker_labels(d))
     viewport(driver, *PHONE)
     screenshot(driver, "dialogue-phone.png")
+    assert script_errors(driver) == []
 
 
 @pytest.mark.parametrize("size", [DESKTOP, PHONE], ids=["desktop", "phone"])
