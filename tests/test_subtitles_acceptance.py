@@ -1,4 +1,4 @@
-"""Issue 26's subtitle acceptance on real transcripts: with the default layout, on a held-out three-voice
+"""Issue 26's subtitle acceptance on real transcripts: with the default layout, on a rendered three-voice
 meeting and on a 10-minute file of real speech, every cue is at most 2 lines of 42 characters, 7 s and
 20 characters per second, and no cue has two speakers; the karaoke variants parse with ``srt`` and
 ``webvtt-py``. The batch (``isoscribe run``) transcribes and diarizes both files once, with the real models."""
@@ -14,7 +14,6 @@ import srt
 from asr_helpers import run_cli
 from subtitle_checks import SRT_LABEL, check_readable, srt_blocks, vtt_captions
 
-from isoscribe.benchmarks.accuracy import MEETING_SEEDS
 from isoscribe.benchmarks.asr import make_long_audio
 from isoscribe.benchmarks.meetings import make_meeting
 from isoscribe.outputs import to_srt, to_vtt
@@ -24,15 +23,17 @@ from isoscribe.transcript import Transcript
 pytestmark = pytest.mark.slow
 
 RECORDINGS = ("meeting", "ten_minutes")
+MEETING_SEED = 100
+"""The meeting the README's subtitle figures come from (the accuracy bench's former MEETING_SEEDS[0]; since
+5bb626c the speaker-count rule is chosen on rendered seeds 100-104 too, so it is no longer held out)."""
 LONG_S = 600.0
 
 
 @pytest.fixture(scope="module")
 def batch_out(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """The batch's json, srt and vtt of both recordings (in ``out/NAME/``). The meeting uses a seed of the accuracy bench's
-    held-out meetings (``MEETING_SEEDS``), not one the diarizer's threshold was tuned on."""
+    """The batch's json, srt and vtt of both recordings (in ``out/NAME/``)."""
     folder = tmp_path_factory.mktemp("subtitle-acceptance")
-    meeting = make_meeting(folder / "meeting.wav", speakers=3, seed=MEETING_SEEDS[0])
+    meeting = make_meeting(folder / "meeting.wav", speakers=3, seed=MEETING_SEED)
     long_file = make_long_audio(shared_data, folder / "ten_minutes.wav", LONG_S)
     out = folder / "out"
     result = run_cli(
