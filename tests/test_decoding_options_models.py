@@ -23,12 +23,13 @@ pytestmark = pytest.mark.slow
 
 SPY_STAGE = "decoding_spy_speech"
 
-RARE_NAME = "Quarmby"
-"""A surname tiny.en does not know: espeak-ng says it, and without a prompt tiny.en writes something else."""
+RARE_NAME = "Przybylski"
+"""A surname tiny.en does not know: said by espeak-ng, without a prompt it became "knock to the RSI bills came"."""
 SENTENCE = f"Please send the budget to Doctor {RARE_NAME} before Friday."
-PROMPT = f"Minutes of the budget meeting with Doctor {RARE_NAME}."
-PAUSE_S = 2.0
-"""Silence around the sentence, so that decoding only the speech (vad_filter) hands the model less audio."""
+PROMPT = f"Attendees: Doctor {RARE_NAME}."
+PAUSE_S = 3.0
+"""Silence around the sentence, longer than the 2 s the VAD filter keeps at a recording's ends, so that decoding
+only the speech (vad_filter) hands the model less audio."""
 
 ALL_OPTIONS = {
     "hotwords": "budget Friday",
