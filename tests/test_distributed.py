@@ -805,8 +805,8 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
     assert first.cancel(newer.id) and first.get(newer.id).status == "cancelled"
     assert first.claim_next() is None and first.get("job_missing") is None
     assert [job.id for job in first.recent(5)] == [newer.id, older.id]
-    assert first.replace_result(older.id, {"text": "renamed"}, {"summary": "s"})
-    assert not first.replace_result(newer.id, {"text": "x"}, None), "only a succeeded job's result is replaced"
+    assert first.add_revision(older.id, 0, {"text": "renamed"}, {"summary": "s"}) == 1
+    assert first.add_revision(newer.id, 0, {"text": "x"}) is None, "only a succeeded job's result is replaced"
     assert (first.get(older.id).transcript, first.get(older.id).summary) == ({"text": "renamed"}, {"summary": "s"})
     assert first.delete(older.id) and first.get(older.id) is None and not first.delete(older.id)
     assert [job.id for job in first.recent(5)] == [newer.id] and first.count("succeeded") == 0

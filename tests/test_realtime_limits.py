@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import inspect
 import json
 import threading
 import time
@@ -16,10 +17,12 @@ from pathlib import Path
 
 import psutil
 import pytest
+import uvicorn
 import websockets.sync.client
 from service_support import API_KEY, ServerProcess, base_config, words
 
 from isoscribe.benchmarks.realtime_client import connect
+from isoscribe.service.realtime_session import SessionLimits
 
 pytestmark = pytest.mark.slow
 
@@ -79,52 +82,134 @@ def test_session_ends_at_its_maximum_length_with_an_error(server: ServerProcess)
             connection.recv()
 
 
-@pytest.fixture
-def unhurried_server(tmp_path: Path):
-    """Sessions as long as the default allows: under load, reaching the point where the server stops
-    reading can take longer than the other tests' 30 s sessions, whose expiry would then free the sender."""
-    running = ServerProcess(tmp_path, base_config(tmp_path / "data")).start()
+@pytest.fixture(scope="module")
+def unhurried_server(tmp_path_factory: pytest.TempPathFactory):
+    """Sessions as long as the default allows: a session held back by the server, or under load by the
+    machine, must not expire (the other tests' 30 s sessions would, and the expiry would free the sender)."""
+    tmp_path = tmp_path_factory.mktemp("realtime-unhurried")
+    config = base_config(tmp_path / "data")
+    config["isolation"]["realtime_stage"] = "realtime_fault_stage"
+    running = ServerProcess(tmp_path, config).start()
     yield running
     assert running.stop() == 0, running.log()
 
 
-@pytest.mark.xfail(
-    reason="back-pressure not reliable yet: in a clean-clone run the server closed the socket without a close frame",
-    strict=False,
-)
+_UVICORN_DEFAULTS = inspect.signature(uvicorn.Config).parameters
+KEEPALIVE_WINDOW_S = _UVICORN_DEFAULTS["ws_ping_interval"].default + _UVICORN_DEFAULTS["ws_ping_timeout"].default
+"""When uvicorn's default keepalive drops a peer whose pong is late: the first ping, then its timeout."""
+
+
+def _flooding_socket(server: ServerProcess):
+    """A raw client without keepalive of its own: it floods on purpose, and its pings would wait behind
+    the audio the server has not read, as the server's pongs would."""
+    url = server.url.replace("http", "ws", 1) + "/v1/realtime?intent=transcription"
+    return websockets.sync.client.connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"},
+                                          max_size=None, ping_interval=None, close_timeout=120)
+
+
+class _Sender:
+    """Sends ``messages`` from a thread as fast as the socket takes them, counting them, until stopped."""
+
+    def __init__(self, socket, messages: list[str]) -> None:
+        self.socket, self.messages = socket, messages
+        self.sent = [0]
+        self.closed: websockets.exceptions.ConnectionClosed | None = None
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._send_all, daemon=True)
+        self.thread.start()
+
+    def _send_all(self) -> None:
+        try:
+            for message in self.messages:
+                if self.stop.is_set():
+                    return
+                self.socket.send(message)
+                self.sent[0] += 1
+        except websockets.exceptions.ConnectionClosed as closed:
+            self.closed = closed
+
+
+def _close_and_drain(socket, sender: _Sender) -> list[dict]:
+    """Stop the sender, close, and read the events still on their way up to the server's close frame:
+    a session closed properly answers the client's close (code 1000), not a dropped connection."""
+    sender.stop.set()
+
+    def close() -> None:
+        sender.thread.join()  # its last send returns once the server reads again
+        socket.close()
+
+    closer = threading.Thread(target=close, daemon=True)
+    closer.start()
+    rest = []
+    with contextlib.suppress(websockets.exceptions.ConnectionClosedOK):
+        while True:
+            rest.append(json.loads(socket.recv(timeout=120)))
+    closer.join(timeout=120)
+    assert socket.close_code == 1000, socket.close_code
+    return rest
+
+
 def test_client_that_does_not_read_is_slowed_down_not_buffered(
     unhurried_server: ServerProcess, jfk_24k: bytes
 ) -> None:
     """Ten minutes of speech sent as fast as possible, no event read: the server stops reading the
     socket (VAD lag, decode queue and outbox are bounded), so the sender blocks and the server's memory
-    stays put; once the client reads, the server reads again."""
+    stays put; once the client reads, the server reads again, and the session closes properly."""
     process = psutil.Process(unhurried_server.pid)
     speech = (jfk_24k + bytes(24000)) * 50
-    chunks = [base64.b64encode(speech[i : i + 48000]).decode() for i in range(0, len(speech), 48000)]
-    url = unhurried_server.url.replace("http", "ws", 1) + "/v1/realtime?intent=transcription"
-    sent = [0]
-    with websockets.sync.client.connect(url, additional_headers={"Authorization": f"Bearer {API_KEY}"},
-                                        max_size=None) as socket:
+    messages = [json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(speech[i : i + 48000]).decode()})
+                for i in range(0, len(speech), 48000)]
+    with _flooding_socket(unhurried_server) as socket:
         rss_before_mb = process.memory_info().rss / 2**20
-
-        def send_all() -> None:
-            with contextlib.suppress(websockets.exceptions.ConnectionClosed):
-                for chunk in chunks:
-                    socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": chunk}))
-                    sent[0] += 1
-
-        sender = threading.Thread(target=send_all, daemon=True)
-        sender.start()
-        assert _stalls(sent), "the sender never blocked"
-        stalled_at = sent[0]
-        assert stalled_at < len(chunks)
+        sender = _Sender(socket, messages)
+        assert _stalls(sender.sent), "the sender never blocked"
+        stalled_at = sender.sent[0]
+        assert stalled_at < len(messages)
         grown_mb = process.memory_info().rss / 2**20 - rss_before_mb
         assert grown_mb < 40, f"server RSS grew {grown_mb:.0f} MB while the client did not read"
         completed = 0
-        while completed < 3 or sent[0] == stalled_at:
+        while completed < 3 or sender.sent[0] == stalled_at:
             message = json.loads(socket.recv(timeout=120))
             completed += message["type"] == "conversation.item.input_audio_transcription.completed"
-    sender.join(timeout=30)
+        _close_and_drain(socket, sender)
+
+
+def test_session_held_back_past_the_websocket_keepalive_goes_on(
+    unhurried_server: ServerProcess, jfk_24k: bytes, tmp_path: Path
+) -> None:
+    """The server stops reading for longer than a WebSocket keepalive allows for a pong (its decodes are
+    held: the worker waits for a file), while the client goes on sending. The client's pong waits behind
+    the audio the server has not read, so a late pong is the server's own doing: the session must not
+    be dropped for it. Once the decodes go on, every commit completes and the session closes properly."""
+    release = tmp_path / "release"
+    utterance = base64.b64encode(jfk_24k[: 2 * 48000]).decode()
+    commits = 2 + SessionLimits().pending_decodes  # one decoding, a full queue, and one that waits for room
+    messages = [json.dumps({"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+        "transcription": {"model": "whisper-1", "prompt": f"hold:{release}"}, "turn_detection": None}}}})]
+    for _ in range(commits):
+        messages += [json.dumps({"type": "input_audio_buffer.append", "audio": utterance}),
+                     json.dumps({"type": "input_audio_buffer.commit"})]
+    speech = [base64.b64encode(jfk_24k[i : i + 48000]).decode() for i in range(0, len(jfk_24k), 48000)]
+    for index in range(1000):  # far more than socket buffers hold: speech, which deflate cannot shrink much
+        messages += [json.dumps({"type": "input_audio_buffer.append", "audio": speech[index % len(speech)]}),
+                     json.dumps({"type": "input_audio_buffer.clear"})]
+    try:
+        with _flooding_socket(unhurried_server) as socket:
+            sender = _Sender(socket, messages)
+            time.sleep(KEEPALIVE_WINDOW_S + 10)  # the scenario's length, past the keepalive's deadline
+            assert sender.sent[0] < len(messages), "the server never stopped reading"
+            assert sender.thread.is_alive(), f"the connection was dropped while the server held the client back: {sender.closed!r}"
+            sender.stop.set()
+            release.touch()
+            completed = 0
+            while completed < commits:
+                message = json.loads(socket.recv(timeout=120))
+                assert message["type"] != "error", message
+                completed += message["type"] == "conversation.item.input_audio_transcription.completed"
+            rest = _close_and_drain(socket, sender)
+        assert not [event for event in rest if event["type"] == "error"], rest
+    finally:
+        release.touch()
 
 
 def _stalls(counter: list[int], quiet_s: float = 3.0, limit_s: float = 120.0) -> bool:

@@ -199,9 +199,9 @@ def test_job_with_diarization_and_summary(server: ServerProcess, jfk: Path) -> N
         assert status["status"] == "succeeded", status
         verbose = client.get(f"/v1/jobs/{status['id']}/result", params={"format": "verbose_json"}).json()
         summary = client.get(f"/v1/jobs/{status['id']}/result", params={"format": "summary"}).json()
-    # One label scheme across formats: diarized_json's letters.
-    assert verbose["segments"] and {s["speaker"] for s in verbose["segments"]} <= {"A", "B"}
-    assert verbose["words"] and {w["speaker"] for w in verbose["words"]} <= {"A", "B"}
+    # One label scheme across formats and the JSON API (issue 23): the diarizer's SPEAKER_00, SPEAKER_01.
+    assert verbose["segments"] and {s["speaker"] for s in verbose["segments"]} <= {"SPEAKER_00", "SPEAKER_01"}
+    assert verbose["words"] and {w["speaker"] for w in verbose["words"]} <= {"SPEAKER_00", "SPEAKER_01"}
     assert summary["warnings"] == [] and summary["overview"], summary
     assert summary["sentences"] and all({"text", "supported", "evidence"} <= set(s) for s in summary["sentences"])
     assert {"speech_s", "summary_s"} <= set(status["timings"])

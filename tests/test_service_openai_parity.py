@@ -90,8 +90,8 @@ def test_stream_diarized_json_has_deltas_then_segments_then_done(client: OpenAI,
     assert set(kinds[:first_segment]) == {TranscriptionTextDeltaEvent}
     assert set(kinds[first_segment:-1]) == {TranscriptionTextSegmentEvent} and kinds[-1] is TranscriptionTextDoneEvent
     segments = [e for e in events if isinstance(e, TranscriptionTextSegmentEvent)]
-    assert {s.speaker for s in segments} == {"A", "B"}
-    assert segments[0].speaker == "A" and segments[0].type == "transcript.text.segment"
+    assert {s.speaker for s in segments} == {"SPEAKER_00", "SPEAKER_01"}
+    assert segments[0].speaker == "SPEAKER_00" and segments[0].type == "transcript.text.segment"
     assert "".join(e.delta for e in events[:first_segment]) == events[-1].text
     assert " ".join(s.text for s in segments) == events[-1].text
 
@@ -105,11 +105,12 @@ def test_diarized_json_in_openai_shape_with_speakers_on_the_right_turns(
     assert result.task == "transcribe" and result.usage is not None and result.usage.type == "duration"
     assert result.duration == pytest.approx(result.usage.seconds) and result.duration > 20
     assert all(s.type == "transcript.text.segment" and s.id.startswith("seg_") for s in result.segments)
-    # demo.DIALOGUE_SCRIPT: alice speaks first, so her voice is A and bob's is B.
-    expected = {"alice": "A", "bob": "B"}
+    # demo.DIALOGUE_SCRIPT: alice speaks first, so her voice is SPEAKER_00 and bob's SPEAKER_01 (the one
+    # label scheme of every format, issue 23; OpenAI's letters A, B are gone).
+    expected = {"alice": "SPEAKER_00", "bob": "SPEAKER_01"}
     turns = script_turns(demo_dialogue)
     assert [s.speaker for s in result.segments] == [expected[spoken_by(s.start, s.end, turns)] for s in result.segments]
-    assert {s.speaker for s in result.segments} == {"A", "B"}
+    assert {s.speaker for s in result.segments} == {"SPEAKER_00", "SPEAKER_01"}
     assert " ".join(s.text for s in result.segments) == result.text
 
 
@@ -215,7 +216,7 @@ def references(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     return render_references(tmp_path_factory.mktemp("references"))
 
 
-def test_known_speakers_name_their_turns_and_others_stay_letters(
+def test_known_speakers_name_their_turns_and_others_keep_diarizer_labels(
     client: OpenAI, meeting: Path, references: dict[str, Path]
 ) -> None:
     with open(meeting, "rb") as audio:
@@ -227,12 +228,12 @@ def test_known_speakers_name_their_turns_and_others_stay_letters(
             known_speaker_references=[data_url(path) for path in references.values()],
         )
     turns = script_turns(meeting)
-    expected = {"alice": "Alice", "bob": "Bob", "carol": "A"}  # nobody sounds like Dave
+    expected = {"alice": "Alice", "bob": "Bob", "carol": "SPEAKER_00"}  # nobody sounds like Dave
     wrong = [
         (s.speaker, s.text) for s in result.segments if s.speaker != expected[spoken_by(s.start, s.end, turns)]
     ]
     assert not wrong, [(s.speaker, s.start, s.text) for s in result.segments]
-    assert {s.speaker for s in result.segments} == {"Alice", "Bob", "A"}
+    assert {s.speaker for s in result.segments} == {"Alice", "Bob", "SPEAKER_00"}
 
 
 def test_a_reference_that_is_not_2_to_10_s_of_audio_is_400_naming_it(
@@ -264,7 +265,7 @@ def test_job_with_known_speakers_has_diarized_json_result_and_keeps_no_samples(
         assert status["status"] == "succeeded", status
         result = http.get(f"/v1/jobs/{status['id']}/result", params={"format": "diarized_json"}).json()
     turns = script_turns(meeting)
-    expected = {"alice": "Alice", "bob": "Bob", "carol": "A"}
+    expected = {"alice": "Alice", "bob": "Bob", "carol": "SPEAKER_00"}
     assert [s["speaker"] for s in result["segments"]] == [
         expected[spoken_by(s["start"], s["end"], turns)] for s in result["segments"]
     ]

@@ -112,9 +112,9 @@ def test_verbose_json_shapes_words_segments_and_speakers() -> None:
     both = verbose_json(transcript, ["word", "segment"])
     assert both["text"] == "Hello there." and both["duration"] == 1.2 and both["language"] == "german"
     assert both["task"] == "transcribe" and both["usage"] == {"type": "duration", "seconds": 1.2}
-    # One label scheme: diarized_json's letters.
-    assert both["words"][0] == {"word": " Hello", "start": 0.0, "end": 0.5, "speaker": "A"}
-    assert both["segments"][0]["speaker"] == diarized_json(transcript)["segments"][0]["speaker"] == "A"
+    # One label scheme in every format and the JSON API (issue 23): the transcript's own labels.
+    assert both["words"][0] == {"word": " Hello", "start": 0.0, "end": 0.5, "speaker": "SPEAKER_00"}
+    assert both["segments"][0]["speaker"] == diarized_json(transcript)["segments"][0]["speaker"] == "SPEAKER_00"
     assert both["segments"][0]["seek"] == 0
     translated = verbose_json(transcript, task="translate")
     assert translated["task"] == "translate" and translated["language"] == "english"
@@ -139,7 +139,7 @@ def test_a_known_language_is_accepted_in_any_case(tmp_path: Path) -> None:
     assert from_form(TranscriptionParams, form).language == "de"
 
 
-def test_diarized_labels_are_letters_in_order_and_names_stay() -> None:
+def test_diarized_labels_are_the_transcripts_own_and_names_stay() -> None:
     segments = [
         Segment(0, 0.0, 1.0, "Hi.", speaker="SPEAKER_01"),
         Segment(1, 1.0, 2.0, "Hello.", speaker="Alice"),
@@ -147,10 +147,12 @@ def test_diarized_labels_are_letters_in_order_and_names_stay() -> None:
     ]
     transcript = Transcript(segments, "en", 1.0, 3.0, "tiny.en", speakers=["SPEAKER_01", "Alice", "SPEAKER_00"])
     body = diarized_json(transcript)
-    assert [s["speaker"] for s in body["segments"]] == ["A", "Alice", "B"]
+    assert [s["speaker"] for s in body["segments"]] == ["SPEAKER_01", "Alice", "SPEAKER_00"]
     assert body["task"] == "transcribe" and body["usage"] == {"type": "duration", "seconds": 3.0}
     many = Transcript([], "en", 1.0, 1.0, "tiny.en", speakers=[f"SPEAKER_{k:02d}" for k in range(28)])
-    assert list(speaker_labels(many).values())[24:] == ["Y", "Z", "AA", "AB"]
+    assert list(speaker_labels(many).values())[24:] == ["SPEAKER_24", "SPEAKER_25", "SPEAKER_26", "SPEAKER_27"]
+    unlabelled = Transcript([Segment(0, 0.0, 1.0, "Hi.")], "en", 1.0, 1.0, "tiny.en", speakers=["SPEAKER_00"])
+    assert diarized_json(unlabelled)["segments"][0]["speaker"] == "UNKNOWN"
 
 
 def test_known_speakers_must_pair_up_and_be_data_urls(tmp_path: Path) -> None:

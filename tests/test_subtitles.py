@@ -11,6 +11,7 @@ import srt
 import webvtt
 from asr_helpers import run_cli
 from speaker_fixtures import render_meeting
+from subtitle_checks import check_readable, srt_blocks
 
 from isoscribe.outputs import to_srt, to_vtt
 from isoscribe.subtitles import SubtitleLayout, layout_cues, wrap_lines
@@ -41,27 +42,10 @@ def _transcript(*segments: list[Word]) -> Transcript:
     return Transcript(built, "en", 0.99, built[-1].end + 1, "tiny.en", speakers=sorted({w.speaker for s in segments for w in s if w.speaker}))
 
 
-def _check_readable(blocks: list[tuple[float, float, str]], layout: SubtitleLayout = SubtitleLayout()) -> None:
-    previous_end = 0.0
-    for start, end, text in blocks:
-        lines = text.splitlines()
-        assert 1 <= len(lines) <= layout.max_line_count, text
-        assert all(len(line) <= layout.max_line_width for line in lines), text
-        assert layout.min_cue_duration_s - 1e-6 <= end - start <= layout.max_cue_duration_s + 1e-6, (start, end, text)
-        spoken = re.sub(r"^\[[^\]]*\] ", "", " ".join(lines))
-        assert len(spoken) / (end - start) <= layout.max_chars_per_s + 1e-6, (start, end, text)
-        assert start >= previous_end - 1e-6, (start, previous_end)
-        previous_end = end
-
-
-def _srt_blocks(text: str) -> list[tuple[float, float, str]]:
-    return [(s.start.total_seconds(), s.end.total_seconds(), s.content) for s in srt.parse(text)]
-
-
 def test_a_paragraph_becomes_readable_cues_cut_at_sentence_ends() -> None:
     transcript = _transcript(_timed(STORY, 1.0, 2.6))
-    blocks = _srt_blocks(to_srt(transcript))
-    _check_readable(blocks)
+    blocks = srt_blocks(to_srt(transcript))
+    check_readable(blocks)
     assert " ".join(" ".join(text.splitlines()) for _, _, text in blocks) == " ".join(STORY.split())
     cue_starts = [text.split()[0] for _, _, text in blocks]
     assert sum(text.rstrip().endswith(".") for _, _, text in blocks) == 4, blocks
@@ -80,6 +64,18 @@ def test_a_speaker_change_starts_a_new_cue_marked_with_the_speaker() -> None:
     assert [c.voice for c in captions] == ["Alice", "Bob"]
 
 
+def test_a_word_without_a_leading_space_keeps_the_segments_word_times_and_speakers() -> None:
+    """Whisper gives "10%" as " 10" and "%": the cues still follow the words, so a speaker change inside
+    the segment still starts a new cue (spreading the text over the segment would give both to one speaker)."""
+    words = [
+        Word(1.0, 1.3, " Prices", 0.9, "Alice"), Word(1.3, 1.5, " rose", 0.9, "Alice"), Word(1.5, 1.8, " 10", 0.9, "Alice"),
+        Word(1.8, 1.9, "%", 0.9, "Alice"), Word(1.9, 2.3, " today.", 0.9, "Alice"), Word(3.0, 3.4, " Really?", 0.9, "Bob"),
+    ]
+    segment = Segment(0, 0.0, 3.4, " Prices rose 10% today. Really?", words, speaker="Alice")
+    cues = layout_cues(Transcript([segment], "en", 0.99, 4.0, "tiny.en", speakers=["Alice", "Bob"]))
+    assert [(cue.speaker, cue.text, cue.start) for cue in cues] == [("Alice", "Prices rose 10% today.", 1.0), ("Bob", "Really?", 3.0)]
+
+
 def test_lines_are_balanced_and_a_long_word_is_never_split() -> None:
     assert wrap_lines("one two three four five six seven".split(), 42, 2) == ("one two three four five six seven",)
     assert wrap_lines("one two three four five six seven".split(), 42, 2, first_indent=13) == (
@@ -93,7 +89,7 @@ def test_lines_are_balanced_and_a_long_word_is_never_split() -> None:
 def test_a_segment_without_word_times_is_spread_over_its_span() -> None:
     segment = Segment(0, 0.0, 30.0, " " + STORY)
     transcript = Transcript([segment], "en", 0.99, 30.0, "tiny.en")
-    blocks = _srt_blocks(to_srt(transcript))
+    blocks = srt_blocks(to_srt(transcript))
     assert all(end - start <= 7.0 + 1e-6 for start, end, _ in blocks)
     assert " ".join(" ".join(text.splitlines()) for *_, text in blocks) == " ".join(STORY.split())
 
@@ -123,9 +119,9 @@ def test_a_diarized_meeting_from_the_cli_has_readable_one_speaker_cues(tmp_path:
     out = tmp_path / "meeting.srt"
     result = run_cli("transcribe", str(meeting), "--diarize", "--format", "srt", "--out", str(out), cwd=tmp_path, timeout_s=300)
     assert result.returncode == 0, result.stderr
-    blocks = _srt_blocks(out.read_text())
+    blocks = srt_blocks(out.read_text())
     assert len(blocks) >= 9
-    _check_readable(blocks)
+    check_readable(blocks)
     assert all(re.fullmatch(r"\[SPEAKER_\d\d\] .*", text.splitlines()[0]) for *_, text in blocks), blocks
 
 

@@ -16,7 +16,7 @@ from isoscribe.summary import stage
 from isoscribe.summary.backends import OpenAIBackend
 from isoscribe.summary.digest import build_digest
 from isoscribe.summary.grounding import TranscriptIndex, check_sentence
-from isoscribe.summary.text import speaker_sentences, split_sentences
+from isoscribe.summary.text import speaker_sentences, split_sentences, turns_from_text
 from isoscribe.summary.types import SummaryRequest
 
 
@@ -80,6 +80,25 @@ def test_invented_numbers_dates_names_and_objects_are_caught(es2009c, invented, 
     _, index = es2009c
     checked = check_sentence(invented, index)
     assert not checked.supported and reason in checked.reason
+
+
+@pytest.mark.parametrize("swapped", ["Industrial Designer", "User Interface"])
+def test_a_statement_given_to_the_wrong_participant_is_caught(es2009c, swapped):
+    _, index = es2009c
+    assert check_sentence("Marketing presented the trend watching results.", index).supported
+    checked = check_sentence(f"{swapped} presented the trend watching results.", index)
+    assert not checked.supported and checked.reason == f"said by Marketing rather than {swapped}"
+
+
+def test_spelt_out_numbers_acronyms_compounds_and_typos_are_what_the_transcript_says():
+    index = TranscriptIndex.of(speaker_sentences(turns_from_text(
+        "Anna: The production cost must stay under twelve point five Euro.\n"
+        "Bob: A T_F_T_ screen is too dear, and the P-file format is fine for the industrial prototype."
+    )))  # fmt: skip
+    for faithful in ("The cost must stay under 12.5 Euros.", "Bob found the TFT screen too expensive.",
+                     "Bob liked the pfile format.", "Bob described the inudstrial prototype."):  # fmt: skip
+        assert check_sentence(faithful, index).supported, faithful
+    assert "number 13.5" in check_sentence("The cost must stay under 13.5 Euros.", index).reason
 
 
 def test_most_of_a_human_summary_is_kept(es2009c):

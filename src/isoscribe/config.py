@@ -247,6 +247,9 @@ class ServiceSettings(_Section):
     """Decoding options a request may set (isoscribe.decoding); a request setting another is refused (400)."""
     translation_model: str = "base"
     """The model ``whisper-1`` translations run on: OpenAI's whisper-1 translates, English-only models do not."""
+    idle_ttl_s: float | None = Field(300, gt=0)
+    """A model other than ``asr.model`` (asked for by name, or loaded with POST /v1/models/{id}/load) is
+    unloaded, its worker processes ended, after no task has used it for this long; None: never."""
     upload_idle_timeout_s: float = Field(30, gt=0)
     """An upload that sends nothing for this long is cut off (408), freeing its admission slot."""
     upload_timeout_s: float = Field(3600, gt=0)

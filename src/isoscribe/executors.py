@@ -2,13 +2,16 @@
 
 Callers submit by stage name ("probe", "speech", "summary") and get a Future of a TaskResult; they do
 not care which executor runs it. ``on_event`` receives what the stage emits while it runs, and
-``cancel`` stops a task wherever it is: queued, it is dropped; running, its worker is killed. Local executors also offer ``release(stage)``: drop that stage's warm
-workers so their memory goes back to the OS (a no-op where nothing stays warm).
+``cancel`` stops a task wherever it is: queued, it is dropped; running, its worker is killed. Local
+executors also offer ``release(stage)``: drop that stage's warm workers so their memory goes back to
+the OS (a no-op where nothing stays warm).
 """
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import Future, InvalidStateError, ThreadPoolExecutor
 from typing import Any, Protocol
@@ -16,6 +19,7 @@ from typing import Any, Protocol
 from isoscribe.config import Settings
 from isoscribe.isolation import Limits, StageSpec, TaskCancelled, TaskResult
 from isoscribe.isolation import WorkerPool, one_shot_pool
+from isoscribe.logs import log_event
 
 __all__ = [
     "EventListener",
@@ -28,6 +32,9 @@ __all__ = [
 
 
 EventListener = Callable[[Any], None]
+
+_REAP_EVERY_S = 5.0
+logger = logging.getLogger("isoscribe.executors")
 
 
 class StageExecutor(Protocol):
@@ -45,6 +52,8 @@ class PooledExecutor:
 
     Pools are given ready-made, or as factories that build a pool on its stage's first task;
     ``release(stage)`` shuts that pool down and the next task of the stage builds a fresh one.
+    ``unload_when_idle(stage, ttl_s)``: that stage's pool is shut down (its worker processes exit)
+    once no task of it has been in flight for ``ttl_s``.
     """
 
     def __init__(
@@ -55,9 +64,23 @@ class PooledExecutor:
         self.pools: dict[str, WorkerPool] = dict(pools or {})
         self.factories = dict(factories or {})
         self._lock = threading.Lock()
+        self._in_flight: dict[str, int] = {}
+        self._idle_since: dict[str, float] = {stage: time.monotonic() for stage in self.pools}
+        self._idle_ttl_s: dict[str, float] = {}
+        self._reaper: threading.Thread | None = None
+        self._stopping = threading.Event()
 
     def submit(self, stage: str, request: Any, on_event: EventListener | None = None) -> Future[TaskResult]:
-        return self._pool(stage).submit(request, on_event)
+        with self._lock:
+            pool = self._pool(stage)
+            self._in_flight[stage] = self._in_flight.get(stage, 0) + 1
+        try:
+            future = pool.submit(request, on_event)
+        except BaseException:
+            self._task_done(stage)
+            raise
+        future.add_done_callback(lambda _: self._task_done(stage))
+        return future
 
     def cancel(self, future: Future) -> bool:
         """A running task's worker is killed: its memory and CPU come back now, not when it finishes."""
@@ -65,23 +88,71 @@ class PooledExecutor:
             pools = list(self.pools.values())
         return any(pool.cancel(future) for pool in pools)
 
+    def load(self, stage: str, timeout_s: float | None = None) -> bool:
+        """Build ``stage``'s pool if it has none and wait until its workers are loaded; False on timeout
+        or when the model fails to load."""
+        with self._lock:
+            pool = self._pool(stage)
+        return pool.wait_ready(timeout_s)
+
+    def loaded(self, stage: str) -> WorkerPool | None:
+        with self._lock:
+            return self.pools.get(stage)
+
+    def in_flight(self, stage: str) -> int:
+        with self._lock:
+            return self._in_flight.get(stage, 0)
+
     def release(self, stage: str) -> None:
         with self._lock:
             pool = self.pools.pop(stage, None) if stage in self.factories else None
         if pool is not None:
             pool.shutdown()
 
+    def unload_when_idle(self, stage: str, ttl_s: float) -> None:
+        with self._lock:
+            self._idle_ttl_s[stage] = ttl_s
+            if self._reaper is None:
+                self._reaper = threading.Thread(target=self._unload_idle, name="isoscribe-pool-reaper", daemon=True)
+                self._reaper.start()
+
     def shutdown(self) -> None:
+        self._stopping.set()
         with self._lock:
             pools, self.pools = list(self.pools.values()), {}
         for pool in pools:
             pool.shutdown()
 
     def _pool(self, stage: str) -> WorkerPool:
+        """``stage``'s pool, built from its factory if it has none; call with the lock held."""
+        if stage not in self.pools:
+            self.pools[stage] = self.factories[stage]()
+            self._idle_since[stage] = time.monotonic()
+        return self.pools[stage]
+
+    def _task_done(self, stage: str) -> None:
         with self._lock:
-            if stage not in self.pools:
-                self.pools[stage] = self.factories[stage]()
-            return self.pools[stage]
+            self._in_flight[stage] -= 1
+            self._idle_since[stage] = time.monotonic()
+
+    def _unload_idle(self) -> None:
+        while not self._stopping.wait(self._reap_interval_s()):
+            for stage, pool in self._take_idle_pools(time.monotonic()):
+                pool.shutdown()
+                log_event(logger, "pool_unloaded_idle", stage=stage, idle_ttl_s=self._idle_ttl_s[stage])
+
+    def _reap_interval_s(self) -> float:
+        with self._lock:
+            return min(min(self._idle_ttl_s.values()) / 4, _REAP_EVERY_S)
+
+    def _take_idle_pools(self, now: float) -> list[tuple[str, WorkerPool]]:
+        with self._lock:
+            idle = [
+                stage
+                for stage, ttl_s in self._idle_ttl_s.items()
+                if stage in self.pools and self._in_flight.get(stage, 0) == 0 and now - self._idle_since[stage] > ttl_s
+            ]
+            return [(stage, self.pools.pop(stage)) for stage in idle]
 
 
 class PerTaskExecutor:

@@ -22,7 +22,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from isoscribe import outputs
+from isoscribe import exports, outputs
 from isoscribe.subtitles import SubtitleLayout
 from isoscribe.transcript import Summary, Transcript
 
@@ -41,8 +41,8 @@ class RenderContext:
     subtitles: SubtitleLayout = SubtitleLayout()
 
 
-Body = str | dict[str, Any]
-"""Text, or a JSON object."""
+Body = str | bytes | dict[str, Any]
+"""Text, a document's bytes, or a JSON object."""
 
 
 @dataclass(frozen=True)
@@ -80,6 +80,8 @@ def _text(writer: Callable[[Transcript], str]) -> Callable[[Transcript, Summary 
 _FILES = frozenset({"cli", "batch"})
 _OPENAI = frozenset({"transcription", "translation", "job"})
 _DOWNLOADS = frozenset({"cli", "batch", "job", "web"})
+_DOCUMENTS = _DOWNLOADS - {"cli"}
+"""Binary files: written by a batch or downloaded, never printed by ``isoscribe transcribe``."""
 
 FORMATS: tuple[Format, ...] = (
     Format("json", "json", "application/json", lambda t, s, c: outputs.to_json(t, s), _FILES,
@@ -98,6 +100,11 @@ FORMATS: tuple[Format, ...] = (
            description="OpenAI's speaker segments"),
     Format("tsv", "tsv", "text/plain", _text(outputs.to_tsv), _DOWNLOADS, label="TSV"),
     Format("rttm", "rttm", "text/plain", _text(outputs.to_rttm), _DOWNLOADS, label="RTTM"),
+    Format("docx", "docx", "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+           lambda t, s, c: exports.to_docx(t, s), _DOCUMENTS, label="DOCX",
+           description="a Word document: the digest if any, then [hh:mm:ss] Speaker: text per segment"),
+    Format("pdf", "pdf", "application/pdf", lambda t, s, c: exports.to_pdf(t, s), _DOCUMENTS, label="PDF",
+           description="the DOCX content as a PDF"),
     Format("summary", "summary.md", "text/markdown", _summary_md, frozenset({"batch"}), needs_summary=True),
     Format("summary", "json", "application/json", lambda t, s, c: s.to_dict() if s else {}, frozenset({"job"}),
            needs_summary=True, description="the summary object"),

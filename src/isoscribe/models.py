@@ -18,7 +18,15 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
-__all__ = ["ModelInfo", "ModelNotFound", "available_models", "resolve_model", "is_english_only", "cannot_translate"]
+__all__ = [
+    "ModelInfo",
+    "ModelNotFound",
+    "available_models",
+    "model_info",
+    "resolve_model",
+    "is_english_only",
+    "cannot_translate",
+]
 
 _MODEL_FILES = ("model.bin", "config.json")
 
@@ -31,6 +39,10 @@ class ModelInfo:
     english_only: bool
     installed: bool
     packages: tuple[str, ...]
+    source: str = ""
+    """Where it comes from: the installed packages with their versions, or "directory" for a local path."""
+    size_bytes: int | None = None
+    """The model's files on disk (for a chunked model: its chunks); None when not installed."""
 
     @property
     def install_hint(self) -> str:
@@ -63,6 +75,19 @@ _PACKAGED = (
 def available_models(cache_dir: Path | None = None) -> list[ModelInfo]:
     """Every short name isoscribe knows, whether its packages are installed, and where it lives."""
     return [_info(model, cache_dir) for model in _PACKAGED]
+
+
+def model_info(name_or_path: str, cache_dir: Path | None = None) -> ModelInfo | None:
+    """What ``name_or_path`` is: a known short name (installed or not) or a local model directory; None else."""
+    known = next((info for info in available_models(cache_dir) if info.name == name_or_path), None)
+    if known is not None:
+        return known
+    directory = Path(name_or_path).expanduser()
+    if not (directory / "model.bin").is_file():
+        return None
+    size_bytes = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
+    english_only = directory.name.endswith(".en") or is_english_only(directory)
+    return ModelInfo(str(name_or_path), directory, english_only, True, (), "directory", size_bytes)
 
 
 def resolve_model(name_or_path: str | os.PathLike, cache_dir: Path) -> Path:
@@ -122,7 +147,15 @@ def _info(model: _PackagedModel, cache_dir: Path | None) -> ModelInfo:
         path = _single_package_dir(model.packages[0])
     elif installed and cache_dir is not None:
         path = _joined_dir_name(model, Path(cache_dir))
-    return ModelInfo(model.name, path, model.english_only, installed, model.packages)
+    if not installed:
+        return ModelInfo(model.name, path, model.english_only, False, model.packages)
+    source = " + ".join(f"{package} {metadata.version(package)}" for package in model.packages)
+    size_bytes = sum(_file_size(f) for package in model.packages for f in _package_files(package))
+    return ModelInfo(model.name, path, model.english_only, True, model.packages, source, size_bytes)
+
+
+def _file_size(file: metadata.PackagePath) -> int:
+    return file.size or Path(file.locate()).stat().st_size
 
 
 def _installed(package: str) -> bool:
@@ -156,7 +189,7 @@ def _joined_dir_name(model: _PackagedModel, cache_dir: Path) -> Path:
 def _joined_model_dir(model: _PackagedModel, cache_dir: Path) -> Path:
     target = _joined_dir_name(model, Path(cache_dir))
     chunks = _chunks(model)
-    expected_size = sum(chunk.size or Path(chunk.locate()).stat().st_size for chunk in chunks)
+    expected_size = sum(_file_size(chunk) for chunk in chunks)
     if _complete(target, expected_size):
         return target
     target.parent.mkdir(parents=True, exist_ok=True)

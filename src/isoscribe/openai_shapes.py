@@ -1,10 +1,11 @@
 """Transcripts in OpenAI's response shapes, built on the ``openai`` package's own types.
 
 json → ``Transcription``; verbose_json → ``TranscriptionVerbose`` with segments and/or words as
-``timestamp_granularities`` asks; diarized_json → ``TranscriptionDiarized`` with speakers ``A``, ``B`` …
-(or the names known speakers were given). The same labels (isoscribe's diarization extension) ride along
-as an extra ``speaker`` field on segments and words in verbose_json, which also carries ``task`` and
-``usage``. The text formats and the registry of all formats are in ``isoscribe.formats``.
+``timestamp_granularities`` asks; diarized_json → ``TranscriptionDiarized``. Speakers carry the one label
+scheme of every format: the name when known (a known speaker, or renamed), else ``SPEAKER_00``,
+``SPEAKER_01`` … in order of first appearance. The same labels (isoscribe's diarization extension) ride
+along as an extra ``speaker`` field on segments and words in verbose_json, which also carries ``task``
+and ``usage``. The text formats and the registry of all formats are in ``isoscribe.formats``.
 
 Log-probabilities (``include[]=logprobs``) are per word, not per token: the natural log of
 faster-whisper's word probability, which is the mean of the probabilities of the word's tokens.
@@ -42,8 +43,8 @@ __all__ = [
 ]
 
 Granularity = Literal["word", "segment"]
-_DIARIZER_LABEL = "SPEAKER_"
-"""Prefix of the diarizer's own labels; other labels are names given by the client."""
+UNKNOWN_SPEAKER = "UNKNOWN"
+"""diarized_json's label for a segment no speaker turn covers (RTTM's word for it too)."""
 
 
 def transcription_json(transcript: Transcript, with_logprobs: bool = False) -> dict[str, Any]:
@@ -90,32 +91,17 @@ def diarized_segment(segment: Segment, labels: dict[str, str]) -> TranscriptionD
         id=f"seg_{segment.id}",
         start=segment.start,
         end=segment.end,
-        speaker=labels.get(segment.speaker or "", "A"),
+        speaker=labels.get(segment.speaker or "", UNKNOWN_SPEAKER),
         text=segment.text,
         type="transcript.text.segment",
     )
 
 
 def speaker_labels(transcript: Transcript) -> dict[str, str]:
-    """OpenAI's speaker labels: the diarizer's SPEAKER_00, SPEAKER_01 … become A, B … in order of
-    first appearance; a name (a known speaker) stays as it is."""
-    labels: dict[str, str] = {}
-    for speaker in transcript.speakers:
-        if speaker.startswith(_DIARIZER_LABEL):
-            labels[speaker] = _letters(sum(1 for label in labels if label.startswith(_DIARIZER_LABEL)))
-        else:
-            labels[speaker] = speaker
-    return labels
-
-
-def _letters(index: int) -> str:
-    """0 → A, 25 → Z, 26 → AA."""
-    name = ""
-    index += 1
-    while index:
-        index, rest = divmod(index - 1, 26)
-        name = chr(ord("A") + rest) + name
-    return name
+    """Each speaker's label in the API: the one scheme of every format, so the label a client reads is
+    the one it renames (PATCH /v1/jobs/{id}/speakers) and the one the files show (issue 23 dropped
+    OpenAI-style letters A, B …)."""
+    return {speaker: speaker for speaker in transcript.speakers}
 
 
 def logprobs(segments: list[Segment]) -> list[Logprob]:

@@ -1,4 +1,8 @@
-"""Output writers: json, txt, srt, vtt, tsv, rttm and summary.md.
+"""Output writers: json, txt, srt, vtt, tsv, rttm and summary.md (DOCX and PDF: ``isoscribe.exports``).
+
+Speakers carry one label scheme everywhere: the name when known (renamed, or a known speaker), else the
+diarizer's ``SPEAKER_00``, ``SPEAKER_01`` …; each format escapes it for its syntax (one line in SRT/TXT,
+no tabs in TSV, no whitespace in an RTTM field, entities in a VTT voice tag).
 
 One function per format returns the text; the registry ``isoscribe.formats`` says which format is which
 writer and where it is allowed. ``write_outputs`` writes the chosen formats atomically (temp file + rename), so a reader never sees a
@@ -114,8 +118,9 @@ def to_tsv(transcript: Transcript) -> str:
 
 
 def to_rttm(transcript: Transcript) -> str:
-    """NIST RTTM from the speaker turns; without diarization, segments labelled with their speaker or UNKNOWN."""
-    uri = re.sub(r"\s+", "_", Path(transcript.source).stem or "audio")
+    """NIST RTTM from the speaker turns; without diarization, segments labelled with their speaker or UNKNOWN.
+    The file id is the source's name without its extension, in letters, digits, ``.``, ``_`` and ``-``."""
+    uri = re.sub(r"[^\w.-]+", "_", Path(transcript.source).stem).strip("_") or "audio"
     spans: Iterable[tuple[float, float, str]]
     if transcript.speaker_turns:
         spans = ((t.start, t.end, t.speaker) for t in transcript.speaker_turns)
@@ -162,10 +167,10 @@ def write_outputs(
         fmt = find(name, "batch")
         if fmt.needs_summary and summary is None:
             continue
-        text = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}", subtitles=subtitles))
-        assert isinstance(text, str)
+        body = fmt.render(transcript, summary, RenderContext(title=f"Summary of {stem}", subtitles=subtitles))
+        assert isinstance(body, (str, bytes))
         path = output_path(out_dir, stem, name)
-        write_atomic(path, text)
+        write_atomic(path, body)
         written[name] = path
     return written
 

@@ -102,6 +102,8 @@ def _widest(lines: tuple[str, ...], first_indent: int) -> int:
 def _timed_words(segment: Segment) -> list[Word]:
     """The segment's words with their times; without word timestamps, times spread over the segment by length."""
     words = [word for word in segment.words if word.text.strip()]
+    if words and not _same_text(words, segment.text):
+        words = _glued(words)
     if words and _same_text(words, segment.text):
         return [Word(w.start, w.end, w.text.strip(), w.probability, w.speaker or segment.speaker) for w in words]
     tokens = segment.text.split()
@@ -113,6 +115,19 @@ def _timed_words(segment: Segment) -> list[Word]:
         timed.append(Word(clock, clock + duration, token, 1.0, segment.speaker))
         clock += duration
     return timed
+
+
+def _glued(words: list[Word]) -> list[Word]:
+    """Whisper's words as the text spells them: a piece without a leading space ("10" then "%") joins the word
+    before it, so that a segment saying "10%" keeps its word times and speakers."""
+    glued = [words[0]]
+    for word in words[1:]:
+        if word.text[:1].isspace():
+            glued.append(word)
+        else:
+            last = glued[-1]
+            glued[-1] = Word(last.start, word.end, last.text + word.text, min(last.probability, word.probability), last.speaker)
+    return glued
 
 
 def _same_text(words: list[Word], text: str) -> bool:

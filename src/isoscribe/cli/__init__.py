@@ -26,6 +26,7 @@ _HANDLERS = {
     "tune": "isoscribe.cli.tune:tune_command",
     "bench": "isoscribe.benchmarks:bench_command",
     "demo": "isoscribe.demo:demo_command",
+    "models": "isoscribe.cli.models:models_command",
 }
 
 

@@ -76,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--quick", action="store_true")
     bench.add_argument("--results-dir", type=Path, default=Path("bench/results"))
 
+    models = commands.add_parser("models", help="the Whisper models installed here: name, where from, size")
+    models.add_argument("--json", action="store_true", help="one JSON list instead of a table")
+
     demo = commands.add_parser("demo", help="make the two-voice demo dialogue and run the batch on it")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     return parser

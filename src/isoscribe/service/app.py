@@ -19,7 +19,7 @@ from isoscribe.service.edge import EdgeGuard
 from isoscribe.service.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
 from isoscribe.service.metrics import LatencyMiddleware
 from isoscribe.service.realtime import RealtimeSessions
-from isoscribe.service.routers import health, jobs, realtime, transcriptions
+from isoscribe.service.routers import health, jobs, models, realtime, transcriptions
 from isoscribe.service.routers.web import add_web_page
 
 __all__ = ["create_app"]
@@ -56,6 +56,7 @@ def create_app(settings: Settings, executor: StageExecutor | None = None) -> Fas
     app.add_middleware(EdgeGuard, settings=settings, keys=service.keys)  # outermost: before CORS and routes
     app.include_router(health.router)
     app.include_router(transcriptions.router, dependencies=[Depends(require_api_key)])
+    app.include_router(models.router, dependencies=[Depends(require_api_key)])
     app.include_router(jobs.router, dependencies=[Depends(require_api_key)])
     app.include_router(realtime.router)  # authenticates in the handshake: see routers/realtime.py
     add_web_page(app)

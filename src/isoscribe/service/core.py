@@ -21,6 +21,7 @@ from isoscribe.service.admission import Upload, delete_files
 from isoscribe.service.auth import Caller, KeyRing
 from isoscribe.service.execution import PipelineRunner, QueueFull, build_executor
 from isoscribe.service.job_expiry import expire_jobs_forever, job_files
+from isoscribe.service.job_edits import conflict
 from isoscribe.service.job_loops import JobLoops
 from isoscribe.service.job_store import Job, JobOptions, JobStore
 from isoscribe.service.known_speakers import check_references, save_references
@@ -259,7 +260,8 @@ class Service:
         log_event(logger, "job_deleted", id=job_id)
 
     async def rename_speakers(self, job_id: str, names: dict[str, str], caller: Caller) -> Job:
-        """Rename speakers in the stored transcript and summary; 400 for a label the transcript lacks."""
+        """Rename speakers in the latest transcript and the summary, as the next revision; 400 for a label the
+        transcript lacks, 409 when another edit came first."""
         job = await self.get_job(job_id, caller)
         if job.status != "succeeded" or job.transcript is None:
             raise ApiError(409, f"job {job_id} is {job.status}, it has no transcript", code="job_not_finished")
@@ -269,10 +271,12 @@ class Service:
             raise ApiError(400, f"no speaker {', '.join(unknown)} in this transcript", code="unknown_speaker")
         rename_speakers(transcript, names)
         summary = rename_summary_speakers(Summary.from_dict(job.summary), names) if job.summary else None
-        await self._store(
-            self.store.replace_result, job_id, transcript.to_dict(), summary.to_dict() if summary else None
+        revision = await self._store(
+            self.store.add_revision, job_id, job.revision, transcript.to_dict(), summary.to_dict() if summary else None
         )
-        log_event(logger, "job_speakers_renamed", id=job_id, count=len(names))
+        if revision is None:
+            raise conflict(job, job.revision)
+        log_event(logger, "job_speakers_renamed", id=job_id, count=len(names), revision=revision)
         return await self.get_job(job_id, caller)
 
     async def get_job(self, job_id: str, caller: Caller) -> Job:

@@ -21,7 +21,7 @@ from isoscribe.isolation import WorkerPool
 from isoscribe.logs import log_event
 from isoscribe.pipeline import Event, FilePipeline, Listener, Policy, StageFinished, StageStarted, stage_specs
 
-__all__ = ["QueueFull", "PipelineRunner", "build_executor", "speech_pool", "add_model_pool"]
+__all__ = ["QueueFull", "PipelineRunner", "build_executor", "speech_pool", "add_model_pool", "model_stage"]
 
 logger = logging.getLogger("isoscribe.service")
 
@@ -62,13 +62,21 @@ def speech_pool(settings: Settings, size: int, prespawn: bool | None = None) -> 
     return _pool(stage_specs(settings)["speech"], size, prespawn, settings)
 
 
+def model_stage(model: str) -> str:
+    """The executor stage of a model other than the configured one (that one's stage is "speech")."""
+    return f"speech:{model}"
+
+
 def add_model_pool(executor: PooledExecutor, settings: Settings, model: str) -> str:
-    """The stage name serving ``model``: a one-worker pool made on its first task, recycled when idle."""
-    stage = f"speech:{model}"
+    """The stage name serving ``model``: a one-worker pool made on its first task or load, shut down
+    (its worker ended) after ``service.idle_ttl_s`` without a task."""
+    stage = model_stage(model)
     if stage not in executor.factories:
         model_settings = settings.model_copy(deep=True)
         model_settings.asr.model = model
-        executor.factories[stage] = lambda: speech_pool(model_settings, 1, prespawn=False)
+        executor.factories[stage] = lambda: speech_pool(model_settings, 1, prespawn=True)
+        if settings.service.idle_ttl_s is not None:
+            executor.unload_when_idle(stage, settings.service.idle_ttl_s)
         log_event(logger, "model_pool_added", model=model)
     return stage
 

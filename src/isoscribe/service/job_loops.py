@@ -22,8 +22,9 @@ from isoscribe.backoff import Backoff
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
-from isoscribe.pipeline import Event, PipelineError, Probed, ProgressTracker, StageFinished
+from isoscribe.pipeline import PipelineError, ProgressTracker
 from isoscribe.service.execution import PipelineRunner
+from isoscribe.service.job_progress import JobProgress, model_loading
 from isoscribe.service.job_store import Job, JobStore
 from isoscribe.service.job_view import job_status
 from isoscribe.service.policy import service_policy
@@ -120,8 +121,12 @@ class JobLoops:
         log_event(logger, "job_started", id=job.id, attempt=job.attempts)
         known = tuple(KnownSpeaker(name, path) for name, path in options.known_speakers.items())
         request = replace(service_speech_request(self.settings, audio_path, options), known_speakers=known)
-        policy = service_policy(self.settings, self.stage_for_model(options.model), summarize=options.summarize)
-        listener = _JobProgress(self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize))
+        stage = self.stage_for_model(options.model)
+        policy = service_policy(self.settings, stage, summarize=options.summarize)
+        listener = JobProgress(
+            self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize),
+            loading=lambda: model_loading(self.pipelines.executor, stage),
+        )
         pipeline = self.pipelines.pipeline(policy, listener)
         try:
             result = await self.pipelines.run(pipeline, lambda: pipeline.run(request))
@@ -179,24 +184,3 @@ class JobLoops:
                 log_event(logger, "job_store_reachable")
             self.store_reachable = True
             return value
-
-
-class _JobProgress:
-    """Pipeline events into the job record: progress and stage as they move, stage timings for the result."""
-
-    def __init__(self, store: JobStore, job_id: str, timings: dict[str, float], tracker: ProgressTracker) -> None:
-        self.store = store
-        self.job_id = job_id
-        self.timings = timings
-        self.tracker = tracker
-
-    def __call__(self, event: Event) -> None:
-        if isinstance(event, Probed):
-            self.timings["audio_duration_s"] = round(event.duration_s, 3)
-        elif isinstance(event, StageFinished) and event.error is None and event.stage in ("speech", "summary"):
-            self.timings[f"{event.stage}_s"] = round(event.wall_s, 3)
-        if self.tracker.update(event) and self.tracker.stage != "done":
-            tracker = self.tracker
-            self.store.set_progress(
-                self.job_id, tracker.fraction, tracker.stage, round(tracker.audio_done_s, 3), tracker.audio_total_s
-            )

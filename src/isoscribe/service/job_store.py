@@ -2,6 +2,11 @@
 
 A job is queued, running, then succeeded, failed or cancelled. On start the server calls
 ``requeue_running``: a job that was running when the server stopped runs again.
+
+A succeeded job's transcript can be edited: each edit (and each speaker rename) is a new revision. The job
+row holds the latest; revision 0, the model's output, is copied into ``revisions`` on the first edit, and
+the newest ``KEPT_REVISIONS`` after it are kept. While a job runs, its segments are kept as they arrive
+(``partial_segments``) for the events feed.
 """
 
 from __future__ import annotations
@@ -11,15 +16,19 @@ import sqlite3
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from isoscribe.service.transcription import SpeechOptions
+from isoscribe.service.job_types import (
+    KEPT_REVISIONS,
+    TERMINAL_STATUSES,
+    Job,
+    JobOptions,
+    Revision,
+    transcript_facts,
+)
 
-__all__ = ["Job", "JobOptions", "JobStore", "TERMINAL_STATUSES"]
-
-TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
+__all__ = ["Job", "JobOptions", "JobStore", "Revision", "TERMINAL_STATUSES", "KEPT_REVISIONS", "transcript_facts"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -41,64 +50,39 @@ CREATE TABLE IF NOT EXISTS jobs (
     summary TEXT,
     audio_duration_s REAL,
     audio_done_s REAL,
-    api_key_id TEXT NOT NULL DEFAULT ''
+    api_key_id TEXT NOT NULL DEFAULT '',
+    revision INTEGER NOT NULL DEFAULT 0,
+    languages TEXT NOT NULL DEFAULT '[]',
+    speakers INTEGER,
+    expected_done_at REAL
 );
 CREATE INDEX IF NOT EXISTS jobs_status ON jobs (status, created_at);
+CREATE TABLE IF NOT EXISTS revisions (
+    job_id TEXT NOT NULL,
+    revision INTEGER NOT NULL,
+    created_at REAL NOT NULL,
+    segments INTEGER NOT NULL,
+    transcript TEXT NOT NULL,
+    PRIMARY KEY (job_id, revision)
+);
+CREATE TABLE IF NOT EXISTS partial_segments (
+    job_id TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    segment TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
 """
 _COLUMNS = (
     "id", "status", "created_at", "started_at", "finished_at", "progress", "stage", "attempts", "audio_path",
     "options", "webhook_url", "error_type", "error", "timings", "transcript", "summary", "audio_duration_s",
-    "audio_done_s", "api_key_id",
+    "audio_done_s", "api_key_id", "revision", "languages", "speakers", "expected_done_at",
 )
-
-
-@dataclass(frozen=True)
-class JobOptions(SpeechOptions):
-    """What the client asked for (its speech options and more); stored as JSON with the job."""
-
-    model: str = ""
-    summarize: bool = False
-    filename: str = ""
-    """The uploaded file's name as the client gave it (shown in the web page's job list)."""
-    known_speakers: dict[str, str] = field(default_factory=dict)
-    """Known speaker name → the server's path of its voice sample (deleted with the job's audio)."""
-
-    def to_json(self) -> str:
-        return json.dumps(self.__dict__)
-
-    @classmethod
-    def from_json(cls, text: str) -> JobOptions:
-        return cls(**json.loads(text))
-
-
-@dataclass
-class Job:
-    id: str
-    status: str
-    created_at: float
-    audio_path: str
-    options: JobOptions
-    started_at: float | None = None
-    finished_at: float | None = None
-    progress: float = 0.0
-    stage: str = ""
-    attempts: int = 0
-    webhook_url: str | None = None
-    error_type: str | None = None
-    error: str | None = None
-    timings: dict[str, float] = field(default_factory=dict)
-    transcript: dict[str, Any] | None = None
-    summary: dict[str, Any] | None = None
-    audio_duration_s: float | None = None
-    """Counted by the probe stage once the job runs."""
-    audio_done_s: float | None = None
-    """Seconds of audio transcribed so far."""
-    api_key_id: str = ""
-    """The id of the API key that made the job (``service.auth``); only that key and admin keys see it."""
-
-    @property
-    def done(self) -> bool:
-        return self.status in TERMINAL_STATUSES
+_ADDED_COLUMNS = {
+    "audio_duration_s": "REAL", "audio_done_s": "REAL", "api_key_id": "TEXT NOT NULL DEFAULT ''",
+    "revision": "INTEGER NOT NULL DEFAULT 0", "languages": "TEXT NOT NULL DEFAULT '[]'", "speakers": "INTEGER",
+    "expected_done_at": "REAL",
+}
+"""Columns a jobs database of an older version lacks, added in place."""
 
 
 class JobStore:
@@ -178,6 +162,8 @@ class JobStore:
 
     def delete(self, job_id: str) -> bool:
         with self._lock:
+            self._db.execute("DELETE FROM revisions WHERE job_id = ?", (job_id,))
+            self._db.execute("DELETE FROM partial_segments WHERE job_id = ?", (job_id,))
             return self._db.execute("DELETE FROM jobs WHERE id = ?", (job_id,)).rowcount == 1
 
     def claim_next(self, claim_id: str | None = None) -> Job | None:
@@ -202,15 +188,18 @@ class JobStore:
         stage: str,
         audio_done_s: float | None = None,
         audio_duration_s: float | None = None,
+        expected_done_at: float | None = None,
+        languages: list[str] | None = None,
     ) -> None:
         self._update(
-            job_id, "status = 'running'", progress=progress, stage=stage,
-            audio_done_s=audio_done_s, audio_duration_s=audio_duration_s,
+            job_id, "status = 'running'", progress=progress, stage=stage, audio_done_s=audio_done_s,
+            audio_duration_s=audio_duration_s, expected_done_at=expected_done_at, languages=json.dumps(languages or []),
         )
 
     def succeed(
         self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None, timings: dict[str, float]
     ) -> bool:
+        languages, speakers = transcript_facts(transcript)
         return self._update(
             job_id,
             "status = 'running'",
@@ -218,19 +207,85 @@ class JobStore:
             progress=1.0,
             stage="",
             finished_at=time.time(),
+            expected_done_at=None,
             timings=json.dumps(timings),
             transcript=json.dumps(transcript),
             summary=json.dumps(summary) if summary is not None else None,
+            languages=languages,
+            speakers=speakers,
         )
 
-    def replace_result(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None) -> bool:
-        """A corrected result (renamed speakers) of a job that succeeded."""
-        return self._update(
-            job_id,
-            "status = 'succeeded'",
-            transcript=json.dumps(transcript),
-            summary=json.dumps(summary) if summary is not None else None,
-        )
+    def add_revision(
+        self, job_id: str, base_revision: int, transcript: dict[str, Any], summary: dict[str, Any] | None = None
+    ) -> int | None:
+        """``transcript`` as the succeeded job's next revision (``summary`` too, unless None); the new number, or
+        None when ``base_revision`` is not the latest (or the job has no result)."""
+        languages, speakers = transcript_facts(transcript)
+        with self._lock:
+            row = self._db.execute(
+                "SELECT revision, transcript, finished_at FROM jobs WHERE id = ? AND status = 'succeeded'", (job_id,)
+            ).fetchone()
+            if row is None or row["revision"] != base_revision:
+                return None
+            new = base_revision + 1
+            self._db.execute("BEGIN")
+            try:
+                if base_revision == 0:
+                    original = row["transcript"]
+                    self._db.execute(
+                        "INSERT OR IGNORE INTO revisions VALUES (?,0,?,?,?)",
+                        (job_id, row["finished_at"] or time.time(), len(json.loads(original).get("segments", [])), original),
+                    )
+                text = json.dumps(transcript)
+                self._db.execute(
+                    "INSERT INTO revisions VALUES (?,?,?,?,?)",
+                    (job_id, new, time.time(), len(transcript.get("segments", [])), text),
+                )
+                self._db.execute(
+                    "UPDATE jobs SET transcript = ?, revision = ?, languages = ?, speakers = ?, "
+                    "summary = COALESCE(?, summary) WHERE id = ?",
+                    (text, new, languages, speakers, json.dumps(summary) if summary is not None else None, job_id),
+                )
+                self._db.execute(
+                    "DELETE FROM revisions WHERE job_id = ? AND revision > 0 AND revision <= ?",
+                    (job_id, new - KEPT_REVISIONS),
+                )
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return new
+
+    def revisions(self, job_id: str) -> list[Revision]:
+        """The revisions kept of an edited job, oldest first; empty before the first edit."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT revision, created_at, segments FROM revisions WHERE job_id = ? ORDER BY revision", (job_id,)
+            ).fetchall()
+        return [Revision(*row) for row in rows]
+
+    def transcript_at(self, job_id: str, revision: int) -> dict[str, Any] | None:
+        """A kept revision's transcript; None when it is not kept (before the first edit: see ``Job.transcript``)."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT transcript FROM revisions WHERE job_id = ? AND revision = ?", (job_id, revision)
+            ).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def add_partial_segment(self, job_id: str, index: int, segment: dict[str, Any]) -> None:
+        """Segment ``index`` of a running job; one that is there already (a retried stage) is kept as it was."""
+        with self._lock:
+            self._db.execute(
+                "INSERT OR IGNORE INTO partial_segments VALUES (?,?,?)", (job_id, index, json.dumps(segment))
+            )
+
+    def partial_segments(self, job_id: str, start: int = 0) -> list[dict[str, Any]]:
+        """The segments of the job from number ``start`` on, as they arrived while it ran."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT segment FROM partial_segments WHERE job_id = ? AND seq >= ? ORDER BY seq", (job_id, start)
+            ).fetchall()
+        return [json.loads(row[0]) for row in rows]
 
     def fail(self, job_id: str, error_type: str, error: str, timings: dict[str, float]) -> bool:
         return self._update(
@@ -238,6 +293,7 @@ class JobStore:
             "status = 'running'",
             status="failed",
             finished_at=time.time(),
+            expected_done_at=None,
             error_type=error_type,
             error=error,
             timings=json.dumps(timings),
@@ -246,7 +302,8 @@ class JobStore:
     def cancel(self, job_id: str) -> bool:
         """Cancel a job that has not finished; False when it already had."""
         return self._update(
-            job_id, "status IN ('queued', 'running')", status="cancelled", finished_at=time.time(), stage=""
+            job_id, "status IN ('queued', 'running')", status="cancelled", finished_at=time.time(), stage="",
+            expected_done_at=None,
         )
 
     def requeue(self, job_id: str) -> bool:
@@ -291,14 +348,15 @@ def _to_job(row: sqlite3.Row) -> Job:
         audio_duration_s=row["audio_duration_s"],
         audio_done_s=row["audio_done_s"],
         api_key_id=row["api_key_id"],
+        revision=row["revision"],
+        languages=json.loads(row["languages"] or "[]"),
+        speakers=row["speakers"],
+        expected_done_at=row["expected_done_at"],
     )
 
 
 def _add_missing_columns(db: sqlite3.Connection) -> None:
-    """A jobs database from an older version lacks the progress and key columns; add them in place."""
     present = {row[1] for row in db.execute("PRAGMA table_info(jobs)")}
-    for column in ("audio_duration_s", "audio_done_s"):
+    for column, kind in _ADDED_COLUMNS.items():
         if column not in present:
-            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} REAL")
-    if "api_key_id" not in present:
-        db.execute("ALTER TABLE jobs ADD COLUMN api_key_id TEXT NOT NULL DEFAULT ''")
+            db.execute(f"ALTER TABLE jobs ADD COLUMN {column} {kind}")

@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 from isoscribe.config import Settings
 from isoscribe.distributed.app import REDIS_TIMEOUTS
 from isoscribe.logs import log_event
-from isoscribe.service.job_store import Job, JobOptions
+from isoscribe.service.job_store import KEPT_REVISIONS, Job, JobOptions, Revision, transcript_facts
 
 __all__ = ["RedisJobStore"]
 
@@ -81,11 +81,42 @@ end
 return requeued
 """
 
-_JSON_JOB_FIELDS = ("timings", "transcript", "summary")
-_FLOAT_JOB_FIELDS = ("created_at", "started_at", "finished_at", "progress", "audio_duration_s", "audio_done_s")
+_ADD_REVISION = """
+local key, revs, meta = KEYS[1], KEYS[2], KEYS[3]
+if redis.call('HGET', key, 'status') ~= 'succeeded' then return false end
+local current = tonumber(redis.call('HGET', key, 'revision') or '0')
+if current ~= tonumber(ARGV[1]) then return false end
+if current == 0 and redis.call('HEXISTS', meta, '0') == 0 then
+  redis.call('HSET', revs, '0', redis.call('HGET', key, 'transcript'))
+  redis.call('HSET', meta, '0', ARGV[4])
+end
+local new = tostring(current + 1)
+redis.call('HSET', revs, new, ARGV[2])
+redis.call('HSET', meta, new, ARGV[3])
+redis.call('HSET', key, 'transcript', ARGV[2], 'revision', new, 'languages', ARGV[6])
+if ARGV[7] == '' then redis.call('HDEL', key, 'speakers') else redis.call('HSET', key, 'speakers', ARGV[7]) end
+if ARGV[5] ~= '' then redis.call('HSET', key, 'summary', ARGV[5]) end
+local dropped = tostring(current + 1 - tonumber(ARGV[8]))
+if tonumber(dropped) > 0 then
+  redis.call('HDEL', revs, dropped)
+  redis.call('HDEL', meta, dropped)
+end
+return new
+"""
+"""The next revision of a succeeded job whose revision is ARGV[1]; revision 0 is kept on the first edit."""
+
+_ADD_PARTIAL = """
+if redis.call('LLEN', KEYS[1]) == tonumber(ARGV[1]) then redis.call('RPUSH', KEYS[1], ARGV[2]) end
+"""
+"""Segment number ARGV[1] of a running job, unless a retried stage sent it already."""
+
+_JSON_JOB_FIELDS = ("timings", "transcript", "summary", "languages")
+_FLOAT_JOB_FIELDS = (
+    "created_at", "started_at", "finished_at", "progress", "audio_duration_s", "audio_done_s", "expected_done_at",
+)
 _LISTED_JOB_FIELDS = (
     "id", "status", "audio_path", "stage", *_FLOAT_JOB_FIELDS, "timings", "attempts", "options", "webhook_url",
-    "error_type", "error", "api_key_id",
+    "error_type", "error", "api_key_id", "revision", "languages", "speakers",
 )
 """A listed job's fields: all but its transcript and summary."""
 
@@ -107,6 +138,8 @@ class RedisJobStore:
         self._update = self._redis.register_script(_UPDATE_JOB)
         self._claim = self._redis.register_script(_CLAIM_JOB)
         self._requeue_orphans = self._redis.register_script(_REQUEUE_ORPHANS)
+        self._add_revision = self._redis.register_script(_ADD_REVISION)
+        self._add_partial = self._redis.register_script(_ADD_PARTIAL)
         self._closed = threading.Event()
         self._beat()
         self._heartbeat = threading.Thread(target=self._beat_loop, name="job-store-heartbeat", daemon=True)
@@ -178,6 +211,7 @@ class RedisJobStore:
     def delete(self, job_id: str) -> bool:
         pipe = self._redis.pipeline()
         pipe.delete(self._job_key(job_id))
+        pipe.delete(*self._revision_keys(job_id), self._partial_key(job_id))
         for status in _JOB_STATUSES:
             pipe.srem(f"{self.prefix}status:{status}", job_id)
         pipe.zrem(f"{self.prefix}queued", job_id)
@@ -199,34 +233,70 @@ class RedisJobStore:
         stage: str,
         audio_done_s: float | None = None,
         audio_duration_s: float | None = None,
+        expected_done_at: float | None = None,
+        languages: list[str] | None = None,
     ) -> None:
         self._set(
-            job_id, "running", progress=progress, stage=stage,
-            audio_done_s=audio_done_s, audio_duration_s=audio_duration_s,
+            job_id, "running", progress=progress, stage=stage, audio_done_s=audio_done_s,
+            audio_duration_s=audio_duration_s, expected_done_at=expected_done_at, languages=json.dumps(languages or []),
         )
 
     def succeed(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None, timings: dict[str, float]) -> bool:
+        languages, speakers = transcript_facts(transcript)
         return self._set(
             job_id, "running", status="succeeded", progress=1.0, stage="", finished_at=time.time(),
-            timings=json.dumps(timings), transcript=json.dumps(transcript),
-            summary=json.dumps(summary) if summary is not None else None,
+            expected_done_at=None, timings=json.dumps(timings), transcript=json.dumps(transcript),
+            summary=json.dumps(summary) if summary is not None else None, languages=languages, speakers=speakers,
         )
 
-    def replace_result(self, job_id: str, transcript: dict[str, Any], summary: dict[str, Any] | None) -> bool:
-        """A corrected result (renamed speakers) of a job that succeeded."""
-        return self._set(
-            job_id, "succeeded", transcript=json.dumps(transcript),
-            summary=json.dumps(summary) if summary is not None else None,
+    def add_revision(
+        self, job_id: str, base_revision: int, transcript: dict[str, Any], summary: dict[str, Any] | None = None
+    ) -> int | None:
+        """``transcript`` as the succeeded job's next revision (``summary`` too, unless None); the new number, or
+        None when ``base_revision`` is not the latest (or the job has no result)."""
+        languages, speakers = transcript_facts(transcript)
+        original = {"created_at": time.time(), "segments": 0}
+        if base_revision == 0 and (job := self.get(job_id)) is not None and job.transcript is not None:
+            original = {"created_at": job.finished_at or time.time(), "segments": len(job.transcript.get("segments", []))}
+        new_meta = {"created_at": time.time(), "segments": len(transcript.get("segments", []))}
+        new = self._add_revision(
+            keys=[self._job_key(job_id), *self._revision_keys(job_id)],
+            args=[base_revision, json.dumps(transcript), json.dumps(new_meta), json.dumps(original),
+                  json.dumps(summary) if summary is not None else "", languages,
+                  "" if speakers is None else speakers, KEPT_REVISIONS],
         )
+        return int(new) if new else None
+
+    def revisions(self, job_id: str) -> list[Revision]:
+        """The revisions kept of an edited job, oldest first; empty before the first edit."""
+        kept = self._redis.hgetall(self._revision_keys(job_id)[1])
+        return sorted(
+            (Revision(int(number), **json.loads(meta)) for number, meta in kept.items()), key=lambda r: r.revision
+        )
+
+    def transcript_at(self, job_id: str, revision: int) -> dict[str, Any] | None:
+        """A kept revision's transcript; None when it is not kept (before the first edit: see ``Job.transcript``)."""
+        text = self._redis.hget(self._revision_keys(job_id)[0], str(revision))
+        return json.loads(text) if text else None
+
+    def add_partial_segment(self, job_id: str, index: int, segment: dict[str, Any]) -> None:
+        """Segment ``index`` of a running job; one that is there already (a retried stage) is kept as it was."""
+        self._add_partial(keys=[self._partial_key(job_id)], args=[index, json.dumps(segment)])
+
+    def partial_segments(self, job_id: str, start: int = 0) -> list[dict[str, Any]]:
+        """The segments of the job from number ``start`` on, as they arrived while it ran."""
+        return [json.loads(text) for text in self._redis.lrange(self._partial_key(job_id), start, -1)]
 
     def fail(self, job_id: str, error_type: str, error: str, timings: dict[str, float]) -> bool:
         return self._set(
             job_id, "running", status="failed", finished_at=time.time(), error_type=error_type, error=error,
-            timings=json.dumps(timings),
+            timings=json.dumps(timings), expected_done_at=None,
         )
 
     def cancel(self, job_id: str) -> bool:
-        return self._set(job_id, "queued,running", status="cancelled", finished_at=time.time(), stage="")
+        return self._set(
+            job_id, "queued,running", status="cancelled", finished_at=time.time(), stage="", expected_done_at=None
+        )
 
     def requeue(self, job_id: str) -> bool:
         return self._set(job_id, "running", status="queued", progress=0.0, stage="")
@@ -243,6 +313,13 @@ class RedisJobStore:
 
     def _job_key(self, job_id: str) -> str:
         return f"{self.prefix}job:{job_id}"
+
+    def _revision_keys(self, job_id: str) -> tuple[str, str]:
+        """The hashes of a job's kept revisions: number → transcript, number → created_at and segment count."""
+        return f"{self.prefix}revisions:{job_id}", f"{self.prefix}revision-meta:{job_id}"
+
+    def _partial_key(self, job_id: str) -> str:
+        return f"{self.prefix}partial:{job_id}"
 
     @property
     def _owner_key(self) -> str:
@@ -268,6 +345,8 @@ def _to_job(data: dict[str, str]) -> Job:
         if name in data:
             values[name] = json.loads(data[name])
     values["attempts"] = int(data.get("attempts", 0))
+    values["revision"] = int(data.get("revision", 0))
+    values["speakers"] = int(data["speakers"]) if data.get("speakers") else None
     values["options"] = JobOptions.from_json(data["options"])
     values["webhook_url"] = data.get("webhook_url")
     values["error_type"] = data.get("error_type")

@@ -5,11 +5,12 @@ Server paths (the audio, the voice samples) never appear: a known speaker is sho
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from isoscribe.service.job_store import Job, JobOptions
 
-__all__ = ["job_status", "public_options"]
+__all__ = ["job_status", "public_options", "eta_s"]
 
 
 def job_status(job: Job) -> dict[str, Any]:
@@ -22,6 +23,11 @@ def job_status(job: Job) -> dict[str, Any]:
         "stage": job.stage or None,
         "audio_duration_s": job.audio_duration_s,
         "audio_done_s": job.audio_done_s,
+        "eta_s": eta_s(job),
+        "languages": job.languages,
+        "speakers": job.speakers,
+        "revision": job.revision,
+        "filename": job.options.filename,
         "attempts": job.attempts,
         "created_at": job.created_at,
         "started_at": job.started_at,
@@ -30,6 +36,13 @@ def job_status(job: Job) -> dict[str, Any]:
         "error": error,
         "options": public_options(job.options),
     }
+
+
+def eta_s(job: Job) -> float | None:
+    """Seconds until a running job should be done (see ``service.job_progress``); None until known."""
+    if job.status != "running" or job.expected_done_at is None:
+        return None
+    return max(0.0, round(job.expected_done_at - time.time(), 1))
 
 
 def public_options(options: JobOptions) -> dict[str, Any]:

@@ -1,18 +1,25 @@
 """Which model a request runs on: the names the service offers (``whisper-1`` and the installed models),
 the model ``whisper-1`` means for a task, the executor stage serving a model (another model gets a pool of
-its own on its first request), and the 400s for a model or language it cannot serve."""
+its own on its first request), and the 400s for a model or language it cannot serve. Also what each
+model is (installed, where from, size) and whether it is loaded (its workers and their memory), and
+loading or unloading a model's pool on request."""
 
 from __future__ import annotations
 
+import logging
+from dataclasses import asdict
 from typing import Any
 
 from isoscribe.config import Settings
 from isoscribe.executors import PooledExecutor, StageExecutor
-from isoscribe.models import available_models, cannot_translate
+from isoscribe.logs import log_event
+from isoscribe.models import available_models, cannot_translate, model_info
 from isoscribe.service.errors import ApiError
-from isoscribe.service.execution import add_model_pool
+from isoscribe.service.execution import add_model_pool, model_stage
 
 __all__ = ["ModelRouter", "MODEL_ALIAS"]
+
+logger = logging.getLogger("isoscribe.service")
 
 MODEL_ALIAS = "whisper-1"
 """OpenAI's model name; served by the configured default model."""
@@ -27,9 +34,55 @@ class ModelRouter:
         """Model → why it cannot translate (it is English-only), or None: asked once per model."""
 
     def describe(self, model_id: str) -> dict[str, Any]:
+        """OpenAI's model object, plus what the model is and whether it is loaded: its workers (pid, state,
+        RSS of the worker's process tree, tasks done) and their RSS summed; 404 for a model not served."""
         if model_id not in self.ids():
             raise ApiError(404, f"no model {model_id!r} (see GET /v1/models)", code="model_not_found")
-        return {"id": model_id, "object": "model", "created": 0, "owned_by": "isoscribe"}
+        model = self.served(model_id)
+        info = model_info(model, self.settings.asr.model_cache_dir)
+        pool = self.executor.loaded(self._stage(model)) if isinstance(self.executor, PooledExecutor) else None
+        workers = [
+            {**asdict(worker), "rss_mb": round(worker.rss_mb, 1), "age_s": round(worker.age_s, 1)}
+            for worker in (pool.stats().workers if pool is not None else [])
+        ]
+        return {
+            "id": model_id, "object": "model", "created": 0, "owned_by": "isoscribe",
+            "model": model,
+            "installed": info is not None and info.installed,
+            "source": info.source if info else None,
+            "size_bytes": info.size_bytes if info else None,
+            "english_only": info.english_only if info else None,
+            "loaded": bool(workers),
+            "workers": workers,
+            "rss_mb": round(sum(worker["rss_mb"] for worker in workers), 1) if workers else 0.0,
+        }
+
+    def load(self, model_id: str) -> dict[str, Any]:
+        """Start the model's pool and wait for its workers to load (blocking: call off the event loop)."""
+        stage = self._managed_stage(model_id)
+        if stage == "speech" and not self.settings.isolation.prespawn:
+            raise ApiError(
+                409, f"model {model_id!r} loads on its first task here (isolation.prespawn is off)",
+                code="model_loads_on_demand",
+            )
+        if not self.executor.load(stage, self.settings.isolation.load_timeout_s):
+            raise ApiError(500, f"model {model_id!r} did not load", type="server_error", code="model_load_failed")
+        log_event(logger, "model_loaded", model=model_id, stage=stage)
+        return self.describe(model_id)
+
+    def unload(self, model_id: str) -> dict[str, Any]:
+        """End the model's worker processes (blocking); 409 while tasks of it are queued or running.
+        A later request or load starts it again."""
+        stage = self._managed_stage(model_id)
+        busy = self.executor.in_flight(stage)
+        if busy:
+            raise ApiError(
+                409, f"model {model_id!r} has {busy} task(s) queued or running; unload it when they finish",
+                code="model_busy",
+            )
+        self.executor.release(stage)
+        log_event(logger, "model_unloaded", model=model_id, stage=stage)
+        return self.describe(model_id)
 
     def ids(self) -> list[str]:
         installed = [m.name for m in available_models(self.settings.asr.model_cache_dir) if m.installed]
@@ -68,9 +121,8 @@ class ModelRouter:
         if model in (MODEL_ALIAS, self.settings.asr.model):
             return "speech"
         ids = self.ids()
-        can_add = self.owns_executor and isinstance(self.executor, PooledExecutor)
-        if model not in ids or not can_add:
-            served = ids if can_add else [MODEL_ALIAS, self.settings.asr.model]
+        if model not in ids or not self._can_manage():
+            served = ids if self._can_manage() else [MODEL_ALIAS, self.settings.asr.model]
             raise ApiError(
                 400,
                 f"model {model!r} is not available; use one of: {', '.join(served)} (see GET /v1/models)",
@@ -78,6 +130,23 @@ class ModelRouter:
                 code="model_not_found",
             )
         return add_model_pool(self.executor, self.settings, model)
+
+    def _stage(self, model: str) -> str:
+        return "speech" if model == self.settings.asr.model else model_stage(model)
+
+    def _can_manage(self) -> bool:
+        """Pools are this service's own to add and end (not Celery's, nor an injected executor's)."""
+        return self.owns_executor and isinstance(self.executor, PooledExecutor)
+
+    def _managed_stage(self, model_id: str) -> str:
+        if model_id not in self.ids():
+            raise ApiError(404, f"no model {model_id!r} (see GET /v1/models)", code="model_not_found")
+        if not self._can_manage():
+            raise ApiError(
+                409, "models are loaded by the workers that serve them here (Celery, or the executor's owner)",
+                code="models_not_managed",
+            )
+        return self.stage_for(self.served(model_id))
 
     def _english_only(self, model: str) -> str | None:
         if model not in self._refusals:

@@ -47,6 +47,12 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
         log_level=settings.log_level,
         access_log=settings.log_level == "debug",
         timeout_graceful_shutdown=service.drain_timeout_s,
+        # Pings still go out every 20 s, but a late pong does not drop the WebSocket: a live session
+        # that stops reading the socket (its back-pressure) leaves the client's pong queued behind the
+        # audio it has not read yet, so the pong's delay measures the server's own backlog, not a dead
+        # client. A vanished client is still found: its unacknowledged pings end the TCP connection
+        # at the kernel's retransmission limit (about 15 min); a session also ends at its maximum length.
+        ws_ping_timeout=None,
     )
     server = _DrainingServer(config, app.state.service)
     # uvicorn re-raises the signal it caught once it has shut down; a drained server should exit 0,

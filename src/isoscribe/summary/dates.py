@@ -1,5 +1,6 @@
 """Deadlines as said: "by May 5th", "next Tuesday", "by the end of the week", "before the next meeting".
 
+"Next time I need to …" opens a condition, not a deadline.
 "May" is a month only where a modal verb cannot be: with a day ("May 5th", "the 5th of May") or
 after "by", "in", "until", "before" or "end of".
 """
@@ -30,7 +31,7 @@ _DUE = re.compile(
     rf"|\b{_BARE_MONTH}\b"
     rf"|\b(?:{_BY}\s+)?(?:the\s+)?end\s+of\s+(?:the\s+|this\s+|next\s+)?{_PERIOD}"
     rf"|\b(?:by|before|for|until)\s+(?:the\s+)?(?:next|following)\s+{_PERIOD}"
-    rf"|\b(?:{_BY}\s+)?(?:next|coming)\s+(?:{_PERIOD}|{_WEEKDAY}|time){_PART}"
+    rf"|\b(?:{_BY}\s+)?(?:next|coming)\s+(?:{_PERIOD}|{_WEEKDAY}|time(?!\s+(?:I|we|you|he|she|they)\b)){_PART}"
     rf"|\b(?:{_BY}\s+)?this\s+(?:{_TIME_PERIOD}|{_WEEKDAY}){_PART}"
     rf"|\b(?:{_BY}\s+)?{_WEEKDAY}{_PART}"
     rf"|\b(?:{_BY}\s+)?(?:today|tomorrow|tonight|the\s+day\s+after\s+tomorrow){_PART}"

@@ -16,21 +16,26 @@ QMSum val by ``isoscribe bench summary``.
 
 from __future__ import annotations
 
+import heapq
+import math
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 
 from isoscribe.summary.text import STOPWORDS, SpeakerSentence, stem, words_of
 from isoscribe.summary.types import SummarySentence, TimeRange
 
-__all__ = ["TranscriptIndex", "check_sentence", "numbers_in", "SPEAKER_SHARE_MIN"]
+__all__ = ["TranscriptIndex", "check_sentence", "numbers_in", "SPEAKER_RATIO_MIN"]
 
 PREFIX_LETTERS = 5
-SPEAKER_SHARE_MIN = 0.4
-"""Tuned on QMSum train: flags 10 % of the human sentences that name one participant, 64 % of swapped ones."""
+SPEAKER_RATIO_MIN = 0.85
+"""Tuned on QMSum train: the largest ratio that keeps 91 % of the human-summary sentences (a point above the
+goal of 90 %, as val kept about two points less than train before); it flags 77 % of swapped participants."""
+SPEAKER_EVIDENCE_SENTENCES = 3
 EVIDENCE_SENTENCES = 2
+FUZZY_MIN_LETTERS = 5
 
 _NUMBER_WORDS = {
     word: value
@@ -59,7 +64,8 @@ def numbers_in(text: str) -> set[str]:
 def number_groups(text: str) -> list[set[str]]:
     """Numbers as digit strings: "twenty five" → "25", "3,000" → "3000", "50 million" → "50000000".
 
-    Spoken prices are read every way a listener could: "twelve fifty" is 12, 50, 12.5 and 1250.
+    Spoken prices are read every way a listener could: "twelve fifty" is 12, 50, 12.5 and 1250;
+    "twelve point five" is 12.5.
     "one" alone is a pronoun, and digits inside a code ("mn014", "C-3") are not numbers.
     """
     groups: list[set[str]] = []
@@ -67,7 +73,9 @@ def number_groups(text: str) -> list[set[str]]:
     text = re.sub(r"\(\d\)", " ", text)  # an enumeration: "(1) …, (2) …"
     for token in re.findall(r"(?<![A-Za-z\d-])\d[\d,]*(?:\.\d+)?(?![A-Za-z\d])|[A-Za-z]+", text):
         lower = token.lower()
-        if lower in _NUMBER_WORDS and (lower != "one" or group) or lower in _MULTIPLIERS or token[0].isdigit():
+        if lower in _NUMBER_WORDS and (lower != "one" or group) or lower in _MULTIPLIERS or token[0].isdigit() or (
+            lower == "point" and group and "point" not in group
+        ):
             group.append(lower.replace(",", ""))
             continue
         groups.append(_readings(group))
@@ -76,8 +84,14 @@ def number_groups(text: str) -> list[set[str]]:
 
 
 def _readings(group: list[str]) -> set[str]:
+    if group and group[-1] == "point":
+        group = group[:-1]
     if not group:
         return set()
+    if "point" in group:  # "twelve point five" is 12.5, and each side alone
+        whole, fraction = group[: group.index("point")], group[group.index("point") + 1 :]
+        decimals = "".join(_digits(w) if w[0].isdigit() else str(_NUMBER_WORDS.get(w, "")) for w in fraction)
+        return {_digits(f"{_spoken(whole)}.{decimals}")} | _readings(whole) | _readings(fraction)
     values = [_NUMBER_WORDS.get(word) for word in group]
     readings = {_spoken(group)} | {_digits(word) for word in group if word[0].isdigit()}
     readings |= {str(value) for value in values if value is not None}
@@ -105,6 +119,12 @@ def _spoken(words: list[str]) -> str:
     return _digits(f"{total + current:.6f}")
 
 
+def _written_forms(text: str) -> set[str]:
+    """How a summary writes what a transcript spells out: "T_F_T_" is "tft", "P-file" is "pfile"."""
+    acronyms = {match.replace("_", "").lower() for match in re.findall(r"\b(?:[A-Za-z]_){2,}", text)}
+    return acronyms | {word.replace("-", "").lower() for word in re.findall(r"\b\w+(?:-\w+)+", text)}
+
+
 def _prefix(word_stem: str) -> str:
     return word_stem[:PREFIX_LETTERS]
 
@@ -121,6 +141,8 @@ class TranscriptIndex:
     """Lower-cased speaker label → label."""
     words_by_speaker: dict[str, Counter]
     sentence_stems: list[tuple[SpeakerSentence, set[str]]]
+    _shortened: set[str] | None = field(default=None, repr=False)
+    _idf: dict[str, float] | None = field(default=None, repr=False)
 
     @classmethod
     def of(cls, sentences: list[SpeakerSentence]) -> TranscriptIndex:
@@ -133,7 +155,7 @@ class TranscriptIndex:
             words = words_of(sentence.text)
             sentence_set = {stem(word) for word in words if word.lower() not in STOPWORDS}
             stems |= sentence_set
-            lower_words |= {word.lower() for word in words}
+            lower_words |= {word.lower() for word in words} | _written_forms(sentence.text)
             numbers |= numbers_in(sentence.text)
             by_speaker.setdefault(sentence.speaker or "", Counter()).update(sentence_set)
             sentence_stems.append((sentence, sentence_set))
@@ -144,6 +166,29 @@ class TranscriptIndex:
 
     def knows(self, word_stem: str) -> bool:
         return word_stem in self.stems or _prefix(word_stem) in self.prefixes
+
+    def best_evidence_by_speaker(self, words: set[str]) -> dict[str, float]:
+        """Per speaker, how well their ``SPEAKER_EVIDENCE_SENTENCES`` best sentences match ``words``: the sum of
+        the shared words' inverse sentence frequencies."""
+        if self._idf is None:
+            frequency = Counter(word for _, stems in self.sentence_stems for word in stems)
+            self._idf = {word: math.log(len(self.sentence_stems) / count) for word, count in frequency.items()}
+        scores: dict[str, list[float]] = {}
+        for sentence, stems in self.sentence_stems:
+            if sentence.speaker and (shared := words & stems):
+                scores.setdefault(sentence.speaker, []).append(sum(self._idf[word] for word in shared))
+        return {speaker: sum(heapq.nlargest(SPEAKER_EVIDENCE_SENTENCES, s)) for speaker, s in scores.items()}
+
+    def says_misspelt(self, lower: str) -> bool:
+        """``lower`` is a word the transcript says, with two letters swapped or one letter left out or added
+        ("Inudstrial", "Eramus", "favorite"): a typo is not an invention. Only for words of five letters or more."""
+        if len(lower) < FUZZY_MIN_LETTERS:
+            return False
+        if self._shortened is None:
+            self._shortened = {w[:i] + w[i + 1 :] for w in self.lower_words if len(w) > FUZZY_MIN_LETTERS for i in range(len(w))}
+        shortened = {lower[:i] + lower[i + 1 :] for i in range(len(lower))}
+        swapped = {lower[:i] + lower[i + 1] + lower[i] + lower[i + 2 :] for i in range(len(lower) - 1)}
+        return lower in self._shortened or bool((shortened | swapped) & self.lower_words)
 
     def evidence(self, sentence_stems: set[str]) -> list[TimeRange]:
         """The transcript sentences that share most content words with the summary sentence."""
@@ -187,7 +232,7 @@ def _invented_name(words: list[str], index: TranscriptIndex) -> str | None:
         lower = word.lower().removesuffix("'s")
         if lower in STOPWORDS or lower in index.lower_words or stem(lower) in _summary_words():
             continue
-        if not index.knows(stem(lower)):
+        if not index.knows(stem(lower)) and not index.says_misspelt(lower):
             return f"name {word} is not in the transcript"
     return None
 
@@ -198,14 +243,16 @@ def _invented_object(words: list[str], index: TranscriptIndex) -> str | None:
         if lower in STOPWORDS or len(lower) < 3 or not lower.isalpha() or lower in index.lower_words:
             continue
         word_stem = stem(lower)
-        if not index.knows(word_stem) and word_stem not in _summary_words():
+        if not index.knows(word_stem) and word_stem not in _summary_words() and not index.says_misspelt(lower):
             return f"{word} is not in the transcript"
     return None
 
 
 def _wrong_speaker(text: str, content: set[str], index: TranscriptIndex) -> str | None:
-    """The one participant a sentence names should own its words about as much as anyone: for each word, the
-    share of its mentions that are theirs, averaged; below ``SPEAKER_SHARE_MIN`` of the best other speaker's."""
+    """The one participant a sentence names should own its words about as much as anyone. Two measures, and
+    the sentence is flagged only when both put the participant below ``SPEAKER_RATIO_MIN`` of the best other
+    speaker: the share of each word's mentions that are theirs, averaged; and how well their own best
+    sentences match the sentence's words (weighted by rarity), against the best other speaker's."""
     lower = text.lower()
     named = [label for key, label in index.speakers.items() if re.search(rf"\b{re.escape(key)}\b", lower)]
     if len(named) != 1:
@@ -221,6 +268,9 @@ def _wrong_speaker(text: str, content: set[str], index: TranscriptIndex) -> str 
         for speaker in [named[0], *others]
     }
     leader = max(others, key=share.__getitem__)
-    if share[named[0]] < SPEAKER_SHARE_MIN * share[leader]:
-        return f"said by {leader} rather than {named[0]}"
-    return None
+    if share[named[0]] >= SPEAKER_RATIO_MIN * share[leader]:
+        return None
+    evidence = index.best_evidence_by_speaker(set(topic))
+    if evidence.get(named[0], 0.0) >= SPEAKER_RATIO_MIN * max(evidence.get(other, 0.0) for other in others):
+        return None
+    return f"said by {leader} rather than {named[0]}"

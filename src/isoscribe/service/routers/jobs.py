@@ -11,12 +11,13 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from isoscribe.formats import RenderContext, find
 from isoscribe.service.auth import caller_of
 from isoscribe.service.errors import ApiError
-from isoscribe.service.job_store import Job
+from isoscribe.service.job_edits import finished_job, public_transcript, transcript_at
 from isoscribe.service.job_view import job_status
 from isoscribe.service.render import render
+from isoscribe.service.routers import job_events, transcripts
 from isoscribe.service.routers.forms import receive_form
 from isoscribe.service.schemas import JobParams, ResultFormat, SpeakerName
-from isoscribe.transcript import Summary, Transcript
+from isoscribe.transcript import Summary
 
 router = APIRouter(prefix="/v1/jobs")
 
@@ -48,14 +49,19 @@ async def get_job(job_id: str, request: Request) -> dict:
 
 
 @router.get("/{job_id}/result")
-async def get_job_result(job_id: str, request: Request, format: ResultFormat = "json") -> Response:
-    job = await _finished_job(request, job_id)
+async def get_job_result(
+    job_id: str, request: Request, format: ResultFormat = "json", revision: Annotated[int | None, Query(ge=0)] = None
+) -> Response:
+    """The result in ``format``, of the latest revision of the transcript or of ``revision``."""
+    service = request.app.state.service
+    job = await finished_job(service, job_id, caller_of(request))
     summary = Summary.from_dict(job.summary) if job.summary else None
     if find(format, "job").needs_summary and summary is None:
         raise ApiError(404, "the job was not asked to summarize", code="no_summary")
-    subtitles = request.app.state.service.settings.subtitles.layout()
+    transcript = await transcript_at(service, job, revision)
+    subtitles = service.settings.subtitles.layout()
     context = RenderContext(("word", "segment"), title=f"Summary of {job.options.filename or job.id}", subtitles=subtitles)
-    return render(Transcript.from_dict(job.transcript), summary, format, "job", context)
+    return render(transcript, summary, format, "job", context, download_name=Path(transcript.source).stem)
 
 
 @router.get("/{job_id}/audio")
@@ -73,9 +79,11 @@ async def get_job_audio(job_id: str, request: Request) -> FileResponse:
 async def rename_speakers(
     job_id: str, request: Request, names: Annotated[dict[str, SpeakerName], Body(min_length=1, max_length=64)]
 ) -> dict:
-    """Body ``{"SPEAKER_00": "Alice"}``: every format and the summary use the new names from now on."""
+    """Body ``{"SPEAKER_00": "Alice"}``: the names, in the transcript and the summary, as the next revision;
+    every format uses them from now on."""
     job = await request.app.state.service.rename_speakers(job_id, names, caller_of(request))
-    return {"id": job.id, "transcript": job.transcript, "summary": job.summary}
+    transcript = public_transcript(job, job.transcript).to_dict()
+    return {"id": job.id, "revision": job.revision, "transcript": transcript, "summary": job.summary}
 
 
 @router.delete("/{job_id}")
@@ -88,8 +96,5 @@ async def cancel_job(job_id: str, request: Request, purge: bool = False) -> dict
     return job_status(await service.cancel_job(job_id, caller_of(request)))
 
 
-async def _finished_job(request: Request, job_id: str) -> Job:
-    job = await request.app.state.service.get_job(job_id, caller_of(request))
-    if job.status != "succeeded" or job.transcript is None:
-        raise ApiError(409, f"job {job_id} is {job.status}, it has no result", code="job_not_finished")
-    return job
+router.include_router(transcripts.router)
+router.include_router(job_events.router)

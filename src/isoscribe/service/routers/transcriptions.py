@@ -1,4 +1,4 @@
-"""OpenAI-compatible: POST /v1/audio/transcriptions (streamed or not), POST /v1/audio/translations, GET /v1/models."""
+"""OpenAI-compatible: POST /v1/audio/transcriptions (streamed or not), POST /v1/audio/translations; GET /v1/formats."""
 
 from __future__ import annotations
 
@@ -66,17 +66,6 @@ def _stream_error(service, error: Exception, run) -> dict:
         api_error = service.api_error(error, run)
         return error_body(api_error.message, api_error.type, api_error.code, api_error.param)
     return error_body(f"transcription failed: {error}", "server_error")
-
-
-@router.get("/models")
-async def list_models(request: Request) -> dict:
-    service = request.app.state.service
-    return {"object": "list", "data": [service.models.describe(name) for name in service.models.ids()]}
-
-
-@router.get("/models/{model_id:path}")
-async def get_model(model_id: str, request: Request) -> dict:
-    return request.app.state.service.models.describe(model_id)
 
 
 @router.get("/formats")

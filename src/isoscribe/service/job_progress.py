@@ -1,0 +1,160 @@
+"""A running job's pipeline events into its record: progress, stage, ETA, languages and its segments so far.
+
+The ETA is the job's own pace: audio seconds transcribed per second since transcription began (after
+the model loaded), the rest of the audio at that pace, plus the stages after it in proportion
+(``ProgressTracker``'s shares). While the speech stage waits for its model to load, the stage reads
+``load_model``: a watcher thread sees the pool's worker come up (no event comes from a loading worker),
+and the pace counts from then. Segments are kept as they arrive so that the events feed can replay them.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from isoscribe.executors import PerTaskExecutor, PooledExecutor
+from isoscribe.pipeline import Event, Probed, Progress, ProgressTracker, SegmentReady, StageFinished, StageStarted
+from isoscribe.service.job_store import JobStore
+
+__all__ = ["JobProgress", "AudioPace", "model_loading", "LOAD_MODEL_STAGE"]
+
+LOAD_MODEL_STAGE = "load_model"
+LOAD_POLL_S = 0.25
+MAX_LOAD_WATCH_S = 1800.0
+
+
+class AudioPace:
+    """Audio seconds per second of one job since a starting point, and what that predicts."""
+
+    def __init__(self) -> None:
+        self._since: tuple[float, float] | None = None
+        """(wall time, audio seconds done) when the pace started to count."""
+
+    def start(self, now: float, done_s: float) -> None:
+        self._since = (now, done_s)
+
+    def seconds_left(self, now: float, done_s: float, total_s: float) -> float | None:
+        """Seconds to transcribe the rest at the pace so far; None before any pace is known."""
+        if self._since is None:
+            return None
+        elapsed_s, audio_s = now - self._since[0], done_s - self._since[1]
+        if elapsed_s <= 0 or audio_s <= 0:
+            return None
+        return max(0.0, total_s - done_s) / (audio_s / elapsed_s)
+
+    def seconds_spent(self, now: float) -> float:
+        return now - self._since[0] if self._since is not None else 0.0
+
+
+def model_loading(executor: Any, stage: str) -> bool:
+    """True when the stage's worker will have to load its model first: a process per task always does; a
+    pool does until one of its workers is up (a pool built on first use counts as loading)."""
+    if isinstance(executor, PerTaskExecutor):
+        return True
+    if not isinstance(executor, PooledExecutor):
+        return False  # Celery: the workers are elsewhere
+    pool = executor.pools.get(stage)
+    if pool is None:
+        return stage in executor.factories
+    return not any(worker.state in ("idle", "busy") for worker in pool.stats().workers)
+
+
+class JobProgress:
+    """The pipeline's listener for one job: called on the pipeline's threads, it writes the job store."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        job_id: str,
+        timings: dict[str, float],
+        tracker: ProgressTracker,
+        loading: Callable[[], bool] = lambda: False,
+        clock: Callable[[], float] = time.time,
+        load_poll_s: float = LOAD_POLL_S,
+    ) -> None:
+        self.store = store
+        self.job_id = job_id
+        self.timings = timings
+        self.tracker = tracker
+        self.loading = loading
+        self.clock = clock
+        self.load_poll_s = load_poll_s
+        self._lock = threading.Lock()
+        """Events come on the pipeline's threads, the end of a model load on the watcher's."""
+        self.pace = AudioPace()
+        self.waiting_for_model = False
+        self.languages: list[str] = []
+        self.expected_done_at: float | None = None
+
+    def __call__(self, event: Event) -> None:
+        with self._lock:
+            self._fold(event)
+
+    def _fold(self, event: Event) -> None:
+        if isinstance(event, Probed):
+            self.timings["audio_duration_s"] = round(event.duration_s, 3)
+        elif isinstance(event, StageFinished) and event.error is None and event.stage in ("speech", "summary"):
+            self.timings[f"{event.stage}_s"] = round(event.wall_s, 3)
+        elif isinstance(event, SegmentReady):
+            self._keep(event)
+        changed = self.tracker.update(event)
+        if isinstance(event, StageStarted) and event.stage == "speech":
+            changed |= self._speech_started()
+        elif isinstance(event, Progress) and event.stage == "speech":
+            self._speech_progress(event)
+        elif isinstance(event, StageFinished) and event.stage == "speech":
+            self.waiting_for_model = False  # the watcher stops, whatever became of the stage
+        if changed and self.tracker.stage != "done":
+            self._record()
+
+    def _record(self) -> None:
+        tracker = self.tracker
+        stage = LOAD_MODEL_STAGE if self.waiting_for_model else tracker.stage
+        self.store.set_progress(
+            self.job_id, tracker.fraction, stage, round(tracker.audio_done_s, 3), tracker.audio_total_s,
+            self.expected_done_at, self.languages,
+        )
+
+    def _speech_started(self) -> bool:
+        self.waiting_for_model = self.loading()
+        self.pace.start(self.clock(), self.tracker.audio_done_s)
+        if self.waiting_for_model:
+            threading.Thread(target=self._watch_load, name=f"load-watch-{self.job_id}", daemon=True).start()
+        return self.waiting_for_model
+
+    def _watch_load(self) -> None:
+        """Until the stage's model is loaded (or the stage is over): then the pace starts and the stage shows."""
+        deadline = time.monotonic() + MAX_LOAD_WATCH_S
+        while time.monotonic() < deadline:
+            time.sleep(self.load_poll_s)
+            with self._lock:
+                if not self.waiting_for_model:
+                    return
+                if not self.loading():
+                    self.waiting_for_model = False
+                    self.pace.start(self.clock(), self.tracker.audio_done_s)
+                    self._record()
+                    return
+
+    def _speech_progress(self, event: Progress) -> None:
+        now = self.clock()
+        if self.waiting_for_model:  # the model took the time so far: the pace counts from here
+            self.waiting_for_model = False
+            self.pace.start(now, event.done_s)
+            return
+        speech_left_s = self.pace.seconds_left(now, event.done_s, event.total_s)
+        if speech_left_s is None:
+            return
+        speech_total_s = self.pace.seconds_spent(now) + speech_left_s
+        tracker = self.tracker
+        after_s = speech_total_s * (tracker.diarize_share + tracker.summary_share) / tracker.speech_end
+        self.expected_done_at = now + speech_left_s + after_s
+
+    def _keep(self, event: SegmentReady) -> None:
+        segment = event.segment
+        if segment.language and segment.language not in self.languages:
+            self.languages.append(segment.language)
+        shown = {"start": segment.start, "end": segment.end, "text": segment.text.strip(), "language": segment.language}
+        self.store.add_partial_segment(self.job_id, segment.id, shown)
