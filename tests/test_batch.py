@@ -20,6 +20,7 @@ from pathlib import Path
 
 import pytest
 
+from isoscribe import formats
 from isoscribe.batch import run_batch
 from isoscribe.config import load_settings
 from isoscribe.ledger import FileStatus, Ledger
@@ -28,7 +29,6 @@ from isoscribe.transcript import Transcript
 pytestmark = pytest.mark.slow
 
 CLIPS = ["librispeech/1089-134686-0001.wav", "librivox/sense_and_sensibility_01_austen_64kb-0880.wav"]
-ALL_FORMATS = ["json", "txt", "srt", "vtt", "tsv", "rttm", "summary"]
 STAGES_DIR = Path(__file__).parent / "stages"
 
 
@@ -42,6 +42,12 @@ def _settings(**sections):
     for name, values in sections.items():
         overrides.setdefault(name, {}).update(values)
     return load_settings(overrides=overrides)
+
+
+def _output_names(stem: str, summarized: bool) -> list[str]:
+    """The files the batch's default formats (every batch format in the registry) write for ``stem``."""
+    return sorted(f"{stem}.{fmt.extension}" for fmt in formats.allowed("batch").values()
+                  if summarized or not fmt.needs_summary)
 
 
 def _leftovers(out_dir: Path) -> list[Path]:
@@ -64,9 +70,7 @@ def test_real_clips_complete_with_every_output_within_one_stage_of_memory(
     assert "event=batch_phased" in caplog.text  # all speech, then all summaries: one load per pool
     assert caplog.text.count("event=budget_retire_warm stage=speech") == 1
     for clip, item in zip(clips, report.files):
-        assert sorted(Path(output).name for output in item.outputs) == sorted(
-            f"{clip.stem}.summary.md" if fmt == "summary" else f"{clip.stem}.{fmt}" for fmt in ALL_FORMATS
-        )
+        assert sorted(Path(output).name for output in item.outputs) == _output_names(clip.stem, summarized=True)
         for output in item.outputs:
             assert (out_dir / output).stat().st_size > 0, output
         transcript = Transcript.from_dict(json.loads((out_dir / clip.stem / f"{clip.stem}.json").read_text()))
@@ -177,7 +181,7 @@ def test_kill_9_mid_batch_then_rerun_finishes_every_file_exactly_once(shared_dat
     assert sorted(finished.values()) == [1] * len(clips)  # each file's outputs were put in place once
     for clip in clips:
         outputs = sorted(path.name for path in (out_dir / clip.stem).iterdir())
-        assert outputs == sorted(f"{clip.stem}.{fmt}" for fmt in ALL_FORMATS if fmt != "summary")
+        assert outputs == _output_names(clip.stem, summarized=False)
     assert _leftovers(out_dir) == []
 
 

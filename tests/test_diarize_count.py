@@ -8,11 +8,14 @@ import numpy as np
 import pytest
 from asr_helpers import der
 
+from isoscribe.benchmarks import speaker_count
 from isoscribe.benchmarks.meetings import make_meeting, meeting_rttm_path
 from isoscribe.config import load_settings
 from isoscribe.stages import clustering, diarize
 from isoscribe.transcript import SpeechRequest
 
+SYNTHETIC_RULE = clustering.CountRule(linkage_distance=0.3, merge_similarity=0.92)
+"""The synthetic voices below scatter their windows 0.3 apart (cosine), like resemblyzer's on renders."""
 MEETING_DER_MAX = 0.1
 """The rendered voices never overlap and pause 0.4 s between turns: with the right count the DER
 is a few percent (window boundaries); a merged or split voice costs 15 % or more."""
@@ -49,7 +52,7 @@ def test_linkage_keeps_close_clusters_apart() -> None:
 
 def test_two_barely_separated_clusters_are_one_speaker() -> None:
     """Linkage splits one voice whose windows scatter into two halves, but their centroids are more
-    alike than ``MERGE_SIMILARITY``: one speaker, as for a single reader."""
+    alike than the rule's merge similarity: one speaker, as for a single reader."""
     rng = np.random.default_rng(2)
     first = rng.normal(size=256)
     first /= np.linalg.norm(first)
@@ -57,8 +60,9 @@ def test_two_barely_separated_clusters_are_one_speaker() -> None:
     second /= np.linalg.norm(second)
     points = np.concatenate([first + 0.04 * rng.normal(size=(60, 256)), second + 0.04 * rng.normal(size=(60, 256))])
     points /= np.linalg.norm(points, axis=1, keepdims=True)
-    assert clustering._linkage_count(points) == 2
-    assert float(first @ second) > clustering.MERGE_SIMILARITY
+    unmerged = clustering.CountRule(linkage_distance=0.3, merge_similarity=1.0)
+    assert clustering.count_speakers(points, unmerged) == 2
+    assert float(first @ second) > clustering.RESEMBLYZER_RULE.merge_similarity
     assert len(np.unique(clustering.cluster_embeddings(points.astype(np.float32), None, 1, 8, "linkage"))) == 1
 
 
@@ -73,9 +77,28 @@ def test_a_voice_split_by_linkage_is_merged_back_and_the_others_stay_apart() -> 
     centres = [c / np.linalg.norm(c) for c in spots + voices[1:]]
     points = np.concatenate([c + 0.04 * rng.normal(size=(60, 256)) for c in centres])
     points = (points / np.linalg.norm(points, axis=1, keepdims=True)).astype(np.float32)
-    assert clustering._linkage_count(points.astype(np.float64)) == 7
-    labels = clustering.cluster_embeddings(points, None, 1, 8, "linkage")
+    unmerged = clustering.CountRule(SYNTHETIC_RULE.linkage_distance, merge_similarity=1.0)
+    assert clustering.count_speakers(points.astype(np.float64), unmerged) == 7
+    labels = clustering.cluster_embeddings(points, None, 1, 8, "linkage", SYNTHETIC_RULE)
     assert len(np.unique(labels)) == 5
     assert len(np.unique(labels[:180])) == 1, "the drifting voice is one speaker"
     assert len(np.unique([labels[k * 60] for k in range(2, 7)])) == 5
-    assert len(np.unique(clustering.cluster_embeddings(points, None, 6, 8, "linkage"))) == 6, "min_speakers holds"
+    assert len(np.unique(clustering.cluster_embeddings(points, None, 6, 8, "linkage", SYNTHETIC_RULE))) == 6, "min_speakers holds"
+
+
+def test_the_rule_left_out_sources_choose_is_the_best_on_the_others() -> None:
+    """Leave-one-source-out picks, for each source, the grid rule that counts best on the other two."""
+    shape = tuple(len(axis) for axis in speaker_count.GRID)
+    good, other = (1, 2, 0, 0), (3, 4, 1, 1)
+
+    def row(source: str, right_at: tuple[int, ...]) -> dict:
+        grid = np.full(shape, 9)
+        grid[right_at] = 2
+        return {"source": source, "speakers": 2, "grid": grid}
+
+    rows = [row("rendered", good), row("real", good), row("long", other)]
+    chosen = speaker_count.choose_rule(rows, ("rendered", "real"))
+    assert [chosen.linkage_distance, chosen.merge_similarity, chosen.min_windows, chosen.min_share] == [
+        axis[i] for axis, i in zip(speaker_count.GRID, good)
+    ]
+    assert speaker_count.choose_rule(rows, ("long",)).linkage_distance == speaker_count.GRID[0][other[0]]

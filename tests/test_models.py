@@ -3,7 +3,9 @@ POST /v1/models/{id}/load and DELETE /v1/models/{id} (admin keys), and idle pool
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -101,6 +103,7 @@ def test_an_idle_pool_is_shut_down_after_its_ttl_but_never_while_a_task_runs() -
         running = executor.submit("model", FaultRequest("sleep", seconds=2.0, payload="done"))
         while not running.done():
             assert executor.loaded("model") is not None, "unloaded under a running task"
+            time.sleep(0.02)
         assert running.result().value == "done"
         assert wait_for(lambda: executor.loaded("model") is None)
         assert wait_for(lambda: not psutil.pid_exists(pid)), "the worker process outlived its pool"
@@ -168,3 +171,18 @@ def test_a_loaded_model_unused_for_its_ttl_is_unloaded(server: ServerProcess) ->
     assert wait_for(lambda: _gone(pid))
     assert wait_for(lambda: "event=pool_unloaded_idle stage=speech:base" in server.log())
     assert server.log().count("event=model_unloaded") == unloads_asked, "the TTL, not a DELETE, unloaded it"
+
+
+@pytest.mark.slow
+def test_a_model_cannot_be_unloaded_while_it_transcribes(server: ServerProcess, shared_data: Path) -> None:
+    with server.client() as client, concurrent.futures.ThreadPoolExecutor(1) as background:
+        audio = (shared_data / "jfk" / "jfk.wav").read_bytes()
+        running = background.submit(
+            client.post, "/v1/audio/transcriptions", files={"file": audio}, data={"model": "base", "response_format": "text"}
+        )
+        busy = lambda: any(w["state"] == "busy" for w in client.get("/v1/models/base").json()["workers"])  # noqa: E731
+        assert wait_for(lambda: busy() or running.done(), timeout_s=120) and not running.done()
+        _openai_error(client.delete("/v1/models/base"), 409, "model_busy")
+        answer = running.result(timeout=300)
+        assert answer.status_code == 200 and "country" in answer.text, answer.text
+        assert not client.delete("/v1/models/base").json()["loaded"]

@@ -19,6 +19,7 @@ import psutil
 import pytest
 import uvicorn
 import websockets.sync.client
+from isolation_support import wait_for
 from service_support import API_KEY, ServerProcess, base_config, words
 
 from isoscribe.benchmarks.realtime_client import connect
@@ -228,13 +229,15 @@ def _stalls(counter: list[int], quiet_s: float = 3.0, limit_s: float = 120.0) ->
 def test_server_memory_is_flat_over_100_sessions(server: ServerProcess, jfk_24k: bytes) -> None:
     process = psutil.Process(server.pid)
     rss_mb = []
+    closed_before = server.log().count("event=realtime_session_closed")
     for index in range(100):
         with connect(server.url, API_KEY) as connection:
             _manual(connection)
             events = _commit_and_wait(connection, jfk_24k[: 3 * 48000])
             assert events[-1].type.endswith("completed") and words(events[-1].transcript), events
         if index in (9, 99):
-            time.sleep(1.0)  # the server notices the close and releases the session
+            released = closed_before + index + 1
+            assert wait_for(lambda: server.log().count("event=realtime_session_closed") >= released, timeout_s=120)
             rss_mb.append(process.memory_info().rss / 2**20)
     grown_mb = rss_mb[1] - rss_mb[0]
     print(f"server RSS after 10 sessions {rss_mb[0]:.1f} MB, after 100 {rss_mb[1]:.1f} MB")

@@ -13,6 +13,7 @@ from pathlib import Path
 import httpx
 import psutil
 import pytest
+from isolation_support import wait_for
 from service_support import FAULT_STAGE, ServerProcess, base_config, metric_value, words
 
 pytestmark = pytest.mark.slow
@@ -23,14 +24,21 @@ IDLE_TTL_S = 3
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory):
+def hang_markers(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Where the fault stage touches ``hang-PID`` once a hanging task runs in worker PID."""
+    return tmp_path_factory.mktemp("hang-markers")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory, hang_markers: Path):
     tmp_path = tmp_path_factory.mktemp("service-faults")
     config = base_config(tmp_path / "data", asr_workers=2, queue_size=8)
     config["asr"].update(beam_size=1, temperatures=[0.0])  # greedy: the 100-request leak test stays short
     config["isolation"].update(
         speech_stage=FAULT_STAGE, max_tasks_per_worker=10, max_rss_mb=1500, idle_ttl_s=IDLE_TTL_S
     )
-    running = ServerProcess(tmp_path, config, env={"SERVICE_TEST_LEAK_MB": str(LEAK_MB)}).start()
+    env = {"SERVICE_TEST_LEAK_MB": str(LEAK_MB), "SERVICE_TEST_MARKERS": str(hang_markers)}
+    running = ServerProcess(tmp_path, config, env=env).start()
     yield running
     assert running.stop() == 0, running.log()
 
@@ -60,14 +68,12 @@ def test_segfaulting_worker_fails_only_its_request(server: ServerProcess, shared
     assert metric_value(metrics, "isoscribe_workers", stage="speech") >= 1
 
 
-def test_cancelling_a_running_job_kills_its_worker(server: ServerProcess, shared_data: Path) -> None:
+def test_cancelling_a_running_job_kills_its_worker(server: ServerProcess, hang_markers: Path, shared_data: Path) -> None:
     audio = (shared_data / "jfk" / "jfk.wav").read_bytes()
     before = metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="cancelled")
     with server.client() as client:
         job_id = client.post("/v1/jobs", files={"file": ("jfk.wav", audio)}, data={"prompt": "hang"}).json()["id"]
-        while client.get(f"/v1/jobs/{job_id}").json()["status"] == "queued":
-            time.sleep(0.1)
-        time.sleep(1.0)  # the hanging task is in a worker by now
+        assert wait_for(lambda: any(hang_markers.glob("hang-*")), timeout_s=300), "the hanging task never reached a worker"
         assert client.delete(f"/v1/jobs/{job_id}").json()["status"] == "cancelled"
         deadline = time.monotonic() + 30
         while metric_value(server.metrics(), "isoscribe_worker_exits_total", reason="cancelled") == before:

@@ -264,3 +264,12 @@ def test_a_running_jobs_events_replay_its_segments_so_far_and_follow_it(tmp_path
     assert events[2][1]["status"] == "running" and events[2][1]["audio_done_s"] == 20.0
     assert ("segment", {"start": 20.0, "end": 25.0, "text": "Third words."}) in events, "a segment that came later"
     assert events[-1] == ("done", {"status": "succeeded"})
+
+
+def test_the_page_finds_docx_and_pdf_among_the_formats(client_and_job) -> None:
+    client, job_id = client_and_job
+    listed = {f["name"]: f for f in client.get("/v1/formats", headers=A).json()["data"] if "web" in f["where"]}
+    assert {"docx", "pdf"} <= set(listed) and listed["docx"]["label"] == "DOCX", listed
+    response = client.get(f"/v1/jobs/{job_id}/result", params={"format": "pdf"}, headers=A)
+    assert response.headers["content-type"] == "application/pdf"
+    assert response.headers["content-disposition"] == "attachment; filename*=UTF-8''team%20meeting.pdf"

@@ -1,4 +1,4 @@
-"""Issue 26's subtitle acceptance on real transcripts: with the default layout, on a held-out three-voice
+"""Issue 26's subtitle acceptance on real transcripts: with the default layout, on a rendered three-voice
 meeting and on a 10-minute file of real speech, every cue is at most 2 lines of 42 characters, 7 s and
 20 characters per second, and no cue has two speakers; the karaoke variants parse with ``srt`` and
 ``webvtt-py``. The batch (``isoscribe run``) transcribes and diarizes both files once, with the real models."""
@@ -14,7 +14,6 @@ import srt
 from asr_helpers import run_cli
 from subtitle_checks import SRT_LABEL, check_readable, srt_blocks, vtt_captions
 
-from isoscribe.benchmarks.accuracy import MEETING_SEEDS
 from isoscribe.benchmarks.asr import make_long_audio
 from isoscribe.benchmarks.meetings import make_meeting
 from isoscribe.outputs import to_srt, to_vtt
@@ -24,15 +23,17 @@ from isoscribe.transcript import Transcript
 pytestmark = pytest.mark.slow
 
 RECORDINGS = ("meeting", "ten_minutes")
+MEETING_SEED = 100
+"""The meeting the README's subtitle figures come from (the accuracy bench's former MEETING_SEEDS[0]; since
+5bb626c the speaker-count rule is chosen on rendered seeds 100-104 too, so it is no longer held out)."""
 LONG_S = 600.0
 
 
 @pytest.fixture(scope="module")
 def batch_out(tmp_path_factory: pytest.TempPathFactory, shared_data: Path) -> Path:
-    """The batch's json, srt and vtt of both recordings (in ``out/NAME/``). The meeting uses a seed of the accuracy bench's
-    held-out meetings (``MEETING_SEEDS``), not one the diarizer's threshold was tuned on."""
+    """The batch's json, srt and vtt of both recordings (in ``out/NAME/``)."""
     folder = tmp_path_factory.mktemp("subtitle-acceptance")
-    meeting = make_meeting(folder / "meeting.wav", speakers=3, seed=MEETING_SEEDS[0])
+    meeting = make_meeting(folder / "meeting.wav", speakers=3, seed=MEETING_SEED)
     long_file = make_long_audio(shared_data, folder / "ten_minutes.wav", LONG_S)
     out = folder / "out"
     result = run_cli(
@@ -69,8 +70,9 @@ def test_default_cues_are_readable_and_each_has_one_speaker(batch_out: Path, ste
     assert " ".join(cue.text for cue in cues).split() == spoken, "the cues say the words, in order, each once"
     widest = max(len(line) for *_, text in blocks for line in text.splitlines())
     longest_s = max(end - start for start, end, _ in blocks)
+    fastest = max(len(SRT_LABEL.sub("", " ".join(text.splitlines()))) / (end - start) for start, end, text in blocks)
     print(f"{stem}: {transcript.duration_s:.0f} s, {len(transcript.speakers)} speakers, {len(blocks)} cues; "
-          f"widest line {widest} chars, longest cue {longest_s:.2f} s")
+          f"widest line {widest} chars, longest cue {longest_s:.2f} s, fastest {fastest:.1f} chars/s")
 
 
 @pytest.mark.timeout(1800)

@@ -3,6 +3,7 @@ Range, speaker renaming (persisted into every format and the summary), the batch
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,6 +13,7 @@ from fastapi.testclient import TestClient
 from service_support import NoWorkers
 
 from isoscribe.config import load_settings
+from isoscribe.languages import WHISPER_LANGUAGES
 from isoscribe.service.app import create_app
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.summary.renaming import rename_speakers, rename_summary_speakers
@@ -169,6 +171,29 @@ def test_page_and_its_files_need_no_key(app_client) -> None:
     assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
     for path in ("/ui/app.js", "/ui/style.css"):
         assert client.get(path).status_code == 200, path
+
+
+def test_every_module_the_page_imports_is_served_as_javascript_and_revalidated(app_client) -> None:
+    client, _, _ = app_client
+    seen, waiting = set(), ["app.js"]
+    while waiting:
+        name = waiting.pop()
+        seen.add(name)
+        module = client.get(f"/ui/{name}")
+        assert module.status_code == 200, name
+        assert module.headers["content-type"].split(";")[0] in ("text/javascript", "application/javascript"), name
+        assert module.headers["cache-control"] == "no-cache", "a browser must not mix cached and new modules"
+        waiting += [m for m in re.findall(r'from "\./([\w.-]+\.js)"', module.text) if m not in seen]
+    assert {"app.js", "edits.js", "keys.js", "search.js", "live.js"} <= seen, seen
+
+
+def test_the_form_offers_a_models_languages(app_client) -> None:
+    client, _, _ = app_client
+    assert client.get("/ui/languages.json", params={"model": "base"}).json() == sorted(WHISPER_LANGUAGES)
+    assert client.get("/ui/languages.json", params={"model": "tiny.en"}).json() == ["en"]
+    default = client.get("/ui/languages.json").json()  # whisper-1: the configured model
+    assert default == (["en"] if load_settings().asr.model.endswith(".en") else sorted(WHISPER_LANGUAGES))
+    assert client.get("/ui/languages.json", params={"model": "/tmp/x.en"}).json() == sorted(WHISPER_LANGUAGES)
 
 
 @pytest.mark.parametrize("name", ["Ann\tLee", "<b>Ann</b>", "Ann\nLee", "42"])

@@ -97,18 +97,20 @@ class AsrSettings(_Section):
 
 class DiarizationSettings(_Section):
     enabled: bool = False
-    backend: Literal["resemblyzer", "pyannote"] = "resemblyzer"
+    backend: Literal["campplus", "resemblyzer", "pyannote"] = "resemblyzer"
     num_speakers: int | None = Field(None, ge=1)
     min_speakers: int = Field(1, ge=1)
     max_speakers: int = Field(8, ge=1)
     speaker_count: Literal["linkage", "eigengap"] = "linkage"
-    """How the resemblyzer backend counts speakers when num_speakers is not set (see stages/diarize.py)."""
+    overlap: bool = True
+    """Where segmentation-3.0 hears two voices at once, the second gets a turn too (not for pyannote)."""
+    """How the campplus and resemblyzer backends count speakers when num_speakers is not set (stages/clustering.py)."""
     pyannote_pipeline_path: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     speakers_dir: Path | None = None
     """Voice samples of known speakers, one file per person named after them (``Alice.wav``), 2-10 s
     each: diarized speakers that sound like one take its name, in every file (turns diarization on).
-    The resemblyzer backend only."""
+    The campplus and resemblyzer backends."""
 
     @field_validator("speakers_dir")
     @classmethod

@@ -12,16 +12,18 @@ __all__ = ["assign_speakers", "assign_word_speakers", "split_at_speaker_changes"
 
 
 def assign_speakers(transcript: Transcript) -> Transcript:
-    """Give every word and segment a speaker from ``transcript.speaker_turns``; split mixed segments."""
+    """Give every word and segment a speaker from ``transcript.speaker_turns``; split mixed segments.
+    Where two voices overlap, the words go to the dominant one (turns marked ``overlapped`` take none)."""
     turns = sorted(transcript.speaker_turns, key=lambda t: (t.start, t.end))
-    if not turns:
+    dominant = [turn for turn in turns if not turn.overlapped]
+    if not dominant:
         return transcript
     for segment in transcript.segments:
         if segment.words:
-            assign_word_speakers(segment.words, turns)
+            assign_word_speakers(segment.words, dominant)
             segment.speaker = _majority([(w.end - w.start, w.speaker) for w in segment.words])
         else:
-            segment.speaker = _best_turn(segment.start, segment.end, turns, 0)[1]
+            segment.speaker = _best_turn(segment.start, segment.end, dominant, 0)[1]
     transcript.segments = split_at_speaker_changes(transcript.segments)
     transcript.speakers = speaker_order(turns)
     return transcript

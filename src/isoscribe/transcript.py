@@ -70,6 +70,8 @@ class SpeakerTurn:
     start: float
     end: float
     speaker: str
+    overlapped: bool = False
+    """The second voice of overlapped speech: the turn lies over the dominant speaker's, who keeps the words."""
 
 
 @dataclass
@@ -194,7 +196,9 @@ class SpeakerWindow:
 class SpeakerVectors:
     windows: list[SpeakerWindow]
     vectors: Any
-    """numpy float32 array, one 256-dim row per window."""
+    """numpy float32 array, one unit-length row per window (192-dim CAM++, 256-dim resemblyzer)."""
+    overlaps: list[tuple[float, float]] = field(default_factory=list)
+    """(start, end) seconds where two voices speak at once (the campplus backend's segmentation)."""
 
 
 @dataclass

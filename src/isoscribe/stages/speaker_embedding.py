@@ -23,23 +23,26 @@ _N_FFT, _HOP, _N_MELS, _PARTIAL_FRAMES = 400, 160, 40, 160
 _NORM_TARGET_DBFS = -30.0
 
 
-def speaker_windows(regions: list[tuple[float, float]], duration_s: float) -> list[SpeakerWindow]:
+def speaker_windows(
+    regions: list[tuple[float, float]], duration_s: float, window_s: float = WINDOW_S, hop_s: float = HOP_S
+) -> list[SpeakerWindow]:
+    """Windows of ``window_s`` every ``hop_s`` over each region (one centred window when it is shorter)."""
     windows: list[SpeakerWindow] = []
     for index, (region_start, region_end) in enumerate(regions):
         region_start, region_end = max(0.0, region_start), min(duration_s, region_end)
         if region_end <= region_start:
             continue
         length = region_end - region_start
-        if length <= WINDOW_S:
+        if length <= window_s:
             centre = (region_start + region_end) / 2
-            starts = [centre - WINDOW_S / 2]
+            starts = [centre - window_s / 2]
         else:
-            count = int(np.ceil((length - WINDOW_S) / HOP_S)) + 1
-            starts = list(np.linspace(region_start, region_end - WINDOW_S, count))
-        centres = [s + WINDOW_S / 2 for s in starts]
+            count = int(np.ceil((length - window_s) / hop_s)) + 1
+            starts = list(np.linspace(region_start, region_end - window_s, count))
+        centres = [s + window_s / 2 for s in starts]
         bounds = [region_start] + [(a + b) / 2 for a, b in zip(centres, centres[1:])] + [region_end]
         for k, start in enumerate(starts):
-            clamped = min(max(0.0, start), max(0.0, duration_s - WINDOW_S))
+            clamped = min(max(0.0, start), max(0.0, duration_s - window_s))
             windows.append(SpeakerWindow(float(clamped), float(bounds[k]), float(bounds[k + 1]), index))
     return windows
 

@@ -122,7 +122,7 @@ def _run_piece(
         transcribe_stage.clamp_words(segment.words, segment.start, segment.end)
     vectors = None
     if request.diarize:
-        vectors = diarize_stage.speaker_vectors(model.get_diarizer(), audio, speech.seconds)
+        vectors = diarize_stage.speaker_vectors(model.get_diarizer(), audio, speech.seconds, start_s, end_s)
     return PieceResult(request.piece.index, start_s, end_s, transcript, vectors)
 
 

@@ -1,8 +1,10 @@
-"use strict";
 // Live mode: microphone → AudioWorklet (PCM16 at 24 kHz) → /v1/realtime?intent=transcription (OpenAI's
 // Realtime transcription protocol) → captions as deltas and completed utterances arrive. The recording
 // stays in the tab and can be saved as a job, like an uploaded file (speakers, summary, all formats).
-// Uses app.js's $, KEY_STORAGE, uploadOne and refreshJobs.
+import { KEY_STORAGE } from "./api.js";
+import { $, element } from "./dom.js";
+import { uploadOne } from "./form.js";
+import { refreshJobs } from "./jobs.js";
 
 const LIVE_RATE_HZ = 24000;
 const LIVE_FINISH_MS = 8000;
@@ -37,7 +39,7 @@ function openLiveSocket() {
   const protocols = ["realtime", ...(key ? [`openai-insecure-api-key.${key}`] : [])];
   const socket = new WebSocket(`${scheme}://${location.host}/v1/realtime?intent=transcription`, protocols);
   socket.onopen = () => {
-    const language = $("language").value.trim() || null;
+    const language = $("language").value || null;
     const input = {
       format: { type: "audio/pcm", rate: LIVE_RATE_HZ },
       transcription: { model: "whisper-1", language },
@@ -169,6 +171,8 @@ function setLiveStatus(text) {
   $("live-status").textContent = text;
 }
 
-$("live-start").addEventListener("click", startLive);
-$("live-stop").addEventListener("click", stopLive);
-$("live-save").addEventListener("click", saveLive);
+export function wireLive() {
+  $("live-start").addEventListener("click", startLive);
+  $("live-stop").addEventListener("click", stopLive);
+  $("live-save").addEventListener("click", saveLive);
+}

@@ -1,0 +1,70 @@
+// Autosave: an edit is PUT about a second after the last one, as the whole segment list on top of the
+// revision it was made on. The server answers with the new revision; then the page takes the server's
+// words (recomputed timings) unless more edits are waiting.
+import { describeError, KeyNeeded, sendJson } from "./api.js";
+import { $, say } from "./dom.js";
+import { forServer } from "./edits.js";
+import { state } from "./state.js";
+import { highlightAt, renderTranscript } from "./transcript.js";
+import { loadTranscript, showRevision } from "./viewer.js";
+
+const SAVE_AFTER_MS = 1000;
+
+const saving = { timer: null, running: null, dirty: false };
+
+export function scheduleSave() {
+  saving.dirty = true;
+  say("save-status", "Unsaved changes");
+  clearTimeout(saving.timer);
+  saving.timer = setTimeout(() => saveNow().catch(() => {}), SAVE_AFTER_MS); // put() reports it
+}
+
+/** Save what is waiting now (a download or a rename must see it); resolves once nothing is waiting. */
+export async function flushSave() {
+  clearTimeout(saving.timer);
+  while (saving.running || saving.dirty) {
+    await (saving.running || saveNow());
+  }
+}
+
+export function resetSaving() {
+  clearTimeout(saving.timer);
+  saving.dirty = false;
+}
+
+function saveNow() {
+  clearTimeout(saving.timer);
+  if (saving.running) return saving.running;
+  if (!saving.dirty || !state.history) return Promise.resolve();
+  saving.dirty = false;
+  saving.running = put(state.openJob.id).finally(() => (saving.running = null));
+  return saving.running;
+}
+
+async function put(jobId) {
+  say("save-status", "Saving…");
+  const body = { base_revision: state.revision, segments: forServer(state.history.segments) };
+  try {
+    const saved = await sendJson(`/v1/jobs/${jobId}/transcript`, "PUT", body);
+    if (state.openJob?.id !== jobId) return;
+    showRevision(saved.revision);
+    say("save-status", "All changes saved");
+    if (!saving.dirty) await takeServerWords(jobId, saved.revision);
+  } catch (error) {
+    if (error instanceof KeyNeeded || state.openJob?.id !== jobId) return;
+    const conflict = error.code === "revision_conflict";
+    say("save-status", conflict
+      ? "Not saved: the transcript was changed somewhere else. Reload the page to see the latest version."
+      : `Not saved: ${describeError(error)}`, true);
+    throw error;
+  }
+}
+
+async function takeServerWords(jobId, revision) {
+  const latest = await loadTranscript(jobId);
+  const unchanged = state.openJob?.id === jobId && !saving.dirty && state.editing === null;
+  if (!unchanged || latest.revision !== revision) return;
+  state.history.refresh(latest.transcript.segments);
+  renderTranscript();
+  highlightAt($("player").currentTime);
+}
