@@ -114,9 +114,11 @@ def test_the_pace_starts_when_the_pool_reports_the_model_loaded(running) -> None
     while store.get(job_id).stage != "speech":
         assert time.monotonic() < deadline, "the stage never left load_model"
         time.sleep(0.01)
-    clock.now = start + 30.0 + 10.0 / 4.0  # the first words, at 4 audio seconds per second
+    clock.now = start + 30.0 + 12.5 / 4.0 - 0.01  # the first words, at 4 audio seconds per second
     progress(Progress("speech", 10.0, DURATION_S))
-    assert store.get(job_id).expected_done_at is None, "one point is no pace"
+    clock.now += 0.01
+    progress(Progress("speech", 12.5, DURATION_S))  # a window's segments come at once
+    assert store.get(job_id).expected_done_at is None, "one window is no pace"
     clock.now = start + 30.0 + 30.0 / 4.0
     progress(Progress("speech", 30.0, DURATION_S))
     assert store.get(job_id).expected_done_at - clock.now == pytest.approx(7.5, rel=0.01)

@@ -36,6 +36,8 @@ __all__ = ["JobProgress", "JobPaces", "AudioPace", "model_loading", "LOAD_MODEL_
 
 LOAD_MODEL_STAGE = "load_model"
 LOAD_POLL_S = 0.25
+BURST_S = 1.0
+"""Segments of one decoding window arrive within this of each other: the pace needs two windows."""
 MAX_LOAD_WATCH_S = 1800.0
 
 
@@ -52,6 +54,9 @@ class AudioPace:
     @property
     def started(self) -> bool:
         return self._since is not None
+
+    def seconds_since(self, now: float) -> float:
+        return now - self._since[0] if self._since is not None else 0.0
 
     def audio_per_s(self, now: float, done_s: float) -> float | None:
         """Audio seconds per second since the start; None before any is known."""
@@ -195,7 +200,8 @@ class JobProgress:
             self._transcribing_from(now)
         if self.paces.predict_s(self.kind, event.total_s) is not None:
             return  # jobs of this kind have shown what this one will take, fixed costs included
-        if not self.pace.started:  # the first words: the pace counts from here
+        first_window = self.expected_done_at is None and self.pace.seconds_since(now) < BURST_S
+        if not self.pace.started or first_window:  # the first window's words: the pace counts from its last
             self.pace.start(now, event.done_s)
             return
         rate = self.pace.audio_per_s(now, event.done_s)
