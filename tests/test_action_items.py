@@ -34,6 +34,11 @@ def _items(dialogue: str):
         "Anna: I'll make a note of that, Kate.",
         "Anna: Okay I'm gonna review the minutes of the last meeting.",
         "Anna: Then I will present you some new project requirements.",
+        "Anna: I guess I'll find out.",
+        "Anna: No let's say I'll put two.",
+        "Anna: Now I'm gonna have to work between the slides and the white board.",
+        "Anna: At the end of the meeting we should take decision on that point.",
+        "Anna: We have to do a product evaluation.",
     ],
 )
 def test_narration_questions_discourse_games_agreement_and_declined_requests_are_not_items(dialogue):
@@ -64,6 +69,12 @@ def test_narration_questions_discourse_games_agreement_and_declined_requests_are
         ("Anna: As to where we're going from here, you're going to look at the components concept.", None,
          "Look at the components concept", None),
         ("Anna: So you two will be together working on two prototypes.", None, "Working on two prototypes", None),
+        ("Anna: So I'll have to ask the manufacturing department.", "Anna", "Ask the manufacturing department", None),
+        ("Anna: But I don't know, so that is something I'll have to look into.", "Anna", "Look into", None),
+        ("Anna: So the Industrial Designer and User Interface Designer are going to work together on this one.",
+         "Industrial Designer and User Interface Designer", "Work together on this one", None),
+        ("Anna: So now for the next meeting we'll have to look at the look-and-feel design.", None,
+         "Look at the look-and-feel design", "for the next meeting"),
     ],
 )  # fmt: skip
 def test_commitments_named_tasks_dated_obligations_and_accepted_requests_are_items(dialogue, owner, task, due):

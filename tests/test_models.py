@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -102,6 +103,7 @@ def test_an_idle_pool_is_shut_down_after_its_ttl_but_never_while_a_task_runs() -
         running = executor.submit("model", FaultRequest("sleep", seconds=2.0, payload="done"))
         while not running.done():
             assert executor.loaded("model") is not None, "unloaded under a running task"
+            time.sleep(0.02)
         assert running.result().value == "done"
         assert wait_for(lambda: executor.loaded("model") is None)
         assert wait_for(lambda: not psutil.pid_exists(pid)), "the worker process outlived its pool"

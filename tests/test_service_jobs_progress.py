@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from isoscribe.pipeline import Probed, Progress, ProgressTracker, SegmentReady, StageStarted
-from isoscribe.service.job_progress import LOAD_MODEL_STAGE, JobProgress
+from isoscribe.pipeline import FileDone, Probed, Progress, ProgressTracker, SegmentReady, StageStarted
+from isoscribe.service.job_progress import LOAD_MODEL_STAGE, JobPaces, JobProgress
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.transcript import Segment
 
@@ -117,3 +117,39 @@ def test_the_pace_starts_when_the_pool_reports_the_model_loaded(running) -> None
     clock.now = start + 30.0 + 30.0 / 4.0  # half of the audio at 4 audio seconds per second
     progress(Progress("speech", 30.0, DURATION_S))
     assert store.get(job_id).expected_done_at - clock.now == pytest.approx(7.5, rel=0.01)
+
+
+def _meeting_run(store: JobStore, job_id: str, paces: JobPaces) -> list[tuple[float, float | None]]:
+    """A diarized minute as base runs it warm: decoding, VAD and language detection make the first window
+    slow (22 s of audio after 10 s), the rest goes fast, diarization takes 5 s after the text.
+    Returns (seconds since start, the ETA then) at each event."""
+    clock = Clock()
+    start = clock.now
+    progress = JobProgress(store, job_id, {}, ProgressTracker(True, False), clock=clock, paces=paces, kind="speech d")
+    timeline = [(0.0, StageStarted("speech")), (10.0, Progress("speech", 22.0, 60.0)),
+                (12.0, Progress("speech", 53.0, 60.0)), (12.5, Progress("speech", 60.0, 60.0)),
+                (12.5, Progress("diarize", 0.0, 60.0)), (17.5, Progress("diarize", 60.0, 60.0)),
+                (18.0, FileDone(60.0))]
+    progress(Probed(60.0))
+    seen = []
+    for at, event in timeline:
+        clock.now = start + at
+        progress(event)
+        expected = store.get(job_id).expected_done_at
+        seen.append((at, None if expected is None else expected - clock.now))
+    return seen
+
+
+def test_a_job_of_a_kind_seen_before_gets_the_time_that_kind_took(tmp_path: Path) -> None:
+    store, paces = JobStore(tmp_path / "jobs.sqlite3"), JobPaces()
+    first, second = (store.create(tmp_path / f"{n}.wav", JobOptions()) for n in "ab")
+    store.claim_next()
+    first_seen = _meeting_run(store, first.id, paces)
+    store.claim_next()
+    second_seen = _meeting_run(store, second.id, paces)
+    assert first_seen[0][1] is None, "a first job waits for its own pace"
+    middle_eta = dict(second_seen)[10.0]
+    assert second_seen[0][1] == pytest.approx(18.0), "known from the speech's start"
+    assert abs(middle_eta - 8.0) <= 0.5 * 8.0 and middle_eta == pytest.approx(8.0)
+    assert dict(first_seen)[10.0] > 1.5 * 8.0, "this job's own pace alone would miss: the case JobPaces is for"
+    store.close()

@@ -1,8 +1,12 @@
 """A running job's pipeline events into its record: progress, stage, ETA, languages and its segments so far.
 
-The ETA is the job's own pace: audio seconds transcribed per second since transcription began (after
-the model loaded), the rest of the audio at that pace, plus the stages after it in proportion
-(``ProgressTracker``'s shares). While the speech stage waits for its model to load, the stage reads
+The ETA of the first job of a kind (model stage, diarized, summarized) is its own pace: audio seconds
+transcribed per second since transcription began (after the model loaded), the rest of the audio at
+that pace, plus the stages after it in proportion (``ProgressTracker``'s shares). That pace misjudges
+what does not grow with the audio (decoding the file, VAD, language detection all land in the first
+window; diarization comes after the text), so once this server has finished a job of the same kind,
+the ETA is the seconds per audio second such jobs took from their speech start to their end
+(``JobPaces``), known from the job's first second on. While the speech stage waits for its model to load, the stage reads
 ``load_model``: a watcher thread sees the pool's worker come up (no event comes from a loading worker),
 and the pace counts from then. Segments are kept as they arrive so that the events feed can replay them.
 """
@@ -15,10 +19,19 @@ from collections.abc import Callable
 from typing import Any
 
 from isoscribe.executors import PerTaskExecutor, PooledExecutor
-from isoscribe.pipeline import Event, Probed, Progress, ProgressTracker, SegmentReady, StageFinished, StageStarted
+from isoscribe.pipeline import (
+    Event,
+    FileDone,
+    Probed,
+    Progress,
+    ProgressTracker,
+    SegmentReady,
+    StageFinished,
+    StageStarted,
+)
 from isoscribe.service.job_store import JobStore
 
-__all__ = ["JobProgress", "AudioPace", "model_loading", "LOAD_MODEL_STAGE"]
+__all__ = ["JobProgress", "JobPaces", "AudioPace", "model_loading", "LOAD_MODEL_STAGE"]
 
 LOAD_MODEL_STAGE = "load_model"
 LOAD_POLL_S = 0.25
@@ -48,6 +61,28 @@ class AudioPace:
         return now - self._since[0] if self._since is not None else 0.0
 
 
+class JobPaces:
+    """Per kind of job, the seconds from speech start (model loaded) to the end per audio second, averaged
+    over the jobs this server finished (the newest counts half)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds_per_audio_s: dict[str, float] = {}
+
+    def record(self, kind: str, seconds: float, audio_s: float) -> None:
+        if audio_s <= 0 or seconds <= 0:
+            return
+        with self._lock:
+            before = self._seconds_per_audio_s.get(kind)
+            rate = seconds / audio_s
+            self._seconds_per_audio_s[kind] = rate if before is None else (before + rate) / 2
+
+    def predict_s(self, kind: str, audio_s: float) -> float | None:
+        with self._lock:
+            rate = self._seconds_per_audio_s.get(kind)
+        return None if rate is None else rate * audio_s
+
+
 def model_loading(executor: Any, stage: str) -> bool:
     """True when the stage's worker will have to load its model first: a process per task always does; a
     pool does until one of its workers is up (a pool built on first use counts as loading)."""
@@ -73,6 +108,8 @@ class JobProgress:
         loading: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         load_poll_s: float = LOAD_POLL_S,
+        paces: JobPaces | None = None,
+        kind: str = "",
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -84,6 +121,9 @@ class JobProgress:
         self._lock = threading.Lock()
         """Events come on the pipeline's threads, the end of a model load on the watcher's."""
         self.pace = AudioPace()
+        self.paces = paces or JobPaces()
+        self.kind = kind
+        self.speech_started_at: float | None = None
         self.waiting_for_model = False
         self.languages: list[str] = []
         self.expected_done_at: float | None = None
@@ -106,6 +146,8 @@ class JobProgress:
             self._speech_progress(event)
         elif isinstance(event, StageFinished) and event.stage == "speech":
             self.waiting_for_model = False  # the watcher stops, whatever became of the stage
+        elif isinstance(event, FileDone) and self.speech_started_at is not None:
+            self.paces.record(self.kind, self.clock() - self.speech_started_at, event.duration_s)
         if changed and self.tracker.stage != "done":
             self._record()
 
@@ -119,7 +161,8 @@ class JobProgress:
 
     def _speech_started(self) -> bool:
         self.waiting_for_model = self.loading()
-        self.pace.start(self.clock(), self.tracker.audio_done_s)
+        if not self.waiting_for_model:
+            self._transcribing_from(self.clock())
         if self.waiting_for_model:
             threading.Thread(target=self._watch_load, name=f"load-watch-{self.job_id}", daemon=True).start()
         return self.waiting_for_model
@@ -134,16 +177,26 @@ class JobProgress:
                     return
                 if not self.loading():
                     self.waiting_for_model = False
-                    self.pace.start(self.clock(), self.tracker.audio_done_s)
+                    self._transcribing_from(self.clock())
                     self._record()
                     return
+
+    def _transcribing_from(self, now: float) -> None:
+        """The model is there: the pace counts from ``now``, and a known kind of job has its ETA at once."""
+        self.speech_started_at = now
+        self.pace.start(now, self.tracker.audio_done_s)
+        predicted_s = self.paces.predict_s(self.kind, self.tracker.audio_total_s or 0.0)
+        if predicted_s is not None:
+            self.expected_done_at = now + predicted_s
 
     def _speech_progress(self, event: Progress) -> None:
         now = self.clock()
         if self.waiting_for_model:  # the model took the time so far: the pace counts from here
             self.waiting_for_model = False
-            self.pace.start(now, event.done_s)
+            self._transcribing_from(now)
             return
+        if self.paces.predict_s(self.kind, event.total_s) is not None:
+            return  # jobs of this kind have shown what this one will take, fixed costs included
         speech_left_s = self.pace.seconds_left(now, event.done_s, event.total_s)
         if speech_left_s is None:
             return

@@ -23,6 +23,7 @@ its "held-out" rows (``isoscribe bench summary``).
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 from isoscribe.summary.dates import find_due, without_due
 from isoscribe.summary.text import SpeakerSentence, clean_disfluencies
@@ -32,8 +33,12 @@ __all__ = ["extract_action_items", "extract_decisions", "extract_open_questions"
 
 MAX_ITEMS = 12
 MAX_QUESTIONS = 5
+MAX_TASK_WORDS = 24
+"""Longer, and the "task" is a run-on of speech (a role described at length, a plan thought aloud), not a task."""
 
-_LEAD = r"(?:^|[,;:]\s*|\b(?:and|so|then|yes|yeah|okay|ok|sure|fine|right|well|um|uh|exactly|alright|but|also|oh)\s+)"
+_LEAD = r"(?:^|[,;:]\s*|\b(?!(?:if|when|whether|unless|that|what|which|how|because|cause|cos|once|whatever|where|who|than|as)\s)[a-z]+\s+)"
+"""What may stand before "I'll" or "we need to": anything but a word that makes it a condition or a clause
+("if we need to", "what I'll do")."""
 _COMMITMENT = re.compile(
     _LEAD + r"I(?:'ll|\s+will|\s+shall|'m\s+going\s+to|'m\s+gonna|\s+am\s+going\s+to)\s+"
     r"(?:also\s+|then\s+|definitely\s+|try\s+(?:and|to)\s+|probably\s+)?(?P<task>.+)",
@@ -48,8 +53,9 @@ _ASK = re.compile(
 )
 """A chair handing out work: "I will ask the Industrial Designer to find out more about …"."""
 _THIRD_PERSON = re.compile(
-    r"(?:^|[,;:]\s*|\b(?i:and|so|then|the|our|but)\s+)(?P<owner>(?!(?:And|So|But|Then|Or)\s)[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})\s+"
-    r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna|gonna)\s+(?P<task>.+)"
+    r"(?:^|[,;:]\s*|\b(?i:and|so|then|the|our|but)\s+)(?P<owner>(?!(?:And|So|But|Then|Or)\s)[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2}"
+    r"(?:\s+and\s+(?:the\s+)?[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})?)\s+"
+    r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna|are\s+going\s+to|are\s+gonna|gonna)\s+(?P<task>.+)"
 )
 _ASSIGNMENT = re.compile(
     r"\byou(?:\s+(?:two|three|all|guys))?\s*(?:'re|\s+are)?\s+(?P<modal>gonna|going\s+to|will|'ll|can)\s+"
@@ -58,7 +64,7 @@ _ASSIGNMENT = re.compile(
 )
 _FUTURE_WORK = re.compile(
     r"^(?:send|e-?mail|mail|put|post|upload|writ|draft|prepar|produc|mak|build|design|bring|check|"
-    r"find\s+out|research|investigat|work|contact|call|ring|phon|book|order|buy|fix|updat|finish|complet|"
+    r"find\s+out|research|investigat|work|contact|ask\s+(?:the|my|our|him|her|them)\b|call|ring|phon|book|order|buy|fix|updat|finish|complet|"
     r"finali[sz]|specif|organi[sz]|arrang|set\s+up|schedul|test|review|list\b|sort\s+out|look\s+into|"
     r"get\s+back|follow\s+up|circulat|distribut|forward|hire|think(?:ing)?\s+about|look(?:ing)?\s+(?:at|into)|"
     r"responsible\s+for|sav|store|"
@@ -83,7 +89,7 @@ _IN_MEETING = re.compile(
     r"next\s+slide|presentation\s+running|^take\s+(?:the\s+|some\s+)?minutes|minutes\s+again|"
     r"first|go\s+over|go\s+through|finish\s+up|something\s+up|(?:make|take)\s+a\s+note|(?:that|it|stuff|this)\s+down|"
     r"for\s+a\s+(?:second|sec|minute|moment)|this\s+quick|to\s+a\s+close|in\s+here|back\s+on|(?:last|previous)\s+meeting|"
-    r"(?:that|it|this)\s+there$|animals?|ice-?breaker)\b",
+    r"(?:that|it|this)\s+there$|animals?|ice-?breaker|^(?:put|give|make\s+it)\s+(?:it\s+)?(?:a\s+)?(?:\d+|one|two|three|four|five|six|seven))\b",
     re.IGNORECASE,
 )
 _CUT_OFF = re.compile(r"\b(?:my|your|our|their|the|a|an|with|to)$", re.IGNORECASE)
@@ -96,7 +102,7 @@ _NOT_OWNERS = frozenset(
     "something nothing".split()
 )
 _OBLIGATION = re.compile(
-    _LEAD + r"(?:we(?:'ll)?\s+(?:need\s+to|have\s+to|must|should|got\s+to|'ve\s+got\s+to|will\s+have\s+to)\s+"
+    _LEAD + r"(?:we(?:'ll)?\s+(?:need\s+to|have\s+to|must|should|got\s+to|'ve\s+got\s+to|will\s+have\s+to|can\s+all)\s+"
     r"|(?:it|this|that)\s+(?:has|needs)\s+to\s+(?=be\s+(?:ready|done|finished|sent)))(?P<task>.+)",
     re.IGNORECASE,
 )
@@ -119,7 +125,7 @@ _WORK_VERB = re.compile(
 """The base form of a work verb, as an instruction starts."""
 _DELIVERABLE = re.compile(
     r"^(?:complete|fill\s+(?:in|out)|finish|submit|hand\s+in|write|prepare|do)\s+(?:the|our|a|an|this)\s+(?:[\w-]+\s+){0,2}"
-    r"(?:questionnaires?|reports?|summar(?:y|ies)|minutes|documents?|evaluations?|surveys?|forms?|proposals?|budgets?)\b",
+    r"(?:questionnaires?|reports?|summar(?:y|ies)|minutes|documents?|forms?|proposals?|budgets?)\b",
     re.IGNORECASE,
 )
 """A team's obligation is an item without a deadline when it names a deliverable: "we have to complete the
@@ -135,10 +141,10 @@ _IMMEDIATE = re.compile(
     r"present|start|begin|go|try|put|read|repeat|stop|pass|move|draw|turn|open|switch|sum|leave|let|have\s+a|"
     r"take\s+(?:a|notes)|give\s+you|hand|wait|hold|sit|stand|come|pick|play|guess|see|hear|think|wonder|"
     r"mention|add|point|note|skip|finish|continue|introduce|do\s+(?:that|this|it|so)|get\s+(?:on|back|started)|"
-    r"need|want|like|know|receiv|have\s+to\b|be\b(?!\s+(?:ready|done|finished|sent)\b)|not\b|never\b|probably\b|bet|assume|keep\s+(?:it|that))",
+    r"need|want|like|know|receiv|get(?:ting)?\s+(?:\w+\s+)?instructions|decide|take\s+(?:a\s+)?decisions?|reach\s+(?:a\s+)?decisions?|make\s+(?:a\s+)?decisions?|have\s+to\b|be\b(?!\s+(?:ready|done|finished|sent)\b)|not\b|never\b|probably\b|bet|assume|keep\s+(?:it|that))",
     re.IGNORECASE,
 )
-_PRONOUN_ONLY = re.compile(r"^(?:\w+\s+){0,2}(?:it|that|this|them|those|so|one)\W*$", re.IGNORECASE)
+_PRONOUN_ONLY = re.compile(r"^(?:\w+\s+){0,2}(?:it|that|this|them|those|so|one)\W*$|^find\s+out\W*$", re.IGNORECASE)
 _DECISION = re.compile(
     r"\b(?:we(?:'ve|\s+have)?\s+(?:all\s+)?(?:agreed|decided)|(?:the|our)\s+(?:plan|decision)\s+is"
     r"|let's\s+go\s+with|we(?:'ll|\s+will|'re\s+going\s+to)\s+(?:go|stick)\s+with|(?:it's|it\s+is)\s+decided"
@@ -178,7 +184,11 @@ def _action_item(sentences: list[SpeakerSentence], index: int) -> ActionItem | N
         return _request(sentences, index, text)
     if match := _ASK.search(text):
         return _asked(match, sentence)
-    commitments = (_item(sentence.speaker, m.group("task"), sentence, own=True) for m in _EVERY_COMMITMENT.finditer(text))
+    commitments = (
+        _item(sentence.speaker, m.group("task"), sentence, own=True)
+        for m in _EVERY_COMMITMENT.finditer(text)
+        if not _IN_MEETING.search(re.split(r"[,;.]|\band\b", text[: m.start("task")])[-1])  # "now I'm gonna …"
+    )
     if commitment := next((item for item in commitments if item is not None), None):
         return commitment
     if _COMMITMENT.search(text):
@@ -187,8 +197,9 @@ def _action_item(sentences: list[SpeakerSentence], index: int) -> ActionItem | N
         return _item(match.group("owner"), match.group("task"), sentence)
     if match := _ASSIGNMENT.search(text):
         return _assignment(text, match, sentence)
-    if (match := _OBLIGATION.search(text)) and (find_due(match.group("task")) or _DELIVERABLE.match(match.group("task"))):
-        return _item(None, match.group("task"), sentence, dated=True)
+    if (match := _OBLIGATION.search(text)) and (find_due(text) or _DELIVERABLE.match(match.group("task"))):
+        item = _item(None, match.group("task"), sentence, dated=True)
+        return replace(item, due=find_due(text)) if item is not None and item.due is None else item
     if (match := _IMPERATIVE.match(text)) and _WORK_VERB.match(match.group("task")) and find_due(match.group("task")):
         return _item(None, match.group("task"), sentence, own=True)
     return None
@@ -254,7 +265,7 @@ def _item(
     task = _HEDGES.sub("", _clause(task_words))
     due = find_due(task)
     task = _clause(without_due(task)) if due else task
-    if len(task.split()) < 2 or _IN_MEETING.search(task) or _CUT_OFF.search(task):
+    if not 2 <= len(task.split()) <= MAX_TASK_WORDS or _IN_MEETING.search(task) or _CUT_OFF.search(task):
         return None
     if own and due and _OWN_PRONOUN_TASK.match(task):
         return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
