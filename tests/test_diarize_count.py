@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from asr_helpers import der
 
+from isoscribe.benchmarks import speaker_count
 from isoscribe.benchmarks.meetings import make_meeting, meeting_rttm_path
 from isoscribe.config import load_settings
 from isoscribe.stages import clustering, diarize
@@ -83,3 +84,21 @@ def test_a_voice_split_by_linkage_is_merged_back_and_the_others_stay_apart() -> 
     assert len(np.unique(labels[:180])) == 1, "the drifting voice is one speaker"
     assert len(np.unique([labels[k * 60] for k in range(2, 7)])) == 5
     assert len(np.unique(clustering.cluster_embeddings(points, None, 6, 8, "linkage", SYNTHETIC_RULE))) == 6, "min_speakers holds"
+
+
+def test_the_rule_left_out_sources_choose_is_the_best_on_the_others() -> None:
+    """Leave-one-source-out picks, for each source, the grid rule that counts best on the other two."""
+    shape = tuple(len(axis) for axis in speaker_count.GRID)
+    good, other = (1, 2, 0, 0), (3, 4, 1, 1)
+
+    def row(source: str, right_at: tuple[int, ...]) -> dict:
+        grid = np.full(shape, 9)
+        grid[right_at] = 2
+        return {"source": source, "speakers": 2, "grid": grid}
+
+    rows = [row("rendered", good), row("real", good), row("long", other)]
+    chosen = speaker_count.choose_rule(rows, ("rendered", "real"))
+    assert [chosen.linkage_distance, chosen.merge_similarity, chosen.min_windows, chosen.min_share] == [
+        axis[i] for axis, i in zip(speaker_count.GRID, good)
+    ]
+    assert speaker_count.choose_rule(rows, ("long",)).linkage_distance == speaker_count.GRID[0][other[0]]

@@ -22,7 +22,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 
 from web_browser import (
     DESKTOP, PHONE, PageServer, axe_violations, chromium, colour_scheme, enter_api_key, in_viewport, screenshot,
-    viewport,
+    script_errors, viewport,
 )
 
 from isoscribe.service.job_store import JobOptions
@@ -170,6 +170,7 @@ def test_edit_merge_split_undo_and_every_download_holds_the_edited_text(page_ser
         assert _spoken_words(fmt["name"], content) == expected_words, fmt["name"]
         if fmt["name"] in ("srt", "vtt"):
             _assert_monotonic(content.decode())
+    assert script_errors(driver) == []
 
 
 def _choose(driver: webdriver.Chrome, select_id: str, value: str) -> None:
@@ -307,6 +308,7 @@ def test_keys_work_and_do_nothing_while_a_field_has_the_focus(page_server, job, 
     _press(driver, " ")
     time.sleep(0.3)
     assert paused(driver) and len(_segment_texts(driver)) == len(PARTS) - 1
+    assert script_errors(driver) == []
 
 
 def test_layout_languages_accessibility_and_screenshots(page_server, job, browser) -> None:

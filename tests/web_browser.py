@@ -46,6 +46,7 @@ def chromium(downloads: Path | None = None, extra_arguments: tuple[str, ...] = (
         *extra_arguments,
     ):
         options.add_argument(argument)
+    options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     if downloads is not None:
         options.add_experimental_option(
             "prefs", {"download.default_directory": str(downloads), "download.prompt_for_download": False}
@@ -55,6 +56,14 @@ def chromium(downloads: Path | None = None, extra_arguments: tuple[str, ...] = (
         driver.execute_cdp_cmd("Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)})
     viewport(driver, *DESKTOP)
     return driver
+
+
+def script_errors(driver: webdriver.Chrome) -> list[str]:
+    """Uncaught errors and rejected promises the page's scripts logged (not failed requests: a 409 is news)."""
+    return [
+        entry["message"] for entry in driver.get_log("browser")
+        if entry["level"] == "SEVERE" and entry.get("source") == "javascript"
+    ]
 
 
 def viewport(driver: webdriver.Chrome, width: int, height: int) -> None:

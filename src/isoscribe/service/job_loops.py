@@ -24,7 +24,7 @@ from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
 from isoscribe.pipeline import PipelineError, ProgressTracker
 from isoscribe.service.execution import PipelineRunner
-from isoscribe.service.job_progress import JobProgress, model_loading
+from isoscribe.service.job_progress import JobPaces, JobProgress, model_loading
 from isoscribe.service.job_store import Job, JobStore
 from isoscribe.service.job_view import job_status
 from isoscribe.service.policy import service_policy
@@ -61,6 +61,8 @@ class JobLoops:
         """False from a failed store call until the next one that succeeds (``/readyz`` says not ready)."""
         self._loops: list[asyncio.Task] = []
         self._active: dict[str, asyncio.Task] = {}
+        self.paces = JobPaces()
+        """How long each kind of job took per audio second here: the ETA of the next one."""
 
     @property
     def running(self) -> int:
@@ -126,6 +128,7 @@ class JobLoops:
         listener = JobProgress(
             self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize),
             loading=lambda: model_loading(self.pipelines.executor, stage),
+            paces=self.paces, kind=f"{stage} diarize={request.diarize} summarize={options.summarize}",
         )
         pipeline = self.pipelines.pipeline(policy, listener)
         try:

@@ -1,10 +1,15 @@
 """A running job's pipeline events into its record: progress, stage, ETA, languages and its segments so far.
 
-The ETA is the job's own pace: audio seconds transcribed per second since transcription began (after
-the model loaded), the rest of the audio at that pace, plus the stages after it in proportion
-(``ProgressTracker``'s shares). While the speech stage waits for its model to load, the stage reads
+The ETA of the first job of a kind (model stage, diarized, summarized) is its own pace: audio seconds
+transcribed per second between its first words and its latest ones, the rest of the audio at that pace,
+plus the stages after it in proportion (``ProgressTracker``'s shares). The pace does not count from
+the stage's start: decoding the file, VAD and language detection all land in the first window (on
+base, a minute's first window took 9 s, the next ones 3.5 s). Fixed costs still escape it (diarization
+comes after the text), so once this server has finished a job of the same kind, the ETA is the seconds
+per audio second such jobs took from their speech start to their end (``JobPaces``), known from the
+job's first second on. While the speech stage waits for its model to load, the stage reads
 ``load_model``: a watcher thread sees the pool's worker come up (no event comes from a loading worker),
-and the pace counts from then. Segments are kept as they arrive so that the events feed can replay them.
+and the speech starts then. Segments are kept as they arrive so that the events feed can replay them.
 """
 
 from __future__ import annotations
@@ -15,10 +20,19 @@ from collections.abc import Callable
 from typing import Any
 
 from isoscribe.executors import PerTaskExecutor, PooledExecutor
-from isoscribe.pipeline import Event, Probed, Progress, ProgressTracker, SegmentReady, StageFinished, StageStarted
+from isoscribe.pipeline import (
+    Event,
+    FileDone,
+    Probed,
+    Progress,
+    ProgressTracker,
+    SegmentReady,
+    StageFinished,
+    StageStarted,
+)
 from isoscribe.service.job_store import JobStore
 
-__all__ = ["JobProgress", "AudioPace", "model_loading", "LOAD_MODEL_STAGE"]
+__all__ = ["JobProgress", "JobPaces", "AudioPace", "model_loading", "LOAD_MODEL_STAGE"]
 
 LOAD_MODEL_STAGE = "load_model"
 LOAD_POLL_S = 0.25
@@ -35,17 +49,38 @@ class AudioPace:
     def start(self, now: float, done_s: float) -> None:
         self._since = (now, done_s)
 
-    def seconds_left(self, now: float, done_s: float, total_s: float) -> float | None:
-        """Seconds to transcribe the rest at the pace so far; None before any pace is known."""
+    @property
+    def started(self) -> bool:
+        return self._since is not None
+
+    def audio_per_s(self, now: float, done_s: float) -> float | None:
+        """Audio seconds per second since the start; None before any is known."""
         if self._since is None:
             return None
         elapsed_s, audio_s = now - self._since[0], done_s - self._since[1]
-        if elapsed_s <= 0 or audio_s <= 0:
-            return None
-        return max(0.0, total_s - done_s) / (audio_s / elapsed_s)
+        return audio_s / elapsed_s if elapsed_s > 0 and audio_s > 0 else None
 
-    def seconds_spent(self, now: float) -> float:
-        return now - self._since[0] if self._since is not None else 0.0
+
+class JobPaces:
+    """Per kind of job, the seconds from speech start (model loaded) to the end per audio second, averaged
+    over the jobs this server finished (the newest counts half)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._seconds_per_audio_s: dict[str, float] = {}
+
+    def record(self, kind: str, seconds: float, audio_s: float) -> None:
+        if audio_s <= 0 or seconds <= 0:
+            return
+        with self._lock:
+            before = self._seconds_per_audio_s.get(kind)
+            rate = seconds / audio_s
+            self._seconds_per_audio_s[kind] = rate if before is None else (before + rate) / 2
+
+    def predict_s(self, kind: str, audio_s: float) -> float | None:
+        with self._lock:
+            rate = self._seconds_per_audio_s.get(kind)
+        return None if rate is None else rate * audio_s
 
 
 def model_loading(executor: Any, stage: str) -> bool:
@@ -73,6 +108,8 @@ class JobProgress:
         loading: Callable[[], bool] = lambda: False,
         clock: Callable[[], float] = time.time,
         load_poll_s: float = LOAD_POLL_S,
+        paces: JobPaces | None = None,
+        kind: str = "",
     ) -> None:
         self.store = store
         self.job_id = job_id
@@ -84,6 +121,9 @@ class JobProgress:
         self._lock = threading.Lock()
         """Events come on the pipeline's threads, the end of a model load on the watcher's."""
         self.pace = AudioPace()
+        self.paces = paces or JobPaces()
+        self.kind = kind
+        self.speech_started_at: float | None = None
         self.waiting_for_model = False
         self.languages: list[str] = []
         self.expected_done_at: float | None = None
@@ -106,6 +146,8 @@ class JobProgress:
             self._speech_progress(event)
         elif isinstance(event, StageFinished) and event.stage == "speech":
             self.waiting_for_model = False  # the watcher stops, whatever became of the stage
+        elif isinstance(event, FileDone) and self.speech_started_at is not None:
+            self.paces.record(self.kind, self.clock() - self.speech_started_at, event.duration_s)
         if changed and self.tracker.stage != "done":
             self._record()
 
@@ -119,13 +161,14 @@ class JobProgress:
 
     def _speech_started(self) -> bool:
         self.waiting_for_model = self.loading()
-        self.pace.start(self.clock(), self.tracker.audio_done_s)
+        if not self.waiting_for_model:
+            self._transcribing_from(self.clock())
         if self.waiting_for_model:
             threading.Thread(target=self._watch_load, name=f"load-watch-{self.job_id}", daemon=True).start()
         return self.waiting_for_model
 
     def _watch_load(self) -> None:
-        """Until the stage's model is loaded (or the stage is over): then the pace starts and the stage shows."""
+        """Until the stage's model is loaded (or the stage is over): then the speech starts and the stage shows."""
         deadline = time.monotonic() + MAX_LOAD_WATCH_S
         while time.monotonic() < deadline:
             time.sleep(self.load_poll_s)
@@ -134,23 +177,33 @@ class JobProgress:
                     return
                 if not self.loading():
                     self.waiting_for_model = False
-                    self.pace.start(self.clock(), self.tracker.audio_done_s)
+                    self._transcribing_from(self.clock())
                     self._record()
                     return
 
+    def _transcribing_from(self, now: float) -> None:
+        """The model is there: the speech starts ``now``, and a known kind of job has its ETA at once."""
+        self.speech_started_at = now
+        predicted_s = self.paces.predict_s(self.kind, self.tracker.audio_total_s or 0.0)
+        if predicted_s is not None:
+            self.expected_done_at = now + predicted_s
+
     def _speech_progress(self, event: Progress) -> None:
         now = self.clock()
-        if self.waiting_for_model:  # the model took the time so far: the pace counts from here
+        if self.waiting_for_model:  # the model took the time so far: the speech starts now
             self.waiting_for_model = False
+            self._transcribing_from(now)
+        if self.paces.predict_s(self.kind, event.total_s) is not None:
+            return  # jobs of this kind have shown what this one will take, fixed costs included
+        if not self.pace.started:  # the first words: the pace counts from here
             self.pace.start(now, event.done_s)
             return
-        speech_left_s = self.pace.seconds_left(now, event.done_s, event.total_s)
-        if speech_left_s is None:
+        rate = self.pace.audio_per_s(now, event.done_s)
+        if rate is None:
             return
-        speech_total_s = self.pace.seconds_spent(now) + speech_left_s
         tracker = self.tracker
-        after_s = speech_total_s * (tracker.diarize_share + tracker.summary_share) / tracker.speech_end
-        self.expected_done_at = now + speech_left_s + after_s
+        after_s = event.total_s / rate * (tracker.diarize_share + tracker.summary_share) / tracker.speech_end
+        self.expected_done_at = now + max(0.0, event.total_s - event.done_s) / rate + after_s
 
     def _keep(self, event: SegmentReady) -> None:
         segment = event.segment
