@@ -8,6 +8,8 @@ from collections.abc import Callable
 from isoscribe.isolation import StageSpec
 
 FAULTS = StageSpec("isoscribe.stages.faults")
+HANG_S = 60.0
+"""How long a test waits for a future before it calls the wait a hang: a bound on a hang, no speed check."""
 
 
 def wait_for(condition: Callable[[], bool], timeout_s: float = 30.0) -> bool:

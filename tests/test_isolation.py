@@ -29,7 +29,7 @@ from isoscribe.isolation import (
 from isoscribe.isolation import protocol
 from isoscribe.isolation.monitor import GpuMonitor
 from isoscribe.stages.faults import FaultConfig, FaultRequest
-from isolation_support import FAULTS, wait_for
+from isolation_support import FAULTS, HANG_S, wait_for
 
 
 def _rss_mb() -> float:
@@ -154,7 +154,7 @@ def test_external_sigkill_is_flagged_as_likely_oom_kill(pool):
     assert wait_for(lambda: pool.stats().busy == 1)
     os.kill(pid, signal.SIGKILL)
     with pytest.raises(WorkerCrashed) as caught:
-        future.result(timeout=10)
+        future.result(timeout=HANG_S)
     assert caught.value.signal == signal.SIGKILL
     assert pool.exits[-1].likely_oom_kill and pool.stats().likely_oom_kills == 1
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
@@ -166,8 +166,8 @@ def test_a_crash_fails_only_its_own_task_concurrent_task_survives():
         survivor = pool.submit(FaultRequest("sleep", seconds=1.0, payload="intact"))
         crasher = pool.submit(FaultRequest("segfault"))
         with pytest.raises(WorkerCrashed):
-            crasher.result(timeout=10)
-        assert survivor.result(timeout=10).value == "intact"
+            crasher.result(timeout=HANG_S)
+        assert survivor.result(timeout=HANG_S).value == "intact"
         assert survivor.result().stats.worker_pid != pool.exits[0].pid
         assert wait_for(lambda: pool.stats().idle == 2)
 
@@ -245,10 +245,10 @@ def test_cancel_a_queued_task_and_a_running_one(pool):
     assert pool.stats().queue_depth == 1
     assert pool.cancel(queued)
     with pytest.raises(TaskCancelled):
-        queued.result(timeout=5)
+        queued.result(timeout=HANG_S)
     assert pool.cancel(running)
     with pytest.raises(TaskCancelled):
-        running.result(timeout=5)
+        running.result(timeout=HANG_S)
     assert pool.exits[-1].reason == "cancelled"
     assert pool.run(FaultRequest("ok", payload=1)).value == 1
 
@@ -279,7 +279,7 @@ def test_shutdown_leaves_no_process_segment_or_temp_dir():
     assert wait_for(lambda: pool.stats().busy == 1)
     pool.shutdown(kill_running=True)
     with pytest.raises(TaskCancelled):
-        busy.result(timeout=5)
+        busy.result(timeout=HANG_S)
     assert _children() <= before
     assert not set(pool.worker_pids())
     assert _our_segments() == []

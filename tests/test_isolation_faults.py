@@ -20,7 +20,7 @@ from isoscribe.isolation import (
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.isolation import supervisor as supervisor_module
 from isoscribe.stages.faults import FaultConfig, FaultRequest
-from isolation_support import FAULTS, wait_for
+from isolation_support import FAULTS, HANG_S, wait_for
 
 
 @pytest.fixture
@@ -85,7 +85,7 @@ def test_cancelling_a_queued_task_fails_it_with_task_cancelled(pool) -> None:
     assert wait_for(lambda: pool.stats().busy == 1)
     assert pool.cancel(queued)
     with pytest.raises(TaskCancelled) as caught:
-        queued.result(timeout=5)
+        queued.result(timeout=HANG_S)
     assert isinstance(caught.value, IsolationError) and "before it ran" in caught.value.detail
     assert pool.stats().queue_depth == 0
     assert pool.cancel(running)
@@ -178,7 +178,7 @@ def test_per_task_cancel_of_a_waiting_task_is_task_cancelled(per_task) -> None:
     waiting = per_task.submit("faults", FaultRequest("ok"))
     assert per_task.cancel(waiting)
     with pytest.raises(TaskCancelled):
-        waiting.result(timeout=5)
+        waiting.result(timeout=HANG_S)
     assert per_task.cancel(Future()) is False
     assert wait_for(lambda: running in per_task._running)  # handed to its own process
     assert per_task.cancel(running)
@@ -191,4 +191,4 @@ def test_per_task_shutdown_fails_waiting_tasks_with_task_cancelled(per_task) -> 
     waiting = per_task.submit("faults", FaultRequest("ok"))
     per_task.shutdown()
     with pytest.raises(TaskCancelled):
-        waiting.result(timeout=5)
+        waiting.result(timeout=HANG_S)

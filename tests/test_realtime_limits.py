@@ -229,7 +229,11 @@ def _stalls(counter: list[int], quiet_s: float = 3.0, limit_s: float = 120.0) ->
 def test_server_memory_is_flat_over_100_sessions(server: ServerProcess, jfk_24k: bytes) -> None:
     process = psutil.Process(server.pid)
     rss_mb = []
-    closed_before = server.log().count("event=realtime_session_closed")
+
+    def closed() -> int:  # the whole log: ServerProcess.log() is only its tail
+        return server.log_path.read_text(errors="replace").count("event=realtime_session_closed")
+
+    closed_before = closed()
     for index in range(100):
         with connect(server.url, API_KEY) as connection:
             _manual(connection)
@@ -237,7 +241,7 @@ def test_server_memory_is_flat_over_100_sessions(server: ServerProcess, jfk_24k:
             assert events[-1].type.endswith("completed") and words(events[-1].transcript), events
         if index in (9, 99):
             released = closed_before + index + 1
-            assert wait_for(lambda: server.log().count("event=realtime_session_closed") >= released, timeout_s=120)
+            assert wait_for(lambda: closed() >= released, timeout_s=120), server.log()
             rss_mb.append(process.memory_info().rss / 2**20)
     grown_mb = rss_mb[1] - rss_mb[0]
     print(f"server RSS after 10 sessions {rss_mb[0]:.1f} MB, after 100 {rss_mb[1]:.1f} MB")

@@ -98,8 +98,8 @@ def test_languages_and_segments_are_kept_as_they_arrive(running) -> None:
 
 
 def test_the_pace_starts_when_the_pool_reports_the_model_loaded(running) -> None:
-    """No event comes from a worker that is loading: a watcher sees its pool come up, and the first words of
-    the file then set the pace from that moment, not from the job's start."""
+    """No event comes from a worker that is loading: a watcher sees its pool come up, and the speech starts
+    then (what JobPaces measures from); the pace counts between the file's words."""
     store, job_id = running
     clock, loaded = Clock(), threading.Event()
     start = clock.now
@@ -114,9 +114,16 @@ def test_the_pace_starts_when_the_pool_reports_the_model_loaded(running) -> None
     while store.get(job_id).stage != "speech":
         assert time.monotonic() < deadline, "the stage never left load_model"
         time.sleep(0.01)
-    clock.now = start + 30.0 + 30.0 / 4.0  # half of the audio at 4 audio seconds per second
+    clock.now = start + 30.0 + 12.5 / 4.0 - 0.01  # the first words, at 4 audio seconds per second
+    progress(Progress("speech", 10.0, DURATION_S))
+    clock.now += 0.01
+    progress(Progress("speech", 12.5, DURATION_S))  # a window's segments come at once
+    assert store.get(job_id).expected_done_at is None, "one window is no pace"
+    clock.now = start + 30.0 + 30.0 / 4.0
     progress(Progress("speech", 30.0, DURATION_S))
     assert store.get(job_id).expected_done_at - clock.now == pytest.approx(7.5, rel=0.01)
+    progress(FileDone(DURATION_S))
+    assert progress.paces.predict_s(progress.kind, DURATION_S) == pytest.approx(7.5), "timed from the load's end"
 
 
 def _meeting_run(store: JobStore, job_id: str, paces: JobPaces) -> list[tuple[float, float | None]]:
@@ -147,9 +154,9 @@ def test_a_job_of_a_kind_seen_before_gets_the_time_that_kind_took(tmp_path: Path
     first_seen = _meeting_run(store, first.id, paces)
     store.claim_next()
     second_seen = _meeting_run(store, second.id, paces)
-    assert first_seen[0][1] is None, "a first job waits for its own pace"
+    assert first_seen[0][1] is None and dict(first_seen)[10.0] is None, "a first job waits for its own pace"
     middle_eta = dict(second_seen)[10.0]
     assert second_seen[0][1] == pytest.approx(18.0), "known from the speech's start"
     assert abs(middle_eta - 8.0) <= 0.5 * 8.0 and middle_eta == pytest.approx(8.0)
-    assert dict(first_seen)[10.0] > 1.5 * 8.0, "this job's own pace alone would miss: the case JobPaces is for"
+    assert dict(first_seen)[12.0] < 0.5 * 6.0, "its own pace cannot see the diarization coming: the case for JobPaces"
     store.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from isoscribe.decoding import CLIENT_OPTIONS, MAX_BEAM_SIZE, DecodingOption
 from isoscribe.formats import names as format_names
 from isoscribe.languages import check_language
 from isoscribe.subtitles import SubtitleLayout
@@ -63,10 +64,19 @@ class AsrSettings(_Section):
     language: str | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
     """"translate": Whisper's translate task, English text from any spoken language (multilingual models only)."""
-    beam_size: int = Field(5, ge=1)
-    temperatures: list[float] = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    beam_size: int = Field(5, ge=1, le=MAX_BEAM_SIZE)
+    temperatures: list[Annotated[float, Field(ge=0.0, le=1.0)]] = Field([0.0, 0.2, 0.4, 0.6, 0.8, 1.0], min_length=1)
     initial_prompt: str | None = None
+    """Read by the decoder as if said before the audio: biases spelling and vocabulary (names)."""
+    hotwords: str | None = None
+    """Words put before every window's prompt to make them likelier."""
     vad_filter: bool = True
+    """Decode only the speech the VAD finds; the VAD runs once per file either way (word onsets, diarization)."""
+    condition_on_previous_text: bool = True
+    word_timestamps: bool = True
+    """Off: no word alignment, unless diarization or word timestamps in an API answer need the words."""
+    no_speech_threshold: float = Field(0.6, ge=0.0, le=1.0)
+    """A window whose no-speech probability passes this (and whose text is unlikely) is left out as silence."""
     language_per_segment: bool = True
     """Multilingual models without ``language``: detect the language per stretch of speech and decode
     each stretch in its own (segments carry ``language``); off: detect once from the first 30 s."""
@@ -235,6 +245,8 @@ class ServiceSettings(_Section):
     """Serve /metrics without a key (a scraper inside a private network)."""
     public_docs: bool = False
     """Serve /docs and /openapi.json without a key."""
+    client_options: list[DecodingOption] = list(CLIENT_OPTIONS)
+    """Decoding options a request may set (isoscribe.decoding); a request setting another is refused (400)."""
     translation_model: str = "base"
     """The model ``whisper-1`` translations run on: OpenAI's whisper-1 translates, English-only models do not."""
     idle_ttl_s: float | None = Field(300, gt=0)

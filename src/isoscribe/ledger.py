@@ -29,6 +29,7 @@ __all__ = [
     "Ledger",
     "content_hash",
     "settings_fingerprint",
+    "fingerprinted_settings",
 ]
 
 LEDGER_NAME = "ledger.sqlite"
@@ -100,12 +101,22 @@ def content_hash(path: Path, chunk_bytes: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
-_ASR_CHECKS = ("language_per_segment", "loop_detection", "recover_skipped_speech", "hallucination_silence_threshold_s")
-"""Checks on the decoded text: in the fingerprint only when changed, so older ledgers keep theirs."""
+_ASR_ADDED = (
+    "language_per_segment", "loop_detection", "recover_skipped_speech", "hallucination_silence_threshold_s",
+    "hotwords", "condition_on_previous_text", "word_timestamps", "no_speech_threshold",
+)
+"""Settings added after the first ledgers (checks on the decoded text, decoding options): in the fingerprint
+only when changed, so older ledgers keep theirs."""
 
 
 def settings_fingerprint(settings: Settings) -> str:
-    """Hash of the settings that change a file's results; runtime knobs (workers, isolation…) are left out."""
+    """Hash of the settings that change a file's results (``fingerprinted_settings``)."""
+    text = json.dumps(fingerprinted_settings(settings), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def fingerprinted_settings(settings: Settings) -> dict[str, Any]:
+    """The settings that change a file's results; runtime knobs (workers, isolation…) are left out."""
     asr = settings.asr.model_dump(
         mode="json",
         include={"model", "compute_type", "language", "beam_size", "temperatures", "initial_prompt", "vad_filter"},
@@ -121,7 +132,7 @@ def settings_fingerprint(settings: Settings) -> str:
     }
     if settings.asr.task != "transcribe":
         asr["task"] = settings.asr.task
-    for name in _ASR_CHECKS:
+    for name in _ASR_ADDED:
         if getattr(settings.asr, name) != AsrSettings.model_fields[name].default:
             asr[name] = getattr(settings.asr, name)
     if diarization.speakers_dir is not None:
@@ -133,8 +144,7 @@ def settings_fingerprint(settings: Settings) -> str:
             include={"backend", "model_path", "model", "base_url", "n_ctx", "max_tokens", "temperature",
                      "summary_prompt", "reduce_prompt", "context_tokens", "overview"},
         )
-    text = json.dumps(relevant, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
+    return relevant
 
 
 class Ledger:

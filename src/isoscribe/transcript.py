@@ -160,7 +160,14 @@ class SpeechRequest:
     initial_prompt: str | None = None
     temperatures: tuple[float, ...] | None = None
     """None means the configured fallback temperatures."""
-    word_timestamps: bool = True
+    hotwords: str | None = None
+    beam_size: int | None = None
+    vad_filter: bool | None = None
+    condition_on_previous_text: bool | None = None
+    no_speech_threshold: float | None = None
+    word_timestamps: bool | None = None
+    """None (this and the five above): the ``[asr]`` setting. Words are aligned when ``diarize`` all the same
+    (speakers are assigned word by word)."""
     diarize: bool = False
     num_speakers: int | None = None
     min_speakers: int | None = None

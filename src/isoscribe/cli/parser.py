@@ -6,10 +6,12 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from isoscribe.decoding import DECODING_OPTIONS, setting_name
 from isoscribe.formats import names as format_names
 
 __all__ = ["BENCHMARKS", "build_parser", "settings_overrides"]
 
+_DECODING_SETTINGS = tuple(setting_name(option) for option in DECODING_OPTIONS)
 BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime")
 
 
@@ -23,6 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("inputs", nargs="+", help="audio files, directories, globs, or @manifest.txt")
     run.add_argument("--out", type=Path, required=True, help="output directory (holds the ledger)")
     _add_asr_flags(run)
+    _add_decoding_flags(run)
     _add_subtitle_flags(run)
     run.add_argument("--summarize", action=argparse.BooleanOptionalAction, default=None)
     run.add_argument("--formats", help=f"comma-separated: {','.join(format_names('batch'))}")
@@ -39,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     transcribe = commands.add_parser("transcribe", help="transcribe one file in an isolated worker")
     transcribe.add_argument("file", type=Path)
     _add_asr_flags(transcribe)
+    _add_decoding_flags(transcribe)
     _add_subtitle_flags(transcribe)
     transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
     transcribe.add_argument("--out", type=Path, help="write here instead of stdout")
@@ -98,6 +102,30 @@ def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
+    """The decoding options (isoscribe.decoding), each onto its [asr] key."""
+    decoding = parser.add_argument_group("decoding")
+    decoding.add_argument("--prompt", dest="initial_prompt", help="text that biases spelling and vocabulary (names)")
+    decoding.add_argument("--hotwords", help="words to make likelier in every window")
+    decoding.add_argument("--beam-size", type=int, help="beam search width (5)")
+    decoding.add_argument(
+        "--temperature", dest="temperatures", type=temperatures, help="fallback temperatures, comma-separated (0,0.2,…,1)"
+    )
+    decoding.add_argument(
+        "--vad-filter", action=argparse.BooleanOptionalAction, default=None, help="decode only the speech the VAD finds"
+    )
+    decoding.add_argument("--condition-on-previous-text", action=argparse.BooleanOptionalAction, default=None)
+    decoding.add_argument(
+        "--word-timestamps", action=argparse.BooleanOptionalAction, default=None,
+        help="align words (always on with --diarize)",
+    )
+    decoding.add_argument("--no-speech-threshold", type=float, help="skip windows this likely silent (0.6)")
+
+
+def temperatures(text: str) -> list[float]:
+    return [float(value) for value in text.split(",")]
+
+
 def _add_subtitle_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-line-width", type=int, help="subtitles: characters a line (42)")
     parser.add_argument("--max-line-count", type=int, help="subtitles: lines a cue (2)")
@@ -119,7 +147,10 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
             "max_cue_duration_s": flag("max_cue_duration_s"),
             "highlight_words": flag("highlight_words"),
         },
-        "asr": {"model": flag("model"), "language": flag("language"), "device": flag("device"), "task": flag("task")},
+        "asr": {
+            "model": flag("model"), "language": flag("language"), "device": flag("device"), "task": flag("task"),
+            **{name: flag(name) for name in _DECODING_SETTINGS},
+        },
         "diarization": {
             "enabled": flag("diarize"),
             "num_speakers": flag("num_speakers"),

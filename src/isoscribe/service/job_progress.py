@@ -1,14 +1,15 @@
 """A running job's pipeline events into its record: progress, stage, ETA, languages and its segments so far.
 
 The ETA of the first job of a kind (model stage, diarized, summarized) is its own pace: audio seconds
-transcribed per second since transcription began (after the model loaded), the rest of the audio at
-that pace, plus the stages after it in proportion (``ProgressTracker``'s shares). That pace misjudges
-what does not grow with the audio (decoding the file, VAD, language detection all land in the first
-window; diarization comes after the text), so once this server has finished a job of the same kind,
-the ETA is the seconds per audio second such jobs took from their speech start to their end
-(``JobPaces``), known from the job's first second on. While the speech stage waits for its model to load, the stage reads
+transcribed per second between its first words and its latest ones, the rest of the audio at that pace,
+plus the stages after it in proportion (``ProgressTracker``'s shares). The pace does not count from
+the stage's start: decoding the file, VAD and language detection all land in the first window (on
+base, a minute's first window took 9 s, the next ones 3.5 s). Fixed costs still escape it (diarization
+comes after the text), so once this server has finished a job of the same kind, the ETA is the seconds
+per audio second such jobs took from their speech start to their end (``JobPaces``), known from the
+job's first second on. While the speech stage waits for its model to load, the stage reads
 ``load_model``: a watcher thread sees the pool's worker come up (no event comes from a loading worker),
-and the pace counts from then. Segments are kept as they arrive so that the events feed can replay them.
+and the speech starts then. Segments are kept as they arrive so that the events feed can replay them.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ __all__ = ["JobProgress", "JobPaces", "AudioPace", "model_loading", "LOAD_MODEL_
 
 LOAD_MODEL_STAGE = "load_model"
 LOAD_POLL_S = 0.25
+BURST_S = 1.0
+"""Segments of one decoding window arrive within this of each other: the pace needs two windows."""
 MAX_LOAD_WATCH_S = 1800.0
 
 
@@ -48,17 +51,19 @@ class AudioPace:
     def start(self, now: float, done_s: float) -> None:
         self._since = (now, done_s)
 
-    def seconds_left(self, now: float, done_s: float, total_s: float) -> float | None:
-        """Seconds to transcribe the rest at the pace so far; None before any pace is known."""
+    @property
+    def started(self) -> bool:
+        return self._since is not None
+
+    def seconds_since(self, now: float) -> float:
+        return now - self._since[0] if self._since is not None else 0.0
+
+    def audio_per_s(self, now: float, done_s: float) -> float | None:
+        """Audio seconds per second since the start; None before any is known."""
         if self._since is None:
             return None
         elapsed_s, audio_s = now - self._since[0], done_s - self._since[1]
-        if elapsed_s <= 0 or audio_s <= 0:
-            return None
-        return max(0.0, total_s - done_s) / (audio_s / elapsed_s)
-
-    def seconds_spent(self, now: float) -> float:
-        return now - self._since[0] if self._since is not None else 0.0
+        return audio_s / elapsed_s if elapsed_s > 0 and audio_s > 0 else None
 
 
 class JobPaces:
@@ -168,7 +173,7 @@ class JobProgress:
         return self.waiting_for_model
 
     def _watch_load(self) -> None:
-        """Until the stage's model is loaded (or the stage is over): then the pace starts and the stage shows."""
+        """Until the stage's model is loaded (or the stage is over): then the speech starts and the stage shows."""
         deadline = time.monotonic() + MAX_LOAD_WATCH_S
         while time.monotonic() < deadline:
             time.sleep(self.load_poll_s)
@@ -182,28 +187,29 @@ class JobProgress:
                     return
 
     def _transcribing_from(self, now: float) -> None:
-        """The model is there: the pace counts from ``now``, and a known kind of job has its ETA at once."""
+        """The model is there: the speech starts ``now``, and a known kind of job has its ETA at once."""
         self.speech_started_at = now
-        self.pace.start(now, self.tracker.audio_done_s)
         predicted_s = self.paces.predict_s(self.kind, self.tracker.audio_total_s or 0.0)
         if predicted_s is not None:
             self.expected_done_at = now + predicted_s
 
     def _speech_progress(self, event: Progress) -> None:
         now = self.clock()
-        if self.waiting_for_model:  # the model took the time so far: the pace counts from here
+        if self.waiting_for_model:  # the model took the time so far: the speech starts now
             self.waiting_for_model = False
             self._transcribing_from(now)
-            return
         if self.paces.predict_s(self.kind, event.total_s) is not None:
             return  # jobs of this kind have shown what this one will take, fixed costs included
-        speech_left_s = self.pace.seconds_left(now, event.done_s, event.total_s)
-        if speech_left_s is None:
+        first_window = self.expected_done_at is None and self.pace.seconds_since(now) < BURST_S
+        if not self.pace.started or first_window:  # the first window's words: the pace counts from its last
+            self.pace.start(now, event.done_s)
             return
-        speech_total_s = self.pace.seconds_spent(now) + speech_left_s
+        rate = self.pace.audio_per_s(now, event.done_s)
+        if rate is None:
+            return
         tracker = self.tracker
-        after_s = speech_total_s * (tracker.diarize_share + tracker.summary_share) / tracker.speech_end
-        self.expected_done_at = now + speech_left_s + after_s
+        after_s = event.total_s / rate * (tracker.diarize_share + tracker.summary_share) / tracker.speech_end
+        self.expected_done_at = now + max(0.0, event.total_s - event.done_s) / rate + after_s
 
     def _keep(self, event: SegmentReady) -> None:
         segment = event.segment

@@ -6,6 +6,7 @@ from typing import Annotated, Any, ClassVar, Literal
 
 from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator, model_validator
 
+from isoscribe.decoding import MAX_BEAM_SIZE
 from isoscribe.languages import check_language
 from isoscribe.service.errors import ApiError
 from isoscribe.service.known_speakers import MAX_KNOWN_SPEAKERS
@@ -53,15 +54,30 @@ class _SpeechParams(BaseModel):
     model: str = "whisper-1"
     prompt: str | None = None
     temperature: float = Field(0.0, ge=0.0, le=1.0)
+    # The other decoding options (isoscribe.decoding); None: the server's [asr] setting.
+    hotwords: str | None = Field(None, max_length=1000)
+    beam_size: int | None = Field(None, ge=1, le=MAX_BEAM_SIZE)
+    vad_filter: bool | None = None
+    condition_on_previous_text: bool | None = None
+    word_timestamps: bool | None = None
+    no_speech_threshold: float | None = Field(None, ge=0.0, le=1.0)
 
-    @field_validator("prompt", mode="before")
+    @field_validator(
+        "prompt", "hotwords", "beam_size", "vad_filter", "condition_on_previous_text", "word_timestamps",
+        "no_speech_threshold", mode="before",
+    )
     @classmethod
-    def _blank_prompt_is_none(cls, value: Any) -> Any:
+    def _blank_is_unset(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
 
     @property
     def diarized(self) -> bool:
         return False
+
+    @property
+    def wants_words(self) -> bool | None:
+        """Whether to align words: ``word_timestamps`` (None: the server's setting), on when the answer needs words."""
+        return self.word_timestamps
 
     def speech_options(self) -> SpeechOptions:
         return SpeechOptions(
@@ -71,6 +87,12 @@ class _SpeechParams(BaseModel):
             diarize=self.diarized,
             num_speakers=getattr(self, "num_speakers", None),
             task=self.task,
+            hotwords=self.hotwords,
+            beam_size=self.beam_size,
+            vad_filter=self.vad_filter,
+            condition_on_previous_text=self.condition_on_previous_text,
+            word_timestamps=self.wants_words,
+            no_speech_threshold=self.no_speech_threshold,
         )
 
 
@@ -122,6 +144,10 @@ class TranscriptionParams(_Params):
     @property
     def logprobs(self) -> bool:
         return "logprobs" in self.include
+
+    @property
+    def wants_words(self) -> bool | None:
+        return True if "word" in self.timestamp_granularities or self.logprobs else self.word_timestamps
 
 
 class TranslationParams(_SpeechParams):

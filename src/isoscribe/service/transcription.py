@@ -26,6 +26,16 @@ class SpeechOptions:
     diarize: bool = False
     num_speakers: int | None = None
     task: Literal["transcribe", "translate"] = "transcribe"
+    hotwords: str | None = None
+    beam_size: int | None = None
+    vad_filter: bool | None = None
+    condition_on_previous_text: bool | None = None
+    word_timestamps: bool | None = None
+    no_speech_threshold: float | None = None
+    """None (this and the five above): the server's ``[asr]`` setting."""
+
+
+_DECODING = ("hotwords", "beam_size", "vad_filter", "condition_on_previous_text", "word_timestamps", "no_speech_threshold")
 
 
 def service_speech_request(settings: Settings, audio_path: Path, options: SpeechOptions) -> SpeechRequest:
@@ -39,6 +49,7 @@ def service_speech_request(settings: Settings, audio_path: Path, options: Speech
     # temperature 0 (OpenAI's default) means "greedy, raised on failure": the configured fallback list.
     if options.temperature:
         overrides["temperatures"] = (options.temperature,)
+    overrides.update({name: getattr(options, name) for name in _DECODING if getattr(options, name) is not None})
     return speech_request(settings, audio_path, **overrides)
 
 

@@ -29,6 +29,9 @@ class TranscriptionOptions:
     word_timestamps: bool
     hallucination_silence_threshold: float | None
     condition_on_previous_text: bool = True
+    hotwords: str | None = None
+    no_speech_threshold: float | None = 0.6
+    """faster-whisper's own defaults (these three): a caller that names none decodes as before."""
 
     def replace(self, **changes: Any) -> TranscriptionOptions:
         return dataclasses.replace(self, **changes)
@@ -45,28 +48,39 @@ class TranscriptionOptions:
             "word_timestamps": self.word_timestamps,
             "hallucination_silence_threshold": self.hallucination_silence_threshold,
             "condition_on_previous_text": self.condition_on_previous_text,
+            "hotwords": self.hotwords,
+            "no_speech_threshold": self.no_speech_threshold,
         }
 
 
 def transcription_options(asr: AsrSettings, request: SpeechRequest, english_only: bool = False) -> TranscriptionOptions:
-    """The options of ``request`` under ``asr``; the benchmarks' direct faster-whisper calls use the same.
+    """The options of ``request`` under ``asr`` (what the request leaves unset is the setting's); the
+    benchmarks' direct faster-whisper calls use the same.
 
-    ``hallucination_silence_threshold`` needs word timestamps (faster-whisper ignores it without)."""
+    Words are aligned when diarizing even if ``word_timestamps`` is off: speakers are assigned word by
+    word, and a segment two people share is split at the change. ``hallucination_silence_threshold``
+    needs word timestamps (faster-whisper ignores it without)."""
     language = request.language or asr.language
     if english_only:
         if request.task == "translate":
             raise ValueError(f"model {asr.model} is English-only: it cannot translate (use a multilingual model)")
         language = "en"
     temperatures = request.temperatures if request.temperatures is not None else tuple(asr.temperatures)
+    word_timestamps = _chosen(request.word_timestamps, asr.word_timestamps) or request.diarize
     return TranscriptionOptions(
         language=language,
         task=request.task,
-        beam_size=asr.beam_size,
+        beam_size=_chosen(request.beam_size, asr.beam_size),
         temperatures=tuple(temperatures),
         initial_prompt=request.initial_prompt or asr.initial_prompt,
-        vad_filter=asr.vad_filter,
-        word_timestamps=request.word_timestamps,
-        hallucination_silence_threshold=(
-            asr.hallucination_silence_threshold_s or None if request.word_timestamps else None
-        ),
+        vad_filter=_chosen(request.vad_filter, asr.vad_filter),
+        word_timestamps=word_timestamps,
+        hallucination_silence_threshold=(asr.hallucination_silence_threshold_s or None) if word_timestamps else None,
+        condition_on_previous_text=_chosen(request.condition_on_previous_text, asr.condition_on_previous_text),
+        hotwords=request.hotwords or asr.hotwords,
+        no_speech_threshold=_chosen(request.no_speech_threshold, asr.no_speech_threshold),
     )
+
+
+def _chosen(asked: Any, configured: Any) -> Any:
+    return configured if asked is None else asked

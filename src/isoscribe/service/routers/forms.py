@@ -7,12 +7,13 @@ from typing import Literal, TypeVar
 from fastapi import Request
 from pydantic import BaseModel
 
+from isoscribe.decoding import DECODING_OPTIONS
 from isoscribe.service.admission import Upload
 from isoscribe.service.errors import ApiError
 from isoscribe.service.schemas import check_fields, from_form
 from isoscribe.service.uploads import ReadLimits, receive_multipart
 
-__all__ = ["receive_form"]
+__all__ = ["receive_form", "refuse_closed_options"]
 
 P = TypeVar("P", bound=BaseModel)
 
@@ -32,7 +33,7 @@ async def receive_form(request: Request, params_type: type[P], kind: Literal["re
             service.upload_dir(kind),
             "file",
             limits,
-            lambda fields: check_fields(params_type, fields),
+            lambda fields: _check(params_type, fields, settings.client_options),
         )
     except BaseException:
         release_slot()
@@ -42,7 +43,29 @@ async def receive_form(request: Request, params_type: type[P], kind: Literal["re
         raise ApiError(400, "missing the 'file' part", param="file", code="missing_file")
     upload = Upload(form.file_path, form.filename, form.file_bytes, release_slot)
     try:
+        refuse_closed_options(form.fields, settings.client_options)
         return upload, from_form(params_type, form)
     except BaseException:
         upload.close()
         raise
+
+
+def refuse_closed_options(fields: dict[str, list[str]], client_options: list[str]) -> None:
+    """ApiError 400 for a decoding option the server keeps to itself (``service.client_options``); a blank
+    field sets nothing, so clients that send every field empty pass."""
+    for name in DECODING_OPTIONS:
+        if name not in client_options and any(value.strip() for value in fields.get(name, [])):
+            allowed = ", ".join(client_options) or "none"
+            raise ApiError(
+                400,
+                f"parameter {name} is not open to clients on this server, which decodes with its own setting "
+                f"(service.client_options allows: {allowed})",
+                param=name,
+                code="option_not_allowed",
+            )
+
+
+def _check(params_type: type[BaseModel], fields: dict[str, list[str]], client_options: list[str]) -> None:
+    """The fields received before the file part: closed options first, then values."""
+    refuse_closed_options(fields, client_options)
+    check_fields(params_type, fields)
