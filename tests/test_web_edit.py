@@ -21,7 +21,7 @@ from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
 
 from web_browser import (
-    DESKTOP, PHONE, PageServer, axe_violations, chromium, colour_scheme, enter_api_key, in_viewport, screenshot,
+    DESKTOP, PHONE, PageServer, axe_violations, browser, colour_scheme, enter_api_key, in_viewport, screenshot,
     script_errors, viewport,
 )
 
@@ -68,17 +68,6 @@ def job(page_server) -> str:
     server, audio = page_server
     options = JobOptions(model="tiny.en", diarize=True, filename="jfk.wav")
     return server.add_finished_job(audio, _transcript(), options)
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, Path]]:
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    driver = chromium(downloads)
-    try:
-        yield driver, downloads
-    finally:
-        driver.quit()
 
 
 def _open(driver: webdriver.Chrome, server: PageServer, job_id: str) -> None:

@@ -24,7 +24,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from service_support import ServerProcess, base_config
 from web_browser import (
-    DESKTOP, PHONE, chromium, enter_api_key, in_viewport, screenshot, script_errors, viewport, visible,
+    DESKTOP, PHONE, browser, enter_api_key, in_viewport, screenshot, script_errors, viewport, visible,
 )
 
 pytestmark = pytest.mark.slow
@@ -39,17 +39,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     running = ServerProcess(tmp_path, config).start()
     yield running
     assert running.stop() == 0, running.log()
-
-
-@pytest.fixture
-def browser(tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, Path]]:
-    downloads = tmp_path / "downloads"
-    downloads.mkdir()
-    driver = chromium(downloads)
-    try:
-        yield driver, downloads
-    finally:
-        driver.quit()
 
 
 @pytest.fixture(scope="module")

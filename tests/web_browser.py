@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import pytest
 import uvicorn
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
@@ -34,6 +35,18 @@ CHROMEDRIVER = Path("/usr/bin/chromedriver")
 DESKTOP = (1280, 900)
 PHONE = (390, 844)
 AXE = Path(__file__).resolve().parent / "vendor" / "axe.min.js"
+
+
+@pytest.fixture
+def browser(tmp_path: Path) -> Iterator[tuple[webdriver.Chrome, Path]]:
+    """Chromium saving its downloads into a fresh folder: (driver, that folder)."""
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
+    driver = chromium(downloads)
+    try:
+        yield driver, downloads
+    finally:
+        driver.quit()
 
 
 def chromium(downloads: Path | None = None, extra_arguments: tuple[str, ...] = ()) -> webdriver.Chrome:

@@ -4,7 +4,16 @@ from __future__ import annotations
 
 from typing import Annotated, Any, ClassVar, Literal
 
-from pydantic import BaseModel, Field, StringConstraints, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    Field,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from isoscribe.decoding import MAX_BEAM_SIZE
 from isoscribe.languages import check_language
@@ -42,6 +51,15 @@ SpeakerName = Annotated[
 ]
 """A known speaker's name: one line without control characters or angle brackets (they would break TSV
 columns and VTT voice tags), not only digits (cluster numbers are digits until relabelled)."""
+
+
+def blank_is_none(value: Any) -> Any:
+    """An empty or blank form field means "not given"."""
+    return None if isinstance(value, str) and not value.strip() else value
+
+
+LanguageCode = Annotated[str | None, BeforeValidator(blank_is_none), AfterValidator(check_language)]
+"""A language code the service knows, or None when blank."""
 
 
 class _SpeechParams(BaseModel):
@@ -97,22 +115,12 @@ class _SpeechParams(BaseModel):
 
 
 class _Params(_SpeechParams):
-    language: str | None = Field(None, max_length=16)
+    language: LanguageCode = Field(None, max_length=16)
     diarize: bool = False
     num_speakers: int | None = Field(None, ge=1, le=32)
     known_speaker_names: list[SpeakerName] = Field([], max_length=MAX_KNOWN_SPEAKERS)
     known_speaker_references: list[str] = Field([], max_length=MAX_KNOWN_SPEAKERS)
     """Voice samples as data URLs, one per name (see service.known_speakers)."""
-
-    @field_validator("language", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, value: str | None) -> str | None:
-        return check_language(value)
 
     @model_validator(mode="after")
     def _names_pair_with_references(self) -> _Params:

@@ -9,13 +9,12 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
-from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
+from pydantic import BaseModel, BeforeValidator, Field, TypeAdapter, ValidationError
 
-from isoscribe.languages import check_language
 from isoscribe.service.auth import caller_of
 from isoscribe.service.errors import ApiError
 from isoscribe.service.job_edits import finished_job, revision_list, save_edit, transcript_at
-from isoscribe.service.schemas import SpeakerName
+from isoscribe.service.schemas import LanguageCode, SpeakerName, blank_is_none
 from isoscribe.transcript_edit import EditedSegment, EditedWord
 
 router = APIRouter()
@@ -37,19 +36,9 @@ class _SegmentIn(BaseModel):
     start: float
     end: float
     text: str = Field(max_length=_MAX_TEXT_CHARS)
-    speaker: SpeakerName | None = None
-    language: str | None = None
+    speaker: Annotated[SpeakerName | None, BeforeValidator(blank_is_none)] = None
+    language: LanguageCode = None
     words: list[_WordIn] | None = None
-
-    @field_validator("speaker", "language", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
-        return None if isinstance(value, str) and not value.strip() else value
-
-    @field_validator("language")
-    @classmethod
-    def _known_language(cls, value: str | None) -> str | None:
-        return check_language(value)
 
     def edited(self) -> EditedSegment:
         words = tuple(EditedWord(w.start, w.end, w.text) for w in self.words) if self.words is not None else None
