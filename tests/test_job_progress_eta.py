@@ -134,6 +134,10 @@ def test_a_first_job_waits_for_its_own_pace_and_gives_later_phases_the_tracker_s
 
 def test_paces_average_with_the_newest_counting_half() -> None:
     paces = PhasePaces()
+    paces.record("text", wall_s=6.0, cpu_s=None, audio_s=60.0)
+    paces.record("text", wall_s=18.0, cpu_s=6.0, audio_s=60.0)
+    assert paces.cost("text").cpu_s * 60 == pytest.approx(6.0), "the first CPU reading is taken whole"
+    paces = PhasePaces()
     paces.record("text", wall_s=12.0, cpu_s=6.0, audio_s=60.0)
     paces.record("text", wall_s=24.0, cpu_s=9.0, audio_s=60.0)
     assert paces.cost("text").wall_s * 60 == pytest.approx(18.0)

@@ -61,8 +61,8 @@ class PhasePaces:
         with self._lock:
             before = self._costs.get(key)
             if before is not None:
-                cpu = None if new.cpu_s is None or before.cpu_s is None else (before.cpu_s + new.cpu_s) / 2
-                new = PhaseCost((before.wall_s + new.wall_s) / 2, cpu if new.cpu_s is not None else before.cpu_s)
+                cpus = [cpu for cpu in (before.cpu_s, new.cpu_s) if cpu is not None]
+                new = PhaseCost((before.wall_s + new.wall_s) / 2, sum(cpus) / len(cpus) if cpus else None)
             self._costs[key] = new
 
     def cost(self, key: str) -> PhaseCost | None:
@@ -201,9 +201,7 @@ class JobEta:
         cost = self.paces.cost(self.keys[phase])
         if cost is None:
             return None
-        if by_cpu:
-            return cost.cpu_s
-        return cost.wall_s
+        return cost.cpu_s if by_cpu else cost.wall_s
 
     def _work(self, running: _Running, now: float) -> float:
         """Work done in the running phase by ``now``: the CPU seconds read (and the share since), or wall seconds."""
