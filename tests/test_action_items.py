@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from isoscribe.summary.extraction import extract_action_items, extract_decisions, extract_open_questions
-from isoscribe.summary.text import speaker_sentences, turns_from_text
+from isoscribe.summary.text import clean_disfluencies, speaker_sentences, turns_from_text
 
 
 def _items(dialogue: str):
@@ -100,3 +100,19 @@ def test_decisions_and_open_questions_come_with_their_source():
     questions = extract_open_questions(sentences)
     assert [q.text for q in questions] == ["Which battery should we use for the prototype?"]
     assert questions[0].source.speaker == "Bob" and questions[0].source.start == 1.0
+
+
+def test_every_annotated_row_is_a_sentence_of_its_meeting():
+    """Scores match items to rows by (meeting, turn, cleaned sentence): a row that matches no sentence would
+    silently count as a miss, or let an item on it count as a false positive."""
+    from isoscribe.benchmarks.qmsum import _meeting
+    from isoscribe.benchmarks.summary import QMSUM, _annotations
+
+    keys = {key for use in ("tune", "held-out") for key in _annotations(use)}
+    sentences = set()
+    for name in {meeting for meeting, _, _ in keys}:
+        path = next(QMSUM.glob(f"*/{name}.json"))
+        for sentence in speaker_sentences(list(_meeting(path, path.parent.name).turns)):
+            sentences.add((name, sentence.turn, clean_disfluencies(sentence.text)))
+    assert keys - sentences == set()
+    assert len(keys) > 2000
