@@ -148,14 +148,43 @@ def test_paces_average_with_the_newest_counting_half() -> None:
     assert paces.cost("text").wall_s * 60 == pytest.approx(18.0), "nothing is learned from no time"
 
 
+def test_a_workers_first_task_teaches_only_until_a_warmed_one_has_run() -> None:
+    """A fresh worker's first task pays one-time costs (measured: a minute's diarization 2.5 CPU s there,
+    0.9 s on the next tasks); its figures stand in until a warmed worker's come, and never replace them."""
+    paces = PhasePaces()
+    paces.record("diarize", wall_s=5.4, cpu_s=2.5, audio_s=60.0, warmed=False)
+    assert paces.cost("diarize").cpu_s * 60 == pytest.approx(2.5), "better than nothing"
+    paces.record("diarize", wall_s=1.9, cpu_s=0.9, audio_s=60.0)
+    assert paces.cost("diarize").cpu_s * 60 == pytest.approx(0.9), "replaced, not averaged"
+    paces.record("diarize", wall_s=6.0, cpu_s=3.0, audio_s=60.0, warmed=False)  # a recycled worker's first
+    assert paces.cost("diarize").cpu_s * 60 == pytest.approx(0.9)
+
+
+def test_words_spread_over_a_busy_second_barely_move_a_learned_estimate() -> None:
+    """On a busy machine one window's segments can come more than a second apart: the own pace measured
+    over that audio second (0.6 CPU s for it: 38 CPU s a minute) counts as little as the audio it spans."""
+    paces = PhasePaces()
+    simulate(paces, 0.16, 0.03, steady(1.0))
+    eta = JobEta(paces, KEYS, SHARES)
+    eta.begin("text", 0.0, by_cpu=True)
+    for tick in range(1, 18):
+        eta.sample(tick * 0.25, tick * 0.25 * 0.5)
+    before = eta.remaining_s(4.25, AUDIO_S, 0.0)
+    eta.words(4.25, 2.125, 3.0)
+    eta.words(5.5, 2.75, 4.0)  # 1.25 s later, one audio second on
+    after = eta.remaining_s(5.5, AUDIO_S, 4.0)
+    assert after == pytest.approx(before - 1.25, rel=0.1), (before, after)
+
+
 class OnePool:
     """A pool whose one worker is this test process, busy or idle as the test says."""
 
     def __init__(self) -> None:
         self.state = "busy"
+        self.tasks_done = 3
 
     def stats(self):
-        return type("Stats", (), {"workers": [WorkerInfo(os.getpid(), self.state, 0.0, 0, 0.0)]})()
+        return type("Stats", (), {"workers": [WorkerInfo(os.getpid(), self.state, 0.0, self.tasks_done, 0.0)]})()
 
 
 def _burn(seconds: float) -> None:
@@ -175,3 +204,7 @@ def test_the_cpu_meter_counts_what_the_busy_worker_used_since_it_was_made() -> N
     assert meter.read() is None, "a pool that runs another job's task too says nothing"
     exclusive[0], pool.state = True, "idle"
     assert meter.read() is None, "no busy worker: nothing to read"
+    assert not meter.first_task
+    pool.state, pool.tasks_done = "busy", 0
+    meter.read()
+    assert meter.first_task, "a worker that has not finished a task yet is on its first"

@@ -9,7 +9,8 @@ So the server learns each phase's CPU seconds per audio second from the phases i
 (``PhasePaces``), and a running job turns the work left into time at the CPU share its worker gets
 now: CPU seconds per second over the last few seconds, where a shared machine's load shows. In the
 text phase the job's own pace (work per audio second between its first and latest words) is blended
-in as its audio goes by, so a file harder or easier than the ones before moves its estimate.
+in by the share of the audio it was measured over, so a file harder or easier than the ones before
+moves its estimate.
 
 Where no CPU can be read (a process per task, Celery, another job in the same pool), wall seconds
 stand in for the work and the share is 1: the learned wall seconds per audio second. A phase this
@@ -44,25 +45,31 @@ class PhaseCost:
     wall_s: float
     cpu_s: float | None
     """CPU seconds of the phase's worker; None where they could not be read."""
+    warmed: bool = True
+    """False when measured on a worker's first task, which pays one-time costs (lazy loads, first
+    allocations: a minute's diarization took 2.5 CPU s there, 0.9 s on the next tasks)."""
 
 
 class PhasePaces:
     """Per phase key (``text <stage> …``, ``diarize``, ``summary``), the cost per audio second of the
-    phases this server finished; the newest counts half."""
+    phases this server finished; the newest counts half. A first task's figures stand only until a
+    warmed worker's come, and never replace those."""
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._costs: dict[str, PhaseCost] = {}
 
-    def record(self, key: str, wall_s: float, cpu_s: float | None, audio_s: float) -> None:
+    def record(self, key: str, wall_s: float, cpu_s: float | None, audio_s: float, warmed: bool = True) -> None:
         if audio_s <= 0 or wall_s <= 0:
             return
-        new = PhaseCost(wall_s / audio_s, None if cpu_s is None or cpu_s <= 0 else cpu_s / audio_s)
+        new = PhaseCost(wall_s / audio_s, None if cpu_s is None or cpu_s <= 0 else cpu_s / audio_s, warmed)
         with self._lock:
             before = self._costs.get(key)
-            if before is not None:
+            if before is not None and before.warmed and not new.warmed:
+                return
+            if before is not None and before.warmed == new.warmed:
                 cpus = [cpu for cpu in (before.cpu_s, new.cpu_s) if cpu is not None]
-                new = PhaseCost((before.wall_s + new.wall_s) / 2, sum(cpus) / len(cpus) if cpus else None)
+                new = PhaseCost((before.wall_s + new.wall_s) / 2, sum(cpus) / len(cpus) if cpus else None, warmed)
             self._costs[key] = new
 
     def cost(self, key: str) -> PhaseCost | None:
@@ -128,8 +135,8 @@ class JobEta:
         else:
             running.latest_words = (done_s, work)
 
-    def end(self, now: float, cpu_s: float | None, audio_s: float) -> None:
-        """The running phase is over, done whole: its cost is learned."""
+    def end(self, now: float, cpu_s: float | None, audio_s: float, warmed: bool = True) -> None:
+        """The running phase is over, done whole: its cost is learned (``warmed``: not on a worker's first task)."""
         running = self.running
         if running is None:
             return
@@ -138,8 +145,14 @@ class JobEta:
         work = self._work(running, now)
         self.worked[running.name] = work
         cpu = work if running.by_cpu else None
-        self.paces.record(self.keys[running.name], now - running.started_at, cpu, audio_s)
+        self.paces.record(self.keys[running.name], now - running.started_at, cpu, audio_s, warmed)
         self.running = None
+
+    def explain(self, now: float) -> dict[str, float | str | None]:
+        """The running phase's figures, for a debug log."""
+        running = self.running
+        share = self._share(running) if running.by_cpu else None
+        return {"phase": running.name, "work_s": round(self._work(running, now), 3), "share": share and round(share, 3)}
 
     def abort(self) -> None:
         """The running phase failed or was cut short: nothing is learned from it."""
@@ -177,8 +190,13 @@ class JobEta:
                 own_total = work_last + (work_last - work_first) / (done_last - done_first) * (total_s - done_last)
         if prior_total is None or own_total is None:
             return prior_total if own_total is None else own_total
-        weight = min(1.0, done_s / total_s)
-        return (1 - weight) * max(prior_total, work) + weight * own_total
+        if work >= prior_total:
+            return own_total  # a file harder than the learned ones: the prior has nothing left to say
+        # The own pace counts as much as the audio it was measured over: a window's segments can come
+        # spread out on a busy machine, and a pace over a few seconds of audio says little.
+        (done_first, _), (done_last, _) = running.first_words, running.latest_words
+        weight = min(1.0, (done_last - done_first) / total_s)
+        return (1 - weight) * prior_total + weight * own_total
 
     def _later_s(
         self, phase: str, running: _Running, share: float, work: float, total_s: float, done_s: float

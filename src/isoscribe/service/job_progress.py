@@ -11,6 +11,7 @@ then. Segments are kept as they arrive so that the events feed can replay them.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -19,6 +20,7 @@ from typing import Any, Protocol
 import psutil
 
 from isoscribe.executors import PerTaskExecutor, PooledExecutor
+from isoscribe.logs import log_event
 from isoscribe.pipeline import (
     Event,
     FileDone,
@@ -34,6 +36,8 @@ from isoscribe.service.job_eta import JobEta, PhasePaces
 from isoscribe.service.job_store import JobStore
 
 __all__ = ["JobProgress", "StageWorkers", "CpuMeter", "model_loading", "LOAD_MODEL_STAGE"]
+
+logger = logging.getLogger("isoscribe.service.jobs")
 
 LOAD_MODEL_STAGE = "load_model"
 POLL_S = 0.25
@@ -57,12 +61,14 @@ def model_loading(executor: Any, stage: str) -> bool:
 
 class CpuMeter:
     """CPU seconds the busy workers of one pool used since the meter was made (each counted from when it
-    was first seen busy); None while none is busy or while ``exclusive`` says the pool runs others' tasks."""
+    was first seen busy); None while none is busy or while ``exclusive`` says the pool runs others' tasks.
+    ``first_task``: one of them was on its first task."""
 
     def __init__(self, executor: PooledExecutor, stage: str, exclusive: Callable[[], bool]) -> None:
         self.executor = executor
         self.stage = stage
         self.exclusive = exclusive
+        self.first_task = False
         self._first: dict[int, float] = {}
         self._used: dict[int, float] = {}
 
@@ -70,10 +76,11 @@ class CpuMeter:
         pool = self.executor.pools.get(self.stage)
         if pool is None or not self.exclusive():
             return None
-        busy = [worker.pid for worker in pool.stats().workers if worker.state == "busy"]
+        busy = [worker for worker in pool.stats().workers if worker.state == "busy"]
         if not busy:
             return None
-        for pid in busy:
+        self.first_task |= any(worker.tasks_done == 0 for worker in busy)
+        for pid in (worker.pid for worker in busy):
             try:
                 times = psutil.Process(pid).cpu_times()
             except psutil.Error:
@@ -194,6 +201,8 @@ class JobProgress:
     def _estimate(self, now: float) -> bool:
         """The end time from the ETA now; True when it moved enough to be written."""
         remaining_s = self.eta.remaining_s(now, self.tracker.audio_total_s or 0.0, self.tracker.audio_done_s)
+        if logger.isEnabledFor(logging.DEBUG) and self.eta.running is not None:
+            log_event(logger, "job_eta", logging.DEBUG, id=self.job_id, **self.eta.explain(now), remaining_s=remaining_s)
         expected = None if remaining_s is None else now + remaining_s
         before = self.expected_done_at
         self.expected_done_at = expected
@@ -229,7 +238,7 @@ class JobProgress:
                 self._begin(*self.waiting, now)
             self.eta.words(now, self._read(), event.done_s)
         elif event.stage == "diarize" and event.done_s == 0 and self._running("text"):
-            self.eta.end(now, self._read(), event.total_s)
+            self._end_phase(now, event.total_s)
             self._begin("diarize", "speech", now)  # in the same worker, after the text
 
     def _stage_finished(self, event: StageFinished, now: float) -> None:
@@ -244,8 +253,16 @@ class JobProgress:
         total_s = self.tracker.audio_total_s or 0.0
         text_done = self.tracker.audio_done_s >= total_s
         if (event.stage == "speech" and (running.name == "diarize" or text_done)) or event.stage == running.name:
-            self.eta.end(now, self._read(), total_s)
+            self._end_phase(now, total_s)
             self.meter = None
+
+    def _end_phase(self, now: float, audio_s: float) -> None:
+        running, warmed = self.eta.running, self.meter is None or not self.meter.first_task
+        self.eta.end(now, self._read(), audio_s, warmed)
+        log_event(
+            logger, "job_phase_done", id=self.job_id, phase=running.name, wall_s=round(now - running.started_at, 3),
+            work_s=round(self.eta.worked[running.name], 3), by_cpu=running.by_cpu, warmed=warmed, audio_s=audio_s,
+        )
 
     def _running(self, phase: str) -> bool:
         return self.eta.running is not None and self.eta.running.name == phase
