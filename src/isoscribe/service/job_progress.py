@@ -251,7 +251,7 @@ class JobProgress:
             self.eta.abort()
             return
         total_s = self.tracker.audio_total_s or 0.0
-        text_done = self.tracker.audio_done_s >= total_s
+        text_done = self.tracker.audio_done_s >= 0.99 * total_s  # else a piece of a long file ended; more come
         if (event.stage == "speech" and (running.name == "diarize" or text_done)) or event.stage == running.name:
             self._end_phase(now, total_s)
             self.meter = None
