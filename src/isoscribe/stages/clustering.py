@@ -59,13 +59,13 @@ chosen like ``RESEMBLYZER_RULE`` below on the same three sources. Held out, each
 not), long files 2 of 4 (0); mean count accuracy over the sources 0.58 against 0.41
 (``diarization.resemblyzer.count`` and ``count_on_windows`` in ``bench/results/accuracy.json``)."""
 RESEMBLYZER_RULE = CountRule(linkage_distance=0.25, merge_similarity=0.85, min_windows=5, min_share=0.06)
-"""The rule on windows, when segmentation is off (``diarization.overlap = false``). The best mean count accuracy over the three sources of ``benchmarks/speaker_count.py`` (rendered
-meetings, the shared real recordings, long files of real speakers) among the rules that keep JFK's
-11 s one speaker (the best without that condition, 0.3 / 0.85 / 3 windows / 3 %, split it in two): all
-20 renders, 3 of 6 real recordings, 3 of 4 long files. What each source gets when it is left out of
-the choice is in ``bench/results/accuracy.json`` (``diarization.resemblyzer.count``). The former rule
-(0.3, 0.92, 8 windows), calibrated on renders alone, counted 2 of 6 real recordings and no long file
-right."""
+"""The rule on windows, when segmentation is off (``diarization.overlap = false``). The best mean count
+accuracy over the three sources of ``benchmarks/speaker_count.py`` (rendered meetings, the shared real
+recordings, long files of real speakers) among the rules that keep JFK's 11 s one speaker (the best
+without that condition, 0.3 / 0.85 / 3 windows / 3 %, split it in two): all 20 renders, 3 of 6 real
+recordings, 3 of 4 long files. What each source gets when it is left out of the choice is in
+``bench/results/accuracy.json`` (``diarization.resemblyzer.count_on_windows``). The former rule (0.3, 0.92, 8
+windows), calibrated on renders alone, counted 2 of 6 real recordings and no long file right."""
 
 
 def cluster_embeddings(

