@@ -186,3 +186,15 @@ def test_an_unsupported_model_sentence_stays_in_the_json_with_its_reason(stand_i
 def test_a_configured_context_wins_over_the_reported_one(stand_in):
     settings = LlmSettings(backend="openai", base_url=stand_in.base_url, model="stand-in", context_tokens=4096)
     assert OpenAIBackend(settings).context_tokens == 4096
+
+
+def test_grounding_on_the_held_out_qmsum_val_meetings():
+    """Thresholds were chosen on QMSum train; these are the val figures reached (bench/results/summary.json). The
+    goal of keeping 90 % of human-summary sentences is not reached on val (88.9 %); the catches are."""
+    from isoscribe.benchmarks.qmsum import load_meetings
+    from isoscribe.benchmarks.summary import QMSUM, grounding_scores
+
+    scores = grounding_scores(load_meetings(QMSUM, "val"))
+    assert scores["human_sentences"] == 199
+    assert scores["human_sentences_kept_rate"] >= 0.88
+    assert all(scores["caught_rate"][kind] >= 0.85 for kind in ("number", "participant", "object"))
