@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from isoscribe.summary.extraction import extract_action_items, extract_decisions, extract_open_questions
-from isoscribe.summary.text import speaker_sentences, turns_from_text
+from isoscribe.summary.text import clean_disfluencies, speaker_sentences, turns_from_text
 
 
 def _items(dialogue: str):
@@ -39,6 +39,13 @@ def _items(dialogue: str):
         "Anna: Now I'm gonna have to work between the slides and the white board.",
         "Anna: At the end of the meeting we should take decision on that point.",
         "Anna: We have to do a product evaluation.",
+        "Anna: I have to make a call.",
+        "Anna: So I have to inform you that the management has new requirements.",
+        'Anna: Like, do you say "alright I\'m going to send the report to the group"?',
+        "Anna: I wonder, how would you do a forced alignment?\nBob: Sure, good question.",
+        "Anna: We'll put the price up at the top.",
+        "Anna: Cuz then you'll find out more about what we're making.",
+        "Anna: Next time I need to write an essay I'll ask.",
     ],
 )
 def test_narration_questions_discourse_games_agreement_and_declined_requests_are_not_items(dialogue):
@@ -75,6 +82,15 @@ def test_narration_questions_discourse_games_agreement_and_declined_requests_are
          "Industrial Designer and User Interface Designer", "Work together on this one", None),
         ("Anna: So now for the next meeting we'll have to look at the look-and-feel design.", None,
          "Look at the look-and-feel design", "for the next meeting"),
+        ("Anna: So I 'll try training on a larger data set.", "Anna", "Try training on a larger data set", None),
+        ("Anna: He was taking everything over two hundred milliseconds, and he's going to vary that number.", None,
+         "Vary that number", None),
+        ("Anna: I can do that for next week.", "Anna", "Do that", "for next week"),
+        ("Anna: And then we'll rerun the script and produce better versions.", None,
+         "Rerun the script and produce better versions", None),
+        ("Anna: I have to look at it again.", "Anna", "Look at it again", None),
+        ("Anna: I'll send mail to Dan and ask.", "Anna", "Send mail to Dan and ask", None),
+        ("Anna: We will try to explore these two options.", None, "Explore these two options", None),
     ],
 )  # fmt: skip
 def test_commitments_named_tasks_dated_obligations_and_accepted_requests_are_items(dialogue, owner, task, due):
@@ -100,3 +116,33 @@ def test_decisions_and_open_questions_come_with_their_source():
     questions = extract_open_questions(sentences)
     assert [q.text for q in questions] == ["Which battery should we use for the prototype?"]
     assert questions[0].source.speaker == "Bob" and questions[0].source.start == 1.0
+
+
+def test_every_annotated_row_is_a_sentence_of_its_meeting():
+    """Scores match items to rows by (meeting, turn, cleaned sentence): a row that matches no sentence would
+    silently count as a miss, or let an item on it count as a false positive."""
+    from isoscribe.benchmarks.qmsum import _meeting
+    from isoscribe.benchmarks.summary import QMSUM, _annotations
+
+    keys = {key for use in ("tune", "held-out") for key in _annotations(use)}
+    sentences = set()
+    for name in {meeting for meeting, _, _ in keys}:
+        path = next(QMSUM.glob(f"*/{name}.json"))
+        for sentence in speaker_sentences(list(_meeting(path, path.parent.name).turns)):
+            sentences.add((name, sentence.turn, clean_disfluencies(sentence.text)))
+    assert keys - sentences == set()
+    assert len(keys) > 2000
+
+
+def test_precision_and_recall_on_the_held_out_meetings():
+    """The rules were tuned on the tune rows; these are the held-out figures reached (bench/results/summary.json).
+    Precision is short of the goal of 0.8 and recall far short of 0.6: research meetings (ICSI) phrase plans in
+    more ways than the rules know."""
+    from isoscribe.benchmarks.qmsum import _meeting
+    from isoscribe.benchmarks.summary import QMSUM, _annotations, action_item_scores
+
+    names = {meeting for meeting, _, _ in _annotations("held-out")}
+    meetings = [_meeting(path, path.parent.name) for name in names for path in QMSUM.glob(f"*/{name}.json")]
+    scores = action_item_scores(meetings, "held-out")
+    assert scores["positives"] == 100 and scores["annotated_sentences"] == 975
+    assert scores["precision"] >= 0.65 and scores["recall"] >= 0.25

@@ -1,5 +1,8 @@
 """SIGTERM with hung work: open requests and running jobs share one drain time, then their workers are
-killed, unfinished jobs go back to the queue, and the server exits 0 within the drain time plus a little."""
+killed, unfinished jobs go back to the queue, and the server exits 0 after one drain time, not two.
+
+The drain time is long enough that "side by side" (one drain time plus the teardown) and "one after the
+other" (two drain times) cannot be mistaken for each other on a slow or loaded machine."""
 
 from __future__ import annotations
 
@@ -14,10 +17,10 @@ from service_support import FAULT_STAGE, ServerProcess, base_config
 
 pytestmark = pytest.mark.slow
 
-DRAIN_S = 4.0
+DRAIN_S = 10.0
 
 
-def test_sigterm_with_a_hung_request_and_a_hung_job_exits_within_the_drain_time(
+def test_sigterm_with_a_hung_request_and_a_hung_job_share_one_drain_time(
     tmp_path: Path, shared_data: Path
 ) -> None:
     config = base_config(tmp_path / "data", asr_workers=2, drain_timeout_s=DRAIN_S)
@@ -45,7 +48,7 @@ def test_sigterm_with_a_hung_request_and_a_hung_job_exits_within_the_drain_time(
     exit_code = server.stop(timeout_s=3 * DRAIN_S + 10)
     elapsed_s = time.monotonic() - started
     assert exit_code == 0, server.log()
-    assert elapsed_s < DRAIN_S + 3.0, (elapsed_s, server.log()[-3000:])
+    assert DRAIN_S <= elapsed_s < 2 * DRAIN_S, (elapsed_s, server.log()[-3000:])
     with sqlite3.connect(tmp_path / "data" / "jobs.sqlite3") as db:
         assert db.execute("SELECT status FROM jobs WHERE id = ?", (job_id,)).fetchone()[0] == "queued"
 

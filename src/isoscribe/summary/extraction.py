@@ -2,8 +2,12 @@
 
 An action item is future work someone takes on:
 
-* a commitment: "I'll send the figures by Friday", "I'm going to check the prices": owner = speaker;
-* a named person's or role's task: "Bob will draft the budget": owner = the name;
+* a commitment: "I'll send the figures by Friday", "I'm going to check the prices", "I have to look at it
+  again", "I can do that for next week" (what one can do only with a deadline): owner = speaker;
+* a named person's or role's task: "Bob will draft the budget": owner = the name; a colleague's reported
+  work: "he's going to vary that number";
+* what "we'll" commits the team to, when it is work for after the meeting ("we'll rerun the script", "we'll
+  try to explore these two options"), not an agenda ("we'll look at the project plan") nor a forecast;
 * work handed out: "I will ask the Industrial Designer to find out …", "you're going to look at the
   components concept" (not "if you're gonna …", nor what "you can" or "you'll have to" do in general);
 * a team obligation with a deadline or a deliverable: "we need to finalize the budget by May 5th", "we have
@@ -36,11 +40,13 @@ MAX_QUESTIONS = 5
 MAX_TASK_WORDS = 24
 """Longer, and the "task" is a run-on of speech (a role described at length, a plan thought aloud), not a task."""
 
-_LEAD = r"(?:^|[,;:]\s*|\b(?!(?:if|when|whether|unless|that|what|which|how|because|cause|cos|once|whatever|where|who|than|as)\s)[a-z]+\s+)"
+_LEAD = r"(?:^|[,;:]\s*|\b(?!(?:if|when|whether|unless|that|what|which|how|because|cause|cos|once|whatever|where|who|than|as|time)\s)[a-z]+\s+)"
 """What may stand before "I'll" or "we need to": anything but a word that makes it a condition or a clause
 ("if we need to", "what I'll do")."""
 _COMMITMENT = re.compile(
-    _LEAD + r"I(?:'ll|\s+will|\s+shall|'m\s+going\s+to|'m\s+gonna|\s+am\s+going\s+to)\s+"
+    _LEAD + r"I(?:'ll|(?:\s+(?:probably|definitely|also))?\s+will|\s+shall|'m\s+going\s+to|'m\s+gonna|\s+am\s+going\s+to"
+    r"|(?:\s+(?:also|just|really|still|definitely))?\s+(?:have|need)\s+to(?!\s+(?:say|admit|tell|inform|mention|ask\s+you|go|leave|run)\b)"
+    r"|\s+should(?!\s+(?:have|say|think|mention|admit|probably|be)\b))\s+"
     r"(?:also\s+|then\s+|definitely\s+|try\s+(?:and|to)\s+|probably\s+)?(?P<task>.+)",
     re.IGNORECASE,
 )
@@ -57,6 +63,28 @@ _THIRD_PERSON = re.compile(
     r"(?:\s+and\s+(?:the\s+)?[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})?)\s+"
     r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna|are\s+going\s+to|are\s+gonna|gonna)\s+(?P<task>.+)"
 )
+_THIRD_PRONOUN = re.compile(
+    _LEAD + r"(?:he|she)(?:(?:'s|\s+is)\s+(?:(?:completely|also|just|probably|definitely)\s+)?(?:going\s+to|gonna)\s+(?P<task>.+)|\s+(?:needs|has)\s+to\s+(?P<task2>.+))",
+    re.IGNORECASE,
+)
+"""Work reported for a colleague: "he's going to vary that number", "he needs to play with the window sizes"."""
+_ABLE = re.compile(_LEAD + r"I\s+(?:can|could)\s+(?:probably\s+|maybe\s+|try\s+to\s+)?(?P<task>.+)", re.IGNORECASE)
+"""What the speaker can do is a commitment only with a deadline: "I can do that for next week"."""
+_TEAM_FUTURE = re.compile(
+    _LEAD + r"we(?:'ll|\s+will)\s+(?:(?:perhaps|probably|definitely|also|then|just|maybe)\s+)*(?:try\s+(?:and|to)\s+)?"
+    r"(?P<task>.+)",
+    re.IGNORECASE,
+)
+_TEAM_WORK = re.compile(
+    r"^(?:(?:send|e-?mail|mail|put|save|upload)\b.*\b(?:folder|file|documents?|drive|list|minutes|notes|slides|results|report|link)s?\b"
+    r"|send\s+(?:it|them|that|this)\b|write\s+up|prepare|explor|train|re-?\s*run|run\s+(?:the|some)|test|"
+    r"do\s+the\s+\w+ing|contact|talk\s+to|ask\s+(?-i:[A-Z])|check\s+with|get\s+back\s+to|set\s+up|organi[sz]|arrange|book|"
+    r"order|buy|chang|visit|let\s+(?:you|them|him|her|everybody)\s+know|have\s+a\s+(?:dialogue|discussion|talk)\s+with|"
+    r"try\s+(?!to\b|and\b|it\b|that\b|this\b)(?-i:[A-Z])|do\s+a\s+field\s+trip|get\s+something\s+in)",
+    re.IGNORECASE,
+)
+"""What "we'll …" commits the team to, unlike an agenda ("we'll look at the project plan") or a forecast ("we'll
+have something", "we'll see")."""
 _ASSIGNMENT = re.compile(
     r"\byou(?:\s+(?:two|three|all|guys))?\s*(?:'re|\s+are)?\s+(?P<modal>gonna|going\s+to|will|'ll|can)\s+"
     r"(?P<task>.+)|\byou'll\s+(?P<task2>.+)|\b(?:next\s+meeting|for\s+the\s+next\s+meeting),?\s+you\s+(?P<task3>.+)",
@@ -68,6 +96,13 @@ _FUTURE_WORK = re.compile(
     r"finali[sz]|specif|organi[sz]|arrang|set\s+up|schedul|test|review|list\b|sort\s+out|look\s+into|"
     r"get\s+back|follow\s+up|circulat|distribut|forward|hire|think(?:ing)?\s+about|look(?:ing)?\s+(?:at|into)|"
     r"responsible\s+for|sav|store|"
+    r"train\b|re-?\s*run|run\s+(?:the|it|some|a|an)\b|vary|plot|print|writ(?:e|ing)\s+up|explor|implement|comput|analy[sz]|"
+    r"measur|collect|transcrib|label|install|download|integrat|extend|debug|play\s+(?:\w+\s+){0,3}with|"
+    r"talk\s+(?:to|with)|meet\s+(?:with|up)|connect\s+with|let\s+(?:you|him|her|them|everybody|everyone)\s+know|"
+    r"dig\s+(?:\w+\s+)?up|ask\s+(?-i:[A-Z][a-z]+)|get\s+(?:you|him|her|them|us)\s+(?:some|the|a|an|that)\b|"
+    r"set\s+(?:that|it|this|them)\s+up|try(?:ing)?\s+\w+ing\b|continu\w*\s+(?:to\s+)?(?:work|look)|"
+    r"pick\s+(?:a|an|another|some)\b|try\s+(?-i:[A-Z]{2,})|run\s+(?:that|this|it|them)\s+again|re-?do\b|pass\s+(?:\w+\s+){0,2}on|provid|read\s+up|"
+    r"acquaint|writ(?:e|ing)\s+to|convinc|visit|rewrit|go\s+(?:and\s+)?(?:check|ask|look|talk|find)|"
     r"focus(?:ed|ing)?\s+on|concentrat|"
     r"do(?:ing)?\s+(?:the|some|a|an)\s+(?!I\b)[a-z]\w+)",
     re.IGNORECASE,
@@ -80,7 +115,7 @@ _IMPERATIVE = re.compile(
 """A bare instruction, an item only with a deadline: "Okay, so try to find that for next meeting"."""
 _PROGRESSIVE = re.compile(rf"^be\s+(?:{_ADVERB}\s+)?\w+ing\b", re.IGNORECASE)
 _HEDGES = re.compile(
-    r"^(?:(?:you|just|also|then|probably|definitely|actually|basically|again|can|will|should|be\s+able\s+to|have\s+to|need\s+to|"
+    r"^(?:(?:you|just|also|then|probably|definitely|actually|basically|again|all|can|will|should|be\s+able\s+to|have\s+to|need\s+to|"
     rf"try\s+(?:and|to)|go\s+and|be(?=\s+(?:{_ADVERB}\s+)?\w+ing\b|\s+(?:responsible|focused)\b)|{_ADVERB})\s+)+",
     re.IGNORECASE,
 )
@@ -89,17 +124,17 @@ _IN_MEETING = re.compile(
     r"next\s+slide|presentation\s+running|^take\s+(?:the\s+|some\s+)?minutes|minutes\s+again|"
     r"first|go\s+over|go\s+through|finish\s+up|something\s+up|(?:make|take)\s+a\s+note|(?:that|it|stuff|this)\s+down|"
     r"for\s+a\s+(?:second|sec|minute|moment)|this\s+quick|to\s+a\s+close|in\s+here|back\s+on|(?:last|previous)\s+meeting|"
-    r"(?:that|it|this)\s+there$|animals?|ice-?breaker|^(?:put|give|make\s+it)\s+(?:it\s+)?(?:a\s+)?(?:\d+|one|two|three|four|five|six|seven))\b",
+    r"(?:that|it|this)\s+there$|animals?|ice-?breaker|^make\s+(?:a\s+(?:phone\s+)?call|sure)|sheet|beeps?|^put\s+(?:the|my|your)\s+mi(?:ke|c|crophone)|^(?:put|give|make\s+it)\s+(?:it\s+)?(?:a\s+)?(?:\d+|one|two|three|four|five|six|seven))\b",
     re.IGNORECASE,
 )
 _CUT_OFF = re.compile(r"\b(?:my|your|our|their|the|a|an|with|to)$", re.IGNORECASE)
 """A task that stops mid-phrase ("check with my") was cut off: what was to be done is not known."""
-_OWN_PRONOUN_TASK = re.compile(r"^(?:do|find|finish|send|prepare|check)\s+(?:that|this|it)\b", re.IGNORECASE)
+_OWN_PRONOUN_TASK = re.compile(r"^(?:do|find|finish|send|prepare|check|have)\s+(?:that|this|it)\b", re.IGNORECASE)
 _JUST_NOW = re.compile(r"^just\s+(?!(?:send|e-?mail|mail|put|post|upload)\b)", re.IGNORECASE)
 """I'll just check …": done there and then, unless it is sending something."""
 _NOT_OWNERS = frozenset(
     "that this it there which what who we you they he she i so and but then well okay yes yeah no one everything just "
-    "something nothing".split()
+    "something nothing were was are is has had have do does did can could would should will".split()
 )
 _OBLIGATION = re.compile(
     _LEAD + r"(?:we(?:'ll)?\s+(?:need\s+to|have\s+to|must|should|got\s+to|'ve\s+got\s+to|will\s+have\s+to|can\s+all)\s+"
@@ -140,7 +175,7 @@ _IMMEDIATE = re.compile(
     r"^(?:just\s+|quickly\s+|now\s+|first\s+)?(?:say|tell|talk|speak|explain|admit|be\s+honest|answer|ask\s+(?:you|a\s+question)|show|"
     r"present|start|begin|go|try|put|read|repeat|stop|pass|move|draw|turn|open|switch|sum|leave|let|have\s+a|"
     r"take\s+(?:a|notes)|give\s+you|hand|wait|hold|sit|stand|come|pick|play|guess|see|hear|think|wonder|"
-    r"mention|add|point|note|skip|finish|continue|introduce|do\s+(?:that|this|it|so)|get\s+(?:on|back|started)|"
+    r"mention|add|point|note|skip|finish|continue|introduce|do\s+(?:that|this|it|so|earlier|later)\b|get\s+(?:on|back|started)|"
     r"need|want|like|know|receiv|get(?:ting)?\s+(?:\w+\s+)?instructions|decide|take\s+(?:a\s+)?decisions?|reach\s+(?:a\s+)?decisions?|make\s+(?:a\s+)?decisions?|have\s+to\b|be\b(?!\s+(?:ready|done|finished|sent)\b)|not\b|never\b|probably\b|bet|assume|keep\s+(?:it|that))",
     re.IGNORECASE,
 )
@@ -188,6 +223,7 @@ def _action_item(sentences: list[SpeakerSentence], index: int) -> ActionItem | N
         _item(sentence.speaker, m.group("task"), sentence, own=True)
         for m in _EVERY_COMMITMENT.finditer(text)
         if not _IN_MEETING.search(re.split(r"[,;.]|\band\b", text[: m.start("task")])[-1])  # "now I'm gonna …"
+        and text[: m.start("task")].count('"') % 2 == 0  # quoted: 'do you say "alright I'm going to do …"'?
     )
     if commitment := next((item for item in commitments if item is not None), None):
         return commitment
@@ -195,11 +231,17 @@ def _action_item(sentences: list[SpeakerSentence], index: int) -> ActionItem | N
         return None
     if (match := _THIRD_PERSON.search(text)) and match.group("owner").lower() not in _NOT_OWNERS:
         return _item(match.group("owner"), match.group("task"), sentence)
+    if match := _THIRD_PRONOUN.search(text):
+        return _item(None, match.group("task") or match.group("task2"), sentence)
+    if (match := _ABLE.search(text)) and find_due(text):
+        return _item(sentence.speaker, match.group("task"), sentence, own=True)
     if match := _ASSIGNMENT.search(text):
         return _assignment(text, match, sentence)
     if (match := _OBLIGATION.search(text)) and (find_due(text) or _DELIVERABLE.match(match.group("task"))):
         item = _item(None, match.group("task"), sentence, dated=True)
         return replace(item, due=find_due(text)) if item is not None and item.due is None else item
+    if (match := _TEAM_FUTURE.search(text)) and _TEAM_WORK.match(_HEDGES.sub("", match.group("task"))):
+        return _item(None, match.group("task"), sentence)
     if (match := _IMPERATIVE.match(text)) and _WORK_VERB.match(match.group("task")) and find_due(match.group("task")):
         return _item(None, match.group("task"), sentence, own=True)
     return None
@@ -230,7 +272,7 @@ def _asked(match: re.Match[str], sentence: SpeakerSentence) -> ActionItem | None
 
 _GENERIC = re.compile(r"(?:(?:just|still|also|really|probably)\s+)*(?:(?:have|need)\s+to|be\s+able\s+to)", re.IGNORECASE)
 """Generic "you": "you're gonna have to set up a call centre", "you'll still be able to put a new cover on it"."""
-_CONDITION = re.compile(r"\b(?:if|when|whether|unless|once|because|cause|cos)\s+(?:\w{1,2}\s+)?$", re.IGNORECASE)
+_CONDITION = re.compile(r"\b(?:if|when|whether|unless|once|because|cause|cos|cuz)\s+(?:\w{1,4}\s+)?$", re.IGNORECASE)
 """Words before "you're gonna …" that make it a condition, not an assignment: "if you're gonna make a remote"."""
 
 _ROLE = re.compile(
@@ -239,11 +281,15 @@ _ROLE = re.compile(
 )
 
 
+_WH_YOU = re.compile(r"\b(?:how|what|why|where|which|who)\s+(?:can|could|would|will|do)\s+you\b", re.IGNORECASE)
+"""A question about how one would do it, not a request: "I wonder, how would you do a forced alignment?"."""
+
+
 def _request(sentences: list[SpeakerSentence], index: int, text: str) -> ActionItem | None:
     """A request the addressee accepts in the next turn; or one to hand work over after the meeting ("can you
     put your reports in the project folder"), which is often accepted without a word, unless it is declined."""
     match = _REQUEST.search(text)
-    if match is None:
+    if match is None or _WH_YOU.search(text):
         return None
     reply = _reply(sentences, index)
     reply_text = clean_disfluencies(reply.text) if reply is not None else ""

@@ -23,6 +23,7 @@ __all__ = [
     "clean_disfluencies",
     "content_words",
     "stem",
+    "lemma",
     "STOPWORDS",
 ]
 
@@ -109,12 +110,24 @@ _STUTTER = re.compile(r"(?<![\w'])(\w{1,3})-?\s+(?=\1\w)", re.I)
 _REPEAT = re.compile(r"(?<![\w'])((?:[\w']+\s+){0,4}[\w']+)(?:\s*,?\s+\1(?![\w']))+", re.I)
 """A word or a phrase of up to five words said again right away: "the the", "I don't want to I don't want to"."""
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.?!;:])")
+_SPLIT_CONTRACTION = re.compile(r"(?<=\w) +'(s|ll|re|ve|d|m)\b", re.I)
+"""Some corpora write "I 'll", "he 's" (QMSum's ICSI meetings): speech is written "I'll", "he's"."""
 _DOUBLE_PUNCT = re.compile(r"([,.?!;:])(?:\s*[,;:])+|,\s*([.?!])")
 
 
 def clean_disfluencies(text: str) -> str:
-    """Speech as one would write it: no markup, fillers, stutters or repeated words; first letter capital."""
-    text = _MARKUP.sub(" ", text)
+    """Speech as one would write it: no markup, fillers, stutters or repeated words; first letter capital.
+    Cleaning clean text changes nothing (annotations store cleaned sentences and are matched cleaned again)."""
+    for _ in range(4):  # "there's a there's a a very": one pass leaves "a a"
+        cleaned = _clean_once(text)
+        if cleaned == text:
+            break
+        text = cleaned
+    return text
+
+
+def _clean_once(text: str) -> str:
+    text = _SPLIT_CONTRACTION.sub(r"'\1", _MARKUP.sub(" ", text))
     text = _FILLER.sub(" ", text)
     text = _STUTTER.sub("", text)
     text = _REPEAT.sub(r"\1", text)
@@ -173,6 +186,22 @@ def stem(word: str) -> str:
         word = word[:-1]
     word = word[:-1] if len(word) > 4 and word.endswith(("e", "i", "y")) else word
     return word[:6]
+
+
+_INFLECTIONS = (
+    ("ies", "y"), ("ied", "y"), ("sses", "ss"), ("ches", "ch"), ("shes", "sh"), ("xes", "x"), ("ing", ""), ("ed", ""),
+    ("es", "e"), ("s", ""),
+)  # fmt: skip
+
+
+def lemma(word: str) -> str:
+    """``word`` without its inflection, derivation kept: "servers" → "server" (a stem would join it to "serve"),
+    "discussing" → "discuss", "ideas" → "idea"."""
+    word = word.lower()
+    for suffix, replacement in _INFLECTIONS:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + replacement
+    return word
 
 
 def words_of(text: str) -> list[str]:
