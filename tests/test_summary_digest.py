@@ -58,6 +58,8 @@ def es2009c():
         "They agreed to use a rubber case.",
         "He presented the components and she explained the costs.",
         "Marketing presented the trend watching results.",
+        "The team squabbled over the conceptual design.",
+        "They discussed the upper bound of the price.",
     ],
 )
 def test_paraphrase_pronouns_and_summary_verbs_are_kept(es2009c, faithful):
@@ -74,6 +76,7 @@ def test_paraphrase_pronouns_and_summary_verbs_are_kept(es2009c, faithful):
         ("The team agreed to ship it on Thursday.", "date Thursday"),
         ("Gregory presented the trend watching results.", "name Gregory"),
         ("The team discussed the design of the helicopter.", "helicopter"),
+        ("The team discussed the design of the printer.", "printer"),
     ],
 )
 def test_invented_numbers_dates_names_and_objects_are_caught(es2009c, invented, reason):
@@ -90,12 +93,21 @@ def test_a_statement_given_to_the_wrong_participant_is_caught(es2009c, swapped):
     assert not checked.supported and checked.reason == f"said by Marketing rather than {swapped}"
 
 
+def test_a_role_said_as_a_topic_does_not_name_the_participant(es2009c):
+    """ "the user interface" here is a part of the remote, not the User Interface designer: nobody is named, so
+    the trend-watching words (Marketing's) are no wrong attribution; "the user interface designer" is a role."""
+    _, index = es2009c
+    assert check_sentence("Then the user interface was discussed along with the trend watching results.", index).supported
+    checked = check_sentence("Then the user interface designer presented the trend watching results.", index)
+    assert not checked.supported and checked.reason.endswith("rather than User Interface")
+
+
 def test_spelt_out_numbers_acronyms_compounds_and_typos_are_what_the_transcript_says():
     index = TranscriptIndex.of(speaker_sentences(turns_from_text(
-        "Anna: The production cost must stay under twelve point five Euro.\n"
+        "Anna: The production cost must stay under twelve point five Euro, the price at twenty and a half.\n"
         "Bob: A T_F_T_ screen is too dear, and the P-file format is fine for the industrial prototype."
     )))  # fmt: skip
-    for faithful in ("The cost must stay under 12.5 Euros.", "Bob found the TFT screen too expensive.",
+    for faithful in ("The cost must stay under 12.5 Euros.", "The price is 20.5 Euros.", "Bob found the TFT screen too expensive.",
                      "Bob liked the pfile format.", "Bob described the inudstrial prototype."):  # fmt: skip
         assert check_sentence(faithful, index).supported, faithful
     assert "number 13.5" in check_sentence("The cost must stay under 13.5 Euros.", index).reason
@@ -174,3 +186,15 @@ def test_an_unsupported_model_sentence_stays_in_the_json_with_its_reason(stand_i
 def test_a_configured_context_wins_over_the_reported_one(stand_in):
     settings = LlmSettings(backend="openai", base_url=stand_in.base_url, model="stand-in", context_tokens=4096)
     assert OpenAIBackend(settings).context_tokens == 4096
+
+
+def test_grounding_on_the_held_out_qmsum_val_meetings():
+    """Thresholds were chosen on QMSum train; these are the val figures reached (bench/results/summary.json). The
+    goal of keeping 90 % of human-summary sentences is not reached on val (88.9 %); the catches are."""
+    from isoscribe.benchmarks.qmsum import load_meetings
+    from isoscribe.benchmarks.summary import QMSUM, grounding_scores
+
+    scores = grounding_scores(load_meetings(QMSUM, "val"))
+    assert scores["human_sentences"] == 199
+    assert scores["human_sentences_kept_rate"] >= 0.88
+    assert all(scores["caught_rate"][kind] >= 0.85 for kind in ("number", "participant", "object"))

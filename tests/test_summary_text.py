@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from isoscribe.summary.dates import find_due, without_due
-from isoscribe.summary.text import clean_disfluencies, speaker_sentences, split_sentences, turns_of
+from isoscribe.summary.text import clean_disfluencies, lemma, speaker_sentences, split_sentences, turns_of
 from isoscribe.transcript import Segment, Transcript
 
 
@@ -66,3 +66,17 @@ def test_deadlines_are_found_as_said(text: str, due: str | None) -> None:
 
 def test_a_deadline_leaves_the_task_whole() -> None:
     assert without_due("order the posters by next Tuesday") == "order the posters"
+
+
+@pytest.mark.parametrize(
+    ("word", "expected"),
+    [("servers", "server"), ("discussing", "discuss"), ("ideas", "idea"), ("batteries", "battery"), ("glass", "glass")],
+)
+def test_lemma_drops_the_inflection_and_keeps_the_derivation(word, expected):
+    assert lemma(word) == expected
+
+
+def test_cleaning_joins_split_contractions_and_cleaning_again_changes_nothing():
+    cleaned = clean_disfluencies("So I 'll uh {disfmarker} there 's a {disfmarker} there 's a a very big one .")
+    assert cleaned == "So I'll there's a very big one."
+    assert clean_disfluencies(cleaned) == cleaned

@@ -37,7 +37,7 @@ from isoscribe.summary.text import clean_disfluencies, speaker_sentences, split_
 from isoscribe.summary.topics import TopicSettings, topic_starts
 from isoscribe.summary.types import SummaryRequest
 
-__all__ = ["main", "pk", "action_item_scores", "ANNOTATIONS", "QMSUM"]
+__all__ = ["main", "pk", "action_item_scores", "grounding_scores", "ANNOTATIONS", "QMSUM"]
 
 QMSUM = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "qmsum"
 ANNOTATIONS = Path(__file__).resolve().parents[3] / "tests" / "data" / "action_items.tsv"
@@ -53,7 +53,7 @@ def main(quick: bool, results_dir: Path, settings: Settings, qmsum: Path = QMSUM
             "meetings": len(meetings),
             **_digests(settings, meetings),
             "topics": _topics(meetings),
-            "grounding": _grounding(meetings),
+            "grounding": grounding_scores(meetings),
         }
         log_event(logger, "bench_summary_split", split=split, meetings=len(meetings))
     every_meeting = [meeting for split in SPLITS for meeting in load_meetings(qmsum, split)]
@@ -124,7 +124,8 @@ def _from_zero(starts: tuple[int, ...]) -> list[int]:
     return sorted({0, *starts})
 
 
-def _grounding(meetings: list[Meeting]) -> dict[str, Any]:
+def grounding_scores(meetings: list[Meeting]) -> dict[str, Any]:
+    """How many human-summary sentences grounding keeps, and how many planted errors it catches, per kind."""
     kept = total = 0
     planted: Counter[str] = Counter()
     caught: Counter[str] = Counter()

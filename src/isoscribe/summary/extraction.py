@@ -45,7 +45,8 @@ _LEAD = r"(?:^|[,;:]\s*|\b(?!(?:if|when|whether|unless|that|what|which|how|becau
 ("if we need to", "what I'll do")."""
 _COMMITMENT = re.compile(
     _LEAD + r"I(?:'ll|(?:\s+(?:probably|definitely|also))?\s+will|\s+shall|'m\s+going\s+to|'m\s+gonna|\s+am\s+going\s+to"
-    r"|\s+(?:have|need)\s+to(?!\s+(?:say|admit|tell|inform|mention|ask\s+you|go|leave|run)\b))\s+"
+    r"|(?:\s+(?:also|just|really|still|definitely))?\s+(?:have|need)\s+to(?!\s+(?:say|admit|tell|inform|mention|ask\s+you|go|leave|run)\b)"
+    r"|\s+should(?!\s+(?:have|say|think|mention|admit|probably|be)\b))\s+"
     r"(?:also\s+|then\s+|definitely\s+|try\s+(?:and|to)\s+|probably\s+)?(?P<task>.+)",
     re.IGNORECASE,
 )
@@ -63,7 +64,7 @@ _THIRD_PERSON = re.compile(
     r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna|are\s+going\s+to|are\s+gonna|gonna)\s+(?P<task>.+)"
 )
 _THIRD_PRONOUN = re.compile(
-    _LEAD + r"(?:he|she)(?:(?:'s|\s+is)\s+(?:going\s+to|gonna)\s+(?P<task>.+)|\s+(?:needs|has)\s+to\s+(?P<task2>.+))",
+    _LEAD + r"(?:he|she)(?:(?:'s|\s+is)\s+(?:(?:completely|also|just|probably|definitely)\s+)?(?:going\s+to|gonna)\s+(?P<task>.+)|\s+(?:needs|has)\s+to\s+(?P<task2>.+))",
     re.IGNORECASE,
 )
 """Work reported for a colleague: "he's going to vary that number", "he needs to play with the window sizes"."""
@@ -78,7 +79,8 @@ _TEAM_WORK = re.compile(
     r"^(?:(?:send|e-?mail|mail|put|save|upload)\b.*\b(?:folder|file|documents?|drive|list|minutes|notes|slides|results|report|link)s?\b"
     r"|send\s+(?:it|them|that|this)\b|write\s+up|prepare|explor|train|re-?\s*run|run\s+(?:the|some)|test|"
     r"do\s+the\s+\w+ing|contact|talk\s+to|ask\s+(?-i:[A-Z])|check\s+with|get\s+back\s+to|set\s+up|organi[sz]|arrange|book|"
-    r"order|buy)",
+    r"order|buy|chang|visit|let\s+(?:you|them|him|her|everybody)\s+know|have\s+a\s+(?:dialogue|discussion|talk)\s+with|"
+    r"try\s+(?!to\b|and\b|it\b|that\b|this\b)(?-i:[A-Z])|do\s+a\s+field\s+trip|get\s+something\s+in)",
     re.IGNORECASE,
 )
 """What "we'll …" commits the team to, unlike an agenda ("we'll look at the project plan") or a forecast ("we'll
@@ -99,6 +101,8 @@ _FUTURE_WORK = re.compile(
     r"talk\s+(?:to|with)|meet\s+(?:with|up)|connect\s+with|let\s+(?:you|him|her|them|everybody|everyone)\s+know|"
     r"dig\s+(?:\w+\s+)?up|ask\s+(?-i:[A-Z][a-z]+)|get\s+(?:you|him|her|them|us)\s+(?:some|the|a|an|that)\b|"
     r"set\s+(?:that|it|this|them)\s+up|try(?:ing)?\s+\w+ing\b|continu\w*\s+(?:to\s+)?(?:work|look)|"
+    r"pick\s+(?:a|an|another|some)\b|try\s+(?-i:[A-Z]{2,})|run\s+(?:that|this|it|them)\s+again|re-?do\b|pass\s+(?:\w+\s+){0,2}on|provid|read\s+up|"
+    r"acquaint|writ(?:e|ing)\s+to|convinc|visit|rewrit|go\s+(?:and\s+)?(?:check|ask|look|talk|find)|"
     r"focus(?:ed|ing)?\s+on|concentrat|"
     r"do(?:ing)?\s+(?:the|some|a|an)\s+(?!I\b)[a-z]\w+)",
     re.IGNORECASE,
@@ -171,7 +175,7 @@ _IMMEDIATE = re.compile(
     r"^(?:just\s+|quickly\s+|now\s+|first\s+)?(?:say|tell|talk|speak|explain|admit|be\s+honest|answer|ask\s+(?:you|a\s+question)|show|"
     r"present|start|begin|go|try|put|read|repeat|stop|pass|move|draw|turn|open|switch|sum|leave|let|have\s+a|"
     r"take\s+(?:a|notes)|give\s+you|hand|wait|hold|sit|stand|come|pick|play|guess|see|hear|think|wonder|"
-    r"mention|add|point|note|skip|finish|continue|introduce|do\s+(?:that|this|it|so)|get\s+(?:on|back|started)|"
+    r"mention|add|point|note|skip|finish|continue|introduce|do\s+(?:that|this|it|so|earlier|later)\b|get\s+(?:on|back|started)|"
     r"need|want|like|know|receiv|get(?:ting)?\s+(?:\w+\s+)?instructions|decide|take\s+(?:a\s+)?decisions?|reach\s+(?:a\s+)?decisions?|make\s+(?:a\s+)?decisions?|have\s+to\b|be\b(?!\s+(?:ready|done|finished|sent)\b)|not\b|never\b|probably\b|bet|assume|keep\s+(?:it|that))",
     re.IGNORECASE,
 )

@@ -23,6 +23,7 @@ __all__ = [
     "clean_disfluencies",
     "content_words",
     "stem",
+    "lemma",
     "STOPWORDS",
 ]
 
@@ -185,6 +186,22 @@ def stem(word: str) -> str:
         word = word[:-1]
     word = word[:-1] if len(word) > 4 and word.endswith(("e", "i", "y")) else word
     return word[:6]
+
+
+_INFLECTIONS = (
+    ("ies", "y"), ("ied", "y"), ("sses", "ss"), ("ches", "ch"), ("shes", "sh"), ("xes", "x"), ("ing", ""), ("ed", ""),
+    ("es", "e"), ("s", ""),
+)  # fmt: skip
+
+
+def lemma(word: str) -> str:
+    """``word`` without its inflection, derivation kept: "servers" → "server" (a stem would join it to "serve"),
+    "discussing" → "discuss", "ideas" → "idea"."""
+    word = word.lower()
+    for suffix, replacement in _INFLECTIONS:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3 and not word.endswith("ss"):
+            return word[: -len(suffix)] + replacement
+    return word
 
 
 def words_of(text: str) -> list[str]:
