@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import numpy as np
+
 from isoscribe.speakers import assign_speakers
-from isoscribe.stages.overlap import add_overlap_turns
+from isoscribe.stages.local_speakers import CHUNK_S, LocalActivity
+from isoscribe.stages.overlap import add_overlap_turns, overlap_regions
 from isoscribe.transcript import Segment, SpeakerTurn, Transcript, Word
 
 
@@ -41,3 +44,20 @@ def test_words_in_overlapped_speech_go_to_the_dominant_speaker() -> None:
                                             duration_s=8.0, model="test", speaker_turns=turns))
     assert [w.speaker for s in transcript.segments for w in s.words] == ["A", "A", "A"]
     assert transcript.speakers == ["B", "A"]
+
+
+def test_overlap_is_where_most_chunks_hearing_a_frame_hear_two_voices() -> None:
+    """Chunks at 0 s and 5 s both hear two voices at 6-7 s; only the first hears two at 8-9 s (the
+    second hears one: a tie is no overlap), at 2-2.1 s (too short) and at 3-4 s, which only it sees:
+    overlaps 3-4 s and 6-7 s."""
+    step_s = 0.02
+    times = np.arange(int(CHUNK_S / step_s)) * step_s
+    active = np.zeros((2, times.size, 3), dtype=np.uint8)
+    active[:, :, 0] = 1
+    active[0, (times >= 6.0) & (times < 7.0), 1] = 1
+    active[1, (times >= 1.0) & (times < 2.0), 2] = 1
+    active[0, (times >= 2.0) & (times < 2.1), 1] = 1
+    active[0, (times >= 3.0) & (times < 4.0), 2] = 1
+    active[0, (times >= 8.0) & (times < 9.0), 2] = 1
+    regions = overlap_regions(LocalActivity(np.array([0.0, 5.0]), active, step_s), frame_duration_s=0.0)
+    assert [(round(a, 2), round(b, 2)) for a, b in regions] == [(3.0, 4.0), (6.0, 7.0)]

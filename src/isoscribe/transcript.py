@@ -198,7 +198,11 @@ class SpeakerVectors:
     vectors: Any
     """numpy float32 array, one unit-length row per window (192-dim CAM++, 256-dim resemblyzer)."""
     overlaps: list[tuple[float, float]] = field(default_factory=list)
-    """(start, end) seconds where two voices speak at once (the campplus backend's segmentation)."""
+    """(start, end) seconds where two voices speak at once (segmentation-3.0, ``diarization.overlap``)."""
+    window_units: Any = None
+    """numpy int32 array: each window's (chunk, local speaker) unit, or -1 (``stages.local_speakers``)."""
+    unit_chunks: Any = None
+    """numpy int32 array: each unit's segmentation chunk; units of one chunk are different voices."""
 
 
 @dataclass

