@@ -1,6 +1,7 @@
 """A running job's record from its pipeline events (service.job_progress), on recorded event timings with a
 fake clock: the ETA from the job's own audio seconds per second, model loading named and left out of the
-pace, languages and partial segments kept for the events feed."""
+pace, languages and partial segments kept for the events feed. (The estimator itself, CPU work and
+share, is tested on synthetic jobs in test_job_progress_eta.py.)"""
 
 from __future__ import annotations
 
@@ -10,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from isoscribe.pipeline import FileDone, Probed, Progress, ProgressTracker, SegmentReady, StageStarted
-from isoscribe.service.job_progress import LOAD_MODEL_STAGE, JobPaces, JobProgress
+from isoscribe.pipeline import FileDone, Probed, Progress, ProgressTracker, SegmentReady, StageFinished, StageStarted
+from isoscribe.service.job_eta import PhasePaces
+from isoscribe.service.job_progress import LOAD_MODEL_STAGE, JobProgress
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.transcript import Segment
 
@@ -24,6 +26,19 @@ class Clock:
 
     def __call__(self) -> float:
         return self.now
+
+
+class Workers:
+    """Workers whose CPU cannot be read (the ETA counts wall seconds); ``loading`` until told otherwise."""
+
+    def __init__(self, loading) -> None:
+        self.is_loading = loading
+
+    def loading(self, stage: str) -> bool:
+        return self.is_loading()
+
+    def meter(self, stage: str) -> None:
+        return None
 
 
 @pytest.fixture
@@ -40,7 +55,7 @@ def _run(store: JobStore, job_id: str, loading: bool, load_s: float, pace: float
     seconds per second (faster-whisper yields a window's segments at once). Returns (time, record) at each step."""
     clock = Clock()
     start = clock.now
-    progress = JobProgress(store, job_id, {}, ProgressTracker(diarize, False), loading=lambda: loading, clock=clock)
+    progress = JobProgress(store, job_id, {}, ProgressTracker(diarize, False), Workers(lambda: loading), clock=clock)
     progress(StageStarted("probe"))
     progress(Probed(DURATION_S))
     progress(StageStarted("speech"))
@@ -52,6 +67,7 @@ def _run(store: JobStore, job_id: str, loading: bool, load_s: float, pace: float
         progress(SegmentReady(Segment(index, done_s - 10, done_s, f" words until {done_s:.0f}", language=language)))
         progress(Progress("speech", done_s, DURATION_S))
         seen.append((clock.now - start, store.get(job_id)))
+    progress.close()
     return start, seen
 
 
@@ -103,8 +119,8 @@ def test_the_pace_starts_when_the_pool_reports_the_model_loaded(running) -> None
     store, job_id = running
     clock, loaded = Clock(), threading.Event()
     start = clock.now
-    progress = JobProgress(store, job_id, {}, ProgressTracker(False, False), loading=lambda: not loaded.is_set(),
-                           clock=clock, load_poll_s=0.01)
+    progress = JobProgress(store, job_id, {}, ProgressTracker(False, False), Workers(lambda: not loaded.is_set()),
+                           clock=clock, poll_s=0.01)
     progress(Probed(DURATION_S))
     progress(StageStarted("speech"))
     assert store.get(job_id).stage == LOAD_MODEL_STAGE
@@ -122,21 +138,26 @@ def test_the_pace_starts_when_the_pool_reports_the_model_loaded(running) -> None
     clock.now = start + 30.0 + 30.0 / 4.0
     progress(Progress("speech", 30.0, DURATION_S))
     assert store.get(job_id).expected_done_at - clock.now == pytest.approx(7.5, rel=0.01)
+    clock.now = start + 30.0 + 60.0 / 4.0
+    progress(Progress("speech", 60.0, DURATION_S))
+    progress(StageFinished("speech", 45.0))
     progress(FileDone(DURATION_S))
-    assert progress.paces.predict_s(progress.kind, DURATION_S) == pytest.approx(7.5), "timed from the load's end"
+    learned = progress.paces.cost("text")
+    assert learned.wall_s * DURATION_S == pytest.approx(15.0), "timed from the load's end"
+    assert learned.cpu_s is None, "no CPU was read"
 
 
-def _meeting_run(store: JobStore, job_id: str, paces: JobPaces) -> list[tuple[float, float | None]]:
+def _meeting_run(store: JobStore, job_id: str, paces: PhasePaces) -> list[tuple[float, float | None]]:
     """A diarized minute as base runs it warm: decoding, VAD and language detection make the first window
     slow (22 s of audio after 10 s), the rest goes fast, diarization takes 5 s after the text.
     Returns (seconds since start, the ETA then) at each event."""
     clock = Clock()
     start = clock.now
-    progress = JobProgress(store, job_id, {}, ProgressTracker(True, False), clock=clock, paces=paces, kind="speech d")
+    progress = JobProgress(store, job_id, {}, ProgressTracker(True, False), clock=clock, paces=paces, text_key="text d")
     timeline = [(0.0, StageStarted("speech")), (10.0, Progress("speech", 22.0, 60.0)),
                 (12.0, Progress("speech", 53.0, 60.0)), (12.5, Progress("speech", 60.0, 60.0)),
                 (12.5, Progress("diarize", 0.0, 60.0)), (17.5, Progress("diarize", 60.0, 60.0)),
-                (18.0, FileDone(60.0))]
+                (17.5, StageFinished("speech", 17.5)), (18.0, FileDone(60.0))]
     progress(Probed(60.0))
     seen = []
     for at, event in timeline:
@@ -148,7 +169,7 @@ def _meeting_run(store: JobStore, job_id: str, paces: JobPaces) -> list[tuple[fl
 
 
 def test_a_job_of_a_kind_seen_before_gets_the_time_that_kind_took(tmp_path: Path) -> None:
-    store, paces = JobStore(tmp_path / "jobs.sqlite3"), JobPaces()
+    store, paces = JobStore(tmp_path / "jobs.sqlite3"), PhasePaces()
     first, second = (store.create(tmp_path / f"{n}.wav", JobOptions()) for n in "ab")
     store.claim_next()
     first_seen = _meeting_run(store, first.id, paces)
@@ -156,7 +177,8 @@ def test_a_job_of_a_kind_seen_before_gets_the_time_that_kind_took(tmp_path: Path
     second_seen = _meeting_run(store, second.id, paces)
     assert first_seen[0][1] is None and dict(first_seen)[10.0] is None, "a first job waits for its own pace"
     middle_eta = dict(second_seen)[10.0]
-    assert second_seen[0][1] == pytest.approx(18.0), "known from the speech's start"
-    assert abs(middle_eta - 8.0) <= 0.5 * 8.0 and middle_eta == pytest.approx(8.0)
-    assert dict(first_seen)[12.0] < 0.5 * 6.0, "its own pace cannot see the diarization coming: the case for JobPaces"
+    # the text's 12.5 s and the speakers' 5 s (the last 0.5 s, outputs, is in no phase)
+    assert second_seen[0][1] == pytest.approx(17.5), "known from the speech's start"
+    assert abs(middle_eta - 8.0) <= 0.5 * 8.0 and middle_eta == pytest.approx(7.5)
+    assert dict(first_seen)[12.0] < 0.5 * 6.0, "its own pace cannot see the diarization coming: the case for PhasePaces"
     store.close()

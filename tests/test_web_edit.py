@@ -408,3 +408,57 @@ def test_an_edit_on_a_revision_changed_elsewhere_is_not_saved_and_says_so(page_s
     with server.client() as client:
         kept = client.get(f"/v1/jobs/{job}/transcript").json()["transcript"]["segments"]
     assert [s["text"].strip() for s in kept][1] == "ask now" and len(kept) == len(PARTS), "the other tab's save stays"
+
+
+def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_server, job, browser) -> None:
+    server, _ = page_server
+    driver, _ = browser
+    _open(driver, server, job)
+    _choose(driver, "segment-speaker-1", "<new>")  # the "New speaker" choice
+    assert _segment_speakers(driver) == ["SPEAKER_00", "SPEAKER_02", "SPEAKER_00", "SPEAKER_01"]
+    _wait_saved(driver)
+    field = driver.find_element(By.CSS_SELECTOR, "#speaker-fields input[data-label='SPEAKER_02']")
+    field.clear()
+    field.send_keys("Carol")
+    driver.find_element(By.CSS_SELECTOR, "#speakers-form button[type='submit']").click()
+    WebDriverWait(driver, 30).until(lambda d: "Carol" in _segment_speakers(d))
+    with server.client() as client:
+        latest = client.get(f"/v1/jobs/{job}/transcript").json()
+    assert [s["speaker"] for s in latest["transcript"]["segments"]] == ["SPEAKER_00", "Carol", "SPEAKER_00", "SPEAKER_01"]
+    assert "Carol" in latest["transcript"]["speakers"]
+
+    WebDriverWait(driver, 30).until(lambda d: _versions(d)[0][0] == latest["revision"])
+    versions = _versions(driver)
+    assert [revision for revision, _, _ in versions] == list(range(latest["revision"], -1, -1)), versions
+    assert versions[0][2] is False and all(restorable for _, _, restorable in versions[1:]), "all but the one shown"
+    assert versions[-1][1].startswith("Original · ") and "4 parts" in versions[-1][1], versions[-1]
+    driver.find_element(By.CSS_SELECTOR, "#versions li[data-revision='0'] button").click()
+    WebDriverWait(driver, 10).until(lambda d: _segment_speakers(d) == [part[2] for part in PARTS])
+    assert driver.find_element(By.ID, "versions-status").text == "Original restored; Undo takes it back."
+    _wait_saved(driver)
+    with server.client() as client:
+        restored = client.get(f"/v1/jobs/{job}/transcript").json()
+    assert restored["revision"] == latest["revision"] + 1, "a restore is saved as the newest revision"
+    assert [(s["speaker"], s["text"].strip()) for s in restored["transcript"]["segments"]] == [
+        (part[2], _words_text(part[4])) for part in PARTS
+    ]
+    WebDriverWait(driver, 30).until(lambda d: _versions(d)[0][0] == restored["revision"])
+    driver.find_element(By.ID, "undo").click()
+    assert _segment_speakers(driver) == ["SPEAKER_00", "Carol", "SPEAKER_00", "SPEAKER_01"]
+    _wait_saved(driver)
+    assert script_errors(driver) == []
+
+
+def _segment_speakers(driver: webdriver.Chrome) -> list[str]:
+    return driver.execute_script("return [...document.querySelectorAll('#transcript select.speaker-name')].map(s => s.value)")
+
+
+def _versions(driver: webdriver.Chrome) -> list[tuple[int, str, bool]]:
+    """(revision, its line, whether it has a Restore button), as listed: newest first."""
+    return [
+        (int(row["revision"]), row["text"], row["restorable"])
+        for row in driver.execute_script(
+            "return [...document.querySelectorAll('#versions li')].map(li => ({revision: li.dataset.revision,"
+            " text: li.querySelector('span').textContent, restorable: !!li.querySelector('button')}))"
+        )
+    ]

@@ -114,8 +114,10 @@ def test_a_new_job_is_in_view_at_once_with_text_before_it_ends(
 def test_the_time_left_shown_at_half_way_is_within_half_of_the_truth(
     server: ServerProcess, browser: tuple[webdriver.Chrome, Path], sixty_seconds: Path
 ) -> None:
-    """The server predicts from the jobs of the same kind it finished, so one runs first. (Its ETA for the
-    first job of a kind, from that job's own pace alone, missed by more: 22.1 s shown for 7.6 s left.)"""
+    """The server predicts from the work each phase took in the jobs it finished (CPU seconds per audio
+    second), so one runs first, and from the CPU share the job's worker gets as it runs: the machine is
+    shared, and its load between the two jobs differs. (A first job of its kind has only its own pace,
+    which cannot see the diarization coming: 22.1 s shown for 7.6 s left in an earlier version.)"""
     driver, _ = browser
     _upload_and_watch(driver, server, sixty_seconds, DESKTOP)
     watched = _upload_and_watch(driver, server, sixty_seconds, DESKTOP)
@@ -128,11 +130,7 @@ def test_the_time_left_shown_at_half_way_is_within_half_of_the_truth(
     predicted_s, actual_s = predicted_end - seen_at, job["finished_at"] - seen_at
     print(f"time left at half-way: shown {predicted_s:.1f} s, actual {actual_s:.1f} s;"
           f" the job ran {job['finished_at'] - job['started_at']:.1f} s")
-    assert predicted_s > 0, "a time left was shown at half-way"
-    if abs(predicted_s - actual_s) > 0.5 * actual_s:
-        # Known (WEB_CONTRACT.md, webui's notes): within 50 % in some runs (13.2 s shown, 11.3 s left), not in
-        # others (9.6 s shown, 5.2 s left). Reported as an expected failure with the figures, not hidden.
-        pytest.xfail(f"the server's eta_s missed by over 50 %: {predicted_s:.1f} s shown, {actual_s:.1f} s left")
+    assert abs(predicted_s - actual_s) <= 0.5 * actual_s, f"{predicted_s:.1f} s shown, {actual_s:.1f} s left"
 
 
 def test_a_file_that_is_not_audio_fails_in_plain_words_in_red(

@@ -24,7 +24,8 @@ from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
 from isoscribe.pipeline import PipelineError, ProgressTracker
 from isoscribe.service.execution import PipelineRunner
-from isoscribe.service.job_progress import JobPaces, JobProgress, model_loading
+from isoscribe.service.job_eta import PhasePaces
+from isoscribe.service.job_progress import JobProgress, StageWorkers
 from isoscribe.service.job_store import Job, JobStore
 from isoscribe.service.job_view import job_status
 from isoscribe.service.policy import service_policy
@@ -61,8 +62,8 @@ class JobLoops:
         """False from a failed store call until the next one that succeeds (``/readyz`` says not ready)."""
         self._loops: list[asyncio.Task] = []
         self._active: dict[str, asyncio.Task] = {}
-        self.paces = JobPaces()
-        """How long each kind of job took per audio second here: the ETA of the next one."""
+        self.paces = PhasePaces()
+        """What each phase of a job (text on a model, diarization, summary) took per audio second here."""
 
     @property
     def running(self) -> int:
@@ -125,10 +126,12 @@ class JobLoops:
         request = replace(service_speech_request(self.settings, audio_path, options), known_speakers=known)
         stage = self.stage_for_model(options.model)
         policy = service_policy(self.settings, stage, summarize=options.summarize)
+        # A pool's CPU is this job's only while no other job runs beside it.
+        workers = StageWorkers(self.pipelines.executor, stage, exclusive=lambda: self.running <= 1)
+        language = "given" if request.language else "detected"
         listener = JobProgress(
-            self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize),
-            loading=lambda: model_loading(self.pipelines.executor, stage),
-            paces=self.paces, kind=f"{stage} diarize={request.diarize} summarize={options.summarize}",
+            self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize), workers,
+            paces=self.paces, text_key=f"text {stage} language {language}",
         )
         pipeline = self.pipelines.pipeline(policy, listener)
         try:
@@ -153,6 +156,8 @@ class JobLoops:
             logger.exception("event=job_error id=%s", job.id)
             error_text = f"{type(exc).__name__}: {exc}"
             finished = await self._store(self.store.fail, job.id, "internal_error", error_text, timings)
+        finally:
+            listener.close()
         final = await self._store(self.store.get, job.id)
         if not (self.settings.service.keep_job_audio and final is not None and final.status == "succeeded"):
             audio_path.unlink(missing_ok=True)

@@ -1,28 +1,30 @@
 """A running job's pipeline events into its record: progress, stage, ETA, languages and its segments so far.
 
-The ETA of the first job of a kind (model stage, diarized, summarized) is its own pace: audio seconds
-transcribed per second between its first words and its latest ones, the rest of the audio at that pace,
-plus the stages after it in proportion (``ProgressTracker``'s shares). The pace does not count from
-the stage's start: decoding the file, VAD and language detection all land in the first window (on
-base, a minute's first window took 9 s, the next ones 3.5 s). Fixed costs still escape it (diarization
-comes after the text), so once this server has finished a job of the same kind, the ETA is the seconds
-per audio second such jobs took from their speech start to their end (``JobPaces``), known from the
-job's first second on. While the speech stage waits for its model to load, the stage reads
-``load_model``: a watcher thread sees the pool's worker come up (no event comes from a loading worker),
-and the speech starts then. Segments are kept as they arrive so that the events feed can replay them.
+The ETA is ``job_eta.JobEta``'s: each phase's work learned from the phases this server finished, the
+work left turned into time at the CPU share the job's worker gets now. A watcher thread reads that
+worker's CPU a few times a second (``StageWorkers``) and refreshes the ETA between events, so that it
+follows the load while the first window is decoded (no event comes for the first half of a minute
+on base). While a stage waits for its model to load, the stage reads ``load_model`` (no event comes
+from a loading worker either: the watcher sees the pool's worker come up), and its phase starts
+then. Segments are kept as they arrive so that the events feed can replay them.
 """
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
+
+import psutil
 
 from isoscribe.executors import PerTaskExecutor, PooledExecutor
+from isoscribe.logs import log_event
 from isoscribe.pipeline import (
     Event,
     FileDone,
+    FileFailed,
     Probed,
     Progress,
     ProgressTracker,
@@ -30,62 +32,18 @@ from isoscribe.pipeline import (
     StageFinished,
     StageStarted,
 )
+from isoscribe.service.job_eta import JobEta, PhasePaces
 from isoscribe.service.job_store import JobStore
 
-__all__ = ["JobProgress", "JobPaces", "AudioPace", "model_loading", "LOAD_MODEL_STAGE"]
+__all__ = ["JobProgress", "StageWorkers", "CpuMeter", "model_loading", "LOAD_MODEL_STAGE"]
+
+logger = logging.getLogger("isoscribe.service.jobs")
 
 LOAD_MODEL_STAGE = "load_model"
-LOAD_POLL_S = 0.25
-BURST_S = 1.0
-"""Segments of one decoding window arrive within this of each other: the pace needs two windows."""
-MAX_LOAD_WATCH_S = 1800.0
-
-
-class AudioPace:
-    """Audio seconds per second of one job since a starting point, and what that predicts."""
-
-    def __init__(self) -> None:
-        self._since: tuple[float, float] | None = None
-        """(wall time, audio seconds done) when the pace started to count."""
-
-    def start(self, now: float, done_s: float) -> None:
-        self._since = (now, done_s)
-
-    @property
-    def started(self) -> bool:
-        return self._since is not None
-
-    def seconds_since(self, now: float) -> float:
-        return now - self._since[0] if self._since is not None else 0.0
-
-    def audio_per_s(self, now: float, done_s: float) -> float | None:
-        """Audio seconds per second since the start; None before any is known."""
-        if self._since is None:
-            return None
-        elapsed_s, audio_s = now - self._since[0], done_s - self._since[1]
-        return audio_s / elapsed_s if elapsed_s > 0 and audio_s > 0 else None
-
-
-class JobPaces:
-    """Per kind of job, the seconds from speech start (model loaded) to the end per audio second, averaged
-    over the jobs this server finished (the newest counts half)."""
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._seconds_per_audio_s: dict[str, float] = {}
-
-    def record(self, kind: str, seconds: float, audio_s: float) -> None:
-        if audio_s <= 0 or seconds <= 0:
-            return
-        with self._lock:
-            before = self._seconds_per_audio_s.get(kind)
-            rate = seconds / audio_s
-            self._seconds_per_audio_s[kind] = rate if before is None else (before + rate) / 2
-
-    def predict_s(self, kind: str, audio_s: float) -> float | None:
-        with self._lock:
-            rate = self._seconds_per_audio_s.get(kind)
-        return None if rate is None else rate * audio_s
+POLL_S = 0.25
+ETA_MOVED_S = 0.5
+"""The ETA is written again when its end time moves by this much."""
+MAX_WATCH_S = 3600.0
 
 
 def model_loading(executor: Any, stage: str) -> bool:
@@ -101,6 +59,68 @@ def model_loading(executor: Any, stage: str) -> bool:
     return not any(worker.state in ("idle", "busy") for worker in pool.stats().workers)
 
 
+class CpuMeter:
+    """CPU seconds the busy workers of one pool used since the meter was made (each counted from when it
+    was first seen busy); None while none is busy or while ``exclusive`` says the pool runs others' tasks.
+    ``first_task``: one of them was on its first task."""
+
+    def __init__(self, executor: PooledExecutor, stage: str, exclusive: Callable[[], bool]) -> None:
+        self.executor = executor
+        self.stage = stage
+        self.exclusive = exclusive
+        self.first_task = False
+        self._first: dict[int, float] = {}
+        self._used: dict[int, float] = {}
+
+    def read(self) -> float | None:
+        pool = self.executor.pools.get(self.stage)
+        if pool is None or not self.exclusive():
+            return None
+        busy = [worker for worker in pool.stats().workers if worker.state == "busy"]
+        if not busy:
+            return None
+        self.first_task |= any(worker.tasks_done == 0 for worker in busy)
+        for pid in (worker.pid for worker in busy):
+            try:
+                times = psutil.Process(pid).cpu_times()
+            except psutil.Error:
+                continue
+            cpu_s = times.user + times.system + times.children_user + times.children_system
+            self._used[pid] = cpu_s - self._first.setdefault(pid, cpu_s)
+        return sum(self._used.values())
+
+
+class Workers(Protocol):
+    def loading(self, stage: str) -> bool: ...
+
+    def meter(self, stage: str) -> CpuMeter | None: ...
+
+
+class StageWorkers:
+    """The workers behind a job's pipeline stages (``speech`` runs on the model's executor stage)."""
+
+    def __init__(self, executor: Any, speech_stage: str, exclusive: Callable[[], bool] = lambda: True) -> None:
+        self.executor = executor
+        self.stages = {"speech": speech_stage}
+        self.exclusive = exclusive
+
+    def loading(self, stage: str) -> bool:
+        return model_loading(self.executor, self.stages.get(stage, stage))
+
+    def meter(self, stage: str) -> CpuMeter | None:
+        if not isinstance(self.executor, PooledExecutor):
+            return None
+        return CpuMeter(self.executor, self.stages.get(stage, stage), self.exclusive)
+
+
+class _NoWorkers:
+    def loading(self, stage: str) -> bool:
+        return False
+
+    def meter(self, stage: str) -> CpuMeter | None:
+        return None
+
+
 class JobProgress:
     """The pipeline's listener for one job: called on the pipeline's threads, it writes the job store."""
 
@@ -110,32 +130,44 @@ class JobProgress:
         job_id: str,
         timings: dict[str, float],
         tracker: ProgressTracker,
-        loading: Callable[[], bool] = lambda: False,
+        workers: Workers | None = None,
         clock: Callable[[], float] = time.time,
-        load_poll_s: float = LOAD_POLL_S,
-        paces: JobPaces | None = None,
-        kind: str = "",
+        poll_s: float = POLL_S,
+        paces: PhasePaces | None = None,
+        text_key: str = "text",
     ) -> None:
         self.store = store
         self.job_id = job_id
         self.timings = timings
         self.tracker = tracker
-        self.loading = loading
+        self.workers = workers or _NoWorkers()
         self.clock = clock
-        self.load_poll_s = load_poll_s
+        self.poll_s = poll_s
         self._lock = threading.Lock()
-        """Events come on the pipeline's threads, the end of a model load on the watcher's."""
-        self.pace = AudioPace()
-        self.paces = paces or JobPaces()
-        self.kind = kind
-        self.speech_started_at: float | None = None
-        self.waiting_for_model = False
+        """Events come on the pipeline's threads, the model's load and CPU readings on the watcher's."""
+        self.paces = paces or PhasePaces()
+        keys = {"text": text_key}
+        if tracker.diarize_share:
+            keys["diarize"] = "diarize"
+        if tracker.summary_share:
+            keys["summary"] = "summary"
+        shares = {"text": tracker.speech_end, "diarize": tracker.diarize_share, "summary": tracker.summary_share}
+        self.eta = JobEta(self.paces, keys, shares)
+        self.meter: CpuMeter | None = None
+        self.waiting: tuple[str, str] | None = None
+        """(phase, stage) waiting for the stage's model to load."""
         self.languages: list[str] = []
         self.expected_done_at: float | None = None
+        self._stopped = threading.Event()
+        self._watcher: threading.Thread | None = None
 
     def __call__(self, event: Event) -> None:
         with self._lock:
             self._fold(event)
+
+    def close(self) -> None:
+        """The job is over (whatever became of it): the watcher stops."""
+        self._stopped.set()
 
     def _fold(self, event: Event) -> None:
         if isinstance(event, Probed):
@@ -145,71 +177,117 @@ class JobProgress:
         elif isinstance(event, SegmentReady):
             self._keep(event)
         changed = self.tracker.update(event)
-        if isinstance(event, StageStarted) and event.stage == "speech":
-            changed |= self._speech_started()
-        elif isinstance(event, Progress) and event.stage == "speech":
-            self._speech_progress(event)
-        elif isinstance(event, StageFinished) and event.stage == "speech":
-            self.waiting_for_model = False  # the watcher stops, whatever became of the stage
-        elif isinstance(event, FileDone) and self.speech_started_at is not None:
-            self.paces.record(self.kind, self.clock() - self.speech_started_at, event.duration_s)
+        now = self.clock()
+        if isinstance(event, StageStarted):
+            changed |= self._stage_started(event.stage, now)
+        elif isinstance(event, Progress):
+            self._progress(event, now)
+        elif isinstance(event, StageFinished):
+            self._stage_finished(event, now)
+        elif isinstance(event, FileDone | FileFailed):
+            self.close()
         if changed and self.tracker.stage != "done":
+            self._estimate(now)
             self._record()
 
     def _record(self) -> None:
         tracker = self.tracker
-        stage = LOAD_MODEL_STAGE if self.waiting_for_model else tracker.stage
+        stage = LOAD_MODEL_STAGE if self.waiting else tracker.stage
         self.store.set_progress(
             self.job_id, tracker.fraction, stage, round(tracker.audio_done_s, 3), tracker.audio_total_s,
             self.expected_done_at, self.languages,
         )
 
-    def _speech_started(self) -> bool:
-        self.waiting_for_model = self.loading()
-        if not self.waiting_for_model:
-            self._transcribing_from(self.clock())
-        if self.waiting_for_model:
-            threading.Thread(target=self._watch_load, name=f"load-watch-{self.job_id}", daemon=True).start()
-        return self.waiting_for_model
+    def _estimate(self, now: float) -> bool:
+        """The end time from the ETA now; True when it moved enough to be written."""
+        remaining_s = self.eta.remaining_s(now, self.tracker.audio_total_s or 0.0, self.tracker.audio_done_s)
+        if logger.isEnabledFor(logging.DEBUG) and self.eta.running is not None:
+            log_event(logger, "job_eta", logging.DEBUG, id=self.job_id, **self.eta.explain(now), remaining_s=remaining_s)
+        expected = None if remaining_s is None else now + remaining_s
+        before = self.expected_done_at
+        self.expected_done_at = expected
+        if expected is None or before is None:
+            return expected != before
+        return abs(expected - before) >= ETA_MOVED_S
 
-    def _watch_load(self) -> None:
-        """Until the stage's model is loaded (or the stage is over): then the speech starts and the stage shows."""
-        deadline = time.monotonic() + MAX_LOAD_WATCH_S
-        while time.monotonic() < deadline:
-            time.sleep(self.load_poll_s)
+    def _stage_started(self, stage: str, now: float) -> bool:
+        phase = {"speech": "text", "summary": "summary"}.get(stage)
+        if phase is None or phase not in self.eta.keys or phase in self.eta.worked or self.eta.running:
+            return False  # a later piece of the same text, or a phase this job does not have
+        if self._watcher is None:
+            self._watcher = threading.Thread(target=self._watch, name=f"job-watch-{self.job_id}", daemon=True)
+            self._watcher.start()
+        if self.workers.loading(stage):
+            self.waiting = (phase, stage)
+            return True
+        self._begin(phase, stage, now)
+        return False
+
+    def _begin(self, phase: str, stage: str, now: float) -> None:
+        self.waiting = None
+        self.meter = self.workers.meter(stage)
+        self.eta.begin(phase, now, by_cpu=self.meter is not None)
+        self.eta.sample(now, self._read())  # from here on: the busy worker's CPU so far is not this phase's
+
+    def _read(self) -> float | None:
+        return None if self.meter is None else self.meter.read()
+
+    def _progress(self, event: Progress, now: float) -> None:
+        if event.stage == "speech":
+            if self.waiting:  # the model took the time so far: the text starts now
+                self._begin(*self.waiting, now)
+            self.eta.words(now, self._read(), event.done_s)
+        elif event.stage == "diarize" and event.done_s == 0 and self._running("text"):
+            self._end_phase(now, event.total_s)
+            self._begin("diarize", "speech", now)  # in the same worker, after the text
+
+    def _stage_finished(self, event: StageFinished, now: float) -> None:
+        if self.waiting and self.waiting[1] == event.stage:
+            self.waiting = None  # a retry of the stage waits again
+        running = self.eta.running
+        if running is None:
+            return
+        if event.error is not None:
+            self.eta.abort()
+            return
+        total_s = self.tracker.audio_total_s or 0.0
+        text_done = self.tracker.audio_done_s >= 0.99 * total_s  # else a piece of a long file ended; more come
+        if (event.stage == "speech" and (running.name == "diarize" or text_done)) or event.stage == running.name:
+            self._end_phase(now, total_s)
+            self.meter = None
+
+    def _end_phase(self, now: float, audio_s: float) -> None:
+        running, warmed = self.eta.running, self.meter is None or not self.meter.first_task
+        self.eta.end(now, self._read(), audio_s, warmed)
+        log_event(
+            logger, "job_phase_done", id=self.job_id, phase=running.name, wall_s=round(now - running.started_at, 3),
+            work_s=round(self.eta.worked[running.name], 3), by_cpu=running.by_cpu, warmed=warmed, audio_s=audio_s,
+        )
+
+    def _running(self, phase: str) -> bool:
+        return self.eta.running is not None and self.eta.running.name == phase
+
+    def _watch(self) -> None:
+        """Until the job is over: a loaded model starts its phase, CPU readings refresh the ETA."""
+        deadline = time.monotonic() + MAX_WATCH_S
+        while not self._stopped.wait(self.poll_s) and time.monotonic() < deadline:
             with self._lock:
-                if not self.waiting_for_model:
+                if self._stopped.is_set():
                     return
-                if not self.loading():
-                    self.waiting_for_model = False
-                    self._transcribing_from(self.clock())
-                    self._record()
-                    return
+                try:
+                    self._look(self.clock())
+                except Exception as error:  # an unreachable store: the next event or round writes again
+                    log_event(logger, "job_progress_not_recorded", logging.DEBUG, id=self.job_id, error=error)
 
-    def _transcribing_from(self, now: float) -> None:
-        """The model is there: the speech starts ``now``, and a known kind of job has its ETA at once."""
-        self.speech_started_at = now
-        predicted_s = self.paces.predict_s(self.kind, self.tracker.audio_total_s or 0.0)
-        if predicted_s is not None:
-            self.expected_done_at = now + predicted_s
-
-    def _speech_progress(self, event: Progress) -> None:
-        now = self.clock()
-        if self.waiting_for_model:  # the model took the time so far: the speech starts now
-            self.waiting_for_model = False
-            self._transcribing_from(now)
-        if self.paces.predict_s(self.kind, event.total_s) is not None:
-            return  # jobs of this kind have shown what this one will take, fixed costs included
-        first_window = self.expected_done_at is None and self.pace.seconds_since(now) < BURST_S
-        if not self.pace.started or first_window:  # the first window's words: the pace counts from its last
-            self.pace.start(now, event.done_s)
+    def _look(self, now: float) -> None:
+        if self.waiting and not self.workers.loading(self.waiting[1]):
+            self._begin(*self.waiting, now)
+            self._estimate(now)
+            self._record()
             return
-        rate = self.pace.audio_per_s(now, event.done_s)
-        if rate is None:
-            return
-        tracker = self.tracker
-        after_s = event.total_s / rate * (tracker.diarize_share + tracker.summary_share) / tracker.speech_end
-        self.expected_done_at = now + max(0.0, event.total_s - event.done_s) / rate + after_s
+        self.eta.sample(now, self._read())
+        if self._estimate(now) and self.tracker.stage != "done":
+            self._record()
 
     def _keep(self, event: SegmentReady) -> None:
         segment = event.segment

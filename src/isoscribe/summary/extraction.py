@@ -50,6 +50,7 @@ _COMMITMENT = re.compile(
     r"(?:also\s+|then\s+|definitely\s+|try\s+(?:and|to)\s+|probably\s+)?(?P<task>.+)",
     re.IGNORECASE,
 )
+_SUBORDINATE = re.compile(r"\b(?:if|which|what|whatever|where|how|whether|unless)\b", re.IGNORECASE)
 _EVERY_COMMITMENT = re.compile(f"(?={_COMMITMENT.pattern})", re.IGNORECASE)
 """Each "I'll …" of a sentence, overlapping: "I'll take minutes, and then I'll send them after the meeting"."""
 _ASK = re.compile(
@@ -94,7 +95,7 @@ _FUTURE_WORK = re.compile(
     r"^(?:send|e-?mail|mail|put|post|upload|writ|draft|prepar|produc|mak|build|design|bring|check|"
     r"find\s+out|research|investigat|work|contact|ask\s+(?:the|my|our|him|her|them)\b|call|ring|phon|book|order|buy|fix|updat|finish|complet|"
     r"finali[sz]|specif|organi[sz]|arrang|set\s+up|schedul|test|review|list\b|sort\s+out|look\s+into|"
-    r"get\s+back|follow\s+up|circulat|distribut|forward|hire|think(?:ing)?\s+about|look(?:ing)?\s+(?:at|into)|"
+    r"get\s+back\s+to\s+(?:you|him|her|them|us|everyone|everybody|(?-i:[A-Z]))|follow\s+up|circulat|distribut|forward|hire|think(?:ing)?\s+about|look(?:ing)?\s+(?:at|into)|"
     r"responsible\s+for|sav|store|"
     r"train\b|re-?\s*run|run\s+(?:the|it|some|a|an)\b|vary|plot|print|writ(?:e|ing)\s+up|explor|implement|comput|analy[sz]|"
     r"measur|collect|transcrib|label|install|download|integrat|extend|debug|play\s+(?:\w+\s+){0,3}with|"
@@ -124,7 +125,7 @@ _IN_MEETING = re.compile(
     r"next\s+slide|presentation\s+running|^take\s+(?:the\s+|some\s+)?minutes|minutes\s+again|"
     r"first|go\s+over|go\s+through|finish\s+up|something\s+up|(?:make|take)\s+a\s+note|(?:that|it|stuff|this)\s+down|"
     r"for\s+a\s+(?:second|sec|minute|moment)|this\s+quick|to\s+a\s+close|in\s+here|back\s+on|(?:last|previous)\s+meeting|"
-    r"(?:that|it|this)\s+there$|animals?|ice-?breaker|^make\s+(?:a\s+(?:phone\s+)?call|sure)|sheet|beeps?|^put\s+(?:the|my|your)\s+mi(?:ke|c|crophone)|^(?:put|give|make\s+it)\s+(?:it\s+)?(?:a\s+)?(?:\d+|one|two|three|four|five|six|seven))\b",
+    r"(?:that|it|this)\s+there$|animals?|ice-?breaker|^make\s+(?:a\s+(?:phone\s+)?call|sure)|^write\s+down|sheet|beeps?|^put\s+(?:the|my|your)\s+mi(?:ke|c|crophone)|^(?:put|give|make\s+it)\s+(?:it\s+)?(?:a\s+)?(?:\d+|one|two|three|four|five|six|seven))\b",
     re.IGNORECASE,
 )
 _CUT_OFF = re.compile(r"\b(?:my|your|our|their|the|a|an|with|to)$", re.IGNORECASE)
@@ -222,7 +223,8 @@ def _action_item(sentences: list[SpeakerSentence], index: int) -> ActionItem | N
     commitments = (
         _item(sentence.speaker, m.group("task"), sentence, own=True)
         for m in _EVERY_COMMITMENT.finditer(text)
-        if not _IN_MEETING.search(re.split(r"[,;.]|\band\b", text[: m.start("task")])[-1])  # "now I'm gonna …"
+        if not _IN_MEETING.search(clause := re.split(r"[,;.]|\band\b", text[: m.start("task")])[-1])  # "now I'm …"
+        and not _SUBORDINATE.search(clause)  # "which one of these I have to bring", "if ..., then maybe I will"
         and text[: m.start("task")].count('"') % 2 == 0  # quoted: 'do you say "alright I'm going to do …"'?
     )
     if commitment := next((item for item in commitments if item is not None), None):
@@ -272,7 +274,9 @@ def _asked(match: re.Match[str], sentence: SpeakerSentence) -> ActionItem | None
 
 _GENERIC = re.compile(r"(?:(?:just|still|also|really|probably)\s+)*(?:(?:have|need)\s+to|be\s+able\s+to)", re.IGNORECASE)
 """Generic "you": "you're gonna have to set up a call centre", "you'll still be able to put a new cover on it"."""
-_CONDITION = re.compile(r"\b(?:if|when|whether|unless|once|because|cause|cos|cuz)\s+(?:\w{1,4}\s+)?$", re.IGNORECASE)
+_CONDITION = re.compile(
+    r"\b(?:if|when|whether|unless|once|because|cause|cos|cuz|what|which|where|how)\s+(?:\w{1,4}\s+)?$", re.IGNORECASE
+)
 """Words before "you're gonna …" that make it a condition, not an assignment: "if you're gonna make a remote"."""
 
 _ROLE = re.compile(

@@ -56,6 +56,14 @@ export function moveToSpeaker(segments, index, speaker) {
   return replaced(segments, index, 1, { ...segment, speaker, words });
 }
 
+/** A label no speaker has: SPEAKER_NN, counting on from the speakers there are. */
+export function newSpeakerLabel(speakers) {
+  for (let number = speakers.length; ; number += 1) {
+    const label = `SPEAKER_${String(number).padStart(2, "0")}`;
+    if (!speakers.includes(label)) return label;
+  }
+}
+
 function replaced(segments, index, count, ...replacements) {
   return [...segments.slice(0, index), ...replacements, ...segments.slice(index + count)];
 }

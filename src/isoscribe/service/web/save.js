@@ -6,6 +6,7 @@ import { $, say } from "./dom.js";
 import { forServer } from "./edits.js";
 import { state } from "./state.js";
 import { highlightAt, renderTranscript } from "./transcript.js";
+import { renderVersions } from "./versions.js";
 import { loadTranscript, showRevision } from "./viewer.js";
 
 const SAVE_AFTER_MS = 1000;
@@ -49,6 +50,7 @@ async function put(jobId) {
     if (state.openJob?.id !== jobId) return;
     showRevision(saved.revision);
     say("save-status", "All changes saved");
+    renderVersions(jobId);
     if (!saving.dirty) await takeServerWords(jobId, saved.revision);
   } catch (error) {
     if (error instanceof KeyNeeded || state.openJob?.id !== jobId) return;

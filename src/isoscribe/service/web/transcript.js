@@ -1,17 +1,25 @@
 // The transcript in the main pane: segments with their speaker, time and language, words that play from
 // where they are clicked, and the edits (text, split, merge, speaker) that go into the edit history.
 import { $, button, clock, element, languageName } from "./dom.js";
-import { editText, mergeWithNext, moveToSpeaker, splitAt } from "./edits.js";
+import { editText, mergeWithNext, moveToSpeaker, newSpeakerLabel, splitAt } from "./edits.js";
 import { scheduleSave } from "./save.js";
 import { refreshSearch } from "./search.js";
 import { state } from "./state.js";
-import { playFrom } from "./viewer.js";
+import { playFrom, renderSpeakerFields } from "./viewer.js";
 
 export const SPEAKER_COLOURS = 8;
+const NEW_SPEAKER = "<new>"; // not a speaker's name: the server refuses names with "<"
 
-function speakerIndex(speaker) {
-  const index = state.transcript.speakers.indexOf(speaker);
+function speakerIndex(speakers, speaker) {
+  const index = speakers.indexOf(speaker);
   return index < 0 ? SPEAKER_COLOURS : index % SPEAKER_COLOURS;
+}
+
+/** The transcript's speakers, and the labels edits brought in (a segment moved to a new speaker). */
+function shownSpeakers() {
+  const speakers = [...state.transcript.speakers];
+  for (const { speaker } of state.history.segments) if (speaker && !speakers.includes(speaker)) speakers.push(speaker);
+  return speakers;
 }
 
 /** Draw the current segment list; the focused control (by segment and action) keeps the focus. */
@@ -21,29 +29,34 @@ export function renderTranscript() {
   state.wordStarts = [];
   state.currentWord = null;
   const segments = state.history.segments;
-  $("transcript").replaceChildren(...segments.map((segment, index) => segmentView(segment, index, segments[index - 1])));
+  const speakers = shownSpeakers();
+  $("transcript").replaceChildren(...segments.map((segment, index) => segmentView(segment, index, segments[index - 1], speakers)));
   restoreFocus(focus);
   refreshSearch();
 }
 
-function segmentView(segment, index, previous) {
+function segmentView(segment, index, previous, speakers) {
   const head = element("div", { class: "segment-head" });
   head.append(button(clock(segment.start), `Play from ${clock(segment.start)}`, () => playFrom(segment.start), "time"));
-  if (state.transcript.speakers.length) head.append(speakerChoice(segment, index));
+  if (speakers.length) head.append(speakerChoice(segment, index, speakers));
   if (segment.language && (previous ? previous.language !== segment.language : state.transcript.languages?.length > 1)) {
     head.append(element("span", { class: "language", title: "Language of this part" }, languageName(segment.language)));
   }
   head.append(segmentActions(index, segment));
   const body = state.editing === index ? textEditor(segment, index) : wordsView(segment);
-  return element("div", { class: "segment", "data-index": String(index), "data-speaker": String(speakerIndex(segment.speaker)) }, head, body);
+  return element("div", { class: "segment", "data-index": String(index), "data-speaker": String(speakerIndex(speakers, segment.speaker)) }, head, body);
 }
 
-function speakerChoice(segment, index) {
+function speakerChoice(segment, index, speakers) {
   const id = `segment-speaker-${index}`;
   const select = element("select", { id, class: "speaker-name", "data-action": "speaker" });
-  for (const speaker of state.transcript.speakers) select.add(new Option(speaker, speaker, false, speaker === segment.speaker));
-  if (!state.transcript.speakers.includes(segment.speaker)) select.add(new Option(segment.speaker || "nobody", "", false, true));
-  select.addEventListener("change", () => applyEdit(moveToSpeaker(state.history.segments, index, select.value)));
+  for (const speaker of speakers) select.add(new Option(speaker, speaker, false, speaker === segment.speaker));
+  if (!speakers.includes(segment.speaker)) select.add(new Option(segment.speaker || "nobody", "", false, true));
+  select.add(new Option("New speaker", NEW_SPEAKER));
+  select.addEventListener("change", () => {
+    const speaker = select.value === NEW_SPEAKER ? newSpeakerLabel(speakers) : select.value;
+    applyEdit(moveToSpeaker(state.history.segments, index, speaker));
+  });
   const label = element("label", { for: id, class: "visually-hidden" }, `Speaker of the part at ${clock(segment.start)}`);
   return element("span", { class: "speaker-choice" }, label, select);
 }
@@ -151,9 +164,17 @@ export function redo() {
 
 function afterChange() {
   renderTranscript();
+  syncSpeakerFields();
   highlightAt($("player").currentTime);
   updateEditButtons();
   scheduleSave();
+}
+
+/** The name fields follow the speakers the edits leave (a new one, or one no part has any more). */
+function syncSpeakerFields() {
+  const speakers = shownSpeakers();
+  const fields = [...$("speaker-fields").querySelectorAll("input")].map((input) => input.dataset.label);
+  if (speakers.join("\n") !== fields.join("\n")) renderSpeakerFields(speakers);
 }
 
 export function updateEditButtons() {

@@ -8,6 +8,7 @@ import { stopWatching, watchJob } from "./running.js";
 import { flushSave, resetSaving } from "./save.js";
 import { state, UNFINISHED } from "./state.js";
 import { highlightAt, renderTranscript, SPEAKER_COLOURS, updateEditButtons } from "./transcript.js";
+import { renderVersions } from "./versions.js";
 
 export async function openJob(jobId) {
   const job = jobSnapshot(jobId);
@@ -32,7 +33,8 @@ export async function showJobPane(job) {
   $("viewer-job").hidden = false;
   $("viewer-title").textContent = jobName(job);
   $("viewer-facts").textContent = jobFacts(job);
-  for (const id of ["job-error", "download-status", "save-status", "search-count"]) say(id, "");
+  for (const id of ["job-error", "download-status", "save-status", "search-count", "versions-status"]) say(id, "");
+  $("versions").replaceChildren();
   $("job-progress").hidden = true;
   $("tools").hidden = true;
   $("side").hidden = true;
@@ -79,7 +81,8 @@ function showResult(edited, summary) {
   $("tools").hidden = false;
   $("side").hidden = false;
   renderTranscript();
-  renderSpeakerFields(edited.transcript);
+  renderSpeakerFields(edited.transcript.speakers);
+  renderVersions(state.openJob.id);
   renderSummary(summary);
   renderDownloads(Boolean(summary));
   updateEditButtons();
@@ -135,8 +138,9 @@ export async function closeViewer() {
   history.replaceState(null, "", location.pathname);
 }
 
-function renderSpeakerFields(transcript) {
-  const fields = transcript.speakers.map((speaker, index) => {
+/** A name field per speaker label (a segment moved to a new speaker brings one more). */
+export function renderSpeakerFields(speakers) {
+  const fields = speakers.map((speaker, index) => {
     const id = `speaker-name-${index}`;
     return element(
       "div",
