@@ -16,7 +16,7 @@ import pytest
 from isoscribe.executors import PooledExecutor
 from isoscribe.isolation.types import WorkerInfo
 from isoscribe.pipeline import Probed, ProgressTracker, StageStarted
-from isoscribe.service.job_eta import JobEta, PhasePaces
+from isoscribe.service.job_eta import BURST_S, JobEta, PhasePaces
 from isoscribe.service.job_progress import CpuMeter, JobProgress
 from isoscribe.service.job_store import JobOptions, JobStore
 
@@ -69,7 +69,7 @@ def simulate(
             while phase == "text" and thresholds and used_s >= thresholds[0] - 1e-9:
                 thresholds.pop(0)
                 done_s = WINDOWS_S[len(WINDOWS_S) - len(thresholds) - 1]
-                eta.words(now, reading, done_s)
+                eta.words(now, reading, done_s, AUDIO_S)
             seen.append((now, eta.remaining_s(now, AUDIO_S, done_s)))
         eta.end(now, used_s if by_cpu else None, AUDIO_S)
     return Run(seen, now)
@@ -107,7 +107,8 @@ def test_a_harder_file_than_the_learned_ones_moves_the_estimate_by_its_own_pace(
     simulate(paces, 0.16, 0.03, steady(1.0))
     harder = simulate(paces, 0.24, 0.03, steady(1.0))
     prior_only_s = 0.16 * AUDIO_S  # what the learned cost alone says the text takes
-    late = next((at, estimate) for at, estimate in harder.seen if at >= 0.24 * AUDIO_S * 0.8)
+    second_window_at = 0.24 * AUDIO_S * (LEAD + (1 - LEAD) * (WINDOWS_S[1] - WINDOWS_S[0]) / (AUDIO_S - WINDOWS_S[0]))
+    late = next((at, estimate) for at, estimate in harder.seen if at >= second_window_at + BURST_S + TICK_S)
     truth = harder.ended_at - late[0]
     assert late[1] == pytest.approx(truth, rel=0.25), (late, truth)
     assert late[1] > prior_only_s - late[0] + 0.03 * AUDIO_S, "its own pace says there is more than the prior"
@@ -164,7 +165,8 @@ def test_a_workers_first_task_teaches_only_until_a_warmed_one_has_run() -> None:
 
 def test_words_spread_over_a_busy_second_barely_move_a_learned_estimate() -> None:
     """On a busy machine one window's segments can come more than a second apart: the own pace measured
-    over that audio second (0.6 CPU s for it: 38 CPU s a minute) counts as little as the audio it spans."""
+    over that audio second (0.6 CPU s for it: 38 CPU s a minute) counts as little as the audio it spans,
+    and not before its window's words are all in."""
     paces = PhasePaces()
     simulate(paces, 0.16, 0.03, steady(1.0))
     eta = JobEta(paces, KEYS, SHARES)
@@ -172,10 +174,12 @@ def test_words_spread_over_a_busy_second_barely_move_a_learned_estimate() -> Non
     for tick in range(1, 18):
         eta.sample(tick * 0.25, tick * 0.25 * 0.5)
     before = eta.remaining_s(4.25, AUDIO_S, 0.0)
-    eta.words(4.25, 2.125, 3.0)
-    eta.words(5.5, 2.75, 4.0)  # 1.25 s later, one audio second on
-    after = eta.remaining_s(5.5, AUDIO_S, 4.0)
-    assert after == pytest.approx(before - 1.25, rel=0.1), (before, after)
+    eta.words(4.25, 2.125, 3.0, AUDIO_S)
+    eta.words(5.5, 2.75, 4.0, AUDIO_S)  # 1.25 s later, one audio second on
+    assert eta.remaining_s(5.5, AUDIO_S, 4.0) == pytest.approx(before - 1.25, rel=0.01), "its window is still coming"
+    eta.sample(6.5, 3.25)
+    after = eta.remaining_s(6.5, AUDIO_S, 4.0)
+    assert after == pytest.approx(before - 2.25, rel=0.1), (before, after)
 
 
 class OnePool:

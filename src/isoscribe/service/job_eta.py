@@ -35,8 +35,11 @@ come and go), and a few seconds' dip says little about the next ten."""
 MIN_SHARE_SPAN_S = 1.0
 MIN_SHARE = 0.05
 """A worker that got almost no CPU for a while: its time left is long, not infinite."""
-BURST_S = 1.0
-"""Segments of one decoding window arrive within this of each other: the own pace needs two windows."""
+BURST_S = 0.3
+"""Segments of one decoding window arrive milliseconds apart (measured: 6 to 30 ms, on a busy machine
+too), windows a decode apart (on base 1 s or more): a window's words are all in once this passed
+without more. The own pace counts between such ends only: the first words of a window carry its whole
+cost, its later ones come free."""
 
 
 @dataclass(frozen=True)
@@ -87,10 +90,12 @@ class _Running:
     readings: deque[tuple[float, float]] = field(default_factory=deque)
     """(time, CPU seconds since the phase started), the last SHARE_WINDOW_S of them and one before; the
     first is the first the worker was seen busy in the phase (a task waits a moment for its worker)."""
+    burst: tuple[float, float, float] | None = None
+    """(audio seconds done, work done, when) at the latest words of the window whose words are arriving."""
     first_words: tuple[float, float] | None = None
-    """(audio seconds done, work done) at the first window's words: the own pace counts from there."""
-    first_words_at: float = 0.0
+    """(audio seconds done, work done) at the end of the first window's words: the own pace counts from there."""
     latest_words: tuple[float, float] | None = None
+    """The same at the end of the latest window whose words are all in."""
 
 
 class JobEta:
@@ -122,19 +127,16 @@ class JobEta:
         while len(readings) > 2 and readings[1][0] <= now - SHARE_WINDOW_S:
             readings.popleft()
 
-    def words(self, now: float, cpu_s: float | None, done_s: float) -> None:
-        """The text phase reached ``done_s`` audio seconds."""
+    def words(self, now: float, cpu_s: float | None, done_s: float, total_s: float) -> None:
+        """The text phase reached ``done_s`` of ``total_s`` audio seconds."""
         self.sample(now, cpu_s)
         running = self.running
         if running is None or running.name != "text":
             return
-        work = self._work(running, now)
-        if running.first_words is None:
-            running.first_words, running.first_words_at = (done_s, work), now
-        elif now - running.first_words_at < BURST_S:  # the rest of the first window
-            running.first_words = (done_s, work)
-        else:
-            running.latest_words = (done_s, work)
+        self._settle(running, now)
+        running.burst = (done_s, self._work(running, now), now)
+        if done_s >= total_s:
+            self._settle(running, now + BURST_S)  # the last words: no more to come
 
     def end(self, now: float, cpu_s: float | None, audio_s: float, warmed: bool = True) -> None:
         """The running phase is over, done whole: its cost is learned (``warmed``: not on a worker's first task)."""
@@ -155,6 +157,18 @@ class JobEta:
         share = self._share(running) if running.by_cpu else None
         return {"phase": running.name, "work_s": round(self._work(running, now), 3), "share": share and round(share, 3)}
 
+    @staticmethod
+    def _settle(running: _Running, now: float) -> None:
+        """The arriving window's words are all in when BURST_S passed since its latest."""
+        if running.burst is None or now - running.burst[2] < BURST_S:
+            return
+        end = running.burst[:2]
+        if running.first_words is None:
+            running.first_words = end
+        else:
+            running.latest_words = end
+        running.burst = None
+
     def abort(self) -> None:
         """The running phase failed or was cut short: nothing is learned from it."""
         self.running = None
@@ -166,6 +180,7 @@ class JobEta:
             return None
         share = self._share(running) if running.by_cpu else 1.0
         work = self._work(running, now)
+        self._settle(running, now)
         total = self._total_work(running, work, audio_total_s, audio_done_s)
         if total is None or share is None:
             return None

@@ -236,7 +236,7 @@ class JobProgress:
         if event.stage == "speech":
             if self.waiting:  # the model took the time so far: the text starts now
                 self._begin(*self.waiting, now)
-            self.eta.words(now, self._read(), event.done_s)
+            self.eta.words(now, self._read(), event.done_s, event.total_s)
         elif event.stage == "diarize" and event.done_s == 0 and self._running("text"):
             self._end_phase(now, event.total_s)
             self._begin("diarize", "speech", now)  # in the same worker, after the text
@@ -271,13 +271,17 @@ class JobProgress:
         """Until the job is over: a loaded model starts its phase, CPU readings refresh the ETA."""
         deadline = time.monotonic() + MAX_WATCH_S
         while not self._stopped.wait(self.poll_s) and time.monotonic() < deadline:
-            with self._lock:
-                if self._stopped.is_set():
-                    return
-                try:
-                    self._look(self.clock())
-                except Exception as error:  # an unreachable store: the next event or round writes again
-                    log_event(logger, "job_progress_not_recorded", logging.DEBUG, id=self.job_id, error=error)
+            try:
+                self.refresh()
+            except Exception as error:  # an unreachable store: the next event or round writes again
+                log_event(logger, "job_progress_not_recorded", logging.DEBUG, id=self.job_id, error=error)
+
+    def refresh(self) -> None:
+        """One round of the watcher: a loaded model starts its phase; a CPU reading, and the ETA written
+        when it moved."""
+        with self._lock:
+            if not self._stopped.is_set():
+                self._look(self.clock())
 
     def _look(self, now: float) -> None:
         if self.waiting and not self.workers.loading(self.waiting[1]):
