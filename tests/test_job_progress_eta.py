@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import time
+from pathlib import Path
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -14,9 +15,10 @@ import pytest
 
 from isoscribe.executors import PooledExecutor
 from isoscribe.isolation.types import WorkerInfo
-from isoscribe.pipeline import ProgressTracker
+from isoscribe.pipeline import Probed, ProgressTracker, StageStarted
 from isoscribe.service.job_eta import JobEta, PhasePaces
-from isoscribe.service.job_progress import CpuMeter
+from isoscribe.service.job_progress import CpuMeter, JobProgress
+from isoscribe.service.job_store import JobOptions, JobStore
 
 AUDIO_S = 60.0
 WINDOWS_S = (22.0, 43.0, 52.0, 60.0)
@@ -208,3 +210,59 @@ def test_the_cpu_meter_counts_what_the_busy_worker_used_since_it_was_made() -> N
     pool.state, pool.tasks_done = "busy", 0
     meter.read()
     assert meter.first_task, "a worker that has not finished a task yet is on its first"
+
+
+class SteppedMachine:
+    """A fake clock and a worker whose CPU seconds follow it: a full core until ``busy_from``, a quarter after."""
+
+    def __init__(self, busy_from: float) -> None:
+        self.now = 1_000.0
+        self.start = self.now
+        self.busy_from = busy_from
+
+    def __call__(self) -> float:
+        return self.now
+
+    def cpu_s(self) -> float:
+        elapsed = self.now - self.start
+        return min(elapsed, self.busy_from) + 0.25 * max(0.0, elapsed - self.busy_from)
+
+
+class MeteredWorkers:
+    def __init__(self, machine: SteppedMachine) -> None:
+        self.machine = machine
+
+    def loading(self, stage: str) -> bool:
+        return False
+
+    def meter(self, stage: str):
+        machine = self.machine
+        return type("Meter", (), {"first_task": False, "read": lambda _: machine.cpu_s()})()
+
+
+def test_the_watcher_moves_the_eta_with_the_cpu_share_between_events(tmp_path: Path) -> None:
+    """No event comes while the first window is decoded; the job's watcher reads its worker's CPU and the
+    time left grows as the machine gets busy (learned: 9.6 CPU s for the minute's text)."""
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    job = store.create(tmp_path / "a.wav", JobOptions(filename="a.wav"))
+    store.claim_next()
+    paces = PhasePaces()
+    paces.record("text", wall_s=9.6, cpu_s=9.6, audio_s=AUDIO_S)
+    machine = SteppedMachine(busy_from=4.0)
+    progress = JobProgress(store, job.id, {}, ProgressTracker(False, False), MeteredWorkers(machine), clock=machine,
+                           poll_s=0.005, paces=paces)
+    progress(Probed(AUDIO_S))
+    progress(StageStarted("speech"))
+    left = {}
+    for step in range(1, 33):  # half a second of the fake clock at a time, up to 16 s
+        machine.now = machine.start + step * 0.5
+        time.sleep(0.05)  # some rounds of the watcher (every 5 ms)
+        expected = store.get(job.id).expected_done_at
+        left[step * 0.5] = None if expected is None else expected - machine.now
+    progress.close()
+    store.close()
+    # (the end time is written again when it moves by half a second or more)
+    assert left[4.0] == pytest.approx(9.6 - 4.0, abs=0.6), "a full core: the learned work left, in as many seconds"
+    at_16 = (9.6 - 4.0 - 0.25 * 12) / 0.25
+    assert left[16.0] == pytest.approx(at_16, rel=0.1), (left[16.0], at_16)
+

@@ -5,11 +5,13 @@ Three sources of recordings with a known number of speakers:
 * ``real``: the shared real recordings (``REAL_COUNTS``) and Picovoice's falcon test clip;
 * ``long``: minutes of real clips of different speakers in rounds (``LONG_FILES``), like the hour files.
 
-Each recording's speaker vectors are computed once per backend. For each source, the ``CountRule``
-(linkage distance, merge similarity) that counts best on the other two sources is picked from a grid,
-then measured on the held-out one: count accuracy, and DER (collar 0.25 s each side, and 0) where an
-RTTM exists. The rule chosen on all three sources is the one a backend ships with
-(``stages.diarize.CAMPPLUS_RULE``).
+Each recording's speaker vectors (and segmentation's local-speaker units) are computed once per
+backend. For each source, the ``CountRule`` (linkage distance, merge similarity, least windows and
+share) that counts best on the other two sources is picked from a grid, then measured on the held-out
+one: count accuracy, and DER (collar 0.25 s each side, and 0) where an RTTM exists. The count runs on
+the units (``grid_counts``), or on windows alone for the rule without segmentation (``without_units``).
+The rule chosen on all three sources is the one a backend ships with (``clustering.RESEMBLYZER_UNITS_RULE``,
+``diarize.CAMPPLUS_UNITS_RULE``).
 """
 
 from __future__ import annotations

@@ -274,15 +274,20 @@ class JobProgress:
             with self._lock:
                 if self._stopped.is_set():
                     return
-                now = self.clock()
-                if self.waiting and not self.workers.loading(self.waiting[1]):
-                    self._begin(*self.waiting, now)
-                    self._estimate(now)
-                    self._record()
-                    continue
-                self.eta.sample(now, self._read())
-                if self._estimate(now) and self.tracker.stage != "done":
-                    self._record()
+                try:
+                    self._look(self.clock())
+                except Exception as error:  # an unreachable store: the next event or round writes again
+                    log_event(logger, "job_progress_not_recorded", logging.DEBUG, id=self.job_id, error=error)
+
+    def _look(self, now: float) -> None:
+        if self.waiting and not self.workers.loading(self.waiting[1]):
+            self._begin(*self.waiting, now)
+            self._estimate(now)
+            self._record()
+            return
+        self.eta.sample(now, self._read())
+        if self._estimate(now) and self.tracker.stage != "done":
+            self._record()
 
     def _keep(self, event: SegmentReady) -> None:
         segment = event.segment
