@@ -432,6 +432,7 @@ def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_serv
     assert [revision for revision, _, _ in versions] == list(range(latest["revision"], -1, -1)), versions
     assert versions[0][2] is False and all(restorable for _, _, restorable in versions[1:]), "all but the one shown"
     assert versions[-1][1].startswith("Original · ") and "4 parts" in versions[-1][1], versions[-1]
+    assert axe_violations(driver) == [], "the Versions list with its Restore buttons"
     driver.find_element(By.CSS_SELECTOR, "#versions li[data-revision='0'] button").click()
     WebDriverWait(driver, 10).until(lambda d: _segment_speakers(d) == [part[2] for part in PARTS])
     assert driver.find_element(By.ID, "versions-status").text == "Original restored; Undo takes it back."

@@ -7,10 +7,11 @@ second: CPU seconds of its worker, which stay the same when the machine gets bus
 seconds do not (a minute on base: 10.8 and 11.3 CPU seconds in 15.3 and 20.5 s, as the load rose).
 So the server learns each phase's CPU seconds per audio second from the phases it finished
 (``PhasePaces``), and a running job turns the work left into time at the CPU share its worker gets
-now: CPU seconds per second over the last few seconds, where a shared machine's load shows. In the
+now: CPU seconds per second over the last ten seconds, where a shared machine's load shows. In the
 text phase the job's own pace (work per audio second between its first and latest words) is blended
 in by the share of the audio it was measured over, so a file harder or easier than the ones before
-moves its estimate.
+moves its estimate. A worker's first task pays one-time costs (in the service, the first diarized task
+also loads the diarizer): its figures stand in only until a warmed worker's come.
 
 Where no CPU can be read (a process per task, Celery, another job in the same pool), wall seconds
 stand in for the work and the share is 1: the learned wall seconds per audio second. A phase this
