@@ -9,7 +9,7 @@ segmentation on (``diarization.overlap``), the count clusters segmentation-3.0's
 (``local_speakers``), never joining two voices heard in the same 10 s. So
 memory grows linearly with audio length: the affinity matrices are bounded, the embeddings are 1 KB
 a window, windows are embedded in fixed-size batches, and VAD runs over 5-minute pieces (60 minutes:
-1.06 GB peak RSS, measured by ``tests/test_diarize_long.py``).
+1.14 GB peak RSS with segmentation, measured by ``tests/test_diarize_long.py``).
 
 An optional pyannote backend is used when ``diarization.backend == "pyannote"`` and a local pipeline
 path is configured.
