@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from selenium import webdriver
 from selenium.webdriver.common.action_chains import ActionChains
+from selenium.common.exceptions import StaleElementReferenceException
 from selenium.webdriver.common.by import By
 from selenium.webdriver.common.keys import Keys
 from selenium.webdriver.support.ui import WebDriverWait
@@ -293,7 +294,10 @@ def test_keys_work_and_do_nothing_while_a_field_has_the_focus(page_server, job, 
         assert paused(driver), "Space in a field should type, not play"
         assert position(driver) == before[0] and _segment_texts(driver) == before[1]
         driver.find_element(By.ID, field_id).send_keys(Keys.CONTROL, "a", Keys.DELETE)  # a rename re-renders the field
-    _segment_button(driver, 0, "edit").click()
+    # The autosave of the redo above re-renders the transcript with the server's words: find the button again then.
+    WebDriverWait(driver, 10, ignored_exceptions=(StaleElementReferenceException,)).until(
+        lambda d: _segment_button(d, 0, "edit").click() or True
+    )
     _press(driver, Keys.CONTROL, "z")
     _press(driver, " ")
     time.sleep(0.3)
