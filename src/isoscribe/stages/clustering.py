@@ -5,11 +5,12 @@ more); every window is then assigned to the nearest cluster centroid."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
 
-from isoscribe.stages.local_speakers import UnitTree, count_by_units
+from isoscribe.stages.local_speakers import UnitTree
 
 __all__ = [
     "CountRule",
@@ -126,23 +127,44 @@ def count_speakers(points: np.ndarray, rule: CountRule, tree: np.ndarray | None 
 
 
 def count_units(units: UnitTree, rule: CountRule) -> int:
-    """Speakers among segmentation's local-speaker units by ``rule`` (``local_speakers.count_by_units``)."""
+    """Speakers among segmentation's local-speaker units by ``rule``: clusters of their tree cut at the
+    rule's distance with enough windows, then merged like ``count_speakers``'s, never two clusters heard
+    in the same chunk."""
+    from scipy.cluster.hierarchy import fcluster
+
+    if units.tree is None:
+        return 1
+    clusters = fcluster(units.tree, rule.linkage_distance, "distance")
     smallest = rule.smallest_speaker(units.total_windows)
-    return count_by_units(units, rule.linkage_distance, rule.merge_similarity, smallest)
+    big = [label for label in np.unique(clusters) if units.windows[clusters == label].sum() >= smallest]
+    if len(big) <= 1:
+        return 1
+    sums = [units.sums[clusters == label].sum(axis=0) for label in big]
+    chunks = [set(units.chunks[clusters == label].tolist()) for label in big]
+    return len(_merge_alike(sums, rule.merge_similarity, chunks))
 
 
-def _merge_alike(sums: list[np.ndarray], merge_similarity: float) -> list[np.ndarray]:
+def _merge_alike(
+    sums: list[np.ndarray], merge_similarity: float, chunks: list[set[int]] | None = None
+) -> list[np.ndarray]:
     """Joins the most alike pair of clusters (given as sums of their points) while their unit centroids
-    are more alike than ``merge_similarity``."""
+    are more alike than ``merge_similarity``; with ``chunks`` (each cluster's), never two heard in one chunk."""
     while len(sums) > 1:
         centroids = np.stack([s / max(float(np.linalg.norm(s)), 1e-9) for s in sums])
         similarity = centroids @ centroids.T
         np.fill_diagonal(similarity, -1.0)
+        if chunks is not None:
+            for a, b in itertools.combinations(range(len(sums)), 2):
+                if chunks[a] & chunks[b]:
+                    similarity[a, b] = similarity[b, a] = -1.0
         kept, merged = np.unravel_index(np.argmax(similarity), similarity.shape)
         if similarity[kept, merged] <= merge_similarity:
             break
         sums[kept] = sums[kept] + sums[merged]
         del sums[merged]
+        if chunks is not None:
+            chunks[kept] = chunks[kept] | chunks[merged]
+            del chunks[merged]
     return sums
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from isoscribe.transcript import SpeakerWindow
 
-__all__ = ["LocalActivity", "UnitTree", "window_units", "unit_tree", "count_by_units", "PURE_SHARE"]
+__all__ = ["LocalActivity", "UnitTree", "window_units", "unit_tree", "PURE_SHARE"]
 
 CHUNK_S = 10.0
 PURE_SHARE = 0.6
@@ -89,36 +89,3 @@ def unit_tree(vectors: np.ndarray, unit_of: np.ndarray, unit_chunks: np.ndarray)
         np.fill_diagonal(distance, 0.0)
         tree = linkage(squareform(distance, checks=False), "average")
     return UnitTree(sums, windows, unit_chunks, tree, len(unit_of))
-
-
-def count_by_units(units: UnitTree, linkage_distance: float, merge_similarity: float, smallest: int) -> int:
-    """Speakers: clusters of the tree cut at ``linkage_distance`` with at least ``smallest`` windows,
-    then the most alike pair joined while more alike than ``merge_similarity``, never two clusters
-    heard in the same chunk."""
-    from scipy.cluster.hierarchy import fcluster
-
-    if units.tree is None:
-        return 1
-    clusters = fcluster(units.tree, linkage_distance, "distance")
-    big = [label for label in np.unique(clusters) if units.windows[clusters == label].sum() >= smallest]
-    if len(big) <= 1:
-        return 1
-    sums = [units.sums[clusters == label].sum(axis=0) for label in big]
-    chunks = [set(units.chunks[clusters == label].tolist()) for label in big]
-    return len(_merge_apart(sums, chunks, merge_similarity))
-
-
-def _merge_apart(sums: list[np.ndarray], chunks: list[set[int]], merge_similarity: float) -> list[np.ndarray]:
-    while len(sums) > 1:
-        centroids = np.stack([s / max(float(np.linalg.norm(s)), 1e-9) for s in sums])
-        similarity = centroids @ centroids.T
-        for a in range(len(sums)):
-            for b in range(len(sums)):
-                if a == b or chunks[a] & chunks[b]:
-                    similarity[a, b] = -1.0
-        kept, merged = np.unravel_index(np.argmax(similarity), similarity.shape)
-        if similarity[kept, merged] <= merge_similarity:
-            break
-        sums[kept], chunks[kept] = sums[kept] + sums[merged], chunks[kept] | chunks[merged]
-        del sums[merged], chunks[merged]
-    return sums
