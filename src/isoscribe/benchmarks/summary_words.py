@@ -19,7 +19,7 @@ from pathlib import Path
 from isoscribe.benchmarks.qmsum import load_meetings
 from isoscribe.benchmarks.summary import QMSUM
 from isoscribe.summary.grounding import TranscriptIndex
-from isoscribe.summary.text import STOPWORDS, clean_disfluencies, lemma, speaker_sentences, split_sentences, stem, words_of
+from isoscribe.summary.text import STOPWORDS, clean_disfluencies, lemma, speaker_sentences, split_sentences, words_of
 
 __all__ = ["main"]
 
@@ -58,13 +58,8 @@ def _answers(path: Path) -> list[str]:
 
 
 def _unsaid_lemmas(answers: list[str], index: TranscriptIndex) -> set[str]:
-    unsaid = set()
-    for word in (word.lower() for answer in answers for word in words_of(answer)):
-        if word in STOPWORDS or len(word) < 3 or not word.isalpha() or word in index.lower_words:
-            continue
-        if not index.knows(stem(word)) and not index.says_misspelt(word):
-            unsaid.add(lemma(word))
-    return unsaid
+    words = (word.lower() for answer in answers for word in words_of(answer))
+    return {lemma(word) for word in words if index.never_says(word)}
 
 
 def _count_heads(words: list[str], heads: Counter[str], said: Counter[str]) -> None:
