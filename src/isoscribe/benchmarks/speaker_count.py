@@ -26,7 +26,7 @@ import numpy as np
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.benchmarks.asr import open_wav, write_samples
 from isoscribe.benchmarks.meetings import make_meeting, meeting_rttm_path
-from isoscribe.stages import campplus, clustering, diarize, local_speakers, speaker_embedding, vad
+from isoscribe.stages import clustering, diarize, local_speakers, vad
 from isoscribe.transcript import SpeakerClusterRequest, SpeakerVectors, SpeakerWindow
 
 __all__ = ["Recording", "recordings", "vectors_of", "grid_counts", "without_units", "leave_one_source_out", "choose_rule", "measure", "rule_fields", "der", "FALCON_CLIP"]
@@ -95,7 +95,7 @@ def recordings(data_dir: Path, folder: Path, quick: bool) -> list[Recording]:
 
 def vectors_of(model: diarize.Diarizer, recording: Recording, cache: Path | None = None) -> SpeakerVectors:
     """The recording's speaker vectors over its Silero VAD speech, as the diarize stage computes them."""
-    name = f"{model.backend}-{_window_s(model)}-units-{recording.path.stem}-{recording.source}.npz"
+    name = f"{model.backend}-{diarize.window_s(model)}-units-{recording.path.stem}-{recording.source}.npz"
     cached = cache / name if cache else None
     if cached is not None and cached.is_file():
         stored = np.load(cached)
@@ -112,10 +112,6 @@ def vectors_of(model: diarize.Diarizer, recording: Recording, cache: Path | None
     return vectors
 
 
-def _window_s(model: diarize.Diarizer) -> float:
-    return campplus.WINDOW_S if model.backend == "campplus" else speaker_embedding.WINDOW_S
-
-
 def grid_counts(vectors: SpeakerVectors, use_units: bool = True) -> np.ndarray:
     """The automatic count for every rule of ``GRID`` (one axis per field), as the stage counts: on
     segmentation's local-speaker units when the vectors have them (and ``use_units``), else on windows."""
@@ -123,9 +119,7 @@ def grid_counts(vectors: SpeakerVectors, use_units: bool = True) -> np.ndarray:
     if len(vectors.windows) < 2:
         return counts
     points = clustering.clustered_sample(vectors.vectors)
-    units = None
-    if use_units and vectors.unit_chunks is not None and len(vectors.unit_chunks):
-        units = local_speakers.unit_tree(vectors.vectors, vectors.window_units, vectors.unit_chunks)
+    units = local_speakers.units_of(vectors) if use_units else None
     tree = clustering.linkage_tree(points) if units is None else None
     for index in np.ndindex(counts.shape):
         rule = _rule(index)

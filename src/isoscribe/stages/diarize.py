@@ -53,6 +53,7 @@ __all__ = [
     "run",
     "diarize",
     "speaker_vectors",
+    "window_s",
     "cluster_pieces",
     "KNOWN_SPEAKER_MIN_SIMILARITY",
     "reference_embedding",
@@ -169,11 +170,12 @@ def speaker_vectors(
         first, last = int(start_s * SAMPLE_RATE), audio.size if end_s is None else int(end_s * SAMPLE_RATE)
         activity = overlap.local_activity(model.segmenter, audio[first:last], start_s)
         vectors.overlaps = overlap.overlap_regions(activity, model.segmenter.frame_duration_s)
-        vectors.window_units, vectors.unit_chunks = local_speakers.window_units(windows, _window_s(model), activity)
+        vectors.window_units, vectors.unit_chunks = local_speakers.window_units(windows, window_s(model), activity)
     return vectors
 
 
-def _window_s(model: Diarizer) -> float:
+def window_s(model: Diarizer) -> float:
+    """Seconds of audio behind each of the backend's speaker vectors."""
     return campplus.WINDOW_S if model.backend == "campplus" else WINDOW_S
 
 
@@ -226,9 +228,7 @@ def _cluster_turns(
     """Turns of the clustered windows; clusters that sound like a reference take its name."""
     settings = model.settings
     bounds = _speaker_bounds(settings, request)
-    units = None
-    if vectors.window_units is not None and len(vectors.unit_chunks) and settings.speaker_count == "linkage":
-        units = local_speakers.unit_tree(vectors.vectors, vectors.window_units, vectors.unit_chunks)
+    units = local_speakers.units_of(vectors) if settings.speaker_count == "linkage" else None
     labels = cluster_embeddings(vectors.vectors, *bounds, settings.speaker_count, model.count_rule, units)
     labels = _smooth(labels, vectors.windows)
     turns = _turns(vectors.windows, labels)

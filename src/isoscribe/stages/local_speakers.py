@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from isoscribe.transcript import SpeakerWindow
+from isoscribe.transcript import SpeakerVectors, SpeakerWindow
 
-__all__ = ["LocalActivity", "UnitTree", "window_units", "unit_tree", "PURE_SHARE"]
+__all__ = ["LocalActivity", "UnitTree", "window_units", "unit_tree", "units_of", "PURE_SHARE"]
 
 CHUNK_S = 10.0
 PURE_SHARE = 0.6
@@ -89,3 +89,10 @@ def unit_tree(vectors: np.ndarray, unit_of: np.ndarray, unit_chunks: np.ndarray)
         np.fill_diagonal(distance, 0.0)
         tree = linkage(squareform(distance, checks=False), "average")
     return UnitTree(sums, windows, unit_chunks, tree, len(unit_of))
+
+
+def units_of(vectors: SpeakerVectors) -> UnitTree | None:
+    """The units' tree of ``vectors``, or None where segmentation gave them none (off, or no window alone)."""
+    if vectors.window_units is None or not len(vectors.unit_chunks):
+        return None
+    return unit_tree(vectors.vectors, vectors.window_units, vectors.unit_chunks)
