@@ -112,14 +112,14 @@ def vectors_of(model: diarize.Diarizer, recording: Recording, cache: Path | None
     return vectors
 
 
-def grid_counts(vectors: SpeakerVectors, use_units: bool = True) -> np.ndarray:
+def grid_counts(vectors: SpeakerVectors) -> np.ndarray:
     """The automatic count for every rule of ``GRID`` (one axis per field), as the stage counts: on
-    segmentation's local-speaker units when the vectors have them (and ``use_units``), else on windows."""
+    segmentation's local-speaker units when the vectors have them, else on windows."""
     counts = np.ones(tuple(len(axis) for axis in GRID), dtype=int)
     if len(vectors.windows) < 2:
         return counts
     points = clustering.clustered_sample(vectors.vectors)
-    units = local_speakers.units_of(vectors) if use_units else None
+    units = local_speakers.units_of(vectors)
     tree = clustering.linkage_tree(points) if units is None else None
     for index in np.ndindex(counts.shape):
         rule = _rule(index)
