@@ -1,15 +1,18 @@
 """Is a summary sentence backed by the transcript? Keep what a faithful summary says, catch invention.
 
-Not evidence of invention: paraphrase (words are compared by stem and by their first five letters,
-and the words human summaries use for any meeting, ``summary_words.txt``, are free), pronouns, and
-summary verbs ("discussed", "agreed"). Evidence of invention, each with its reason:
+Not evidence of invention: paraphrase (words are compared by stem and by their first five letters, two
+words said one after the other may be written as one, "white board" as "whiteboard", and the words human
+summaries use for meetings, ``summary_words.txt``, are free), pronouns, and summary verbs ("discussed",
+"agreed"). Evidence of invention, each with its reason:
 
 * a number or a date the transcript never says;
-* a name or role (a capitalised word, a speaker label) that is neither a speaker nor said;
+* a name or role (a capitalised word, a speaker label) that is neither a speaker nor said; a sentence's
+  first word is capitalised whatever it is, so there only a word that could be a noun is a name;
 * an object: a noun the transcript never says, in any form, that summaries do not use freely. A word
   is a noun when meetings mostly say it as the head of a noun phrase (``meeting_words.tsv``: "laptop"
-  yes, "upper" no), or, for a word they rarely say, when it has no verb or adjective ending; an abstract
-  noun ("-tion", "-ment", "-ity", ...) is paraphrase, not an object;
+  yes, "upper" no), or, for a word they rarely say, when it has no verb or adjective ending ("hosted" is a
+  verb even though "host" is a noun); an abstract noun ("-tion", "-ment", "-ity", "-logy", "-ics", ...) is
+  paraphrase, not an object;
 * a statement given to the wrong speaker: the sentence names one participant (their label as written,
   not the same words as a topic: "marketing strategies"), but the words it attributes to them are said
   far more by another one.
@@ -37,9 +40,10 @@ PREFIX_LETTERS = 5
 SPEAKER_RATIO_MIN = 0.9
 NOUN_SHARE_MIN = 0.7
 """Both tuned on QMSum train in two folds (the summary words of one half, measured on the other): the pair that
-keeps 92 % of the human-summary sentences (two points above the goal of 90 %: val has kept two to three points
-less than train) and catches the most planted errors: 82 % of objects, 82 % of swapped participants."""
-_ABSTRACT = re.compile(r"(?:tion|sion|ment|ity|ness|ance|ence|ancy|ency|ism|ship|hood)s?$")
+keeps the most human-summary sentences while catching at least 80 % of each kind of planted error. In two folds
+of alternate train meetings, grounding keeps 93.4 % and catches 81.4 % of objects, 80.8 % of swapped participants."""
+_ABSTRACT = re.compile(r"(?:tion|sion|ment|ity|ness|ance|ence|ancy|ency|ism|ship|hood|ics)s?$|log(?:y|ies)$")
+_VERB_FORM = re.compile(r"(?:ed|ing)$")
 _VERB_OR_ADJECTIVE = re.compile(r"(?:ed|ing|ly|ous|ful|ive|al|ible|able|ic|ish|ary|less|ent|ant|ize|ise|ate)$")
 SPEAKER_EVIDENCE_SENTENCES = 3
 EVIDENCE_SENTENCES = 2
@@ -76,9 +80,12 @@ def _is_object_noun(lower: str) -> bool:
     if _ABSTRACT.search(lower):
         return False
     shares = _noun_shares()
-    for form in (lower, lemma(lower)):
-        if form in shares:
-            return shares[form] >= NOUN_SHARE_MIN
+    if lower in shares:
+        return shares[lower] >= NOUN_SHARE_MIN
+    if _VERB_FORM.search(lower):  # "hosted": the lemma "host" may be a noun, this form is a verb's
+        return False
+    if lemma(lower) in shares:
+        return shares[lemma(lower)] >= NOUN_SHARE_MIN
     return not _VERB_OR_ADJECTIVE.search(lower)
 
 
@@ -151,6 +158,12 @@ def _written_forms(text: str) -> set[str]:
     return acronyms | {word.replace("-", "").lower() for word in re.findall(r"\b\w+(?:-\w+)+", text)}
 
 
+def _compounds(words: list[str]) -> set[str]:
+    """Two content words said one after the other, written as one (lemmas): "white boards" is "whiteboard"."""
+    content = [word.lower() if word.isalpha() and word.lower() not in STOPWORDS else "" for word in words]
+    return {first + lemma(second) for first, second in zip(content, content[1:]) if first and second}
+
+
 def _prefix(word_stem: str) -> str:
     return word_stem[:PREFIX_LETTERS]
 
@@ -167,6 +180,8 @@ class TranscriptIndex:
     """Lower-cased speaker label → label."""
     words_by_speaker: dict[str, Counter]
     sentence_stems: list[tuple[SpeakerSentence, set[str]]]
+    compounds: set[str]
+    """Content words said one after the other, joined ("whiteboard"): a summary may write them as one word."""
     _shortened: set[str] | None = field(default=None, repr=False)
     _idf: dict[str, float] | None = field(default=None, repr=False)
 
@@ -175,6 +190,7 @@ class TranscriptIndex:
         stems: set[str] = set()
         numbers: set[str] = set()
         lower_words: set[str] = set()
+        compounds: set[str] = set()
         by_speaker: dict[str, Counter] = {}
         sentence_stems = []
         for sentence in sentences:
@@ -182,20 +198,25 @@ class TranscriptIndex:
             sentence_set = {stem(word) for word in words if word.lower() not in STOPWORDS}
             stems |= sentence_set
             lower_words |= {word.lower() for word in words} | _written_forms(sentence.text)
+            compounds |= _compounds(words)
             numbers |= numbers_in(sentence.text)
             by_speaker.setdefault(sentence.speaker or "", Counter()).update(sentence_set)
             sentence_stems.append((sentence, sentence_set))
         speakers = {label.lower(): label for label in by_speaker if label}
         for label in speakers.values():  # a label is a name the transcript knows: "Project Manager"
             lower_words |= {word.lower() for word in words_of(label)}
-        return cls(stems, {_prefix(s) for s in stems}, numbers, lower_words, speakers, by_speaker, sentence_stems)
+        return cls(
+            stems, {_prefix(s) for s in stems}, numbers, lower_words, speakers, by_speaker, sentence_stems, compounds
+        )
 
     def knows(self, word_stem: str) -> bool:
         return word_stem in self.stems or _prefix(word_stem) in self.prefixes
 
     def never_says(self, lower: str) -> bool:
         """``lower`` is a content word (three letters or more) the transcript says in no form, misspelt neither."""
-        if lower in STOPWORDS or len(lower) < 3 or not lower.isalpha() or lower in self.lower_words:
+        if lower in STOPWORDS or len(lower) < 3 or not lower.isalpha():
+            return False
+        if lower in self.lower_words or lemma(lower) in self.compounds:
             return False
         return not self.knows(stem(lower)) and not self.says_misspelt(lower)
 
@@ -255,14 +276,16 @@ def _invented_date(words: list[str], index: TranscriptIndex) -> str | None:
 
 
 def _invented_name(words: list[str], index: TranscriptIndex) -> str | None:
-    """A capitalised word that the transcript never says nor has as a speaker (a sentence's first word
-    too: a known word there passes, as below)."""
-    parts = [part for word in words for part in word.split("-") if part]
-    for word in parts:
+    """A capitalised word that the transcript never says nor has as a speaker. A sentence's first word is
+    capitalised whatever it is ("Approximately", "Nonetheless"): there only a word that could be a noun counts."""
+    parts = [(position, part) for position, word in enumerate(words) for part in word.split("-") if part]
+    for position, word in parts:
         if not word[:1].isupper() or word.isupper() and len(word) <= 3:
             continue
         lower = word.lower().removesuffix("'s")
         if lower in STOPWORDS or lower in index.lower_words or lemma(lower) in _summary_words():
+            continue
+        if position == 0 and not _is_object_noun(lower):
             continue
         if not index.knows(stem(lower)) and not index.says_misspelt(lower):
             return f"name {word} is not in the transcript"
