@@ -86,6 +86,7 @@ def test_narration_questions_discourse_games_agreement_and_declined_requests_are
         ("Anna: He was taking everything over two hundred milliseconds, and he's going to vary that number.", None,
          "Vary that number", None),
         ("Anna: I can do that for next week.", "Anna", "Do that", "for next week"),
+        ("Anna: I'm gonna work on that today and tomorrow.", "Anna", "Work on that", "today and tomorrow"),
         ("Anna: And then we'll rerun the script and produce better versions.", None,
          "Rerun the script and produce better versions", None),
         ("Anna: I have to look at it again.", "Anna", "Look at it again", None),

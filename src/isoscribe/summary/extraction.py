@@ -135,7 +135,9 @@ _IN_MEETING = re.compile(
 )
 _CUT_OFF = re.compile(r"\b(?:my|your|our|their|the|a|an|with|to)$", re.IGNORECASE)
 """A task that stops mid-phrase ("check with my") was cut off: what was to be done is not known."""
-_OWN_PRONOUN_TASK = re.compile(r"^(?:do|find|finish|send|prepare|check|have)\s+(?:that|this|it)\b", re.IGNORECASE)
+_OWN_PRONOUN_TASK = re.compile(
+    r"^(?:do|find|finish|send|prepare|check|have|work\s+on|look\s+(?:at|into))\s+(?:that|this|it)\b", re.IGNORECASE
+)
 _JUST_NOW = re.compile(r"^just\s+(?!(?:send|e-?mail|mail|put|post|upload)\b)", re.IGNORECASE)
 """I'll just check …": done there and then, unless it is sending something."""
 _NOT_OWNERS = frozenset(
