@@ -24,7 +24,7 @@ speakers finds the third speaker, who talks for 2.2 s: 0.000, also with the rule
 real recordings (``diarization.resemblyzer.count.real`` in ``bench/results/accuracy.json``)."""
 REAL_CLIPS_RIGHT_MIN = 4
 """Of the five shared real recordings: pyannote's sample, JFK, the sonnet and MFA's speaker (fast, then
-slow and quiet) right; AMI's tst00 (four speakers, much overlap: 3 found) is not."""
+slow and quiet) right; AMI's tst00 (four speakers, much overlap: 2 found) is not."""
 
 
 @pytest.fixture(scope="module")
