@@ -86,11 +86,22 @@ def test_narration_questions_discourse_games_agreement_and_declined_requests_are
         ("Anna: He was taking everything over two hundred milliseconds, and he's going to vary that number.", None,
          "Vary that number", None),
         ("Anna: I can do that for next week.", "Anna", "Do that", "for next week"),
+        ("Anna: I'm gonna work on that today and tomorrow.", "Anna", "Work on that", "today and tomorrow"),
         ("Anna: And then we'll rerun the script and produce better versions.", None,
          "Rerun the script and produce better versions", None),
         ("Anna: I have to look at it again.", "Anna", "Look at it again", None),
         ("Anna: I'll send mail to Dan and ask.", "Anna", "Send mail to Dan and ask", None),
         ("Anna: We will try to explore these two options.", None, "Explore these two options", None),
+        ("Anna: But I'll double check.", "Anna", "Double check", None),
+        ("Anna: I have to look it up and see.", "Anna", "Look it up and see", None),
+        ("Anna: Yeah, I'll have to look more into that data.", "Anna", "Look more into that data", None),
+        ("Anna: So I'll go ahead and enter this data.", "Anna", "Enter this data", None),
+        ("Anna: So I'll listen to it and find out.", "Anna", "Listen to it and find out", None),
+        ("Anna: And Thilo's gonna do the instructing.", "Thilo", "Do the instructing", None),
+        ("Anna: I'm probably going to spend another day or so trying to improve things.", "Anna",
+         "Spend another day or so trying to improve things", None),
+        ("Anna: So we'll perhaps try to convince the OGI people to use the new filters.", None,
+         "Convince the OGI people to use the new filters", None),
     ],
 )  # fmt: skip
 def test_commitments_named_tasks_dated_obligations_and_accepted_requests_are_items(dialogue, owner, task, due):
@@ -138,7 +149,8 @@ def test_precision_and_recall_on_the_held_out_meetings():
     """The rules were tuned on the tune rows; these are the held-out figures reached (bench/results/summary.json:
     P 0.71, R 0.25).
     Precision is short of the goal of 0.8 and recall far short of 0.6: research meetings (ICSI) phrase plans in
-    more ways than the rules know."""
+    more ways than the rules know. A learned scorer added to the rules (all-MiniLM-L6-v2 embeddings and the rules'
+    signals, logistic regression fitted on the tune rows) reached P 0.45, R 0.44 here and was not kept."""
     from isoscribe.benchmarks.qmsum import _meeting
     from isoscribe.benchmarks.summary import QMSUM, _annotations, action_item_scores
 
@@ -146,4 +158,4 @@ def test_precision_and_recall_on_the_held_out_meetings():
     meetings = [_meeting(path, path.parent.name) for name in names for path in QMSUM.glob(f"*/{name}.json")]
     scores = action_item_scores(meetings, "held-out")
     assert scores["positives"] == 100 and scores["annotated_sentences"] == 975
-    assert scores["precision"] >= 0.65 and scores["recall"] >= 0.25
+    assert scores["precision"] >= 0.7 and scores["recall"] >= 0.25

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -102,3 +103,33 @@ def test_the_rule_left_out_sources_choose_is_the_best_on_the_others() -> None:
         axis[i] for axis, i in zip(speaker_count.GRID, good)
     ]
     assert speaker_count.choose_rule(rows, ("long",)).linkage_distance == speaker_count.GRID[0][other[0]]
+
+
+def _three_alike_and_two_apart(windows_each: int) -> np.ndarray:
+    """Five voices: three of them 0.86-0.88 alike (as close as espeak voices get to each other in
+    resemblyzer's space), two far from all; each voice's windows tight around it."""
+    rng = np.random.default_rng(5)
+    base = rng.normal(size=(3, 256))
+    close = [base[0] + 0.38 * rng.normal(size=256) for _ in range(3)]
+    voices = [v / np.linalg.norm(v) for v in close + [base[1], base[2]]]
+    points = np.concatenate([v + 0.03 * rng.normal(size=(windows_each, 256)) for v in voices])
+    return points / np.linalg.norm(points, axis=1, keepdims=True)
+
+
+def test_the_eigengap_raises_a_count_that_a_cosine_rule_merged() -> None:
+    points = _three_alike_and_two_apart(24)
+    without_floor = replace(clustering.RESEMBLYZER_RULE, eigengap_floor=False)
+    assert clustering.count_speakers(points, without_floor) == 3
+    assert clustering.nme_count(points) == 5
+    labels = clustering.cluster_embeddings(points.astype(np.float32), None, 1, 8, "linkage", clustering.RESEMBLYZER_RULE)
+    assert len(np.unique(labels)) == 5
+    assert all(len(np.unique(labels[k * 24 : (k + 1) * 24])) == 1 for k in range(5))
+
+
+def test_the_eigengap_says_nothing_on_few_windows_and_never_splits_one_speaker() -> None:
+    few = _three_alike_and_two_apart(12)
+    assert len(few) < clustering.EIGENGAP_MIN_WINDOWS
+    assert clustering.nme_count(few) == 1
+    assert clustering.with_eigengap(1, 5) == 1, "the rule's one speaker stands"
+    assert clustering.with_eigengap(3, 2) == 3, "the eigengap only raises"
+    assert clustering.with_eigengap(3, 5) == 5

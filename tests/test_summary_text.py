@@ -52,6 +52,8 @@ def test_turns_join_one_speakers_segments_and_time_their_sentences() -> None:
         ("I'll do it before the next meeting", "before the next meeting"),
         ("ready by the end of the week", "by the end of the week"),
         ("tomorrow morning works", "tomorrow morning"),
+        ("I'm gonna work on that today and tomorrow", "today and tomorrow"),
+        ("we should firm it up by next Thursday's meeting", "by next Thursday's meeting"),
         ("in two weeks", "in two weeks"),
         ("let's march on", None),
         ("in March", "in March"),
@@ -66,6 +68,8 @@ def test_deadlines_are_found_as_said(text: str, due: str | None) -> None:
 
 def test_a_deadline_leaves_the_task_whole() -> None:
     assert without_due("order the posters by next Tuesday") == "order the posters"
+    assert without_due("work on that today and tomorrow") == "work on that"
+    assert without_due("firm it up by next Thursday's meeting") == "firm it up"
 
 
 @pytest.mark.parametrize(

@@ -49,7 +49,7 @@ def diarization_section(settings: Settings, data_dir: Path, temp: Path, quick: b
     for backend in BACKENDS:
         model = diarize.load(_settings(settings, backend))
         rows = [_row(model, recording) for recording in recordings]
-        on_windows = [_on_windows(row) for row in rows]
+        on_windows = [_on_windows(row, model.count_rule.eigengap_floor) for row in rows]
         section[backend] = {
             "count": speaker_count.leave_one_source_out(model, rows),
             "count_on_windows": speaker_count.leave_one_source_out(model, on_windows),
@@ -107,7 +107,8 @@ def _settings(settings: Settings, backend: str) -> Settings:
 def _row(model: diarize.Diarizer, recording: speaker_count.Recording) -> dict[str, Any]:
     vectors = speaker_count.vectors_of(model, recording)
     return {"name": recording.name, "source": recording.source, "speakers": recording.speakers,
-            "rttm": recording.rttm, "vectors": vectors, "grid": speaker_count.grid_counts(vectors)}
+            "rttm": recording.rttm, "vectors": vectors,
+            "grid": speaker_count.grid_counts(vectors, model.count_rule.eigengap_floor)}
 
 
 def _one_worker(settings: Settings, backend: str, hour: Path) -> dict[str, Any]:
@@ -126,10 +127,10 @@ def _one_worker(settings: Settings, backend: str, hour: Path) -> dict[str, Any]:
     }
 
 
-def _on_windows(row: dict[str, Any]) -> dict[str, Any]:
+def _on_windows(row: dict[str, Any], eigengap_floor: bool) -> dict[str, Any]:
     """The recording's row counted on windows alone (the rule before local speakers)."""
     vectors = speaker_count.without_units(row["vectors"])
-    return {**row, "vectors": vectors, "grid": speaker_count.grid_counts(vectors)}
+    return {**row, "vectors": vectors, "grid": speaker_count.grid_counts(vectors, eigengap_floor)}
 
 
 def _in_pieces(model: diarize.Diarizer, hour: Path) -> int:

@@ -21,7 +21,9 @@ Not action items (each seen on QMSum meetings, see tests/data/action_items.tsv):
 say"), what is done in the meeting itself ("I'll go first", "I'll draw a cat"), bare agreement ("I
 can do that") and a request nobody accepts. The rules were tuned on the "tune" rows of
 tests/data/action_items.tsv and on the items they find in other QMSum train meetings, and are measured on
-its "held-out" rows (``isoscribe bench summary``).
+its "held-out" rows (``isoscribe bench summary``). A logistic regression over sentence embeddings
+(all-MiniLM-L6-v2) and these rules' signals, fitted on the tune rows and added to the rules, found more
+(held-out recall 0.44) but mostly false ones (precision 0.45), and was not kept.
 """
 
 from __future__ import annotations
@@ -44,7 +46,8 @@ _LEAD = r"(?:^|[,;:]\s*|\b(?!(?:if|when|whether|unless|that|what|which|how|becau
 """What may stand before "I'll" or "we need to": anything but a word that makes it a condition or a clause
 ("if we need to", "what I'll do")."""
 _COMMITMENT = re.compile(
-    _LEAD + r"I(?:'ll|(?:\s+(?:probably|definitely|also))?\s+will|\s+shall|'m\s+going\s+to|'m\s+gonna|\s+am\s+going\s+to"
+    _LEAD + r"I(?:'ll|(?:\s+(?:probably|definitely|also))?\s+will|\s+shall"
+    r"|'m\s+(?:probably\s+|definitely\s+|also\s+)?(?:going\s+to|gonna)|\s+am\s+going\s+to"
     r"|(?:\s+(?:also|just|really|still|definitely))?\s+(?:have|need)\s+to(?!\s+(?:say|admit|tell|inform|mention|ask\s+you|go|leave|run)\b)"
     r"|\s+should(?!\s+(?:have|say|think|mention|admit|probably|be)\b))\s+"
     r"(?:also\s+|then\s+|definitely\s+|try\s+(?:and|to)\s+|probably\s+)?(?P<task>.+)",
@@ -61,8 +64,8 @@ _ASK = re.compile(
 """A chair handing out work: "I will ask the Industrial Designer to find out more about …"."""
 _THIRD_PERSON = re.compile(
     r"(?:^|[,;:]\s*|\b(?i:and|so|then|the|our|but)\s+)(?P<owner>(?!(?:And|So|But|Then|Or)\s)[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2}"
-    r"(?:\s+and\s+(?:the\s+)?[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})?)\s+"
-    r"(?:will|is\s+going\s+to|'s\s+going\s+to|is\s+gonna|are\s+going\s+to|are\s+gonna|gonna)\s+(?P<task>.+)"
+    r"(?:\s+and\s+(?:the\s+)?[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})?)"
+    r"(?:\s+(?:will|is\s+going\s+to|is\s+gonna|are\s+going\s+to|are\s+gonna|gonna)|'s\s+(?:going\s+to|gonna))\s+(?P<task>.+)"
 )
 _THIRD_PRONOUN = re.compile(
     _LEAD + r"(?:he|she)(?:(?:'s|\s+is)\s+(?:(?:completely|also|just|probably|definitely)\s+)?(?:going\s+to|gonna)\s+(?P<task>.+)|\s+(?:needs|has)\s+to\s+(?P<task2>.+))",
@@ -80,7 +83,7 @@ _TEAM_WORK = re.compile(
     r"^(?:(?:send|e-?mail|mail|put|save|upload)\b.*\b(?:folder|file|documents?|drive|list|minutes|notes|slides|results|report|link)s?\b"
     r"|send\s+(?:it|them|that|this)\b|write\s+up|prepare|explor|train|re-?\s*run|run\s+(?:the|some)|test|"
     r"do\s+the\s+\w+ing|contact|talk\s+to|ask\s+(?-i:[A-Z])|check\s+with|get\s+back\s+to|set\s+up|organi[sz]|arrange|book|"
-    r"order|buy|chang|visit|let\s+(?:you|them|him|her|everybody)\s+know|have\s+a\s+(?:dialogue|discussion|talk)\s+with|"
+    r"order|buy|chang|visit|convinc|let\s+(?:you|them|him|her|everybody)\s+know|have\s+a\s+(?:dialogue|discussion|talk)\s+with|"
     r"try\s+(?!to\b|and\b|it\b|that\b|this\b)(?-i:[A-Z])|do\s+a\s+field\s+trip|get\s+something\s+in)",
     re.IGNORECASE,
 )
@@ -95,7 +98,7 @@ _FUTURE_WORK = re.compile(
     r"^(?:send|e-?mail|mail|put|post|upload|writ|draft|prepar|produc|mak|build|design|bring|check|"
     r"find\s+out|research|investigat|work|contact|ask\s+(?:the|my|our|him|her|them)\b|call|ring|phon|book|order|buy|fix|updat|finish|complet|"
     r"finali[sz]|specif|organi[sz]|arrang|set\s+up|schedul|test|review|list\b|sort\s+out|look\s+into|"
-    r"get\s+back\s+to\s+(?:you|him|her|them|us|everyone|everybody|(?-i:[A-Z]))|follow\s+up|circulat|distribut|forward|hire|think(?:ing)?\s+about|look(?:ing)?\s+(?:at|into)|"
+    r"get\s+back\s+to\s+(?:you|him|her|them|us|everyone|everybody|(?-i:[A-Z]))|follow\s+up|circulat|distribut|forward|hire|think(?:ing)?\s+about|look(?:ing)?\s+(?:more\s+)?(?:at|into)|"
     r"responsible\s+for|sav|store|"
     r"train\b|re-?\s*run|run\s+(?:the|it|some|a|an)\b|vary|plot|print|writ(?:e|ing)\s+up|explor|implement|comput|analy[sz]|"
     r"measur|collect|transcrib|label|install|download|integrat|extend|debug|play\s+(?:\w+\s+){0,3}with|"
@@ -104,6 +107,8 @@ _FUTURE_WORK = re.compile(
     r"set\s+(?:that|it|this|them)\s+up|try(?:ing)?\s+\w+ing\b|continu\w*\s+(?:to\s+)?(?:work|look)|"
     r"pick\s+(?:a|an|another|some)\b|try\s+(?-i:[A-Z]{2,})|run\s+(?:that|this|it|them)\s+again|re-?do\b|pass\s+(?:\w+\s+){0,2}on|provid|read\s+up|"
     r"acquaint|writ(?:e|ing)\s+to|convinc|visit|rewrit|go\s+(?:and\s+)?(?:check|ask|look|talk|find)|"
+    r"double[- ]?check|look\s+(?:it|that|them|this)\s+up|look\s+to\s+see|listen\s+to|enter\s+(?:the|this|that|these)\b|"
+    r"spend\s+(?:another|a|the|some)\s+(?:\w+\s+)?(?:day|days|week|time|hours?)\b|"
     r"focus(?:ed|ing)?\s+on|concentrat|"
     r"do(?:ing)?\s+(?:the|some|a|an)\s+(?!I\b)[a-z]\w+)",
     re.IGNORECASE,
@@ -117,7 +122,7 @@ _IMPERATIVE = re.compile(
 _PROGRESSIVE = re.compile(rf"^be\s+(?:{_ADVERB}\s+)?\w+ing\b", re.IGNORECASE)
 _HEDGES = re.compile(
     r"^(?:(?:you|just|also|then|probably|definitely|actually|basically|again|all|can|will|should|be\s+able\s+to|have\s+to|need\s+to|"
-    rf"try\s+(?:and|to)|go\s+and|be(?=\s+(?:{_ADVERB}\s+)?\w+ing\b|\s+(?:responsible|focused)\b)|{_ADVERB})\s+)+",
+    rf"try\s+(?:and|to)|go\s+(?:ahead\s+)?and|be(?=\s+(?:{_ADVERB}\s+)?\w+ing\b|\s+(?:responsible|focused)\b)|{_ADVERB})\s+)+",
     re.IGNORECASE,
 )
 _IN_MEETING = re.compile(
@@ -130,7 +135,9 @@ _IN_MEETING = re.compile(
 )
 _CUT_OFF = re.compile(r"\b(?:my|your|our|their|the|a|an|with|to)$", re.IGNORECASE)
 """A task that stops mid-phrase ("check with my") was cut off: what was to be done is not known."""
-_OWN_PRONOUN_TASK = re.compile(r"^(?:do|find|finish|send|prepare|check|have)\s+(?:that|this|it)\b", re.IGNORECASE)
+_OWN_PRONOUN_TASK = re.compile(
+    r"^(?:do|find|finish|send|prepare|check|have|work\s+on|look\s+(?:at|into))\s+(?:that|this|it)\b", re.IGNORECASE
+)
 _JUST_NOW = re.compile(r"^just\s+(?!(?:send|e-?mail|mail|put|post|upload)\b)", re.IGNORECASE)
 """I'll just check …": done there and then, unless it is sending something."""
 _NOT_OWNERS = frozenset(
