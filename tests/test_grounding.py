@@ -24,6 +24,7 @@ def index() -> TranscriptIndex:
         "Anna sketched the plan on the whiteboard.",  # "white board" written as one word
         "They suspected that the smaller dataset was at fault.",  # "data set(s)" written as one word
         "Bob hosted the workshop.",  # a verb form, though its lemma "host" is mostly said as a noun
+        "Anna called the plan clumsy but vivid.",  # words English never says as nouns
         "The team agreed on the methodology.",  # an abstract noun ("-logy")
         "Approximately half of the schedule was discussed.",  # a first word is capitalised whatever it is
     ],

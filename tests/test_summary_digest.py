@@ -189,12 +189,12 @@ def test_a_configured_context_wins_over_the_reported_one(stand_in):
 
 
 def test_grounding_on_the_held_out_qmsum_val_meetings():
-    """Thresholds were chosen on QMSum train; these are the val figures reached (bench/results/summary.json): 91.5 %
+    """Thresholds were chosen on QMSum train; these are the val figures reached (bench/results/summary.json): 92.5 %
     of the human-summary sentences kept (goal 90 %), and at least 85 % of each kind of planted error caught."""
     from isoscribe.benchmarks.qmsum import load_meetings
     from isoscribe.benchmarks.summary import QMSUM, grounding_scores
 
     scores = grounding_scores(load_meetings(QMSUM, "val"))
     assert scores["human_sentences"] == 199
-    assert scores["human_sentences_kept_rate"] >= 0.91
+    assert scores["human_sentences_kept_rate"] >= 0.92
     assert all(scores["caught_rate"][kind] >= 0.85 for kind in ("number", "participant", "object"))
