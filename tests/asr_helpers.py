@@ -37,11 +37,11 @@ def read_rttm(path: Path):
     from pyannote.core import Annotation, Segment
 
     annotation = Annotation()
-    for line in Path(path).read_text().splitlines():
+    for track, line in enumerate(Path(path).read_text().splitlines()):
         fields = line.split()
         if fields and fields[0] == "SPEAKER":
             start, duration = float(fields[3]), float(fields[4])
-            annotation[Segment(start, start + duration)] = fields[7]
+            annotation[Segment(start, start + duration), track] = fields[7]
     return annotation
 
 
@@ -49,8 +49,8 @@ def turns_annotation(turns: list[SpeakerTurn]):
     from pyannote.core import Annotation, Segment
 
     annotation = Annotation()
-    for turn in turns:
-        annotation[Segment(turn.start, turn.end)] = turn.speaker
+    for track, turn in enumerate(turns):  # a track each: two voices over the same span are both kept
+        annotation[Segment(turn.start, turn.end), track] = turn.speaker
     return annotation
 
 

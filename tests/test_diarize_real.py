@@ -12,11 +12,12 @@ from speaker_fixtures import render_meeting, render_references
 
 from isoscribe.audio import SAMPLE_RATE, decode_audio
 from isoscribe.benchmarks.meetings import script_turns
+from isoscribe.benchmarks import speaker_count
 from isoscribe.benchmarks.speaker_count import FALCON_CLIP, REAL_COUNTS
 from isoscribe.config import load_settings
 from isoscribe.stages import diarize
 from isoscribe.stages.fbank import MEL_BINS, log_fbank
-from isoscribe.transcript import KnownSpeaker, SpeechRequest
+from isoscribe.transcript import KnownSpeaker, SpeakerTurn, SpeechRequest
 
 FALCON_DER_MAX = 0.15
 """Issue 25's target (it reported 0.454 with two speakers found). Counting segmentation's local
@@ -36,6 +37,15 @@ def diarizer() -> diarize.Diarizer:
 def campplus_diarizer() -> diarize.Diarizer:
     settings = {"enabled": True, "device": "cpu", "backend": "campplus", "overlap": False}
     return diarize.load(load_settings(overrides={"diarization": settings}))
+
+
+def test_der_counts_two_voices_over_the_same_span_as_two(tmp_path: Path) -> None:
+    rttm = tmp_path / "two.rttm"
+    rttm.write_text("SPEAKER x 1 0.0 4.0 <NA> <NA> A <NA> <NA>\nSPEAKER x 1 0.0 4.0 <NA> <NA> B <NA> <NA>\n")
+    both, one = [SpeakerTurn(0.0, 4.0, "a"), SpeakerTurn(0.0, 4.0, "b")], [SpeakerTurn(0.0, 4.0, "a")]
+    for measure in (der, speaker_count.der):
+        assert measure(rttm, both, 0.0) == 0.0
+        assert measure(rttm, one, 0.0) == pytest.approx(0.5)  # half of the reference speech is missed
 
 
 def test_filterbank_frames_every_10_ms_and_a_tone_fills_the_mel_bin_around_it() -> None:

@@ -204,13 +204,13 @@ def der(rttm: Path, turns: list, collar_each_side_s: float = 0.25) -> float:
     from pyannote.metrics.diarization import DiarizationErrorRate
 
     reference, hypothesis = Annotation(), Annotation()
-    for line in rttm.read_text().splitlines():
+    for track, line in enumerate(rttm.read_text().splitlines()):
         fields = line.split()
         if fields and fields[0] == "SPEAKER":
             start, duration = float(fields[3]), float(fields[4])
-            reference[Segment(start, start + duration)] = fields[7]
-    for turn in turns:
-        hypothesis[Segment(turn.start, turn.end)] = turn.speaker
+            reference[Segment(start, start + duration), track] = fields[7]
+    for track, turn in enumerate(turns):  # a track each: two voices over the same span are both kept
+        hypothesis[Segment(turn.start, turn.end), track] = turn.speaker
     metric = DiarizationErrorRate(collar=2 * collar_each_side_s, skip_overlap=False)
     return round(float(metric(reference, hypothesis)), 4)
 
