@@ -85,6 +85,18 @@ def test_fixed_language_prompt_and_no_vad_are_honoured(tiny, shared_data: Path) 
     assert "country" in transcript.text.lower()
 
 
+def test_a_prefix_is_continued_even_where_the_audio_says_otherwise(tiny, shared_data: Path) -> None:
+    """Live transcription's final decode continues the words already sent as deltas ("yellow" is
+    misheard on purpose): the transcript begins with them, and the rest is decoded from the audio."""
+    settings, model = tiny
+    request = speech_request(settings, shared_data / "jfk" / "jfk.wav", prefix="And so, my yellow Americans,")
+    text = transcribe.run(model, request).text.strip()
+    assert text.startswith("And so, my yellow Americans,"), text
+    assert {"ask", "country"} <= set(normalize(text).split()), text
+    plain = transcribe.run(model, speech_request(settings, shared_data / "jfk" / "jfk.wav")).text
+    assert "yellow" not in plain.lower()
+
+
 def test_base_joins_once_and_transcribes_jfk_with_language_detection(tmp_path: Path, shared_data: Path) -> None:
     cache = tmp_path / "models"
     results: list[Path] = []

@@ -77,14 +77,14 @@ def test_three_speaker_meeting_streamed_through_the_official_client(base_server:
     completed = record.of_type("conversation.item.input_audio_transcription.completed")
     assert len(committed) >= 3 and committed == started == [e.data["item_id"] for e in completed]
     revised, all_deltas = 0, []
-    for event in completed:  # deltas add up to the transcript, unless the whole decode revised a preview's words
+    for event in completed:  # deltas add up to the transcript: its decode continues the words they sent
         deltas = "".join(e.data["delta"] for e in record.of_type("conversation.item.input_audio_transcription.delta")
                          if e.data["item_id"] == event.data["item_id"])
         assert deltas, event.data
         revised += deltas != " ".join(event.data["transcript"].split())
         all_deltas.append(deltas)
         assert event.data["usage"]["type"] == "duration" and event.data["usage"]["seconds"] > 0
-    assert revised <= len(completed) // 3, revised
+    assert revised <= 1, revised  # one allowed: speech the first decode skipped may be recovered before them
     transcripts = " ".join(event.data["transcript"] for event in completed)
     assert found_share(" ".join(all_deltas), transcripts) >= 0.9, (all_deltas, transcripts)
 

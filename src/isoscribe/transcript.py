@@ -158,6 +158,8 @@ class SpeechRequest:
     task: str = "transcribe"
     """Whisper's task: "transcribe" (text in the spoken language) or "translate" (English text)."""
     initial_prompt: str | None = None
+    prefix: str | None = None
+    """Words the transcript must begin with (live transcription: those already sent as deltas)."""
     temperatures: tuple[float, ...] | None = None
     """None means the configured fallback temperatures."""
     hotwords: str | None = None

@@ -328,7 +328,8 @@ class LiveSession:
     async def _decode(self, decode: _Decode) -> None:
         config, item = self.config, decode.item
         prompt = f"{config.prompt} {self._recent_text}".strip()[-_PROMPT_CHARS:]
-        request = UtteranceRequest(decode.pcm16, self.audio.sample_rate_hz, config.language, prompt, decode.final)
+        request = UtteranceRequest(decode.pcm16, self.audio.sample_rate_hz, config.language, prompt, decode.final,
+                                   item.emitted.strip() or None)
         try:
             result: UtteranceText = await self.run_task(request)
         except IsolationError as failure:
@@ -344,7 +345,8 @@ class LiveSession:
 
     async def _partial(self, item: _Item, text: str) -> None:
         """Send the new words on which this partial decode and the one before agree (whisper_streaming's
-        local agreement): a word the next decode revises is rarely sent; ``completed`` has the final text."""
+        local agreement). Every later decode of the utterance is asked to continue what was sent (its
+        ``prefix``), so the deltas add up to ``completed``'s text."""
         words = text.split()
         agreed = []
         for before, now in zip(item.partial_words, words):

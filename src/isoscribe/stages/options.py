@@ -32,6 +32,8 @@ class TranscriptionOptions:
     hotwords: str | None = None
     no_speech_threshold: float | None = 0.6
     """faster-whisper's own defaults (these three): a caller that names none decodes as before."""
+    prefix: str | None = None
+    """The first window's text begins with these words."""
 
     def replace(self, **changes: Any) -> TranscriptionOptions:
         return dataclasses.replace(self, **changes)
@@ -50,6 +52,7 @@ class TranscriptionOptions:
             "condition_on_previous_text": self.condition_on_previous_text,
             "hotwords": self.hotwords,
             "no_speech_threshold": self.no_speech_threshold,
+            "prefix": self.prefix,
         }
 
 
@@ -79,6 +82,7 @@ def transcription_options(asr: AsrSettings, request: SpeechRequest, english_only
         condition_on_previous_text=_chosen(request.condition_on_previous_text, asr.condition_on_previous_text),
         hotwords=request.hotwords or asr.hotwords,
         no_speech_threshold=_chosen(request.no_speech_threshold, asr.no_speech_threshold),
+        prefix=request.prefix or None,
     )
 
 

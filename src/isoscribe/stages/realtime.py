@@ -49,7 +49,9 @@ class UtteranceRequest:
     language: str | None = None
     prompt: str | None = None
     final: bool = True
-    """False: a partial decode of an utterance that is still open (greedy, for the live deltas)."""
+    """False: a partial decode of an utterance that is still open (a preview, for the live deltas)."""
+    prefix: str | None = None
+    """The words already sent as deltas: the decode continues them rather than revising them."""
 
 
 @dataclass(frozen=True)
@@ -112,6 +114,7 @@ def _decode(model: RealtimeModels, audio, request: UtteranceRequest) -> Utteranc
         audio_path="realtime",
         language=request.language,
         initial_prompt=request.prompt or None,
+        prefix=request.prefix,
         temperatures=None if request.final else (0.0,),
         word_timestamps=False,
     )
@@ -122,9 +125,11 @@ def _decode(model: RealtimeModels, audio, request: UtteranceRequest) -> Utteranc
 
 
 def _preview(transcriber):
-    """A partial decode is a preview that the whole utterance's decode replaces: greedy, without the
-    loop and skipped-speech second passes, so that it rarely delays that decode on the same worker."""
+    """A partial decode is a preview whose agreed words the whole utterance's decode continues: one
+    temperature, without the loop and skipped-speech second passes, so that it rarely delays that decode
+    on the same worker. It keeps the beam, because the words it sends are final: continued greedy previews
+    took 10 % less time and cost 0.3 points more WER (``isoscribe bench deltas``)."""
     from dataclasses import replace
 
-    asr = transcriber.asr.model_copy(update={"beam_size": 1, "loop_detection": False, "recover_skipped_speech": False})
+    asr = transcriber.asr.model_copy(update={"loop_detection": False, "recover_skipped_speech": False})
     return replace(transcriber, asr=asr)

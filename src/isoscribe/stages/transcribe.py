@@ -149,7 +149,7 @@ def transcribe(
         spans = language_spans(audio, speech.seconds, model.whisper.detect_language)
     else:
         spans = iter([LanguageSpan(0, audio.size)])
-    alone = options.replace(condition_on_previous_text=False, initial_prompt=None)
+    alone = options.replace(condition_on_previous_text=False, initial_prompt=None, prefix=None)
     guard = LoopGuard(decoder.alone(alone)) if model.asr.loop_detection else None
     recovery = None
     if model.asr.recover_skipped_speech:
@@ -161,6 +161,7 @@ def transcribe(
             first, last = span.start + first, span.start + last
             language = span.language or options.language or (detected[0][0] if detected else None)
             decoded, info = decoder.piece(first, last, options.replace(language=language))
+            options = options.replace(prefix=None)  # only the transcript's beginning has one
             detected.append((info.language, span.probability if span.language else float(info.language_probability)))
             decoded = with_onsets(decoded, speech, first / SAMPLE_RATE)
             if recovery:
