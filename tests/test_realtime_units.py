@@ -6,6 +6,7 @@ import pytest
 
 from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_protocol import ProtocolError, SessionConfig, updated_config
+from isoscribe.service.realtime_session import SessionLimits
 from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetection, TurnDetector
 
 FRAME_S = 0.032
@@ -40,6 +41,25 @@ def test_an_utterance_is_closed_at_the_maximum_length_and_the_next_does_not_star
     turns = _turns(detector, [0.9] * 100)
     assert isinstance(turns[1][1], SpeechStopped) and turns[1][1].end_s == pytest.approx(2.0, abs=FRAME_S)
     assert isinstance(turns[2][1], SpeechStarted) and turns[2][1].start_s == pytest.approx(turns[1][1].end_s)
+
+
+def test_a_pause_of_half_the_closing_silence_is_noticed_and_speech_ends_it() -> None:
+    detector = TurnDetector(TurnDetection(silence_s=0.5))
+    _turns(detector, [0.9] * 20 + [0.1] * 7)  # 0.22 s of silence
+    assert detector.speaking and not detector.pausing
+    detector.feed(27 * FRAME_S, FRAME_S, 0.1)
+    assert detector.pausing  # 0.26 s
+    detector.feed(28 * FRAME_S, FRAME_S, 0.9)
+    assert not detector.pausing
+
+
+def test_previews_start_after_a_while_and_come_no_faster_than_twice_their_own_time() -> None:
+    limits = SessionLimits(partial_after_s=3.0, partial_every_s=1.5)
+    assert not limits.preview_due(2.9, 2.9, 0.0)
+    assert limits.preview_due(3.0, 3.0, 0.0)
+    assert limits.preview_due(4.5, 1.5, 0.5)
+    assert not limits.preview_due(6.0, 1.5, 1.2) and limits.preview_due(6.9, 2.4, 1.2)
+    assert not SessionLimits(partial_after_s=0).preview_due(10.0, 10.0, 0.0)
 
 
 def test_buffer_slices_by_seconds_after_dropping_old_audio() -> None:

@@ -81,6 +81,13 @@ class SessionLimits:
     pending_decodes: int = 4
     served_models: tuple[str, ...] = ("whisper-1",)
 
+    def preview_due(self, open_s: float, since_preview_s: float, last_preview_took_s: float) -> bool:
+        """Whether an utterance open for ``open_s`` is decoded partially now. Never sooner than twice the
+        last preview took: the final decode waits for a preview in flight on the same worker, and previews
+        that fill the worker (beam, long utterances) delayed the last words by 0.7 s."""
+        every_s = max(self.partial_every_s, 2 * last_preview_took_s)
+        return bool(self.partial_after_s) and open_s >= self.partial_after_s and since_preview_s >= every_s
+
 
 @dataclass
 class _Item:
@@ -122,6 +129,8 @@ class LiveSession:
         self._outbox: asyncio.Queue[dict] = asyncio.Queue(limits.outbox_events)
         self._decodes: asyncio.Queue[_Decode] = asyncio.Queue(limits.pending_decodes)
         self._decoding = False
+        self._preview_s = 0.0
+        """How long the last partial decode took."""
         self._scan: asyncio.Task | None = None
         self._generation = 0
         """Bumped by commit and clear: a VAD answer for audio from before then is dropped."""
@@ -308,11 +317,13 @@ class LiveSession:
         self.audio.drop_before(keep_from_s)
 
     async def _maybe_partial(self) -> None:
-        item, limits = self.open_item, self.limits
-        if item is None or not limits.partial_after_s or self._decoding or not self._decodes.empty():
+        item = self.open_item
+        if item is None or self._decoding or not self._decodes.empty():
             return
+        if self.detector is not None and self.detector.pausing:
+            return  # the utterance may be closing: a preview now would only delay its final decode
         end_s = self.scanned_s
-        if end_s - item.start_s >= limits.partial_after_s and end_s - item.partial_end_s >= limits.partial_every_s:
+        if self.limits.preview_due(end_s - item.start_s, end_s - item.partial_end_s, self._preview_s):
             item.partial_end_s = end_s
             self._decodes.put_nowait(_Decode(item, self.audio.slice(item.start_s, end_s), final=False, end_s=end_s))
 
@@ -330,6 +341,7 @@ class LiveSession:
         prompt = f"{config.prompt} {self._recent_text}".strip()[-_PROMPT_CHARS:]
         request = UtteranceRequest(decode.pcm16, self.audio.sample_rate_hz, config.language, prompt, decode.final,
                                    item.emitted.strip() or None)
+        started = time.monotonic()
         try:
             result: UtteranceText = await self.run_task(request)
         except IsolationError as failure:
@@ -340,7 +352,9 @@ class LiveSession:
             return
         if decode.final:
             await self._complete(item, result)
-        elif self.open_item is item or item.id in self.items:
+            return
+        self._preview_s = time.monotonic() - started
+        if self.open_item is item or item.id in self.items:
             await self._partial(item, result.text)
 
     async def _partial(self, item: _Item, text: str) -> None:

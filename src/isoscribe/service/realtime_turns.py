@@ -45,16 +45,24 @@ class TurnDetector:
         self.start_s: float | None = None
         self._last_speech_end_s = 0.0
         self._run: list[float] = []
+        self.pause_s = 0.0
+        """Silence since the open utterance's last speech frame (0 while speaking or between utterances)."""
 
     @property
     def speaking(self) -> bool:
         return self.start_s is not None
+
+    @property
+    def pausing(self) -> bool:
+        """The open utterance has been silent for half the silence that would close it."""
+        return self.pause_s >= self.detection.silence_s / 2
 
     def restart(self, floor_s: float) -> None:
         """Forget any open utterance (the buffer was committed or cleared up to ``floor_s``)."""
         self.floor_s = floor_s
         self.start_s = None
         self._run = []
+        self.pause_s = 0.0
 
     def feed(self, frame_start_s: float, frame_s: float, probability: float) -> SpeechStarted | SpeechStopped | None:
         frame_end_s = frame_start_s + frame_s
@@ -72,8 +80,8 @@ class TurnDetector:
             return SpeechStarted(self.start_s)
         if probability >= detection.threshold - _HYSTERESIS:
             self._last_speech_end_s = frame_end_s
-        silent_s = frame_end_s - self._last_speech_end_s
-        if silent_s >= detection.silence_s or frame_end_s - self.start_s >= detection.max_utterance_s:
+        self.pause_s = frame_end_s - self._last_speech_end_s
+        if self.pause_s >= detection.silence_s or frame_end_s - self.start_s >= detection.max_utterance_s:
             self.restart(frame_end_s)
             return SpeechStopped(frame_end_s)
         return None
