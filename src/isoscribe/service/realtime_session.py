@@ -82,9 +82,8 @@ class SessionLimits:
     served_models: tuple[str, ...] = ("whisper-1",)
 
     def preview_due(self, open_s: float, since_preview_s: float, last_preview_took_s: float) -> bool:
-        """Whether an utterance open for ``open_s`` is decoded partially now. Never sooner than twice the
-        last preview took: the final decode waits for a preview in flight on the same worker, and previews
-        that fill the worker (beam, long utterances) delayed the last words by 0.7 s."""
+        """Whether an utterance open for ``open_s`` is decoded partially now: not sooner than twice the last
+        preview took, since the final decode waits for one in flight (filling the worker cost 0.7 s)."""
         every_s = max(self.partial_every_s, 2 * last_preview_took_s)
         return bool(self.partial_after_s) and open_s >= self.partial_after_s and since_preview_s >= every_s
 
@@ -129,8 +128,7 @@ class LiveSession:
         self._outbox: asyncio.Queue[dict] = asyncio.Queue(limits.outbox_events)
         self._decodes: asyncio.Queue[_Decode] = asyncio.Queue(limits.pending_decodes)
         self._decoding = False
-        self._preview_s = 0.0
-        """How long the last partial decode took."""
+        self._last_preview_took_s = 0.0
         self._scan: asyncio.Task | None = None
         self._generation = 0
         """Bumped by commit and clear: a VAD answer for audio from before then is dropped."""
@@ -317,13 +315,11 @@ class LiveSession:
         self.audio.drop_before(keep_from_s)
 
     async def _maybe_partial(self) -> None:
-        item = self.open_item
-        if item is None or self._decoding or not self._decodes.empty():
-            return
-        if self.detector is not None and self.detector.pausing:
-            return  # the utterance may be closing: a preview now would only delay its final decode
+        item, detector = self.open_item, self.detector
+        if item is None or self._decoding or not self._decodes.empty() or (detector and detector.pausing):
+            return  # in a pause the utterance may be closing: a preview would only delay its final decode
         end_s = self.scanned_s
-        if self.limits.preview_due(end_s - item.start_s, end_s - item.partial_end_s, self._preview_s):
+        if self.limits.preview_due(end_s - item.start_s, end_s - item.partial_end_s, self._last_preview_took_s):
             item.partial_end_s = end_s
             self._decodes.put_nowait(_Decode(item, self.audio.slice(item.start_s, end_s), final=False, end_s=end_s))
 
@@ -353,7 +349,7 @@ class LiveSession:
         if decode.final:
             await self._complete(item, result)
             return
-        self._preview_s = time.monotonic() - started
+        self._last_preview_took_s = time.monotonic() - started
         if self.open_item is item or item.id in self.items:
             await self._partial(item, result.text)
 
