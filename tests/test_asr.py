@@ -97,6 +97,30 @@ def test_a_prefix_is_continued_even_where_the_audio_says_otherwise(tiny, shared_
     assert "yellow" not in plain.lower()
 
 
+def test_a_stretch_decoded_on_its_own_stops_at_its_token_cap(shared_data: Path) -> None:
+    """Skipped-speech recovery decodes a stretch alone. On the last 0.26 s of sonnet001 read three times,
+    base looped "I'm sorry," up to the model's 448 tokens (7 s of decoding, at the end of every such job);
+    capped, the stretch gets at most a dozen tokens and nothing confident comes of it."""
+    import wave
+
+    import numpy as np
+
+    from isoscribe.stages import vad
+
+    with wave.open(str(shared_data / "long" / "sonnet001.wav")) as reading:
+        frames = np.frombuffer(reading.readframes(reading.getnframes()), "<i2")
+    audio = (np.tile(frames, 3) / 32768).astype(np.float32)
+    settings = load_settings(overrides={"asr": {"model": "base", "device": "cpu"}})
+    model = transcribe.load(settings)
+    options = transcribe.transcription_options(model.asr, speech_request(settings, Path("x.wav"), language="en"))
+    alone = options.replace(condition_on_previous_text=False, vad_filter=False, temperatures=(0.0,))
+    decoder = transcribe._Decoder(model, audio, vad.detect(audio))
+    segments = decoder.alone(alone)(158.56, 158.82, "en")
+    assert sum(len(s.text.split()) for s in segments) <= 12, [s.text for s in segments]
+    assert transcribe.token_cap(0.26) == 12
+    assert transcribe.token_cap(30.0) is None
+
+
 def test_base_joins_once_and_transcribes_jfk_with_language_detection(tmp_path: Path, shared_data: Path) -> None:
     cache = tmp_path / "models"
     results: list[Path] = []

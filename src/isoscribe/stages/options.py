@@ -34,6 +34,8 @@ class TranscriptionOptions:
     """faster-whisper's own defaults (these three): a caller that names none decodes as before."""
     prefix: str | None = None
     """The first window's text begins with these words."""
+    max_new_tokens: int | None = None
+    """Tokens a window may decode; None: the model's limit (448 with the prompt)."""
 
     def replace(self, **changes: Any) -> TranscriptionOptions:
         return dataclasses.replace(self, **changes)
@@ -53,6 +55,7 @@ class TranscriptionOptions:
             "hotwords": self.hotwords,
             "no_speech_threshold": self.no_speech_threshold,
             "prefix": self.prefix,
+            "max_new_tokens": self.max_new_tokens,
         }
 
 

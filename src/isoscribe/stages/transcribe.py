@@ -9,6 +9,7 @@ skipped speech and word onsets ``recovery.py``'s, piece and language cuts ``pipe
 from __future__ import annotations
 
 import logging
+import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -37,10 +38,15 @@ __all__ = [
     "resolve_device",
     "resolve_compute_type",
     "vad_cuts",
+    "token_cap",
     "clamp_words",
 ]
 
 logger = logging.getLogger("isoscribe.transcribe")
+
+TOKENS_PER_S = 12
+MIN_TOKENS = 8
+UNCAPPED_TOKENS = 200
 
 
 @dataclass
@@ -195,6 +201,14 @@ def transcribe(
     )
 
 
+def token_cap(seconds: float) -> int | None:
+    """The tokens a stretch decoded on its own may take: twice what the fastest speech needs (about six
+    a second), and some. More is a loop: base looped "I'm sorry," over 0.26 s at the end of a file
+    until the model's limit, 7 s of decoding. None beyond ``UNCAPPED_TOKENS`` (the prompt needs room)."""
+    cap = MIN_TOKENS + math.ceil(TOKENS_PER_S * seconds)
+    return cap if cap < UNCAPPED_TOKENS else None
+
+
 def vad_cuts(audio: np.ndarray, request: SpeechRequest) -> list[int]:
     """Where the VAD runs: over every piece of the file, or over ``request.piece`` alone."""
     cuts = piece_cuts(audio, request.piece_s)
@@ -224,7 +238,8 @@ class _Decoder:
 
         def decode(start_s: float, end_s: float, language: str | None) -> list[Segment]:
             first, last = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
-            segments, _ = self._decode(first, last, options.replace(language=language or options.language))
+            stretch = options.replace(language=language or options.language, max_new_tokens=token_cap(end_s - start_s))
+            segments, _ = self._decode(first, last, stretch)
             return list(segments)
 
         return decode
