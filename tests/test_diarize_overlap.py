@@ -6,7 +6,7 @@ import numpy as np
 
 from isoscribe.speakers import assign_speakers
 from isoscribe.stages.local_speakers import CHUNK_S, LocalActivity
-from isoscribe.stages.overlap import add_overlap_turns, overlap_regions
+from isoscribe.stages.overlap import TWO_VOICES_PROBABILITY, add_overlap_turns, overlap_regions
 from isoscribe.transcript import Segment, SpeakerTurn, Transcript, Word
 
 
@@ -46,18 +46,22 @@ def test_words_in_overlapped_speech_go_to_the_dominant_speaker() -> None:
     assert transcript.speakers == ["B", "A"]
 
 
-def test_overlap_is_where_most_chunks_hearing_a_frame_hear_two_voices() -> None:
-    """Chunks at 0 s and 5 s both hear two voices at 6-7 s; only the first hears two at 8-9 s (the
-    second hears one: a tie is no overlap), at 2-2.1 s (too short) and at 3-4 s, which only it sees:
-    overlaps 3-4 s and 6-7 s."""
+def test_overlap_is_where_the_chunks_hearing_a_frame_give_two_voices_a_mean_probability_above_the_threshold() -> None:
+    """Chunks at 0 s and 5 s. At 6-7 s both give two voices 0.3 (mean 0.3); at 8-9 s the first gives 0.3
+    and the second 0.05 (mean 0.175); at 3-4 s only the first hears it (0.3); at 2-2.1 s it is too
+    short: overlaps 3-4 s and 6-7 s at the 0.2 shipped, and none at 0.5."""
     step_s = 0.02
     times = np.arange(int(CHUNK_S / step_s)) * step_s
+    two_voices = np.zeros((2, times.size), dtype=np.float32)
+    two_voices[0, (times >= 6.0) & (times < 7.0)] = 0.3
+    two_voices[1, (times >= 1.0) & (times < 2.0)] = 0.3
+    two_voices[0, (times >= 2.0) & (times < 2.1)] = 0.9
+    two_voices[0, (times >= 3.0) & (times < 4.0)] = 0.3
+    two_voices[0, (times >= 8.0) & (times < 9.0)] = 0.3
+    two_voices[1, (times >= 3.0) & (times < 4.0)] = 0.05
     active = np.zeros((2, times.size, 3), dtype=np.uint8)
-    active[:, :, 0] = 1
-    active[0, (times >= 6.0) & (times < 7.0), 1] = 1
-    active[1, (times >= 1.0) & (times < 2.0), 2] = 1
-    active[0, (times >= 2.0) & (times < 2.1), 1] = 1
-    active[0, (times >= 3.0) & (times < 4.0), 2] = 1
-    active[0, (times >= 8.0) & (times < 9.0), 2] = 1
-    regions = overlap_regions(LocalActivity(np.array([0.0, 5.0]), active, step_s), frame_duration_s=0.0)
+    activity = LocalActivity(np.array([0.0, 5.0]), active, step_s, two_voices)
+    assert TWO_VOICES_PROBABILITY == 0.2
+    regions = overlap_regions(activity, frame_duration_s=0.0)
     assert [(round(a, 2), round(b, 2)) for a, b in regions] == [(3.0, 4.0), (6.0, 7.0)]
+    assert overlap_regions(activity, frame_duration_s=0.0, threshold=0.5) == []

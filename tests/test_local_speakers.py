@@ -19,7 +19,8 @@ def _activity(speakers_by_second: list[tuple[float, float, int]], chunk_starts_s
         times = chunk_start + np.arange(frames) * STEP_S
         for start, end, speaker in speakers_by_second:
             active[chunk, (times >= start) & (times < end), speaker] = 1
-    return local_speakers.LocalActivity(np.array(chunk_starts_s), active, STEP_S)
+    two_voices = (active.sum(axis=-1) >= 2).astype(np.float32)
+    return local_speakers.LocalActivity(np.array(chunk_starts_s), active, STEP_S, two_voices)
 
 
 def _windows(starts: list[float]) -> list[SpeakerWindow]:

@@ -12,7 +12,7 @@ from isoscribe.formats import names as format_names
 __all__ = ["BENCHMARKS", "build_parser", "settings_overrides"]
 
 _DECODING_SETTINGS = tuple(setting_name(option) for option in DECODING_OPTIONS)
-BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime", "deltas")
+BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", "throughput", "realtime", "deltas", "overlap")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -32,8 +32,10 @@ class LocalActivity:
     chunk_starts_s: np.ndarray
     """(chunks,) seconds into the file."""
     active: np.ndarray
-    """(chunks, frames, 3) uint8: local speaker k speaks in frame f of chunk c."""
+    """(chunks, frames, 3) uint8: local speaker k speaks in frame f of chunk c (the most likely class)."""
     frame_step_s: float
+    two_voices: np.ndarray
+    """(chunks, frames) float32: the probability that two local speakers speak in frame f of chunk c."""
 
 
 @dataclass
