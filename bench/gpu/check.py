@@ -21,6 +21,7 @@ import numpy as np
 import pynvml
 import torch
 
+from isoscribe.audio import SAMPLE_RATE
 from isoscribe.isolation import StageSpec, WorkerCrashed, WorkerPool, run_isolated
 from isoscribe.isolation.monitor import gpu_total_mb
 from isoscribe.stages import campplus, overlap
@@ -95,14 +96,16 @@ def segmentation(audio: np.ndarray) -> dict:
 def resemblyzer(audio: np.ndarray) -> dict:
     from resemblyzer import VoiceEncoder
 
-    windows = speaker_windows([(0.0, audio.size / 16000)], audio.size / 16000)
+    duration_s = audio.size / SAMPLE_RATE
+    windows = speaker_windows([(0.0, duration_s)], duration_s)
     vectors = {device: embed(VoiceEncoder(device, verbose=False).eval(), device, audio, windows)
                for device in ("cpu", "cuda")}
     return {"windows": len(windows), "least_cosine_cpu_cuda": _least_cosine(vectors["cpu"], vectors["cuda"])}
 
 
 def campplus_vectors(audio: np.ndarray) -> dict:
-    windows = speaker_windows([(0.0, audio.size / 16000)], audio.size / 16000, campplus.WINDOW_S, campplus.HOP_S)
+    duration_s = audio.size / SAMPLE_RATE
+    windows = speaker_windows([(0.0, duration_s)], duration_s, campplus.WINDOW_S, campplus.HOP_S)
     vectors = {device: campplus.embed(campplus.load(device), device, audio, windows) for device in ("cpu", "cuda")}
     return {"windows": len(windows), "least_cosine_cpu_cuda": _least_cosine(vectors["cpu"], vectors["cuda"])}
 

@@ -91,7 +91,7 @@ def make_mix(path: Path, seed: int, data_dir: Path = SHARED_DATA) -> Path:
         offset = int(start_s * SAMPLE_RATE)
         mix[offset : offset + audio.size] += audio
         rows += [f"SPEAKER {path.stem} 1 {start_s + a:.3f} {b - a:.3f} <NA> <NA> {reader.replace(' ', '_')} <NA> <NA>"
-                 for a, b in vad.detect(audio.astype(np.float32)).seconds]
+                 for a, b in vad.detect(audio).seconds]
         start_s += audio.size / SAMPLE_RATE - rng.uniform(0.5, 2.5)
     with open_wav(path) as out:
         write_samples(out, mix[: int((start_s + 3.0) * SAMPLE_RATE)])
@@ -120,8 +120,8 @@ def _ders(model: diarize.Diarizer, path: Path, rttm: Path) -> dict[str, float]:
     arms = {str(t): overlap.overlap_regions(activity, frame_duration_s, t) for t in THRESHOLDS}
     arms[BEFORE] = _majority_regions(activity, frame_duration_s)
     arms[NONE] = []
-    return {arm: der(rttm, diarize.cluster_pieces(model, SpeakerClusterRequest([replace(vectors, overlaps=spans)])))
-            for arm, spans in arms.items()}
+    turns = diarize.cluster_pieces(model, SpeakerClusterRequest([replace(vectors, overlaps=[])]))
+    return {arm: der(rttm, overlap.add_overlap_turns(turns, spans)) for arm, spans in arms.items()}
 
 
 def _majority_regions(activity: LocalActivity, frame_duration_s: float) -> list[tuple[float, float]]:
