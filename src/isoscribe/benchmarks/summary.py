@@ -8,7 +8,8 @@ Per split (train: what the rules and thresholds were tuned on; val: where they a
 * grounding: the share of human-summary sentences it keeps, and of planted errors it catches, per
   kind (``benchmarks.planted``);
 * action items: precision and recall on the annotated sentences of tests/data/action_items.tsv, on the
-  rows the rules were tuned on and on the held-out rows apart;
+  rows the rules were tuned on and on the held-out rows apart, and a second annotator's agreement with the
+  held-out labels (tests/data/action_items_second.tsv);
 * seconds per 1k words of the summary stage in its isolated worker (warm), with the longest meeting.
 ``--quick``: the first four meetings of each split.
 """
@@ -37,10 +38,11 @@ from isoscribe.summary.text import clean_disfluencies, speaker_sentences, split_
 from isoscribe.summary.topics import TopicSettings, topic_starts
 from isoscribe.summary.types import SummaryRequest
 
-__all__ = ["main", "pk", "action_item_scores", "grounding_scores", "ANNOTATIONS", "QMSUM"]
+__all__ = ["main", "pk", "action_item_scores", "annotator_agreement", "grounding_scores", "ANNOTATIONS", "QMSUM"]
 
 QMSUM = Path(__file__).resolve().parents[3].parent / "shared" / "data" / "qmsum"
 ANNOTATIONS = Path(__file__).resolve().parents[3] / "tests" / "data" / "action_items.tsv"
+SECOND_ANNOTATIONS = ANNOTATIONS.with_name("action_items_second.tsv")
 SPLITS = ("train", "val")
 logger = logging.getLogger("isoscribe.bench.summary")
 
@@ -58,6 +60,7 @@ def main(quick: bool, results_dir: Path, settings: Settings, qmsum: Path = QMSUM
         log_event(logger, "bench_summary_split", split=split, meetings=len(meetings))
     every_meeting = [meeting for split in SPLITS for meeting in load_meetings(qmsum, split)]
     results["action_items"] = {use: action_item_scores(every_meeting, use) for use in ("tune", "held-out")}
+    results["action_items"]["agreement"] = annotator_agreement(every_meeting)
     results_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(results_dir / "summary.json", json.dumps(results, indent=2) + "\n")
     return results
@@ -152,6 +155,27 @@ def action_item_scores(meetings: list[Meeting], use: str) -> dict[str, Any]:
     """Precision and recall on the annotated meetings of one ``use`` (tune or held-out) of
     tests/data/action_items.tsv; an item whose source sentence was not annotated counts as a false positive."""
     labels = _annotations(use)
+    return {"meetings": sorted({meeting for meeting, _, _ in labels}), **_extractor_scores(meetings, labels)}
+
+
+def annotator_agreement(meetings: list[Meeting]) -> dict[str, Any]:
+    """How far a second annotator (tests/data/action_items_second.tsv) agrees with the held-out labels: Cohen's
+    kappa, the second's labels scored as if they were an extractor's, and the extractor scored on the second's."""
+    first, second = _annotations("held-out"), _annotations(None, SECOND_ANNOTATIONS)
+    if first.keys() != second.keys():
+        raise ValueError("the second annotation must label exactly the held-out rows")
+    both = sum(first[key] and second[key] for key in first)
+    return {
+        "sentences": len(first),
+        "items": {"first": sum(first.values()), "second": sum(second.values()), "both": both},
+        "cohen_kappa": round(_kappa([(first[key], second[key]) for key in first]), 4),
+        "second_against_first": {"precision": round(both / sum(second.values()), 4),
+                                 "recall": round(both / sum(first.values()), 4)},
+        "extractor_against_second": _extractor_scores(meetings, second),
+    }
+
+
+def _extractor_scores(meetings: list[Meeting], labels: dict[tuple[str, int, str], bool]) -> dict[str, Any]:
     names = {meeting for meeting, _, _ in labels}
     true_positive = predicted = 0
     for meeting in (m for m in meetings if m.name in names):
@@ -163,7 +187,6 @@ def action_item_scores(meetings: list[Meeting], use: str) -> dict[str, Any]:
             true_positive += labels.get(key, False)
     positives = sum(labels.values())
     return {
-        "meetings": sorted(names),
         "annotated_sentences": len(labels),
         "positives": positives,
         "predicted": predicted,
@@ -172,12 +195,20 @@ def action_item_scores(meetings: list[Meeting], use: str) -> dict[str, Any]:
     }
 
 
-def _annotations(use: str, path: Path = ANNOTATIONS) -> dict[tuple[str, int, str], bool]:
-    """(meeting, turn, cleaned sentence) → is an action item, for the annotated rows of one ``use``."""
+def _kappa(pairs: list[tuple[bool, bool]]) -> float:
+    observed = sum(a == b for a, b in pairs) / len(pairs)
+    first_yes, second_yes = (sum(pair[i] for pair in pairs) / len(pairs) for i in (0, 1))
+    expected = first_yes * second_yes + (1 - first_yes) * (1 - second_yes)
+    return (observed - expected) / (1 - expected)
+
+
+def _annotations(use: str | None, path: Path = ANNOTATIONS) -> dict[tuple[str, int, str], bool]:
+    """(meeting, turn, cleaned sentence) → is an action item, for the annotated rows of one ``use`` (None: every
+    row, for a file without that column)."""
     with path.open(newline="") as file:
         rows = csv.DictReader((line for line in file if not line.startswith("#")), delimiter="\t")
         return {
             (r["meeting"], int(r["turn"]), clean_disfluencies(r["sentence"])): r["label"] == "yes"
             for r in rows
-            if r["use"] == use
+            if use is None or r["use"] == use
         }
