@@ -151,12 +151,9 @@ def test_precision_and_recall_on_the_held_out_meetings():
     Precision is short of the goal of 0.8 and recall far short of 0.6: research meetings (ICSI) phrase plans in
     more ways than the rules know. A learned scorer added to the rules (all-MiniLM-L6-v2 embeddings and the rules'
     signals, logistic regression fitted on the tune rows) reached P 0.45, R 0.44 here and was not kept."""
-    from isoscribe.benchmarks.qmsum import _meeting
-    from isoscribe.benchmarks.summary import QMSUM, _annotations, action_item_scores
+    from isoscribe.benchmarks.summary import action_item_scores
 
-    names = {meeting for meeting, _, _ in _annotations("held-out")}
-    meetings = [_meeting(path, path.parent.name) for name in names for path in QMSUM.glob(f"*/{name}.json")]
-    scores = action_item_scores(meetings, "held-out")
+    scores = action_item_scores(_held_out_meetings(), "held-out")
     assert scores["positives"] == 100 and scores["annotated_sentences"] == 975
     assert scores["precision"] >= 0.7 and scores["recall"] >= 0.25
 
@@ -165,11 +162,16 @@ def test_a_second_annotator_agrees_with_the_held_out_labels():
     """The held-out labels are not one annotator's whim: a second annotator, blind to them, agrees on them
     with Cohen's kappa 0.77 (bench/results/summary.json) and finds 96 of their 100 items, so the extractor's
     held-out recall of 0.25 is the rules' shortfall, not noise in the labels."""
-    from isoscribe.benchmarks.qmsum import _meeting
-    from isoscribe.benchmarks.summary import QMSUM, _annotations, annotator_agreement
+    from isoscribe.benchmarks.summary import annotator_agreement
 
-    names = {meeting for meeting, _, _ in _annotations("held-out")}
-    meetings = [_meeting(path, path.parent.name) for name in names for path in QMSUM.glob(f"*/{name}.json")]
-    agreement = annotator_agreement(meetings)
+    agreement = annotator_agreement(_held_out_meetings())
     assert agreement["sentences"] == 975 and agreement["items"]["first"] == 100
     assert agreement["cohen_kappa"] >= 0.7 and agreement["second_against_first"]["recall"] >= 0.9
+
+
+def _held_out_meetings():
+    from isoscribe.benchmarks.qmsum import _meeting
+    from isoscribe.benchmarks.summary import QMSUM, _annotations
+
+    names = {meeting for meeting, _, _ in _annotations("held-out")}
+    return [_meeting(path, path.parent.name) for name in names for path in QMSUM.glob(f"*/{name}.json")]
