@@ -78,7 +78,8 @@ def _headline(results: dict[str, Any]) -> dict[str, Any]:
     items = results["action_items"]
     return {
         **splits,
-        "action_items": {use: {key: items[use][key] for key in ("precision", "recall")} for use in ("tune", "held-out")},
+        "action_items": {use: {"precision": items[use]["precision"], "recall": items[use]["recall"]}
+                         for use in ("tune", "held-out")},
         "annotator_agreement_kappa": items["agreement"]["cohen_kappa"],
     }
 
@@ -178,6 +179,8 @@ def action_item_scores(meetings: list[Meeting], use: str) -> dict[str, Any]:
 def annotator_agreement(meetings: list[Meeting]) -> dict[str, Any]:
     """How far a second annotator (tests/data/action_items_second.tsv) agrees with the held-out labels: Cohen's
     kappa, the second's labels scored as if they were an extractor's, and the extractor scored on the second's."""
+    from sklearn.metrics import cohen_kappa_score
+
     first, second = _annotations("held-out"), _annotations(None, SECOND_ANNOTATIONS)
     if first.keys() != second.keys():
         raise ValueError("the second annotation must label exactly the held-out rows")
@@ -185,7 +188,7 @@ def annotator_agreement(meetings: list[Meeting]) -> dict[str, Any]:
     return {
         "sentences": len(first),
         "items": {"first": sum(first.values()), "second": sum(second.values()), "both": both},
-        "cohen_kappa": round(_kappa([(first[key], second[key]) for key in first]), 4),
+        "cohen_kappa": round(float(cohen_kappa_score(list(first.values()), [second[key] for key in first])), 4),
         "second_against_first": {"precision": round(both / sum(second.values()), 4),
                                  "recall": round(both / sum(first.values()), 4)},
         "extractor_against_second": _extractor_scores(meetings, second),
@@ -210,13 +213,6 @@ def _extractor_scores(meetings: list[Meeting], labels: dict[tuple[str, int, str]
         "precision": round(true_positive / predicted, 4) if predicted else None,
         "recall": round(true_positive / positives, 4) if positives else None,
     }
-
-
-def _kappa(pairs: list[tuple[bool, bool]]) -> float:
-    observed = sum(a == b for a, b in pairs) / len(pairs)
-    first_yes, second_yes = (sum(pair[i] for pair in pairs) / len(pairs) for i in (0, 1))
-    expected = first_yes * second_yes + (1 - first_yes) * (1 - second_yes)
-    return (observed - expected) / (1 - expected)
 
 
 def _annotations(use: str | None, path: Path = ANNOTATIONS) -> dict[tuple[str, int, str], bool]:
