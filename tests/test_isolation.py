@@ -27,7 +27,7 @@ from isoscribe.isolation import (
     run_isolated,
 )
 from isoscribe.isolation import protocol
-from isoscribe.isolation.monitor import GpuMonitor
+from isoscribe.isolation.monitor import GpuMonitor, tree_memory
 from isoscribe.stages.faults import FaultConfig, FaultRequest
 from isolation_support import FAULTS, HANG_S, wait_for
 
@@ -286,6 +286,37 @@ def test_shutdown_leaves_no_process_segment_or_temp_dir():
     assert glob.glob(os.path.join(os.path.dirname(pool._supervisor.tmpdir), f"isoscribe-{os.getpid()}-*")) == []
     with pytest.raises(RuntimeError):
         pool.submit(FaultRequest("ok"))
+
+
+_FORKING_PARENT = """
+import os, sys, time
+held = b"x" * (300 * 2**20)
+for extra_mb in (0, 200):
+    if os.fork() == 0:
+        mine = b"y" * (extra_mb * 2**20)
+        open(os.path.join(sys.argv[1], str(os.getpid())), "w").close()
+        time.sleep(60)
+        os._exit(0)
+time.sleep(60)
+"""
+
+
+def test_tree_memory_counts_a_forked_child_by_what_it_holds_above_its_parent(tmp_path):
+    # A forked child maps its parent's pages until it execs (a forkserver worker never does): the
+    # tree holds the parent's 300 MB once, plus the 200 MB one child allocated after the fork.
+    parent = subprocess.Popen([sys.executable, "-c", _FORKING_PARENT, str(tmp_path)])
+    try:
+        assert wait_for(lambda: len(list(tmp_path.iterdir())) == 2)
+        parent_mb = psutil.Process(parent.pid).memory_info().rss / 2**20
+        memory = tree_memory(parent.pid)
+        assert parent_mb >= 300
+        assert parent_mb + 170 <= memory.rss_mb <= parent_mb + 260, (memory, parent_mb)
+        assert 400 <= memory.anon_mb <= parent_mb + 260, memory
+    finally:
+        for child in psutil.Process(parent.pid).children():
+            child.kill()
+        parent.kill()
+        parent.wait()
 
 
 def test_forkserver_start_method_runs_and_reports_crashes():

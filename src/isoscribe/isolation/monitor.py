@@ -39,20 +39,31 @@ class TreeMemory:
 
 
 def tree_memory(pid: int) -> TreeMemory | None:
-    """Resident memory of a process and all its descendants; None when the process is gone."""
+    """Resident memory of a process and all its descendants; None when the process is gone.
+
+    A child that has not exec'd since it was forked (a forkserver worker, or the instant between
+    fork and exec of any launch) still maps its parent's pages; only what it holds above its parent
+    is its own, so counting its whole VmRSS would count the parent twice.
+    """
     try:
         members = [pid] + [child.pid for child in psutil.Process(pid).children(recursive=True)]
     except psutil.Error:
         return None
+    fields_by_pid = {member: _status_kb(member) for member in members}
+    if fields_by_pid[pid] is None:
+        return None
     rss_kb = anon_kb = 0
-    for index, member in enumerate(members):
-        fields = _status_kb(member)
+    for member in members:
+        fields = fields_by_pid[member]
         if fields is None:
-            if index == 0:
-                return None
             continue
-        rss_kb += fields.get("VmRSS", 0)
-        anon_kb += fields.get("RssAnon", 0)
+        rss, anon = fields.get("VmRSS", 0), fields.get("RssAnon", 0)
+        parent = _unexeced_parent(member) if member != pid else None
+        if parent in fields_by_pid and fields_by_pid[parent] is not None:
+            rss = max(0, rss - fields_by_pid[parent].get("VmRSS", 0))
+            anon = max(0, anon - fields_by_pid[parent].get("RssAnon", 0))
+        rss_kb += rss
+        anon_kb += anon
     return TreeMemory(rss_mb=rss_kb / 1024, anon_mb=anon_kb / 1024)
 
 
@@ -60,6 +71,45 @@ def tree_rss_mb(pid: int) -> float | None:
     """RSS of a process and all its descendants in MB; None when the process is gone."""
     memory = tree_memory(pid)
     return None if memory is None else memory.rss_mb
+
+
+# Fields of /proc/PID/stat after the command name, counted from 0: state, ppid, …, startcode,
+# endcode, startstack.
+_PPID, _STARTCODE, _STARTSTACK = 1, 23, 25
+
+
+def _unexeced_parent(pid: int) -> int | None:
+    """The parent whose program image ``pid`` still runs (same command line and, where the kernel
+    shows them, the same code and stack addresses, which exec randomises); None once it has exec'd."""
+    child_stat = _stat_fields(pid)
+    if child_stat is None:
+        return None
+    parent = int(child_stat[_PPID])
+    parent_stat = _stat_fields(parent)
+    if parent_stat is None:
+        return None
+    layout = slice(_STARTCODE, _STARTSTACK + 1)
+    if child_stat[layout] != parent_stat[layout]:
+        return None
+    child_cmdline = _cmdline(pid)
+    return parent if child_cmdline is not None and child_cmdline == _cmdline(parent) else None
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            text = stat.read()
+    except OSError:
+        return None
+    return text[text.rindex(")") + 2:].split()
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
+            return cmdline.read()
+    except OSError:
+        return None
 
 
 def _status_kb(pid: int) -> dict[str, int] | None:
