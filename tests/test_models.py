@@ -21,7 +21,7 @@ from isoscribe.cli import main
 from isoscribe.config import load_settings
 from isoscribe.executors import PooledExecutor
 from isoscribe.isolation import StageSpec, WorkerPool
-from isoscribe.isolation.monitor import tree_memory
+from isoscribe.isolation.monitor import tree_memory, tree_rss_mb
 from isoscribe.models import available_models
 from isoscribe.service.app import create_app
 from isoscribe.stages.faults import FaultConfig, FaultRequest
@@ -123,11 +123,6 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     assert running.stop() == 0, running.log()
 
 
-def _tree_rss_mb(pid: int) -> float:
-    processes = [psutil.Process(pid), *psutil.Process(pid).children(recursive=True)]
-    return sum(p.memory_info().rss for p in processes if p.is_running()) / 2**20
-
-
 def _gone(pid: int) -> bool:
     try:
         return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
@@ -147,15 +142,15 @@ def test_load_and_unload_show_in_models_and_unloading_frees_the_workers_memory(s
         assert base["loaded"] and len(base["workers"]) == 1 and not listed["tiny.en"]["loaded"]
         pid = base["workers"][0]["pid"]
         assert pid == loaded.json()["workers"][0]["pid"]
-        worker_rss_mb = _tree_rss_mb(pid)
+        worker_rss_mb = tree_rss_mb(pid)
         assert worker_rss_mb > 100 and base["rss_mb"] > 100, (worker_rss_mb, base)
-        server_rss_mb = _tree_rss_mb(server.process.pid)
+        server_rss_mb = tree_rss_mb(server.process.pid)
         unloaded = client.delete("/v1/models/base")
         assert unloaded.status_code == 200, unloaded.text
         assert not unloaded.json()["loaded"] and unloaded.json()["workers"] == []
         assert not client.get("/v1/models/base").json()["loaded"]
     assert _gone(pid), "the unloaded model's worker process still runs"
-    freed_mb = server_rss_mb - _tree_rss_mb(server.process.pid)
+    freed_mb = server_rss_mb - tree_rss_mb(server.process.pid)
     assert freed_mb >= 0.8 * worker_rss_mb, (freed_mb, worker_rss_mb)
     print(f"base worker tree {worker_rss_mb:.0f} MB RSS; server tree {server_rss_mb:.0f} MB, {freed_mb:.0f} MB freed by the unload")
 
