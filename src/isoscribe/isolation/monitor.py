@@ -52,16 +52,17 @@ def tree_memory(pid: int) -> TreeMemory | None:
     fields_by_pid = {member: _status_kb(member) for member in members}
     if fields_by_pid[pid] is None:
         return None
+    stats = {member: _stat_fields(member) for member in members} if len(members) > 1 else {}
     rss_kb = anon_kb = 0
     for member in members:
         fields = fields_by_pid[member]
         if fields is None:
             continue
         rss, anon = fields.get("VmRSS", 0), fields.get("RssAnon", 0)
-        parent = _unexeced_parent(member) if member != pid else None
-        if parent in fields_by_pid and fields_by_pid[parent] is not None:
-            rss = max(0, rss - fields_by_pid[parent].get("VmRSS", 0))
-            anon = max(0, anon - fields_by_pid[parent].get("RssAnon", 0))
+        parent_fields = fields_by_pid.get(_unexeced_parent(member, stats)) if member != pid else None
+        if parent_fields is not None:
+            rss = max(0, rss - parent_fields.get("VmRSS", 0))
+            anon = max(0, anon - parent_fields.get("RssAnon", 0))
         rss_kb += rss
         anon_kb += anon
     return TreeMemory(rss_mb=rss_kb / 1024, anon_mb=anon_kb / 1024)
@@ -78,18 +79,17 @@ def tree_rss_mb(pid: int) -> float | None:
 _PPID, _STARTCODE, _STARTSTACK = 1, 23, 25
 
 
-def _unexeced_parent(pid: int) -> int | None:
+def _unexeced_parent(pid: int, stats: dict[int, list[str] | None]) -> int | None:
     """The parent whose program image ``pid`` still runs (same command line and, where the kernel
-    shows them, the same code and stack addresses, which exec randomises); None once it has exec'd."""
-    child_stat = _stat_fields(pid)
+    shows them, the same code and stack addresses, which exec randomises); None once it has exec'd.
+    ``stats``: the /proc stat fields of the tree's members, read once per sample."""
+    child_stat = stats.get(pid)
     if child_stat is None:
         return None
     parent = int(child_stat[_PPID])
-    parent_stat = _stat_fields(parent)
-    if parent_stat is None:
-        return None
+    parent_stat = stats.get(parent)
     layout = slice(_STARTCODE, _STARTSTACK + 1)
-    if child_stat[layout] != parent_stat[layout]:
+    if parent_stat is None or child_stat[layout] != parent_stat[layout]:
         return None
     child_cmdline = _cmdline(pid)
     return parent if child_cmdline is not None and child_cmdline == _cmdline(parent) else None
