@@ -6,9 +6,11 @@ import asyncio
 from pathlib import Path
 
 import pytest
+from fastapi.testclient import TestClient
 
 from isoscribe.config import load_settings
 from isoscribe.models import cannot_translate
+from isoscribe.service.app import create_app
 from isoscribe.service.errors import ApiError
 from isoscribe.openai_shapes import diarized_json, speaker_labels, verbose_json
 from isoscribe.service.job_store import JobOptions, JobStore
@@ -60,6 +62,24 @@ def test_upload_over_the_limit_is_413_and_the_partial_file_is_deleted(tmp_path: 
         _receive(_multipart([], "big.wav", b"x" * 50_000), tmp_path, 10_000)
     assert raised.value.status_code == 413
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_body_cut_before_its_closing_boundary_is_400_and_nothing_is_kept(tmp_path: Path) -> None:
+    whole = _multipart([("model", "whisper-1")], "talk.wav", b"x" * 20_000)
+    assert _receive(whole, tmp_path / "whole", 1_000_000).file_bytes == 20_000
+    for cut in (whole[: len(whole) // 2], whole[: -len(f"--{BOUNDARY}--\r\n")]):
+        with pytest.raises(ApiError) as raised:
+            _receive(cut, tmp_path / "cut", 1_000_000)
+        assert raised.value.status_code == 400 and raised.value.code == "invalid_multipart"
+        assert list((tmp_path / "cut").iterdir()) == []
+
+
+def test_a_malformed_body_is_400_not_a_crash(tmp_path: Path) -> None:
+    oversized_header = f"--{BOUNDARY}\r\nX-Padding: {'a' * 20_000}\r\n\r\n".encode()
+    for body in (b"garbage", oversized_header):
+        with pytest.raises(ApiError) as raised:
+            _receive(body, tmp_path, 1_000_000)
+        assert raised.value.status_code == 400 and raised.value.code == "invalid_multipart"
 
 
 def test_non_multipart_body_is_400(tmp_path: Path) -> None:
@@ -218,3 +238,15 @@ def test_a_quiet_stream_sends_keep_alive_comments() -> None:
     chunks = asyncio.run(collect())
     assert chunks[0] == ": keep-alive\n\n" and chunks.count(": keep-alive\n\n") >= 2
     assert chunks[-1].startswith("data: ") and '"Hi."' in chunks[-1]
+
+
+def test_a_bug_in_a_route_still_answers_in_openai_shape() -> None:
+    app = create_app(load_settings(None))
+
+    @app.get("/v1/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    answer = TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False).get("/v1/boom")
+    assert answer.status_code == 500 and answer.headers["content-type"] == "application/json"
+    assert answer.json()["error"]["type"] == "server_error"

@@ -16,7 +16,9 @@ from isoscribe.executors import StageExecutor
 from isoscribe.service.auth import require_api_key
 from isoscribe.service.core import Service
 from isoscribe.service.edge import EdgeGuard
-from isoscribe.service.errors import ApiError, api_error_handler, http_error_handler, validation_error_handler
+from isoscribe.service.errors import (
+    ApiError, api_error_handler, http_error_handler, unexpected_error_handler, validation_error_handler,
+)
 from isoscribe.service.metrics import LatencyMiddleware
 from isoscribe.service.realtime import RealtimeSessions
 from isoscribe.service.routers import health, jobs, models, realtime, transcriptions
@@ -47,6 +49,7 @@ def create_app(settings: Settings, executor: StageExecutor | None = None) -> Fas
     app.add_exception_handler(ApiError, api_error_handler)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(HTTPException, http_error_handler)
+    app.add_exception_handler(Exception, unexpected_error_handler)
     app.add_middleware(LatencyMiddleware, service=service)
     if settings.service.cors_origins:
         app.add_middleware(

@@ -10,7 +10,10 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-__all__ = ["ApiError", "api_error_handler", "validation_error_handler", "http_error_handler", "error_body"]
+__all__ = [
+    "ApiError", "api_error_handler", "validation_error_handler", "http_error_handler", "unexpected_error_handler",
+    "error_body",
+]
 
 
 class ApiError(Exception):
@@ -57,3 +60,8 @@ async def http_error_handler(request: Request, exc: HTTPException) -> JSONRespon
     error_type = "server_error" if exc.status_code >= 500 else "invalid_request_error"
     body = error_body(message, error_type, _HTTP_CODES.get(exc.status_code))
     return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+
+async def unexpected_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    """A bug still answers in OpenAI's shape; Starlette logs the traceback after this response is sent."""
+    return JSONResponse(error_body("internal server error", "server_error", "internal_error"), status_code=500)

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 
 from isoscribe.service.errors import ApiError
@@ -44,6 +45,7 @@ _AUDIO_EXTENSIONS = frozenset(
     "wav mp3 m4a mp4 mpeg mpga ogg oga opus webm flac aac wma aif aiff amr mkv mov avi 3gp caf".split()
 )
 """Kept on the stored file (decoders look at it); anything else is stored without one."""
+_MALFORMED = "invalid_multipart"
 
 
 @dataclass(frozen=True)
@@ -86,8 +88,9 @@ async def receive_multipart(
 ) -> UploadedForm:
     """Parse a multipart body; the part named ``file_field`` goes to a new file in ``upload_dir``.
 
-    Raises ApiError 400 for a malformed body (or what ``check_fields`` refuses), 408 for a sender too
-    slow, and 413 (deleting the partial file) past ``limits.max_bytes``.
+    Raises ApiError 400 for a malformed or unfinished body (no closing boundary: the file may be cut
+    short) or what ``check_fields`` refuses, 408 for a sender too slow, and 413 (deleting the partial
+    file) past ``limits.max_bytes``.
     """
     limits = limits if isinstance(limits, ReadLimits) else ReadLimits(limits)
     kind, params = parse_options_header(content_type)
@@ -98,16 +101,25 @@ async def receive_multipart(
     parser = MultipartParser(boundary, state.callbacks())
     try:
         async for chunk in _within_deadlines(body, limits):
-            parser.write(chunk)
+            _write(parser, chunk)
             state.raise_pending()
         parser.finalize()
         state.raise_pending()
+        if not state.ended:
+            raise ApiError(400, "incomplete multipart body: it ends before its closing boundary", code=_MALFORMED)
     except BaseException:
         state.discard()
         raise
     finally:
         state.close()
     return state.form
+
+
+def _write(parser: MultipartParser, chunk: bytes) -> None:
+    try:
+        parser.write(chunk)
+    except MultipartParseError as malformed:
+        raise ApiError(400, f"malformed multipart body: {malformed}", code=_MALFORMED) from None
 
 
 async def _within_deadlines(body: AsyncIterator[bytes], limits: ReadLimits) -> AsyncIterator[bytes]:
@@ -154,6 +166,8 @@ class _PartState:
         self._value = bytearray()
         self._file: BinaryIO | None = None
         self._in_file = False
+        self.ended = False
+        """The closing boundary was read."""
 
     def callbacks(self) -> dict:
         return {
@@ -164,6 +178,7 @@ class _PartState:
             "on_headers_finished": self._headers_finished,
             "on_part_data": self._part_data,
             "on_part_end": self._part_end,
+            "on_end": self._end,
         }
 
     def raise_pending(self) -> None:
@@ -242,6 +257,9 @@ class _PartState:
         self._value += data[start:end]
         if len(self._value) > _LARGE_FIELDS.get(self._name, MAX_FIELD_BYTES):
             self._fail(ApiError(413, f"form field '{self._name}' is too large", param=self._name))
+
+    def _end(self) -> None:
+        self.ended = True
 
     def _part_end(self) -> None:
         if self._in_file:
