@@ -93,8 +93,29 @@ def test_ga_and_older_session_updates() -> None:
      "session.audio.input.transcription.model"),
     ({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "push_to_talk"}}}},
      "session.audio.input.turn_detection.type"),
+    ({"type": "transcription", "audio": {"input": {"format": "pcm16"}}}, "session.audio.input.format"),
+    ({"type": "transcription", "audio": {"input": {"transcription": "whisper-1"}}}, "session.audio.input.transcription"),
+    ({"type": "transcription", "audio": {"input": {"transcription": {"language": "xx"}}}},
+     "session.audio.input.transcription.language"),
+    ({"type": "transcription", "audio": {"input": {"transcription": {"prompt": ["a"]}}}},
+     "session.audio.input.transcription.prompt"),
+    ({"type": "transcription", "audio": {"input": {"turn_detection": "server_vad"}}},
+     "session.audio.input.turn_detection"),
+    ({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "server_vad", "threshold": "high"}}}},
+     "session.audio.input.turn_detection.threshold"),
+    ({"type": "transcription", "audio": {"input": {"turn_detection": {"type": "server_vad", "silence_duration_ms": "500"}}}},
+     "session.audio.input.turn_detection.silence_duration_ms"),
 ])
 def test_refused_session_updates_name_their_parameter(session: dict, param: str) -> None:
     with pytest.raises(ProtocolError) as refused:
         updated_config(SessionConfig(), {"type": "session.update", "session": session}, SERVED)
     assert refused.value.param == param
+
+
+def test_an_english_only_model_refuses_another_language() -> None:
+    update = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
+        "transcription": {"language": "DE"}}}}}
+    assert updated_config(SessionConfig(), update, SERVED).language == "de"
+    with pytest.raises(ProtocolError) as refused:
+        updated_config(SessionConfig(), update, SERVED, english_only=True)
+    assert refused.value.code == "unsupported_language"

@@ -148,6 +148,9 @@ class ModelRouter:
             )
         return self.stage_for(self.served(model_id))
 
+    def english_only(self, model: str) -> bool:
+        return self._english_only(model) is not None
+
     def _english_only(self, model: str) -> str | None:
         if model not in self._refusals:
             self._refusals[model] = cannot_translate(model, self.settings.asr.model_cache_dir)

@@ -13,6 +13,7 @@ import secrets
 from dataclasses import dataclass, replace
 from typing import Any
 
+from isoscribe.languages import check_language
 from isoscribe.service.realtime_turns import TurnDetection
 
 __all__ = [
@@ -69,8 +70,11 @@ def error_event(
     return event("error", error=error)
 
 
-def updated_config(config: SessionConfig, message: dict[str, Any], served_models: tuple[str, ...]) -> SessionConfig:
-    """``config`` with the fields a ``session.update`` or ``transcription_session.update`` sets."""
+def updated_config(
+    config: SessionConfig, message: dict[str, Any], served_models: tuple[str, ...], english_only: bool = False
+) -> SessionConfig:
+    """``config`` with the fields a ``session.update`` or ``transcription_session.update`` sets; a field of the
+    wrong type or value is a ProtocolError naming it (the session stays open)."""
     session = message.get("session")
     if not isinstance(session, dict):
         raise ProtocolError("'session' must be an object", param="session")
@@ -90,13 +94,18 @@ def updated_config(config: SessionConfig, message: dict[str, Any], served_models
             f"model {config.model!r} is not available; use one of: {', '.join(served_models)}",
             code="model_not_found", param="session.audio.input.transcription.model",
         )
+    if english_only and config.language not in (None, "en"):
+        raise ProtocolError(
+            f"model {config.model!r} is English-only and cannot transcribe language {config.language!r}",
+            code="unsupported_language", param="session.audio.input.transcription.language",
+        )
     return config
 
 
 def _ga_fields(audio_input: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
     if "format" in audio_input:
-        audio_format = audio_input["format"] or {}
+        audio_format = _object(audio_input, "format", "session.audio.input")
         if audio_format.get("type", "audio/pcm") != "audio/pcm":
             raise ProtocolError(
                 f"audio format {audio_format.get('type')!r} is not supported; send audio/pcm (PCM16)",
@@ -104,7 +113,7 @@ def _ga_fields(audio_input: dict[str, Any]) -> dict[str, Any]:
             )
         fields["sample_rate_hz"] = _rate(audio_format.get("rate", 24000))
     if "transcription" in audio_input:
-        fields.update(_transcription(audio_input["transcription"] or {}))
+        fields.update(_transcription(_object(audio_input, "transcription", "session.audio.input")))
     if "turn_detection" in audio_input:
         fields["turn_detection"] = _turn_detection(audio_input["turn_detection"])
     return fields
@@ -118,7 +127,7 @@ def _legacy_fields(session: dict[str, Any]) -> dict[str, Any]:
             param="session.input_audio_format",
         )
     if "input_audio_transcription" in session:
-        fields.update(_transcription(session["input_audio_transcription"] or {}))
+        fields.update(_transcription(_object(session, "input_audio_transcription", "session")))
     if "turn_detection" in session:
         fields["turn_detection"] = _turn_detection(session["turn_detection"])
     return fields
@@ -142,10 +151,16 @@ def _rate(rate: Any) -> int:
 
 def _transcription(transcription: dict[str, Any]) -> dict[str, Any]:
     fields: dict[str, Any] = {}
+    for name in ("model", "language", "prompt"):
+        if transcription.get(name) is not None and not isinstance(transcription[name], str):
+            raise ProtocolError(f"{name} must be a string", param=f"session.audio.input.transcription.{name}")
     if transcription.get("model"):
-        fields["model"] = str(transcription["model"])
+        fields["model"] = transcription["model"]
     if "language" in transcription:
-        fields["language"] = transcription["language"] or None
+        try:
+            fields["language"] = check_language(transcription["language"] or None)
+        except ValueError as unknown:
+            raise ProtocolError(str(unknown), param="session.audio.input.transcription.language") from None
     if "prompt" in transcription:
         fields["prompt"] = transcription["prompt"] or ""
     return fields
@@ -155,12 +170,17 @@ def _turn_detection(value: dict[str, Any] | None) -> TurnDetection | None:
     """server_vad with its three settings; semantic_vad is served by the same server VAD."""
     if value is None:
         return None
+    if not isinstance(value, dict):
+        raise ProtocolError("turn_detection must be an object or null", param="session.audio.input.turn_detection")
     if value.get("type") not in ("server_vad", "semantic_vad"):
         raise ProtocolError(
             f"turn_detection type {value.get('type')!r} is not supported; use server_vad or null",
             param="session.audio.input.turn_detection.type",
         )
     defaults = TurnDetection()
+    for name in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
+        if value.get(name) is not None and (isinstance(value[name], bool) or not isinstance(value[name], int | float)):
+            raise ProtocolError(f"{name} must be a number", param=f"session.audio.input.turn_detection.{name}")
     threshold = value.get("threshold")
     padding_ms = value.get("prefix_padding_ms")
     silence_ms = value.get("silence_duration_ms")
