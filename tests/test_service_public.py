@@ -105,7 +105,7 @@ def test_the_job_list_is_paginated_without_results(owned_jobs: tuple[TestClient,
     first = client.get("/v1/jobs", params={"limit": 1}, headers=_auth(ADMIN)).json()
     assert [job["id"] for job in first["data"]] == [job_b] and first["has_more"]
     second = client.get("/v1/jobs", params={"limit": 1, "after": first["last_id"]}, headers=_auth(ADMIN)).json()
-    assert [job["id"] for job in second["data"]] == [job_a]
+    assert [job["id"] for job in second["data"]] == [job_a] and not second["has_more"], "a full last page ends the list"
     assert all("transcript" not in job for job in first["data"] + second["data"])
 
 

@@ -119,6 +119,7 @@ def test_a_deleted_segment_is_gone_and_the_language_carries_over() -> None:
         (lambda e: [EditedSegment(3.0, 2.0, "x", "SPEAKER_00")], "segments[0].start"),
         (lambda e: [e[0], EditedSegment(-1.0, 2.0, "x")], "segments[1].start"),
         (lambda e: [e[0], EditedSegment(1.0, float("nan"), "x")], "segments[1].end"),
+        (lambda e: [e[0], EditedSegment(1.0, 1e308, "x")], "segments[1].end"),
         (lambda e: [e[0], EditedSegment(2.0, 3.0, "   ")], "segments[1].text"),
         (lambda e: [EditedSegment(0.0, 2.0, "a b", words=(EditedWord(1.0, 1.5, "a"), EditedWord(0.5, 0.9, "b")))],
          "segments[0].words[1].start"),

@@ -20,6 +20,8 @@ __all__ = ["EditedWord", "EditedSegment", "EditError", "apply_edit"]
 
 _EDITED_PROBABILITY = 1.0
 """A word a person typed is as sure as a word can be."""
+_PAST_THE_END_S = 1.0
+"""How far past the audio's end an edited time may reach (decoders disagree on the last frame)."""
 
 
 @dataclass(frozen=True)
@@ -52,7 +54,7 @@ class EditError(ValueError):
 
 def apply_edit(previous: Transcript, edited: list[EditedSegment]) -> Transcript:
     """The transcript ``edited`` describes, with words reconciled against ``previous``."""
-    _check(edited)
+    _check(edited, previous.duration_s + _PAST_THE_END_S if previous.duration_s > 0 else math.inf)
     spans = _monotonic_spans(sorted(edited, key=lambda s: (s.start, s.end)))
     old_words = sorted((w for s in previous.segments for w in s.words), key=lambda w: (w.start, w.end))
     segments = [_segment(index, segment, start, end, previous, old_words) for index, (segment, start, end) in enumerate(spans)]
@@ -67,15 +69,15 @@ def apply_edit(previous: Transcript, edited: list[EditedSegment]) -> Transcript:
     )
 
 
-def _check(edited: list[EditedSegment]) -> None:
+def _check(edited: list[EditedSegment], latest_s: float) -> None:
     if not edited:
         raise EditError("segments", "the list is empty (a transcript keeps at least one segment)")
     for index, segment in enumerate(edited):
         where = f"segments[{index}]"
         for name in ("start", "end"):
             value = getattr(segment, name)
-            if not math.isfinite(value) or value < 0:
-                raise EditError(f"{where}.{name}", f"must be a time in seconds >= 0, not {value}")
+            if not math.isfinite(value) or not 0 <= value <= latest_s:
+                raise EditError(f"{where}.{name}", f"must be a time in seconds from 0 to {latest_s:g}, not {value}")
         if segment.start > segment.end:
             raise EditError(f"{where}.start", f"start {segment.start} is after end {segment.end}")
         if not segment.text.strip():

@@ -37,8 +37,9 @@ async def list_jobs(
     request: Request, limit: Annotated[int, Query(ge=1, le=_MAX_LISTED)] = 50, after: str | None = None
 ) -> dict:
     """The caller's newest jobs first, ``limit`` at a time; ``after`` (the last id of a page) gives the next page."""
-    jobs = await request.app.state.service.list_jobs(caller_of(request), limit, after)
-    has_more = len(jobs) == limit
+    jobs = await request.app.state.service.list_jobs(caller_of(request), limit + 1, after)
+    has_more = len(jobs) > limit
+    jobs = jobs[:limit]
     return {"object": "list", "data": [job_status(job) for job in jobs], "has_more": has_more,
             "last_id": jobs[-1].id if jobs else None}
 
