@@ -34,6 +34,12 @@ def test_glob_keeps_audio_and_expands_matched_directories(tree: Path) -> None:
     assert [p.name for p in discover_inputs([str(tree / "**" / "*.mp3")])] == ["c.mp3"]
 
 
+def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tree: Path) -> None:
+    named = tree / "Talk [dQw4w9WgXcQ].wav"
+    named.write_bytes(b"x")
+    assert discover_inputs([str(named)]) == [named.resolve()]
+
+
 def test_manifest_lines_are_relative_to_the_manifest(tree: Path) -> None:
     manifest = tree / "list.txt"
     manifest.write_text(f"# batch\n\nsub/c.mp3\n{tree / 'a.wav'}\n")

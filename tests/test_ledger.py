@@ -86,6 +86,20 @@ def test_fingerprint_changes_with_results_not_with_runtime_knobs() -> None:
     no_summary = load_settings(overrides={"batch": {"summarize": False}})
     assert settings_fingerprint(no_summary) != base
     assert settings_fingerprint(no_summary.model_copy(update={"llm": no_summary.llm.model_copy(update={"max_tokens": 64})})) == settings_fingerprint(no_summary)
+    narrow = {"subtitles": {"max_line_width": 12}}
+    assert settings_fingerprint(load_settings(overrides=narrow)) != base, "srt and vtt are laid out differently"
+    assert settings_fingerprint(load_settings(overrides={**narrow, "batch": {"formats": ["json"]}})) == \
+        settings_fingerprint(load_settings(overrides={"batch": {"formats": ["json"]}}))
+
+
+def test_a_recording_done_under_other_settings_is_redone_once_its_outputs_are_overwritten(tmp_path: Path) -> None:
+    with Ledger.in_dir(tmp_path) as ledger:
+        plain = ledger.enqueue(tmp_path / "a.wav", "h1", "plain", "a")
+        ledger.mark_done(plain.key, ["a/a.txt"])
+        diarized = ledger.enqueue(tmp_path / "a.wav", "h1", "diarized", "a")
+        ledger.mark_done(diarized.key, ["a/a.txt"])
+        assert ledger.get(plain.key).status == FileStatus.QUEUED and ledger.get(plain.key).outputs == []
+        assert ledger.done_under("a", other_than="h2") and not ledger.done_under("a", other_than="h1")
 
 
 def test_content_hash_follows_bytes_not_names(tmp_path: Path) -> None:

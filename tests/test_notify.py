@@ -197,6 +197,12 @@ def test_nothing_configured_sends_nothing(report_files) -> None:
     assert notify_completion(load_settings().notify, *report_files) == {}
 
 
+def test_recipients_without_a_server_are_a_logged_failure_not_silence(report_files, caplog) -> None:
+    settings = load_settings(overrides={"notify": {"recipients": ["ops@example.org"]}})
+    assert notify_completion(settings.notify, *report_files) == {"email": False}
+    assert "event=notify_failed channel=email" in caplog.text and "smtp_host" in caplog.text
+
+
 class _Receiver(BaseHTTPRequestHandler):
     received: list[dict] = []
     status = 204

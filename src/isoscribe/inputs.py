@@ -42,7 +42,7 @@ def discover_inputs(specs: list[str | Path]) -> list[Path]:
 def _expand(spec: str) -> list[Path]:
     if spec.startswith("@"):
         return _from_manifest(Path(spec[1:]))
-    if _GLOB_CHARS & set(spec):
+    if _GLOB_CHARS & set(spec) and not Path(spec).expanduser().exists():  # "Talk [2024].wav" is a name
         matches = sorted(Path(match) for match in glob.glob(spec, recursive=True))
         files = [path for path in matches if path.is_file() and _is_audio(path)]
         files += [audio for path in matches if path.is_dir() for audio in _audio_under(path)]

@@ -18,7 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-from isoscribe.config import AsrSettings, Settings
+from isoscribe.config import AsrSettings, Settings, SubtitleSettings
 from isoscribe.pipeline.stages import known_speakers_in
 
 __all__ = [
@@ -138,6 +138,8 @@ def fingerprinted_settings(settings: Settings) -> dict[str, Any]:
     if diarization.speakers_dir is not None:
         samples = known_speakers_in(diarization.speakers_dir)
         relevant["speakers"] = {sample.name: content_hash(Path(sample.audio_path)) for sample in samples}
+    if {"srt", "vtt"} & set(settings.batch.formats) and settings.subtitles != SubtitleSettings():
+        relevant["subtitles"] = settings.subtitles.model_dump(mode="json")  # only when changed: older ledgers hold
     if relevant["summarize"]:
         relevant["llm"] = settings.llm.model_dump(
             mode="json",
@@ -270,11 +272,27 @@ class Ledger:
             )
 
     def mark_done(self, key: str, outputs: list[str], warning: str | None = None) -> None:
+        """Done with ``outputs``; a done row of the same recording under other settings wrote the same files,
+        now overwritten, so it is queued again (run with those settings, it is redone, not skipped)."""
         with self._lock:
             self._db.execute(
                 "UPDATE files SET status = ?, outputs = ?, warning = ?, error = NULL, updated_at = ? WHERE key = ?",
                 (FileStatus.DONE, json.dumps(outputs), warning, time.time(), key),
             )
+            self._db.execute(
+                "UPDATE files SET status = ?, attempts = 0, outputs = '[]', updated_at = ? WHERE status = ? AND key != ?"
+                " AND output_name = (SELECT output_name FROM files WHERE key = ?)",
+                (FileStatus.QUEUED, time.time(), FileStatus.DONE, key, key),
+            )
+
+    def done_under(self, output_name: str, other_than: str) -> bool:
+        """Whether a recording other than ``other_than`` (a content hash) has finished outputs named so."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT 1 FROM files WHERE output_name = ? AND content_hash != ? AND status = ?",
+                (output_name, other_than, FileStatus.DONE),
+            ).fetchone()
+        return row is not None
 
     def mark_failed(self, key: str, error: str) -> None:
         with self._lock:

@@ -53,7 +53,10 @@ class Planner:
                 reports[str(path)] = duplicate
                 continue
             first_path_of[digest] = path
-            row = self.ledger.enqueue(path, digest, self.fingerprint, names[path])
+            name = names[path]
+            if self.ledger.done_under(name, other_than=digest):  # another recording's finished outputs: kept
+                name = f"{name}-{digest[:8]}"
+            row = self.ledger.enqueue(path, digest, self.fingerprint, name)
             if row.status == FileStatus.DONE and outputs_present(self.out_dir, row):
                 reports[str(path)] = file_report(row, "skipped")
                 continue
@@ -117,14 +120,15 @@ def file_report(row: LedgerRow, status: str) -> FileReport:
 
 
 def output_names(inputs: list[Path]) -> dict[Path, str]:
-    """The file's stem; inputs that share a stem get a short hash of their folder appended."""
+    """The file's stem (without leading dots: never hidden, never ``..``); inputs that share a stem get a
+    short hash of their path appended (``talk.wav`` and ``talk.flac`` in one folder too)."""
     by_stem: dict[str, list[Path]] = {}
     for path in inputs:
-        by_stem.setdefault(path.stem, []).append(path)
+        by_stem.setdefault(path.stem.lstrip(".") or "audio", []).append(path)
     names = {}
     for stem, paths in by_stem.items():
         for path in paths:
-            suffix = hashlib.sha1(str(path.parent).encode()).hexdigest()[:8]
+            suffix = hashlib.sha1(str(path).encode()).hexdigest()[:8]
             names[path] = stem if len(paths) == 1 else f"{stem}-{suffix}"
     return names
 

@@ -30,7 +30,7 @@ from isoscribe.batch.progress import BatchProgress
 from isoscribe.budget import MemoryGate
 from isoscribe.config import Settings
 from isoscribe.executors import StageExecutor, build_executor
-from isoscribe.inputs import discover_inputs
+from isoscribe.inputs import InputError, discover_inputs
 from isoscribe.ledger import Ledger, settings_fingerprint
 from isoscribe.logs import log_event
 from isoscribe.notify import notify_completion
@@ -64,7 +64,10 @@ def run_batch(
     """
     files = discover_inputs(inputs)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:  # a file of that name, no permission: said plainly, not as a traceback
+        raise InputError(f"cannot use {out_dir} as the output folder: {exc.strerror or exc}") from None
     with locked(out_dir), log_file_attached(log_file):
         batch = Batch(settings, out_dir, retry_failed, executor, cancellation)
         try:

@@ -1,0 +1,47 @@
+"""Batch planning: output names that never collide, within a run or across runs into one folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from isoscribe.batch import run_batch
+from isoscribe.batch.plan import Planner, output_names
+from isoscribe.config import load_settings
+from isoscribe.inputs import InputError
+from isoscribe.ledger import Ledger
+
+
+def _recording(path: Path, content: bytes) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_names_are_distinct_for_one_stem_in_one_folder_and_never_leave_the_output_folder(tmp_path: Path) -> None:
+    wav, flac = tmp_path / "talk.wav", tmp_path / "talk.flac"
+    names = output_names([wav, flac, tmp_path / "...wav", tmp_path / ".hidden.wav"])
+    assert names[wav] != names[flac] and names[wav].startswith("talk-")
+    assert names[tmp_path / "...wav"] == "audio" and names[tmp_path / ".hidden.wav"] == "hidden"
+
+
+def test_another_recording_with_a_finished_ones_name_gets_its_own(tmp_path: Path) -> None:
+    first = _recording(tmp_path / "a" / "talk.wav", b"first meeting")
+    second = _recording(tmp_path / "b" / "talk.wav", b"second meeting")
+    with Ledger.in_dir(tmp_path / "out") as ledger:
+        planner = Planner(ledger, "fp", tmp_path / "out", retry_failed=False)
+        _, [job] = planner.plan([first])
+        assert job.row.output_name == "talk"
+        ledger.mark_done(job.row.key, ["talk/talk.txt"])
+        _, [other] = planner.plan([second])
+        assert other.row.output_name.startswith("talk-"), "the first recording's outputs are kept"
+        _, [again] = Planner(ledger, "fp2", tmp_path / "out", retry_failed=False).plan([first])
+        assert again.row.output_name == "talk", "the same recording under new settings replaces its own outputs"
+
+
+def test_an_output_folder_that_is_a_file_is_a_plain_input_error(tmp_path: Path) -> None:
+    audio = _recording(tmp_path / "talk.wav", b"audio")
+    (tmp_path / "out").write_text("not a folder")
+    with pytest.raises(InputError, match="cannot use .*out as the output folder"):
+        run_batch(load_settings(), [audio], tmp_path / "out", progress=False, notify=False)
