@@ -104,6 +104,18 @@ def test_karaoke_srt_underlines_each_word_in_turn_and_parses() -> None:
     assert all(a.end == b.start for a, b in zip(frames, frames[1:]))
 
 
+def test_karaoke_words_without_time_of_their_own_make_no_empty_cue_or_backward_timestamp() -> None:
+    words = _timed("Ship it on Friday.", 2.0, 2.0, "Alice")
+    words[1] = Word(words[0].start, words[0].start, words[1].text, 0.9, "Alice")  # Whisper's zero-length words
+    words[2] = Word(words[0].start, words[0].start, words[2].text, 0.9, "Alice")
+    transcript = _transcript(words)
+    frames = list(srt.parse(to_srt(transcript, SubtitleLayout(highlight_words=True))))
+    assert frames and all(f.end > f.start for f in frames)
+    vtt = to_vtt(transcript, SubtitleLayout(highlight_words=True))
+    stamps = re.findall(r"<(\d\d:\d\d:\d\d\.\d\d\d)>", vtt)
+    assert stamps == sorted(set(stamps)) and "00:00:02.000" not in stamps
+
+
 def test_karaoke_vtt_carries_word_timestamps_and_parses() -> None:
     transcript = _transcript(_timed("Ship it on Friday.", 2.0, 2.0))
     vtt = to_vtt(transcript, SubtitleLayout(highlight_words=True))

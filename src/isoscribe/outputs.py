@@ -77,7 +77,10 @@ def _srt_frames(cue: Cue, highlight_words: bool) -> list[tuple[float, float, lis
         return [(cue.start, cue.end, list(cue.lines))]
     starts = [cue.start] + [min(max(w.start, cue.start), cue.end) for w in cue.words[1:]]
     ends = starts[1:] + [cue.end]
-    return [(start, end, _underlined(cue.lines, index)) for index, (start, end) in enumerate(zip(starts, ends))]
+    frames = zip(starts, ends)
+    # a word with no time of its own (its start clamped to a neighbour's) gets no frame: a cue must last
+    return [(start, end, _underlined(cue.lines, index)) for index, (start, end) in enumerate(frames)
+            if round(end, 3) > round(start, 3)] or [(cue.start, cue.end, list(cue.lines))]
 
 
 def _underlined(lines: tuple[str, ...], word_index: int) -> list[str]:
@@ -92,13 +95,15 @@ def _underlined(lines: tuple[str, ...], word_index: int) -> list[str]:
 def _vtt_timed_lines(cue: Cue) -> list[str]:
     """Each word after the first is preceded by its start time (WebVTT's karaoke timestamps)."""
     out, seen = [], 0
+    last = round(cue.start, 3)
     for line in cue.lines:
         tokens = []
         for token in line.split(" "):
             escaped = _vtt_escape(token)
-            if seen:
-                moment = min(max(cue.words[seen].start, cue.start), cue.end)
+            moment = round(cue.words[seen].start, 3)
+            if seen and last < moment < round(cue.end, 3):  # WebVTT: strictly later than the one before
                 escaped = f"<{_clock(moment, '.')}>{escaped}"
+                last = moment
             tokens.append(escaped)
             seen += 1
         out.append(" ".join(tokens))
