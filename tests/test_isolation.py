@@ -28,6 +28,7 @@ from isoscribe.isolation import (
 )
 from isoscribe.isolation import protocol
 from isoscribe.isolation.monitor import GpuMonitor, tree_memory
+from isoscribe.isolation.transport import LARGE_ARRAY_BYTES
 from isoscribe.stages.faults import FaultConfig, FaultRequest
 from isolation_support import FAULTS, HANG_S, wait_for
 
@@ -127,6 +128,18 @@ def test_timeout_kills_the_workers_whole_process_group():
         with pytest.raises(StageTimeout):
             pool.run(FaultRequest("hang"))
         assert wait_for(lambda: _is_zombie_or_gone(child_pid))
+
+
+@pytest.mark.parametrize("ending", ["retired", "shut down"])
+def test_what_a_stage_started_dies_with_its_worker_however_it_ends(ending: str):
+    pool = WorkerPool(FAULTS, size=1, max_tasks_per_worker=1 if ending == "retired" else None)
+    try:
+        child_pid = pool.run(FaultRequest("spawn_child")).value
+        if ending == "retired":
+            assert pool.run(FaultRequest("ok", payload=1)).value == 1  # on the next worker: the first has exited
+    finally:
+        pool.shutdown()
+    assert wait_for(lambda: _is_zombie_or_gone(child_pid))
 
 
 def test_exception_in_stage_is_stage_error_with_traceback(pool):
@@ -385,6 +398,19 @@ def test_a_failing_event_listener_does_not_fail_the_task(pool: WorkerPool) -> No
         raise RuntimeError("listener bug")
 
     assert pool.submit(FaultRequest("emit", payload=[1, 2]), on_event=listener).result(timeout=30).value == 2
+
+
+def test_large_arrays_emitted_to_nobody_leave_no_shared_memory_behind(pool: WorkerPool) -> None:
+    arrays = [np.ones(LARGE_ARRAY_BYTES // 4, np.float64) for _ in range(3)]
+    assert pool.submit(FaultRequest("emit", payload=arrays)).result(timeout=30).value == 3
+    assert glob.glob(f"/dev/shm/{pool.segment_prefix}*") == [], "the worker is alive, its segments must be gone"
+
+
+def test_a_callback_that_raises_system_exit_does_not_stop_the_pool(pool: WorkerPool) -> None:
+    future = pool.submit(FaultRequest("ok", payload=1))
+    future.add_done_callback(lambda done: sys.exit("a caller's bug"))
+    assert future.result(timeout=30).value == 1
+    assert pool.submit(FaultRequest("ok", payload=2)).result(timeout=30).value == 2
 
 
 def test_run_isolated_passes_events_on() -> None:

@@ -62,10 +62,10 @@ class Dispatcher:
     def _run(self) -> None:
         while (items := self._queue.get()) is not None:
             for item in items:
-                if isinstance(item, Delivery):
-                    _deliver(item)
-                else:
-                    _resolve(item)
+                try:
+                    _deliver(item) if isinstance(item, Delivery) else _resolve(item)
+                except BaseException:  # a caller's callback that raises SystemExit must not end this thread
+                    logger.exception("event=task_callback_failed")
 
 
 def _resolve(outcome: Outcome) -> None:

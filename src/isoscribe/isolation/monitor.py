@@ -20,6 +20,7 @@ __all__ = [
     "TreeMemory",
     "classify_exit",
     "gpu_total_mb",
+    "kill_group",
     "kill_tree",
     "tree_memory",
     "tree_rss_mb",
@@ -147,6 +148,15 @@ def classify_exit(code: int, kill_reason: str | None, load_failed: bool, retire_
     if retire_reason is not None and code == 0:
         return ExitCause(retire_reason, False, likely_oom_kill)
     return ExitCause(f"signal {-code}" if code < 0 else f"exit {code}", True, likely_oom_kill)
+
+
+def kill_group(pid: int) -> None:
+    """SIGKILL what is left of the process group a worker led (it leads its own session); the group's
+    id cannot be given to a new process while any member lives, so this never reaches a stranger."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
 
 
 def kill_tree(pid: int) -> None:

@@ -103,5 +103,5 @@ def receive_waiting(conn: Connection) -> tuple[list[Any], bool]:
 def _decoded(done: TaskDone) -> DecodedResult:
     try:
         return DecodedResult(done.task_id, transport.loads(done.payload), None, done.peak_rss_mb)
-    except Exception as exc:
+    except BaseException as exc:  # whatever unpickling raises (SystemExit too) fails this task, not the pool
         return DecodedResult(done.task_id, None, exc, done.peak_rss_mb)

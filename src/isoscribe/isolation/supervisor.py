@@ -145,11 +145,14 @@ class Supervisor:
                 logger.debug("event=worker_ready pid=%d load_s=%.3f", worker.pid, message.load_s)
             elif isinstance(message, protocol.LoadFailed):
                 worker.load_error = failures.stage_error(self.label, message)
+            elif isinstance(message, protocol.Emitted):
+                listener = worker.task.on_event if worker.task and worker.task.id == message.task_id else None
+                if listener is None:  # nobody listens, or its task has ended: its arrays' segments go now
+                    transport.discard(message.payload)
+                else:
+                    outcomes.append(Delivery(listener, message.payload))
             elif worker.task is None or worker.task.id != message.task_id:
                 continue  # a message of a task that has already ended
-            elif isinstance(message, protocol.Emitted):
-                if worker.task.on_event is not None:
-                    outcomes.append(Delivery(worker.task.on_event, message.payload))
             else:
                 self._finish_task(worker, message, outcomes, now)
 
@@ -314,6 +317,7 @@ class Supervisor:
         self._receive(worker)
         self._handle_messages(worker, outcomes, time.monotonic())
         self.state.workers.remove(worker)
+        monitor.kill_group(worker.pid)  # what the stage started dies with its worker, however it ended
         worker.process.close()
         transport.remove_segments(f"{self.segment_prefix}{worker.pid}-")
         cause = monitor.classify_exit(code, worker.kill_reason, worker.load_error is not None, worker.retire_reason)

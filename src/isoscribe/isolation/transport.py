@@ -58,6 +58,14 @@ def loads(data: bytes) -> Any:
     return pickle.loads(data)
 
 
+def discard(data: bytes) -> None:
+    """Free what ``data`` holds without keeping it: its large arrays' segments are read and unlinked."""
+    try:
+        loads(data)
+    except Exception:
+        pass
+
+
 def remove_segments(segment_prefix: str) -> int:
     """Unlink every segment whose name starts with ``segment_prefix``; returns how many."""
     paths = glob.glob(os.path.join(segment_dir(), glob.escape(segment_prefix) + "*"))
