@@ -151,6 +151,13 @@ def test_exception_in_stage_is_stage_error_with_traceback(pool):
     assert pool.run(FaultRequest("ok", payload=1)).stats.worker_task_number == 2  # same worker carries on
 
 
+def test_an_exception_that_cannot_be_said_is_still_a_stage_error(pool):
+    with pytest.raises(StageError) as caught:
+        pool.run(FaultRequest("raise_unsayable"))
+    assert caught.value.exc_type == "_Unsayable"
+    assert pool.run(FaultRequest("ok", payload=1)).stats.worker_task_number == 2  # no crash, no model reload
+
+
 def test_allocation_past_the_hard_cap_is_stage_out_of_memory():
     pool = WorkerPool(FAULTS, limits=Limits(hard_rss_mb=400))
     with pytest.raises(StageOutOfMemory) as caught:

@@ -66,7 +66,7 @@ def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
         module = importlib.import_module(init.stage.module)
         model = module.load(init.stage.config)
     except Exception as exc:
-        conn.send(protocol.LoadFailed(type(exc).__name__, str(exc), traceback.format_exc()))
+        conn.send(protocol.LoadFailed(type(exc).__name__, _message(exc), traceback.format_exc()))
         return 1
     conn.send(protocol.Ready(time.monotonic() - started))
     emits = _takes_emit(module.run)
@@ -128,9 +128,17 @@ def _run_task(
         result, _ = transport.dumps(value, segment_prefix)
     except Exception as exc:
         return protocol.TaskFailed(
-            type(exc).__name__, str(exc), traceback.format_exc(), task_id=task.task_id, peak_rss_mb=_peak_rss_mb()
+            type(exc).__name__, _message(exc), traceback.format_exc(), task_id=task.task_id, peak_rss_mb=_peak_rss_mb()
         )
     return protocol.TaskDone(task.task_id, result, _peak_rss_mb())
+
+
+def _message(exc: BaseException) -> str:
+    """``str(exc)``, or a stand-in when the stage's exception cannot say it (the worker must not die of it)."""
+    try:
+        return str(exc)
+    except Exception:
+        return f"<{type(exc).__name__}: str() failed>"
 
 
 def _become_worker(init: WorkerInit, parent_pid: int) -> None:

@@ -6,7 +6,8 @@ collector cannot see, segfaults, aborts, hangs, raises, allocates past a memory 
 Actions of a ``FaultRequest``:
 ``ok`` echo ``payload``; ``sleep`` wait ``seconds`` then echo; ``leak`` malloc ``mb`` MB with ctypes,
 touch every page and never free it; ``alloc`` malloc and touch ``mb`` MB, hold it ``seconds``, free it;
-``segfault``; ``abort``; ``hang`` (forever); ``raise`` (RuntimeError); ``exit`` (``os._exit(exit_code)``);
+``segfault``; ``abort``; ``hang`` (forever); ``raise`` (RuntimeError); ``raise_unsayable`` (an exception whose
+``str`` raises); ``exit`` (``os._exit(exit_code)``);
 ``spawn_child`` start a ``sleep`` child process (to check that a group kill takes it too) and return its pid;
 ``emit`` send each item of ``payload`` as an event, then return how many; ``emit_then_crash`` send them, then segfault;
 ``emit_late`` return ``payload`` while a thread of the stage sends ``mb`` events of 100 kB (some after ``run`` returned);
@@ -29,8 +30,8 @@ from typing import Any
 __all__ = ["FaultConfig", "FaultRequest", "load", "run", "leak_native", "ACTIONS"]
 
 ACTIONS = (
-    "ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "exit", "spawn_child", "emit", "emit_then_crash",
-    "emit_late", "map_file",
+    "ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "raise_unsayable", "exit", "spawn_child", "emit",
+    "emit_then_crash", "emit_late", "map_file",
 )
 _MB = 1024 * 1024
 _libc = ctypes.CDLL(None)
@@ -71,6 +72,11 @@ def load(config: Any) -> dict[str, Any]:
         time.sleep(config.load_s)
         leak_native(config.leak_mb)
     return {"pid": os.getpid()}
+
+
+class _Unsayable(Exception):
+    def __str__(self) -> str:
+        raise ValueError("this exception cannot be said")
 
 
 def _count_load(path: str) -> int:
@@ -116,6 +122,8 @@ def run(model: dict[str, Any], request: FaultRequest, emit: Callable[[Any], None
             time.sleep(3600)
     if action == "raise":
         raise RuntimeError(f"injected failure: {request.payload!r}")
+    if action == "raise_unsayable":
+        raise _Unsayable()
     if action == "exit":
         os._exit(request.exit_code)
     if action == "spawn_child":
