@@ -40,6 +40,12 @@ def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tree: Pa
     assert discover_inputs([str(named)]) == [named.resolve()]
 
 
+def test_a_link_keeps_its_own_name_and_counts_once_with_its_target(tree: Path) -> None:
+    link = tree / "meeting-2024-05-01.wav"
+    link.symlink_to(tree / "a.wav")
+    assert discover_inputs([link, tree / "a.wav"]) == [link]
+
+
 def test_manifest_lines_are_relative_to_the_manifest(tree: Path) -> None:
     manifest = tree / "list.txt"
     manifest.write_text(f"# batch\n\nsub/c.mp3\n{tree / 'a.wav'}\n")

@@ -7,6 +7,7 @@ starting with ``#`` ignored, relative paths taken from the manifest's folder.
 from __future__ import annotations
 
 import glob
+import os
 from pathlib import Path
 
 __all__ = ["AUDIO_EXTENSIONS", "InputError", "discover_inputs"]
@@ -35,7 +36,7 @@ def discover_inputs(specs: list[str | Path]) -> list[Path]:
             resolved = path.resolve()
             if resolved not in seen:
                 seen.add(resolved)
-                found.append(resolved)
+                found.append(Path(os.path.abspath(path)))  # a link keeps its own name (git-annex, DVC)
     return found
 
 
