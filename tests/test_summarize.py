@@ -136,9 +136,14 @@ def test_read_transcript_reads_json_transcripts_and_plain_text(shared_data, tmp_
     assert summary_request(read_transcript(json_path)) == summary_request(transcript)
     jfk = shared_data / "jfk" / "jfk.txt"
     assert " ".join(t.text for t in summary_request(read_transcript(jfk)).turns) == jfk.read_text().strip()
-    (tmp_path / "bad.json").write_text('{"text": "no segments"}')
-    with pytest.raises(ValueError, match="not an isoscribe JSON transcript"):
-        read_transcript(tmp_path / "bad.json")
+    segment = {"id": 0, "start": 0.0, "end": 1.0, "text": "Hello there."}
+    for bad in ({"text": "no segments"}, {"segments": [{**segment, "text": None}]},
+                {"segments": [{**segment, "start": "0"}]}, {"segments": [{**segment, "speaker": 7}]}):
+        (tmp_path / "bad.json").write_text(json.dumps(bad))
+        with pytest.raises(ValueError, match="not an isoscribe JSON transcript"):
+            read_transcript(tmp_path / "bad.json")
+    (tmp_path / "notepad.txt").write_bytes("\ufeffAlice: I will send the slides by Friday.\n".encode())
+    assert [turn.speaker for turn in read_transcript(tmp_path / "notepad.txt").segments] == ["Alice"]
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

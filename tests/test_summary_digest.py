@@ -17,7 +17,7 @@ from isoscribe.summary.backends import OpenAIBackend
 from isoscribe.summary.digest import build_digest
 from isoscribe.summary.grounding import TranscriptIndex, check_sentence
 from isoscribe.summary.text import speaker_sentences, split_sentences, turns_from_text
-from isoscribe.summary.types import SummaryRequest
+from isoscribe.summary.types import SummaryRequest, SummaryTurn
 
 
 def test_the_extractive_digest_has_every_part_with_evidence():
@@ -37,6 +37,19 @@ def test_the_extractive_digest_has_every_part_with_evidence():
 def test_a_short_transcript_still_gets_an_overview():
     summary = build_digest(list(qmsum_meeting("ES2006b").turns)[:3])
     assert summary.overview and summary.sentences[0].supported
+
+
+def test_a_short_meeting_never_repeats_a_sentence_and_an_endless_one_is_cut():
+    said = [  # four statements of 15 to 50 words, 80 words in all: fewer than the overview may take
+        "The new remote control design needs a rubber case because users keep dropping it on hard floors at home.",
+        "Marketing research shows that young customers prefer bright colours and a fancy look over technical features.",
+        "The battery should last at least two years so that nobody has to open the device to replace cells.",
+        "Our production budget allows twelve euros and fifty cents per unit including the chip and the plastic parts.",
+    ]
+    short = build_digest([SummaryTurn("Alice", i * 10.0, i * 10.0 + 9, text) for i, text in enumerate(said)])
+    assert len({s.text for s in short.sentences}) == len(short.sentences) == 4
+    endless = build_digest([SummaryTurn("Bob", 0.0, 3600.0, " ".join(["budget"] * 20_000))])
+    assert 0 < len(endless.overview.split()) < 100
 
 
 def test_the_ice_breaker_kickoff_gets_at_most_two_action_items():

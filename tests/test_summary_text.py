@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from isoscribe.summary.dates import find_due, without_due
+from isoscribe.summary.extraction import extract_action_items
 from isoscribe.summary.text import clean_disfluencies, lemma, speaker_sentences, split_sentences, turns_of
 from isoscribe.transcript import Segment, Transcript
 
@@ -43,6 +44,18 @@ def test_turns_join_one_speakers_segments_and_time_their_sentences() -> None:
     assert sentences[0].start == 0.0 and sentences[2].end == 4.0 and sentences[1].start > sentences[0].start
 
 
+def test_a_long_pause_parts_one_speakers_turns_so_what_follows_keeps_its_time() -> None:
+    segments = [
+        Segment(0, 0.0, 4.0, " Let's look at the budget first.", speaker="A"),
+        Segment(1, 600.0, 604.0, " I will send the budget report to finance by Friday.", speaker="A"),
+        Segment(2, 604.5, 606.0, " Sounds good.", speaker="B"),
+    ]
+    turns = turns_of(Transcript(segments, "en", 1.0, 606.0, "m", ["A", "B"]))
+    assert [(t.speaker, t.start) for t in turns] == [("A", 0.0), ("A", 600.0), ("B", 604.5)]
+    [item] = extract_action_items(speaker_sentences(turns))
+    assert item.source.start == 600.0 and item.owner == "A"
+
+
 @pytest.mark.parametrize(
     ("text", "due"),
     [
@@ -57,6 +70,9 @@ def test_turns_join_one_speakers_segments_and_time_their_sentences() -> None:
         ("in two weeks", "in two weeks"),
         ("let's march on", None),
         ("in March", "in March"),
+        ("I will fix the login bug this weekend", "this weekend"),
+        ("I'll send the invoices by the end of June", "by the end of June"),
+        ("I'll update the budget by the end of May", "by the end of May"),
         *[(f"by {month} 3rd", f"by {month} 3rd") for month in (
             "January February March April May June July August September October November December".split()
         )],

@@ -22,13 +22,25 @@ __all__ = ["summarize_command", "read_transcript"]
 
 def read_transcript(path: Path) -> Transcript:
     """An isoscribe JSON transcript, or a plain text file (a ``Name: text`` line keeps its speaker)."""
-    raw = path.read_text(encoding="utf-8")
+    raw = path.read_text(encoding="utf-8-sig")  # Notepad's byte-order mark is no part of the first speaker's name
     if path.suffix.lower() != ".json" and not raw.lstrip().startswith("{"):
         return transcript_from_text(raw)
     try:
-        return Transcript.from_dict(json.loads(raw))
-    except (json.JSONDecodeError, KeyError, TypeError) as exc:
+        return _checked(Transcript.from_dict(json.loads(raw)))
+    except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
+
+
+def _checked(transcript: Transcript) -> Transcript:
+    for segment in transcript.segments:
+        times_are_numbers = all(
+            isinstance(t, int | float) and not isinstance(t, bool) for t in (segment.start, segment.end)
+        )
+        if not isinstance(segment.text, str) or not times_are_numbers:
+            raise TypeError(f"segment {segment.id}: text must be a string, start and end numbers")
+        if segment.speaker is not None and not isinstance(segment.speaker, str):
+            raise TypeError(f"segment {segment.id}: speaker must be a string or null")
+    return transcript
 
 
 def summarize_command(settings: Settings, args: argparse.Namespace) -> int:

@@ -345,10 +345,15 @@ def _same(item: ActionItem, other: ActionItem) -> bool:
 
 
 def _reply(sentences: list[SpeakerSentence], index: int) -> SpeakerSentence | None:
-    """The first sentence of the next turn, when another speaker says it."""
+    """The first sentence another speaker says next (one speaker's turns parted by a pause are passed over)."""
+    speaker = sentences[index].speaker
     for later in sentences[index + 1 :]:
-        if later.turn != sentences[index].turn:
-            return later if later.speaker != sentences[index].speaker else None
+        if later.turn == sentences[index].turn:
+            continue
+        if later.speaker != speaker:
+            return later
+        if speaker is None:  # unlabelled turns: the next one may be anyone
+            return None
     return None
 
 

@@ -9,7 +9,7 @@ Parameters were tuned on QMSum train and are measured on QMSum val (``isoscribe 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -47,9 +47,16 @@ def candidates_of(sentences: list[SpeakerSentence], settings: OverviewSettings) 
     if len(fitting) >= settings.min_sentences:
         return fitting
     longest = sorted(cleaned, key=lambda candidate: -candidate.words)[: settings.min_sentences]
-    return [candidate for candidate in cleaned if candidate in longest] or [
-        Candidate(sentence, clean_disfluencies(sentence.text)) for sentence in sentences[:1]
-    ]
+    chosen = [candidate for candidate in cleaned if candidate in longest]
+    if not chosen:  # nothing but fillers: said as it was, rather than an empty "Speaker: ."
+        chosen = [Candidate(sentence, sentence.text.strip()) for sentence in sentences[:1] if sentence.text.strip()]
+    return [_at_most(candidate, settings.max_words) for candidate in chosen]
+
+
+def _at_most(candidate: Candidate, max_words: int) -> Candidate:
+    """A statement cut to ``max_words`` (a transcript without punctuation is one endless sentence)."""
+    words = candidate.text.split()
+    return candidate if len(words) <= max_words else replace(candidate, text=" ".join(words[:max_words]) + " …")
 
 
 def tfidf(texts: list[str]):
@@ -72,15 +79,20 @@ def choose_sentences(candidates: list[Candidate], settings: OverviewSettings) ->
     centrality = vectors @ centroid
     similarity = (vectors @ vectors.T).toarray()
     chosen: list[int] = []
+    said: set[str] = set()
     used_words = 0
     while len(chosen) < settings.max_sentences:
         redundancy = similarity[:, chosen].max(axis=1) if chosen else np.zeros(len(candidates))
         score = centrality - settings.redundancy_weight * redundancy
         score[chosen] = -np.inf
+        score[[i for i, c in enumerate(candidates) if c.text.lower() in said]] = -np.inf
         best = int(np.argmax(score))
+        if score[best] == -np.inf:  # every candidate chosen or said already
+            break
         if len(chosen) >= settings.min_sentences and used_words + candidates[best].words > settings.target_words:
             break
         chosen.append(best)
+        said.add(candidates[best].text.lower())
         used_words += candidates[best].words
     return [candidates[index] for index in sorted(chosen)]
 
@@ -88,5 +100,5 @@ def choose_sentences(candidates: list[Candidate], settings: OverviewSettings) ->
 def attributed(candidate: Candidate) -> str:
     """ "Speaker: sentence." (the colon form scored best on QMSum train, and reads as a quotation)."""
     text = candidate.text.rstrip(",;:- ")
-    text = text if text.endswith((".", "!", "?")) else text + "."
+    text = text if text.endswith((".", "!", "?", "…")) else text + "."
     return f"{candidate.sentence.speaker}: {text}" if candidate.sentence.speaker else text

@@ -27,6 +27,8 @@ __all__ = [
     "STOPWORDS",
 ]
 
+MAX_PAUSE_IN_TURN_S = 2.0
+"""A speaker silent longer than this, with nobody else speaking, starts a new turn."""
 _SPEAKER_LABEL = re.compile(r"^(\w[\w.'-]*(?: [\w.'-]+){0,2}):\s+")
 """A "SPEAKER_00: " or "Project Manager: " prefix: at most three words before the colon."""
 _SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”']))(?<![ .][A-Za-z]\.)\s+(?=[\"“'(]?[A-Za-z0-9])")
@@ -44,13 +46,18 @@ class SpeakerSentence:
 
 
 def turns_of(transcript: Transcript) -> list[SummaryTurn]:
-    """Consecutive segments of one speaker joined into a turn; without speakers, one turn per segment."""
+    """Consecutive segments of one speaker joined into a turn, unless a pause parts them (sentences are timed
+    by their share of a turn: across a long pause that would be minutes off); without speakers, one turn per
+    segment."""
     turns: list[SummaryTurn] = []
     for segment in transcript.segments:
         text = segment.text.strip()
         if not text:
             continue
-        if turns and segment.speaker is not None and turns[-1].speaker == segment.speaker:
+        if (
+            turns and segment.speaker is not None and turns[-1].speaker == segment.speaker
+            and segment.start - turns[-1].end <= MAX_PAUSE_IN_TURN_S
+        ):
             last = turns[-1]
             turns[-1] = SummaryTurn(last.speaker, last.start, segment.end, f"{last.text} {text}")
         else:
