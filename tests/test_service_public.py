@@ -5,8 +5,10 @@ and the checks a request meets before any stage runs."""
 from __future__ import annotations
 
 import argparse
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -15,7 +17,8 @@ from service_support import NoWorkers
 
 from isoscribe.config import load_settings
 from isoscribe.service.app import create_app
-from isoscribe.service.auth import hash_key
+from isoscribe.service.auth import Caller, hash_key
+from isoscribe.service.core import Service
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.service.server import serve_command
 
@@ -107,6 +110,11 @@ def test_the_job_list_is_paginated_without_results(owned_jobs: tuple[TestClient,
     second = client.get("/v1/jobs", params={"limit": 1, "after": first["last_id"]}, headers=_auth(ADMIN)).json()
     assert [job["id"] for job in second["data"]] == [job_a] and not second["has_more"], "a full last page ends the list"
     assert all("transcript" not in job for job in first["data"] + second["data"])
+    _is_openai_error(client.get("/v1/jobs", params={"after": job_b}, headers=_auth(KEY_A)), 400)  # B's, unseen
+    assert client.delete(f"/v1/jobs/{job_b}", params={"purge": "true"}, headers=_auth(ADMIN)).status_code == 200
+    gone = client.get("/v1/jobs", params={"limit": 1, "after": job_b}, headers=_auth(ADMIN))
+    _is_openai_error(gone, 400)
+    assert gone.json()["error"]["code"] == "invalid_cursor", "not an empty last page while job A is still listed"
 
 
 def test_metrics_and_docs_need_a_key_unless_public(tmp_path: Path) -> None:
@@ -172,3 +180,32 @@ def test_finished_jobs_expire_with_their_audio(tmp_path: Path) -> None:
 
 def test_job_audio_is_not_kept_by_default() -> None:
     assert load_settings().service.keep_job_audio is False
+
+
+def test_a_cancelled_queued_job_gets_its_webhook_and_loses_its_files(tmp_path: Path) -> None:
+    audio = tmp_path / "queued.wav"
+    audio.write_bytes(b"audio")
+    service = Service(load_settings(overrides={"service": {"data_dir": tmp_path}}), NoWorkers())
+    job = service.store.create(audio, JobOptions(filename="queued.wav"), "https://hooks.example/done")
+    sent: list[tuple[str, str, dict]] = []
+    service.outbox = SimpleNamespace(put=lambda *delivery: sent.append(delivery))
+    assert asyncio.run(service.cancel_job(job.id, Caller("", admin=True))).status == "cancelled"
+    assert [(job_id, url, body["status"]) for job_id, url, body in sent] == [
+        (job.id, "https://hooks.example/done", "cancelled")
+    ]
+    assert not audio.exists()
+    service.store.close()
+
+
+def test_a_start_removes_job_uploads_no_job_owns(tmp_path: Path) -> None:
+    job_audio = tmp_path / "job-audio"
+    job_audio.mkdir()
+    (job_audio / "cut-off-upload.wav").write_bytes(b"half")
+    kept = job_audio / "kept.wav"
+    kept.write_bytes(b"audio")
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    store.create(kept, JobOptions(filename="kept.wav"))
+    store.close()
+    with _client(tmp_path) as client:
+        assert client.get("/healthz").status_code == 200
+    assert sorted(path.name for path in job_audio.iterdir()) == ["kept.wav"]

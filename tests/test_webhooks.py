@@ -17,6 +17,12 @@ from isoscribe.service.webhook_outbox import WebhookOutbox, webhook_secret
 from isoscribe.webhooks import WebhookRefused, new_secret, post_json, post_json_async
 
 
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
 @pytest.fixture
 def receiver():
     hook = WebhookReceiver()
@@ -156,6 +162,26 @@ def test_the_outbox_retries_a_failed_delivery_under_the_same_id(tmp_path: Path) 
         assert (tmp_path / "webhook_secret").stat().st_mode & 0o077 == 0, "the made secret is private"
     finally:
         flaky.close()
+
+
+def test_a_delivery_put_just_before_stop_still_goes_out_and_an_undelivered_one_is_logged(
+    tmp_path: Path, receiver: WebhookReceiver, caplog: pytest.LogCaptureFixture
+) -> None:
+    settings = load_settings(overrides={"service": {
+        "data_dir": tmp_path, "webhook_allow_hosts": ["127.0.0.1"], "webhook_backoff_s": 30, "webhook_timeout_s": 1,
+    }})
+    nobody = f"http://127.0.0.1:{_free_port()}/"
+
+    async def stop_at_once() -> None:
+        outbox = WebhookOutbox(settings, webhook_secret(settings, tmp_path))
+        outbox.start()
+        outbox.put("job_1", receiver.url, {"id": "job_1"})  # a job that finished during the drain
+        outbox.put("job_2", nobody, {"id": "job_2"})  # refused, then a 30 s backoff: past the stop's wait
+        await outbox.stop()
+
+    asyncio.run(asyncio.wait_for(stop_at_once(), 60))
+    assert receiver.bodies == [{"id": "job_1"}]
+    assert "event=webhooks_dropped count=1" in caplog.text
 
 
 @pytest.mark.slow

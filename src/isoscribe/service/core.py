@@ -24,6 +24,7 @@ from isoscribe.service.job_expiry import expire_jobs_forever, job_files
 from isoscribe.service.job_edits import conflict
 from isoscribe.service.job_loops import JobLoops
 from isoscribe.service.job_store import Job, JobOptions, JobStore
+from isoscribe.service.job_view import job_status
 from isoscribe.service.known_speakers import check_references, save_references
 from isoscribe.service.metrics import ServiceMetrics
 from isoscribe.service.model_routing import ModelRouter
@@ -69,6 +70,8 @@ class Service:
         for folder in (self.request_upload_dir, self.job_audio_dir):
             folder.mkdir(parents=True, exist_ok=True)
         _remove_leftover_uploads(self.request_upload_dir)
+        if isinstance(self.store, JobStore):  # a shared Redis store's other servers may be receiving uploads now
+            await asyncio.to_thread(_remove_unowned_job_files, self.store, self.job_audio_dir)
         self.settings = await asyncio.to_thread(_resolved, self.settings)
         if self.executor is None:
             self.executor = await asyncio.to_thread(build_executor, self.settings)
@@ -102,10 +105,10 @@ class Service:
         self._begin_drain()
         if self._drain is not None:
             await self._drain
-        if self.pipelines is not None:
-            self.pipelines.shutdown()
-        if self.outbox is not None:
+        if self.outbox is not None:  # jobs that finished in the drain get their webhooks first
             await self.outbox.stop()
+        if self.pipelines is not None:
+            await asyncio.to_thread(self.pipelines.shutdown)
         if self._expiry is not None:
             self._expiry.cancel()
         if self.executor is not None and self._owns_executor:
@@ -239,14 +242,23 @@ class Service:
             ) from None
 
     async def list_jobs(self, caller: Caller, limit: int, after: str | None) -> list[Job]:
-        """The caller's newest jobs (every job for an admin), without their results."""
+        """The caller's newest jobs (every job for an admin), without their results; 400 when ``after`` names
+        no job the caller sees (deleted or expired since: a page that ends there would end the list)."""
+        if after is not None:
+            cursor = await self._store(self.store.get, after)
+            if cursor is None or not caller.may_see(cursor.api_key_id):
+                raise ApiError(400, f"no job {after!r} to list after (deleted or expired); list from the start",
+                               param="after", code="invalid_cursor")
         return await self._store(self.store.recent, limit, after, None if caller.admin else caller.owner)
 
     async def cancel_job(self, job_id: str, caller: Caller) -> Job:
         job = await self.get_job(job_id, caller)
         if await self._store(self.store.cancel, job_id):
-            if job.status == "queued":  # a running job's files are removed by its job loop when it stops
+            if job.status == "queued":  # a running job's files and webhook are its job loop's when it stops
                 delete_files(job_files(job))
+                cancelled = await self._store(self.store.get, job_id)
+                if cancelled is not None and cancelled.webhook_url and self.outbox is not None:
+                    self.outbox.put(cancelled.id, cancelled.webhook_url, job_status(cancelled))
             elif self.job_loops is not None:
                 self.job_loops.stop_running(job_id)
             log_event(logger, "job_cancelled", id=job_id, was=job.status)
@@ -291,6 +303,14 @@ def _remove_leftover_uploads(upload_dir: Path) -> None:
     """Sync uploads of a server that died mid-request: nobody is waiting for them any more."""
     for leftover in upload_dir.iterdir():
         if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+
+
+def _remove_unowned_job_files(store: JobStore, job_audio_dir: Path) -> None:
+    """Job uploads of a server that died before their job was stored: no job will ever delete them."""
+    owned = {path.name for job in store.recent(store.count_all()) for path in job_files(job)}
+    for leftover in job_audio_dir.iterdir():
+        if leftover.is_file() and leftover.name not in owned:
             leftover.unlink(missing_ok=True)
 
 

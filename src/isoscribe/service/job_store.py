@@ -135,6 +135,10 @@ class JobStore:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]
 
+    def count_all(self) -> int:
+        with self._lock:
+            return self._db.execute("SELECT COUNT(*) FROM jobs").fetchone()[0]
+
     def recent(self, limit: int, after: str | None = None, api_key_id: str | None = None) -> list[Job]:
         """The newest ``limit`` jobs older than job ``after``, newest first, without transcript and
         summary; only those of ``api_key_id`` unless it is None."""

@@ -3,7 +3,8 @@
 Each attempt has an overall deadline (``webhook_timeout_s``); a failed attempt (refused address,
 network error, deadline, or a status other than 2xx) is retried after ``webhook_backoff_s``, doubled each
 time, up to ``webhook_attempts``. Every attempt of one delivery carries the same ``webhook-id``, so a
-receiver can drop duplicates. Deliveries still waiting when the server stops are dropped (logged).
+receiver can drop duplicates. When the server stops, deliveries already waiting (those of jobs that finished
+during the drain too) get one attempt's time to go out; what is still undelivered then is dropped (logged).
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ logger = logging.getLogger("isoscribe.service.webhooks")
 
 _SENDERS = 4
 """Deliveries in flight at once: a slow receiver delays only its own deliveries."""
+_STOP_FLUSH_S = 10.0
+"""The most a stopping server waits for deliveries still to go out."""
 
 
 @dataclass(frozen=True)
@@ -57,25 +60,34 @@ class WebhookOutbox:
         self.secret = secret
         self._queue: asyncio.Queue[_Delivery] = asyncio.Queue()
         self._senders: list[asyncio.Task] = []
+        self._undelivered = 0
+        """Put and not yet done: waiting in the queue or being sent."""
 
     def start(self) -> None:
         self._senders = [asyncio.create_task(self._send_loop()) for _ in range(_SENDERS)]
 
     def put(self, job_id: str, url: str, payload: dict[str, Any]) -> None:
+        self._undelivered += 1
         self._queue.put_nowait(_Delivery(job_id, url, payload, f"msg_{uuid.uuid4().hex}"))
 
     async def stop(self) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._queue.join(), min(self.settings.webhook_timeout_s, _STOP_FLUSH_S))
         for sender in self._senders:
             sender.cancel()
         await asyncio.gather(*self._senders, return_exceptions=True)
-        if not self._queue.empty():
-            log_event(logger, "webhooks_dropped", logging.WARNING, count=self._queue.qsize())
+        if self._undelivered:
+            log_event(logger, "webhooks_dropped", logging.WARNING, count=self._undelivered)
 
     async def _send_loop(self) -> None:
         while True:
             delivery = await self._queue.get()
-            with contextlib.suppress(Exception):  # a bug in one delivery must not stop the sender
-                await self._deliver(delivery)
+            try:
+                with contextlib.suppress(Exception):  # a bug in one delivery must not stop the sender
+                    await self._deliver(delivery)
+                self._undelivered -= 1
+            finally:
+                self._queue.task_done()
 
     async def _deliver(self, delivery: _Delivery) -> None:
         backoff_s = self.settings.webhook_backoff_s
