@@ -119,3 +119,32 @@ def test_worker_memory_is_bounded_out_of_the_box() -> None:
                 pool.shutdown()
     finally:
         executor.shutdown()
+
+
+@pytest.mark.parametrize(
+    ("diarization", "message"),
+    [
+        ({"min_speakers": 5, "max_speakers": 2}, "min_speakers 5 is above max_speakers 2"),
+        ({"num_speakers": 3, "max_speakers": 2}, "num_speakers 3 is outside"),
+        ({"num_speakers": 1, "min_speakers": 2}, "num_speakers 1 is outside"),
+    ],
+)
+def test_speaker_bounds_that_contradict_each_other_stop_at_start_up(diarization: dict, message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        load_settings(overrides={"diarization": diarization})
+    assert load_settings(overrides={"diarization": {"num_speakers": 10}}).diarization.num_speakers == 10
+
+
+@pytest.mark.parametrize(
+    ("samples", "message"),
+    [
+        (["Alice.wav", "Alice.flac"], "more than one voice sample named Alice"),
+        (["0.wav", "Bob.wav"], "0 cannot name a speaker"),
+        (["SPEAKER_00.flac"], "SPEAKER_00 cannot name a speaker"),
+    ],
+)
+def test_voice_samples_that_cannot_name_a_speaker_stop_at_start_up(tmp_path: Path, samples: list, message: str) -> None:
+    for name in samples:
+        (tmp_path / name).write_bytes(b"x")
+    with pytest.raises(SettingsError, match=message):
+        load_settings(overrides={"diarization": {"speakers_dir": tmp_path}})

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import soundfile as sf
 import pytest
 from asr_helpers import der
 from speaker_fixtures import render_meeting, render_references
@@ -123,3 +124,15 @@ def test_known_speakers_label_nine_in_ten_turns_of_a_three_voice_meeting(
     ]
     print(f"known speakers: {sum(right)}/{len(right)} turns right: {labels}")
     assert sum(right) >= 0.9 * len(right)
+
+
+@pytest.mark.parametrize(("seconds", "said"), [(22.0, "lasts over 11 s"), (10.6, "lasts 10.6 s"), (1.0, "lasts 1.0 s")])
+def test_a_voice_sample_of_the_wrong_length_is_named_the_same_way_however_long(
+    diarizer: diarize.Diarizer, shared_data: Path, tmp_path: Path, seconds: float, said: str
+) -> None:
+    audio = decode_audio(shared_data / "jfk" / "jfk.wav")
+    sample = tmp_path / "Ann.wav"
+    sf.write(sample, np.tile(audio, 3)[: int(seconds * SAMPLE_RATE)], SAMPLE_RATE)
+    request = SpeechRequest(str(shared_data / "jfk" / "jfk.wav"), diarize=True, known_speakers=(KnownSpeaker("Ann", str(sample)),))
+    with pytest.raises(ValueError, match=f"voice sample of 'Ann' .* {said}, not 2-10 s"):
+        diarize.run(diarizer, request)

@@ -184,6 +184,9 @@ def test_known_speakers_must_pair_up_and_be_data_urls(tmp_path: Path) -> None:
     assert unpaired.value.status_code == 400 and "2 known_speaker_names[] but 1" in unpaired.value.message
     params = from_form(TranscriptionParams, form(known_speaker_names=["Alice"], known_speaker_references=["x"]))
     assert params.diarized
+    with pytest.raises(ApiError) as generated_label:
+        from_form(TranscriptionParams, form(known_speaker_names=["SPEAKER_01"], known_speaker_references=["x"]))
+    assert "labels of unnamed speakers" in generated_label.value.message
     with pytest.raises(ApiError) as not_a_data_url:
         save_references(["Alice"], ["https://example.com/alice.wav"], tmp_path)
     assert "known_speaker_references[0] (for 'Alice')" in not_a_data_url.value.message

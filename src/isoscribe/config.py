@@ -12,11 +12,13 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from isoscribe.decoding import CLIENT_OPTIONS, MAX_BEAM_SIZE, DecodingOption
 from isoscribe.formats import names as format_names
+from isoscribe.inputs import AUDIO_EXTENSIONS
 from isoscribe.languages import check_language
 from isoscribe.subtitles import SubtitleLayout
+from isoscribe.transcript import UNNAMED_SPEAKER_LABEL
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -102,9 +104,9 @@ class DiarizationSettings(_Section):
     min_speakers: int = Field(1, ge=1)
     max_speakers: int = Field(8, ge=1)
     speaker_count: Literal["linkage", "eigengap"] = "linkage"
+    """How the campplus and resemblyzer backends count speakers when num_speakers is not set (stages/clustering.py)."""
     overlap: bool = True
     """Where segmentation-3.0 hears two voices at once, the second gets a turn too (not for pyannote)."""
-    """How the campplus and resemblyzer backends count speakers when num_speakers is not set (stages/clustering.py)."""
     pyannote_pipeline_path: Path | None = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
     speakers_dir: Path | None = None
@@ -114,10 +116,30 @@ class DiarizationSettings(_Section):
 
     @field_validator("speakers_dir")
     @classmethod
-    def _is_folder(cls, value: Path | None) -> Path | None:
-        if value is not None and not value.is_dir():
+    def _is_folder_of_named_samples(cls, value: Path | None) -> Path | None:
+        if value is None:
+            return value
+        if not value.is_dir():
             raise ValueError(f"{value} is not a folder")
+        names = [path.stem for path in value.iterdir() if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS]
+        if twice := sorted({name for name in names if names.count(name) > 1}):
+            raise ValueError(f"{value}: more than one voice sample named {', '.join(twice)}")
+        if unnamed := sorted(name for name in names if UNNAMED_SPEAKER_LABEL.fullmatch(name)):
+            raise ValueError(f"{value}: {', '.join(unnamed)} cannot name a speaker (the labels of unnamed ones)")
         return value
+
+    @model_validator(mode="after")
+    def _bounds_agree(self) -> DiarizationSettings:
+        if self.min_speakers > self.max_speakers:
+            raise ValueError(f"min_speakers {self.min_speakers} is above max_speakers {self.max_speakers}")
+        given = self.model_fields_set
+        count = self.num_speakers
+        if count is not None and (
+            ("max_speakers" in given and count > self.max_speakers)
+            or ("min_speakers" in given and count < self.min_speakers)
+        ):
+            raise ValueError(f"num_speakers {count} is outside min_speakers..max_speakers")
+        return self
 
 
 class LlmSettings(_Section):

@@ -6,6 +6,7 @@ Small dataclasses, picklable, with ``to_dict``/``from_dict`` for the documented 
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
@@ -125,6 +126,11 @@ class ProbeResult:
 REFERENCE_MIN_S = 2.0
 REFERENCE_MAX_S = 10.0
 """A known speaker's voice sample lasts this long: enough windows for a stable d-vector, one voice."""
+
+
+UNNAMED_SPEAKER_LABEL = re.compile(r"\d+|SPEAKER_\d+")
+"""What diarization calls a speaker without a name (clusters are numbers until relabelled SPEAKER_00 …): a
+known speaker named so would be mistaken for one."""
 
 
 @dataclass(frozen=True)

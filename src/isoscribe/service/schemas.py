@@ -23,6 +23,7 @@ from isoscribe.formats import names
 from isoscribe.openai_shapes import Granularity
 from isoscribe.service.transcription import SpeechOptions
 from isoscribe.service.uploads import UploadedForm
+from isoscribe.transcript import UNNAMED_SPEAKER_LABEL
 
 __all__ = [
     "TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "SpeakerName", "from_form", "check_fields",
@@ -129,6 +130,8 @@ class _Params(_SpeechParams):
             raise ValueError(f"{len(names)} known_speaker_names[] but {len(references)} known_speaker_references[]")
         if len(set(names)) != len(names):
             raise ValueError("known_speaker_names[] must differ from each other")
+        if unnamed := [name for name in names if UNNAMED_SPEAKER_LABEL.fullmatch(name)]:
+            raise ValueError(f"known_speaker_names[] {', '.join(unnamed)}: the labels of unnamed speakers")
         return self
 
     @property

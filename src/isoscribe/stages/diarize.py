@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from isoscribe.audio import SAMPLE_RATE, decode_audio
+from isoscribe.audio import SAMPLE_RATE, AudioTooLong, decode_audio
 from isoscribe.config import DiarizationSettings, Settings
 from isoscribe.logs import log_event
 from isoscribe.stages import campplus, local_speakers, overlap, vad
@@ -318,11 +318,14 @@ def name_known_speakers(
 def _references(model: Diarizer, request: SpeechRequest | SpeakerClusterRequest) -> dict[str, np.ndarray]:
     references = {}
     for known in request.known_speakers:
-        audio = decode_audio(known.audio_path, max_duration_s=REFERENCE_MAX_S + 1.0)
-        seconds = audio.size / SAMPLE_RATE
-        if not REFERENCE_MIN_S <= seconds <= REFERENCE_MAX_S:
+        try:
+            audio = decode_audio(known.audio_path, max_duration_s=REFERENCE_MAX_S + 1.0)
+        except AudioTooLong:  # the sample is too long, not the file being diarized: said as below
+            audio = None
+        if audio is None or not REFERENCE_MIN_S <= audio.size / SAMPLE_RATE <= REFERENCE_MAX_S:
+            lasts = f"over {REFERENCE_MAX_S + 1.0:g}" if audio is None else f"{audio.size / SAMPLE_RATE:.1f}"
             raise ValueError(
-                f"the voice sample of {known.name!r} ({known.audio_path}) lasts {seconds:.1f} s, "
+                f"the voice sample of {known.name!r} ({known.audio_path}) lasts {lasts} s, "
                 f"not {REFERENCE_MIN_S:g}-{REFERENCE_MAX_S:g} s"
             )
         references[known.name] = reference_embedding(model, audio)
