@@ -29,13 +29,14 @@ def test_sentences_split_after_end_punctuation_only() -> None:
     ]  # fmt: skip
 
 
+def _turns(*said: tuple[float, float, str, str]) -> list:
+    """Turns of segments given as (start, end, text, speaker)."""
+    segments = [Segment(i, start, end, f" {text}", speaker=speaker) for i, (start, end, text, speaker) in enumerate(said)]
+    return turns_of(Transcript(segments, "en", 1.0, segments[-1].end, "m", sorted({s.speaker for s in segments})))
+
+
 def test_turns_join_one_speakers_segments_and_time_their_sentences() -> None:
-    segments = [
-        Segment(0, 0.0, 2.0, " Hello there.", speaker="A"),
-        Segment(1, 2.0, 4.0, " Shall we start? Yes.", speaker="A"),
-        Segment(2, 4.0, 5.0, " Sure.", speaker="B"),
-    ]
-    turns = turns_of(Transcript(segments, "en", 1.0, 5.0, "m", ["A", "B"]))
+    turns = _turns((0.0, 2.0, "Hello there.", "A"), (2.0, 4.0, "Shall we start? Yes.", "A"), (4.0, 5.0, "Sure.", "B"))
     assert [(t.speaker, t.start, t.end, t.text) for t in turns] == [
         ("A", 0.0, 4.0, "Hello there. Shall we start? Yes."), ("B", 4.0, 5.0, "Sure."),
     ]  # fmt: skip
@@ -45,12 +46,11 @@ def test_turns_join_one_speakers_segments_and_time_their_sentences() -> None:
 
 
 def test_a_long_pause_parts_one_speakers_turns_so_what_follows_keeps_its_time() -> None:
-    segments = [
-        Segment(0, 0.0, 4.0, " Let's look at the budget first.", speaker="A"),
-        Segment(1, 600.0, 604.0, " I will send the budget report to finance by Friday.", speaker="A"),
-        Segment(2, 604.5, 606.0, " Sounds good.", speaker="B"),
-    ]
-    turns = turns_of(Transcript(segments, "en", 1.0, 606.0, "m", ["A", "B"]))
+    turns = _turns(
+        (0.0, 4.0, "Let's look at the budget first.", "A"),
+        (600.0, 604.0, "I will send the budget report to finance by Friday.", "A"),
+        (604.5, 606.0, "Sounds good.", "B"),
+    )
     assert [(t.speaker, t.start) for t in turns] == [("A", 0.0), ("A", 600.0), ("B", 604.5)]
     [item] = extract_action_items(speaker_sentences(turns))
     assert item.source.start == 600.0 and item.owner == "A"
