@@ -41,6 +41,18 @@ def test_transcribe_diarized_srt_to_out_file(demo_dialogue: Path, tmp_path: Path
     assert labels == {"[SPEAKER_00]", "[SPEAKER_01]"}
 
 
+def test_out_naming_a_folder_writes_stem_dot_format_into_it(shared_data: Path, tmp_path: Path) -> None:
+    folder = tmp_path / "subtitles"
+    folder.mkdir()
+    result = run_cli(
+        "transcribe", str(shared_data / "jfk" / "jfk.flac"), "--format", "srt", "--out", str(folder), cwd=tmp_path,
+        timeout_s=300,
+    )
+    assert result.returncode == 0, result.stderr
+    assert [path.name for path in folder.iterdir()] == ["jfk.srt"]
+    assert list(srt.parse((folder / "jfk.srt").read_text()))
+
+
 def test_bad_audio_and_unknown_model_fail_with_a_clear_message(tmp_path: Path, shared_data: Path) -> None:
     text_file = tmp_path / "notes.wav"
     text_file.write_text("not audio at all\n")

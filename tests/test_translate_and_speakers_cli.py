@@ -11,6 +11,7 @@ from asr_helpers import run_cli
 from speaker_fixtures import MEETING, reads_as_english, render_german, render_meeting, render_references, spoken_by
 
 from isoscribe.benchmarks.meetings import script_turns
+from isoscribe.models import resolve_model
 
 pytestmark = pytest.mark.slow
 
@@ -20,6 +21,15 @@ def test_translate_with_an_english_only_model_exits_2_naming_a_multilingual_one(
     result = run_cli("transcribe", str(shared_data / "jfk" / "jfk.wav"), "--task", "translate", cwd=tmp_path)
     assert result.returncode == 2
     assert "tiny.en" in result.stderr and "English-only" in result.stderr and "base" in result.stderr
+    config = tmp_path / "translate.toml"
+    config.write_text('[asr]\ntask = "translate"\n')
+    from_file = run_cli("--config", str(config), "transcribe", str(shared_data / "jfk" / "jfk.wav"), cwd=tmp_path)
+    assert from_file.returncode == 2 and "English-only" in from_file.stderr, from_file.stderr
+    tiny_en_folder = str(resolve_model("tiny.en", None))
+    by_path = run_cli(
+        "transcribe", str(shared_data / "jfk" / "jfk.wav"), "--model", tiny_en_folder, "--task", "translate", cwd=tmp_path
+    )
+    assert by_path.returncode == 2 and "English-only" in by_path.stderr, by_path.stderr
 
 
 def test_transcribe_and_run_translate_german_to_english(tmp_path: Path) -> None:

@@ -19,14 +19,21 @@ def _mode_under_umask() -> int:
 
 
 def write_atomic(path: Path | str, data: str | bytes) -> None:
-    """Write to a temp file in the same folder, fsync, then rename over ``path``."""
+    """Write to a temp file in the same folder, fsync, then rename over ``path``: over a link's target, and
+    straight into what is no regular file (a FIFO, ``/dev/stdout``), which a rename would replace."""
     path = Path(path)
+    payload = data.encode("utf-8") if isinstance(data, str) else data
+    if path.exists() and not path.is_file():
+        with open(path, "wb") as stream:
+            stream.write(payload)
+        return
+    path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _mode_under_umask())  # mkstemp makes 0600; outputs are read like any file the user writes
         with os.fdopen(fd, "wb") as handle:
-            handle.write(data.encode("utf-8") if isinstance(data, str) else data)
+            handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp_name, path)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import os
 import shutil
 import tempfile
@@ -29,6 +30,7 @@ __all__ = [
 ]
 
 _MODEL_FILES = ("model.bin", "config.json")
+_MULTILINGUAL_VOCABULARY = 51865
 
 
 @dataclass(frozen=True)
@@ -106,11 +108,14 @@ def resolve_model(name_or_path: str | os.PathLike, cache_dir: Path) -> Path:
 
 
 def is_english_only(model_dir: Path) -> bool:
-    """True for ``*.en`` checkpoints: their vocabulary lacks the multilingual language tokens."""
+    """True for ``*.en`` checkpoints, by their vocabulary's size as CTranslate2 tells them apart (multilingual:
+    51,865 tokens or more); the ``.en`` vocabulary lists the language tokens too, so their presence says nothing."""
     for vocabulary in ("vocabulary.txt", "vocabulary.json"):
         path = model_dir / vocabulary
         if path.is_file():
-            return "<|de|>" not in path.read_text(encoding="utf-8", errors="ignore")
+            text = path.read_text(encoding="utf-8", errors="ignore")
+            size = len(json.loads(text)) if path.suffix == ".json" else len(text.splitlines())
+            return size < _MULTILINGUAL_VOCABULARY
     return False
 
 

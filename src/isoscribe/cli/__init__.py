@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
     except SettingsError as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
-    if getattr(args, "task", None) == "translate":
+    if args.command in ("transcribe", "run") and settings.asr.task == "translate":  # the flag, file or env
         refusal = cannot_translate(settings.asr.model, settings.asr.model_cache_dir)
         if refusal is not None:
             print(f"isoscribe: {refusal}", file=sys.stderr)

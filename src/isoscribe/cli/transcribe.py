@@ -11,6 +11,7 @@ from isoscribe.cli.signals import install_stop_signals
 from isoscribe.config import Settings
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.files import write_atomic
+from isoscribe.formats import find
 from isoscribe.logs import log_event
 from isoscribe.models import ModelNotFound, resolve_model
 from isoscribe.outputs import format_transcript
@@ -27,6 +28,13 @@ _logger = logging.getLogger("isoscribe.pipeline")
 _INPUT_FAULTS = (FailureKind.BAD_AUDIO, FailureKind.TOO_LONG, FailureKind.TOO_SHORT)
 
 
+def _out_path(out: Path | None, audio: Path, fmt: str) -> Path | None:
+    """Where the transcript goes: None (or ``-``) for stdout; into a folder as ``STEM.EXT``; else that path."""
+    if out is None or str(out) == "-":
+        return None
+    return out / f"{audio.stem}.{find(fmt, 'cli').extension}" if out.is_dir() else out
+
+
 def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     """Exit 0 with the transcript written, 2 for a bad file or model name, 1 when a stage failed."""
     try:
@@ -34,6 +42,7 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     except ModelNotFound as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
+    out = _out_path(args.out, args.file, args.format)
     install_stop_signals()
     settings = resolve_one_worker(settings)
     policy = batch_policy(settings)
@@ -41,11 +50,11 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
 
     def write(transcript: Transcript, summary: Summary | None) -> list[str]:
         text = format_transcript(transcript, args.format, subtitles=settings.subtitles.layout())
-        if args.out is None:
+        if out is None:
             sys.stdout.write(text)
             return ["-"]
-        write_atomic(args.out, text)
-        return [str(args.out)]
+        write_atomic(out, text)
+        return [str(out)]
 
     executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
     try:

@@ -94,8 +94,6 @@ def load(settings: Settings) -> Transcriber:
         logger, "asr_model_loaded", model=asr.model, path=model_dir, device=device,
         compute_type=compute_type, load_s=time.perf_counter() - started,
     )
-    # CTranslate2 knows; models.is_english_only reads the vocabulary, which lists the language
-    # tokens in tiny.en's too (it answers False there).
     english_only = not whisper.model.is_multilingual
     return Transcriber(whisper, asr.model, device, compute_type, english_only, asr)
 
