@@ -179,6 +179,10 @@ def test_bad_client_events_get_error_events_and_the_session_goes_on(server: Serv
         assert _until(socket, "error")[-1]["error"]["code"] == "model_not_found"
         socket.send("{")
         assert _until(socket, "error")[-1]["error"]["code"] == "invalid_json"
+        socket.send(jfk_24k[:4800])  # raw audio in a binary frame: an error event, not a closed session
+        assert _until(socket, "error")[-1]["error"]["code"] == "invalid_json"
+        socket.send(json.dumps({"type": "input_audio_buffer.commit", "event_id": "as-bytes"}).encode())
+        assert _until(socket, "error")[-1]["error"]["event_id"] == "as-bytes", "JSON in a binary frame is read"
         socket.send(json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(jfk_24k[:48000]).decode()}))
         socket.send(json.dumps({"type": "input_audio_buffer.clear"}))
         assert _until(socket, "input_audio_buffer.cleared")

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
+import json
+from types import SimpleNamespace
+
 import pytest
 
+from isoscribe.config import load_settings
+from isoscribe.executors import PooledExecutor
+from isoscribe.service import realtime
 from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_protocol import ProtocolError, SessionConfig, updated_config
-from isoscribe.service.realtime_session import SessionLimits
+from isoscribe.service.realtime_session import LiveSession, SessionLimits
 from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetection, TurnDetector
+from isoscribe.stages.realtime import UtteranceText, VoiceActivity, VoiceActivityRequest
 
 FRAME_S = 0.032
 SERVED = ("whisper-1", "tiny.en")
@@ -119,3 +128,59 @@ def test_an_english_only_model_refuses_another_language() -> None:
     with pytest.raises(ProtocolError) as refused:
         updated_config(SessionConfig(), update, SERVED, english_only=True)
     assert refused.value.code == "unsupported_language"
+
+
+def _append(pcm16: bytes) -> str:
+    return json.dumps({"type": "input_audio_buffer.append", "audio": base64.b64encode(pcm16).decode()})
+
+
+def _samples(seconds: float, value: int = 1000, rate_hz: int = 24000) -> bytes:
+    return value.to_bytes(2, "little", signed=True) * round(seconds * rate_hz)
+
+
+async def _silence_only(request: object) -> object:
+    """The realtime stage's answers without its models: the VAD hears nothing, decoding says nothing."""
+    if isinstance(request, VoiceActivityRequest):
+        return VoiceActivity([0.0] * (len(request.pcm16) // 2 * 16000 // request.sample_rate_hz // 512))
+    return UtteranceText("", "en", 0.0)
+
+
+async def _nothing_sent(event: dict) -> None:
+    pass
+
+
+def test_a_manual_commit_with_server_vad_takes_all_the_audio_since_the_last_one() -> None:
+    async def commit_after_six_seconds() -> bytes:
+        session = LiveSession(_silence_only, _nothing_sent, SessionLimits())
+        for _ in range(60):
+            await session.handle(_append(_samples(0.1)))
+            if session._scan is not None:
+                await session._scan
+        await session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+        return session._decodes.get_nowait().pcm16
+
+    assert len(asyncio.run(commit_after_six_seconds())) == len(_samples(6.0)), "speech the VAD missed is kept"
+
+
+def test_a_clear_also_forgets_half_a_sample() -> None:
+    async def clear_then_commit() -> bytes:
+        session = LiveSession(_silence_only, _nothing_sent, SessionLimits(), SessionConfig(turn_detection=None))
+        await session.handle(_append(_samples(0.5) + b"\x07"))
+        await session.handle(json.dumps({"type": "input_audio_buffer.clear"}))
+        await session.handle(_append(_samples(0.5)))
+        await session.handle(json.dumps({"type": "input_audio_buffer.commit"}))
+        return session._decodes.get_nowait().pcm16
+
+    assert asyncio.run(clear_then_commit()) == _samples(0.5), "later samples are not shifted by a byte"
+
+
+def test_a_pool_that_fails_to_start_takes_no_session_slot(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_room(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(realtime, "WorkerPool", no_room)
+    service = SimpleNamespace(settings=load_settings(), accepting=True, executor=PooledExecutor())
+    sessions = realtime.RealtimeSessions(service)
+    with pytest.raises(OSError):
+        sessions.admit()
+    assert sessions.open == 0 and realtime.REALTIME_STAGE not in service.executor.factories, "the next one retries"

@@ -72,8 +72,8 @@ class RealtimeSessions:
                 "(service.max_realtime_sessions); try again when one has ended",
                 "session_limit_reached", 1013,
             )
+        self._ensure_pool(service.executor)  # before the slot is taken: a failure here must not keep one
         self.open += 1
-        self._ensure_pool(service.executor)
         log_event(logger, "realtime_session_opened", open=self.open)
 
     def release(self) -> None:
@@ -102,4 +102,8 @@ class RealtimeSessions:
             limits=limits,
             start_method=isolation.start_method,
         )
-        executor.submit(REALTIME_STAGE, VoiceActivityRequest(b"", 16000))
+        try:
+            executor.submit(REALTIME_STAGE, VoiceActivityRequest(b"", 16000))
+        except BaseException:
+            executor.factories.pop(REALTIME_STAGE, None)  # the next session tries again
+            raise

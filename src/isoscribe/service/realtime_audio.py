@@ -29,5 +29,14 @@ class AudioBuffer:
         del self.data[: 2 * drop]
         self.origin += drop
 
+    def drop_partial_sample(self) -> None:
+        """Forget the first byte of a sample whose second byte never came (a clear ends the stream)."""
+        if len(self.data) % 2:
+            del self.data[-1]
+
+    @property
+    def start_s(self) -> float:
+        return self.origin / self.sample_rate_hz
+
     def _sample(self, seconds: float) -> int:
         return round(seconds * self.sample_rate_hz)

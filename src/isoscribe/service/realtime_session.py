@@ -274,7 +274,7 @@ class LiveSession:
 
     async def _commit_manually(self) -> None:
         end_s = self.audio.end_s
-        item = self.open_item or _Item(new_id("item"), self.floor_s)
+        item = self.open_item or _Item(new_id("item"), max(self.floor_s, self.audio.start_s))
         if end_s - item.start_s < _MIN_COMMIT_S:
             raise ProtocolError(
                 f"buffer too small: expected at least {_MIN_COMMIT_S * 1000:g} ms of audio, "
@@ -295,6 +295,7 @@ class LiveSession:
 
     async def _clear(self) -> None:
         self.open_item = None
+        self.audio.drop_partial_sample()
         self._restart_at(self.audio.end_s)
         self._forget_scanned_audio()
         await self.emit(event("input_audio_buffer.cleared"))
@@ -310,8 +311,8 @@ class LiveSession:
         """Keep only what a later commit or VAD task can still need."""
         keep_from_s = self.floor_s
         if self.detector is not None and self.open_item is None:
-            # the VAD's context, and the prefix padding of a turn whose first frames are not yet confirmed
-            keep_from_s = max(keep_from_s, self.scanned_s - VAD_CONTEXT_S - 0.5)
+            # what a manual commit would take (speech the VAD missed too), as much as a buffer may hold
+            keep_from_s = max(keep_from_s, self.audio.end_s - self.limits.max_buffer_s)
         elif self.open_item is not None:
             keep_from_s = max(keep_from_s, min(self.open_item.start_s, self.scanned_s - VAD_CONTEXT_S))
         self.audio.drop_before(keep_from_s)

@@ -55,8 +55,16 @@ async def realtime(websocket: WebSocket, intent: str | None = None) -> None:
 
 
 async def _serve(websocket: WebSocket, session: LiveSession) -> None:
+    async def next_frame() -> str:
+        """A text frame, or a binary one read as UTF-8 (JSON some clients send that way; else an error event)."""
+        frame = await websocket.receive()
+        if frame["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(frame.get("code", 1000))
+        text = frame.get("text")
+        return text if text is not None else (frame.get("bytes") or b"").decode("utf-8", "replace")
+
     try:
-        await session.serve(websocket.receive_text)
+        await session.serve(next_frame)
     except WebSocketDisconnect:
         return
     except SessionClosed as closed:
