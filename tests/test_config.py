@@ -121,18 +121,16 @@ def test_worker_memory_is_bounded_out_of_the_box() -> None:
         executor.shutdown()
 
 
-@pytest.mark.parametrize(
-    ("diarization", "message"),
-    [
-        ({"min_speakers": 5, "max_speakers": 2}, "min_speakers 5 is above max_speakers 2"),
-        ({"num_speakers": 3, "max_speakers": 2}, "num_speakers 3 is outside"),
-        ({"num_speakers": 1, "min_speakers": 2}, "num_speakers 1 is outside"),
-    ],
-)
-def test_speaker_bounds_that_contradict_each_other_stop_at_start_up(diarization: dict, message: str) -> None:
-    with pytest.raises(SettingsError, match=message):
-        load_settings(overrides={"diarization": diarization})
+def test_speaker_bounds_that_contradict_each_other_stop_at_start_up(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="min_speakers 5 is above max_speakers 2"):
+        load_settings(overrides={"diarization": {"min_speakers": 5, "max_speakers": 2}})
     assert load_settings(overrides={"diarization": {"num_speakers": 10}}).diarization.num_speakers == 10
+    for flags in (["--num-speakers", "3", "--max-speakers", "2"], ["--num-speakers", "1", "--min-speakers", "2"]):
+        refused = subprocess.run(
+            [sys.executable, "-m", "isoscribe.cli", "transcribe", str(tmp_path / "any.wav"), *flags],
+            capture_output=True, text=True, timeout=120,
+        )
+        assert refused.returncode == 2 and "is outside --min-speakers/--max-speakers" in refused.stderr, refused.stderr
 
 
 @pytest.mark.parametrize(

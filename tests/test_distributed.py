@@ -21,6 +21,7 @@ from concurrent.futures import Future, wait
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import psutil
 import pytest
 from redis import Redis
@@ -42,8 +43,12 @@ from isoscribe.isolation import StageError, StageTimeout, TaskCancelled, WorkerC
 from isoscribe.summary.text import turns_from_text
 from isoscribe.transcript import (
     ActionItem,
+    PieceResult,
     Segment,
     SourceSpan,
+    SpeakerClusterRequest,
+    SpeakerVectors,
+    SpeakerWindow,
     SpeechRequest,
     Summary,
     SummaryRequest,
@@ -79,6 +84,32 @@ def test_requests_and_results_round_trip_as_json() -> None:
     decoded = decode_value(json.loads(json.dumps(encode_value(transcript))))
     assert decoded.to_dict() == transcript.to_dict()
     assert isinstance(decode_value(json.loads(json.dumps(encode_value(request)))).temperatures, tuple)
+
+
+def test_a_pieces_speaker_vectors_cross_as_json() -> None:
+    windows = [SpeakerWindow(0.0, 0.0, 1.6, 0), SpeakerWindow(0.4, 0.4, 2.0, 0)]
+    vectors = SpeakerVectors(
+        windows, np.random.default_rng(0).standard_normal((2, 256)).astype(np.float32), [(0.5, 1.0)],
+        np.array([0, -1], np.int32), np.array([0], np.int32),
+    )
+    transcript = Transcript([Segment(0, 0.0, 2.0, " hi")], "en", 1.0, 2.0, "tiny.en")
+    for value in (PieceResult(0, 0.0, 300.0, transcript, vectors), SpeakerClusterRequest([vectors], num_speakers=2)):
+        decoded = decode_value(json.loads(json.dumps(encode_value(value))))
+        back = decoded.speaker_vectors if isinstance(decoded, PieceResult) else decoded.pieces[0]
+        assert back.windows == windows and [tuple(span) for span in back.overlaps] == [(0.5, 1.0)]
+        for name in ("vectors", "window_units", "unit_chunks"):
+            original, arrived = getattr(vectors, name), getattr(back, name)
+            assert arrived.dtype == original.dtype and np.array_equal(arrived, original), name
+
+
+def test_the_clients_voice_samples_folder_stays_on_the_client(tmp_path: Path) -> None:
+    from isoscribe.distributed import worker as worker_side
+
+    (tmp_path / "Alice.wav").write_bytes(b"x")
+    client = load_settings(overrides={"diarization": {"speakers_dir": tmp_path}})
+    sections = json.loads(json.dumps(client_sections(client)))
+    assert "speakers_dir" not in sections["diarization"]
+    assert worker_side.effective_settings(sections).diarization.speakers_dir is None  # a worker lacks that folder
 
 
 def test_only_isoscribe_types_are_built_from_json() -> None:
@@ -120,9 +151,11 @@ def test_app_carries_the_delivery_and_isolation_rules() -> None:
     assert conf.task_routes["isoscribe.summary"]["queue"] == "llm"
     assert conf.accept_content == ["json"]
     app = create_app(settings)
-    assert app.tasks["isoscribe.speech"].time_limit > 600
-    assert app.tasks["isoscribe.summary"].time_limit > 300
-    assert conf.broker_transport_options["visibility_timeout"] == visibility_timeout_s(settings) > 600
+    load_s = settings.isolation.load_timeout_s  # a lazily loaded model's time is the task's too
+    assert app.tasks["isoscribe.speech"].time_limit > 600 + load_s
+    assert app.tasks["isoscribe.summary"].time_limit > 300 + load_s
+    assert conf.broker_transport_options["visibility_timeout"] == visibility_timeout_s(settings)
+    assert visibility_timeout_s(settings) > app.tasks["isoscribe.speech"].time_limit
     short = load_settings(overrides={"celery": {"visibility_timeout_s": 12}})
     assert create_app(short).conf.broker_transport_options["visibility_timeout"] == 12
 

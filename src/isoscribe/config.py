@@ -130,15 +130,9 @@ class DiarizationSettings(_Section):
 
     @model_validator(mode="after")
     def _bounds_agree(self) -> DiarizationSettings:
+        """A fixed count wins over the bounds (``--num-speakers 10`` with the default maximum of 8)."""
         if self.min_speakers > self.max_speakers:
             raise ValueError(f"min_speakers {self.min_speakers} is above max_speakers {self.max_speakers}")
-        given = self.model_fields_set
-        count = self.num_speakers
-        if count is not None and (
-            ("max_speakers" in given and count > self.max_speakers)
-            or ("min_speakers" in given and count < self.min_speakers)
-        ):
-            raise ValueError(f"num_speakers {count} is outside min_speakers..max_speakers")
         return self
 
 

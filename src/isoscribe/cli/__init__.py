@@ -6,6 +6,7 @@ command stops on SIGTERM, SIGHUP or Ctrl-C.
 
 from __future__ import annotations
 
+import argparse
 import importlib
 import logging
 import sys
@@ -30,12 +31,22 @@ _HANDLERS = {
 }
 
 
+def _contradicting_speaker_flags(args: argparse.Namespace) -> str | None:
+    count, least, most = (getattr(args, name, None) for name in ("num_speakers", "min_speakers", "max_speakers"))
+    if count is not None and ((most is not None and count > most) or (least is not None and count < least)):
+        return f"--num-speakers {count} is outside --min-speakers/--max-speakers"
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         settings: Settings = load_settings(args.config, settings_overrides(args))
     except SettingsError as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
+    if refusal := _contradicting_speaker_flags(args):
+        print(f"isoscribe: {refusal}", file=sys.stderr)
         return 2
     if args.command in ("transcribe", "run") and settings.asr.task == "translate":  # the flag, file or env
         refusal = cannot_translate(settings.asr.model, settings.asr.model_cache_dir)

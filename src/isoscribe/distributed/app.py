@@ -90,18 +90,18 @@ def create_app(settings: Settings) -> Celery:
 
 
 def time_limit_s(settings: Settings, stage: str) -> float:
-    """Celery's hard time limit of ``stage``'s task."""
+    """Celery's hard time limit of ``stage``'s task: the stage's own timeout and the model load before it (a
+    Celery process loads lazily, on its first task and after each recycle; the stage's clock starts after)."""
     iso = settings.isolation
     limits = {"probe": iso.probe_timeout_s, "speech": iso.asr_timeout_s, "summary": iso.llm_timeout_s}
-    return limits[stage] + _TIME_LIMIT_GRACE_S
+    return limits[stage] + iso.load_timeout_s + _TIME_LIMIT_GRACE_S
 
 
 def visibility_timeout_s(settings: Settings) -> float:
-    """How long Redis waits before it gives an unacknowledged task to another worker."""
+    """How long Redis waits before it gives an unacknowledged task to another worker (past any task's limit)."""
     if settings.celery.visibility_timeout_s is not None:
         return settings.celery.visibility_timeout_s
-    iso = settings.isolation
-    return max(iso.asr_timeout_s, iso.llm_timeout_s) + _TIME_LIMIT_GRACE_S + 300.0
+    return max(time_limit_s(settings, stage) for stage in STAGE_TASKS) + 300.0
 
 
 def _transport_options(settings: Settings) -> dict[str, Any]:

@@ -4,6 +4,7 @@ to a file there."""
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import importlib
 import json
@@ -11,6 +12,8 @@ import types
 import typing
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from isoscribe.config import Settings
 from isoscribe.files import write_atomic
@@ -28,6 +31,7 @@ __all__ = [
     "spill_if_big",
 ]
 
+_ARRAY = "__ndarray__"
 SPILL_BYTES = 256 * 1024
 """Results larger than this go to a file in shared_dir; Redis gets the file's name."""
 
@@ -39,7 +43,7 @@ def encode_value(value: Any) -> dict[str, Any]:
     cls = type(value)
     if dataclasses.is_dataclass(value) and cls.__module__.startswith("isoscribe."):
         data = value.to_dict() if hasattr(value, "to_dict") else dataclasses.asdict(value)
-        return {"type": f"{cls.__module__}:{cls.__qualname__}", "data": data}
+        return {"type": f"{cls.__module__}:{cls.__qualname__}", "data": _without_arrays(data)}
     raise TypeError(f"cannot send {cls.__name__} through Celery: not JSON and not an isoscribe dataclass")
 
 
@@ -50,9 +54,32 @@ def decode_value(encoded: dict[str, Any]) -> Any:
     if not module_name.startswith("isoscribe."):
         raise ValueError(f"refusing to build {encoded['type']}: only isoscribe types cross Celery")
     cls = getattr(importlib.import_module(module_name), qualname)
-    if hasattr(cls, "from_dict"):
-        return cls.from_dict(encoded["data"])
-    return _build(cls, encoded["data"])
+    data = _with_arrays(encoded["data"])
+    return cls.from_dict(data) if hasattr(cls, "from_dict") else _build(cls, data)
+
+
+def _without_arrays(value: Any) -> Any:
+    """``value`` with each numpy array (a piece's speaker vectors) as base64 bytes, dtype and shape."""
+    if isinstance(value, np.ndarray):
+        array = np.ascontiguousarray(value)
+        return {_ARRAY: base64.b64encode(array.tobytes()).decode("ascii"), "dtype": array.dtype.str,
+                "shape": list(array.shape)}
+    if isinstance(value, dict):
+        return {key: _without_arrays(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_without_arrays(item) for item in value]
+    return value
+
+
+def _with_arrays(value: Any) -> Any:
+    if isinstance(value, dict):
+        if _ARRAY in value:
+            flat = np.frombuffer(base64.b64decode(value[_ARRAY]), dtype=np.dtype(value["dtype"]))
+            return flat.reshape(value["shape"]).copy()
+        return {key: _with_arrays(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_with_arrays(item) for item in value]
+    return value
 
 
 def _build(cls: type, data: dict[str, Any]) -> Any:
@@ -97,11 +124,12 @@ def decode_error(encoded: dict[str, Any]) -> IsolationError:
 
 
 def client_sections(settings: Settings) -> dict[str, Any]:
-    """The client's result-changing settings (asr, diarization, llm), less its paths and secrets."""
+    """The client's result-changing settings (asr, diarization, llm), less its paths and secrets (its voice
+    samples travel with each request, staged like its audio)."""
     return settings.model_dump(
         mode="json",
         include={"asr", "diarization", "llm"},
-        exclude={"asr": {"model_cache_dir"}, "llm": {"api_key"}},
+        exclude={"asr": {"model_cache_dir"}, "llm": {"api_key"}, "diarization": {"speakers_dir"}},
     )
 
 
