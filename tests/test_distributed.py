@@ -876,3 +876,32 @@ def test_service_transcribes_through_celery_workers(
         assert server.stop() == 0, server.log()
     assert not (cluster.tmp_path / "service-data" / "jobs.sqlite3").exists(), "no SQLite job store beside Celery"
     assert "celery_task_done" in worker.log_path.read_text(errors="replace"), "the worker did the transcription"
+
+
+def test_a_worker_keeps_its_speech_pool_when_clients_differ_only_in_what_speech_does_not_read(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import isoscribe.executors
+    from isoscribe.distributed import worker as worker_side
+
+    built: list[str] = []
+
+    class CountedPool:
+        def __init__(self, spec: object, *args: object, **kwargs: object) -> None:
+            built.append(str(spec))
+
+        def shutdown(self) -> None:
+            pass
+
+    monkeypatch.setattr(isoscribe.executors, "pool_from_settings", CountedPool)
+    monkeypatch.setattr(worker_side, "_worker_settings", load_settings())
+    monkeypatch.setattr(worker_side, "_pools", {})
+    service, batch = (json.loads(json.dumps(client_sections(load_settings(overrides={"llm": {"max_tokens": tokens}}))))
+                      for tokens in (384, 200))
+    for sections in (service, batch, service, batch):
+        worker_side._pool("speech", worker_side.effective_settings(sections))
+    assert len(built) == 1
+    worker_side._pool("speech", worker_side.effective_settings(
+        json.loads(json.dumps(client_sections(load_settings(overrides={"asr": {"beam_size": 2}}))))
+    ))
+    assert len(built) == 2, "what speech reads still rebuilds it"

@@ -193,11 +193,16 @@ def effective_settings(client_sections: dict[str, Any]) -> Settings:
     return base.model_copy(update={"asr": asr, "llm": llm, "diarization": diarization})
 
 
+_READ_BY = {"probe": {"isolation"}, "speech": {"asr", "diarization", "isolation"}, "summary": {"llm", "isolation"}}
+"""The settings each stage's pool is built from and its stage reads: another client's other sections
+(a batch's [llm] beside the service's) do not make it load its model again."""
+
+
 def _pool(stage: str, settings: Settings) -> Any:
     """This pool process's WorkerPool for ``stage``, rebuilt when the client's settings change."""
     from isoscribe.executors import pool_from_settings
 
-    fingerprint = hashlib.sha256(settings.model_dump_json().encode()).hexdigest()
+    fingerprint = hashlib.sha256(settings.model_dump_json(include=_READ_BY[stage]).encode()).hexdigest()
     with _pools_lock:
         current = _pools.get(stage)
         if current is not None and current[0] == fingerprint:
