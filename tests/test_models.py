@@ -113,6 +113,18 @@ def test_an_idle_pool_is_shut_down_after_its_ttl_but_never_while_a_task_runs() -
         executor.shutdown()
 
 
+def test_a_busy_pool_is_not_released_and_an_idle_one_is_in_one_step() -> None:
+    spec = StageSpec("isoscribe.stages.faults", FaultConfig(), name="model")
+    executor = PooledExecutor(factories={"model": lambda: WorkerPool(spec)})
+    try:
+        running = executor.submit("model", FaultRequest("sleep", seconds=1.0, payload="done"))
+        assert executor.release_if_idle("model") == 1 and executor.loaded("model") is not None
+        assert running.result(timeout=60).value == "done", "the task was not cancelled with its pool"
+        assert wait_for(lambda: executor.release_if_idle("model") == 0) and executor.loaded("model") is None
+    finally:
+        executor.shutdown()
+
+
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
     tmp_path = tmp_path_factory.mktemp("models")

@@ -99,15 +99,19 @@ class PooledExecutor:
         with self._lock:
             return self.pools.get(stage)
 
-    def in_flight(self, stage: str) -> int:
-        with self._lock:
-            return self._in_flight.get(stage, 0)
-
     def release(self, stage: str) -> None:
+        self.release_if_idle(stage, even_if_busy=True)
+
+    def release_if_idle(self, stage: str, even_if_busy: bool = False) -> int:
+        """Shut ``stage``'s pool down unless tasks of it are queued or running; returns how many are. One
+        step under the lock: a task submitted between a check and a release would be cancelled with the pool."""
         with self._lock:
-            pool = self.pools.pop(stage, None) if stage in self.factories else None
+            busy = self._in_flight.get(stage, 0)
+            released = stage in self.factories and (even_if_busy or not busy)
+            pool = self.pools.pop(stage, None) if released else None
         if pool is not None:
             pool.shutdown()
+        return busy
 
     def unload_when_idle(self, stage: str, ttl_s: float) -> None:
         with self._lock:

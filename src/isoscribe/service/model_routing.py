@@ -74,13 +74,12 @@ class ModelRouter:
         """End the model's worker processes (blocking); 409 while tasks of it are queued or running.
         A later request or load starts it again."""
         stage = self._managed_stage(model_id)
-        busy = self.executor.in_flight(stage)
+        busy = self.executor.release_if_idle(stage)
         if busy:
             raise ApiError(
                 409, f"model {model_id!r} has {busy} task(s) queued or running; unload it when they finish",
                 code="model_busy",
             )
-        self.executor.release(stage)
         log_event(logger, "model_unloaded", model=model_id, stage=stage)
         return self.describe(model_id)
 
