@@ -905,3 +905,18 @@ def test_a_worker_keeps_its_speech_pool_when_clients_differ_only_in_what_speech_
         json.loads(json.dumps(client_sections(load_settings(overrides={"asr": {"beam_size": 2}}))))
     ))
     assert len(built) == 2, "what speech reads still rebuilds it"
+
+
+def test_a_broker_that_is_down_at_start_is_given_minutes_not_an_hour(monkeypatch: pytest.MonkeyPatch) -> None:
+    import kombu.utils.functional
+    from kombu.exceptions import OperationalError
+
+    from isoscribe.distributed.client import CeleryExecutor
+
+    waited: list[float] = []
+    monkeypatch.setattr(kombu.utils.functional, "sleep", waited.append)  # the back-off counted, not slept
+    closed = f"redis://127.0.0.1:{free_port()}"
+    settings = load_settings(overrides={"celery": {"broker_url": f"{closed}/0", "result_backend": f"{closed}/1"}})
+    with pytest.raises(OperationalError):
+        CeleryExecutor(settings)
+    assert 60 < sum(waited) < 600, f"{sum(waited):.0f} s of back-off"

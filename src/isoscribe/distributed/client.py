@@ -26,6 +26,7 @@ from isoscribe.distributed.app import (
     CANCEL_KEY,
     CANCEL_TTL_S,
     REDIS_ERRORS,
+    REDIS_RETRY,
     REDIS_TIMEOUTS,
     REDIS_TRIES,
     STAGE_QUEUES,
@@ -228,7 +229,10 @@ class CeleryExecutor:
     def _declare_queues(self) -> None:
         """Declare both queues so a publish lands even before any worker has (re)connected."""
         with self.app.connection_for_write() as connection:
-            connection.ensure_connection(max_retries=REDIS_TRIES)
+            connection.ensure_connection(  # kombu's own back-off would wait ~an hour: REDIS_RETRY's, as every call
+                max_retries=REDIS_TRIES, interval_start=REDIS_RETRY.first_s, interval_step=REDIS_RETRY.first_s,
+                interval_max=REDIS_RETRY.max_s,
+            )
             channel = connection.default_channel
             for queue in STAGE_QUEUES.values():
                 self.app.amqp.queues[queue](channel).declare()
