@@ -15,10 +15,9 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from isoscribe.decoding import CLIENT_OPTIONS, MAX_BEAM_SIZE, DecodingOption
 from isoscribe.formats import names as format_names
-from isoscribe.inputs import AUDIO_EXTENSIONS
+from isoscribe.inputs import voice_samples
 from isoscribe.languages import check_language
 from isoscribe.subtitles import SubtitleLayout
-from isoscribe.transcript import UNNAMED_SPEAKER_LABEL
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -117,15 +116,8 @@ class DiarizationSettings(_Section):
     @field_validator("speakers_dir")
     @classmethod
     def _is_folder_of_named_samples(cls, value: Path | None) -> Path | None:
-        if value is None:
-            return value
-        if not value.is_dir():
-            raise ValueError(f"{value} is not a folder")
-        names = [path.stem for path in value.iterdir() if path.is_file() and path.suffix.lower() in AUDIO_EXTENSIONS]
-        if twice := sorted({name for name in names if names.count(name) > 1}):
-            raise ValueError(f"{value}: more than one voice sample named {', '.join(twice)}")
-        if unnamed := sorted(name for name in names if UNNAMED_SPEAKER_LABEL.fullmatch(name)):
-            raise ValueError(f"{value}: {', '.join(unnamed)} cannot name a speaker (the labels of unnamed ones)")
+        if value is not None:
+            voice_samples(value)
         return value
 
     @model_validator(mode="after")

@@ -10,6 +10,8 @@ import glob
 import os
 from pathlib import Path
 
+from isoscribe.transcript import UNNAMED_SPEAKER_LABEL
+
 __all__ = ["AUDIO_EXTENSIONS", "InputError", "discover_inputs"]
 
 AUDIO_EXTENSIONS = frozenset(
@@ -83,3 +85,17 @@ def _audio_under(folder: Path) -> list[Path]:
 
 def _is_audio(path: Path) -> bool:
     return path.suffix.lower() in AUDIO_EXTENSIONS
+
+
+def voice_samples(folder: Path) -> list[Path]:
+    """The audio files of a known speakers' folder, each naming a person by its stem; ValueError for a folder
+    that is none, two samples of one name, or a name diarization gives to unnamed speakers (``SPEAKER_00``)."""
+    if not folder.is_dir():
+        raise ValueError(f"{folder} is not a folder")
+    files = sorted(path for path in folder.iterdir() if path.is_file() and _is_audio(path))
+    names = [path.stem for path in files]
+    if twice := sorted({name for name in names if names.count(name) > 1}):
+        raise ValueError(f"{folder}: more than one voice sample named {', '.join(twice)}")
+    if unnamed := [name for name in names if UNNAMED_SPEAKER_LABEL.fullmatch(name)]:
+        raise ValueError(f"{folder}: {', '.join(unnamed)} cannot name a speaker (the labels of unnamed ones)")
+    return files

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from isoscribe.config import IsolationSettings, Settings
-from isoscribe.inputs import AUDIO_EXTENSIONS
+from isoscribe.inputs import voice_samples
 from isoscribe.isolation import Limits, StageSpec
 from isoscribe.summary.text import turns_of
 from isoscribe.transcript import KnownSpeaker, SpeechRequest, SummaryRequest, Transcript
@@ -75,8 +75,7 @@ def known_speakers_in(folder: Path | None) -> tuple[KnownSpeaker, ...]:
     """One known speaker per audio file of ``folder`` (by extension, as inputs are found), named by its stem."""
     if folder is None:
         return ()
-    files = sorted(p for p in Path(folder).iterdir() if p.is_file() and p.suffix.lower() in AUDIO_EXTENSIONS)
-    return tuple(KnownSpeaker(path.stem, str(path.resolve())) for path in files)
+    return tuple(KnownSpeaker(path.stem, str(path.resolve())) for path in voice_samples(Path(folder)))
 
 
 def summary_request(transcript: Transcript) -> SummaryRequest:
