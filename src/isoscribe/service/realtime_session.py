@@ -25,14 +25,7 @@ from typing import Any
 
 from isoscribe.isolation import IsolationError
 from isoscribe.service.realtime_protocol import (
-    ProtocolError,
-    SessionConfig,
-    error_event,
-    event,
-    legacy_session_object,
-    new_id,
-    session_object,
-    updated_config,
+    ProtocolError, SessionConfig, error_event, event, legacy_session_object, new_id, session_object, updated_config,
 )
 from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetector
@@ -73,7 +66,7 @@ class SessionClosed(Exception):
 class SessionLimits:
     max_session_s: float = 3600.0
     max_buffer_s: float = 60.0
-    """Uncommitted audio a client may hold without server VAD before appends are refused."""
+    """Uncommitted audio a client may hold without server VAD before appends are refused; with it, what is kept."""
     partial_after_s: float = 3.0
     """0 turns partial decodes off."""
     partial_every_s: float = 1.5
