@@ -82,9 +82,14 @@ def test_karaoke_cues_of_a_real_meeting_parse_with_srt_and_webvtt(batch_out: Pat
     cues = layout_cues(transcript, karaoke)
     cue_words = sum(len(cue.words) for cue in cues)
     frames = list(srt.parse(to_srt(transcript, karaoke)))
-    assert len(frames) == cue_words, "one SRT frame per word"
+    # a frame per word, but none for a word without time of its own (Whisper gives some zero length)
+    assert 0.9 * cue_words <= len(frames) <= cue_words, "one SRT frame per word that lasts"
+    assert all(frame.end > frame.start for frame in frames)
     assert all(len(re.findall(r"<u>.+?</u>", frame.content)) == 1 for frame in frames)
     captions = vtt_captions(to_vtt(transcript, karaoke))
     assert len(captions) == len(cues)
     timestamps = [re.findall(r"<(\d\d:\d\d:\d\d\.\d\d\d)>", caption.raw_text) for caption in captions]
-    assert sum(map(len, timestamps)) == cue_words - len(captions), "a timestamp before each word but a cue's first"
+    assert 0.9 * (cue_words - len(captions)) <= sum(map(len, timestamps)) <= cue_words - len(captions), (
+        "a timestamp before each word but a cue's first"
+    )
+    assert all(stamps == sorted(set(stamps)) for stamps in timestamps), "each later than the one before"
