@@ -184,3 +184,28 @@ def test_a_pool_that_fails_to_start_takes_no_session_slot(monkeypatch: pytest.Mo
     with pytest.raises(OSError):
         sessions.admit()
     assert sessions.open == 0 and realtime.REALTIME_STAGE not in service.executor.factories, "the next one retries"
+
+
+def test_turning_server_vad_off_mid_utterance_ends_and_commits_it() -> None:
+    async def all_speech(request: object) -> object:
+        if isinstance(request, VoiceActivityRequest):
+            return VoiceActivity([1.0] * (len(request.pcm16) // 2 * 16000 // request.sample_rate_hz // 512))
+        return UtteranceText("", "en", 0.0)
+
+    async def speak_then_turn_vad_off() -> list[str]:
+        session = LiveSession(all_speech, _nothing_sent, SessionLimits())
+        for _ in range(10):
+            await session.handle(_append(_samples(0.1)))
+            if session._scan is not None:
+                await session._scan
+        update = {"type": "session.update", "session": {"type": "transcription", "audio": {
+            "input": {"turn_detection": None}}}}
+        await session.handle(json.dumps(update))
+        assert not session._decodes.empty(), "the open utterance is decoded"
+        return [session._outbox.get_nowait()["type"] for _ in range(session._outbox.qsize())]
+
+    types = asyncio.run(speak_then_turn_vad_off())
+    assert types == [
+        "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
+        "session.updated",
+    ]

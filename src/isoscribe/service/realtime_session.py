@@ -203,8 +203,9 @@ class LiveSession:
             raise ProtocolError("the sample rate cannot change once audio was sent",
                                 param="session.audio.input.format.rate")
         if config.turn_detection != self.config.turn_detection:
+            if self.open_item is not None:  # announced by speech_started: it ends here, committed, not orphaned
+                await self._on_turn(SpeechStopped(self.audio.end_s))
             self.detector = TurnDetector(config.turn_detection, self.floor_s) if config.turn_detection else None
-            self.open_item = None
         self.config = config
         self.audio.sample_rate_hz = config.sample_rate_hz
         if message["type"] == "session.update":
