@@ -209,3 +209,28 @@ def test_turning_server_vad_off_mid_utterance_ends_and_commits_it() -> None:
         "input_audio_buffer.speech_started", "input_audio_buffer.speech_stopped", "input_audio_buffer.committed",
         "session.updated",
     ]
+
+
+def test_a_clear_while_a_turn_waits_for_the_outbox_commits_nothing_it_cleared() -> None:
+    async def speech_then_silence(request: object) -> object:
+        """A third of a second of speech, then silence: the VAD closes the turn within the same window."""
+        frames = len(request.pcm16) // 2 * 16000 // request.sample_rate_hz // 512
+        return VoiceActivity([0.9 if index < 10 else 0.0 for index in range(frames)])
+
+    async def clear_while_blocked() -> tuple[list[str], bool, float]:
+        session = LiveSession(speech_then_silence, _nothing_sent, SessionLimits(outbox_events=1),
+                              SessionConfig(sample_rate_hz=16000))
+        await session.handle(_append(_samples(1.2, rate_hz=16000)))
+        for _ in range(5):  # the scan announces the turn, then waits: the client reads no events yet
+            await asyncio.sleep(0)
+        clearing = asyncio.create_task(session.handle(json.dumps({"type": "input_audio_buffer.clear"})))
+        seen: list[str] = []
+        while not (clearing.done() and session._scan.done() and session._outbox.empty()):
+            await asyncio.sleep(0.01)
+            while not session._outbox.empty():
+                seen.append(session._outbox.get_nowait()["type"])
+        return seen, session._decodes.empty(), session.floor_s
+
+    seen, nothing_to_decode, floor_s = asyncio.run(clear_while_blocked())
+    assert "input_audio_buffer.committed" not in seen and seen[-1] == "input_audio_buffer.cleared", seen
+    assert nothing_to_decode and floor_s == 1.2

@@ -42,12 +42,8 @@ _MIN_COMMIT_S = 0.1
 _PROMPT_CHARS = 200
 """Whisper conditions on previous text as a prompt (a file's windows do the same); a short utterance
 ("ask not") is often misheard without it."""
-_ISOLATION_CODES = {
-    "WorkerCrashed": "worker_crashed",
-    "StageTimeout": "stage_timeout",
-    "StageOutOfMemory": "out_of_memory",
-    "StageError": "transcription_failed",
-}
+_ISOLATION_CODES = {"WorkerCrashed": "worker_crashed", "StageTimeout": "stage_timeout",
+                    "StageOutOfMemory": "out_of_memory", "StageError": "transcription_failed"}
 
 RunTask = Callable[[Any], Awaitable[Any]]
 """Runs one realtime-stage request in the worker pool and returns its value (or raises IsolationError)."""
@@ -250,21 +246,27 @@ class LiveSession:
             frame_start_s = window_start_s + index * VAD_FRAME_S
             if frame_start_s + VAD_FRAME_S <= self.scanned_s:
                 continue
-            await self._on_turn(self.detector.feed(frame_start_s, VAD_FRAME_S, probability))
+            turn = self.detector.feed(frame_start_s, VAD_FRAME_S, probability)
+            if turn is not None and await self._on_turn(turn) != self._generation:
+                return  # a clear, a manual commit or an update came while an event waited for the outbox
             self.scanned_s = frame_start_s + VAD_FRAME_S
         await self._maybe_partial()
         self._forget_scanned_audio()
 
-    async def _on_turn(self, turn: SpeechStarted | SpeechStopped | None) -> None:
+    async def _on_turn(self, turn: SpeechStarted | SpeechStopped) -> int:
+        """Announce (and at its end commit) a turn; returns the generation it left the buffer in."""
+        generation = self._generation
         if isinstance(turn, SpeechStarted):
             self.open_item = _Item(new_id("item"), turn.start_s)
             await self.emit(event("input_audio_buffer.speech_started",
                                   audio_start_ms=round(turn.start_s * 1000), item_id=self.open_item.id))
-        elif isinstance(turn, SpeechStopped) and self.open_item is not None:
+        elif self.open_item is not None:
             item, self.open_item = self.open_item, None
             await self.emit(event("input_audio_buffer.speech_stopped",
                                   audio_end_ms=round(turn.end_s * 1000), item_id=item.id))
-            await self._commit(item, turn.end_s)
+            if generation == self._generation:  # not cleared meanwhile
+                return await self._commit(item, turn.end_s)
+        return generation
 
     async def _commit_manually(self) -> None:
         end_s = self.audio.end_s
@@ -278,14 +280,16 @@ class LiveSession:
         self.open_item = None
         await self._commit(item, end_s)
 
-    async def _commit(self, item: _Item, end_s: float) -> None:
+    async def _commit(self, item: _Item, end_s: float) -> int:  # returns the generation it starts
         pcm16 = self.audio.slice(item.start_s, end_s)
         self._restart_at(end_s)
+        generation = self._generation
         self.items[item.id] = item
         await self.emit(event("input_audio_buffer.committed", item_id=item.id, previous_item_id=self.previous_item_id))
         self.previous_item_id = item.id
         await self._decodes.put(_Decode(item, pcm16, final=True, end_s=end_s))
         self._forget_scanned_audio()
+        return generation
 
     async def _clear(self) -> None:
         self.open_item = None
