@@ -8,7 +8,6 @@ import argparse
 import asyncio
 from collections.abc import Iterator
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from fastapi.testclient import TestClient
@@ -20,6 +19,7 @@ from isoscribe.service.app import create_app
 from isoscribe.service.auth import Caller, hash_key
 from isoscribe.service.core import Service
 from isoscribe.service.job_store import JobOptions, JobStore
+from isoscribe.service.webhook_outbox import WebhookOutbox
 from isoscribe.service.server import serve_command
 
 ADMIN, KEY_A, KEY_B = "admin-key", "key-a", "key-b"
@@ -188,7 +188,8 @@ def test_a_cancelled_queued_job_gets_its_webhook_and_loses_its_files(tmp_path: P
     service = Service(load_settings(overrides={"service": {"data_dir": tmp_path}}), NoWorkers())
     job = service.store.create(audio, JobOptions(filename="queued.wav"), "https://hooks.example/done")
     sent: list[tuple[str, str, dict]] = []
-    service.outbox = SimpleNamespace(put=lambda *delivery: sent.append(delivery))
+    service.outbox = WebhookOutbox(service.settings, "whsec_test")
+    service.outbox.put = lambda *delivery: sent.append(delivery)  # recorded, not sent
     assert asyncio.run(service.cancel_job(job.id, Caller("", admin=True))).status == "cancelled"
     assert [(job_id, url, body["status"]) for job_id, url, body in sent] == [
         (job.id, "https://hooks.example/done", "cancelled")

@@ -24,7 +24,6 @@ from isoscribe.service.job_expiry import expire_jobs_forever, job_files
 from isoscribe.service.job_edits import conflict
 from isoscribe.service.job_loops import JobLoops
 from isoscribe.service.job_store import Job, JobOptions, JobStore
-from isoscribe.service.job_view import job_status
 from isoscribe.service.known_speakers import check_references, save_references
 from isoscribe.service.metrics import ServiceMetrics
 from isoscribe.service.model_routing import ModelRouter
@@ -257,8 +256,8 @@ class Service:
             if job.status == "queued":  # a running job's files and webhook are its job loop's when it stops
                 delete_files(job_files(job))
                 cancelled = await self._store(self.store.get, job_id)
-                if cancelled is not None and cancelled.webhook_url and self.outbox is not None:
-                    self.outbox.put(cancelled.id, cancelled.webhook_url, job_status(cancelled))
+                if cancelled is not None and self.outbox is not None:
+                    self.outbox.put_finished(cancelled)
             elif self.job_loops is not None:
                 self.job_loops.stop_running(job_id)
             log_event(logger, "job_cancelled", id=job_id, was=job.status)

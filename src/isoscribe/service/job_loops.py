@@ -27,7 +27,6 @@ from isoscribe.service.execution import PipelineRunner
 from isoscribe.service.job_eta import PhasePaces
 from isoscribe.service.job_progress import JobProgress, StageWorkers
 from isoscribe.service.job_store import Job, JobStore
-from isoscribe.service.job_view import job_status
 from isoscribe.service.policy import service_policy
 from isoscribe.service.transcription import pipeline_api_error, service_speech_request
 from isoscribe.transcript import KnownSpeaker
@@ -164,8 +163,8 @@ class JobLoops:
         for reference in options.known_speakers.values():
             Path(reference).unlink(missing_ok=True)
         log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
-        if final is not None and final.webhook_url:
-            self.outbox.put(final.id, final.webhook_url, job_status(final))
+        if final is not None:
+            self.outbox.put_finished(final)
 
     async def _cancelled(self, job_id: str) -> bool:
         job = await asyncio.to_thread(self.store.get, job_id)

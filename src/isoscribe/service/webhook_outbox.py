@@ -22,6 +22,8 @@ import httpx
 
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
+from isoscribe.service.job_store import Job
+from isoscribe.service.job_view import job_status
 from isoscribe.webhooks import WebhookRefused, new_secret, post_json_async
 
 __all__ = ["WebhookOutbox", "webhook_secret"]
@@ -65,6 +67,11 @@ class WebhookOutbox:
 
     def start(self) -> None:
         self._senders = [asyncio.create_task(self._send_loop()) for _ in range(_SENDERS)]
+
+    def put_finished(self, job: Job) -> None:
+        """A job that has ended: its status goes to its ``webhook_url``, if it has one."""
+        if job.webhook_url:
+            self.put(job.id, job.webhook_url, job_status(job))
 
     def put(self, job_id: str, url: str, payload: dict[str, Any]) -> None:
         self._undelivered += 1
