@@ -165,10 +165,7 @@ def kill_tree(pid: int) -> None:
         descendants = psutil.Process(pid).children(recursive=True)
     except psutil.Error:
         descendants = []
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    kill_group(pid)
     for process in descendants:
         try:
             process.kill()
