@@ -29,11 +29,11 @@ _ATTACHMENTS = (("json", "application", "json"), ("md", "text", "markdown"), ("p
 def notify_completion(settings: NotifySettings, report: BatchReport, report_paths: dict[str, Path]) -> dict[str, bool]:
     """Send what is configured; returns which channels succeeded (absent: not configured)."""
     sent: dict[str, bool] = {}
-    if settings.recipients and not settings.smtp_host:
+    if settings.recipients and settings.smtp_host:
+        sent["email"] = _guarded("email", lambda: send_email(settings, build_email(settings, report, report_paths)))
+    elif settings.recipients:
         log_event(log, "notify_failed", logging.WARNING, channel="email", error="no notify.smtp_host to send it with")
         sent["email"] = False
-    if settings.smtp_host and settings.recipients:
-        sent["email"] = _guarded("email", lambda: send_email(settings, build_email(settings, report, report_paths)))
     if settings.webhook_url:
         sent["webhook"] = _guarded("webhook", lambda: post_webhook(settings, report))
     return sent
