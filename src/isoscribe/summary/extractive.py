@@ -78,21 +78,20 @@ def choose_sentences(candidates: list[Candidate], settings: OverviewSettings) ->
     centroid /= np.linalg.norm(centroid) or 1.0
     centrality = vectors @ centroid
     similarity = (vectors @ vectors.T).toarray()
+    texts = [candidate.text.lower() for candidate in candidates]
     chosen: list[int] = []
-    said: set[str] = set()
     used_words = 0
     while len(chosen) < settings.max_sentences:
         redundancy = similarity[:, chosen].max(axis=1) if chosen else np.zeros(len(candidates))
         score = centrality - settings.redundancy_weight * redundancy
-        score[chosen] = -np.inf
-        score[[i for i, c in enumerate(candidates) if c.text.lower() in said]] = -np.inf
+        said = {texts[index] for index in chosen}
+        score[[index for index, text in enumerate(texts) if text in said]] = -np.inf  # chosen, or in its words
         best = int(np.argmax(score))
         if score[best] == -np.inf:  # every candidate chosen or said already
             break
         if len(chosen) >= settings.min_sentences and used_words + candidates[best].words > settings.target_words:
             break
         chosen.append(best)
-        said.add(candidates[best].text.lower())
         used_words += candidates[best].words
     return [candidates[index] for index in sorted(chosen)]
 
