@@ -15,6 +15,7 @@ from isoscribe.isolation import (
     StageSpec,
     StageTimeout,
     TaskCancelled,
+    WorkerCrashed,
     WorkerPool,
 )
 from isoscribe.executors import PerTaskExecutor
@@ -59,6 +60,15 @@ def test_a_blocking_listener_does_not_stop_the_supervisor_killing_the_next_task(
             release.set()
         with pytest.raises(error):
             doomed.result(timeout=30)
+
+
+def test_a_worker_killed_while_sending_fails_its_task_though_its_children_live_on(pool) -> None:
+    """A forked child and an exec'd one outlive the worker: neither holds its pipe, so the supervisor
+    sees the pipe close instead of waiting forever for the rest of the result."""
+    doomed = pool.submit(FaultRequest("die_while_sending", mb=200))
+    with pytest.raises(WorkerCrashed):
+        doomed.result(timeout=HANG_S)
+    assert pool.run(FaultRequest("ok", payload=2)).value == 2
 
 
 def test_the_supervisor_does_not_spin_while_a_load_is_retried(tmp_path, monkeypatch) -> None:

@@ -61,6 +61,7 @@ def forkserver_main(conn: Connection, init: WorkerInit) -> None:
 
 def serve(conn: Connection, init: WorkerInit, parent_pid: int) -> int:
     _become_worker(init, parent_pid)
+    _keep_pipe_to_self(conn.fileno())
     started = time.monotonic()
     try:
         module = importlib.import_module(init.stage.module)
@@ -150,6 +151,20 @@ def _become_worker(init: WorkerInit, parent_pid: int) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle
     _raise_oom_score()
     _die_with_parent(parent_pid)
+
+
+def _keep_pipe_to_self(pipe_fd: int) -> None:
+    """No descendant of the stage holds the pipe: a copy held elsewhere would keep the parent waiting
+    for the rest of a message this worker died while sending. An exec drops it (not inheritable); a
+    fork without exec gets /dev/null in its place, so the fd number stays valid for it to close."""
+    os.set_inheritable(pipe_fd, False)
+
+    def drop_pipe() -> None:
+        devnull = os.open(os.devnull, os.O_RDWR)
+        os.dup2(devnull, pipe_fd, inheritable=False)
+        os.close(devnull)
+
+    os.register_at_fork(after_in_child=drop_pipe)
 
 
 def _redirect_output(path: str) -> None:

@@ -11,7 +11,9 @@ touch every page and never free it; ``alloc`` malloc and touch ``mb`` MB, hold i
 ``spawn_child`` start a ``sleep`` child process (to check that a group kill takes it too) and return its pid;
 ``emit`` send each item of ``payload`` as an event, then return how many; ``emit_then_crash`` send them, then segfault;
 ``emit_late`` return ``payload`` while a thread of the stage sends ``mb`` events of 100 kB (some after ``run`` returned);
-``map_file`` map the file at ``payload`` read-only, read every page (file-backed memory, as a mmapped GGUF), hold it ``seconds``.
+``map_file`` map the file at ``payload`` read-only, read every page (file-backed memory, as a mmapped GGUF), hold it ``seconds``;
+``die_while_sending`` start two children that keep every fd they may (one forked, one exec'd without closing fds),
+return ``mb`` MB and SIGKILL the worker once it starts sending that result.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ __all__ = ["FaultConfig", "FaultRequest", "load", "run", "leak_native", "ACTIONS
 
 ACTIONS = (
     "ok", "sleep", "leak", "alloc", "segfault", "abort", "hang", "raise", "raise_unsayable", "exit", "spawn_child", "emit",
-    "emit_then_crash", "emit_late", "map_file",
+    "emit_then_crash", "emit_late", "map_file", "die_while_sending",
 )
 _MB = 1024 * 1024
 _libc = ctypes.CDLL(None)
@@ -100,6 +102,8 @@ def run(model: dict[str, Any], request: FaultRequest, emit: Callable[[Any], None
         return _emit_from_a_thread(emit, request.mb, request.payload)
     if action == "map_file":
         return _read_mapped(request.payload, request.seconds)
+    if action == "die_while_sending":
+        return _die_while_sending(request.mb)
     if action == "ok":
         return request.payload
     if action == "sleep":
@@ -142,6 +146,27 @@ def _emit_from_a_thread(emit: Callable[[Any], None], count: int, payload: Any) -
     threading.Thread(target=send, daemon=True).start()
     started.wait()
     return payload
+
+
+def _die_while_sending(mb: int) -> bytes:
+    if os.fork() == 0:
+        time.sleep(600)
+        os._exit(0)
+    subprocess.Popen(["sleep", "600"], close_fds=False)
+    written_before = _bytes_written()
+
+    def kill_once_sending() -> None:
+        while _bytes_written() == written_before:  # the message header goes first, in its own write
+            time.sleep(0.001)
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    threading.Thread(target=kill_once_sending, daemon=True).start()
+    return b"r" * (mb * _MB)
+
+
+def _bytes_written() -> int:
+    with open("/proc/self/io") as io:
+        return next(int(line.split()[1]) for line in io if line.startswith("wchar:"))
 
 
 def _read_mapped(path: str, seconds: float) -> int:
