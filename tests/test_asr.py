@@ -145,6 +145,8 @@ def test_base_joins_once_and_transcribes_jfk_with_language_detection(tmp_path: P
         "And so my fellow Americans, ask not what your country can do for you, ask what you can do for your country."
     )
     assert wer(reference, transcript.text) <= 0.10
+    with pytest.raises(ValueError, match="no token for language 'yue'"):  # base predates large-v3's Cantonese
+        transcribe.run(model, speech_request(settings, shared_data / "jfk" / "jfk.wav", language="yue"))
 
 
 def test_local_model_directory_is_accepted(tmp_path: Path) -> None:

@@ -11,6 +11,7 @@ import pytest
 
 from isoscribe.config import load_settings
 from isoscribe.executors import PooledExecutor
+from isoscribe.models import model_info
 from isoscribe.service import realtime
 from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_protocol import ProtocolError, SessionConfig, updated_config
@@ -121,13 +122,14 @@ def test_refused_session_updates_name_their_parameter(session: dict, param: str)
     assert refused.value.param == param
 
 
-def test_an_english_only_model_refuses_another_language() -> None:
+def test_a_language_the_model_has_no_token_for_is_refused() -> None:
     update = {"type": "session.update", "session": {"type": "transcription", "audio": {"input": {
         "transcription": {"language": "DE"}}}}}
     assert updated_config(SessionConfig(), update, SERVED).language == "de"
     with pytest.raises(ProtocolError) as refused:
-        updated_config(SessionConfig(), update, SERVED, english_only=True)
+        updated_config(SessionConfig(), update, SERVED, languages=model_info("tiny.en").languages)
     assert refused.value.code == "unsupported_language"
+    assert updated_config(SessionConfig(), update, SERVED, languages=model_info("base").languages).language == "de"
 
 
 def _append(pcm16: bytes) -> str:

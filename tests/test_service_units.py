@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from isoscribe.config import load_settings
-from isoscribe.models import cannot_translate
+from isoscribe.models import cannot_transcribe, cannot_translate, model_info
 from isoscribe.service.app import create_app
 from isoscribe.service.errors import ApiError
 from isoscribe.openai_shapes import diarized_json, speaker_labels, verbose_json
@@ -197,6 +198,19 @@ def test_only_multilingual_models_translate() -> None:
     assert cannot_translate("base") is None
     refusal = cannot_translate("tiny.en")
     assert refusal is not None and "English-only" in refusal and "base" in refusal
+
+
+def test_a_model_transcribes_only_the_languages_it_has_a_token_for(tmp_path: Path) -> None:
+    """base predates large-v3's <|yue|>; a model directory is judged by its vocabulary's size."""
+    assert cannot_transcribe("base", "de") is None and cannot_transcribe("base", None) is None
+    assert "no token for language 'yue'" in cannot_transcribe("base", "yue")
+    assert "English-only" in cannot_transcribe("tiny.en", "de")
+    large_v3 = tmp_path / "large-v3"
+    large_v3.mkdir()
+    (large_v3 / "model.bin").write_bytes(b"")
+    (large_v3 / "vocabulary.json").write_text(json.dumps(["t"] * 51866))
+    assert cannot_transcribe(str(large_v3), "yue") is None
+    assert model_info("base").languages == model_info(str(large_v3)).languages - {"yue"}
 
 
 def test_voice_samples_may_be_megabytes_other_fields_not(tmp_path: Path) -> None:

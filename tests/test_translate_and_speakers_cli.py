@@ -32,6 +32,15 @@ def test_translate_with_an_english_only_model_exits_2_naming_a_multilingual_one(
     assert by_path.returncode == 2 and "English-only" in by_path.stderr, by_path.stderr
 
 
+def test_a_language_the_model_has_no_token_for_exits_2(shared_data: Path, tmp_path: Path) -> None:
+    jfk = str(shared_data / "jfk" / "jfk.wav")
+    cantonese = run_cli("transcribe", jfk, "--model", "base", "--language", "yue", cwd=tmp_path)
+    assert cantonese.returncode == 2 and "no token for language 'yue'" in cantonese.stderr, cantonese.stderr
+    german = run_cli("run", jfk, "--out", str(tmp_path / "out"), "--language", "de", cwd=tmp_path)
+    assert german.returncode == 2 and "English-only" in german.stderr, german.stderr
+    assert not (tmp_path / "out").exists()
+
+
 def test_transcribe_and_run_translate_german_to_english(tmp_path: Path) -> None:
     german = render_german(tmp_path / "german.wav")
     result = run_cli("transcribe", str(german), "--task", "translate", "--model", "base", cwd=tmp_path)

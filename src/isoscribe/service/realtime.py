@@ -52,7 +52,7 @@ class RealtimeSessions:
             max_session_s=service.max_realtime_session_s,
             partial_after_s=service.realtime_partial_after_s,
             served_models=(*TRANSCRIPTION_MODEL_ALIASES, self.settings.asr.model),
-            english_only=self.service.models.english_only(self.settings.asr.model),
+            languages=self.service.models.languages(self.settings.asr.model),
         )
 
     def admit(self) -> None:

@@ -71,10 +71,12 @@ def error_event(
 
 
 def updated_config(
-    config: SessionConfig, message: dict[str, Any], served_models: tuple[str, ...], english_only: bool = False
+    config: SessionConfig, message: dict[str, Any], served_models: tuple[str, ...],
+    languages: frozenset[str] | None = None,
 ) -> SessionConfig:
     """``config`` with the fields a ``session.update`` or ``transcription_session.update`` sets; a field of the
-    wrong type or value is a ProtocolError naming it (the session stays open)."""
+    wrong type or value is a ProtocolError naming it (the session stays open). ``languages``: the codes
+    the model has a token for (None: any)."""
     session = message.get("session")
     if not isinstance(session, dict):
         raise ProtocolError("'session' must be an object", param="session")
@@ -94,9 +96,9 @@ def updated_config(
             f"model {config.model!r} is not available; use one of: {', '.join(served_models)}",
             code="model_not_found", param="session.audio.input.transcription.model",
         )
-    if english_only and config.language not in (None, "en"):
+    if languages is not None and config.language is not None and config.language not in languages:
         raise ProtocolError(
-            f"model {config.model!r} is English-only and cannot transcribe language {config.language!r}",
+            f"model {config.model!r} cannot transcribe language {config.language!r}; it knows: {', '.join(sorted(languages))}",
             code="unsupported_language", param="session.audio.input.transcription.language",
         )
     return config

@@ -69,7 +69,7 @@ class SessionLimits:
     outbox_events: int = 64
     pending_decodes: int = 4
     served_models: tuple[str, ...] = ("whisper-1",)
-    english_only: bool = False
+    languages: frozenset[str] | None = None
     """The served model transcribes English only: another language is refused."""
 
     def preview_due(self, open_s: float, since_preview_s: float, last_preview_took_s: float) -> bool:
@@ -194,7 +194,7 @@ class LiveSession:
             )
 
     async def _update(self, message: dict) -> None:
-        config = updated_config(self.config, message, self.limits.served_models, self.limits.english_only)
+        config = updated_config(self.config, message, self.limits.served_models, self.limits.languages)
         if config.sample_rate_hz != self.config.sample_rate_hz and self.audio.end_s > 0:
             raise ProtocolError("the sample rate cannot change once audio was sent",
                                 param="session.audio.input.format.rate")

@@ -146,6 +146,8 @@ def transcribe(
     """
     started = time.perf_counter()
     options = transcription_options(model.asr, request, model.english_only)
+    if options.language is not None and model.whisper.hf_tokenizer.token_to_id(f"<|{options.language}|>") is None:
+        raise ValueError(f"model {model.model_name} has no token for language {options.language!r}")
     if speech is None:
         speech = vad.detect(audio, vad_cuts(audio, request))
     decoder = _Decoder(model, audio, speech)

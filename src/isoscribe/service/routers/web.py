@@ -2,7 +2,7 @@
 
 The page needs no key to load; it asks for the API key and sends it with every API call.
 ``/ui/languages.json?model=M`` is what the form's language drop-down offers for model ``M`` (one the
-service serves): ``["en"]`` for an English-only model, else every code Whisper knows.
+service serves): the codes it has a token for (``["en"]`` for an English-only model).
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
 
 from isoscribe.languages import WHISPER_LANGUAGES
-from isoscribe.models import cannot_translate
 
 __all__ = ["WEB_DIR", "add_web_page"]
 
@@ -33,8 +32,7 @@ async def languages(request: Request, model: str = "whisper-1") -> list[str]:
     service = request.app.state.service
     # Only the names the service offers: a path would let anyone probe the server's directories.
     if model in service.models.ids():
-        if cannot_translate(service.models.served(model), service.settings.asr.model_cache_dir) is not None:
-            return ["en"]
+        return sorted(service.models.languages(model))
     return sorted(WHISPER_LANGUAGES)
 
 
