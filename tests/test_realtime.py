@@ -87,6 +87,10 @@ def test_three_speaker_meeting_streamed_through_the_official_client(base_server:
     assert revised <= 1, revised  # one allowed: speech the first decode skipped may be recovered before them
     transcripts = " ".join(event.data["transcript"] for event in completed)
     assert found_share(" ".join(all_deltas), transcripts) >= 0.9, (all_deltas, transcripts)
+    with base_server.client() as client:  # the live workers hold the model too, and say so
+        listed = client.get("/v1/models/base").json()
+    live = [worker for worker in listed["workers"] if worker["stage"] == "realtime"]
+    assert listed["loaded"] and live and all(worker["rss_mb"] > 100 for worker in live), listed
 
 
 def test_long_utterance_sends_partial_deltas_before_it_ends(server: ServerProcess, jfk_24k: bytes) -> None:

@@ -17,6 +17,7 @@ from isoscribe.logs import log_event
 from isoscribe.models import available_models, cannot_transcribe, cannot_translate, model_info
 from isoscribe.service.errors import ApiError
 from isoscribe.service.execution import add_model_pool, model_stage
+from isoscribe.service.realtime import REALTIME_STAGE
 
 __all__ = ["ModelRouter", "MODEL_ALIAS"]
 
@@ -36,17 +37,13 @@ class ModelRouter:
         self._languages: dict[str, frozenset[str]] = {}
 
     def describe(self, model_id: str) -> dict[str, Any]:
-        """OpenAI's model object, plus what the model is and whether it is loaded: its workers (pid, state,
-        RSS of the worker's process tree, tasks done) and their RSS summed; 404 for a model not served."""
+        """OpenAI's model object, plus what the model is and whether it is loaded: its workers (stage, pid,
+        state, RSS of the worker's process tree, tasks done) and their RSS summed; 404 for a model not served."""
         if model_id not in self.ids():
             raise ApiError(404, f"no model {model_id!r} (see GET /v1/models)", code="model_not_found")
         model = self.served(model_id)
         info = model_info(model, self.settings.asr.model_cache_dir)
-        pool = self.executor.loaded(self._stage(model)) if isinstance(self.executor, PooledExecutor) else None
-        workers = [
-            {**asdict(worker), "rss_mb": round(worker.rss_mb, 1), "age_s": round(worker.age_s, 1)}
-            for worker in (pool.stats().workers if pool is not None else [])
-        ]
+        workers = self._workers(model)
         return {
             "id": model_id, "object": "model", "created": 0, "owned_by": "isoscribe",
             "model": model,
@@ -129,6 +126,17 @@ class ModelRouter:
                 code="model_not_found",
             )
         return add_model_pool(self.executor, self.settings, model)
+
+    def _workers(self, model: str) -> list[dict[str, Any]]:
+        """The workers holding ``model``: its own pool's and, for the configured model, live transcription's."""
+        if not isinstance(self.executor, PooledExecutor):
+            return []
+        stages = [self._stage(model), *([REALTIME_STAGE] if model == self.settings.asr.model else [])]
+        pools = [(stage, self.executor.loaded(stage)) for stage in stages]
+        return [
+            {"stage": stage, **asdict(worker), "rss_mb": round(worker.rss_mb, 1), "age_s": round(worker.age_s, 1)}
+            for stage, pool in pools if pool is not None for worker in pool.stats().workers
+        ]
 
     def _stage(self, model: str) -> str:
         return "speech" if model == self.settings.asr.model else model_stage(model)
