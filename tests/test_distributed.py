@@ -831,9 +831,10 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
     assert first.claim_next().id == newer.id
     assert first.requeue(newer.id) and first.get(newer.id).status == "queued"
     assert second.claim_next().id == newer.id
-    assert first.requeue_running() == [], "the job's owner is alive: no one else takes it back"
+    assert first.requeue_running() == [] and first.requeue_orphans() == [], "its owner is alive: no one takes it back"
+    assert second.requeue_orphans() == [], "the sweep of a running instance leaves its own jobs alone"
     second.close()
-    assert first.requeue_running() == [newer.id], "its owner stopped: the job goes back to the queue"
+    assert first.requeue_orphans() == [newer.id], "its owner stopped: the job goes back to the queue"
     assert first.count("queued") == 1 and first.count("running") == 0
     assert first.cancel(newer.id) and first.get(newer.id).status == "cancelled"
     assert first.claim_next() is None and first.get("job_missing") is None

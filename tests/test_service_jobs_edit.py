@@ -233,9 +233,12 @@ def test_a_finished_jobs_events_replay_its_segments_then_done(client_and_job) ->
     assert '"speaker": "SPEAKER_01"' in body and '"status": "succeeded"' in body
 
 
-def test_a_running_jobs_events_replay_its_segments_so_far_and_follow_it(tmp_path: Path) -> None:
+def test_a_running_jobs_events_replay_its_segments_so_far_and_follow_it(tmp_path: Path, monkeypatch) -> None:
     import threading
 
+    from isoscribe.service.job_loops import JobLoops
+
+    monkeypatch.setattr(JobLoops, "start", lambda self: None)  # the job runs elsewhere: this test plays it below
     store = JobStore(tmp_path / "jobs.sqlite3")
     job = store.create(tmp_path / "up.wav", JobOptions(filename="a.wav"))
     store.claim_next()

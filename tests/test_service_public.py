@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -126,6 +127,22 @@ def test_metrics_and_docs_need_a_key_unless_public(tmp_path: Path) -> None:
         assert client.get("/metrics").status_code == client.get("/openapi.json").status_code == 200
 
 
+def test_stored_jobs_for_a_model_not_served_here_fail_and_the_job_loop_goes_on(tmp_path: Path) -> None:
+    """A store shared with other instances may hold jobs for a model only they serve: each fails naming it."""
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    job_ids = [store.create(tmp_path / f"{n}.wav", JobOptions(model="large-v9")).id for n in range(2)]
+    store.close()
+    with _client(tmp_path, asr_workers=1) as client:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            statuses = [client.get(f"/v1/jobs/{job_id}").json() for job_id in job_ids]
+            if all(status["status"] == "failed" for status in statuses):
+                break
+            time.sleep(0.1)
+    assert [status["error"]["type"] for status in statuses] == ["model_not_found"] * 2, statuses
+    assert "'large-v9' is not available" in statuses[1]["error"]["message"]
+
+
 def test_no_server_path_in_a_job_status(tmp_path: Path) -> None:
     sample = tmp_path / "job-audio" / "sample.reference"
     store = JobStore(tmp_path / "jobs.sqlite3")
@@ -205,7 +222,8 @@ def test_a_start_removes_job_uploads_no_job_owns(tmp_path: Path) -> None:
     kept = job_audio / "kept.wav"
     kept.write_bytes(b"audio")
     store = JobStore(tmp_path / "jobs.sqlite3")
-    store.create(kept, JobOptions(filename="kept.wav"))
+    job_id = store.create(kept, JobOptions(filename="kept.wav")).id
+    assert store.claim_next().id == job_id and store.succeed(job_id, {"text": ""}, None, {})  # kept for the player
     store.close()
     with _client(tmp_path) as client:
         assert client.get("/healthz").status_code == 200

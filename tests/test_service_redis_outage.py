@@ -1,6 +1,6 @@
 """The service on the Celery executor keeps its jobs in Redis. Redis goes away under it and comes back:
 the job loops log and back off instead of dying, /readyz says not ready meanwhile, and every job that
-was submitted finishes, once."""
+was submitted finishes, once. A job left running by another instance that died is taken back and run."""
 
 from __future__ import annotations
 
@@ -57,8 +57,12 @@ def test_jobs_survive_a_redis_outage_under_a_running_service(tmp_path: Path, sha
         failures = {job_id: status["error"] for job_id, status in statuses.items() if status["status"] != "succeeded"}
         assert not failures, (failures, [line for line in server.log().splitlines() if "Error" in line][-20:])
         assert _readyz(server) == 200
+        orphan = _orphan_of_a_dead_instance(redis_server.url(1), shared_data / "jfk" / "jfk.wav", tmp_path)
+        with server.client() as client:
+            assert _wait_finished(client, [orphan], server)[orphan]["status"] == "succeeded"
+        assert "event=orphan_jobs_requeued" in server.log()
         store = Redis.from_url(redis_server.url(1), decode_responses=True)
-        assert store.scard("isoscribe:jobs:status:succeeded") == JOBS
+        assert store.scard("isoscribe:jobs:status:succeeded") == JOBS + 1
         assert store.scard("isoscribe:jobs:status:queued") == store.scard("isoscribe:jobs:status:running") == 0
     finally:
         assert server.stop() == 0, server.log()[-4000:]
@@ -83,6 +87,20 @@ def _wait_finished(client: httpx.Client, job_ids: list[str], server: ServerProce
             return statuses
         assert time.monotonic() - last_step < STALL_S, (steps, server.log()[-4000:])
         time.sleep(0.3)
+
+
+def _orphan_of_a_dead_instance(store_url: str, audio: Path, tmp_path: Path) -> str:
+    """A job that another instance claimed and then died with: its heartbeat is gone, the job still running."""
+    from isoscribe.service.job_store import JobOptions
+    from isoscribe.service.job_store_redis import RedisJobStore
+
+    copy = tmp_path / "orphan.wav"
+    copy.write_bytes(audio.read_bytes())
+    dead = RedisJobStore(store_url)
+    job = dead.create(copy, JobOptions(model="whisper-1"))
+    assert dead.claim_next().id == job.id
+    dead.close()
+    return job.id
 
 
 def _readyz(server: ServerProcess) -> int:

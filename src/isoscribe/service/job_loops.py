@@ -22,14 +22,14 @@ from isoscribe.backoff import Backoff
 from isoscribe.config import Settings
 from isoscribe.logs import log_event
 from isoscribe.service.errors import ApiError
-from isoscribe.pipeline import PipelineError, ProgressTracker
+from isoscribe.pipeline import FilePipeline, PipelineError, ProgressTracker
 from isoscribe.service.execution import PipelineRunner
 from isoscribe.service.job_eta import PhasePaces
 from isoscribe.service.job_progress import JobProgress, StageWorkers
 from isoscribe.service.job_store import Job, JobStore
 from isoscribe.service.policy import service_policy
 from isoscribe.service.transcription import pipeline_api_error, service_speech_request
-from isoscribe.transcript import KnownSpeaker
+from isoscribe.transcript import KnownSpeaker, SpeechRequest
 from isoscribe.service.webhook_outbox import WebhookOutbox
 
 __all__ = ["JobLoops"]
@@ -38,6 +38,7 @@ logger = logging.getLogger("isoscribe.service.jobs")
 
 T = TypeVar("T")
 _IDLE_POLL_S = 5.0
+_ORPHAN_SWEEP_S = 15.0
 _STORE_RETRY = Backoff(first_s=0.2, max_s=5.0)
 
 
@@ -73,6 +74,7 @@ class JobLoops:
         if requeued:
             log_event(logger, "jobs_requeued", count=len(requeued), ids=",".join(requeued))
         self._loops = [asyncio.create_task(self._loop()) for _ in range(self.settings.service.asr_workers)]
+        self._loops.append(asyncio.create_task(self._sweep_orphans()))
         self._wake.set()
 
     def notify(self) -> None:
@@ -113,16 +115,26 @@ class JobLoops:
                 task.cancel()
                 await asyncio.gather(task, return_exceptions=True)
                 raise
+            except Exception:  # the loop outlives a bug in one job's handling
+                logger.exception("event=job_loop_error id=%s", job.id)
             finally:
                 self._active.pop(job.id, None)
 
-    async def _process(self, job: Job) -> None:
-        timings = {"queued_s": round(time.time() - job.created_at, 3)}
+    async def _sweep_orphans(self) -> None:
+        """Another instance sharing the store died with jobs running: they go back to the queue, here."""
+        while not self._stopping:
+            await asyncio.sleep(_ORPHAN_SWEEP_S)
+            requeued = await self._store(self.store.requeue_orphans)
+            if requeued:
+                log_event(logger, "orphan_jobs_requeued", count=len(requeued), ids=",".join(requeued))
+                self._wake.set()
+
+    def _pipeline_for(self, job: Job, timings: dict[str, float]) -> tuple[FilePipeline, SpeechRequest, JobProgress]:
+        """The job's pipeline, request and progress listener; ApiError for a model this instance does not
+        serve (a store shared with differently configured instances may hold such a job)."""
         options = job.options
-        audio_path = Path(job.audio_path)
-        log_event(logger, "job_started", id=job.id, attempt=job.attempts)
         known = tuple(KnownSpeaker(name, path) for name, path in options.known_speakers.items())
-        request = replace(service_speech_request(self.settings, audio_path, options), known_speakers=known)
+        request = replace(service_speech_request(self.settings, Path(job.audio_path), options), known_speakers=known)
         stage = self.stage_for_model(options.model)
         policy = service_policy(self.settings, stage, summarize=options.summarize)
         # A pool's CPU is this job's only while no other job runs beside it.
@@ -132,8 +144,16 @@ class JobLoops:
             self.store, job.id, timings, ProgressTracker(request.diarize, options.summarize), workers,
             paces=self.paces, text_key=f"text {stage} language {language}",
         )
-        pipeline = self.pipelines.pipeline(policy, listener)
+        return self.pipelines.pipeline(policy, listener), request, listener
+
+    async def _process(self, job: Job) -> None:
+        timings = {"queued_s": round(time.time() - job.created_at, 3)}
+        options = job.options
+        audio_path = Path(job.audio_path)
+        log_event(logger, "job_started", id=job.id, attempt=job.attempts)
+        listener = None
         try:
+            pipeline, request, listener = self._pipeline_for(job, timings)
             result = await self.pipelines.run(pipeline, lambda: pipeline.run(request))
             timings["total_s"] = round(time.time() - job.created_at, 3)
             summary = result.summary.to_dict() if result.summary is not None else None
@@ -156,7 +176,8 @@ class JobLoops:
             error_text = f"{type(exc).__name__}: {exc}"
             finished = await self._store(self.store.fail, job.id, "internal_error", error_text, timings)
         finally:
-            listener.close()
+            if listener is not None:
+                listener.close()
         final = await self._store(self.store.get, job.id)
         if not (self.settings.service.keep_job_audio and final is not None and final.status == "succeeded"):
             audio_path.unlink(missing_ok=True)

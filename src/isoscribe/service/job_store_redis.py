@@ -66,12 +66,13 @@ return id
 """Claim the oldest queued job under ``claim_id``; the same claim asked again returns the same job."""
 
 _REQUEUE_ORPHANS = """
-local prefix, owner = ARGV[1], ARGV[2]
+local prefix, owner, own_too = ARGV[1], ARGV[2], ARGV[3] == '1'
 local requeued = {}
 for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'status:running')) do
   local key = prefix .. 'job:' .. id
   local holder = redis.call('HGET', key, 'owner')
-  if holder == owner or not holder or redis.call('EXISTS', prefix .. 'owner:' .. holder) == 0 then
+  local orphan = holder ~= owner and (not holder or redis.call('EXISTS', prefix .. 'owner:' .. holder) == 0)
+  if orphan or (own_too and holder == owner) then
     redis.call('HSET', key, 'status', 'queued', 'progress', '0', 'stage', '')
     redis.call('SMOVE', prefix .. 'status:running', prefix .. 'status:queued', id)
     redis.call('ZADD', prefix .. 'queued', redis.call('HGET', key, 'created_at'), id)
@@ -80,6 +81,7 @@ for _, id in ipairs(redis.call('SMEMBERS', prefix .. 'status:running')) do
 end
 return requeued
 """
+"""Running jobs whose owner's heartbeat has expired (and, with ARGV[3] = 1, this owner's) go back to the queue."""
 
 _ADD_REVISION = """
 local key, revs, meta = KEYS[1], KEYS[2], KEYS[3]
@@ -125,7 +127,8 @@ class RedisJobStore:
     """The service's job store (same methods as ``service.job_store.JobStore``) kept in Redis.
 
     Several service instances can share it: each claims jobs under its own owner id, kept alive by
-    a heartbeat key, and ``requeue_running`` only takes back running jobs whose owner is gone.
+    a heartbeat key, and ``requeue_running`` (at start) and ``requeue_orphans`` (every so often while the
+    service runs) only take back running jobs whose owner is gone.
     Run Redis with persistence (``appendonly yes``) when jobs must outlive a Redis restart.
     """
 
@@ -303,7 +306,11 @@ class RedisJobStore:
 
     def requeue_running(self) -> list[str]:
         """Running jobs of this store or of owners whose heartbeat stopped go back to the queue."""
-        return list(self._requeue_orphans(args=[self.prefix, self.owner]))
+        return list(self._requeue_orphans(args=[self.prefix, self.owner, "1"]))
+
+    def requeue_orphans(self) -> list[str]:
+        """Running jobs of owners whose heartbeat stopped go back to the queue; this store's own stay."""
+        return list(self._requeue_orphans(args=[self.prefix, self.owner, "0"]))
 
     def _set(self, job_id: str, allowed: str, **values: Any) -> bool:
         args: list[Any] = [self.prefix, job_id, allowed]
