@@ -142,6 +142,19 @@ def test_summary_markdown_lists_action_items_decisions_unsupported_sentences_or_
     assert "LLM crashed" in to_summary_md(Summary.empty("LLM crashed"))
 
 
+def test_summary_markdown_shows_what_was_said_literally() -> None:
+    """Speech or a model's text with markdown's characters neither formats, nor hides, nor breaks a line."""
+    item = replace(_ITEM, owner="Ann_Lee", task="Review the *draft* and <b>sign</b> it _today_")
+    summary = Summary("1. The budget grew by 3.5 %.\n# Not a heading", [item], sentences=[
+        SummarySentence("- [link](http://x)", False, [], "not said"),
+    ])
+    text = to_summary_md(summary, title="team_meeting")
+    assert text.startswith("# team_meeting\n")
+    assert "\n1\\. The budget grew by 3.5 %. \\# Not a heading\n" in text
+    assert "- [Ann_Lee, by Tuesday] Review the \\*draft\\* and \\<b\\>sign\\</b\\> it \\_today\\_ (00:24)\n" in text
+    assert "- ~~\\- \\[link\\](http://x)~~ (not said)\n" in text
+
+
 def test_write_outputs_writes_every_format_atomically(tmp_path: Path) -> None:
     transcript = _transcript(True)
     summary = Summary("We met.", [_ITEM])
