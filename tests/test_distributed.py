@@ -545,6 +545,27 @@ def test_the_completed_list_keeps_only_the_latest_tasks(
 
 
 @pytest.mark.celery
+def test_a_task_waiting_on_a_redis_that_stays_away_fails_naming_the_outage(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch must not hang on a Redis that never comes back: after ``REDIS_OUTAGE_S`` (4 min; 3 s here) its
+    waiting tasks fail, and a batch marks their files failed, to be run again."""
+    from isoscribe.distributed import waiter
+
+    monkeypatch.setattr(waiter, "REDIS_OUTAGE_S", 3.0)
+    redis = RedisServer(tmp_path)
+    redis.start()
+    try:
+        with CeleryExecutor(_client_settings(redis, tmp_path / "shared")) as executor:
+            waiting = executor.submit("summary", SummaryRequest(tuple(turns_from_text("text"))))  # no worker runs it
+            redis.stop()
+            with pytest.raises(StageError, match="Redis was unreachable for 3 s"):
+                waiting.result(timeout=60)
+    finally:
+        redis.stop()
+
+
+@pytest.mark.celery
 def test_spilled_result_file_goes_only_after_it_is_decoded(redis_server: RedisServer, tmp_path: Path) -> None:
     shared_dir = tmp_path / "shared"
     settings = _client_settings(redis_server, shared_dir)

@@ -21,6 +21,7 @@ __all__ = [
     "STAGE_TASKS",
     "STAGE_QUEUES",
     "REDIS_TIMEOUTS",
+    "REDIS_OUTAGE_S",
     "REDIS_ERRORS",
     "create_app",
     "time_limit_s",
@@ -46,6 +47,8 @@ CANCEL_TTL_S = 24 * 3600
 REDIS_RETRY = Backoff(first_s=0.2, max_s=2.0)
 REDIS_TRIES = 120
 """With REDIS_RETRY: a call (a publish, a hold) waits about four minutes for Redis to come back."""
+REDIS_OUTAGE_S = 240.0
+"""As long, the client's waiter waits for Redis before it fails the tasks it waits for."""
 
 _TIME_LIMIT_GRACE_S = 120.0
 """Celery's hard time limit is a backstop behind the isolation runtime's own stage timeout."""

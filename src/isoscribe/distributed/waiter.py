@@ -18,7 +18,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from isoscribe.distributed.app import HEARTBEAT_KEY, READY_STATES, REDIS_ERRORS, RUNNING_STATES, STAGE_QUEUES, time_limit_s
+from isoscribe.distributed.app import (
+    HEARTBEAT_KEY, READY_STATES, REDIS_ERRORS, REDIS_OUTAGE_S, RUNNING_STATES, STAGE_QUEUES, time_limit_s,
+)
 from isoscribe.distributed.codec import decode_error, decode_value
 from isoscribe.isolation import IsolationError, StageError, StageTimeout, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.logs import log_event
@@ -44,7 +46,7 @@ class Waiter:
         self._drop_unacked = self._broker.register_script(_DROP_UNACKED)
         self._find_messages = self._broker.register_script(_FIND_MESSAGES)
         self._server_ids: tuple[str, str] | None = None
-        self._unreachable = False
+        self._unreachable_since: float | None = None
         self._beat_s = executor.settings.celery.heartbeat_timeout_s / 4
         self._next_heartbeat_check = 0.0
         self._missing_since: dict[str, float] = {}
@@ -87,15 +89,25 @@ class Waiter:
             for task_id, meta in metas.items():
                 self._guarded(task_id, self._on_state, task_id, meta)
         except REDIS_ERRORS as exc:
-            if not self._unreachable:
-                log_event(logger, "redis_unreachable", logging.WARNING, error=exc)
-            self._unreachable = True
+            self._on_unreachable(exc)
             executor._stopped.wait(1.0)
             return
-        if self._unreachable:
+        if self._unreachable_since is not None:
             log_event(logger, "redis_reachable")
-            self._unreachable = False
+            self._unreachable_since = None
         executor._stopped.wait(executor.settings.celery.poll_interval_s)
+
+    def _on_unreachable(self, exc: Exception) -> None:
+        """Log the outage's start; once it has lasted ``REDIS_OUTAGE_S``, fail the tasks waiting on it (a
+        batch ends with their files failed, to run again, rather than hang), and start counting anew."""
+        now = time.monotonic()
+        if self._unreachable_since is None:
+            log_event(logger, "redis_unreachable", logging.WARNING, error=exc)
+            self._unreachable_since = now
+        elif now - self._unreachable_since >= REDIS_OUTAGE_S:
+            log_event(logger, "redis_outage_gave_up", logging.ERROR, after_s=round(now - self._unreachable_since))
+            self._fail_unfinished(exc, f"Redis was unreachable for {REDIS_OUTAGE_S:.0f} s")
+            self._unreachable_since = now
 
     def _pending(self, task_id: str) -> PendingTask | None:
         with self._executor._lock:
@@ -114,11 +126,11 @@ class Waiter:
                 error = _client_error(pending.stage, exc, "the client could not read the task's state")
                 self._executor._finish(task_id, error, worker="")
 
-    def _fail_unfinished(self, exc: Exception) -> None:
+    def _fail_unfinished(self, exc: Exception, why: str = "the Celery client's waiter failed") -> None:
         with self._executor._lock:
             unfinished = list(self._executor._pending.values())
         for pending in unfinished:
-            error = _client_error(pending.stage, exc, "the Celery client's waiter failed")
+            error = _client_error(pending.stage, exc, why)
             self._executor._finish(pending.task_id, error, worker="")
 
     def _fetch(self, task_ids: list[str]) -> dict[str, bytes]:
