@@ -859,6 +859,7 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
     assert first.count("queued") == 1 and first.count("running") == 0
     assert first.cancel(newer.id) and first.get(newer.id).status == "cancelled"
     assert first.claim_next() is None and first.get("job_missing") is None
+    assert first.owner_of(newer.id) == "" and first.owner_of("job_missing") is None
     assert [job.id for job in first.recent(5)] == [newer.id, older.id]
     assert first.add_revision(older.id, 0, {"text": "renamed"}, {"summary": "s"}) == 1
     assert first.add_revision(newer.id, 0, {"text": "x"}) is None, "only a succeeded job's result is replaced"

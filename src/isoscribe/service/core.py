@@ -244,8 +244,8 @@ class Service:
         """The caller's newest jobs (every job for an admin), without their results; 400 when ``after`` names
         no job the caller sees (deleted or expired since: a page that ends there would end the list)."""
         if after is not None:
-            cursor = await self._store(self.store.get, after)
-            if cursor is None or not caller.may_see(cursor.api_key_id):
+            owner = await self._store(self.store.owner_of, after)
+            if owner is None or not caller.may_see(owner):
                 raise ApiError(400, f"no job {after!r} to list after (deleted or expired); list from the start",
                                param="after", code="invalid_cursor")
         return await self._store(self.store.recent, limit, after, None if caller.admin else caller.owner)

@@ -131,6 +131,12 @@ class JobStore:
             row = self._db.execute("SELECT * FROM jobs WHERE id = ?", (job_id,)).fetchone()
         return _to_job(row) if row else None
 
+    def owner_of(self, job_id: str) -> str | None:
+        """The job's ``api_key_id`` without reading its transcript; None when there is no such job."""
+        with self._lock:
+            row = self._db.execute("SELECT api_key_id FROM jobs WHERE id = ?", (job_id,)).fetchone()
+        return row[0] if row else None
+
     def count(self, status: str) -> int:
         with self._lock:
             return self._db.execute("SELECT COUNT(*) FROM jobs WHERE status = ?", (status,)).fetchone()[0]

@@ -185,6 +185,11 @@ class RedisJobStore:
         data = self._redis.hgetall(self._job_key(job_id))
         return _to_job(data) if data else None
 
+    def owner_of(self, job_id: str) -> str | None:
+        """The job's ``api_key_id`` without reading its transcript; None when there is no such job."""
+        status, owner = self._redis.hmget(self._job_key(job_id), ["status", "api_key_id"])
+        return None if status is None else owner or ""
+
     def count(self, status: str) -> int:
         return self._redis.scard(f"{self.prefix}status:{status}")
 
