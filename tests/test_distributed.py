@@ -847,7 +847,7 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
     assert first.succeed(older.id, {"text": "hi"}, None, {"speech_s": 1.5})
     done = first.get(older.id)
     assert (done.status, done.transcript, done.summary, done.timings) == ("succeeded", {"text": "hi"}, None, {"speech_s": 1.5})
-    assert not first.cancel(older.id), "a finished job cannot be cancelled"
+    assert first.cancel(older.id) is None, "a finished job cannot be cancelled"
     assert not first.fail(older.id, "x", "y", {}), "nor fail after it succeeded"
     assert first.claim_next().id == newer.id
     assert first.requeue(newer.id) and first.get(newer.id).status == "queued"
@@ -857,7 +857,7 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
     second.close()
     assert first.requeue_orphans() == [newer.id], "its owner stopped: the job goes back to the queue"
     assert first.count("queued") == 1 and first.count("running") == 0
-    assert first.cancel(newer.id) and first.get(newer.id).status == "cancelled"
+    assert first.cancel(newer.id) == "queued" and first.get(newer.id).status == "cancelled"
     assert first.claim_next() is None and first.get("job_missing") is None
     assert first.owner_of(newer.id) == "" and first.owner_of("job_missing") is None
     assert [job.id for job in first.recent(5)] == [newer.id, older.id]

@@ -121,9 +121,46 @@ def test_job_store_requeues_running_jobs_after_a_restart(tmp_path: Path) -> None
     assert reopened.succeed(first.id, {"segments": []}, None, {"total_s": 1.0})
     job = reopened.get(first.id)
     assert job.status == "succeeded" and job.options.summarize and job.webhook_url == "http://127.0.0.1:1/hook"
-    assert reopened.cancel(second.id) and not reopened.cancel(second.id)
+    assert reopened.cancel(second.id) == "queued" and reopened.cancel(second.id) is None
     assert reopened.claim_next() is None
     assert not reopened.fail(second.id, "x", "cancelled jobs stay cancelled", {})
+
+
+def test_a_job_cancelled_or_purged_between_its_claim_and_its_start_runs_nothing_and_gets_one_webhook(
+    tmp_path: Path,
+) -> None:
+    """A cancel that lands after the claim, before the job loop's task exists, finds no task to stop: the job
+    loop sees the cancel itself. A purged job is gone from the store, and its webhook still says cancelled."""
+    from isoscribe.service.execution import PipelineRunner
+    from isoscribe.service.job_loops import JobLoops
+
+    class Submissions:
+        def __init__(self) -> None:
+            self.stages: list[str] = []
+
+        def submit(self, stage, request, on_event=None):
+            self.stages.append(stage)
+            raise AssertionError("a cancelled job must not run")
+
+    class Outbox:
+        def __init__(self) -> None:
+            self.sent: list[tuple[str, str]] = []
+
+        def put_finished(self, job) -> None:
+            self.sent.append((job.id, job.status))
+
+    store, executor, outbox = JobStore(tmp_path / "jobs.sqlite3"), Submissions(), Outbox()
+    settings = load_settings(overrides={"service": {"data_dir": tmp_path}})
+    loops = JobLoops(store, PipelineRunner(executor, 1, 1, 1), settings, lambda model: "speech", outbox)
+    cancelled, purged = (store.create(tmp_path / f"{name}.wav", JobOptions(model="whisper-1")) for name in "ab")
+    claimed = [store.claim_next(), store.claim_next()]
+    assert store.cancel(cancelled.id) == "running"
+    assert store.cancel(purged.id) == "running" and store.delete(purged.id)
+    for job in claimed:
+        asyncio.run(loops._process(job))
+    assert executor.stages == []
+    assert outbox.sent == [(cancelled.id, "cancelled"), (purged.id, "cancelled")]
+    store.close()
 
 
 def test_verbose_json_shapes_words_segments_and_speakers() -> None:

@@ -252,15 +252,16 @@ class Service:
 
     async def cancel_job(self, job_id: str, caller: Caller) -> Job:
         job = await self.get_job(job_id, caller)
-        if await self._store(self.store.cancel, job_id):
-            if job.status == "queued":  # a running job's files and webhook are its job loop's when it stops
-                delete_files(job_files(job))
-                cancelled = await self._store(self.store.get, job_id)
-                if cancelled is not None and self.outbox is not None:
-                    self.outbox.put_finished(cancelled)
-            elif self.job_loops is not None:
-                self.job_loops.stop_running(job_id)
-            log_event(logger, "job_cancelled", id=job_id, was=job.status)
+        was = await self._store(self.store.cancel, job_id)
+        if was == "queued":  # a running job's files and webhook are its job loop's when it stops
+            delete_files(job_files(job))
+            cancelled = await self._store(self.store.get, job_id)
+            if cancelled is not None and self.outbox is not None:
+                self.outbox.put_finished(cancelled)
+        elif was == "running" and self.job_loops is not None:
+            self.job_loops.stop_running(job_id)
+        if was is not None:
+            log_event(logger, "job_cancelled", id=job_id, was=was)
         return await self.get_job(job_id, caller)
 
     async def delete_job(self, job_id: str, caller: Caller) -> None:

@@ -148,44 +148,53 @@ class JobLoops:
 
     async def _process(self, job: Job) -> None:
         timings = {"queued_s": round(time.time() - job.created_at, 3)}
-        options = job.options
-        audio_path = Path(job.audio_path)
         log_event(logger, "job_started", id=job.id, attempt=job.attempts)
+        current = await self._store(self.store.get, job.id)
+        if current is None or current.status == "cancelled":  # before this task existed, a cancel had none to stop
+            finished = False
+        else:
+            finished = await self._outcome(job, timings)
+        final = await self._store(self.store.get, job.id)
+        if not (self.settings.service.keep_job_audio and final is not None and final.status == "succeeded"):
+            Path(job.audio_path).unlink(missing_ok=True)
+        for reference in job.options.known_speakers.values():
+            Path(reference).unlink(missing_ok=True)
+        log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
+        if final is None and not finished:  # purged while it ran: its webhook still tells it was cancelled
+            final = replace(job, status="cancelled", finished_at=time.time())
+        if final is not None:
+            self.outbox.put_finished(final)
+
+    async def _outcome(self, job: Job, timings: dict[str, float]) -> bool:
+        """Run the job and record how it ended; whether this run's outcome was recorded (not when the job was
+        cancelled meanwhile). Draining re-queues it and re-raises the cancellation."""
         listener = None
         try:
             pipeline, request, listener = self._pipeline_for(job, timings)
             result = await self.pipelines.run(pipeline, lambda: pipeline.run(request))
             timings["total_s"] = round(time.time() - job.created_at, 3)
             summary = result.summary.to_dict() if result.summary is not None else None
-            finished = await self._store(self.store.succeed, job.id, result.transcript.to_dict(), summary, timings)
+            return await self._store(self.store.succeed, job.id, result.transcript.to_dict(), summary, timings)
         except PipelineError as error:
-            api_error = pipeline_api_error(error, audio_path)
+            api_error = pipeline_api_error(error, Path(job.audio_path))
             error_type = api_error.code or api_error.type
-            finished = await self._store(self.store.fail, job.id, error_type, api_error.message, timings)
+            return await self._store(self.store.fail, job.id, error_type, api_error.message, timings)
         except ApiError as exc:
-            finished = await self._store(self.store.fail, job.id, exc.code or exc.type, exc.message, timings)
+            return await self._store(self.store.fail, job.id, exc.code or exc.type, exc.message, timings)
         except asyncio.CancelledError:
             if not await self._cancelled(job.id):  # draining: the job goes back to the queue
                 with contextlib.suppress(Exception):  # unreachable store: the next start takes it back
                     await asyncio.to_thread(self.store.requeue, job.id)
                 log_event(logger, "job_requeued", id=job.id)
                 raise
-            finished = False  # cancelled by DELETE: its worker was killed, nothing more to run
+            return False  # cancelled by DELETE: its worker was killed, nothing more to run
         except Exception as exc:  # a bug must fail the job, not the job loop
             logger.exception("event=job_error id=%s", job.id)
             error_text = f"{type(exc).__name__}: {exc}"
-            finished = await self._store(self.store.fail, job.id, "internal_error", error_text, timings)
+            return await self._store(self.store.fail, job.id, "internal_error", error_text, timings)
         finally:
             if listener is not None:
                 listener.close()
-        final = await self._store(self.store.get, job.id)
-        if not (self.settings.service.keep_job_audio and final is not None and final.status == "succeeded"):
-            audio_path.unlink(missing_ok=True)
-        for reference in options.known_speakers.values():
-            Path(reference).unlink(missing_ok=True)
-        log_event(logger, "job_finished", id=job.id, status=final.status if final else "gone", recorded=finished)
-        if final is not None:
-            self.outbox.put_finished(final)
 
     async def _cancelled(self, job_id: str) -> bool:
         job = await asyncio.to_thread(self.store.get, job_id)

@@ -309,12 +309,14 @@ class JobStore:
             timings=json.dumps(timings),
         )
 
-    def cancel(self, job_id: str) -> bool:
-        """Cancel a job that has not finished; False when it already had."""
-        return self._update(
-            job_id, "status IN ('queued', 'running')", status="cancelled", finished_at=time.time(), stage="",
-            expected_done_at=None,
-        )
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a job that has not finished; the status it had ("queued" or "running"), None when it had finished."""
+        for status in ("queued", "running"):  # a job claimed between the two is cancelled as running
+            if self._update(
+                job_id, f"status = '{status}'", status="cancelled", finished_at=time.time(), stage="", expected_done_at=None
+            ):
+                return status
+        return None
 
     def requeue(self, job_id: str) -> bool:
         return self._update(job_id, "status = 'running'", status="queued", progress=0.0, stage="")

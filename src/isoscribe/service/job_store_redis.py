@@ -301,10 +301,12 @@ class RedisJobStore:
             timings=json.dumps(timings), expected_done_at=None,
         )
 
-    def cancel(self, job_id: str) -> bool:
-        return self._set(
-            job_id, "queued,running", status="cancelled", finished_at=time.time(), stage="", expected_done_at=None
-        )
+    def cancel(self, job_id: str) -> str | None:
+        """Cancel a job that has not finished; the status it had ("queued" or "running"), None when it had finished."""
+        for status in ("queued", "running"):  # a job claimed between the two is cancelled as running
+            if self._set(job_id, status, status="cancelled", finished_at=time.time(), stage="", expected_done_at=None):
+                return status
+        return None
 
     def requeue(self, job_id: str) -> bool:
         return self._set(job_id, "running", status="queued", progress=0.0, stage="")
