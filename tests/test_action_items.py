@@ -102,6 +102,12 @@ def test_narration_questions_discourse_games_agreement_and_declined_requests_are
          "Spend another day or so trying to improve things", None),
         ("Anna: So we'll perhaps try to convince the OGI people to use the new filters.", None,
          "Convince the OGI people to use the new filters", None),
+        ("Anna: I'll ask Dr. Smith to review the paper by Monday.", "Dr. Smith", "Review the paper", "by Monday"),
+        ("Anna: And I'll send the draft to Prof. Brown by Friday.", "Anna", "Send the draft to Prof. Brown", "by Friday"),
+        ("Anna: Tomorrow Bob will send the report.", "Bob", "Send the report", "Tomorrow"),
+        ("Anna: Maybe Carol will book the room by Friday.", "Carol", "Book the room", "by Friday"),
+        ("Anna: By Friday, I'll send the report.", "Anna", "Send the report", "By Friday"),
+        ("Anna: I'll update the roadmap two weeks from now.", "Anna", "Update the roadmap", "two weeks from now"),
     ],
 )  # fmt: skip
 def test_commitments_named_tasks_dated_obligations_and_accepted_requests_are_items(dialogue, owner, task, due):
@@ -124,6 +130,11 @@ def test_decisions_and_open_questions_come_with_their_source():
         "Bob: Is that right?\nAnna: Yes."
     ))  # fmt: skip
     assert [d.text for d in extract_decisions(sentences)] == ["We decided to use a rubber case."]
+    doubts = speaker_sentences(turns_from_text(
+        "Anna: I don't think we agreed on the colour yet.\nBob: If we decided to go with rubber, it would cost more.\n"
+        "Anna: Nobody knows if we agreed on that.\nBob: I'm not sure what the plan is."
+    ))  # fmt: skip
+    assert extract_decisions(doubts) == []
     questions = extract_open_questions(sentences)
     assert [q.text for q in questions] == ["Which battery should we use for the prototype?"]
     assert questions[0].source.speaker == "Bob" and questions[0].source.start == 1.0

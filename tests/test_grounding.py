@@ -45,3 +45,23 @@ def test_what_a_summary_writes_differently_is_kept(index, faithful):
 def test_an_object_the_meeting_never_mentions_is_caught_and_kept_with_its_reason(index, invented, word):
     checked = check_sentence(invented, index)
     assert not checked.supported and f"{word} is not in the transcript" in checked.reason
+
+
+def test_ordinals_and_scaled_numbers_are_read_as_numbers() -> None:
+    index = TranscriptIndex.of(speaker_sentences(turns_from_text(
+        "A: The report is due on the 1st of June, and we expect 1.5 million users.\n"
+        "B: A rubber case and a scroll wheel, that's what I propose for the new remote."
+    )))  # fmt: skip
+    for faithful in ("The report is due on June 1st.", "They expect 1.5M users.",
+                     "A rubber case and a scroll wheel were proposed for the new remote."):  # "A" the article
+        assert check_sentence(faithful, index).supported, (faithful, check_sentence(faithful, index).reason)
+    for invented, number in (("The report is due on June 15th.", "15"), ("They expect 9M users.", "9")):
+        checked = check_sentence(invented, index)
+        assert not checked.supported and f"number {number}" in checked.reason, checked.reason
+
+
+def test_a_name_in_another_alphabet_or_with_accents_is_checked_whole() -> None:
+    index = TranscriptIndex.of(speaker_sentences(turns_from_text("Anna: I talked to Schmidt about the contract.")))
+    assert check_sentence("Anna talked to Schmidt about the contract.", index).supported
+    checked = check_sentence("Anna talked to Müller about the contract.", index)
+    assert not checked.supported and "Müller is not in the transcript" in checked.reason, checked.reason

@@ -138,7 +138,8 @@ def test_read_transcript_reads_json_transcripts_and_plain_text(shared_data, tmp_
     assert " ".join(t.text for t in summary_request(read_transcript(jfk)).turns) == jfk.read_text().strip()
     segment = {"id": 0, "start": 0.0, "end": 1.0, "text": "Hello there."}
     for bad in ({"text": "no segments"}, {"segments": [{**segment, "text": None}]},
-                {"segments": [{**segment, "start": "0"}]}, {"segments": [{**segment, "speaker": 7}]}):
+                {"segments": [{**segment, "start": "0"}]}, {"segments": [{**segment, "speaker": 7}]},
+                {"segments": [{**segment, "end": float("nan")}]}):
         (tmp_path / "bad.json").write_text(json.dumps(bad))
         with pytest.raises(ValueError, match="not an isoscribe JSON transcript"):
             read_transcript(tmp_path / "bad.json")

@@ -29,6 +29,22 @@ def test_sentences_split_after_end_punctuation_only() -> None:
     ]  # fmt: skip
 
 
+def test_a_title_does_not_end_a_sentence_and_cjk_punctuation_does() -> None:
+    assert split_sentences("I'll ask Dr. Smith to review it. Mr. Jones agreed. No. Fine.") == [
+        "I'll ask Dr. Smith to review it.", "Mr. Jones agreed.", "No.", "Fine.",
+    ]  # fmt: skip
+    assert split_sentences("我们需要完成预算。谁来预订会议室？好的") == ["我们需要完成预算。", "谁来预订会议室？", "好的"]
+
+
+def test_segments_out_of_order_make_turns_in_time_order() -> None:
+    """An edited transcript may list its segments out of order: no turn or sentence ends before it starts."""
+    turns = _turns((10.0, 14.0, "Later words.", "A"), (2.0, 5.0, "Earlier words.", "A"), (20.0, 25.0, "Mine.", "B"))
+    assert [(t.start, t.end, t.text) for t in turns] == [
+        (2.0, 5.0, "Earlier words."), (10.0, 14.0, "Later words."), (20.0, 25.0, "Mine."),
+    ]  # fmt: skip
+    assert all(s.start <= s.end for s in speaker_sentences(turns))
+
+
 def _turns(*said: tuple[float, float, str, str]) -> list:
     """Turns of segments given as (start, end, text, speaker)."""
     segments = [Segment(i, start, end, f" {text}", speaker=speaker) for i, (start, end, text, speaker) in enumerate(said)]
@@ -73,6 +89,17 @@ def test_a_long_pause_parts_one_speakers_turns_so_what_follows_keeps_its_time() 
         ("I will fix the login bug this weekend", "this weekend"),
         ("I'll send the invoices by the end of June", "by the end of June"),
         ("I'll update the budget by the end of May", "by the end of May"),
+        ("send Bob the budget by March 3rd 2025", "by March 3rd 2025"),
+        ("book the venue by Wednesday next week", "by Wednesday next week"),
+        ("order the prototypes a week from Friday", "a week from Friday"),
+        ("finish the test plan by 2pm Friday", "by 2pm Friday"),
+        ("review the contract by early next week", "by early next week"),
+        ("call the supplier by Monday or Tuesday", "by Monday or Tuesday"),
+        ("update the roadmap two weeks from now", "two weeks from now"),
+        ("by 15 March", "by 15 March"),
+        ("by this afternoon", "by this afternoon"),
+        ("by EOD", "by EOD"),
+        ("the second may be better", None),
         *[(f"by {month} 3rd", f"by {month} 3rd") for month in (
             "January February March April May June July August September October November December".split()
         )],

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -34,10 +35,10 @@ def read_transcript(path: Path) -> Transcript:
 def _checked(transcript: Transcript) -> Transcript:
     for segment in transcript.segments:
         times_are_numbers = all(
-            isinstance(t, int | float) and not isinstance(t, bool) for t in (segment.start, segment.end)
+            isinstance(t, int | float) and not isinstance(t, bool) and math.isfinite(t) for t in (segment.start, segment.end)
         )
         if not isinstance(segment.text, str) or not times_are_numbers:
-            raise TypeError(f"segment {segment.id}: text must be a string, start and end numbers")
+            raise TypeError(f"segment {segment.id}: text must be a string, start and end finite numbers")
         if segment.speaker is not None and not isinstance(segment.speaker, str):
             raise TypeError(f"segment {segment.id}: speaker must be a string or null")
     return transcript

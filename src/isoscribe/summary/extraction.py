@@ -58,12 +58,20 @@ _EVERY_COMMITMENT = re.compile(f"(?={_COMMITMENT.pattern})", re.IGNORECASE)
 """Each "I'll …" of a sentence, overlapping: "I'll take minutes, and then I'll send them after the meeting"."""
 _ASK = re.compile(
     _LEAD + r"I(?:'ll|\s+will|'d\s+like\s+to|\s+would\s+like\s+to)\s+(?:just\s+|also\s+)?ask\s+"
-    r"(?P<owner>the\s+\w+(?:\s+\w+){0,3}?|you(?:\s+(?:two|three|all|guys))?|[A-Z][a-z]+)\s+to\s+(?P<task>.+)",
+    r"(?P<owner>the\s+\w+(?:\s+\w+){0,3}?|you(?:\s+(?:two|three|all|guys))?|(?-i:(?:(?:Mr|Mrs|Ms|Dr|Prof)\.?\s+)?[A-Z][a-z]+))"
+    r"\s+to\s+(?P<task>.+)",
     re.IGNORECASE,
 )
 """A chair handing out work: "I will ask the Industrial Designer to find out more about …"."""
+_WEEKDAY_NAME = r"(?:monday|tuesday|wednesday|thursday|friday|saturday|sunday)"
+_SENTENCE_ADVERB = (
+    r"(?:(?i:maybe|perhaps|actually|hopefully|probably|also|ok|okay|well|now|tomorrow|today|tonight|next\s+week"
+    rf"|(?:on\s+)?{_WEEKDAY_NAME})),?\s+"
+)
+"""What may open a sentence before the one who will do the work: "Tomorrow Bob will send …"."""
 _THIRD_PERSON = re.compile(
-    r"(?:^|[,;:]\s*|\b(?i:and|so|then|the|our|but)\s+)(?P<owner>(?!(?:And|So|But|Then|Or)\s)[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2}"
+    rf"(?:^|[,;:]\s*|\b(?i:and|so|then|the|our|but)\s+)(?:{_SENTENCE_ADVERB})?"
+    r"(?P<owner>(?!(?:And|So|But|Then|Or)\s)(?:(?:Mr|Mrs|Ms|Dr|Prof)\.?\s+)?[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2}"
     r"(?:\s+and\s+(?:the\s+)?[A-Z][a-z]+(?:\s+[A-Z][a-z]+){0,2})?)"
     r"(?:\s+(?:will|is\s+going\s+to|is\s+gonna|are\s+going\s+to|are\s+gonna|gonna)|'s\s+(?:going\s+to|gonna))\s+(?P<task>.+)"
 )
@@ -126,7 +134,7 @@ _HEDGES = re.compile(
     re.IGNORECASE,
 )
 _IN_MEETING = re.compile(
-    r"\b(?:now|in\s+a\s+(?:second|sec|minute|moment)|on\s+the\s+(?:white-?)?board|(?<!of\s)this\s+meeting|"
+    r"\b(?:(?<!from\s)now|in\s+a\s+(?:second|sec|minute|moment)|on\s+the\s+(?:white-?)?board|(?<!of\s)this\s+meeting|"
     r"next\s+slide|presentation\s+running|^take\s+(?:the\s+|some\s+)?minutes|minutes\s+again|"
     r"first|go\s+over|go\s+through|finish\s+up|something\s+up|(?:make|take)\s+a\s+note|(?:that|it|stuff|this)\s+down|"
     r"for\s+a\s+(?:second|sec|minute|moment)|this\s+quick|to\s+a\s+close|in\s+here|back\s+on|(?:last|previous)\s+meeting|"
@@ -142,7 +150,8 @@ _JUST_NOW = re.compile(r"^just\s+(?!(?:send|e-?mail|mail|put|post|upload)\b)", r
 """I'll just check …": done there and then, unless it is sending something."""
 _NOT_OWNERS = frozenset(
     "that this it there which what who we you they he she i so and but then well okay yes yeah no one everything just "
-    "something nothing were was are is has had have do does did can could would should will".split()
+    "something nothing were was are is has had have do does did can could would should will nobody everyone "
+    "everybody someone somebody anyone anybody".split()
 )
 _OBLIGATION = re.compile(
     _LEAD + r"(?:we(?:'ll)?\s+(?:need\s+to|have\s+to|must|should|got\s+to|'ve\s+got\s+to|will\s+have\s+to|can\s+all)\s+"
@@ -194,6 +203,12 @@ _DECISION = re.compile(
     r"|we(?:'ve|\s+have)\s+settled\s+on)\b",
     re.IGNORECASE,
 )
+_UNDECIDED = re.compile(
+    r"\b(?:if|whether|unless|not\s+sure|(?:don't|do\s+not|didn't)\s+think|nobody|no\s+one|(?:have|did)\s+we)\b"
+    r"|\bhave\s*$",
+    re.IGNORECASE,
+)
+"""Before "we agreed": what makes it a doubt, a condition or a question ("I don't think we agreed", "if we decided")."""
 _QUESTION_START = re.compile(
     r"^(?:so\s+|and\s+|but\s+)?(?:what|which|how|why|when|where|who|should|shall|do|does|can|could|would|will|is|are)\b",
     re.IGNORECASE,
@@ -272,10 +287,13 @@ def _assignment(text: str, match: re.Match[str], sentence: SpeakerSentence) -> A
     return _item(role.title() if role else None, task, sentence, dated=True)
 
 
+_PERSON = re.compile(r"(?:(?:Mr|Mrs|Ms|Dr|Prof)\.?\s+)?[A-Z][a-z]+")
+
+
 def _asked(match: re.Match[str], sentence: SpeakerSentence) -> ActionItem | None:
     addressee = match.group("owner")
     role = next(iter(_ROLE.findall(addressee)), None)
-    owner = role.title() if role else addressee if addressee[:1].isupper() and " " not in addressee else None
+    owner = role.title() if role else addressee if _PERSON.fullmatch(addressee) else None
     return _item(owner, match.group("task"), sentence, dated=True)
 
 
@@ -322,6 +340,8 @@ def _item(
     task = _HEDGES.sub("", _clause(task_words))
     due = find_due(task)
     task = _clause(without_due(task)) if due else task
+    # "By Friday, I'll send the report", "Tomorrow Bob will …": a deadline may open the sentence, in its first clause.
+    due = due or find_due(re.split(r"[,;]", clean_disfluencies(sentence.text).split(task_words)[0])[0])
     if not 2 <= len(task.split()) <= MAX_TASK_WORDS or _IN_MEETING.search(task) or _CUT_OFF.search(task):
         return None
     if own and due and _OWN_PRONOUN_TASK.match(task):
@@ -333,9 +353,13 @@ def _item(
     return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
 
 
+_FULL_STOP = r"(?<![ .][A-Za-z])(?<!Mr)(?<!Mrs)(?<!Ms)(?<!Dr)(?<!Prof)(?<!St)\.(?=\s|$)"
+"""A "." that ends a clause: not a title's ("Dr. Smith"), an initialism's ("e.g.") nor a decimal point."""
+
+
 def _clause(text: str) -> str:
     """The task up to the end of its clause: "send it, and then we can..." keeps "send it"."""
-    text = re.split(r"[.!?;]|,\s*(?:and|but|so|because|cos|which)\b|\s+(?:but|because|cos)\s+", text)[0]
+    text = re.split(rf"{_FULL_STOP}|[!?;]|,\s*(?:and|but|so|because|cos|which)\b|\s+(?:but|because|cos)\s+", text)[0]
     text = re.sub(r"\s+or\s+(?:something|so|whatever|anything)\s*$", "", text.strip())
     return re.sub(r"[\s,]+$", "", text).strip()
 
@@ -361,7 +385,8 @@ def extract_decisions(sentences: list[SpeakerSentence]) -> list[Decision]:
     decisions = []
     for sentence in sentences:
         text = clean_disfluencies(sentence.text)
-        if _DECISION.search(text) and not text.endswith("?"):
+        match = _DECISION.search(text)
+        if match and not text.endswith("?") and not _UNDECIDED.search(text[: match.start()]):
             decisions.append(Decision(text=text, source=span_of(sentence)))
     return decisions
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from isoscribe.summary.text import SpeakerSentence, clean_disfluencies
+from isoscribe.summary.text import SENTENCE_ENDS, SpeakerSentence, clean_disfluencies, is_question
 
 __all__ = ["OverviewSettings", "Candidate", "candidates_of", "choose_sentences", "attributed", "tfidf"]
 
@@ -42,7 +42,7 @@ class Candidate:
 def candidates_of(sentences: list[SpeakerSentence], settings: OverviewSettings) -> list[Candidate]:
     """Statements of a useful length; in a meeting too short to have enough, its longest statements."""
     cleaned = [Candidate(sentence, clean_disfluencies(sentence.text)) for sentence in sentences]
-    cleaned = [candidate for candidate in cleaned if candidate.words and not candidate.text.endswith("?")]
+    cleaned = [candidate for candidate in cleaned if candidate.words and not is_question(candidate.text)]
     fitting = [c for c in cleaned if settings.min_words <= c.words <= settings.max_words]
     if len(fitting) >= settings.min_sentences:
         return fitting
@@ -99,5 +99,5 @@ def choose_sentences(candidates: list[Candidate], settings: OverviewSettings) ->
 def attributed(candidate: Candidate) -> str:
     """ "Speaker: sentence." (the colon form scored best on QMSum train, and reads as a quotation)."""
     text = candidate.text.rstrip(",;:- ")
-    text = text if text.endswith((".", "!", "?", "…")) else text + "."
+    text = text if text.endswith(SENTENCE_ENDS) else text + "."
     return f"{candidate.sentence.speaker}: {text}" if candidate.sentence.speaker else text

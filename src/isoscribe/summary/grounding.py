@@ -57,7 +57,10 @@ _NUMBER_WORDS = {
         "sixteen seventeen eighteen nineteen".split()
     )
 } | {word: 10 * (index + 2) for index, word in enumerate("twenty thirty forty fifty sixty seventy eighty ninety".split())}
-_MULTIPLIERS = {"hundred": 100, "thousand": 1000, "million": 1_000_000}
+_MULTIPLIERS = {"hundred": 100, "thousand": 1000, "million": 1_000_000, "billion": 1_000_000_000}
+_SUFFIXED_NUMBER = re.compile(r"(?P<digits>\d[\d,]*(?:\.\d+)?)(?P<suffix>st|nd|rd|th|k|m|bn|b)?", re.IGNORECASE)
+_SCALE_WORDS = {"k": "thousand", "m": "million", "bn": "billion", "b": "billion"}
+"""How "90k", "1.5M" and "2bn" are said."""
 _DATE_WORDS = frozenset(
     "monday tuesday wednesday thursday friday saturday sunday january february march april june july august "
     "september october november december".split()
@@ -104,8 +107,16 @@ def number_groups(text: str) -> list[set[str]]:
     group: list[str] = []
     text = re.sub(r"\(\d\)", " ", text)  # an enumeration: "(1) …, (2) …"
     text = re.sub(r"\b(\w+) and a half\b", r"\1 point five", text)  # "twelve and a half" is 12.5
-    for token in re.findall(r"(?<![A-Za-z\d-])\d[\d,]*(?:\.\d+)?(?![A-Za-z\d])|[A-Za-z]+", text):
+    for token in re.findall(
+        r"(?<![A-Za-z\d-])\d[\d,]*(?:\.\d+)?(?i:st|nd|rd|th|k|m|bn|b)?(?![A-Za-z\d])|[A-Za-z]+", text
+    ):
         lower = token.lower()
+        if token[0].isdigit():  # "15th" is 15, "1.5M" is 1.5 million
+            number = _SUFFIXED_NUMBER.fullmatch(lower)
+            group.append(number["digits"].replace(",", ""))
+            if scale := _SCALE_WORDS.get(number["suffix"] or ""):
+                group.append(scale)
+            continue
         if lower in _NUMBER_WORDS and (lower != "one" or group) or lower in _MULTIPLIERS or token[0].isdigit() or (
             lower == "point" and group and "point" not in group
         ):
@@ -301,6 +312,10 @@ def _invented_object(words: list[str], index: TranscriptIndex) -> str | None:
 
 
 _ROLE_NOUN = r"(?:designer|expert|manager|executive|person|people|team|member|guy|girl|woman|man)"
+_SPEAKER_VERB = (
+    r"said|says|asked|asks|agreed|agrees|proposed|proposes|suggested|suggests|thinks|thought|wants|wanted|will|would"
+    r"|explained|explains|mentioned|mentions|noted|notes|presented|presents|argued|argues|decided|decides|is|was|has|had"
+)
 
 
 def _names(text: str, label: str) -> bool:
@@ -308,6 +323,8 @@ def _names(text: str, label: str) -> bool:
     case as a role ("the user interface designer"); not the same words as a topic ("marketing strategies",
     "the user interface concept")."""
     escaped = re.escape(label)
+    if len(label) == 1 or label.lower() in STOPWORDS:  # "A", like the article: only where a speaker stands
+        return bool(re.search(rf"\b(?i:speaker)\s+{escaped}\b|\b{escaped}\s+(?:{_SPEAKER_VERB})\b", text))
     return bool(re.search(rf"\b{escaped}\b", text) or re.search(rf"\b{escaped}\s+{_ROLE_NOUN}\b", text, re.IGNORECASE))
 
 

@@ -19,6 +19,8 @@ __all__ = [
     "transcript_from_text",
     "speaker_label",
     "split_sentences",
+    "is_question",
+    "SENTENCE_ENDS",
     "speaker_sentences",
     "clean_disfluencies",
     "content_words",
@@ -31,8 +33,13 @@ MAX_PAUSE_IN_TURN_S = 2.0
 """A speaker silent longer than this, with nobody else speaking, starts a new turn."""
 _SPEAKER_LABEL = re.compile(r"^(\w[\w.'-]*(?: [\w.'-]+){0,2}):\s+")
 """A "SPEAKER_00: " or "Project Manager: " prefix: at most three words before the colon."""
-_SENTENCE_END = re.compile(r"(?:(?<=[.!?])|(?<=[.!?][\"”']))(?<![ .][A-Za-z]\.)\s+(?=[\"“'(]?[A-Za-z0-9])")
-"""After . ! or ? (a closing quote stays with its sentence), not after an initial or "p.m."."""
+_SENTENCE_END = re.compile(
+    r"(?:(?<=[.!?])|(?<=[.!?][\"”']))(?<![ .][A-Za-z]\.)\s+(?=[\"“'(]?[^\W_])|(?<=[。！？])\s*(?=\S)"
+)
+"""After . ! or ? (a closing quote stays with its sentence), not after an initial or "p.m."; after 。！？."""
+_TITLE_BEFORE_NAME = re.compile(r"(?:^|[\s(])(?:Mr|Mrs|Ms|Mx|Dr|Prof|St|Jr|Sr|Mt|vs|approx|cf)\.$", re.I)
+"""An abbreviation that does not end a sentence: "Dr. Smith", "Apple vs. Google"."""
+SENTENCE_ENDS = (".", "!", "?", "…", "。", "！", "？")
 
 
 @dataclass(frozen=True)
@@ -50,7 +57,7 @@ def turns_of(transcript: Transcript) -> list[SummaryTurn]:
     by their share of a turn: across a long pause that would be minutes off); without speakers, one turn per
     segment."""
     turns: list[SummaryTurn] = []
-    for segment in transcript.segments:
+    for segment in sorted(transcript.segments, key=lambda segment: segment.start):  # an edit may leave them unsorted
         text = segment.text.strip()
         if not text:
             continue
@@ -59,7 +66,7 @@ def turns_of(transcript: Transcript) -> list[SummaryTurn]:
             and segment.start - turns[-1].end <= MAX_PAUSE_IN_TURN_S
         ):
             last = turns[-1]
-            turns[-1] = SummaryTurn(last.speaker, last.start, segment.end, f"{last.text} {text}")
+            turns[-1] = SummaryTurn(last.speaker, last.start, max(last.end, segment.end), f"{last.text} {text}")
         else:
             turns.append(SummaryTurn(segment.speaker, segment.start, segment.end, text))
     return turns
@@ -91,7 +98,20 @@ def turns_from_text(text: str) -> list[SummaryTurn]:
 
 
 def split_sentences(text: str) -> list[str]:
-    return [sentence.strip() for sentence in _SENTENCE_END.split(text.strip()) if sentence.strip()]
+    sentences: list[str] = []
+    for piece in _SENTENCE_END.split(text.strip()):
+        piece = piece.strip()
+        if not piece:
+            continue
+        if sentences and _TITLE_BEFORE_NAME.search(sentences[-1]):
+            sentences[-1] = f"{sentences[-1]} {piece}"
+        else:
+            sentences.append(piece)
+    return sentences
+
+
+def is_question(sentence: str) -> bool:
+    return sentence.rstrip().endswith(("?", "？"))
 
 
 def speaker_sentences(turns: list[SummaryTurn]) -> list[SpeakerSentence]:
@@ -175,7 +195,8 @@ _SUFFIXES = (
     "ational", "ization", "fulness", "iveness", "ations", "ation", "ments", "ment", "ness", "ities", "ity",
     "ions", "ion", "ings", "ing", "ies", "ied", "ers", "er", "ed", "es", "ly", "al", "s",
 )  # fmt: skip
-_WORD = re.compile(r"[A-Za-z][A-Za-z'-]*|\d+(?:[.,]\d+)*")
+_WORD = re.compile(r"[^\W\d_](?:[^\W\d_]|['-])*|\d+(?:[.,]\d+)*")
+"""Letters of any alphabet (with apostrophes and hyphens inside), or a number."""
 
 
 def stem(word: str) -> str:
