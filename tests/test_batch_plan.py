@@ -26,6 +26,13 @@ def test_names_are_distinct_for_one_stem_in_one_folder_and_never_leave_the_outpu
     assert names[tmp_path / "...wav"] == "audio" and names[tmp_path / ".hidden.wav"] == "hidden"
 
 
+def test_a_name_of_the_batchs_own_files_or_too_long_for_one_gets_a_hash(tmp_path: Path) -> None:
+    inputs = [tmp_path / "report.json.wav", tmp_path / "ledger.sqlite-wal.flac", tmp_path / f"{'x' * 240}.wav"]
+    names = output_names(inputs)
+    assert names[inputs[0]].startswith("report.json-") and names[inputs[1]].startswith("ledger.sqlite-wal-")
+    assert len(names[inputs[2]].encode()) <= 170 and names[inputs[2]].startswith("x" * 100)
+
+
 def test_another_recording_with_a_finished_ones_name_gets_its_own(tmp_path: Path) -> None:
     first = _recording(tmp_path / "a" / "talk.wav", b"first meeting")
     second = _recording(tmp_path / "b" / "talk.wav", b"second meeting")

@@ -133,6 +133,16 @@ def test_speaker_bounds_that_contradict_each_other_stop_at_start_up(tmp_path: Pa
         assert refused.returncode == 2 and "is outside --min-speakers/--max-speakers" in refused.stderr, refused.stderr
 
 
+def test_a_batch_that_would_write_nothing_stops_at_start_up(tmp_path: Path) -> None:
+    refused = subprocess.run(
+        [sys.executable, "-m", "isoscribe.cli", "run", str(tmp_path / "any.wav"), "--out", str(tmp_path / "out"),
+         "--formats", "summary", "--no-summarize"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert refused.returncode == 2 and "would write nothing" in refused.stderr, refused.stderr
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(
     ("samples", "message"),
     [

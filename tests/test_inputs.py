@@ -34,6 +34,11 @@ def test_glob_keeps_audio_and_expands_matched_directories(tree: Path) -> None:
     assert [p.name for p in discover_inputs([str(tree / "**" / "*.mp3")])] == ["c.mp3"]
 
 
+def test_a_glob_under_the_home_folder_is_expanded(tree: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOME", str(tree))
+    assert sorted(p.name for p in discover_inputs(["~/sub/*.mp3"])) == ["c.mp3"]
+
+
 def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tree: Path) -> None:
     named = tree / "Talk [dQw4w9WgXcQ].wav"
     named.write_bytes(b"x")

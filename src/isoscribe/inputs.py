@@ -46,7 +46,7 @@ def _expand(spec: str) -> list[Path]:
     if spec.startswith("@"):
         return _from_manifest(Path(spec[1:]))
     if _GLOB_CHARS & set(spec) and not Path(spec).expanduser().exists():  # "Talk [2024].wav" is a name
-        matches = sorted(Path(match) for match in glob.glob(spec, recursive=True))
+        matches = sorted(Path(match) for match in glob.glob(os.path.expanduser(spec), recursive=True))
         files = [path for path in matches if path.is_file() and _is_audio(path)]
         files += [audio for path in matches if path.is_dir() for audio in _audio_under(path)]
         if not files:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from isoscribe.budget import BUDGET_FRACTION, MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
 from isoscribe.config import Settings
-from isoscribe.ledger import FileStatus, Ledger, LedgerRow, StageRecord, content_hash
+from isoscribe.ledger import LEDGER_NAME, FileStatus, Ledger, LedgerRow, StageRecord, content_hash
 from isoscribe.logs import log_event
 from isoscribe.report import FileReport
 
@@ -119,9 +119,17 @@ def file_report(row: LedgerRow, status: str) -> FileReport:
     )
 
 
+_BATCH_FILES = frozenset({"report.json", "report.md", "memory.png", LEDGER_NAME, f"{LEDGER_NAME}-wal", f"{LEDGER_NAME}-shm"})
+"""What the batch itself writes in the output folder: no input's outputs may take these names."""
+_MAX_NAME_BYTES = 160
+"""A stem longer than this is cut (with its hash added): an output's name and its temporary file's must stay
+under the file system's 255 bytes."""
+
+
 def output_names(inputs: list[Path]) -> dict[Path, str]:
     """The file's stem (without leading dots: never hidden, never ``..``); inputs that share a stem get a
-    short hash of their path appended (``talk.wav`` and ``talk.flac`` in one folder too)."""
+    short hash of their path appended (``talk.wav`` and ``talk.flac`` in one folder too), as do a stem that
+    is one of the batch's own files (``report.json.wav``) and one too long to be a file name."""
     by_stem: dict[str, list[Path]] = {}
     for path in inputs:
         by_stem.setdefault(path.stem.lstrip(".") or "audio", []).append(path)
@@ -129,8 +137,13 @@ def output_names(inputs: list[Path]) -> dict[Path, str]:
     for stem, paths in by_stem.items():
         for path in paths:
             suffix = hashlib.sha1(str(path).encode()).hexdigest()[:8]
-            names[path] = stem if len(paths) == 1 else f"{stem}-{suffix}"
+            unique = len(paths) == 1 and stem not in _BATCH_FILES and len(stem.encode()) <= _MAX_NAME_BYTES
+            names[path] = stem if unique else f"{_cut(stem)}-{suffix}"
     return names
+
+
+def _cut(stem: str) -> str:
+    return stem.encode()[:_MAX_NAME_BYTES].decode(errors="ignore")
 
 
 def outputs_present(out_dir: Path, row: LedgerRow) -> bool:

@@ -58,6 +58,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.command in ("transcribe", "run") and (refusal := _model_refusal(settings.asr)):  # the flag, file or env
         print(f"isoscribe: {refusal}", file=sys.stderr)
         return 2
+    if args.command == "run" and set(settings.batch.formats) == {"summary"} and not settings.batch.summarize:
+        print("isoscribe: --formats summary with summaries off would write nothing: drop --no-summarize", file=sys.stderr)
+        return 2
     configure_logging(settings.log_level, getattr(args, "log_file", None))
     module_name, function_name = _HANDLERS[args.command].split(":")
     handler = getattr(importlib.import_module(module_name), function_name)
