@@ -53,6 +53,17 @@ def test_a_paragraph_becomes_readable_cues_cut_at_sentence_ends() -> None:
     assert all(0 <= cue.start - cue.words[0].start <= 1.0 for cue in layout_cues(transcript))
 
 
+def test_narrow_cues_on_fast_speech_stay_in_time() -> None:
+    """One word a cue cannot each have 0.8 s when three words come a second: the reading time gives way
+    rather than let every cue wait for the last (a minute of speech once ran two minutes of cues)."""
+    transcript = _transcript(_timed(" ".join([STORY] * 3), 0.0, 3.0, "SPEAKER_01"))
+    layout = SubtitleLayout(max_line_width=20, max_line_count=1)
+    cues = layout_cues(transcript, layout)
+    assert all(0 <= cue.start - cue.words[0].start <= 3.0 + 1e-6 for cue in cues)
+    assert all(later.start >= earlier.end for earlier, later in zip(cues, cues[1:]))
+    assert cues[-1].end <= transcript.segments[-1].end + 3.0 + layout.min_cue_duration_s
+
+
 def test_a_speaker_change_starts_a_new_cue_marked_with_the_speaker() -> None:
     words = _timed("I think we should ship on Friday", 0.0, 2.5, "Alice") + _timed("No, Monday is safer", 3.0, 2.5, "Bob")
     transcript = _transcript(words)

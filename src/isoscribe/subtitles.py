@@ -21,6 +21,9 @@ _PAUSE_S = 0.3
 """A gap between words at least this long is a natural place to cut a cue."""
 _SENTENCE_BREAK_PAUSE_S = 0.5
 """A sentence end followed by this much silence always ends the cue."""
+_MAX_LAG_S = 3.0
+"""How far a cue may start after its first word, waiting for the one before to have its reading time."""
+_MIN_SHOWN_S = 0.1
 _MIN_HEAD_SHARE = 0.4
 """A preferred cut must leave the cue at least this share of its characters, so no orphan word is shown alone."""
 
@@ -53,15 +56,17 @@ def layout_cues(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout(
 
     A cue is shown from its first word until it has had its reading time (``min_cue_duration_s``, and
     ``max_chars_per_s``), never overlapping the next: where speech is faster than that, the next cue
-    waits, and the wait is made up at the next pause.
+    waits, but never more than ``_MAX_LAG_S`` behind its first word; past that the reading time gives
+    way, so narrow cues on fast speech stay in time instead of falling further behind with every cue.
     """
     groups: list[list[Word]] = []
     for segment in transcript.segments:
         groups.extend(_cut(speaker_runs(_timed_words(segment)), layout))
     cues: list[Cue] = []
-    for group in groups:
+    for index, group in enumerate(groups):
         start = max(group[0].start, cues[-1].end if cues else 0.0)
-        cues.append(_cue(group, start, layout))
+        latest_end = groups[index + 1][0].start + _MAX_LAG_S if index + 1 < len(groups) else None
+        cues.append(_cue(group, start, layout, latest_end))
     return cues
 
 
@@ -190,9 +195,11 @@ def _label_width(word: Word) -> int:
     return len(f"[{word.speaker}] ") if word.speaker else 0
 
 
-def _cue(words: list[Word], start: float, layout: SubtitleLayout) -> Cue:
+def _cue(words: list[Word], start: float, layout: SubtitleLayout, latest_end: float | None) -> Cue:
     chars = sum(len(w.text) + 1 for w in words) - 1
     reading_s = max(layout.min_cue_duration_s, chars / layout.max_chars_per_s)
     end = min(max(words[-1].end, start + reading_s), start + layout.max_cue_duration_s)
+    if latest_end is not None:
+        end = max(min(end, latest_end), start + _MIN_SHOWN_S)
     lines = wrap_lines([w.text for w in words], layout.max_line_width, layout.max_line_count, _label_width(words[0]))
     return Cue(start, end, lines or (" ".join(w.text for w in words),), words[0].speaker, tuple(words))
