@@ -53,6 +53,19 @@ def test_out_naming_a_folder_writes_stem_dot_format_into_it(shared_data: Path, t
     assert list(srt.parse((folder / "jfk.srt").read_text()))
 
 
+def test_out_ending_with_a_slash_is_a_new_folder_and_one_under_a_file_is_refused(shared_data: Path, tmp_path: Path) -> None:
+    jfk = str(shared_data / "jfk" / "jfk.wav")
+    new = run_cli("transcribe", jfk, "--out", f"{tmp_path / 'new'}/", cwd=tmp_path, timeout_s=300)
+    assert new.returncode == 0 and (tmp_path / "new" / "jfk.txt").is_file(), new.stderr
+    (tmp_path / "afile").write_text("")
+    refused = run_cli("transcribe", jfk, "--out", str(tmp_path / "afile" / "x.txt"), cwd=tmp_path, timeout_s=300)
+    assert refused.returncode == 2 and "is a file, not a folder" in refused.stderr, refused.stderr
+    long_stem = tmp_path / f"{'a' * 240}.wav"
+    long_stem.symlink_to(jfk)
+    named = run_cli("transcribe", str(long_stem), "--out", f"{tmp_path / 'new'}/", cwd=tmp_path, timeout_s=300)
+    assert named.returncode == 0 and (tmp_path / "new" / f"{'a' * 240}.txt").is_file(), named.stderr
+
+
 def test_bad_audio_and_unknown_model_fail_with_a_clear_message(tmp_path: Path, shared_data: Path) -> None:
     text_file = tmp_path / "notes.wav"
     text_file.write_text("not audio at all\n")

@@ -29,7 +29,7 @@ def write_atomic(path: Path | str, data: str | bytes) -> None:
         return
     path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)  # names stay < 255 bytes
     try:
         os.fchmod(fd, _mode_under_umask())  # mkstemp makes 0600; outputs are read like any file the user writes
         with os.fdopen(fd, "wb") as handle:

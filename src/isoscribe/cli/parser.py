@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_decoding_flags(transcribe)
     _add_subtitle_flags(transcribe)
     transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
-    transcribe.add_argument("--out", type=Path, help="write here instead of stdout")
+    transcribe.add_argument("--out", help="write here instead of stdout; into this folder when it ends with /")
 
     summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")
     summarize.add_argument("transcript", type=Path, help="isoscribe JSON transcript or plain text")

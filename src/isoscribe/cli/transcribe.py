@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -28,11 +29,18 @@ _logger = logging.getLogger("isoscribe.pipeline")
 _INPUT_FAULTS = (FailureKind.BAD_AUDIO, FailureKind.TOO_LONG, FailureKind.TOO_SHORT)
 
 
-def _out_path(out: Path | None, audio: Path, fmt: str) -> Path | None:
-    """Where the transcript goes: None (or ``-``) for stdout; into a folder as ``STEM.EXT``; else that path."""
-    if out is None or str(out) == "-":
+def _out_path(out: str | None, audio: Path, fmt: str) -> Path | None:
+    """Where the transcript goes: None (or ``-``) for stdout; into a folder (one that exists, or any ``DIR/``)
+    as ``STEM.EXT``; else that path. ValueError when it cannot be written there."""
+    if out is None or out == "-":
         return None
-    return out / f"{audio.stem}.{find(fmt, 'cli').extension}" if out.is_dir() else out
+    path = Path(out).expanduser()
+    if path.is_dir() or out.endswith(os.sep):
+        path = path / f"{audio.stem}.{find(fmt, 'cli').extension}"
+    blocking = next((parent for parent in path.parents if parent.exists()), None)
+    if blocking is not None and not blocking.is_dir():
+        raise ValueError(f"--out {out}: {blocking} is a file, not a folder")
+    return path
 
 
 def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
@@ -42,7 +50,11 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     except ModelNotFound as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
-    out = _out_path(args.out, args.file, args.format)
+    try:
+        out = _out_path(args.out, args.file, args.format)
+    except ValueError as exc:
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 2
     install_stop_signals()
     settings = resolve_one_worker(settings)
     policy = batch_policy(settings)
