@@ -51,6 +51,16 @@ def test_running_rows_of_a_killed_run_are_requeued_or_failed_when_out_of_attempt
         assert "runner stopped during each of 3 attempts" in ledger.get(doomed.key).error
 
 
+def test_a_killed_runs_file_with_its_speech_kept_is_queued_whatever_its_attempts(tmp_path: Path) -> None:
+    """Phased mode: a file waiting for its summary half stays ``running``; a kill then is none of its doing."""
+    with Ledger.in_dir(tmp_path) as ledger:
+        waiting = ledger.enqueue(tmp_path / "a.wav", "h1", "fp", "a")
+        for _ in range(3):
+            ledger.mark_running(waiting.key)
+        ledger.recover_interrupted(max_attempts=3, resumable=lambda key: key == waiting.key)
+        assert ledger.get(waiting.key).status == FileStatus.QUEUED
+
+
 def test_requeue_gives_a_failed_file_fresh_attempts(tmp_path: Path) -> None:
     with Ledger.in_dir(tmp_path) as ledger:
         row = ledger.enqueue(tmp_path / "a.wav", "h1", "fp", "a")

@@ -13,6 +13,7 @@ import json
 import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -176,10 +177,12 @@ class Ledger:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def recover_interrupted(self, max_attempts: int) -> list[LedgerRow]:
+    def recover_interrupted(self, max_attempts: int, resumable: Callable[[str], bool] = lambda key: False) -> list[LedgerRow]:
         """Rows left ``running`` by a runner that died: queue them again, or fail those out of attempts.
 
-        A file whose every attempt ended with the runner dead is failed rather than retried forever.
+        A file whose every attempt ended with the runner dead is failed rather than retried forever, unless
+        ``resumable(key)``: its speech is kept, so the next attempt only writes its summary and outputs (in
+        phased mode a file waits for those with its row ``running``, and a kill then is none of its doing).
         """
         with self._lock:
             rows = self._db.execute(
@@ -187,7 +190,7 @@ class Ledger:
             ).fetchall()
             now = time.time()
             for row in rows:
-                if row["attempts"] >= max_attempts:
+                if row["attempts"] >= max_attempts and not resumable(row["key"]):
                     cause = f"runner stopped during each of {row['attempts']} attempts"
                     self._db.execute(
                         "UPDATE files SET status = ?, error = ?, updated_at = ? WHERE key = ?",

@@ -7,7 +7,7 @@ import logging
 import threading
 from typing import TYPE_CHECKING
 
-from isoscribe.batch.partial import SPEECH_DONE_DIR, PartialTranscript, SpeechDone
+from isoscribe.batch.partial import PartialTranscript, SpeechDone, speech_done_path
 from isoscribe.batch.plan import Job, file_report, stage_dict
 from isoscribe.batch.progress import BatchProgress
 from isoscribe.executors import StageExecutor
@@ -55,7 +55,7 @@ class FileRun:
         self._attempt_lock = threading.Lock()
         self.stages: dict[str, dict[str, float | None]] = {}
         self.partial = PartialTranscript(batch.out_dir / self.name / f"{self.name}.partial.txt")
-        self.speech_done = SpeechDone(batch.out_dir / SPEECH_DONE_DIR / f"{self.key.replace(':', '-')}.json")
+        self.speech_done = SpeechDone(speech_done_path(batch.out_dir, self.key))
         self.pipeline = FilePipeline(executor, batch.policy, self._on_event, batch.cancellation)
 
     def transcribe(self) -> Transcript | None:

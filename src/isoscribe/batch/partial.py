@@ -11,7 +11,7 @@ from isoscribe.files import write_atomic
 from isoscribe.logs import log_event
 from isoscribe.transcript import Segment, Transcript
 
-__all__ = ["SPEECH_DONE_DIR", "PartialTranscript", "SpeechDone", "tidy_speech_done"]
+__all__ = ["SPEECH_DONE_DIR", "PartialTranscript", "SpeechDone", "speech_done_path", "tidy_speech_done"]
 
 log = logging.getLogger("isoscribe.batch")
 
@@ -40,6 +40,11 @@ class PartialTranscript:
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
+
+
+def speech_done_path(out_dir: Path, key: str) -> Path:
+    """Where the file of ledger key ``key`` keeps its transcript between the speech stage and its outputs."""
+    return out_dir / SPEECH_DONE_DIR / f"{key.replace(':', '-')}.json"
 
 
 class SpeechDone:

@@ -24,7 +24,7 @@ from pathlib import Path
 from isoscribe.batch.file_run import FileRun
 from isoscribe.batch.gate import GatedExecutor
 from isoscribe.batch.outdir import locked, log_file_attached, remove_partials
-from isoscribe.batch.partial import tidy_speech_done
+from isoscribe.batch.partial import speech_done_path, tidy_speech_done
 from isoscribe.batch.plan import Job, Planner, file_report
 from isoscribe.batch.progress import BatchProgress
 from isoscribe.budget import MemoryGate
@@ -100,7 +100,9 @@ class Batch:
         started = time.monotonic()
         started_at = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
         remove_partials(self.out_dir)
-        recovered = self.ledger.recover_interrupted(self.settings.batch.max_attempts)
+        recovered = self.ledger.recover_interrupted(
+            self.settings.batch.max_attempts, lambda key: speech_done_path(self.out_dir, key).is_file()
+        )
         if recovered:
             log_event(log, "batch_recovered", files=len(recovered))
         reports, jobs = self.planner.plan(inputs)
