@@ -47,6 +47,21 @@ def test_another_recording_with_a_finished_ones_name_gets_its_own(tmp_path: Path
         assert again.row.output_name == "talk", "the same recording under new settings replaces its own outputs"
 
 
+def test_a_done_recording_found_again_beside_a_copy_reports_each_input_with_the_outputs_name(tmp_path: Path) -> None:
+    zoom = _recording(tmp_path / "in" / "zoom.wav", b"meeting")
+    copy = _recording(tmp_path / "in" / "copy-of-zoom.wav", b"meeting")  # sorts first
+    with Ledger.in_dir(tmp_path / "out") as ledger:
+        planner = Planner(ledger, "fp", tmp_path / "out", retry_failed=False)
+        _, [job] = planner.plan([zoom])
+        (tmp_path / "out" / "zoom").mkdir(parents=True)
+        (tmp_path / "out" / "zoom" / "zoom.txt").write_text("words")
+        ledger.mark_done(job.row.key, ["zoom/zoom.txt"])
+        reports, jobs = planner.plan([copy, zoom])
+    assert jobs == []
+    assert [(r.input_path, r.output_name) for r in reports.values()] == [(str(copy), "zoom"), (str(zoom), "zoom")]
+    assert reports[str(zoom)].warning.endswith("outputs are under zoom")
+
+
 def test_an_output_folder_that_is_a_file_is_a_plain_input_error(tmp_path: Path) -> None:
     audio = _recording(tmp_path / "talk.wav", b"audio")
     (tmp_path / "out").write_text("not a folder")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import json
+import re
 import shutil
 import ssl
 import subprocess
@@ -18,7 +19,7 @@ from aiosmtpd.smtp import AuthResult, LoginPassword
 from isoscribe.benchmarks.server import free_port
 from isoscribe.config import load_settings
 from isoscribe.notify import notify_completion
-from isoscribe.report import BatchReport, FileReport, write_report
+from isoscribe.report import BatchReport, FileReport, render_markdown, write_report
 
 
 class _Inbox:
@@ -244,3 +245,11 @@ def test_webhook_error_status_is_logged_not_raised(http_receiver, report_files, 
     settings = load_settings(overrides={"notify": {"webhook_url": url}})
     assert notify_completion(settings.notify, *report_files) == {"webhook": False}
     assert "event=notify_failed channel=webhook" in caplog.text
+
+
+def test_the_markdown_report_keeps_odd_file_names_in_their_cells(report_files) -> None:
+    report, _ = report_files
+    report.files.append(FileReport("/audio/a|b *draft*.wav", "a-b", "interrupted", 1))
+    table_row = next(line for line in render_markdown(report).splitlines() if "draft" in line)
+    assert table_row.startswith("| a\\|b \\*draft\\*.wav | interrupted |") and len(re.findall(r"(?<!\\)\|", table_row)) == 10
+    assert "skipped (done before) 1, interrupted 1" in render_markdown(report)

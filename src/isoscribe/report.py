@@ -17,6 +17,7 @@ import psutil
 
 from isoscribe.files import write_atomic
 from isoscribe.isolation.monitor import tree_rss_mb
+from isoscribe.summary.markdown import literal
 
 __all__ = [
     "FileReport",
@@ -183,7 +184,8 @@ def render_markdown(report: BatchReport) -> str:
         "",
         f"- started: {report.started_at}, wall time {report.wall_s:.1f} s",
         f"- files: {counts['total']} — done {counts['done']}, failed {counts['failed']}, "
-        f"skipped (done before) {counts['skipped']}",
+        f"skipped (done before) {counts['skipped']}"
+        + (f", interrupted {counts['interrupted']}" if counts.get("interrupted") else ""),
         f"- isolation: {report.isolation} ({report.executor} executor), workers {report.workers}",
         f"- memory budget {report.budget_mb:.0f} MB; stage peaks used: "
         + ", ".join(f"{stage} {peak:.0f} MB" for stage, peak in report.stage_peaks_mb.items()),
@@ -195,15 +197,15 @@ def render_markdown(report: BatchReport) -> str:
     for item in report.files:
         note = item.error or item.warning or ""
         lines.append(
-            f"| {Path(item.input_path).name} | {item.status} | {item.attempts} | "
+            f"| {literal(Path(item.input_path).name)} | {item.status} | {item.attempts} | "
             f"{_cell(item, 'speech', 'wall_s')} | {_cell(item, 'speech', 'peak_rss_mb')} | "
             f"{_cell(item, 'post', 'wall_s')} | {_cell(item, 'summary', 'wall_s')} | "
-            f"{_cell(item, 'summary', 'peak_rss_mb')} | {note.splitlines()[0] if note else ''} |"
+            f"{_cell(item, 'summary', 'peak_rss_mb')} | {literal(note.splitlines()[0]) if note else ''} |"
         )
     if report.failures:
         lines += ["", "## Failures", ""]
         for item in report.failures:
-            lines += [f"### {item.input_path}", "", "```", item.error or "", "```", ""]
+            lines += [f"### {literal(item.input_path)}", "", "```", item.error or "", "```", ""]
     return "\n".join(lines) + "\n"
 
 

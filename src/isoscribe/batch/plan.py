@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from isoscribe.budget import BUDGET_FRACTION, MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
@@ -39,7 +39,8 @@ class Planner:
         names = output_names(inputs)
         reports: dict[str, FileReport] = {}
         jobs = []
-        first_path_of: dict[str, Path] = {}
+        first_of: dict[str, tuple[Path, str]] = {}
+        """Content hash → the first input with it, and the name its outputs have."""
         for path in inputs:
             try:
                 digest = content_hash(path)
@@ -47,18 +48,19 @@ class Planner:
                 reports[str(path)] = FileReport(str(path), names[path], "failed", error=f"cannot read input: {exc}")
                 log_event(log, "input_unreadable", logging.WARNING, file=path, error=exc)
                 continue
-            if digest in first_path_of:  # same bytes under another name: one row, processed once
-                duplicate = FileReport(str(path), names[first_path_of[digest]], "skipped")
-                duplicate.warning = f"same content as {first_path_of[digest]}; outputs are under its name"
+            if digest in first_of:  # same bytes under another name: one row, processed once
+                first_path, first_name = first_of[digest]
+                duplicate = FileReport(str(path), first_name, "skipped")
+                duplicate.warning = f"same content as {first_path}; outputs are under {first_name}"
                 reports[str(path)] = duplicate
                 continue
-            first_path_of[digest] = path
             name = names[path]
             if self.ledger.done_under(name, other_than=digest):  # another recording's finished outputs: kept
                 name = f"{name}-{digest[:8]}"
             row = self.ledger.enqueue(path, digest, self.fingerprint, name)
-            if row.status == FileStatus.DONE and outputs_present(self.out_dir, row):
-                reports[str(path)] = file_report(row, "skipped")
+            first_of[digest] = (path, row.output_name)
+            if row.status == FileStatus.DONE and outputs_present(self.out_dir, row):  # done under its first name
+                reports[str(path)] = replace(file_report(row, "skipped"), input_path=str(path))
                 continue
             if row.status == FileStatus.FAILED and not self.retry_failed:
                 reports[str(path)] = file_report(row, "failed")
