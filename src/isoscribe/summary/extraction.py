@@ -32,7 +32,7 @@ import re
 from dataclasses import replace
 
 from isoscribe.summary.dates import find_due, without_due
-from isoscribe.summary.text import SpeakerSentence, clean_disfluencies
+from isoscribe.summary.text import SpeakerSentence, clean_disfluencies, first_clause
 from isoscribe.summary.types import ActionItem, Decision, OpenQuestion, SourceSpan
 
 __all__ = ["extract_action_items", "extract_decisions", "extract_open_questions", "span_of"]
@@ -337,9 +337,9 @@ def _item(
     ``own``: the speaker's own commitment, where "I'll do that next time" is a task (the deadline makes it one)."""
     if _JUST_NOW.match(task_words) and not find_due(task_words):
         return None
-    task = _HEDGES.sub("", _clause(task_words))
+    task = _HEDGES.sub("", first_clause(task_words))
     due = find_due(task)
-    task = _clause(without_due(task)) if due else task
+    task = first_clause(without_due(task)) if due else task
     # "By Friday, I'll send the report", "Tomorrow Bob will …": a deadline may open the sentence, in its first clause.
     due = due or find_due(re.split(r"[,;]", clean_disfluencies(sentence.text).split(task_words)[0])[0])
     if not 2 <= len(task.split()) <= MAX_TASK_WORDS or _IN_MEETING.search(task) or _CUT_OFF.search(task):
@@ -351,17 +351,6 @@ def _item(
     if not (_FUTURE_WORK.match(_HEDGES.sub("", task)) or (due or dated) and not _IMMEDIATE.match(task)):
         return None
     return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
-
-
-_FULL_STOP = r"(?<![ .][A-Za-z])(?<!Mr)(?<!Mrs)(?<!Ms)(?<!Dr)(?<!Prof)(?<!St)\.(?=\s|$)"
-"""A "." that ends a clause: not a title's ("Dr. Smith"), an initialism's ("e.g.") nor a decimal point."""
-
-
-def _clause(text: str) -> str:
-    """The task up to the end of its clause: "send it, and then we can..." keeps "send it"."""
-    text = re.split(rf"{_FULL_STOP}|[!?;]|,\s*(?:and|but|so|because|cos|which)\b|\s+(?:but|because|cos)\s+", text)[0]
-    text = re.sub(r"\s+or\s+(?:something|so|whatever|anything)\s*$", "", text.strip())
-    return re.sub(r"[\s,]+$", "", text).strip()
 
 
 def _same(item: ActionItem, other: ActionItem) -> bool:

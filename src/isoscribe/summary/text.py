@@ -19,6 +19,7 @@ __all__ = [
     "transcript_from_text",
     "speaker_label",
     "split_sentences",
+    "first_clause",
     "is_question",
     "SENTENCE_ENDS",
     "speaker_sentences",
@@ -108,6 +109,17 @@ def split_sentences(text: str) -> list[str]:
         else:
             sentences.append(piece)
     return sentences
+
+
+_FULL_STOP = r"(?<![ .][A-Za-z])(?<!Mr)(?<!Mrs)(?<!Ms)(?<!Dr)(?<!Prof)(?<!St)\.(?=\s|$)"
+"""A "." that ends a clause: not a title's ("Dr. Smith"), an initialism's ("e.g.") nor a decimal point."""
+
+
+def first_clause(text: str) -> str:
+    """``text`` up to the end of its first clause: "send it, and then we can..." keeps "send it"."""
+    text = re.split(rf"{_FULL_STOP}|[!?;]|,\s*(?:and|but|so|because|cos|which)\b|\s+(?:but|because|cos)\s+", text)[0]
+    text = re.sub(r"\s+or\s+(?:something|so|whatever|anything)\s*$", "", text.strip())
+    return re.sub(r"[\s,]+$", "", text).strip()
 
 
 def is_question(sentence: str) -> bool:
