@@ -15,7 +15,7 @@ from isoscribe.models import model_info
 from isoscribe.service import realtime
 from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_protocol import ProtocolError, SessionConfig, updated_config
-from isoscribe.service.realtime_session import LiveSession, SessionLimits
+from isoscribe.service.realtime_session import LiveSession, SessionClosed, SessionLimits
 from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetection, TurnDetector
 from isoscribe.stages.realtime import UtteranceText, VoiceActivity, VoiceActivityRequest
 
@@ -236,3 +236,70 @@ def test_a_clear_while_a_turn_waits_for_the_outbox_commits_nothing_it_cleared() 
     seen, nothing_to_decode, floor_s = asyncio.run(clear_while_blocked())
     assert "input_audio_buffer.committed" not in seen and seen[-1] == "input_audio_buffer.cleared", seen
     assert nothing_to_decode and floor_s == 1.2
+
+
+def test_a_client_that_stopped_reading_and_left_ends_its_session() -> None:
+    """The outbox is full and the session waits to queue one more event when the socket dies: the session
+    ends (its slot comes back) instead of waiting for ever."""
+    async def stuck_then_gone() -> None:
+        gone = asyncio.Event()
+
+        async def send(event: dict) -> None:
+            await gone.wait()
+            raise ConnectionError("the client left")
+
+        async def receive() -> str:
+            return json.dumps({"type": "no.such.event"})
+
+        session = LiveSession(_silence_only, send, SessionLimits(outbox_events=2))
+        serving = asyncio.create_task(session.serve(receive))
+        await asyncio.sleep(0.2)
+        gone.set()
+        with pytest.raises(SessionClosed):
+            await asyncio.wait_for(serving, 10)
+
+    asyncio.run(stuck_then_gone())
+
+
+def test_audio_that_came_during_a_scan_is_scanned_without_another_append() -> None:
+    """A client that sends the rest of a file while a VAD task runs, then waits, gets its last turn's end."""
+    async def send_all_then_wait() -> float:
+        scanning = asyncio.Event()
+
+        async def slow_vad(request: object) -> object:
+            await scanning.wait()
+            return await _silence_only(request)
+
+        session = LiveSession(slow_vad, _nothing_sent, SessionLimits())
+        await session.handle(_append(_samples(0.2)))
+        await asyncio.sleep(0.05)  # the first scan has taken its audio and waits for its answer
+        await session.handle(_append(_samples(3.0)))
+        scanning.set()
+        for _ in range(10):
+            await asyncio.sleep(0.05)
+        return session.scanned_s
+
+    assert asyncio.run(send_all_then_wait()) >= 3.0
+
+
+def test_an_append_that_would_overfill_the_manual_buffer_is_refused() -> None:
+    async def append_too_much() -> list[dict]:
+        sent: list[dict] = []
+
+        async def keep(event: dict) -> None:
+            sent.append(event)
+
+        session = LiveSession(_silence_only, keep, SessionLimits(max_buffer_s=5.0), SessionConfig(turn_detection=None))
+        await session.handle(_append(_samples(6.0)))
+        return [event.get("error", {}).get("code") for event in session._outbox._queue]
+
+    assert asyncio.run(append_too_much()) == ["buffer_too_large"]
+
+
+@pytest.mark.parametrize("number", ["1e400", "-1e400", str(10**400), "60001"])
+def test_a_turn_detection_number_out_of_range_is_an_error_event_naming_it(number: str) -> None:
+    update = json.loads('{"type": "session.update", "session": {"type": "transcription", "audio": {"input": '
+                        '{"turn_detection": {"type": "server_vad", "silence_duration_ms": ' + number + "}}}}}")
+    with pytest.raises(ProtocolError) as refused:
+        updated_config(SessionConfig(), update, SERVED)
+    assert refused.value.param == "session.audio.input.turn_detection.silence_duration_ms"

@@ -20,6 +20,7 @@ __all__ = [
     "TRANSCRIPTION_MODEL_ALIASES",
     "SUPPORTED_RATES_HZ",
     "ProtocolError",
+    "SessionClosed",
     "SessionConfig",
     "new_id",
     "event",
@@ -42,6 +43,15 @@ class ProtocolError(Exception):
         self.message = message
         self.code = code
         self.param = param
+
+
+class SessionClosed(Exception):
+    """The session ends now; ``error`` (if any) is sent before the socket closes with ``close_code``."""
+
+    def __init__(self, close_code: int, error: dict[str, Any] | None = None) -> None:
+        super().__init__(close_code)
+        self.close_code = close_code
+        self.error = error
 
 
 @dataclass(frozen=True)
@@ -168,6 +178,9 @@ def _transcription(transcription: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
+_MAX_TURN_MS = 60_000
+
+
 def _turn_detection(value: dict[str, Any] | None) -> TurnDetection | None:
     """server_vad with its three settings; semantic_vad is served by the same server VAD."""
     if value is None:
@@ -181,8 +194,11 @@ def _turn_detection(value: dict[str, Any] | None) -> TurnDetection | None:
         )
     defaults = TurnDetection()
     for name in ("threshold", "prefix_padding_ms", "silence_duration_ms"):
-        if value.get(name) is not None and (isinstance(value[name], bool) or not isinstance(value[name], int | float)):
-            raise ProtocolError(f"{name} must be a number", param=f"session.audio.input.turn_detection.{name}")
+        number = value.get(name)
+        if number is not None and (isinstance(number, bool) or not isinstance(number, int | float)
+                                   or not -_MAX_TURN_MS <= number <= _MAX_TURN_MS):  # inf and 1e400 too
+            raise ProtocolError(f"{name} must be a number of at most {_MAX_TURN_MS}",
+                                param=f"session.audio.input.turn_detection.{name}")
     threshold = value.get("threshold")
     padding_ms = value.get("prefix_padding_ms")
     silence_ms = value.get("silence_duration_ms")

@@ -25,7 +25,8 @@ from typing import Any
 
 from isoscribe.isolation import IsolationError
 from isoscribe.service.realtime_protocol import (
-    ProtocolError, SessionConfig, error_event, event, legacy_session_object, new_id, session_object, updated_config,
+    ProtocolError, SessionClosed, SessionConfig, error_event, event, legacy_session_object, new_id, session_object,
+    updated_config,
 )
 from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetector
@@ -40,8 +41,7 @@ VAD_CONTEXT_S = 1.0
 MAX_UNSCANNED_S = 5.0
 _MIN_COMMIT_S = 0.1
 _PROMPT_CHARS = 200
-"""Whisper conditions on previous text as a prompt (a file's windows do the same); a short utterance
-("ask not") is often misheard without it."""
+"""Whisper conditions on the previous text as a prompt: a short utterance ("ask not") is misheard without it."""
 _ISOLATION_CODES = {"WorkerCrashed": "worker_crashed", "StageTimeout": "stage_timeout",
                     "StageOutOfMemory": "out_of_memory", "StageError": "transcription_failed"}
 
@@ -49,28 +49,18 @@ RunTask = Callable[[Any], Awaitable[Any]]
 """Runs one realtime-stage request in the worker pool and returns its value (or raises IsolationError)."""
 
 
-class SessionClosed(Exception):
-    """The session ends now; ``error`` (if any) is sent before the socket closes with ``close_code``."""
-
-    def __init__(self, close_code: int, error: dict[str, Any] | None = None) -> None:
-        super().__init__(close_code)
-        self.close_code = close_code
-        self.error = error
-
-
 @dataclass(frozen=True)
 class SessionLimits:
     max_session_s: float = 3600.0
     max_buffer_s: float = 60.0
     """Uncommitted audio a client may hold without server VAD before appends are refused; with it, what is kept."""
-    partial_after_s: float = 3.0
-    """0 turns partial decodes off."""
+    partial_after_s: float = 3.0  # 0 turns partial decodes off
     partial_every_s: float = 1.5
     outbox_events: int = 64
     pending_decodes: int = 4
     served_models: tuple[str, ...] = ("whisper-1",)
     languages: frozenset[str] | None = None
-    """The served model transcribes English only: another language is refused."""
+    """The codes the served model has a token for (None: any); another language is refused."""
 
     def preview_due(self, open_s: float, since_preview_s: float, last_preview_took_s: float) -> bool:
         """Whether an utterance open for ``open_s`` is decoded partially now: not sooner than twice the last
@@ -121,6 +111,7 @@ class LiveSession:
         self._decoding = False
         self._last_preview_took_s = 0.0
         self._scan: asyncio.Task | None = None
+        self._sender: asyncio.Task | None = None
         self._generation = 0
         """Bumped by commit and clear: a VAD answer for audio from before then is dropped."""
         self._recent_text = ""
@@ -128,7 +119,8 @@ class LiveSession:
 
     async def serve(self, receive: Callable[[], Awaitable[str]]) -> None:
         """Run until the client leaves (its receive raises) or a ``SessionClosed`` ends the session."""
-        workers = [asyncio.create_task(self._send_loop()), asyncio.create_task(self._decode_loop())]
+        self._sender = asyncio.create_task(self._send_loop())
+        workers = [self._sender, asyncio.create_task(self._decode_loop())]
         try:
             await self.emit(event("session.created", session=session_object(self.id, self.config, self.expires_at)))
             deadline = time.monotonic() + self.limits.max_session_s
@@ -158,7 +150,12 @@ class LiveSession:
             )) from None
 
     async def emit(self, message: dict) -> None:
-        await self._outbox.put(message)
+        """Queue an event for the socket; SessionClosed when the socket is gone (a full outbox would wait for ever)."""
+        put = asyncio.ensure_future(self._outbox.put(message))
+        await asyncio.wait({put, *filter(None, [self._sender])}, return_when=asyncio.FIRST_COMPLETED)
+        if not put.done():
+            put.cancel()
+            raise SessionClosed(1011)
 
     async def _send_loop(self) -> None:
         while True:
@@ -215,7 +212,8 @@ class LiveSession:
             pcm16 = base64.b64decode(audio or "", validate=True)
         except (binascii.Error, TypeError):
             raise ProtocolError("'audio' must be base64 PCM16", param="audio") from None
-        if self.detector is None and self.audio.end_s - self.floor_s > self.limits.max_buffer_s:
+        held_s = self.audio.end_s - self.floor_s + len(pcm16) / 2 / self.audio.sample_rate_hz
+        if self.detector is None and held_s > self.limits.max_buffer_s:
             raise ProtocolError(
                 f"the input audio buffer holds over {self.limits.max_buffer_s:g} s; commit or clear it",
                 code="buffer_too_large",
@@ -252,6 +250,8 @@ class LiveSession:
             self.scanned_s = frame_start_s + VAD_FRAME_S
         await self._maybe_partial()
         self._forget_scanned_audio()
+        if self.audio.end_s - self.scanned_s >= VAD_STEP_S:  # what came while this scan ran, without waiting for more
+            self._scan = asyncio.create_task(self._scan_new_audio())
 
     async def _on_turn(self, turn: SpeechStarted | SpeechStopped) -> int:
         """Announce (and at its end commit) a turn; returns the generation it left the buffer in."""

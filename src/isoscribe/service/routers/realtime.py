@@ -8,6 +8,7 @@ enough to say why in an ``error`` event, then closed.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
@@ -68,10 +69,11 @@ async def _serve(websocket: WebSocket, session: LiveSession) -> None:
     except WebSocketDisconnect:
         return
     except SessionClosed as closed:
-        await session.drain()
-        if closed.error is not None:
-            await websocket.send_json(closed.error)
-        await websocket.close(closed.close_code)
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError, OSError):  # the client may be gone already
+            await session.drain()
+            if closed.error is not None:
+                await websocket.send_json(closed.error)
+            await websocket.close(closed.close_code)
     except Exception as failure:  # noqa: BLE001 - a bug in one session must not reach the server
         log_event(logger, "realtime_session_failed", logging.ERROR, error=repr(failure))
         await websocket.send_json(error_event(f"the session failed: {failure}", "session_failed", "server_error"))
