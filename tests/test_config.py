@@ -131,6 +131,19 @@ def test_speaker_bounds_that_contradict_each_other_stop_at_start_up(tmp_path: Pa
             capture_output=True, text=True, timeout=120,
         )
         assert refused.returncode == 2 and "is outside --min-speakers/--max-speakers" in refused.stderr, refused.stderr
+    refused = subprocess.run(
+        [sys.executable, "-m", "isoscribe.cli", "transcribe", str(tmp_path / "any.wav"), "--no-diarize", "--num-speakers", "2"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert refused.returncode == 2 and "needs diarization" in refused.stderr, refused.stderr
+
+
+def test_a_speaker_count_asks_for_diarization() -> None:
+    from isoscribe.cli.parser import build_parser, settings_overrides
+
+    counted = settings_overrides(build_parser().parse_args(["transcribe", "a.wav", "--min-speakers", "2"]))
+    assert counted["diarization"]["enabled"] is True
+    assert settings_overrides(build_parser().parse_args(["transcribe", "a.wav"]))["diarization"]["enabled"] is None
 
 
 def test_a_batch_that_would_write_nothing_stops_at_start_up(tmp_path: Path) -> None:
@@ -149,6 +162,9 @@ def test_a_batch_that_would_write_nothing_stops_at_start_up(tmp_path: Path) -> N
         (["Alice.wav", "Alice.flac"], "more than one voice sample named Alice"),
         (["0.wav", "Bob.wav"], "0 cannot name a speaker"),
         (["SPEAKER_00.flac"], "SPEAKER_00 cannot name a speaker"),
+        ([" .wav", "Bob.wav"], "' .wav' cannot name a speaker"),
+        (["Bo\nb.wav"], "cannot name a speaker"),
+        (["notes.txt"], "holds no voice sample"),
     ],
 )
 def test_voice_samples_that_cannot_name_a_speaker_stop_at_start_up(tmp_path: Path, samples: list, message: str) -> None:

@@ -126,7 +126,7 @@ def test_known_speakers_label_nine_in_ten_turns_of_a_three_voice_meeting(
     assert sum(right) >= 0.9 * len(right)
 
 
-@pytest.mark.parametrize(("seconds", "said"), [(22.0, "lasts over 11 s"), (10.6, "lasts 10.6 s"), (1.0, "lasts 1.0 s")])
+@pytest.mark.parametrize(("seconds", "said"), [(22.0, "lasts over 11 s"), (10.6, "lasts 10.60 s"), (1.0, "lasts 1.00 s"), (10.04, "lasts 10.04 s")])
 def test_a_voice_sample_of_the_wrong_length_is_named_the_same_way_however_long(
     diarizer: diarize.Diarizer, shared_data: Path, tmp_path: Path, seconds: float, said: str
 ) -> None:

@@ -127,6 +127,17 @@ def test_rttm_lines_follow_the_nist_fields() -> None:
 def test_txt_labels_speakers_only_when_diarized() -> None:
     assert to_txt(_transcript(True)).splitlines()[0].startswith("SPEAKER_00: Hello")
     assert to_txt(_transcript(False)).splitlines()[0].startswith("Hello")
+    named = _transcript(True)
+    named.segments[0].speaker = "Bo\nb\tLee"  # a voice sample's file name may hold any of these
+    assert to_txt(named).splitlines()[0].startswith("Bo b Lee: Hello")
+
+
+def test_a_speaker_named_with_other_digits_keeps_the_name() -> None:
+    from isoscribe.stages.diarize import _relabel
+    from isoscribe.transcript import SpeakerTurn
+
+    turns = _relabel([SpeakerTurn(0, 1, "3"), SpeakerTurn(1, 2, "²"), SpeakerTurn(2, 3, "0")])
+    assert [turn.speaker for turn in turns] == ["SPEAKER_00", "²", "SPEAKER_01"]
 
 
 def test_summary_markdown_lists_action_items_decisions_unsupported_sentences_or_the_warning() -> None:

@@ -98,4 +98,8 @@ def voice_samples(folder: Path) -> list[Path]:
         raise ValueError(f"{folder}: more than one voice sample named {', '.join(twice)}")
     if unnamed := [name for name in names if UNNAMED_SPEAKER_LABEL.fullmatch(name)]:
         raise ValueError(f"{folder}: {', '.join(unnamed)} cannot name a speaker (the labels of unnamed ones)")
+    if blank := [path.name for path in files if not path.stem.strip() or not path.stem.isprintable()]:
+        raise ValueError(f"{folder}: {', '.join(map(repr, blank))} cannot name a speaker (blank, or a control character)")
+    if not files:
+        raise ValueError(f"{folder} holds no voice sample ({', '.join(sorted(AUDIO_EXTENSIONS))} files named after their speaker)")
     return files

@@ -182,7 +182,7 @@ def write_outputs(
 
 def _labelled(segment: Segment, pattern: str) -> str:
     text = segment.text.strip()
-    return pattern.format(speaker=segment.speaker, text=text) if segment.speaker else text
+    return pattern.format(speaker=_one_line(segment.speaker), text=text) if segment.speaker else text
 
 
 def _clock(seconds: float, separator: str) -> str:

@@ -11,7 +11,7 @@ import importlib
 import logging
 import sys
 
-from isoscribe.cli.parser import build_parser, settings_overrides
+from isoscribe.cli.parser import SPEAKER_COUNT_FLAGS, build_parser, settings_overrides
 from isoscribe.config import AsrSettings, Settings, SettingsError, load_settings
 from isoscribe.logs import configure_logging
 from isoscribe.models import cannot_transcribe, cannot_translate
@@ -32,9 +32,11 @@ _HANDLERS = {
 
 
 def _contradicting_speaker_flags(args: argparse.Namespace) -> str | None:
-    count, least, most = (getattr(args, name, None) for name in ("num_speakers", "min_speakers", "max_speakers"))
+    count, least, most = (getattr(args, name, None) for name in SPEAKER_COUNT_FLAGS)
     if count is not None and ((most is not None and count > most) or (least is not None and count < least)):
         return f"--num-speakers {count} is outside --min-speakers/--max-speakers"
+    if getattr(args, "diarize", None) is False and (count, least, most) != (None, None, None):
+        return "a speaker count needs diarization: drop --no-diarize"
     return None
 
 

@@ -135,6 +135,17 @@ def _add_subtitle_flags(parser: argparse.ArgumentParser) -> None:
     )
 
 
+SPEAKER_COUNT_FLAGS = ("num_speakers", "min_speakers", "max_speakers")
+
+
+def _diarize(args: argparse.Namespace) -> bool | None:
+    """``--diarize`` or ``--no-diarize`` as given; a speaker count without either asks for diarization."""
+    asked = getattr(args, "diarize", None)
+    if asked is None and any(getattr(args, name, None) is not None for name in SPEAKER_COUNT_FLAGS):
+        return True
+    return asked
+
+
 def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
     """Map CLI flags onto the nested settings; absent flags are None and ignored."""
     flag = lambda name: getattr(args, name, None)  # noqa: E731
@@ -152,7 +163,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
             **{name: flag(name) for name in _DECODING_SETTINGS},
         },
         "diarization": {
-            "enabled": flag("diarize"),
+            "enabled": _diarize(args),
             "num_speakers": flag("num_speakers"),
             "min_speakers": flag("min_speakers"),
             "max_speakers": flag("max_speakers"),

@@ -275,7 +275,7 @@ def _relabel(turns: list[SpeakerTurn]) -> list[SpeakerTurn]:
     """Cluster numbers become SPEAKER_00… in order of first appearance; names stay."""
     names: dict[str, str] = {}
     for turn in turns:
-        if turn.speaker.isdigit():
+        if turn.speaker.isdecimal():  # a cluster number; a name of other digits ("²") stays a name
             turn.speaker = names.setdefault(turn.speaker, f"SPEAKER_{len(names):02d}")
     return turns
 
@@ -323,7 +323,7 @@ def _references(model: Diarizer, request: SpeechRequest | SpeakerClusterRequest)
         except AudioTooLong:  # the sample is too long, not the file being diarized: said as below
             audio = None
         if audio is None or not REFERENCE_MIN_S <= audio.size / SAMPLE_RATE <= REFERENCE_MAX_S:
-            lasts = f"over {REFERENCE_MAX_S + 1.0:g}" if audio is None else f"{audio.size / SAMPLE_RATE:.1f}"
+            lasts = f"over {REFERENCE_MAX_S + 1.0:g}" if audio is None else f"{audio.size / SAMPLE_RATE:.2f}"
             raise ValueError(
                 f"the voice sample of {known.name!r} ({known.audio_path}) lasts {lasts} s, "
                 f"not {REFERENCE_MIN_S:g}-{REFERENCE_MAX_S:g} s"
