@@ -83,7 +83,7 @@ def test_the_rttm_file_id_is_the_sources_name_sanitised() -> None:
 def test_one_label_scheme_with_names_escaped_per_format() -> None:
     transcript = meeting()
     rename_speakers(transcript, {"SPEAKER_00": "Ann  Lee & Co"})
-    assert to_txt(transcript).splitlines()[0] == "Ann  Lee & Co: Summary nation is hard."
+    assert to_txt(transcript).splitlines()[0] == "Ann Lee & Co: Summary nation is hard."
     assert "[Ann Lee & Co] Summary nation" in to_srt(transcript)
     vtt = to_vtt(transcript)
     assert "<v Ann Lee &amp; Co>Summary nation" in vtt
