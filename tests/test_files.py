@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from isoscribe.files import write_atomic
+from isoscribe.files import cut_utf8, write_atomic
 
 
 @pytest.mark.parametrize(("umask", "expected_mode"), [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
@@ -49,3 +49,16 @@ def test_a_link_is_written_through_and_a_fifo_is_written_into_not_replaced(tmp_p
     finally:
         os.close(reader)
     assert stat.S_ISFIFO(fifo.stat().st_mode)
+
+
+def test_a_multibyte_name_near_the_limit_is_written_and_its_temp_name_fits_too(tmp_path: Path) -> None:
+    target = tmp_path / f"{'語' * 80}.json"  # 245 bytes: kept whole in a temp name, that name would be 259
+    write_atomic(target, "{}")
+    assert target.read_text() == "{}"
+    assert [p.name for p in tmp_path.iterdir()] == [target.name]
+
+
+def test_a_cut_keeps_whole_characters_within_the_bytes() -> None:
+    assert cut_utf8("ab語", 4) == "ab"
+    assert cut_utf8("ab語", 5) == "ab語"
+    assert cut_utf8("abc", 10) == "abc"

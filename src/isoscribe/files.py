@@ -6,7 +6,16 @@ import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["write_atomic"]
+__all__ = ["cut_utf8", "write_atomic"]
+
+_TEMP_PREFIX_NAME_BYTES = 100
+"""How much of the target's name its temp file keeps: with the dots, mkstemp's 8 random characters and
+``.tmp`` the temp name stays under the file system's 255 bytes."""
+
+
+def cut_utf8(text: str, max_bytes: int) -> str:
+    """``text`` cut to at most ``max_bytes`` UTF-8 bytes, never in the middle of a character."""
+    return text.encode()[:max_bytes].decode(errors="ignore")
 
 
 def _mode_under_umask() -> int:
@@ -29,7 +38,8 @@ def write_atomic(path: Path | str, data: str | bytes) -> None:
         return
     path = path.resolve() if path.is_symlink() else path
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name[:100]}.", suffix=".tmp", dir=path.parent)  # names stay < 255 bytes
+    prefix = f".{cut_utf8(path.name, _TEMP_PREFIX_NAME_BYTES)}."
+    fd, tmp_name = tempfile.mkstemp(prefix=prefix, suffix=".tmp", dir=path.parent)
     try:
         os.fchmod(fd, _mode_under_umask())  # mkstemp makes 0600; outputs are read like any file the user writes
         with os.fdopen(fd, "wb") as handle:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from isoscribe.budget import BUDGET_FRACTION, MemoryGate, default_budget_mb, gpu_total_mb, stage_peaks_mb
 from isoscribe.config import Settings
+from isoscribe.files import cut_utf8
 from isoscribe.ledger import LEDGER_NAME, FileStatus, Ledger, LedgerRow, StageRecord, content_hash
 from isoscribe.logs import log_event
 from isoscribe.report import FileReport
@@ -140,12 +141,8 @@ def output_names(inputs: list[Path]) -> dict[Path, str]:
         for path in paths:
             suffix = hashlib.sha1(str(path).encode()).hexdigest()[:8]
             unique = len(paths) == 1 and stem not in _BATCH_FILES and len(stem.encode()) <= _MAX_NAME_BYTES
-            names[path] = stem if unique else f"{_cut(stem)}-{suffix}"
+            names[path] = stem if unique else f"{cut_utf8(stem, _MAX_NAME_BYTES)}-{suffix}"
     return names
-
-
-def _cut(stem: str) -> str:
-    return stem.encode()[:_MAX_NAME_BYTES].decode(errors="ignore")
 
 
 def outputs_present(out_dir: Path, row: LedgerRow) -> bool:
