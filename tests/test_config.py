@@ -138,6 +138,15 @@ def test_speaker_bounds_that_contradict_each_other_stop_at_start_up(tmp_path: Pa
     assert refused.returncode == 2 and "needs diarization" in refused.stderr, refused.stderr
 
 
+def test_a_minimum_above_the_default_maximum_raises_it_unless_a_maximum_is_given(tmp_path: Path) -> None:
+    bounds = load_settings(overrides={"diarization": {"min_speakers": 9}}).diarization
+    assert (bounds.min_speakers, bounds.max_speakers) == (9, 9)
+    config = tmp_path / "isoscribe.toml"
+    config.write_text("[diarization]\nmax_speakers = 4\n")
+    with pytest.raises(SettingsError, match="min_speakers 9 is above max_speakers 4"):
+        load_settings(config, overrides={"diarization": {"min_speakers": 9}})
+
+
 def test_a_speaker_count_asks_for_diarization() -> None:
     from isoscribe.cli.parser import build_parser, settings_overrides
 

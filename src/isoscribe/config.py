@@ -26,18 +26,8 @@ from pydantic_settings import (
 )
 
 __all__ = [
-    "Auto",
-    "AsrSettings",
-    "DiarizationSettings",
-    "LlmSettings",
-    "IsolationSettings",
-    "BatchSettings",
-    "ServiceSettings",
-    "NotifySettings",
-    "CelerySettings",
-    "Settings",
-    "SettingsError",
-    "load_settings",
+    "Auto", "AsrSettings", "DiarizationSettings", "LlmSettings", "IsolationSettings", "BatchSettings",
+    "ServiceSettings", "NotifySettings", "CelerySettings", "Settings", "SettingsError", "load_settings",
 ]
 
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("isoscribe_config_file", default=None)
@@ -119,6 +109,17 @@ class DiarizationSettings(_Section):
         if value is not None:
             voice_samples(value)
         return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _maximum_follows_minimum(cls, data: Any) -> Any:
+        """``--min-speakers 9`` alone raises the default maximum of 8 rather than contradicting it."""
+        if isinstance(data, dict) and "max_speakers" not in data:
+            default_maximum = cls.model_fields["max_speakers"].default
+            minimum = data.get("min_speakers")
+            if isinstance(minimum, int) and minimum > default_maximum:
+                return {**data, "max_speakers": minimum}
+        return data
 
     @model_validator(mode="after")
     def _bounds_agree(self) -> DiarizationSettings:
