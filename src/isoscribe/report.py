@@ -25,10 +25,14 @@ __all__ = [
     "MemorySampler",
     "MAX_MEMORY_POINTS",
     "summarised",
+    "REPORT_FILES",
     "write_report",
     "render_markdown",
     "plot_memory",
 ]
+
+REPORT_FILES = {"json": "report.json", "md": "report.md", "png": "memory.png"}
+"""The files ``write_report`` puts in the output directory, by kind."""
 
 
 @dataclass
@@ -170,7 +174,7 @@ def _rss_mb(process: psutil.Process) -> float:
 
 def write_report(report: BatchReport, out_dir: Path) -> dict[str, Path]:
     out_dir = Path(out_dir)
-    paths = {"json": out_dir / "report.json", "md": out_dir / "report.md", "png": out_dir / "memory.png"}
+    paths = {kind: out_dir / name for kind, name in REPORT_FILES.items()}
     write_atomic(paths["json"], json.dumps(report.to_dict(), indent=2, default=str))
     write_atomic(paths["md"], render_markdown(report))
     write_atomic(paths["png"], plot_memory(report))

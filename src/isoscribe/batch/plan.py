@@ -13,7 +13,7 @@ from isoscribe.config import Settings
 from isoscribe.files import cut_utf8
 from isoscribe.ledger import LEDGER_NAME, FileStatus, Ledger, LedgerRow, StageRecord, content_hash
 from isoscribe.logs import log_event
-from isoscribe.report import FileReport
+from isoscribe.report import REPORT_FILES, FileReport
 
 __all__ = ["Job", "Planner", "file_report", "output_names", "outputs_present", "stage_dict"]
 
@@ -122,7 +122,7 @@ def file_report(row: LedgerRow, status: str) -> FileReport:
     )
 
 
-_BATCH_FILES = frozenset({"report.json", "report.md", "memory.png", LEDGER_NAME, f"{LEDGER_NAME}-wal", f"{LEDGER_NAME}-shm"})
+_BATCH_FILES = frozenset({*REPORT_FILES.values(), LEDGER_NAME, f"{LEDGER_NAME}-wal", f"{LEDGER_NAME}-shm"})
 """What the batch itself writes in the output folder: no input's outputs may take these names."""
 _MAX_NAME_BYTES = 160
 """A stem longer than this is cut (with its hash added): an output's name and its temporary file's must stay
