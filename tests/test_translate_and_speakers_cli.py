@@ -75,3 +75,30 @@ def test_run_with_speakers_dir_names_the_same_people_in_every_file(tmp_path: Pat
         named = [(s["speaker"], spoken_by(s["start"], s["end"], turns)) for s in transcript["segments"]]
         assert all(speaker == said_by.capitalize() for speaker, said_by in named if said_by != "carol"), named
         assert {speaker for speaker, said_by in named if said_by == "carol"} == {"SPEAKER_00"}, named
+
+
+def test_a_voice_sample_of_the_wrong_length_or_not_audio_exits_2_before_any_file_runs(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    """Measured at start in the probe stage: before, each file of the batch was transcribed and then failed."""
+    import soundfile
+
+    jfk = shared_data / "jfk" / "jfk.wav"
+    audio, rate = soundfile.read(jfk)
+    samples = {
+        "Kennedy.wav": (audio, "must be 2-10 s of audio: ", "runs over the limit of 10 s"),  # 11 s
+        "Brief.wav": (audio[:rate], "lasts 1.00 s, not 2-10 s", ""),
+        "Garbled.wav": (None, "must be 2-10 s of audio: ", "Garbled.wav"),
+    }
+    for name, (sample, said, also_said) in samples.items():
+        folder = tmp_path / name.removesuffix(".wav")
+        folder.mkdir()
+        if sample is None:
+            (folder / name).write_text("not audio")
+        else:
+            soundfile.write(folder / name, sample, rate)
+        out = tmp_path / f"out-{name}"
+        refused = run_cli("run", str(jfk), "--out", str(out), "--speakers", str(folder), "--no-progress", cwd=tmp_path)
+        assert refused.returncode == 2, refused.stderr
+        assert f"the voice sample of {name.removesuffix('.wav')!r}" in refused.stderr and said in refused.stderr
+        assert also_said in refused.stderr and not out.exists() and "stage=speech" not in refused.stderr

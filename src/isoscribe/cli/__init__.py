@@ -47,6 +47,12 @@ def _model_refusal(asr: AsrSettings) -> str | None:
     return cannot_transcribe(asr.model, asr.language, asr.model_cache_dir)
 
 
+def _voice_sample_refusal(settings: Settings) -> str | None:
+    from isoscribe.cli.voice_samples import voice_sample_refusal  # starts a worker: only for commands that run files
+
+    return voice_sample_refusal(settings)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
@@ -64,6 +70,9 @@ def main(argv: list[str] | None = None) -> int:
         print("isoscribe: --formats summary with summaries off would write nothing: drop --no-summarize", file=sys.stderr)
         return 2
     configure_logging(settings.log_level, getattr(args, "log_file", None))
+    if args.command in ("transcribe", "run") and (refusal := _voice_sample_refusal(settings)):
+        print(f"isoscribe: {refusal}", file=sys.stderr)
+        return 2
     module_name, function_name = _HANDLERS[args.command].split(":")
     handler = getattr(importlib.import_module(module_name), function_name)
     try:
