@@ -303,3 +303,39 @@ def test_a_turn_detection_number_out_of_range_is_an_error_event_naming_it(number
     with pytest.raises(ProtocolError) as refused:
         updated_config(SessionConfig(), update, SERVED)
     assert refused.value.param == "session.audio.input.turn_detection.silence_duration_ms"
+
+
+def test_at_expiry_a_committed_utterance_is_still_transcribed_or_said_to_have_failed() -> None:
+    """The session's clock runs out while a committed utterance is being decoded: its completed event comes
+    before the session ends; one that takes longer than the grace gets a failed event, not silence."""
+    async def expire_while_decoding(decode_s: float) -> list[dict]:
+        async def slow_decode(request: object) -> object:
+            await asyncio.sleep(decode_s)
+            return UtteranceText("ask not", "en", 1.0)
+
+        sent: list[dict] = []
+
+        async def send(event: dict) -> None:
+            sent.append(event)
+
+        client_events = [_append(_samples(1.0)), json.dumps({"type": "input_audio_buffer.commit"})]
+
+        async def receive() -> str:
+            if client_events:
+                return client_events.pop(0)
+            await asyncio.sleep(3600)
+            return ""
+
+        session = LiveSession(slow_decode, send, SessionLimits(max_session_s=0.5, expiry_grace_s=1.0),
+                              SessionConfig(turn_detection=None))
+        with pytest.raises(SessionClosed) as closed:
+            await session.serve(receive)
+        await session.drain()
+        return [*sent, closed.value.error]
+
+    finished = [event["type"] for event in asyncio.run(expire_while_decoding(0.8))]
+    assert finished[-2:] == ["conversation.item.input_audio_transcription.completed", "error"], finished
+    late = asyncio.run(expire_while_decoding(5.0))
+    failed = [event for event in late if event["type"].endswith("transcription.failed")]
+    assert len(failed) == 1 and failed[0]["error"]["code"] == "session_expired", [e["type"] for e in late]
+    assert late[-1]["error"]["code"] == "session_expired"

@@ -22,6 +22,7 @@ __all__ = [
     "ProtocolError",
     "SessionClosed",
     "SessionConfig",
+    "SessionLimits",
     "new_id",
     "event",
     "error_event",
@@ -33,6 +34,28 @@ __all__ = [
 TRANSCRIPTION_MODEL_ALIASES = ("whisper-1", "gpt-4o-transcribe", "gpt-4o-mini-transcribe", "gpt-realtime-whisper")
 """OpenAI's transcription models; each is served by the configured model (clients default to them)."""
 SUPPORTED_RATES_HZ = (24000, 16000)
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    max_session_s: float = 3600.0
+    expiry_grace_s: float = 30.0
+    """At the session's end, how long committed utterances may still take to be decoded."""
+    max_buffer_s: float = 60.0
+    """Uncommitted audio a client may hold without server VAD before appends are refused; with it, what is kept."""
+    partial_after_s: float = 3.0  # 0 turns partial decodes off
+    partial_every_s: float = 1.5
+    outbox_events: int = 64
+    pending_decodes: int = 4
+    served_models: tuple[str, ...] = ("whisper-1",)
+    languages: frozenset[str] | None = None
+    """The codes the served model has a token for (None: any); another language is refused."""
+
+    def preview_due(self, open_s: float, since_preview_s: float, last_preview_took_s: float) -> bool:
+        """Whether an utterance open for ``open_s`` is decoded partially now: not sooner than twice the last
+        preview took, since the final decode waits for one in flight (filling the worker cost 0.7 s)."""
+        every_s = max(self.partial_every_s, 2 * last_preview_took_s)
+        return bool(self.partial_after_s) and open_s >= self.partial_after_s and since_preview_s >= every_s
 
 
 class ProtocolError(Exception):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import contextlib
 import json
 import time
 from collections.abc import Awaitable, Callable
@@ -25,8 +26,8 @@ from typing import Any
 
 from isoscribe.isolation import IsolationError
 from isoscribe.service.realtime_protocol import (
-    ProtocolError, SessionClosed, SessionConfig, error_event, event, legacy_session_object, new_id, session_object,
-    updated_config,
+    ProtocolError, SessionClosed, SessionConfig, SessionLimits, error_event, event, legacy_session_object, new_id,
+    session_object, updated_config,
 )
 from isoscribe.service.realtime_audio import AudioBuffer
 from isoscribe.service.realtime_turns import SpeechStarted, SpeechStopped, TurnDetector
@@ -47,26 +48,6 @@ _ISOLATION_CODES = {"WorkerCrashed": "worker_crashed", "StageTimeout": "stage_ti
 
 RunTask = Callable[[Any], Awaitable[Any]]
 """Runs one realtime-stage request in the worker pool and returns its value (or raises IsolationError)."""
-
-
-@dataclass(frozen=True)
-class SessionLimits:
-    max_session_s: float = 3600.0
-    max_buffer_s: float = 60.0
-    """Uncommitted audio a client may hold without server VAD before appends are refused; with it, what is kept."""
-    partial_after_s: float = 3.0  # 0 turns partial decodes off
-    partial_every_s: float = 1.5
-    outbox_events: int = 64
-    pending_decodes: int = 4
-    served_models: tuple[str, ...] = ("whisper-1",)
-    languages: frozenset[str] | None = None
-    """The codes the served model has a token for (None: any); another language is refused."""
-
-    def preview_due(self, open_s: float, since_preview_s: float, last_preview_took_s: float) -> bool:
-        """Whether an utterance open for ``open_s`` is decoded partially now: not sooner than twice the last
-        preview took, since the final decode waits for one in flight (filling the worker cost 0.7 s)."""
-        every_s = max(self.partial_every_s, 2 * last_preview_took_s)
-        return bool(self.partial_after_s) and open_s >= self.partial_after_s and since_preview_s >= every_s
 
 
 @dataclass
@@ -144,10 +125,22 @@ class LiveSession:
         try:
             return await asyncio.wait_for(receive(), max(0.0, deadline - time.monotonic()))
         except TimeoutError:
+            await self._finish_committed()
             raise SessionClosed(1000, error_event(
                 f"the session reached its maximum length of {self.limits.max_session_s:g} s "
                 "(service.max_realtime_session_s); open a new one to go on", code="session_expired",
             )) from None
+
+    async def _finish_committed(self) -> None:
+        """At expiry, what was committed is still decoded (for ``expiry_grace_s``); what is not by then fails."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._decodes.join(), self.limits.expiry_grace_s)
+        for item in list(self.items.values()):
+            error = {"type": "server_error", "code": "session_expired", "param": None,
+                     "message": f"the session ended before {item.id} was transcribed"}
+            with contextlib.suppress(asyncio.QueueFull):  # a client that reads nothing must not hold the end
+                self._outbox.put_nowait(event("conversation.item.input_audio_transcription.failed",
+                                              item_id=item.id, content_index=0, error=error))
 
     async def emit(self, message: dict) -> None:
         """Queue an event for the socket; SessionClosed when the socket is gone (a full outbox would wait for ever)."""
@@ -332,6 +325,7 @@ class LiveSession:
                 await self._decode(decode)
             finally:
                 self._decoding = False
+                self._decodes.task_done()
 
     async def _decode(self, decode: _Decode) -> None:
         config, item = self.config, decode.item
