@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ from isoscribe.config import load_settings
 from isoscribe.models import cannot_transcribe, cannot_translate, model_info
 from isoscribe.service.app import create_app
 from isoscribe.service.errors import ApiError
+from isoscribe.service.execution import PipelineRunner
+from isoscribe.service.job_loops import JobLoops
 from isoscribe.openai_shapes import diarized_json, speaker_labels, verbose_json
 from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.service.known_speakers import save_references
@@ -126,40 +129,110 @@ def test_job_store_requeues_running_jobs_after_a_restart(tmp_path: Path) -> None
     assert not reopened.fail(second.id, "x", "cancelled jobs stay cancelled", {})
 
 
+class _Submissions:
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+
+    def submit(self, stage, request, on_event=None):
+        self.stages.append(stage)
+        raise AssertionError("a cancelled job must not run")
+
+
+class _Outbox:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str]] = []
+
+    def put_finished(self, job) -> None:
+        self.sent.append((job.id, job.status))
+
+
+class _BlinkingStore(JobStore):
+    """A job store whose next ``failing_gets`` reads fail, as Redis does while it is away."""
+
+    failing_gets: float = 0
+
+    def get(self, job_id: str):
+        if self.failing_gets > 0:
+            self.failing_gets -= 1
+            raise ConnectionError("job store unreachable")
+        return super().get(job_id)
+
+
+def _job_loops(store: JobStore, tmp_path: Path) -> tuple[JobLoops, _Outbox]:
+    settings = load_settings(overrides={"service": {"data_dir": tmp_path, "asr_workers": 1}})
+    outbox = _Outbox()
+    return JobLoops(store, PipelineRunner(_Submissions(), 1, 1, 1), settings, lambda model: "speech", outbox), outbox
+
+
+def _run_until_cancelled(loops: JobLoops) -> asyncio.Event:
+    """The job loops' pipeline runs until cancelled; the event is set once one runs."""
+    running = asyncio.Event()
+
+    async def run(pipeline, call):
+        running.set()
+        await asyncio.Event().wait()
+
+    loops.pipelines.run = run
+    return running
+
+
 def test_a_job_cancelled_or_purged_between_its_claim_and_its_start_runs_nothing_and_gets_one_webhook(
     tmp_path: Path,
 ) -> None:
     """A cancel that lands after the claim, before the job loop's task exists, finds no task to stop: the job
     loop sees the cancel itself. A purged job is gone from the store, and its webhook still says cancelled."""
-    from isoscribe.service.execution import PipelineRunner
-    from isoscribe.service.job_loops import JobLoops
-
-    class Submissions:
-        def __init__(self) -> None:
-            self.stages: list[str] = []
-
-        def submit(self, stage, request, on_event=None):
-            self.stages.append(stage)
-            raise AssertionError("a cancelled job must not run")
-
-    class Outbox:
-        def __init__(self) -> None:
-            self.sent: list[tuple[str, str]] = []
-
-        def put_finished(self, job) -> None:
-            self.sent.append((job.id, job.status))
-
-    store, executor, outbox = JobStore(tmp_path / "jobs.sqlite3"), Submissions(), Outbox()
-    settings = load_settings(overrides={"service": {"data_dir": tmp_path}})
-    loops = JobLoops(store, PipelineRunner(executor, 1, 1, 1), settings, lambda model: "speech", outbox)
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    loops, outbox = _job_loops(store, tmp_path)
     cancelled, purged = (store.create(tmp_path / f"{name}.wav", JobOptions(model="whisper-1")) for name in "ab")
     claimed = [store.claim_next(), store.claim_next()]
     assert store.cancel(cancelled.id) == "running"
     assert store.cancel(purged.id) == "running" and store.delete(purged.id)
     for job in claimed:
         asyncio.run(loops._process(job))
-    assert executor.stages == []
+    assert loops.pipelines.executor.stages == []
     assert outbox.sent == [(cancelled.id, "cancelled"), (purged.id, "cancelled")]
+    store.close()
+
+
+def test_a_store_error_as_a_cancelled_running_job_stops_is_retried_and_the_job_ends_cancelled(tmp_path: Path) -> None:
+    """A running job that DELETE stops asks the store whether it was cancelled (or the server drains it): a
+    store that fails that read once is asked again, and the job gets its webhook and loses its audio."""
+    store = _BlinkingStore(tmp_path / "jobs.sqlite3")
+    loops, outbox = _job_loops(store, tmp_path)
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    store.create(audio, JobOptions(model="whisper-1"))
+    job = store.claim_next()
+
+    async def cancel_while_running() -> None:
+        running = _run_until_cancelled(loops)
+        loops._active[job.id] = task = asyncio.create_task(loops._process(job))
+        await running.wait()
+        assert store.cancel(job.id) == "running"
+        store.failing_gets = 1
+        loops.stop_running(job.id)
+        await task
+
+    asyncio.run(cancel_while_running())
+    assert store.failing_gets == 0 and outbox.sent == [(job.id, "cancelled")] and not audio.exists()
+    store.close()
+
+
+def test_a_drain_with_the_store_away_ends_and_leaves_the_running_job_to_the_next_start(tmp_path: Path) -> None:
+    store = _BlinkingStore(tmp_path / "jobs.sqlite3")
+    loops, outbox = _job_loops(store, tmp_path)
+    job = store.create(tmp_path / "a.wav", JobOptions(model="whisper-1"))
+
+    async def drain_while_the_store_is_away() -> None:
+        running = _run_until_cancelled(loops)
+        loops.start()
+        await running.wait()
+        store.failing_gets = math.inf
+        await asyncio.wait_for(loops.drain(timeout_s=0.1), timeout=10)
+
+    asyncio.run(drain_while_the_store_is_away())
+    store.failing_gets = 0
+    assert store.get(job.id).status == "running" and outbox.sent == []
     store.close()
 
 

@@ -58,6 +58,7 @@ class JobLoops:
         self.settings = settings
         self._wake = asyncio.Event()
         self._stopping = False
+        self._drain_time_up = False
         self.store_reachable = True
         """False from a failed store call until the next one that succeeds (``/readyz`` says not ready)."""
         self._loops: list[asyncio.Task] = []
@@ -94,6 +95,7 @@ class JobLoops:
         if active:
             log_event(logger, "jobs_draining", running=len(active), timeout_s=timeout_s)
             await asyncio.wait(active, timeout=timeout_s)
+        self._drain_time_up = True
         for task in self._loops:
             task.cancel()
         await asyncio.gather(*self._loops, return_exceptions=True)
@@ -149,8 +151,7 @@ class JobLoops:
     async def _process(self, job: Job) -> None:
         timings = {"queued_s": round(time.time() - job.created_at, 3)}
         log_event(logger, "job_started", id=job.id, attempt=job.attempts)
-        current = await self._store(self.store.get, job.id)
-        if current is None or current.status == "cancelled":  # before this task existed, a cancel had none to stop
+        if await self._cancelled(job.id):  # before this task existed, a cancel had none to stop
             finished = False
         else:
             finished = await self._outcome(job, timings)
@@ -197,15 +198,17 @@ class JobLoops:
                 listener.close()
 
     async def _cancelled(self, job_id: str) -> bool:
-        job = await asyncio.to_thread(self.store.get, job_id)
+        """Whether the job was cancelled or purged in the store."""
+        job = await self._store(self.store.get, job_id)
         return job is None or job.status == "cancelled"
 
     async def _store(self, call: Callable[..., T], *args: Any) -> T:
         """A store call off the event loop, retried with backoff while the store is unreachable.
 
-        A job's outcome is never dropped: the call is repeated until the store answers. Cancelling
-        the waiting task (drain) stops the retries; the job is then still ``running`` in the store and
-        the next start re-queues it.
+        A job's outcome is never dropped: the call is repeated until the store answers. Cancelling the
+        waiting task (drain) stops the retries, and once the drain's time is up a call is tried once (a
+        job the drain cancelled asks whether DELETE cancelled it too, and shutdown must not wait on that);
+        the job is then still ``running`` in the store and the next start re-queues it.
         """
         delays = _STORE_RETRY.delays()
         while True:
@@ -215,6 +218,8 @@ class JobLoops:
                 if self.store_reachable:
                     log_event(logger, "job_store_unreachable", logging.WARNING, error=exc)
                 self.store_reachable = False
+                if self._drain_time_up:
+                    raise
                 await asyncio.sleep(next(delays))
                 continue
             if not self.store_reachable:
