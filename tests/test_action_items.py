@@ -132,7 +132,9 @@ def test_decisions_and_open_questions_come_with_their_source():
     assert [d.text for d in extract_decisions(sentences)] == ["We decided to use a rubber case."]
     doubts = speaker_sentences(turns_from_text(
         "Anna: I don't think we agreed on the colour yet.\nBob: If we decided to go with rubber, it would cost more.\n"
-        "Anna: Nobody knows if we agreed on that.\nBob: I'm not sure what the plan is."
+        "Anna: Nobody knows if we agreed on that.\nBob: I'm not sure what the plan is.\n"
+        "Anna: Maybe we'll go with the blue one, I don't know.\nBob: We'll go with rubber, or not.\n"
+        "Anna: Perhaps let's go with the yellow one."
     ))  # fmt: skip
     assert extract_decisions(doubts) == []
     questions = extract_open_questions(sentences)

@@ -205,10 +205,12 @@ _DECISION = re.compile(
 )
 _UNDECIDED = re.compile(
     r"\b(?:if|whether|unless|not\s+sure|(?:don't|do\s+not|didn't)\s+think|nobody|no\s+one|(?:have|did)\s+we)\b"
-    r"|\bhave\s*$",
+    r"|\bhave\s*$|\b(?:maybe|perhaps|possibly)\W*$",
     re.IGNORECASE,
 )
 """Before "we agreed": what makes it a doubt, a condition or a question ("I don't think we agreed", "if we decided")."""
+_DOUBTED = re.compile(r"\b(?:I\s+don't\s+know|not\s+sure|we'll\s+see|or\s+not|maybe\s+not)\b", re.IGNORECASE)
+"""After it, the same ("Maybe we'll go with the blue one, I don't know")."""
 _QUESTION_START = re.compile(
     r"^(?:so\s+|and\s+|but\s+)?(?:what|which|how|why|when|where|who|should|shall|do|does|can|could|would|will|is|are)\b",
     re.IGNORECASE,
@@ -375,7 +377,8 @@ def extract_decisions(sentences: list[SpeakerSentence]) -> list[Decision]:
     for sentence in sentences:
         text = clean_disfluencies(sentence.text)
         match = _DECISION.search(text)
-        if match and not text.endswith("?") and not _UNDECIDED.search(text[: match.start()]):
+        if match and not text.endswith("?") and not _UNDECIDED.search(text[: match.start()]) \
+                and not _DOUBTED.search(text[match.end() :]):
             decisions.append(Decision(text=text, source=span_of(sentence)))
     return decisions
 
