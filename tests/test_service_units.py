@@ -323,6 +323,22 @@ def test_a_model_transcribes_only_the_languages_it_has_a_token_for(tmp_path: Pat
     assert model_info("base").languages == model_info(str(large_v3)).languages - {"yue"}
 
 
+def test_the_model_router_refuses_what_an_english_only_model_cannot_do_and_routes_whisper1_translations() -> None:
+    from isoscribe.service.model_routing import ModelRouter
+    from isoscribe.service.schemas import TranslationParams
+
+    settings = load_settings(overrides={"asr": {"model": "tiny.en"}, "service": {"translation_model": "base"}})
+    router = ModelRouter(settings, _Submissions(), owns_executor=False)
+    assert router.served("whisper-1") == "tiny.en" and router.served("whisper-1", "translate") == "base"
+    assert router.check(TranscriptionParams(model="tiny.en", language="en")) == "speech"
+    with pytest.raises(ApiError) as untranslatable:
+        router.check(TranslationParams(model="tiny.en"))
+    assert untranslatable.value.code == "model_cannot_translate" and "base" in untranslatable.value.message
+    with pytest.raises(ApiError) as unsupported:
+        router.check(TranscriptionParams(model="whisper-1", language="de"))
+    assert unsupported.value.code == "unsupported_language" and "English-only" in unsupported.value.message
+
+
 def test_voice_samples_may_be_megabytes_other_fields_not(tmp_path: Path) -> None:
     sample = "data:audio/wav;base64," + "A" * 1_000_000
     form = _receive(_multipart([("known_speaker_references[]", sample)], "a.wav", b"x"), tmp_path, 10_000)

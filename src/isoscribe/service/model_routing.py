@@ -32,9 +32,8 @@ class ModelRouter:
         self.settings = settings
         self.executor = executor
         self.owns_executor = owns_executor
-        self._refusals: dict[str, str | None] = {}
-        """Model → why it cannot translate (it is English-only), or None: asked once per model."""
         self._languages: dict[str, frozenset[str]] = {}
+        """Model → the language codes it has a token for; en alone is an English-only model."""
 
     def describe(self, model_id: str) -> dict[str, Any]:
         """OpenAI's model object, plus what the model is and whether it is loaded: its workers (stage, pid,
@@ -94,7 +93,7 @@ class ModelRouter:
         if model != MODEL_ALIAS:
             return model
         default = self.settings.asr.model
-        if task == "translate" and self._english_only(default) is not None:
+        if task == "translate" and self._translate_refusal(default) is not None:
             return self.settings.service.translation_model
         return default
 
@@ -103,9 +102,9 @@ class ModelRouter:
         cannot transcribe the asked language."""
         model = self.served(params.model, params.task)
         stage = self.stage_for(model)
-        english_only = self._english_only(model)
-        if params.task == "translate" and english_only is not None:
-            raise ApiError(400, english_only, param="model", code="model_cannot_translate")
+        translate_refusal = self._translate_refusal(model) if params.task == "translate" else None
+        if translate_refusal is not None:
+            raise ApiError(400, translate_refusal, param="model", code="model_cannot_translate")
         language = params.speech_options().language
         if language is not None and language not in self.languages(model):
             refusal = cannot_transcribe(model, language, self.settings.asr.model_cache_dir)
@@ -163,7 +162,8 @@ class ModelRouter:
             self._languages[served] = info.languages if info is not None else WHISPER_LANGUAGES
         return self._languages[served]
 
-    def _english_only(self, model: str) -> str | None:
-        if model not in self._refusals:
-            self._refusals[model] = cannot_translate(model, self.settings.asr.model_cache_dir)
-        return self._refusals[model]
+    def _translate_refusal(self, model: str) -> str | None:
+        """Why ``model`` cannot translate (it is English-only), or None."""
+        if self.languages(model) != {"en"}:
+            return None
+        return cannot_translate(model, self.settings.asr.model_cache_dir)
