@@ -22,8 +22,9 @@ from isoscribe.service.app import create_app
 from isoscribe.service.errors import ApiError
 from isoscribe.service.job_store import JobOptions
 from isoscribe.service.routers.forms import refuse_closed_options
-from isoscribe.service.schemas import JobParams, TranscriptionParams, TranslationParams
+from isoscribe.service.schemas import JobParams, TranscriptionParams, TranslationParams, check_fields, from_form
 from isoscribe.service.transcription import SpeechOptions, service_speech_request
+from isoscribe.service.uploads import UploadedForm
 from isoscribe.stages.options import transcription_options
 from isoscribe.transcript import SpeechRequest
 
@@ -163,6 +164,15 @@ def test_beam_size_is_closed_by_default_and_blank_fields_set_nothing() -> None:
     with pytest.raises(ApiError) as refused:
         refuse_closed_options({"beam_size": ["4"]}, list(CLIENT_OPTIONS))
     assert refused.value.status_code == 400 and refused.value.param == "beam_size"
+
+
+@pytest.mark.parametrize("params_type", [TranscriptionParams, TranslationParams, JobParams])
+def test_every_decoding_option_sent_blank_keeps_the_servers_setting(params_type: type) -> None:
+    """A client that sends every field, empty ones too (``curl -F temperature=``), asks for nothing."""
+    blank = {name: [""] for name in DECODING_OPTIONS}
+    check_fields(params_type, blank)
+    form = UploadedForm(fields=blank)
+    assert from_form(params_type, form).speech_options() == params_type.model_validate({}).speech_options()
 
 
 def test_form_values_reach_the_speech_request_and_survive_a_stored_job() -> None:

@@ -72,7 +72,8 @@ class _SpeechParams(BaseModel):
 
     model: str = "whisper-1"
     prompt: str | None = None
-    temperature: float = Field(0.0, ge=0.0, le=1.0)
+    temperature: float | None = Field(None, ge=0.0, le=1.0)
+    """0 or None (OpenAI's default): the server's fallback list."""
     # The other decoding options (isoscribe.decoding); None: the server's [asr] setting.
     hotwords: str | None = Field(None, max_length=1000)
     beam_size: int | None = Field(None, ge=1, le=MAX_BEAM_SIZE)
@@ -82,7 +83,7 @@ class _SpeechParams(BaseModel):
     no_speech_threshold: float | None = Field(None, ge=0.0, le=1.0)
 
     @field_validator(
-        "prompt", "hotwords", "beam_size", "vad_filter", "condition_on_previous_text", "word_timestamps",
+        "prompt", "hotwords", "beam_size", "temperature", "vad_filter", "condition_on_previous_text", "word_timestamps",
         "no_speech_threshold", mode="before",
     )
     @classmethod
