@@ -11,6 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from isoscribe.config import load_settings
+from isoscribe.formats import RenderContext
 from isoscribe.models import cannot_transcribe, cannot_translate, model_info
 from isoscribe.service.app import create_app
 from isoscribe.service.errors import ApiError
@@ -21,6 +22,7 @@ from isoscribe.service.job_store import JobOptions, JobStore
 from isoscribe.service.known_speakers import save_references
 from isoscribe.service.schemas import TranscriptionParams, from_form
 from isoscribe.service.policy import service_policy
+from isoscribe.service.render import render
 from isoscribe.service.uploads import UploadedForm, receive_multipart, safe_extension
 from isoscribe.transcript import Segment, Transcript, Word
 
@@ -250,6 +252,16 @@ def test_verbose_json_shapes_words_segments_and_speakers() -> None:
     translated = verbose_json(transcript, task="translate")
     assert translated["task"] == "translate" and translated["language"] == "english"
     assert "words" not in verbose_json(transcript) and "segments" not in verbose_json(transcript, ["word"])
+
+
+def test_json_logprobs_send_each_byte_as_an_integer() -> None:
+    """As OpenAI and the stream send them: ``bytes(p["bytes"])`` is the token (32.0 would make it a TypeError)."""
+    words = [Word(0.0, 0.5, " Grüß", 0.9), Word(0.5, 1.0, " dich.", 0.8)]
+    transcript = Transcript([Segment(0, 0.0, 1.0, "Grüß dich.", words)], "de", 0.99, 1.2, "base", [])
+    answer = render(transcript, None, "json", "transcription", RenderContext(logprobs=True))
+    logprobs = json.loads(answer.body)["logprobs"]
+    assert [bytes(p["bytes"]).decode() for p in logprobs] == [" Grüß", " dich."]
+    assert "32.0" not in answer.body.decode()
 
 
 @pytest.mark.parametrize("language", ["xx", "english", "e"])

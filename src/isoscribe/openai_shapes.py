@@ -25,7 +25,7 @@ from openai.types.audio import (
     TranscriptionVerbose,
     TranscriptionWord,
 )
-from openai.types.audio.transcription import Logprob
+from openai.types.audio.transcription_text_delta_event import Logprob
 
 from isoscribe.transcript import Segment, Transcript, Word
 
@@ -48,11 +48,12 @@ UNKNOWN_SPEAKER = "UNKNOWN"
 
 
 def transcription_json(transcript: Transcript, with_logprobs: bool = False) -> dict[str, Any]:
-    body = Transcription(
-        text=transcript.text, logprobs=logprobs(transcript.segments) if with_logprobs else None,
-        usage=usage(transcript),
-    )
-    return body.model_dump(exclude_none=True)
+    body = Transcription(text=transcript.text, usage=usage(transcript)).model_dump(exclude_none=True)
+    if with_logprobs:
+        # Not through Transcription, whose Logprob types the bytes as floats: they go out as integers (32, not
+        # 32.0), as OpenAI and this server's stream send them.
+        body["logprobs"] = [p.model_dump() for p in logprobs(transcript.segments)]
+    return body
 
 
 def verbose_json(
