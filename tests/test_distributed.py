@@ -842,9 +842,12 @@ def test_service_job_state_lives_in_redis(redis_server: RedisServer, tmp_path: P
     claimed = second.claim_next()
     assert (claimed.id, claimed.status, claimed.attempts) == (older.id, "running", 1)
     assert claimed.options == JobOptions(model="tiny.en", diarize=True) and claimed.webhook_url == "http://hook"
-    first.set_progress(older.id, 0.5, "speech")
+    first.set_progress(older.id, 0.9, "summary")
+    assert not first.succeed(older.id, {"text": "stale"}, None, {}), "only the instance that claimed it records it"
+    assert not first.fail(older.id, "x", "y", {}) and not first.requeue(older.id)
+    second.set_progress(older.id, 0.5, "speech")
     assert first.get(older.id).stage == "speech" and first.get(older.id).progress == 0.5
-    assert first.succeed(older.id, {"text": "hi"}, None, {"speech_s": 1.5})
+    assert second.succeed(older.id, {"text": "hi"}, None, {"speech_s": 1.5})
     done = first.get(older.id)
     assert (done.status, done.transcript, done.summary, done.timings) == ("succeeded", {"text": "hi"}, None, {"speech_s": 1.5})
     assert first.cancel(older.id) is None, "a finished job cannot be cancelled"

@@ -405,3 +405,23 @@ def test_a_bug_in_a_route_still_answers_in_openai_shape() -> None:
     answer = TestClient(app, base_url="http://127.0.0.1", raise_server_exceptions=False).get("/v1/boom")
     assert answer.status_code == 500 and answer.headers["content-type"] == "application/json"
     assert answer.json()["error"]["type"] == "server_error"
+
+
+def test_a_job_taken_back_while_it_ran_keeps_its_audio_and_sends_no_webhook(tmp_path: Path) -> None:
+    """An instance that was away (its heartbeat lapsed) finishes a job that was put back in the queue meanwhile:
+    its result is not recorded, and the audio and the webhook stay for the run that has it now."""
+    store = JobStore(tmp_path / "jobs.sqlite3")
+    loops, outbox = _job_loops(store, tmp_path)
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    store.create(audio, JobOptions(model="whisper-1"))
+    job = store.claim_next()
+
+    async def run(pipeline, call):
+        assert store.requeue(job.id)
+        return SimpleNamespace(transcript=SimpleNamespace(to_dict=lambda: {"text": "late"}), summary=None)
+
+    loops.pipelines.run = run
+    asyncio.run(loops._process(job))
+    assert store.get(job.id).status == "queued" and audio.exists() and outbox.sent == []
+    store.close()

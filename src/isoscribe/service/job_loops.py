@@ -156,6 +156,9 @@ class JobLoops:
         else:
             finished = await self._outcome(job, timings)
         final = await self._store(self.store.get, job.id)
+        if final is not None and final.status in ("queued", "running"):  # taken back while this instance was away
+            log_event(logger, "job_taken_over", logging.WARNING, id=job.id, status=final.status)
+            return  # its audio and its webhook are the next run's
         if not (self.settings.service.keep_job_audio and final is not None and final.status == "succeeded"):
             Path(job.audio_path).unlink(missing_ok=True)
         for reference in job.options.known_speakers.values():

@@ -35,8 +35,9 @@ for name in string.gmatch(ARGV[3], '[^,]+') do
   if name == status then allowed = true end
 end
 if not allowed then return 0 end
+if ARGV[4] ~= '' and redis.call('HGET', key, 'owner') ~= ARGV[4] then return 0 end
 local new_status = status
-for i = 4, #ARGV, 2 do
+for i = 5, #ARGV, 2 do
   if ARGV[i] == 'status' then new_status = ARGV[i + 1] end
   if ARGV[i + 1] == '\\0' then redis.call('HDEL', key, ARGV[i]) else redis.call('HSET', key, ARGV[i], ARGV[i + 1]) end
 end
@@ -304,7 +305,8 @@ class RedisJobStore:
     def cancel(self, job_id: str) -> str | None:
         """Cancel a job that has not finished; the status it had ("queued" or "running"), None when it had finished."""
         for status in ("queued", "running"):  # a job claimed between the two is cancelled as running
-            if self._set(job_id, status, status="cancelled", finished_at=time.time(), stage="", expected_done_at=None):
+            if self._set(job_id, status, by_owner=False, status="cancelled", finished_at=time.time(), stage="",
+                         expected_done_at=None):
                 return status
         return None
 
@@ -319,8 +321,10 @@ class RedisJobStore:
         """Running jobs of owners whose heartbeat stopped go back to the queue; this store's own stay."""
         return list(self._requeue_orphans(args=[self.prefix, self.owner, "0"]))
 
-    def _set(self, job_id: str, allowed: str, **values: Any) -> bool:
-        args: list[Any] = [self.prefix, job_id, allowed]
+    def _set(self, job_id: str, allowed: str, *, by_owner: bool = True, **values: Any) -> bool:
+        """Update a job in one of the ``allowed`` states; ``by_owner``: only while this store claims it, so an
+        instance that comes back after its jobs were taken back cannot write over the one running them now."""
+        args: list[Any] = [self.prefix, job_id, allowed, self.owner if by_owner else ""]
         for name, value in values.items():
             args += [name, "\0" if value is None else (repr(value) if isinstance(value, float) else value)]
         return self._update(keys=[self._job_key(job_id)], args=args) == 1
