@@ -771,6 +771,23 @@ def test_summary_runs_on_the_llm_queue(cluster: Cluster) -> None:
 
 
 @pytest.mark.celery
+def test_an_error_names_the_callers_file_not_its_staged_copy(cluster: Cluster, tmp_path: Path) -> None:
+    """A worker decodes shared storage's copy (audio/<sha256>.wav): its error must still name the file the
+    caller gave, as a local run does (the service hides that path from its clients; the batch reports it)."""
+    from isoscribe.transcript import ProbeRequest
+
+    cluster.start_workers(1)
+    noise = tmp_path / "client" / "my meeting.wav"
+    noise.parent.mkdir()
+    noise.write_bytes(np.random.default_rng(0).bytes(5000))
+    with CeleryExecutor(cluster.settings) as executor:
+        error = executor.submit("probe", ProbeRequest(str(noise))).exception(timeout=120)
+    assert isinstance(error, StageError) and error.exc_type == "AudioError", error
+    assert str(noise) in error.message and "audio/" not in error.message, error.message
+    assert str(cluster.settings.celery.shared_dir) not in str(error) + error.traceback_text
+
+
+@pytest.mark.celery
 def test_run_command_with_celery_executor_does_every_file_once(
     cluster: Cluster, shared_data: Path, manifest: list[dict]
 ) -> None:

@@ -66,6 +66,8 @@ class PendingTask:
     sent_audio: str | None
     staged: tuple[str, ...]
     """Names in shared storage this task holds (its audio, then its voice samples)."""
+    caller_paths: dict[str, str] = field(default_factory=dict)
+    """Each file as the task names it -> the caller's path; an error the worker returns names the caller's."""
     on_event: Callable[[Any], None] | None = None
     last_event: Any = None
     lost_workers: set[str] = field(default_factory=set)
@@ -115,18 +117,19 @@ class CeleryExecutor:
             raise ValueError(f"unknown stage {stage!r}; Celery runs {sorted(STAGE_TASKS)}")
         if self._stopped.is_set():
             raise RuntimeError("CeleryExecutor is shut down")
-        original, staged, request = self._stage_request(request)
-        sent = getattr(request, "audio_path", None)
+        original, staged, sent_request = self._stage_request(request)
+        sent = getattr(sent_request, "audio_path", None)
         future: Future[TaskResult] = Future()
         future.set_running_or_notify_cancel()
         pending = PendingTask(
             task_id=f"isoscribe-{stage}-{uuid.uuid4().hex}",
             stage=stage,
-            envelope={"request": encode_value(request), "settings": self._sections},
+            envelope={"request": encode_value(sent_request), "settings": self._sections},
             future=future,
             original_audio=original,
             sent_audio=sent,
             staged=staged,
+            caller_paths=dict(zip(request_files(sent_request), request_files(request))),
             on_event=on_event,
         )
         with self._lock:

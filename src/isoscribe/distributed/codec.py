@@ -28,6 +28,7 @@ __all__ = [
     "request_files",
     "with_request_files",
     "localize_request",
+    "renamed_paths",
     "spill_if_big",
 ]
 
@@ -163,6 +164,31 @@ def localize_request(request: Any, shared_dir: Path | None) -> Any:
     if shared_dir is None:
         raise ValueError(f"request names {relative[0]} in shared storage but this worker has no celery.shared_dir")
     return with_request_files(request, [str(Path(shared_dir) / path) for path in paths])
+
+
+def renamed_paths(error: IsolationError, renames: dict[str, str]) -> IsolationError:
+    """``error`` with each path of ``renames`` in its text replaced by the path it maps to: a worker's error
+    names the files as its client sent them, and the client gives it back naming the caller's own files."""
+    changes: dict[str, str] = {}
+    for field in dataclasses.fields(error):
+        value = getattr(error, field.name)
+        if field.name != "stage" and isinstance(value, str):
+            for old, new in renames.items():
+                value = _replace_path(value, old, new)
+            changes[field.name] = value
+    return dataclasses.replace(error, **changes)
+
+
+_CUT_PATH_CHARS = 16
+"""The shortest start of a path that a message cut short ("…") is taken to end in."""
+
+
+def _replace_path(text: str, old: str, new: str) -> str:
+    text = text.replace(old, new)
+    # Decoders' messages are cut at a length (isoscribe.audio), often inside the path they repeat.
+    for length in range(len(old) - 1, _CUT_PATH_CHARS - 1, -1):
+        text = text.replace(f"{old[:length]}…", f"{new}…")
+    return text
 
 
 def spill_if_big(payload: dict[str, Any], task_id: str, shared_dir: Path | None) -> dict[str, Any]:

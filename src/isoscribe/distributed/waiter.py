@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 from isoscribe.distributed.app import (
     HEARTBEAT_KEY, READY_STATES, REDIS_ERRORS, REDIS_OUTAGE_S, RUNNING_STATES, STAGE_QUEUES, time_limit_s,
 )
-from isoscribe.distributed.codec import decode_error, decode_value
+from isoscribe.distributed.codec import decode_error, decode_value, renamed_paths
 from isoscribe.isolation import IsolationError, StageError, StageTimeout, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.logs import log_event
 
@@ -306,7 +306,7 @@ class Waiter:
         if spilled is not None:
             payload = {**json.loads(spilled.read_text()), "worker": payload["worker"]}
         if "error" in payload:
-            outcome: TaskResult | IsolationError = decode_error(payload["error"])
+            outcome: TaskResult | IsolationError = renamed_paths(decode_error(payload["error"]), pending.caller_paths)
         else:
             value = decode_value(payload["value"])
             source = getattr(value, "source", None)

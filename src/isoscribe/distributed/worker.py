@@ -28,6 +28,8 @@ from isoscribe.distributed.codec import (
     encode_error,
     encode_value,
     localize_request,
+    renamed_paths,
+    request_files,
     spill_if_big,
 )
 from isoscribe.isolation import IsolationError, Limits, StageSpec, TaskCancelled, TaskResult
@@ -104,7 +106,10 @@ def run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]:
     best_effort(task.update_state, state="STARTED", meta={"worker": hostname, "pid": os.getpid()})
     settings = effective_settings(envelope["settings"])
     shared_dir = settings.celery.shared_dir
-    request = localize_request(decode_value(envelope["request"]), shared_dir)
+    sent = decode_value(envelope["request"])
+    request = localize_request(sent, shared_dir)
+    # This machine's mount of shared storage means nothing to the client: errors name what it sent.
+    sent_names = dict(zip(request_files(request), request_files(sent)))
     log_event(logger, "celery_task_start", task_id=task_id, stage=stage, worker=hostname)
     try:
         pool = _pool(stage, settings)
@@ -118,7 +123,7 @@ def run_task(task: Any, stage: str, envelope: dict[str, Any]) -> dict[str, Any]:
         return {"error": encode_error(exc), "worker": hostname}
     except IsolationError as exc:
         log_event(logger, "celery_task_failed", logging.WARNING, task_id=task_id, stage=stage, error=exc)
-        return {"error": encode_error(exc), "worker": hostname}
+        return {"error": encode_error(renamed_paths(exc, sent_names)), "worker": hostname}
     payload = {"value": encode_value(result.value), "stats": dataclasses.asdict(result.stats), "worker": hostname}
     log_event(logger, "celery_task_done", task_id=task_id, stage=stage, wall_s=result.stats.wall_s)
     return spill_if_big(payload, task_id, shared_dir)
