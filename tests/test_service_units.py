@@ -254,6 +254,14 @@ def test_verbose_json_shapes_words_segments_and_speakers() -> None:
     assert "words" not in verbose_json(transcript) and "segments" not in verbose_json(transcript, ["word"])
 
 
+def test_verbose_json_segments_start_with_a_space_so_they_join_into_the_text() -> None:
+    """As OpenAI's and Whisper's segments (" The beach was…"): a client that joins them gets the words apart."""
+    segments = [Segment(0, 0.0, 1.0, "ask not", []), Segment(1, 1.0, 2.0, "what your country", [])]
+    verbose = verbose_json(Transcript(segments, "en", 0.99, 2.0, "tiny.en", []))
+    assert [s["text"] for s in verbose["segments"]] == [" ask not", " what your country"]
+    assert "".join(s["text"] for s in verbose["segments"]).strip() == verbose["text"]
+
+
 def test_json_logprobs_send_each_byte_as_an_integer() -> None:
     """As OpenAI and the stream send them: ``bytes(p["bytes"])`` is the token (32.0 would make it a TypeError)."""
     words = [Word(0.0, 0.5, " Grüß", 0.9), Word(0.5, 1.0, " dich.", 0.8)]

@@ -133,7 +133,7 @@ def _segment(segment: Segment, labels: dict[str, str]) -> TranscriptionSegment:
         seek=int(segment.start * 100),
         start=segment.start,
         end=segment.end,
-        text=segment.text,
+        text=f" {segment.text.strip()}",  # Whisper's leading space, as OpenAI sends it: the segments join into the text
         tokens=[],
         temperature=segment.temperature,
         avg_logprob=segment.avg_logprob,
