@@ -181,3 +181,11 @@ def test_voice_samples_that_cannot_name_a_speaker_stop_at_start_up(tmp_path: Pat
         (tmp_path / name).write_bytes(b"x")
     with pytest.raises(SettingsError, match=message):
         load_settings(overrides={"diarization": {"speakers_dir": tmp_path}})
+
+
+def test_a_language_may_be_named_on_the_command_line_as_whisper_takes_it() -> None:
+    """whisper's and WhisperX's ``--language English``; the HTTP API keeps to codes, as OpenAI's does."""
+    for named, code in (("English", "en"), ("haitian  creole", "ht"), ("Mandarin", "zh"), ("DE", "de")):
+        assert load_settings(overrides={"asr": {"language": named}}).asr.language == code
+    with pytest.raises(SettingsError, match="unknown language 'klingon'"):
+        load_settings(overrides={"asr": {"language": "klingon"}})

@@ -16,7 +16,7 @@ from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validat
 from isoscribe.decoding import CLIENT_OPTIONS, MAX_BEAM_SIZE, DecodingOption
 from isoscribe.formats import names as format_names
 from isoscribe.inputs import voice_samples
-from isoscribe.languages import check_language
+from isoscribe.languages import check_language, language_code
 from isoscribe.subtitles import SubtitleLayout
 from pydantic_settings import (
     BaseSettings,
@@ -83,7 +83,7 @@ class AsrSettings(_Section):
     @field_validator("language")
     @classmethod
     def _known_language(cls, value: str | None) -> str | None:
-        return check_language(value)
+        return check_language(language_code(value))
 
 
 class DiarizationSettings(_Section):

@@ -27,6 +27,7 @@ from openai.types.audio import (
 )
 from openai.types.audio.transcription_text_delta_event import Logprob
 
+from isoscribe.languages import LANGUAGE_NAMES
 from isoscribe.transcript import Segment, Transcript, Word
 
 __all__ = [
@@ -121,7 +122,7 @@ def usage(transcript: Transcript) -> dict[str, Any]:
 
 def language_name(code: str) -> str:
     """OpenAI reports the language by name ("english"); unknown codes pass through."""
-    return _LANGUAGE_NAMES.get(code, code)
+    return LANGUAGE_NAMES.get(code, code)
 
 
 def _segment(segment: Segment, labels: dict[str, str]) -> TranscriptionSegment:
@@ -148,25 +149,6 @@ def _word(word: Word, labels: dict[str, str]) -> TranscriptionWord:
     return TranscriptionWord(word=word.text, start=word.start, end=word.end, **extra)
 
 
-# Whisper's languages (openai/whisper tokenizer.py LANGUAGES), code -> the name OpenAI's API returns.
-_LANGUAGE_NAMES = dict(
-    pair.split(":")
-    for pair in (
-        "en:english zh:chinese de:german es:spanish ru:russian ko:korean fr:french ja:japanese pt:portuguese "
-        "tr:turkish pl:polish ca:catalan nl:dutch ar:arabic sv:swedish it:italian id:indonesian hi:hindi "
-        "fi:finnish vi:vietnamese he:hebrew uk:ukrainian el:greek ms:malay cs:czech ro:romanian da:danish "
-        "hu:hungarian ta:tamil no:norwegian th:thai ur:urdu hr:croatian bg:bulgarian lt:lithuanian la:latin "
-        "mi:maori ml:malayalam cy:welsh sk:slovak te:telugu fa:persian lv:latvian bn:bengali sr:serbian "
-        "az:azerbaijani sl:slovenian kn:kannada et:estonian mk:macedonian br:breton eu:basque is:icelandic "
-        "hy:armenian ne:nepali mn:mongolian bs:bosnian kk:kazakh sq:albanian sw:swahili gl:galician "
-        "mr:marathi pa:punjabi si:sinhala km:khmer sn:shona yo:yoruba so:somali af:afrikaans oc:occitan "
-        "ka:georgian be:belarusian tg:tajik sd:sindhi gu:gujarati am:amharic yi:yiddish lo:lao uz:uzbek "
-        "fo:faroese ht:haitian_creole ps:pashto tk:turkmen nn:nynorsk mt:maltese sa:sanskrit "
-        "lb:luxembourgish my:myanmar bo:tibetan tl:tagalog mg:malagasy as:assamese tt:tatar haw:hawaiian "
-        "ln:lingala ha:hausa ba:bashkir jw:javanese su:sundanese yue:cantonese"
-    ).split()
-)
-_LANGUAGE_NAMES["ht"] = "haitian creole"
 
 
 SHAPES: dict[str, Callable[[Transcript, Any], dict[str, Any]]] = {
