@@ -199,8 +199,11 @@ def test_words_are_aligned_when_diarizing_or_when_the_answer_needs_them() -> Non
     assert transcription_options(asr, SpeechRequest("a.wav", word_timestamps=True)).word_timestamps
     no_words = {"word_timestamps": "false"}
     assert TranscriptionParams.model_validate(no_words).speech_options().word_timestamps is False
-    granular = TranscriptionParams.model_validate({"word_timestamps": "false", "timestamp_granularities": ["word"]})
-    assert granular.speech_options().word_timestamps is True
+    words = {"word_timestamps": "false", "timestamp_granularities": ["word"]}
+    assert TranscriptionParams.model_validate({**words, "response_format": "verbose_json"}).speech_options().word_timestamps
+    for ignored in ("json", "text"):  # OpenAI's json and text carry no words, whatever the granularities
+        params = TranscriptionParams.model_validate({**words, "response_format": ignored})
+        assert params.speech_options().word_timestamps is False
     logprobs = TranscriptionParams.model_validate({"word_timestamps": "false", "include": ["logprobs"]})
     assert logprobs.speech_options().word_timestamps is True
     assert TranscriptionParams.model_validate({}).speech_options().word_timestamps is None

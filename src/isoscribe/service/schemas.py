@@ -159,7 +159,10 @@ class TranscriptionParams(_Params):
 
     @property
     def wants_words(self) -> bool | None:
-        return True if "word" in self.timestamp_granularities or self.logprobs else self.word_timestamps
+        """Words for logprobs, or for word timestamps in an answer that carries them (OpenAI's json and text
+        ignore timestamp_granularities: aligning for them would only cost time)."""
+        shows_words = "word" in self.timestamp_granularities and self.response_format not in ("json", "text")
+        return True if shows_words or self.logprobs else self.word_timestamps
 
 
 class TranslationParams(_SpeechParams):
