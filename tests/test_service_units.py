@@ -63,6 +63,11 @@ def test_upload_streams_to_a_server_named_file(tmp_path: Path) -> None:
     assert form.fields["timestamp_granularities[]"] == ["word", "segment"]
 
 
+def test_a_filename_as_browsers_and_httpx_escape_it_reads_as_the_user_named_it(tmp_path: Path) -> None:
+    form = _receive(_multipart([], "%22Q3%22 review%0D%0Atake 2.wav", b"RIFF"), tmp_path, 1_000_000)
+    assert form.filename == '"Q3" review  take 2.wav' and form.file_path.suffix == ".wav"
+
+
 def test_upload_over_the_limit_is_413_and_the_partial_file_is_deleted(tmp_path: Path) -> None:
     with pytest.raises(ApiError) as raised:
         _receive(_multipart([], "big.wav", b"x" * 50_000), tmp_path, 10_000)

@@ -70,6 +70,12 @@ class UploadedForm:
         return values[0] if values else None
 
 
+def _unescaped(filename: str) -> str:
+    """Browsers and httpx send a filename's quote, CR and LF as %22, %0D and %0A (the HTML form encoding); the
+    quote comes back, a line break becomes a space."""
+    return re.sub(r"%(?:0D|0A)", " ", filename.replace("%22", '"'), flags=re.IGNORECASE)
+
+
 def safe_extension(filename: str | None) -> str:
     """``.wav`` from ``../../x.WAV``; '' when the name has no plain short extension."""
     if not filename or "." not in filename:
@@ -234,7 +240,7 @@ class _PartState:
                 self.check_fields(self.form.fields)
             except ApiError as refused:
                 return self._fail(refused)
-        filename = params.get(b"filename", b"").decode("utf-8", "replace")
+        filename = _unescaped(params.get(b"filename", b"").decode("utf-8", "replace"))
         self.form.filename = filename.replace("\\", "/").rsplit("/", 1)[-1][:_MAX_FILENAME_CHARS]
         self.upload_dir.mkdir(parents=True, exist_ok=True)
         self.form.file_path = self.upload_dir / f"{uuid.uuid4().hex}{safe_extension(filename)}"
