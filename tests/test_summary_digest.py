@@ -126,6 +126,19 @@ def test_spelt_out_numbers_acronyms_compounds_and_typos_are_what_the_transcript_
     assert "number 13.5" in check_sentence("The cost must stay under 13.5 Euros.", index).reason
 
 
+def test_a_diarization_label_is_a_name_and_its_digits_no_number():
+    """A model names the speakers as the prompt shows them (SPEAKER_00): the label's digits are not an invented
+    number, a label the transcript does not have is an invented name, and the wrong label is still caught."""
+    index = TranscriptIndex.of(speaker_sentences([
+        SummaryTurn("SPEAKER_00", 0.0, 5.0, "This is the acoustic corpus and I'm talking pretty fast here."),
+        SummaryTurn("SPEAKER_01", 5.0, 12.0, "I have a cold so I probably sound quite different, the recording environment too."),
+    ]))  # fmt: skip
+    assert check_sentence("SPEAKER_00 described the acoustic corpus.", index).supported
+    assert check_sentence("SPEAKER_01 has a cold and sounds different.", index).supported
+    assert check_sentence("SPEAKER_07 has a cold.", index).reason == "name SPEAKER_07 is not in the transcript"
+    assert check_sentence("SPEAKER_00 has a cold and sounds different.", index).reason == "said by SPEAKER_01 rather than SPEAKER_00"
+
+
 def test_most_of_a_human_summary_is_kept(es2009c):
     meeting, index = es2009c
     sentences = split_sentences(meeting.human_summary)

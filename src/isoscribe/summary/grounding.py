@@ -266,13 +266,27 @@ def check_sentence(text: str, index: TranscriptIndex) -> SummarySentence:
     content = {stem(word) for word in words if word.lower() not in STOPWORDS and not word[0].isdigit()}
     evidence = index.evidence(content)
     reason = (
-        _invented_number(text, index)
+        _invented_label(text, index)
+        or _invented_number(_without_labels(text, index), index)
         or _invented_date(words, index)
         or _invented_name(words, index)
         or _invented_object(words, index)
         or _wrong_speaker(text, content, index)
     )
     return SummarySentence(text=text, supported=reason is None, evidence=evidence, reason=reason)
+
+
+_LABEL = re.compile(r"(?<!\w)[^\W\d_]+_\d+(?!\w)")
+"""A diarization label, "SPEAKER_01": a name, its digits no number."""
+
+
+def _invented_label(text: str, index: TranscriptIndex) -> str | None:
+    missing = [label for label in _LABEL.findall(text) if label.lower() not in index.speakers]
+    return f"name {missing[0]} is not in the transcript" if missing else None
+
+
+def _without_labels(text: str, index: TranscriptIndex) -> str:
+    return _LABEL.sub(lambda match: " " if match[0].lower() in index.speakers else match[0], text)
 
 
 def _invented_number(text: str, index: TranscriptIndex) -> str | None:
