@@ -189,3 +189,13 @@ def test_a_language_may_be_named_on_the_command_line_as_whisper_takes_it() -> No
         assert load_settings(overrides={"asr": {"language": named}}).asr.language == code
     with pytest.raises(SettingsError, match="unknown language 'klingon'"):
         load_settings(overrides={"asr": {"language": "klingon"}})
+
+
+def test_compute_type_and_threads_are_flags_and_a_misspelt_type_stops_at_start() -> None:
+    from isoscribe.cli.parser import build_parser, settings_overrides
+
+    flags = ["run", "a.wav", "--out", "o", "--compute-type", "int8_float32", "--threads", "3"]
+    asr = load_settings(overrides=settings_overrides(build_parser().parse_args(flags))).asr
+    assert (asr.compute_type, asr.cpu_threads) == ("int8_float32", 3)
+    with pytest.raises(SettingsError, match="invalid setting asr.compute_type"):  # it failed in the worker, exit 1
+        load_settings(overrides={"asr": {"compute_type": "int7"}})

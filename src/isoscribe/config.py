@@ -48,7 +48,10 @@ class AsrSettings(_Section):
     model: str = "tiny.en"
     """Local CTranslate2 model directory, or a short name resolved from installed model packages."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compute_type: str = "default"
+    compute_type: Literal[
+        "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16",
+        "float32",
+    ] = "default"
     """CTranslate2 compute type; 'default' means int8 on CPU and float16 on CUDA."""
     cpu_threads: ThreadCount = "auto"
     """CTranslate2 threads per speech worker; 0 is CTranslate2's own default, "auto" the calibrated count."""

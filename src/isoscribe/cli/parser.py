@@ -86,17 +86,20 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", help="model name (tiny.en, base) or a local model directory")
-    parser.add_argument("--language")
+    parser.add_argument("--language", help="code or name (de, German); else detected")
     parser.add_argument(
         "--task",
         choices=["transcribe", "translate"],
         help="translate: English text from speech in any language (multilingual models)",
     )
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"])
-    parser.add_argument("--diarize", action=argparse.BooleanOptionalAction, default=None)
-    parser.add_argument("--num-speakers", type=int)
-    parser.add_argument("--min-speakers", type=int)
-    parser.add_argument("--max-speakers", type=int)
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], help="auto: CUDA when there is one")
+    parser.add_argument("--compute-type", help="CTranslate2's: int8, float16, int8_float16, float32 … (int8 on CPU, "
+                        "float16 on CUDA)")
+    parser.add_argument("--threads", dest="cpu_threads", type=int, help="CPU threads a speech worker (auto: calibrated)")
+    parser.add_argument("--diarize", action=argparse.BooleanOptionalAction, default=None, help="label who speaks when")
+    parser.add_argument("--num-speakers", type=int, help="exactly this many speakers (turns --diarize on)")
+    parser.add_argument("--min-speakers", type=int, help="at least this many (1)")
+    parser.add_argument("--max-speakers", type=int, help="at most this many (8, or --min-speakers when higher)")
     parser.add_argument(
         "--speakers", dest="speakers_dir", type=Path, help="folder of 2-10 s voice samples named after their speaker"
     )
@@ -160,6 +163,7 @@ def settings_overrides(args: argparse.Namespace) -> dict[str, Any]:
         },
         "asr": {
             "model": flag("model"), "language": flag("language"), "device": flag("device"), "task": flag("task"),
+            "compute_type": flag("compute_type"), "cpu_threads": flag("cpu_threads"),
             **{name: flag(name) for name in _DECODING_SETTINGS},
         },
         "diarization": {
