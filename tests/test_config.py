@@ -199,3 +199,14 @@ def test_compute_type_and_threads_are_flags_and_a_misspelt_type_stops_at_start()
     assert (asr.compute_type, asr.cpu_threads) == ("int8_float32", 3)
     with pytest.raises(SettingsError, match="invalid setting asr.compute_type"):  # it failed in the worker, exit 1
         load_settings(overrides={"asr": {"compute_type": "int7"}})
+
+
+def test_config_and_log_level_may_follow_the_command() -> None:
+    from isoscribe.cli.parser import build_parser
+
+    parse = build_parser().parse_args
+    assert parse(["transcribe", "a.wav", "--log-level", "debug"]).log_level == "debug"
+    assert parse(["--log-level", "error", "run", "a.wav", "--out", "o"]).log_level == "error", "kept when not repeated"
+    assert parse(["--log-level", "error", "serve", "--log-level", "info"]).log_level == "info", "the later one wins"
+    assert parse(["summarize", "t.json", "--config", "x.toml"]).config == Path("x.toml")
+    assert parse(["models"]).config is None

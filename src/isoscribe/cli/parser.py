@@ -17,9 +17,11 @@ BENCHMARKS = ("isolation", "asr", "pipeline", "service", "summary", "accuracy", 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="isoscribe", description=__doc__)
-    parser.add_argument("--config", type=Path, help="TOML settings file (else $ISOSCRIBE_CONFIG)")
-    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
-    commands = parser.add_subparsers(dest="command", required=True)
+    _add_global_flags(parser, default=None)
+    # Also after the command (`isoscribe run … --log-level debug`); there, absent leaves the one given before it.
+    after_command = argparse.ArgumentParser(add_help=False)
+    _add_global_flags(after_command, default=argparse.SUPPRESS)
+    commands = _Commands(parser.add_subparsers(dest="command", required=True), after_command)
 
     run = commands.add_parser("run", help="batch: transcribe, diarize and summarize many files")
     run.add_argument("inputs", nargs="+", help="audio files, directories, globs, or @manifest.txt")
@@ -82,6 +84,21 @@ def build_parser() -> argparse.ArgumentParser:
     demo = commands.add_parser("demo", help="make the two-voice demo dialogue and run the batch on it")
     demo.add_argument("--out", type=Path, default=Path("demo-out"))
     return parser
+
+
+def _add_global_flags(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--config", type=Path, default=default, help="TOML settings file (else $ISOSCRIBE_CONFIG)")
+    parser.add_argument("--log-level", choices=["debug", "info", "warning", "error"], default=default)
+
+
+class _Commands:
+    """The subparsers, each made with the global flags too."""
+
+    def __init__(self, subparsers: argparse._SubParsersAction, parent: argparse.ArgumentParser) -> None:
+        self.subparsers, self.parent = subparsers, parent
+
+    def add_parser(self, name: str, **kwargs: Any) -> argparse.ArgumentParser:
+        return self.subparsers.add_parser(name, parents=[self.parent], **kwargs)
 
 
 def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
