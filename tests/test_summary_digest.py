@@ -16,6 +16,7 @@ from isoscribe.summary import stage
 from isoscribe.summary.backends import OpenAIBackend
 from isoscribe.summary.digest import build_digest
 from isoscribe.summary.grounding import TranscriptIndex, check_sentence
+from isoscribe.summary.summarizer import clean_summary
 from isoscribe.summary.text import speaker_sentences, split_sentences, turns_from_text
 from isoscribe.summary.types import SummaryRequest, SummaryTurn
 
@@ -207,6 +208,21 @@ def test_an_unsupported_model_sentence_stays_in_the_json_with_its_reason(stand_i
     assert summary.overview == "The team discussed the remote control."
     dropped = [s for s in summary.sentences if not s.supported]
     assert [s.text for s in dropped] == ["The team bought 4000 helicopters."] and "4000" in dropped[0].reason
+
+
+def test_a_chat_models_preamble_headings_and_emphasis_are_no_part_of_the_overview(stand_in):
+    """Chat models open with "Sure! Here is a summary:" and write headings, labels, bold and lists: the overview
+    is the statements alone, each list item a sentence (they ran together, and the overview was "Sure!")."""
+    assert clean_summary("## Meeting overview\nThe team discussed the **budget**.\n\nKey points:\n- Budget review\n"
+                         "- Slides due on Friday.") == "The team discussed the budget. Budget review. Slides due on Friday."  # fmt: skip
+    stand_in.reply = ("Sure! Here is a summary of the meeting:\n\n**Summary:**\n1. SPEAKER_00 presented the budget.\n"
+                      "2. SPEAKER_01 will send the slides on Friday.")  # fmt: skip
+    turns = [SummaryTurn("SPEAKER_00", 0.0, 4.0, "Here is the budget for the next quarter."),
+             SummaryTurn("SPEAKER_01", 4.0, 8.0, "I'll send the slides to everyone on Friday.")]  # fmt: skip
+    settings = load_settings(overrides={"llm": {"backend": "openai", "base_url": stand_in.base_url, "model": "stand-in"}})
+    summary = stage.run(stage.load(settings), SummaryRequest(tuple(turns)))
+    assert summary.overview == "SPEAKER_00 presented the budget. SPEAKER_01 will send the slides on Friday."
+    assert summary.overview_kind == "abstractive" and all(s.supported for s in summary.sentences)
 
 
 def test_a_configured_context_wins_over_the_reported_one(stand_in):

@@ -171,22 +171,29 @@ _LEADING_LABEL = re.compile(
     r"^\s*(?:#+\s*)?\**\s*(?:summary|combined summary|overall summary)\s*\**\s*:?\s*\**\s*", re.IGNORECASE
 )
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
+_EMPHASIS = re.compile(r"(\*\*|__|\*)(?=\S)(.+?)(?<=\S)\1")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
 _ECHOED_LINE = re.compile(r"(?<!\S)\w[\w.'-]*(?: [\w.'-]+){0,2}(?: said)?: [\"“][^\"”\n]*[\"”]?")
 _LOOP = re.compile(r"\b(\w+(?:\W+\w+){0,7}?)(?:\W+\1\b){2,}", re.IGNORECASE)
+_NO_STATEMENT = re.compile(r".*:|#.*|(?i:sure|certainly|of course|absolutely|okay|ok|alright)\W*")
+"""What a chat model says around its summary: a heading, a label or an introduction ("Here is a summary of
+the meeting:", "Key points:"), an "Of course!"."""
 
 
 def clean_summary(text: str) -> str:
-    """A model's summary made usable: no label, no echoed transcript lines, loops or cut-off tail."""
+    """A model's summary made usable: no label, heading, preamble, emphasis, echoed transcript lines, loops
+    or cut-off tail; a list item is a sentence of its own."""
     text = _LEADING_LABEL.sub("", text.strip())
     text = _ECHOED_LINE.sub("", text) if _normalized(_ECHOED_LINE.sub("", text)) else text
+    lines = [line for line in (_EMPHASIS.sub(r"\2", _BULLET.sub("", line)).strip() for line in text.splitlines()) if line]
     sentences: list[str] = []
     seen: set[str] = set()
-    for line in text.splitlines():
-        line = _BULLET.sub("", line).strip()
+    for number, line in enumerate(lines):
+        if number < len(lines) - 1 and not line.endswith((".", "!", "?", '"', ":")):
+            line += "."  # a list item or a line of its own ends where its line does
         for sentence in _SENTENCE_END.split(_LOOP.sub(r"\1", line)):
             key = _normalized(sentence)
-            if key and key not in seen:
+            if key and key not in seen and not _NO_STATEMENT.fullmatch(sentence.strip()):
                 seen.add(key)
                 sentences.append(sentence.strip())
     if len(sentences) > 1 and not sentences[-1].endswith((".", "!", "?", '"')):
