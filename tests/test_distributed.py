@@ -788,6 +788,29 @@ def test_an_error_names_the_callers_file_not_its_staged_copy(cluster: Cluster, t
 
 
 @pytest.mark.celery
+def test_cancelling_a_queued_tasks_future_drops_the_task(cluster: Cluster, shared_data: Path, manifest: list[dict]) -> None:
+    """A stopped batch cancels the Futures of its queued tasks (Cancellation.stop_starting): the task never runs
+    and its staged audio goes; the running task's Future cannot be cancelled that way and finishes."""
+    worker = cluster.start_workers(1)[0]
+    with CeleryExecutor(cluster.settings) as executor:
+        running = executor.submit("speech", SpeechRequest(str(shared_data / "long" / "sonnet001.wav")))
+        queued = executor.submit("speech", SpeechRequest(str(shared_data / SHORT_CLIPS[1])))
+        _started_task(cluster.settings, 120)
+        deadline = time.monotonic() + 30
+        while not running.running() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert not running.cancel(), "a started task's Future was cancelled"
+        assert queued.cancel() and queued.cancelled()
+        futures = {SHORT_CLIPS[0]: executor.submit("speech", SpeechRequest(str(shared_data / SHORT_CLIPS[0])))}
+        _all_done(futures, 300)
+        _check_transcripts(futures, shared_data, manifest)
+        assert running.result(timeout=0).value.text
+    log = worker.log_path.read_text(errors="replace")
+    assert len(re.findall(r"event=celery_task_start \S+ stage=speech", log)) == 2, "the dropped task ran"
+    assert not list((cluster.settings.celery.shared_dir / "audio").iterdir()), "staged files left behind"
+
+
+@pytest.mark.celery
 def test_run_command_with_celery_executor_does_every_file_once(
     cluster: Cluster, shared_data: Path, manifest: list[dict]
 ) -> None:

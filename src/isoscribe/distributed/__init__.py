@@ -25,6 +25,8 @@ Delivery, as tested in tests/test_distributed.py:
   they reach 0 and the files go whether the old holds survived or not.
 - A cancel stops the stage on the worker: the client sets a cancel key the running task watches
   (Celery's ``revoke(terminate=True)`` would signal a pool process that may already run another task).
+  A task's Future stays pending until a worker starts it, so cancelling it (a stopped batch) revokes the
+  queued task, as a local pool drops its queued ones.
 """
 
 from isoscribe.distributed.app import STAGE_QUEUES, STAGE_TASKS, create_app, visibility_timeout_s

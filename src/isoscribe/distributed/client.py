@@ -13,7 +13,7 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import Future
+from concurrent.futures import Future, InvalidStateError
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -119,8 +119,9 @@ class CeleryExecutor:
             raise RuntimeError("CeleryExecutor is shut down")
         original, staged, sent_request = self._stage_request(request)
         sent = getattr(sent_request, "audio_path", None)
+        # The Future stays pending while the task is queued, so that cancelling it drops the task (a stopped
+        # batch's queued tasks); the waiter marks it running once a worker has started the task.
         future: Future[TaskResult] = Future()
-        future.set_running_or_notify_cancel()
         pending = PendingTask(
             task_id=f"isoscribe-{stage}-{uuid.uuid4().hex}",
             stage=stage,
@@ -134,6 +135,7 @@ class CeleryExecutor:
         )
         with self._lock:
             self._pending[pending.task_id] = pending
+        future.add_done_callback(lambda done: self._drop_if_cancelled(pending.task_id, done))
         try:
             self._publish(pending)
         except Exception as exc:
@@ -156,6 +158,25 @@ class CeleryExecutor:
             self._abandoned[pending.task_id] = time.monotonic() + visibility_timeout_s(self.settings)
         self._finish(pending.task_id, TaskCancelled(pending.stage, detail="cancelled; its Celery task was revoked"), worker="")
         return True
+
+    def _drop_if_cancelled(self, task_id: str, future: Future) -> None:
+        """A Future cancelled while its task waited in the queue: the task is revoked, and a worker that takes
+        it all the same finds its cancel key and runs nothing (one that started it a moment ago stops it)."""
+        if not future.cancelled():
+            return
+        with self._lock:
+            pending = self._pending.pop(task_id, None)
+            if pending is None:
+                return
+            self._abandoned[task_id] = time.monotonic() + visibility_timeout_s(self.settings)
+            self.completed.append(CompletedTask(task_id, pending.stage, "", False))
+        try:
+            self._cancel_remote([task_id])
+        except REDIS_ERRORS as exc:
+            log_event(logger, "celery_revoke_failed", logging.WARNING, tasks=1, error=exc)
+        if self._holds is not None:
+            self._holds.drop(pending.staged)
+        log_event(logger, "celery_task_dropped", task_id=task_id, stage=pending.stage)
 
     def shutdown(self) -> None:
         """Stop waiting; tasks not finished are cancelled on the workers and their Futures fail with TaskCancelled."""
@@ -251,7 +272,20 @@ class CeleryExecutor:
         if self._holds is not None:
             self._holds.drop(pending.staged)
         log_event(logger, "celery_task_resolved", task_id=task_id, stage=pending.stage, worker=worker, ok=ok)
-        if ok:
-            pending.future.set_result(outcome)
-        else:
-            pending.future.set_exception(outcome)
+        try:
+            if ok:
+                pending.future.set_result(outcome)
+            else:
+                pending.future.set_exception(outcome)
+        except InvalidStateError:
+            pass  # its caller cancelled it meanwhile
+
+    def _mark_running(self, task_id: str) -> None:
+        """A worker has started the task: its Future can no longer be cancelled (``cancel`` stops it)."""
+        with self._lock:
+            pending = self._pending.get(task_id)
+        if pending is not None and not pending.future.running():
+            try:
+                pending.future.set_running_or_notify_cancel()
+            except RuntimeError:
+                pass  # resolved meanwhile

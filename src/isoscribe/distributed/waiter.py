@@ -159,7 +159,10 @@ class Waiter:
     def _on_state(self, task_id: str, meta: dict[str, Any]) -> None:
         if meta["status"] in READY_STATES:
             self._resolve(task_id, meta)
-        elif meta["status"] == "PROGRESS":
+            return
+        if meta["status"] in RUNNING_STATES:
+            self._executor._mark_running(task_id)
+        if meta["status"] == "PROGRESS":
             self._report_progress(task_id, meta["result"])
 
     def _republish_after_restart(self) -> None:
