@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -77,3 +78,40 @@ def test_bad_audio_and_unknown_model_fail_with_a_clear_message(tmp_path: Path, s
     )
     assert result.returncode == 2
     assert "huge-v7" in result.stderr and "tiny.en" in result.stderr and "base" in result.stderr
+
+
+def test_transcribe_shows_a_progress_bar_on_a_terminal_and_writes_the_transcript_after_it(
+    shared_data: Path, tmp_path: Path
+) -> None:
+    import fcntl
+    import os
+    import struct
+    import subprocess
+    import termios
+
+    from asr_helpers import ISOSCRIBE
+
+    leader, terminal = os.openpty()
+    fcntl.ioctl(terminal, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 120, 0, 0))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")}
+    command = [str(ISOSCRIBE), "--log-level", "warning", "transcribe", str(shared_data / "jfk" / "jfk.wav")]
+    shown: list[bytes] = []
+    reader = threading.Thread(target=_read_until_closed, args=(leader, shown))  # a full terminal would block it
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=terminal, cwd=tmp_path, env=env) as process:
+        os.close(terminal)
+        reader.start()
+        out, _ = process.communicate(timeout=300)
+    reader.join(timeout=30)
+    os.close(leader)
+    assert process.returncode == 0 and "ask not what your country" in out.decode().lower()
+    assert b"11/11 s audio" in b"".join(shown) and b"jfk.wav:speech" in b"".join(shown), shown
+
+
+def _read_until_closed(fd: int, into: list[bytes]) -> None:
+    import os
+
+    try:
+        while chunk := os.read(fd, 65536):
+            into.append(chunk)
+    except OSError:  # EIO: the terminal's other side closed
+        pass

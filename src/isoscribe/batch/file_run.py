@@ -18,8 +18,6 @@ from isoscribe.pipeline import (
     FailureKind,
     FilePipeline,
     PipelineError,
-    Probed,
-    Progress,
     SegmentReady,
     StageFinished,
     StageStarted,
@@ -100,15 +98,11 @@ class FileRun:
         return self._finish(FileStatus.DONE)
 
     def _on_event(self, event: Event) -> None:
+        self.bar.follow(self.name, event)
         if isinstance(event, StageStarted):
-            self.bar.stage(self.name, event.stage)
             self._count_attempt(event)
         elif isinstance(event, StageFinished) and event.stage in ("speech", "summary", "finish", "outputs"):
             self._record(event)
-        elif isinstance(event, Probed):
-            self.bar.probed(self.name, event.duration_s)
-        elif isinstance(event, Progress) and event.stage == "speech":
-            self.bar.audio_done(self.name, event.done_s)
         elif isinstance(event, SegmentReady):
             self.partial.append(event.segment)
 

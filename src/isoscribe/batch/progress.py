@@ -9,6 +9,7 @@ from typing import Any
 
 from isoscribe.ledger import FileStatus
 from isoscribe.logs import log_event
+from isoscribe.pipeline.events import Event, Probed, Progress, StageStarted
 
 __all__ = ["BatchProgress"]
 
@@ -42,6 +43,15 @@ class BatchProgress:
             self._bar = tqdm(total=total, dynamic_ncols=True, file=sys.stderr, bar_format=bar_format)
             self._redirect = logging_redirect_tqdm()  # log lines print above the bar, not through it
             self._redirect.__enter__()
+
+    def follow(self, name: str, event: Event) -> None:
+        """Move with a file's pipeline events: its stage, its probed length, the audio transcribed."""
+        if isinstance(event, StageStarted):
+            self.stage(name, event.stage)
+        elif isinstance(event, Probed):
+            self.probed(name, event.duration_s)
+        elif isinstance(event, Progress) and event.stage == "speech":
+            self.audio_done(name, event.done_s)
 
     def stage(self, name: str, stage: str) -> None:
         with self._lock:
@@ -92,4 +102,5 @@ class BatchProgress:
         if self._bar is not None:
             self._redirect.__exit__(None, None, None)
             self._bar.close()
+            self._bar = None
 

@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_subtitle_flags(transcribe)
     transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
     transcribe.add_argument("--out", help="write here instead of stdout; into this folder when it ends with /")
+    transcribe.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")
     summarize.add_argument("transcript", type=Path, help="isoscribe JSON transcript or plain text")

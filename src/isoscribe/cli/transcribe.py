@@ -8,6 +8,7 @@ import os
 import sys
 from pathlib import Path
 
+from isoscribe.batch.progress import BatchProgress
 from isoscribe.cli.signals import install_stop_signals
 from isoscribe.config import Settings
 from isoscribe.executors import PerTaskExecutor
@@ -60,7 +61,10 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
     policy = batch_policy(settings)
     policy = Policy(retry=policy.retry)  # one file, no summary: `isoscribe summarize` does that
 
+    bar = BatchProgress(1, False if args.no_progress else None)
+
     def write(transcript: Transcript, summary: Summary | None) -> list[str]:
+        bar.close()  # before the transcript, which may go to the same terminal
         text = format_transcript(transcript, args.format, subtitles=settings.subtitles.layout())
         if out is None:
             sys.stdout.write(text)
@@ -70,12 +74,14 @@ def transcribe_command(settings: Settings, args: argparse.Namespace) -> int:
 
     executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
     try:
-        result = FilePipeline(executor, policy).run(speech_request(settings, args.file.resolve()), write)
+        pipeline = FilePipeline(executor, policy, lambda event: bar.follow(args.file.name, event))
+        result = pipeline.run(speech_request(settings, args.file.resolve()), write)
     except PipelineError as error:
         message = error.message if error.kind not in _INPUT_FAULTS else _input_fault(args.file, error)
         print(f"isoscribe: {message}", file=sys.stderr)
         return 2 if error.kind in _INPUT_FAULTS else 1
     finally:
+        bar.close()
         executor.shutdown()
     transcript = result.transcript
     log_event(
