@@ -17,6 +17,12 @@ from isoscribe.transcript import Segment, Transcript
         ("So uh {vocalsound} we we need a a new design .", "So we need a new design."),
         ("I think I think it's w we should go .", "I think it's we should go."),
         ("Mm-hmm . Yeah , th the buttons .", "Yeah, the buttons."),
+        ("So i it's w- we th there I I'll send it .", "So it's we there I'll send it."),
+        # a word that begins the next one is said, not stuttered: "to Tom", "we were", "an answer", "be better"
+        ("We were going to talk to Tom , we need an answer , it would be better .",
+         "We were going to talk to Tom, we need an answer, it would be better."),
+        ("Sort of off the cuff I integrated it in intensity on one battery .",
+         "Sort of off the cuff I integrated it in intensity on one battery."),
     ],
 )
 def test_disfluencies_are_cleaned(spoken: str, written: str) -> None:

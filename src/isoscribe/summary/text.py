@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from functools import cache
 
 from isoscribe.summary.types import SummaryTurn
 from isoscribe.transcript import Segment, Transcript
@@ -144,8 +145,11 @@ def speaker_sentences(turns: list[SummaryTurn]) -> list[SpeakerSentence]:
 
 _MARKUP = re.compile(r"\{\w+\}|\[[^\]]*\]|<[^>]*>")
 _FILLER = re.compile(r"(?<![\w'-])(?:u+h+m*|u+m+|e+r+m+|e+r+|h+m+|m+-?hmm+|mm+|a+h+|o+h+)(?![\w'-])[,.]?", re.I)
-_STUTTER = re.compile(r"(?<![\w'])(\w{1,3})-?\s+(?=\1\w)", re.I)
-"""A cut-off start of the next word: "w we", "th- the"."""
+_STUTTER = re.compile(r"(?<![\w'])(\w{1,3})(-?)\s+(?=(\1[\w']*))", re.I)
+"""What may be a cut-off start of the next word: "w we", "th- the"; but "to Tom", "we were" and "an answer" are
+said as written (``_stutter``)."""
+_NOT_WORDS = frozenset({"s", "t", "ll", "re", "ve", "d", "m"})
+"""Stopwords that are pieces of a contraction ("don't" is "don", "t"), not words said alone."""
 _REPEAT = re.compile(r"(?<![\w'])((?:[\w']+\s+){0,4}[\w']+)(?:\s*,?\s+\1(?![\w']))+", re.I)
 """A word or a phrase of up to five words said again right away: "the the", "I don't want to I don't want to"."""
 _SPACE_BEFORE_PUNCT = re.compile(r"\s+([,.?!;:])")
@@ -168,12 +172,31 @@ def clean_disfluencies(text: str) -> str:
 def _clean_once(text: str) -> str:
     text = _SPLIT_CONTRACTION.sub(r"'\1", _MARKUP.sub(" ", text))
     text = _FILLER.sub(" ", text)
-    text = _STUTTER.sub("", text)
+    text = _STUTTER.sub(_stutter, text)
     text = _REPEAT.sub(r"\1", text)
     text = _SPACE_BEFORE_PUNCT.sub(r"\1", re.sub(r"\s+", " ", text)).strip()
     text = _DOUBLE_PUNCT.sub(lambda m: m.group(2) or m.group(1), text)
     text = re.sub(r"^[,.;:\s-]+", "", text).strip()
     return text[:1].upper() + text[1:]
+
+
+def _stutter(match: re.Match[str]) -> str:
+    """A hyphen cuts a word off; otherwise only a start that is no word is one ("th the", a lower-case "i"), an
+    "a" (never said before an a-word), or "an", "the" or "I" before a function word ("an and", "I it's",
+    "the there"): "we were", "talk to Tom", "an answer", "I integrated" keep every word."""
+    start, hyphen, word = match[1].lower(), match[2], match[3].lower()
+    if start == word and not hyphen:
+        return match[0]  # a word said twice: _REPEAT's
+    if hyphen or match[1] in ("a", "i") or not _is_word(start):
+        return ""
+    return "" if start in ("an", "the", "i") and word.split("'")[0] in STOPWORDS else match[0]
+
+
+@cache
+def _is_word(text: str) -> bool:
+    from lemminflect import getAllLemmas  # only here: a parent that never cleans speech need not load it
+
+    return text in STOPWORDS and text not in _NOT_WORDS or bool(getAllLemmas(text))
 
 
 STOPWORDS = frozenset(
