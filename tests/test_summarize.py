@@ -185,3 +185,13 @@ def test_cli_summarizes_a_plain_text_file(shared_data):
 def test_cli_reports_an_unreadable_transcript(tmp_path):
     done = _cli(str(tmp_path / "absent.json"))
     assert done.returncode == 2 and "absent.json" in done.stderr
+
+
+def test_cli_refuses_an_empty_transcript_as_bad_input(tmp_path):
+    """Nothing to summarize is the input's fault: exit 2, as for any bad input (it was 1, as if it had failed)."""
+    (tmp_path / "blank.txt").write_text("  \n\n")
+    silence = Transcript(segments=[], language="en", language_probability=1.0, duration_s=30.0, model="tiny.en")
+    (tmp_path / "silence.json").write_text(json.dumps(silence.to_dict()))
+    for name in ("blank.txt", "silence.json"):
+        done = _cli(str(tmp_path / name))
+        assert done.returncode == 2 and f"{name} is an empty transcript" in done.stderr and not done.stdout

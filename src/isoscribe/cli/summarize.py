@@ -50,6 +50,9 @@ def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
+    if not any(segment.text.strip() for segment in transcript.segments):
+        print(f"isoscribe: {args.transcript} is an empty transcript: nothing to summarize", file=sys.stderr)
+        return 2
     executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
     try:
         summary = FilePipeline(executor, Policy(summarize=True)).summarize(transcript)
