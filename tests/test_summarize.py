@@ -15,6 +15,9 @@ from isoscribe.config import Settings, load_settings
 from isoscribe.executors import PerTaskExecutor
 from isoscribe.pipeline import FilePipeline, Policy, StageFinished, stage_specs, summary_request
 from isoscribe.cli.summarize import read_transcript
+from isoscribe.outputs import to_srt, to_tsv, to_vtt
+from isoscribe.subtitles import SubtitleLayout
+from isoscribe.summary.text import turns_of
 from isoscribe.transcript import Segment, Summary, Transcript
 from summary_fixtures import stm_dialogue_transcript
 
@@ -145,6 +148,31 @@ def test_read_transcript_reads_json_transcripts_and_plain_text(shared_data, tmp_
             read_transcript(tmp_path / "bad.json")
     (tmp_path / "notepad.txt").write_bytes("\ufeffAlice: I will send the slides by Friday.\n".encode())
     assert [turn.speaker for turn in read_transcript(tmp_path / "notepad.txt").segments] == ["Alice"]
+
+
+@pytest.mark.parametrize("suffix", ["srt", "vtt", "tsv", "karaoke.srt", "karaoke.vtt"])
+def test_subtitles_and_tsv_are_read_as_timed_speaker_turns(shared_data, tmp_path, suffix):
+    """SRT, WebVTT and TSV (isoscribe's own, Whisper's) keep their cues' times and speakers; cue numbers, timings,
+    tags and columns are no words of the meeting (they were read as plain-text lines, one per second)."""
+    transcript = stm_dialogue_transcript(shared_data)
+    layout = SubtitleLayout(highlight_words=suffix.startswith("karaoke"))
+    fmt = suffix.rsplit(".", 1)[-1]
+    written = {"srt": to_srt, "vtt": to_vtt}[fmt](transcript, layout) if fmt != "tsv" else to_tsv(transcript)
+    (tmp_path / f"dialogue.{suffix}").write_text(written)
+    read = read_transcript(tmp_path / f"dialogue.{suffix}")
+    words = " ".join(segment.text.strip() for segment in transcript.segments).split()
+    assert " ".join(segment.text for segment in read.segments).split() == words
+    assert [t.speaker for t in turns_of(read)] == [t.speaker for t in turns_of(transcript)]
+    assert read.segments[0].start == pytest.approx(transcript.segments[0].start, abs=0.5)
+    assert all(segment.start < segment.end and segment.start < transcript.duration_s for segment in read.segments)
+    whisper = "start\tend\ttext\n0\t2500\t Alice will send the slides.\n2500\t4000\t Thanks.\n"
+    (tmp_path / "whisper.tsv").write_text(whisper)
+    assert [(s.start, s.end, s.text) for s in read_transcript(tmp_path / "whisper.tsv").segments] == [
+        (0.0, 2.5, "Alice will send the slides."), (2.5, 4.0, "Thanks."),
+    ]  # fmt: skip
+    (tmp_path / "bad.srt").write_text("1\nno timing here\n")
+    with pytest.raises(ValueError, match="bad.srt is not a SRT transcript"):
+        read_transcript(tmp_path / "bad.srt")
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess:

@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from isoscribe.config import Settings
@@ -17,19 +18,32 @@ from isoscribe.pipeline.sequence import FilePipeline
 from isoscribe.pipeline.stages import stage_specs
 from isoscribe.summary.text import transcript_from_text
 from isoscribe.transcript import Transcript
+from isoscribe.transcript_files import is_subtitles, transcript_from_subtitles, transcript_from_tsv
 
 __all__ = ["summarize_command", "read_transcript"]
 
 
 def read_transcript(path: Path) -> Transcript:
-    """An isoscribe JSON transcript, or a plain text file (a ``Name: text`` line keeps its speaker)."""
+    """An isoscribe JSON transcript, SRT, WebVTT or TSV cues, or a plain text file (a ``Name: text`` line keeps
+    its speaker)."""
     raw = path.read_text(encoding="utf-8-sig")  # Notepad's byte-order mark is no part of the first speaker's name
+    if is_subtitles(path.suffix, raw):
+        return _cues(path, transcript_from_subtitles, raw, path.suffix.lower().lstrip(".") or "vtt")
+    if path.suffix.lower() == ".tsv":
+        return _cues(path, lambda text, _: transcript_from_tsv(text), raw, "tsv")
     if path.suffix.lower() != ".json" and not raw.lstrip().startswith("{"):
         return transcript_from_text(raw)
     try:
         return _checked(Transcript.from_dict(json.loads(raw)))
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
+
+
+def _cues(path: Path, read: Callable[[str, str], Transcript], raw: str, kind: str) -> Transcript:
+    try:
+        return read(raw, kind.upper())
+    except ValueError as exc:
+        raise ValueError(f"{path} is not a {kind.upper()} transcript: {exc}") from None
 
 
 def _checked(transcript: Transcript) -> Transcript:
