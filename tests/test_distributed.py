@@ -239,6 +239,28 @@ def test_result_backend_errors_leave_the_task_running(monkeypatch: pytest.Monkey
     assert decode_value(payload["value"]).duration_s == pytest.approx(11.0, abs=0.1)
 
 
+def test_run_with_a_broker_that_does_not_answer_says_so_and_exits_2(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, shared_data: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """Not four silent minutes and then a kombu traceback: a warning at once, then one line naming the broker."""
+    import kombu.utils.functional
+
+    from isoscribe.cli import main
+
+    monkeypatch.setattr(kombu.utils.functional, "sleep", lambda _s: None)  # the back-off counted, not slept
+    closed = f"redis://:secret@127.0.0.1:{free_port()}"
+    monkeypatch.setenv("ISOSCRIBE_CELERY__BROKER_URL", f"{closed}/0")
+    monkeypatch.setenv("ISOSCRIBE_CELERY__RESULT_BACKEND", f"{closed}/1")
+    code = main(["run", str(shared_data / "jfk" / "jfk.wav"), "--out", str(tmp_path / "out"), "--executor", "celery",
+                 "--no-summarize", "--no-progress"])
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "event=redis_unreachable" in err
+    last = err.strip().splitlines()[-1]
+    assert last.startswith("isoscribe: the Celery broker redis://127.0.0.1:") and "did not answer" in last, last
+    assert "secret" not in err
+
+
 # --- real Redis, real workers ---------------------------------------------------------------------
 
 

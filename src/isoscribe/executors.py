@@ -23,6 +23,7 @@ from isoscribe.logs import log_event
 
 __all__ = [
     "EventListener",
+    "ExecutorUnavailable",
     "StageExecutor",
     "PooledExecutor",
     "PerTaskExecutor",
@@ -35,6 +36,10 @@ EventListener = Callable[[Any], None]
 
 _REAP_EVERY_S = 5.0
 logger = logging.getLogger("isoscribe.executors")
+
+
+class ExecutorUnavailable(RuntimeError):
+    """The executor cannot start: where its tasks would run cannot be reached (a Celery broker that does not answer)."""
 
 
 class StageExecutor(Protocol):

@@ -9,6 +9,7 @@ import sys
 from isoscribe.batch import OutDirBusy, run_batch
 from isoscribe.cli.signals import install_stop_signals
 from isoscribe.config import Settings
+from isoscribe.executors import ExecutorUnavailable
 from isoscribe.inputs import InputError
 from isoscribe.logs import log_event
 from isoscribe.pipeline import Cancellation
@@ -17,8 +18,9 @@ __all__ = ["run_command"]
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
-    """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs or a busy
-    ``--out``. A second stop signal kills the running stages instead of waiting out the grace period."""
+    """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs, a busy
+    ``--out`` or a Celery broker that does not answer. A second stop signal kills the running stages instead of
+    waiting out the grace period."""
     cancellation = Cancellation()
 
     def stop_now() -> None:
@@ -31,7 +33,7 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
         report = run_batch(
             settings, args.inputs, args.out, retry_failed=args.retry_failed, progress=progress, cancellation=cancellation
         )
-    except (InputError, OutDirBusy) as exc:
+    except (InputError, OutDirBusy, ExecutorUnavailable) as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
     counts = report.counts

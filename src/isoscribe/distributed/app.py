@@ -16,6 +16,7 @@ from redis.exceptions import RedisError
 
 from isoscribe.backoff import Backoff, retry
 from isoscribe.config import Settings
+from isoscribe.executors import ExecutorUnavailable
 
 __all__ = [
     "STAGE_TASKS",
@@ -23,7 +24,9 @@ __all__ = [
     "REDIS_TIMEOUTS",
     "REDIS_OUTAGE_S",
     "REDIS_ERRORS",
+    "BrokerUnreachable",
     "create_app",
+    "redacted_url",
     "time_limit_s",
     "visibility_timeout_s",
     "with_redis_retry",
@@ -49,6 +52,12 @@ REDIS_TRIES = 120
 """With REDIS_RETRY: a call (a publish, a hold) waits about four minutes for Redis to come back."""
 REDIS_OUTAGE_S = 240.0
 """As long, the client's waiter waits for Redis before it fails the tasks it waits for."""
+
+
+
+class BrokerUnreachable(ExecutorUnavailable, KombuOperationalError):
+    """A client's broker did not answer for as long as a client waits for Redis."""
+
 
 _TIME_LIMIT_GRACE_S = 120.0
 """Celery's hard time limit is a backstop behind the isolation runtime's own stage timeout."""
@@ -116,6 +125,12 @@ def _transport_options(settings: Settings) -> dict[str, Any]:
         "unacked_restore_interval": max(1, min(10, int(timeout_s // 4))),
         "unacked_restore_throttle": 1,
     }
+
+
+def redacted_url(url: str) -> str:
+    """``url`` without its credentials, to be logged or shown."""
+    scheme, sep, rest = url.partition("://")
+    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
 
 
 def with_redis_retry(call: Callable[[], T]) -> T:

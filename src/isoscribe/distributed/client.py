@@ -26,12 +26,15 @@ from isoscribe.distributed.app import (
     CANCEL_KEY,
     CANCEL_TTL_S,
     REDIS_ERRORS,
+    REDIS_OUTAGE_S,
     REDIS_RETRY,
     REDIS_TIMEOUTS,
     REDIS_TRIES,
     STAGE_QUEUES,
     STAGE_TASKS,
+    BrokerUnreachable,
     create_app,
+    redacted_url,
     visibility_timeout_s,
     with_redis_retry,
 )
@@ -109,7 +112,7 @@ class CeleryExecutor:
         self._broker = Redis.from_url(settings.celery.broker_url, **REDIS_TIMEOUTS)
         client_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._holds = StagedHolds(self._broker, self.shared_dir, client_id) if self.shared_dir is not None else None
-        self._declare_queues()
+        self._declare_queues_at_start()
         self._waiter = Waiter(self)
 
     def submit(self, stage: str, request: Any, on_event: Callable[[Any], None] | None = None) -> Future[TaskResult]:
@@ -250,12 +253,33 @@ class CeleryExecutor:
         with_redis_retry(publish_once)
         log_event(logger, "celery_task_sent", task_id=pending.task_id, stage=pending.stage)
 
-    def _declare_queues(self) -> None:
+    def _declare_queues_at_start(self) -> None:
+        """Declare the queues, saying at once that the broker does not answer, and raising BrokerUnreachable
+        with its cause once it has not for as long as any call waits for Redis."""
+        broker = redacted_url(self.settings.celery.broker_url)
+        said: list[bool] = []
+
+        def waiting(exc: Exception, _interval_s: float) -> None:
+            if not said:
+                log_event(
+                    logger, "redis_unreachable", logging.WARNING, broker=broker, error=exc, waiting_s=REDIS_OUTAGE_S
+                )
+                said.append(True)
+
+        try:
+            self._declare_queues(waiting)
+        except REDIS_ERRORS as exc:
+            self._broker.close()
+            raise BrokerUnreachable(
+                f"the Celery broker {broker} did not answer for {REDIS_OUTAGE_S / 60:.0f} minutes: {exc}"
+            ) from exc
+
+    def _declare_queues(self, on_retry: Callable[[Exception, float], None] | None = None) -> None:
         """Declare both queues so a publish lands even before any worker has (re)connected."""
         with self.app.connection_for_write() as connection:
             connection.ensure_connection(  # kombu's own back-off would wait ~an hour: REDIS_RETRY's, as every call
-                max_retries=REDIS_TRIES, interval_start=REDIS_RETRY.first_s, interval_step=REDIS_RETRY.first_s,
-                interval_max=REDIS_RETRY.max_s,
+                errback=on_retry, max_retries=REDIS_TRIES, interval_start=REDIS_RETRY.first_s,
+                interval_step=REDIS_RETRY.first_s, interval_max=REDIS_RETRY.max_s,
             )
             channel = connection.default_channel
             for queue in STAGE_QUEUES.values():

@@ -8,7 +8,7 @@ import os
 from celery import signals as celery_signals
 
 from isoscribe.config import Settings
-from isoscribe.distributed.app import create_app, visibility_timeout_s
+from isoscribe.distributed.app import create_app, redacted_url, visibility_timeout_s
 from isoscribe.distributed.worker import start_heartbeat, use_settings
 from isoscribe.logs import log_event
 
@@ -24,7 +24,7 @@ def run_worker(settings: Settings, queues: list[str], concurrency: int) -> None:
     hostname = f"isoscribe-{os.getpid()}@%h"
     log_event(
         logger, "celery_worker_start", queues=",".join(queues), concurrency=concurrency,
-        broker=_redact(settings.celery.broker_url), shared_dir=settings.celery.shared_dir,
+        broker=redacted_url(settings.celery.broker_url), shared_dir=settings.celery.shared_dir,
         visibility_timeout_s=visibility_timeout_s(settings),
     )
     # worker_init comes in the main process with the node name that tasks see as request.hostname.
@@ -40,8 +40,3 @@ def run_worker(settings: Settings, queues: list[str], concurrency: int) -> None:
         "--without-gossip",
         "--without-mingle",
     ])
-
-
-def _redact(url: str) -> str:
-    scheme, sep, rest = url.partition("://")
-    return f"{scheme}{sep}{rest.rpartition('@')[2]}" if "@" in rest else url
