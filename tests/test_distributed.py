@@ -112,6 +112,15 @@ def test_the_clients_voice_samples_folder_stays_on_the_client(tmp_path: Path) ->
     assert worker_side.effective_settings(sections).diarization.speakers_dir is None  # a worker lacks that folder
 
 
+def test_the_speaker_turns_of_a_long_files_pieces_cross_as_json() -> None:
+    """Clustering a long file's pieces answers a list of SpeakerTurn: it crossed as plain JSON and failed to encode."""
+    from isoscribe.transcript import SpeakerTurn
+
+    turns = [SpeakerTurn(0.0, 4.5, "SPEAKER_00"), SpeakerTurn(4.5, 9.0, "SPEAKER_01", overlapped=True)]
+    for value in (turns, []):
+        assert decode_value(json.loads(json.dumps(encode_value(value)))) == value
+
+
 def test_only_isoscribe_types_are_built_from_json() -> None:
     with pytest.raises(ValueError, match="only isoscribe types"):
         decode_value({"type": "os:system", "data": {}})
@@ -830,6 +839,23 @@ def test_cancelling_a_queued_tasks_future_drops_the_task(cluster: Cluster, share
     log = worker.log_path.read_text(errors="replace")
     assert len(re.findall(r"event=celery_task_start \S+ stage=speech", log)) == 2, "the dropped task ran"
     assert not list((cluster.settings.celery.shared_dir / "audio").iterdir()), "staged files left behind"
+
+
+@pytest.mark.celery
+def test_a_diarized_file_in_pieces_runs_through_celery(cluster: Cluster, shared_data: Path) -> None:
+    """A file longer than piece_s (300 s in use) with diarization: its pieces, then one task clustering their speaker
+    vectors, whose answer (the file's speaker turns) must come back through Redis."""
+    from isoscribe.pipeline import FilePipeline, Policy
+    from isoscribe.pipeline.stages import speech_request
+
+    cluster.start_workers(1)
+    settings = cluster.settings.model_copy(update={"diarization": cluster.settings.diarization.model_copy(
+        update={"enabled": True, "num_speakers": 2})})
+    request = speech_request(settings, shared_data / "diarization" / "sample.wav", piece_s=10.0)
+    with CeleryExecutor(settings) as executor:
+        transcript = FilePipeline(executor, Policy(piece_workers=2)).transcribe(request)
+    assert transcript.timings_s["pieces"] > 1
+    assert sorted(transcript.speakers) == ["SPEAKER_00", "SPEAKER_01"], transcript.speakers
 
 
 @pytest.mark.celery

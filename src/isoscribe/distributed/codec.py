@@ -38,7 +38,10 @@ SPILL_BYTES = 256 * 1024
 
 
 def encode_value(value: Any) -> dict[str, Any]:
-    """JSON for a request or result: plain JSON values, or an isoscribe dataclass by type name."""
+    """JSON for a request or result: plain JSON values, an isoscribe dataclass by type name, or a list of
+    either (the speaker turns that clustering a long file's pieces returns)."""
+    if isinstance(value, list) and any(dataclasses.is_dataclass(item) for item in value):
+        return {"list": [encode_value(item) for item in value]}
     if value is None or isinstance(value, (str, int, float, bool, list, dict)):
         return {"json": value}
     cls = type(value)
@@ -51,6 +54,8 @@ def encode_value(value: Any) -> dict[str, Any]:
 def decode_value(encoded: dict[str, Any]) -> Any:
     if "json" in encoded:
         return encoded["json"]
+    if "list" in encoded:
+        return [decode_value(item) for item in encoded["list"]]
     module_name, _, qualname = encoded["type"].partition(":")
     if not module_name.startswith("isoscribe."):
         raise ValueError(f"refusing to build {encoded['type']}: only isoscribe types cross Celery")
