@@ -844,7 +844,8 @@ def test_cancelling_a_queued_tasks_future_drops_the_task(cluster: Cluster, share
 @pytest.mark.celery
 def test_a_diarized_file_in_pieces_runs_through_celery(cluster: Cluster, shared_data: Path) -> None:
     """A file longer than piece_s (300 s in use) with diarization: its pieces, then one task clustering their speaker
-    vectors, whose answer (the file's speaker turns) must come back through Redis."""
+    vectors, whose answer (the file's speaker turns) must come back through Redis. The stitched transcript names the
+    caller's file (its JSON's source, its RTTM's file id), not the pieces' staged copy."""
     from isoscribe.pipeline import FilePipeline, Policy
     from isoscribe.pipeline.stages import speech_request
 
@@ -856,6 +857,7 @@ def test_a_diarized_file_in_pieces_runs_through_celery(cluster: Cluster, shared_
         transcript = FilePipeline(executor, Policy(piece_workers=2)).transcribe(request)
     assert transcript.timings_s["pieces"] > 1
     assert sorted(transcript.speakers) == ["SPEAKER_00", "SPEAKER_01"], transcript.speakers
+    assert transcript.source == str(shared_data / "diarization" / "sample.wav")
 
 
 @pytest.mark.celery

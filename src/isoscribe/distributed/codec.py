@@ -18,6 +18,7 @@ import numpy as np
 from isoscribe.config import Settings
 from isoscribe.files import write_atomic
 from isoscribe.isolation import IsolationError, StageError
+from isoscribe.transcript import PieceResult
 
 __all__ = [
     "encode_value",
@@ -29,6 +30,7 @@ __all__ = [
     "with_request_files",
     "localize_request",
     "renamed_paths",
+    "with_callers_source",
     "spill_if_big",
 ]
 
@@ -169,6 +171,16 @@ def localize_request(request: Any, shared_dir: Path | None) -> Any:
     if shared_dir is None:
         raise ValueError(f"request names {relative[0]} in shared storage but this worker has no celery.shared_dir")
     return with_request_files(request, [str(Path(shared_dir) / path) for path in paths])
+
+
+def with_callers_source(value: Any, sent_audio: str | None, original_audio: str | None) -> Any:
+    """``value`` (a transcript, or a piece's) naming the caller's audio where the worker named its copy of it."""
+    if isinstance(value, PieceResult):
+        return dataclasses.replace(value, transcript=with_callers_source(value.transcript, sent_audio, original_audio))
+    source = getattr(value, "source", None)
+    if source and sent_audio and Path(source).name == Path(sent_audio).name:
+        return dataclasses.replace(value, source=original_audio)
+    return value
 
 
 def renamed_paths(error: IsolationError, renames: dict[str, str]) -> IsolationError:

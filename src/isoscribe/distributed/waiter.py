@@ -8,7 +8,6 @@ It works on its executor's state (pending tasks, holds, counters) under the exec
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import threading
@@ -21,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from isoscribe.distributed.app import (
     HEARTBEAT_KEY, READY_STATES, REDIS_ERRORS, REDIS_OUTAGE_S, RUNNING_STATES, STAGE_QUEUES, time_limit_s,
 )
-from isoscribe.distributed.codec import decode_error, decode_value, renamed_paths
+from isoscribe.distributed.codec import decode_error, decode_value, renamed_paths, with_callers_source
 from isoscribe.isolation import IsolationError, StageError, StageTimeout, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.logs import log_event
 
@@ -311,10 +310,7 @@ class Waiter:
         if "error" in payload:
             outcome: TaskResult | IsolationError = renamed_paths(decode_error(payload["error"]), pending.caller_paths)
         else:
-            value = decode_value(payload["value"])
-            source = getattr(value, "source", None)
-            if source and pending.sent_audio and Path(source).name == Path(pending.sent_audio).name:
-                value = dataclasses.replace(value, source=pending.original_audio)
+            value = with_callers_source(decode_value(payload["value"]), pending.sent_audio, pending.original_audio)
             outcome = TaskResult(value=value, stats=TaskStats(**payload["stats"]))
         # The file goes only once its content is decoded: one that fails to decode stays for a look.
         if spilled is not None:
