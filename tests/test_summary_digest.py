@@ -151,6 +151,8 @@ class _StandIn(BaseHTTPRequestHandler):
     """An OpenAI-compatible server that reports a 128k context and answers every chat with ``reply``."""
 
     reply = ""
+    raw: tuple[str, bytes] | None = None
+    """(content type, body) sent instead of a chat completion."""
     chats = 0
 
     def do_GET(self):  # noqa: N802 - http.server's naming
@@ -160,6 +162,8 @@ class _StandIn(BaseHTTPRequestHandler):
     def do_POST(self):  # noqa: N802
         self.rfile.read(int(self.headers["Content-Length"]))
         type(self).chats += 1
+        if self.raw:
+            return self._send(*self.raw)
         self._json({
             "id": "x", "object": "chat.completion", "created": 0, "model": "stand-in",
             "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": self.reply}}],
@@ -167,9 +171,11 @@ class _StandIn(BaseHTTPRequestHandler):
         })  # fmt: skip
 
     def _json(self, body: dict) -> None:
-        data = json.dumps(body).encode()
+        self._send("application/json", json.dumps(body).encode())
+
+    def _send(self, content_type: str, data: bytes) -> None:
         self.send_response(200)
-        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(data)))
         self.end_headers()
         self.wfile.write(data)
@@ -185,6 +191,7 @@ def stand_in() -> Iterator[type[_StandIn]]:
     thread.start()
     _StandIn.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     _StandIn.chats = 0
+    _StandIn.raw = None
     yield _StandIn
     server.shutdown()
 
@@ -223,6 +230,30 @@ def test_a_chat_models_preamble_headings_and_emphasis_are_no_part_of_the_overvie
     summary = stage.run(stage.load(settings), SummaryRequest(tuple(turns)))
     assert summary.overview == "SPEAKER_00 presented the budget. SPEAKER_01 will send the slides on Friday."
     assert summary.overview_kind == "abstractive" and all(s.supported for s in summary.sentences)
+
+
+@pytest.mark.parametrize(
+    ("raw", "said"),
+    [(("text/html", b"<html>proxy login</html>"), "<html>proxy login</html>"),
+     (("application/json", b'{"detail": "no such route"}'), "no such route"),
+     (("application/json", b"not json {"), "not JSON")],
+)  # fmt: skip
+def test_a_server_that_answers_no_chat_completion_says_so(stand_in, raw, said):
+    """A proxy's login page or another API's JSON in place of a chat completion: the error says what came
+    (it was "'str' object has no attribute 'usage'" or "'NoneType' object is not subscriptable")."""
+    stand_in.raw = raw
+    backend = OpenAIBackend(LlmSettings(backend="openai", base_url=stand_in.base_url, model="stand-in", context_tokens=4096))
+    with pytest.raises(ValueError, match="answered with no chat completion") as error:
+        backend.chat("system", "user", 16)
+    assert said in str(error.value)
+
+
+def test_an_empty_model_answer_is_said_as_such(stand_in):
+    stand_in.reply = ""
+    settings = load_settings(overrides={"llm": {"backend": "openai", "base_url": stand_in.base_url, "model": "stand-in"}})
+    turns = (SummaryTurn("Anna", 0.0, 4.0, "Here is the budget for the next quarter."),)
+    summary = stage.run(stage.load(settings), SummaryRequest(turns))
+    assert summary.overview and summary.warnings == ["the model wrote no overview: overview is extractive"]
 
 
 def test_a_configured_context_wins_over_the_reported_one(stand_in):

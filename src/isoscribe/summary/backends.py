@@ -9,6 +9,7 @@ parent process never loads them: only the isolated summary worker does.
 from __future__ import annotations
 
 import importlib.metadata
+import json
 import logging
 import math
 import os
@@ -161,14 +162,21 @@ class OpenAIBackend:
         return math.ceil(len(text) / self.CHARS_PER_TOKEN)
 
     def chat(self, system: str, user: str, max_tokens: int) -> Completion:
-        response = self._client.chat.completions.create(
-            model=self.model_name,
-            messages=_messages(system, user),
-            max_tokens=max_tokens,
-            temperature=self._temperature,
-        )
+        try:
+            response = self._client.chat.completions.create(
+                model=self.model_name,
+                messages=_messages(system, user),
+                max_tokens=max_tokens,
+                temperature=self._temperature,
+            )
+        except json.JSONDecodeError as error:
+            raise ValueError(f"{self._client.base_url} answered with no chat completion: not JSON ({error})") from None
+        choices = getattr(response, "choices", None)
+        if not choices or getattr(choices[0], "message", None) is None:  # an HTML page, a proxy's JSON, ...
+            body = response.model_dump(exclude_none=True) if hasattr(response, "model_dump") else response
+            raise ValueError(f"{self._client.base_url} answered with no chat completion: {str(body)[:120]!r}")
         usage = response.usage.model_dump() if response.usage else None
-        return _completion(response.choices[0].message.content, usage)
+        return _completion(choices[0].message.content, usage)
 
 
 def _messages(system: str, user: str) -> list[dict[str, str]]:

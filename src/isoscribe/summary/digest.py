@@ -32,7 +32,9 @@ def build_digest(
     supported = [sentence for sentence in checked if sentence.supported]
     kind = "abstractive"
     if not supported:
-        if model_overview is not None:
+        if model_overview is not None and not model_overview.strip():
+            warnings.append("the model wrote no overview: overview is extractive")
+        elif model_overview is not None:
             warnings.append("no sentence of the model's overview is supported by the transcript: overview is extractive")
         checked += extractive_overview(sentences)
         supported, kind = [s for s in checked if s.supported], "extractive"
