@@ -148,6 +148,13 @@ def test_read_transcript_reads_json_transcripts_and_plain_text(shared_data, tmp_
             read_transcript(tmp_path / "bad.json")
     (tmp_path / "notepad.txt").write_bytes("\ufeffAlice: I will send the slides by Friday.\n".encode())
     assert [turn.speaker for turn in read_transcript(tmp_path / "notepad.txt").segments] == ["Alice"]
+    (tmp_path / "unicode.txt").write_bytes("Jörg: I will send the slides by Friday.\n".encode("utf-16"))
+    assert [(s.speaker, s.text) for s in read_transcript(tmp_path / "unicode.txt").segments] == [
+        ("Jörg", "I will send the slides by Friday.")
+    ]
+    (tmp_path / "latin1.txt").write_bytes("Jörg: I will send the slides.\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(byte 1: b'\\xf6'\)"):
+        read_transcript(tmp_path / "latin1.txt")
 
 
 @pytest.mark.parametrize("suffix", ["srt", "vtt", "tsv", "karaoke.srt", "karaoke.vtt"])

@@ -4,6 +4,7 @@ prints the digest as markdown (``--format md``) or the summary object (``--forma
 from __future__ import annotations
 
 import argparse
+import codecs
 import json
 import math
 import sys
@@ -26,7 +27,7 @@ __all__ = ["summarize_command", "read_transcript"]
 def read_transcript(path: Path) -> Transcript:
     """An isoscribe JSON transcript, SRT, WebVTT or TSV cues, or a plain text file (a ``Name: text`` line keeps
     its speaker)."""
-    raw = path.read_text(encoding="utf-8-sig")  # Notepad's byte-order mark is no part of the first speaker's name
+    raw = _text_of(path)
     if is_subtitles(path.suffix, raw):
         return _cues(path, transcript_from_subtitles, raw, path.suffix.lower().lstrip(".") or "vtt")
     if path.suffix.lower() == ".tsv":
@@ -37,6 +38,18 @@ def read_transcript(path: Path) -> Transcript:
         return _checked(Transcript.from_dict(json.loads(raw)))
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
+
+
+def _text_of(path: Path) -> str:
+    """UTF-8, or UTF-16 with its byte-order mark (Notepad's "Unicode"); a UTF-8 byte-order mark is no part of
+    the first speaker's name."""
+    data = path.read_bytes()
+    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        name = encoding.upper().removesuffix("-SIG")
+        raise ValueError(f"{path} is not {name} text (byte {exc.start}: {data[exc.start : exc.start + 1]!r})") from None
 
 
 def _cues(path: Path, read: Callable[[str, str], Transcript], raw: str, kind: str) -> Transcript:
