@@ -17,7 +17,9 @@ from isoscribe.pipeline import FilePipeline, Policy, StageFinished, stage_specs,
 from isoscribe.cli.summarize import read_transcript
 from isoscribe.outputs import to_srt, to_tsv, to_vtt
 from isoscribe.subtitles import SubtitleLayout
+from isoscribe.summary.digest import build_digest
 from isoscribe.summary.text import turns_of
+from isoscribe.summary.types import SummaryTurn
 from isoscribe.transcript import Segment, Summary, Transcript
 from summary_fixtures import stm_dialogue_transcript
 
@@ -68,9 +70,11 @@ def test_an_empty_transcript_starts_no_worker():
         def submit(self, *args):
             raise AssertionError("no task should be submitted")
 
-    empty = Transcript([Segment(0, 0.0, 1.0, "  ")], "en", 1.0, 1.0, "m")
-    summary = FilePipeline(Refuses(), Policy(summarize=True)).summarize(empty)
-    assert summary.overview == "" and "empty transcript" in summary.warning
+    for said in ("  ", "[Music]", " ♪ ♪ ", "Um. ..."):  # silence, or what Whisper writes for music
+        empty = Transcript([Segment(0, 0.0, 1.0, said), Segment(1, 1.0, 2.0, " [Music]")], "en", 1.0, 2.0, "m")
+        summary = FilePipeline(Refuses(), Policy(summarize=True)).summarize(empty)
+        assert summary.overview == "" and summary.warning == "no words in the transcript: nothing to summarize"
+    assert build_digest([SummaryTurn(None, 0.0, 1.0, "[Music] ♪")]).warnings == [summary.warning]
 
 
 @pytest.mark.slow
@@ -225,8 +229,9 @@ def test_cli_reports_an_unreadable_transcript(tmp_path):
 def test_cli_refuses_an_empty_transcript_as_bad_input(tmp_path):
     """Nothing to summarize is the input's fault: exit 2, as for any bad input (it was 1, as if it had failed)."""
     (tmp_path / "blank.txt").write_text("  \n\n")
+    (tmp_path / "music.txt").write_text("[Music]\n♪ ♪\n")
     silence = Transcript(segments=[], language="en", language_probability=1.0, duration_s=30.0, model="tiny.en")
     (tmp_path / "silence.json").write_text(json.dumps(silence.to_dict()))
-    for name in ("blank.txt", "silence.json"):
+    for name in ("blank.txt", "music.txt", "silence.json"):
         done = _cli(str(tmp_path / name))
-        assert done.returncode == 2 and f"{name} is an empty transcript" in done.stderr and not done.stdout
+        assert done.returncode == 2 and f"{name}: no words in the transcript" in done.stderr and not done.stdout

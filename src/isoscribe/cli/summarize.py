@@ -17,7 +17,8 @@ from isoscribe.outputs import to_summary_md
 from isoscribe.pipeline.policy import Policy
 from isoscribe.pipeline.sequence import FilePipeline
 from isoscribe.pipeline.stages import stage_specs
-from isoscribe.summary.text import transcript_from_text
+from isoscribe.summary.digest import EMPTY_WARNING
+from isoscribe.summary.text import has_words, transcript_from_text
 from isoscribe.transcript import Transcript
 from isoscribe.transcript_files import is_subtitles, transcript_from_subtitles, transcript_from_tsv
 
@@ -77,8 +78,8 @@ def summarize_command(settings: Settings, args: argparse.Namespace) -> int:
     except (OSError, ValueError) as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
-    if not any(segment.text.strip() for segment in transcript.segments):
-        print(f"isoscribe: {args.transcript} is an empty transcript: nothing to summarize", file=sys.stderr)
+    if not any(has_words(segment.text) for segment in transcript.segments):
+        print(f"isoscribe: {args.transcript}: {EMPTY_WARNING}", file=sys.stderr)
         return 2
     executor = PerTaskExecutor(stage_specs(settings), start_method=settings.isolation.start_method)
     try:

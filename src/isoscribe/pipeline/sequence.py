@@ -36,7 +36,8 @@ from isoscribe.pipeline.pieces import piece_layout, stitch_pieces
 from isoscribe.pipeline.policy import FailureKind, PipelineError, Policy, RetryPolicy
 from isoscribe.pipeline.stages import summary_request
 from isoscribe.speakers import assign_speakers
-from isoscribe.summary.digest import build_digest
+from isoscribe.summary.digest import EMPTY_WARNING, build_digest
+from isoscribe.summary.text import has_words
 from isoscribe.transcript import (
     Piece,
     PieceResult,
@@ -178,8 +179,8 @@ class FilePipeline:
         """The summary stage: the grounded digest. Never raises but for cancellation: when the stage
         fails, the parent builds the extractive digest itself (it needs no model) and adds a warning."""
         request = summary_request(transcript)
-        if not request.turns:
-            return Summary.empty("empty transcript: nothing to summarize")
+        if not any(has_words(turn.text) for turn in request.turns):
+            return Summary.empty(EMPTY_WARNING)
         try:
             result = self._run_stage("summary", request, _ONCE)
         except PipelineError as error:

@@ -11,14 +11,14 @@ from __future__ import annotations
 from isoscribe.summary.extraction import extract_action_items, extract_decisions, extract_open_questions
 from isoscribe.summary.extractive import OverviewSettings, attributed, candidates_of, choose_sentences
 from isoscribe.summary.grounding import TranscriptIndex, check_sentence
-from isoscribe.summary.text import SpeakerSentence, speaker_sentences, split_sentences
+from isoscribe.summary.text import SpeakerSentence, has_words, speaker_sentences, split_sentences
 from isoscribe.summary.topics import topics_of
 from isoscribe.summary.types import Summary, SummarySentence, SummaryTurn, TimeRange
 
 __all__ = ["build_digest", "extractive_overview", "MAX_OVERVIEW_SENTENCES"]
 
 MAX_OVERVIEW_SENTENCES = 6
-EMPTY_WARNING = "empty transcript: nothing to summarize"
+EMPTY_WARNING = "no words in the transcript: nothing to summarize"
 
 
 def build_digest(
@@ -26,7 +26,7 @@ def build_digest(
 ) -> Summary:
     warnings = list(warnings or [])
     sentences = speaker_sentences(turns)
-    if not sentences:
+    if not any(has_words(sentence.text) for sentence in sentences):  # "[Music]": an overview "\[Music\]." says nothing
         return Summary.empty(EMPTY_WARNING)
     checked = _grounded(model_overview, sentences) if model_overview else []
     supported = [sentence for sentence in checked if sentence.supported]

@@ -25,6 +25,7 @@ __all__ = [
     "SENTENCE_ENDS",
     "speaker_sentences",
     "clean_disfluencies",
+    "has_words",
     "content_words",
     "stem",
     "lemma",
@@ -167,6 +168,11 @@ def clean_disfluencies(text: str) -> str:
             break
         text = cleaned
     return text
+
+
+def has_words(text: str) -> bool:
+    """Something is said: not only fillers, markup ("[Music]", "{vocalsound}") or signs ("♪", "...")."""
+    return bool(words_of(clean_disfluencies(text)))
 
 
 def _clean_once(text: str) -> str:
