@@ -121,6 +121,22 @@ def test_the_speaker_turns_of_a_long_files_pieces_cross_as_json() -> None:
         assert decode_value(json.loads(json.dumps(encode_value(value)))) == value
 
 
+def test_the_service_routes_another_model_to_celery_workers_instead_of_refusing_it() -> None:
+    """whisper-1 translations run on service.translation_model when asr.model is English-only, as the README says;
+    with Celery they were refused ('model base is not available; use one of: whisper-1, …')."""
+    from types import SimpleNamespace
+
+    from isoscribe.service.errors import ApiError
+    from isoscribe.service.model_routing import ModelRouter
+
+    settings = load_settings(overrides={"asr": {"model": "tiny.en"}, "service": {"translation_model": "base"}})
+    router = ModelRouter(settings, SimpleNamespace(runs_any_model=CeleryExecutor.runs_any_model), owns_executor=True)
+    assert router.stage_for(router.served("whisper-1", "translate")) == "speech:base"
+    assert router.stage_for("base") == "speech:base" and router.stage_for("whisper-1") == "speech"
+    with pytest.raises(ApiError, match="not available"):
+        router.stage_for("no-such-model")
+
+
 def test_only_isoscribe_types_are_built_from_json() -> None:
     with pytest.raises(ValueError, match="only isoscribe types"):
         decode_value({"type": "os:system", "data": {}})
@@ -858,6 +874,19 @@ def test_a_diarized_file_in_pieces_runs_through_celery(cluster: Cluster, shared_
     assert transcript.timings_s["pieces"] > 1
     assert sorted(transcript.speakers) == ["SPEAKER_00", "SPEAKER_01"], transcript.speakers
     assert transcript.source == str(shared_data / "diarization" / "sample.wav")
+
+
+@pytest.mark.celery
+def test_a_speech_task_on_another_model_runs_that_model_on_the_worker(cluster: Cluster, shared_data: Path) -> None:
+    cluster.start_workers(1)
+    request = SpeechRequest(str(shared_data / "jfk" / "jfk.wav"), task="translate")
+    with CeleryExecutor(cluster.settings) as executor:
+        with pytest.raises(ValueError, match="unknown stage"):
+            executor.submit("summary:base", request)
+        translated = executor.submit("speech:base", request).result(timeout=300).value
+        default = executor.submit("speech", SpeechRequest(str(shared_data / "jfk" / "jfk.wav"))).result(timeout=300).value
+    assert (translated.model, default.model) == ("base", cluster.settings.asr.model)
+    assert "country" in translated.text.lower()
 
 
 @pytest.mark.celery

@@ -87,6 +87,8 @@ class CeleryExecutor:
     raised on a worker are raised here with the same types and fields.
     """
 
+    runs_any_model = True
+    """Any installed model's speech runs here (stage ``speech:MODEL``): the workers load the model a task names."""
     completed_kept = 1000
     """How many of the latest ``completed`` tasks are kept (a service runs for months)."""
 
@@ -116,8 +118,11 @@ class CeleryExecutor:
         self._waiter = Waiter(self)
 
     def submit(self, stage: str, request: Any, on_event: Callable[[Any], None] | None = None) -> Future[TaskResult]:
-        if stage not in STAGE_TASKS:
-            raise ValueError(f"unknown stage {stage!r}; Celery runs {sorted(STAGE_TASKS)}")
+        """``stage`` is one of STAGE_TASKS, or ``speech:MODEL``: the speech task on ``MODEL`` instead of ``asr.model``."""
+        stage, _, model = stage.partition(":")
+        if stage not in STAGE_TASKS or (model and stage != "speech"):
+            raise ValueError(f"unknown stage {stage!r}; Celery runs {sorted(STAGE_TASKS)} and speech:MODEL")
+        sections = {**self._sections, "asr": {**self._sections["asr"], "model": model}} if model else self._sections
         if self._stopped.is_set():
             raise RuntimeError("CeleryExecutor is shut down")
         original, staged, sent_request = self._stage_request(request)
@@ -128,7 +133,7 @@ class CeleryExecutor:
         pending = PendingTask(
             task_id=f"isoscribe-{stage}-{uuid.uuid4().hex}",
             stage=stage,
-            envelope={"request": encode_value(sent_request), "settings": self._sections},
+            envelope={"request": encode_value(sent_request), "settings": sections},
             future=future,
             original_audio=original,
             sent_audio=sent,

@@ -116,7 +116,9 @@ class ModelRouter:
         if model in (MODEL_ALIAS, self.settings.asr.model):
             return "speech"
         ids = self.ids()
-        if model not in ids or not self._can_manage():
+        # An executor that runs any model itself (Celery: its workers load the model a task names) needs no pool.
+        runs_any = getattr(self.executor, "runs_any_model", False)
+        if model not in ids or not (self._can_manage() or runs_any):
             served = ids if self._can_manage() else [MODEL_ALIAS, self.settings.asr.model]
             raise ApiError(
                 400,
@@ -124,7 +126,7 @@ class ModelRouter:
                 param="model",
                 code="model_not_found",
             )
-        return add_model_pool(self.executor, self.settings, model)
+        return model_stage(model) if runs_any else add_model_pool(self.executor, self.settings, model)
 
     def _workers(self, model: str) -> list[dict[str, Any]]:
         """The workers holding ``model``: its own pool's and, for the configured model, live transcription's."""
