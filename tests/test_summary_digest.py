@@ -133,7 +133,9 @@ def test_a_diarization_label_is_a_name_and_its_digits_no_number():
     index = TranscriptIndex.of(speaker_sentences([
         SummaryTurn("SPEAKER_00", 0.0, 5.0, "This is the acoustic corpus and I'm talking pretty fast here."),
         SummaryTurn("SPEAKER_01", 5.0, 12.0, "I have a cold so I probably sound quite different, the recording environment too."),
+        SummaryTurn("SPEAKER_00", 12.0, 15.0, "The recordings are in folder_2 now."),
     ]))  # fmt: skip
+    assert check_sentence("SPEAKER_00 put the recordings in folder_2.", index).supported
     assert check_sentence("SPEAKER_00 described the acoustic corpus.", index).supported
     assert check_sentence("SPEAKER_01 has a cold and sounds different.", index).supported
     assert check_sentence("SPEAKER_07 has a cold.", index).reason == "name SPEAKER_07 is not in the transcript"

@@ -208,7 +208,7 @@ class TranscriptIndex:
             words = words_of(sentence.text)
             sentence_set = {stem(word) for word in words if word.lower() not in STOPWORDS}
             stems |= sentence_set
-            lower_words |= {word.lower() for word in words} | _written_forms(sentence.text)
+            lower_words |= {word.lower() for word in words} | _written_forms(sentence.text) | _labels_in(sentence.text)
             compounds |= _compounds(words)
             numbers |= numbers_in(sentence.text)
             by_speaker.setdefault(sentence.speaker or "", Counter()).update(sentence_set)
@@ -280,13 +280,22 @@ _LABEL = re.compile(r"(?<!\w)[^\W\d_]+_\d+(?!\w)")
 """A diarization label, "SPEAKER_01": a name, its digits no number."""
 
 
+def _labels_in(text: str) -> set[str]:
+    return {label.lower() for label in _LABEL.findall(text)}
+
+
 def _invented_label(text: str, index: TranscriptIndex) -> str | None:
-    missing = [label for label in _LABEL.findall(text) if label.lower() not in index.speakers]
+    missing = [label for label in _LABEL.findall(text) if not _knows_label(label, index)]
     return f"name {missing[0]} is not in the transcript" if missing else None
 
 
+def _knows_label(label: str, index: TranscriptIndex) -> bool:
+    """A speaker's label, or a name the transcript says as written ("file_2")."""
+    return label.lower() in index.speakers or label.lower() in index.lower_words
+
+
 def _without_labels(text: str, index: TranscriptIndex) -> str:
-    return _LABEL.sub(lambda match: " " if match[0].lower() in index.speakers else match[0], text)
+    return _LABEL.sub(lambda match: " " if _knows_label(match[0], index) else match[0], text)
 
 
 def _invented_number(text: str, index: TranscriptIndex) -> str | None:
