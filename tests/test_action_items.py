@@ -108,6 +108,9 @@ def test_narration_questions_discourse_games_agreement_and_declined_requests_are
         ("Anna: Maybe Carol will book the room by Friday.", "Carol", "Book the room", "by Friday"),
         ("Anna: By Friday, I'll send the report.", "Anna", "Send the report", "By Friday"),
         ("Anna: I'll update the roadmap two weeks from now.", "Anna", "Update the roadmap", "two weeks from now"),
+        ("Anna: But I wi I will email them and", "Anna", "Email them", None),  # the task trails off: its end goes
+        ("Anna: And I'm going to make a nice menu with pages and yeah.", "Anna", "Make a nice menu with pages", None),
+        ("Anna: OK, so I'll send the slides or something so.", "Anna", "Send the slides", None),
     ],
 )  # fmt: skip
 def test_commitments_named_tasks_dated_obligations_and_accepted_requests_are_items(dialogue, owner, task, due):

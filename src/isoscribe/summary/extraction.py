@@ -32,7 +32,7 @@ import re
 from dataclasses import replace
 
 from isoscribe.summary.dates import find_due, without_due
-from isoscribe.summary.text import SpeakerSentence, clean_disfluencies, first_clause
+from isoscribe.summary.text import SpeakerSentence, clean_disfluencies, first_clause, task_text
 from isoscribe.summary.types import ActionItem, Decision, OpenQuestion, SourceSpan
 
 __all__ = ["extract_action_items", "extract_decisions", "extract_open_questions", "span_of"]
@@ -347,12 +347,12 @@ def _item(
     if not 2 <= len(task.split()) <= MAX_TASK_WORDS or _IN_MEETING.search(task) or _CUT_OFF.search(task):
         return None
     if own and due and _OWN_PRONOUN_TASK.match(task):
-        return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
+        return ActionItem(owner=owner, task=task_text(task), due=due, source=span_of(sentence))
     if _PRONOUN_ONLY.match(task):
         return None
     if not (_FUTURE_WORK.match(_HEDGES.sub("", task)) or (due or dated) and not _IMMEDIATE.match(task)):
         return None
-    return ActionItem(owner=owner, task=task[:1].upper() + task[1:], due=due, source=span_of(sentence))
+    return ActionItem(owner=owner, task=task_text(task), due=due, source=span_of(sentence))
 
 
 def _same(item: ActionItem, other: ActionItem) -> bool:

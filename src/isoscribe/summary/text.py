@@ -124,6 +124,19 @@ def first_clause(text: str) -> str:
     return re.sub(r"[\s,]+$", "", text).strip()
 
 
+def task_text(words: str) -> str:
+    """An action item's words as its task: capitalised, without the conjunction or interjection it trails off
+    into ("I will call them and", "make a nice menu with pages and yeah", "send it or something so")."""
+    words = _DANGLING_WORDS.sub("", _TRAILING_CONJUNCTION.sub("", words))
+    return words[:1].upper() + words[1:]
+
+
+_TRAILING_CONJUNCTION = re.compile(
+    r"(?:[\s,]+(?:or\s+(?:something|whatever|anything)|and|or|but|so|yeah|yes|okay|ok|right))+\W*$", re.IGNORECASE
+)
+_DANGLING_WORDS = re.compile(r"(?:\s+(?:in|at|on|to|with|for|the|a|an))+\W*$", re.IGNORECASE)
+
+
 def is_question(sentence: str) -> bool:
     return sentence.rstrip().endswith(("?", "？"))
 
