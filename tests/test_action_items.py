@@ -191,3 +191,15 @@ def _held_out_meetings():
 
     names = {meeting for meeting, _, _ in _annotations("held-out")}
     return [_meeting(path, path.parent.name) for name in names for path in QMSUM.glob(f"*/{name}.json")]
+
+
+def test_a_decision_or_question_of_an_unpunctuated_run_on_turn_is_cut_to_fifty_words():
+    run_on = " ".join(["and then we looked at the numbers again"] * 20)
+    sentences = speaker_sentences(turns_from_text(
+        f"Anna: We decided to use a rubber case {run_on}.\nBob: Which battery should we use {run_on}?\nAnna: No idea."
+    ))  # fmt: skip
+    [decision] = extract_decisions(sentences)
+    [question] = extract_open_questions(sentences)
+    for text in (decision.text, question.text):
+        assert len(text.split()) == 51 and text.endswith(" …"), text
+    assert decision.text.startswith("We decided to use a rubber case") and len(decision.source.quote.split()) > 100

@@ -32,7 +32,7 @@ import re
 from dataclasses import replace
 
 from isoscribe.summary.dates import find_due, without_due
-from isoscribe.summary.text import SpeakerSentence, clean_disfluencies, first_clause, task_text
+from isoscribe.summary.text import SpeakerSentence, at_most_words, clean_disfluencies, first_clause, task_text
 from isoscribe.summary.types import ActionItem, Decision, OpenQuestion, SourceSpan
 
 __all__ = ["extract_action_items", "extract_decisions", "extract_open_questions", "span_of"]
@@ -379,7 +379,7 @@ def extract_decisions(sentences: list[SpeakerSentence]) -> list[Decision]:
         match = _DECISION.search(text)
         if match and not text.endswith("?") and not _UNDECIDED.search(text[: match.start()]) \
                 and not _DOUBTED.search(text[match.end() :]):
-            decisions.append(Decision(text=text, source=span_of(sentence)))
+            decisions.append(Decision(text=at_most_words(text), source=span_of(sentence)))
     return decisions
 
 
@@ -394,5 +394,5 @@ def extract_open_questions(sentences: list[SpeakerSentence]) -> list[OpenQuestio
             continue
         reply = _reply(sentences, index)
         if reply is None or _UNRESOLVED.search(reply.text):
-            questions.append(OpenQuestion(text=text, source=span_of(sentence)))
+            questions.append(OpenQuestion(text=at_most_words(text), source=span_of(sentence)))
     return questions[:MAX_QUESTIONS]

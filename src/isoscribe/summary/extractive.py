@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 
-from isoscribe.summary.text import SENTENCE_ENDS, SpeakerSentence, clean_disfluencies, is_question
+from isoscribe.summary.text import SENTENCE_ENDS, SpeakerSentence, at_most_words, clean_disfluencies, is_question
 
 __all__ = ["OverviewSettings", "Candidate", "candidates_of", "choose_sentences", "attributed", "tfidf"]
 
@@ -50,13 +50,7 @@ def candidates_of(sentences: list[SpeakerSentence], settings: OverviewSettings) 
     chosen = [candidate for candidate in cleaned if candidate in longest]
     if not chosen:  # nothing but fillers: said as it was, rather than an empty "Speaker: ."
         chosen = [Candidate(sentence, sentence.text.strip()) for sentence in sentences[:1] if sentence.text.strip()]
-    return [_at_most(candidate, settings.max_words) for candidate in chosen]
-
-
-def _at_most(candidate: Candidate, max_words: int) -> Candidate:
-    """A statement cut to ``max_words`` (a transcript without punctuation is one endless sentence)."""
-    words = candidate.text.split()
-    return candidate if len(words) <= max_words else replace(candidate, text=" ".join(words[:max_words]) + " …")
+    return [replace(candidate, text=at_most_words(candidate.text, settings.max_words)) for candidate in chosen]
 
 
 def tfidf(texts: list[str]):

@@ -137,6 +137,12 @@ _TRAILING_CONJUNCTION = re.compile(
 _DANGLING_WORDS = re.compile(r"(?:\s+(?:in|at|on|to|with|for|the|a|an))+\W*$", re.IGNORECASE)
 
 
+def at_most_words(text: str, max_words: int = 50) -> str:
+    """``text`` cut to ``max_words`` (a transcript without punctuation is one endless sentence)."""
+    words = text.split()
+    return text if len(words) <= max_words else " ".join(words[:max_words]) + " …"
+
+
 def is_question(sentence: str) -> bool:
     return sentence.rstrip().endswith(("?", "？"))
 
