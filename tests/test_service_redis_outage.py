@@ -105,3 +105,25 @@ def _orphan_of_a_dead_instance(store_url: str, audio: Path, tmp_path: Path) -> s
 
 def _readyz(server: ServerProcess) -> int:
     return httpx.get(f"{server.url}/readyz", timeout=10).status_code
+
+
+def test_serve_with_a_job_store_that_does_not_answer_says_so_and_exits_1(tmp_path: Path) -> None:
+    import os
+    import socket
+    import subprocess
+
+    from asr_helpers import ISOSCRIBE
+
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ISOSCRIBE_")} | {
+        "ISOSCRIBE_SERVICE__EXECUTOR": "celery", "ISOSCRIBE_SERVICE__DATA_DIR": str(tmp_path / "data"),
+        "ISOSCRIBE_CELERY__BROKER_URL": f"redis://127.0.0.1:{port}/0",
+        "ISOSCRIBE_CELERY__RESULT_BACKEND": f"redis://:s3cret@127.0.0.1:{port}/1",
+    }
+    served = subprocess.run([str(ISOSCRIBE), "serve", "--port", "0"], capture_output=True, text=True, env=env,
+                            timeout=120, cwd=tmp_path)
+    assert served.returncode == 1, served.stderr
+    assert f"isoscribe: the job store's Redis at redis://127.0.0.1:{port}/1 does not answer" in served.stderr
+    assert "Traceback" not in served.stderr and "s3cret" not in served.stderr

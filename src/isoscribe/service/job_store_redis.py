@@ -16,9 +16,10 @@ from redis import Redis
 from redis.exceptions import RedisError
 
 from isoscribe.config import Settings
-from isoscribe.distributed.app import REDIS_TIMEOUTS
+from isoscribe.distributed.app import REDIS_TIMEOUTS, redacted_url
 from isoscribe.logs import log_event
 from isoscribe.service.job_store import KEPT_REVISIONS, Job, JobOptions, Revision, transcript_facts
+from isoscribe.service.job_types import JobStoreUnavailable
 
 __all__ = ["RedisJobStore"]
 
@@ -145,7 +146,10 @@ class RedisJobStore:
         self._add_revision = self._redis.register_script(_ADD_REVISION)
         self._add_partial = self._redis.register_script(_ADD_PARTIAL)
         self._closed = threading.Event()
-        self._beat()
+        try:
+            self._beat()
+        except RedisError as exc:
+            raise JobStoreUnavailable(f"the job store's Redis at {redacted_url(url)} does not answer: {exc}") from None
         self._heartbeat = threading.Thread(target=self._beat_loop, name="job-store-heartbeat", daemon=True)
         self._heartbeat.start()
 

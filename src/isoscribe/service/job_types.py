@@ -8,11 +8,15 @@ from typing import Any
 
 from isoscribe.service.transcription import SpeechOptions
 
-__all__ = ["Job", "JobOptions", "Revision", "TERMINAL_STATUSES", "KEPT_REVISIONS", "transcript_facts"]
+__all__ = ["Job", "JobOptions", "JobStoreUnavailable", "Revision", "TERMINAL_STATUSES", "KEPT_REVISIONS", "transcript_facts"]
 
 TERMINAL_STATUSES = ("succeeded", "failed", "cancelled")
 KEPT_REVISIONS = 50
 """Edits kept besides revision 0: the page autosaves after every edit, and each revision is a whole transcript."""
+
+
+class JobStoreUnavailable(RuntimeError):
+    """The job store cannot be opened (its Redis does not answer at start)."""
 
 
 @dataclass(frozen=True)

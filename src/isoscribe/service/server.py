@@ -21,6 +21,7 @@ from isoscribe.logs import log_event
 from isoscribe.service.app import create_app
 from isoscribe.service.auth import KeyRing, hash_key
 from isoscribe.service.core import Service
+from isoscribe.service.job_types import JobStoreUnavailable
 
 __all__ = ["serve_command"]
 
@@ -38,7 +39,12 @@ def serve_command(settings: Settings, args: argparse.Namespace) -> int:
             reason="a non-loopback address without an API key; set service.api_key (or pass --insecure-no-auth)",
         )
         return 2
-    app = create_app(settings)
+    try:
+        app = create_app(settings)
+    except JobStoreUnavailable as exc:
+        log_event(logger, "serve_failed", logging.ERROR, host=service.host, port=service.port, reason=exc)
+        print(f"isoscribe: {exc}", file=sys.stderr)
+        return 1
     config = uvicorn.Config(
         app,
         host=service.host,
