@@ -10,6 +10,7 @@ does not lose it.
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import shutil
@@ -1065,3 +1066,23 @@ def test_a_broker_that_is_down_at_start_is_given_minutes_not_an_hour(monkeypatch
     with pytest.raises(OperationalError):
         CeleryExecutor(settings)
     assert 60 < sum(waited) < 600, f"{sum(waited):.0f} s of back-off"
+
+
+@pytest.mark.celery
+def test_tasks_waiting_with_no_worker_running_are_said_to(cluster: Cluster, shared_data: Path, caplog) -> None:
+    """With no worker's heartbeat in Redis, a task waits: after the heartbeat timeout a warning says why (a batch
+    waited without a word); once a worker starts, the task runs."""
+    from isoscribe.transcript import ProbeRequest
+
+    caplog.set_level(logging.INFO, logger="isoscribe")
+    celery = cluster.settings.celery.model_copy(update={"heartbeat_timeout_s": 1.0})
+    settings = cluster.settings.model_copy(update={"celery": celery})
+    with CeleryExecutor(settings) as executor:
+        future = executor.submit("probe", ProbeRequest(str(shared_data / "jfk" / "jfk.wav")))
+        deadline = time.monotonic() + 30
+        while "event=celery_no_worker" not in caplog.text and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert "event=celery_no_worker waiting=1" in caplog.text and "isoscribe worker" in caplog.text
+        assert not future.done()
+        cluster.start_workers(1)
+        assert future.result(timeout=120).value.duration_s == pytest.approx(11.0, abs=0.1)

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from isoscribe.distributed.app import (
     HEARTBEAT_KEY, READY_STATES, REDIS_ERRORS, REDIS_OUTAGE_S, RUNNING_STATES, STAGE_QUEUES, time_limit_s,
 )
+from isoscribe.distributed.broker_scripts import DROP_UNACKED, FIND_MESSAGES
 from isoscribe.distributed.codec import decode_error, decode_value, renamed_paths, with_callers_source
 from isoscribe.isolation import IsolationError, StageError, StageTimeout, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.logs import log_event
@@ -33,6 +34,7 @@ logger = logging.getLogger("isoscribe.distributed")
 
 _LOST_TASK_RETRIES = 2
 """Times a task is published again after Celery lost it (its pool process died, its hard time limit)."""
+_NO_WORKER_REMINDER_S = 300.0
 _LOST_ERRORS = ("WorkerLostError", "TimeLimitExceeded")
 """Celery's failures of the task itself: its pool process died, or Celery's hard time limit killed it."""
 
@@ -42,14 +44,15 @@ class Waiter:
         self._executor = executor
         self._app = executor.app
         self._broker = executor._broker
-        self._drop_unacked = self._broker.register_script(_DROP_UNACKED)
-        self._find_messages = self._broker.register_script(_FIND_MESSAGES)
+        self._drop_unacked = self._broker.register_script(DROP_UNACKED)
+        self._find_messages = self._broker.register_script(FIND_MESSAGES)
         self._server_ids: tuple[str, str] | None = None
         self._unreachable_since: float | None = None
         self._beat_s = executor.settings.celery.heartbeat_timeout_s / 4
         self._next_heartbeat_check = 0.0
         self._missing_since: dict[str, float] = {}
         """Worker -> when its heartbeat was first seen missing."""
+        self._no_worker_since: float | None = None
         self._thread = threading.Thread(target=self._run, name="celery-waiter", daemon=True)
         self._thread.start()
 
@@ -210,6 +213,7 @@ class Waiter:
             for task_id, meta in metas.items()
             if meta.get("status") in RUNNING_STATES and isinstance(meta.get("result"), dict) and meta["result"].get("worker")
         }
+        self._say_when_no_worker_runs(bool(running), now)
         workers = sorted(set(running.values()))
         beats = self._broker.mget([HEARTBEAT_KEY + worker for worker in workers]) if workers else []
         self._missing_since = {w: t for w, t in self._missing_since.items() if w in workers}
@@ -219,6 +223,20 @@ class Waiter:
             elif now - self._missing_since.setdefault(worker, now) >= self._beat_s:
                 for task_id in [task_id for task_id, holder in running.items() if holder == worker]:
                     self._redispatch(task_id, worker)
+
+    def _say_when_no_worker_runs(self, any_running: bool, now: float) -> None:
+        """Tasks that wait while no worker beats would wait without a word: a warning once the heartbeat timeout
+        has passed with none, and again every ``_NO_WORKER_REMINDER_S`` while none comes."""
+        if any_running or next(self._broker.scan_iter(match=f"{HEARTBEAT_KEY}*", count=1000), None) is not None:
+            self._no_worker_since = None
+            return
+        self._no_worker_since = self._no_worker_since or now
+        if now - self._no_worker_since >= self._executor.settings.celery.heartbeat_timeout_s:
+            with self._executor._lock:
+                waiting = len(self._executor._pending)
+            log_event(logger, "celery_no_worker", logging.WARNING, waiting=waiting,
+                      hint="no isoscribe worker is running: start one with 'isoscribe worker'")
+            self._no_worker_since = now + _NO_WORKER_REMINDER_S
 
     def _redispatch(self, task_id: str, worker: str) -> None:
         pending = self._pending(task_id)
@@ -350,44 +368,4 @@ def _client_error(stage: str, exc: Exception, what: str) -> StageError:
         traceback_text="".join(traceback.format_exception(exc)),
         detail="a fault of the Celery client, not of the stage",
     )
-
-
-_FIND_MESSAGES = """
-local wanted, found = {}, {}
-for i = 1, #ARGV do wanted[ARGV[i]] = true end
-local function note(raw, delivered)
-  local ok, message = pcall(cjson.decode, raw)
-  if not ok or type(message) ~= 'table' then return end
-  if delivered then message = message[1] end
-  if type(message) ~= 'table' or type(message['headers']) ~= 'table' then return end
-  local id = message['headers']['id']
-  if id and wanted[id] then
-    wanted[id] = nil
-    found[#found + 1] = id
-  end
-end
-for k = 1, #KEYS - 1 do
-  for _, raw in ipairs(redis.call('LRANGE', KEYS[k], 0, -1)) do note(raw, false) end
-end
-for _, raw in ipairs(redis.call('HVALS', KEYS[#KEYS])) do note(raw, true) end
-return found
-"""
-"""The task ids of ARGV that have a message in the queue lists KEYS[1..n-1] or in kombu's ``unacked`` hash KEYS[n]."""
-
-
-_DROP_UNACKED = """
-local dropped = 0
-local entries = redis.call('HGETALL', KEYS[1])
-for i = 1, #entries, 2 do
-  local ok, entry = pcall(cjson.decode, entries[i + 1])
-  if ok and type(entry) == 'table' and type(entry[1]) == 'table' and type(entry[1]['headers']) == 'table'
-     and entry[1]['headers']['id'] == ARGV[1] then
-    redis.call('HDEL', KEYS[1], entries[i])
-    redis.call('ZREM', KEYS[2], entries[i])
-    dropped = dropped + 1
-  end
-end
-return dropped
-"""
-"""Remove a task's unacknowledged copies from kombu's Redis ``unacked`` hash and its index."""
 
