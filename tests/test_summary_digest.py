@@ -153,6 +153,7 @@ class _StandIn(BaseHTTPRequestHandler):
     """An OpenAI-compatible server that reports a 128k context and answers every chat with ``reply``."""
 
     reply = ""
+    finish_reason = "stop"
     raw: tuple[str, bytes] | None = None
     """(content type, body) sent instead of a chat completion."""
     chats = 0
@@ -168,7 +169,7 @@ class _StandIn(BaseHTTPRequestHandler):
             return self._send(*self.raw)
         self._json({
             "id": "x", "object": "chat.completion", "created": 0, "model": "stand-in",
-            "choices": [{"index": 0, "finish_reason": "stop", "message": {"role": "assistant", "content": self.reply}}],
+            "choices": [{"index": 0, "finish_reason": self.finish_reason, "message": {"role": "assistant", "content": self.reply}}],
             "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15},
         })  # fmt: skip
 
@@ -194,6 +195,7 @@ def stand_in() -> Iterator[type[_StandIn]]:
     _StandIn.base_url = f"http://127.0.0.1:{server.server_address[1]}/v1"
     _StandIn.chats = 0
     _StandIn.raw = None
+    _StandIn.finish_reason = "stop"
     yield _StandIn
     server.shutdown()
 
@@ -232,6 +234,19 @@ def test_a_chat_models_preamble_headings_and_emphasis_are_no_part_of_the_overvie
     summary = stage.run(stage.load(settings), SummaryRequest(tuple(turns)))
     assert summary.overview == "SPEAKER_00 presented the budget. SPEAKER_01 will send the slides on Friday."
     assert summary.overview_kind == "abstractive" and all(s.supported for s in summary.sentences)
+
+
+def test_a_last_list_item_without_a_full_stop_stays_unless_max_tokens_cut_the_answer(stand_in):
+    """The server says why the answer ended: "stop" keeps a last item written without a full stop (it was dropped
+    as if cut off), "length" drops the unfinished sentence."""
+    stand_in.reply = "- SPEAKER_00 presented the budget.\n- SPEAKER_01 will send the slides on Friday"
+    turns = [SummaryTurn("SPEAKER_00", 0.0, 4.0, "Here is the budget for the next quarter."),
+             SummaryTurn("SPEAKER_01", 4.0, 8.0, "I'll send the slides to everyone on Friday.")]  # fmt: skip
+    settings = load_settings(overrides={"llm": {"backend": "openai", "base_url": stand_in.base_url, "model": "stand-in"}})
+    summary = stage.run(stage.load(settings), SummaryRequest(tuple(turns)))
+    assert summary.overview == "SPEAKER_00 presented the budget. SPEAKER_01 will send the slides on Friday"
+    stand_in.finish_reason = "length"
+    assert stage.run(stage.load(settings), SummaryRequest(tuple(turns))).overview == "SPEAKER_00 presented the budget."
 
 
 @pytest.mark.parametrize(

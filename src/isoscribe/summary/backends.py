@@ -41,6 +41,8 @@ class Completion:
     text: str
     prompt_tokens: int
     completion_tokens: int
+    cut_off: bool = True
+    """Whether the answer may stop mid-sentence: max_tokens ended it, or the server did not say it stopped."""
 
 
 class ChatBackend(Protocol):
@@ -115,7 +117,8 @@ class LlamaCppBackend:
             # Small models loop on a phrase; a mild penalty keeps them moving without derailing.
             repeat_penalty=1.15,
         )
-        return _completion(response["choices"][0]["message"]["content"], response.get("usage"))
+        choice = response["choices"][0]
+        return _completion(choice["message"]["content"], response.get("usage"), choice.get("finish_reason"))
 
 
 class OpenAIBackend:
@@ -176,19 +179,20 @@ class OpenAIBackend:
             body = response.model_dump(exclude_none=True) if hasattr(response, "model_dump") else response
             raise ValueError(f"{self._client.base_url} answered with no chat completion: {str(body)[:120]!r}")
         usage = response.usage.model_dump() if response.usage else None
-        return _completion(choices[0].message.content, usage)
+        return _completion(choices[0].message.content, usage, getattr(choices[0], "finish_reason", None))
 
 
 def _messages(system: str, user: str) -> list[dict[str, str]]:
     return [{"role": "system", "content": system}, {"role": "user", "content": user}]
 
 
-def _completion(text: str | None, usage: dict | None) -> Completion:
+def _completion(text: str | None, usage: dict | None, finish_reason: str | None) -> Completion:
     usage = usage or {}
     return Completion(
         text=(text or "").strip(),
         prompt_tokens=int(usage.get("prompt_tokens") or 0),
         completion_tokens=int(usage.get("completion_tokens") or 0),
+        cut_off=finish_reason != "stop",
     )
 
 

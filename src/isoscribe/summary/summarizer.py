@@ -80,7 +80,7 @@ class Summarizer:
         self._generation_s = 0.0
         lines = [reported_speech(turn) for turn in turns if clean_disfluencies(turn.text)]
         chunks = pack_lines(lines, self._budget(self.templates.summary), self.backend.count_tokens)
-        partials = [clean_summary(self._ask(self.templates.summary, "{transcript}", chunk)) for chunk in chunks]
+        partials = [clean_summary(*self._ask(self.templates.summary, "{transcript}", chunk)) for chunk in chunks]
         text = partials[0] if len(partials) == 1 else self._reduce(partials)
         log_event(
             logger, "overview_generated", model=self.backend.model_name, chunks=len(chunks),
@@ -99,7 +99,7 @@ class Summarizer:
                 items = [_truncate_words(item, budget // 2, self.backend.count_tokens) for item in items]
                 groups = ["\n".join(items[start : start + 2]) for start in range(0, len(items), 2)]
             replies = (self._ask(self.templates.reduce, "{summaries}", group) for group in groups)
-            partials = [summary for summary in map(clean_summary, replies) if summary]
+            partials = [summary for summary in (clean_summary(*reply) for reply in replies) if summary]
         return partials[0] if partials else ""
 
     def _budget(self, template: str) -> int:
@@ -112,13 +112,14 @@ class Summarizer:
             )
         return budget
 
-    def _ask(self, template: str, slot: str, text: str) -> str:
+    def _ask(self, template: str, slot: str, text: str) -> tuple[str, bool]:
+        """The answer's text, and whether it may stop mid-sentence."""
         started = time.perf_counter()
         completion = self.backend.chat(SYSTEM_PROMPT, template.replace(slot, text), self.max_tokens)
         self._generation_s += time.perf_counter() - started
         self._prompt_tokens += completion.prompt_tokens
         self._completion_tokens += completion.completion_tokens
-        return completion.text
+        return completion.text, completion.cut_off
 
 
 def reported_speech(turn: SummaryTurn) -> str:
@@ -180,9 +181,9 @@ _NO_STATEMENT = re.compile(r".*:|#.*|(?i:sure|certainly|of course|absolutely|oka
 the meeting:", "Key points:"), an "Of course!"."""
 
 
-def clean_summary(text: str) -> str:
+def clean_summary(text: str, cut_off: bool = True) -> str:
     """A model's summary made usable: no label, heading, preamble, emphasis, echoed transcript lines, loops
-    or cut-off tail; a list item is a sentence of its own."""
+    or, when it may be ``cut_off``, an unfinished last sentence; a list item is a sentence of its own."""
     text = _LEADING_LABEL.sub("", text.strip())
     text = _ECHOED_LINE.sub("", text) if _normalized(_ECHOED_LINE.sub("", text)) else text
     lines = [line for line in (_EMPHASIS.sub(r"\2", _BULLET.sub("", line)).strip() for line in text.splitlines()) if line]
@@ -196,7 +197,7 @@ def clean_summary(text: str) -> str:
             if key and key not in seen and not _NO_STATEMENT.fullmatch(sentence.strip()):
                 seen.add(key)
                 sentences.append(sentence.strip())
-    if len(sentences) > 1 and not sentences[-1].endswith((".", "!", "?", '"')):
+    if cut_off and len(sentences) > 1 and not sentences[-1].endswith((".", "!", "?", '"')):
         sentences.pop()  # generation stopped at max_tokens mid-sentence
     summary = ""
     for sentence in sentences:
