@@ -140,6 +140,10 @@ def test_a_diarization_label_is_a_name_and_its_digits_no_number():
     assert check_sentence("SPEAKER_01 has a cold and sounds different.", index).supported
     assert check_sentence("SPEAKER_07 has a cold.", index).reason == "name SPEAKER_07 is not in the transcript"
     assert check_sentence("SPEAKER_00 has a cold and sounds different.", index).reason == "said by SPEAKER_01 rather than SPEAKER_00"
+    spelled = check_sentence("Speaker 1 has a cold and sounds different.", index)  # as a model rewrites SPEAKER_01
+    assert spelled.supported and spelled.text == "Speaker 1 has a cold and sounds different."
+    assert check_sentence("Speaker 0 has a cold.", index).reason == "said by SPEAKER_01 rather than SPEAKER_00"
+    assert not check_sentence("Speaker 7 has a cold.", index).supported
 
 
 def test_most_of_a_human_summary_is_kept(es2009c):

@@ -261,7 +261,8 @@ class TranscriptIndex:
         return [TimeRange(s.start, s.end) for _, s in sorted(best, key=lambda pair: pair[1].start)]
 
 
-def check_sentence(text: str, index: TranscriptIndex) -> SummarySentence:
+def check_sentence(sentence: str, index: TranscriptIndex) -> SummarySentence:
+    text = _as_labels(sentence, index)
     words = words_of(text)
     content = {stem(word) for word in words if word.lower() not in STOPWORDS and not word[0].isdigit()}
     evidence = index.evidence(content)
@@ -273,11 +274,18 @@ def check_sentence(text: str, index: TranscriptIndex) -> SummarySentence:
         or _invented_object(words, index)
         or _wrong_speaker(text, content, index)
     )
-    return SummarySentence(text=text, supported=reason is None, evidence=evidence, reason=reason)
+    return SummarySentence(text=sentence, supported=reason is None, evidence=evidence, reason=reason)
 
 
 _LABEL = re.compile(r"(?<!\w)[^\W\d_]+_\d+(?!\w)")
 """A diarization label, "SPEAKER_01": a name, its digits no number."""
+_SPELLED_LABEL = re.compile(r"\bspeaker\s+(\d{1,3})\b", re.IGNORECASE)
+
+
+def _as_labels(text: str, index: TranscriptIndex) -> str:
+    """"Speaker 1", as a model may write SPEAKER_01, read as that label where the transcript has it."""
+    numbered = {int(label.rpartition("_")[2]): label.upper() for label in index.speakers if _LABEL.fullmatch(label)}
+    return _SPELLED_LABEL.sub(lambda match: numbered.get(int(match[1]), match[0]), text)
 
 
 def _labels_in(text: str) -> set[str]:
