@@ -186,6 +186,16 @@ def test_subtitles_and_tsv_are_read_as_timed_speaker_turns(shared_data, tmp_path
         read_transcript(tmp_path / "bad.srt")
 
 
+def test_a_sound_in_brackets_opening_a_cue_is_no_speaker(tmp_path):
+    """Whisper and subtitle editors mark sounds as isoscribe marks speakers: "[laughs] ", "[Music] "."""
+    cues = ("1\n00:00:01,000 --> 00:00:02,000\n[laughs] that is funny\n\n2\n00:00:02,000 --> 00:00:03,000\n"
+            "[Music] la la\n\n3\n00:00:03,000 --> 00:00:04,000\n[Dr. Smith] we agreed\n")  # fmt: skip
+    (tmp_path / "sounds.srt").write_text(cues)
+    read = read_transcript(tmp_path / "sounds.srt")
+    assert [s.speaker for s in read.segments] == [None, None, "Dr. Smith"]
+    assert read.segments[0].text == "[laughs] that is funny"
+
+
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {name: value for name, value in os.environ.items() if not name.startswith("ISOSCRIBE_")}
     env.update(ISOSCRIBE_LLM__N_CTX="1024", ISOSCRIBE_LLM__MAX_TOKENS="48", ISOSCRIBE_LLM__THREADS="1")

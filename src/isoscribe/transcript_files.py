@@ -16,7 +16,12 @@ __all__ = ["SUBTITLE_SUFFIXES", "is_subtitles", "transcript_from_subtitles", "tr
 
 SUBTITLE_SUFFIXES = (".srt", ".vtt")
 _CUE_TIMES = re.compile(r"^\s*((?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})\s*-->\s*((?:\d+:)?\d{1,2}:\d{2}[.,]\d{1,3})")
-_VOICE = re.compile(r"^<v(?:\.[^\s>]*)?\s+([^>]+)>|^\[([^\]]+)\]\s+(?=\S)")
+_VOICE = re.compile(
+    r"^<v(?:\.[^\s>]*)?\s+([^>]+)>"
+    r"|^\[(?!(?i:music|applause|laughter|noise|silence|inaudible|crosstalk|blank_audio)\])([A-Z0-9][^\]]*)\]\s+(?=\S)"
+)
+"""A cue's speaker: WebVTT's voice tag, or "[SPEAKER_00] " as isoscribe writes it, but not a sound ("[laughs] ",
+"[Music] "), which the summary's cleaner drops with the other markup."""
 _TAG = re.compile(r"<[^>]*>")
 _DIALOGUE_DASH = re.compile(r"^-\s+")
 """A subtitle line's "- " that marks a line of dialogue."""
