@@ -202,3 +202,7 @@ def test_a_speaker_name_that_would_break_a_format_is_refused(app_client, name: s
     client, job_id, _ = app_client
     refused = client.patch(f"/v1/jobs/{job_id}/speakers", json={"SPEAKER_00": name}, headers=AUTH)
     assert refused.status_code == 400 and "error" in refused.json(), refused.text
+    # The web page shows this message as it is: the rule in words, never the validator's pattern.
+    error = refused.json()["error"]
+    assert error["param"] == "SPEAKER_00"
+    assert error["message"] == "invalid name for SPEAKER_00: a speaker name is 1-64 characters on one line, without < or >, not only digits"

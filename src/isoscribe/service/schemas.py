@@ -26,7 +26,8 @@ from isoscribe.service.uploads import UploadedForm
 from isoscribe.transcript import UNNAMED_SPEAKER_LABEL
 
 __all__ = [
-    "TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "SpeakerName", "from_form", "check_fields",
+    "TranscriptionParams", "TranslationParams", "JobParams", "ResultFormat", "SpeakerName", "SPEAKER_NAME_RULE",
+    "from_form", "check_fields",
 ]
 
 # The names come from the format registry (isoscribe.formats), where each format says where it is allowed.
@@ -52,6 +53,8 @@ SpeakerName = Annotated[
 ]
 """A known speaker's name: one line without control characters or angle brackets (they would break TSV
 columns and VTT voice tags), not only digits (cluster numbers are digits until relabelled)."""
+SPEAKER_NAME_RULE = "1-64 characters on one line, without < or >, not only digits"
+"""SpeakerName's pattern in words, for the errors people read."""
 
 
 def blank_is_none(value: Any) -> Any:

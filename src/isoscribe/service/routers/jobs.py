@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Body, Query, Request
 from fastapi.responses import FileResponse, JSONResponse, Response
+from pydantic import Field, TypeAdapter, ValidationError
 
 from isoscribe.formats import RenderContext, find
 from isoscribe.service.auth import caller_of
@@ -16,12 +17,13 @@ from isoscribe.service.job_view import job_status
 from isoscribe.service.render import render
 from isoscribe.service.routers import job_events, transcripts
 from isoscribe.service.routers.forms import receive_form
-from isoscribe.service.schemas import JobParams, ResultFormat, SpeakerName
+from isoscribe.service.schemas import SPEAKER_NAME_RULE, JobParams, ResultFormat, SpeakerName
 from isoscribe.transcript import Summary
 
 router = APIRouter(prefix="/v1/jobs")
 
 _MAX_LISTED = 200
+_SPEAKER_NAMES = TypeAdapter(Annotated[dict[str, SpeakerName], Field(min_length=1, max_length=64)])
 
 
 @router.post("", status_code=202)
@@ -77,14 +79,28 @@ async def get_job_audio(job_id: str, request: Request) -> FileResponse:
 
 
 @router.patch("/{job_id}/speakers")
-async def rename_speakers(
-    job_id: str, request: Request, names: Annotated[dict[str, SpeakerName], Body(min_length=1, max_length=64)]
-) -> dict:
+async def rename_speakers(job_id: str, request: Request, body: Annotated[Any, Body()] = None) -> dict:
     """Body ``{"SPEAKER_00": "Alice"}``: the names, in the transcript and the summary, as the next revision;
     every format uses them from now on."""
-    job = await request.app.state.service.rename_speakers(job_id, names, caller_of(request))
+    job = await request.app.state.service.rename_speakers(job_id, _speaker_names(body), caller_of(request))
     transcript = public_transcript(job, job.transcript).to_dict()
     return {"id": job.id, "revision": job.revision, "transcript": transcript, "summary": job.summary}
+
+
+def _speaker_names(body: Any) -> dict[str, str]:
+    """The names, or a 400 that says the rule in words and names the label whose name breaks it (the
+    pattern itself means nothing to a person renaming a speaker on the web page)."""
+    try:
+        return _SPEAKER_NAMES.validate_python(body)
+    except ValidationError as exc:
+        location = exc.errors()[0]["loc"]
+    if not location:
+        message = "the body is a JSON object of 1 to 64 speaker labels and their new names"
+        raise ApiError(400, message, code="invalid_parameter") from None
+    label = str(location[0])
+    raise ApiError(
+        400, f"invalid name for {label}: a speaker name is {SPEAKER_NAME_RULE}", param=label, code="invalid_parameter"
+    ) from None
 
 
 @router.delete("/{job_id}")
