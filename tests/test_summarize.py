@@ -156,6 +156,12 @@ def test_read_transcript_reads_json_transcripts_and_plain_text(shared_data, tmp_
     assert [(s.speaker, s.text) for s in read_transcript(tmp_path / "unicode.txt").segments] == [
         ("Jörg", "I will send the slides by Friday.")
     ]
+    script = "Alice:\nI will send the slides.\nAnd the notes.\n\nBob:\nThanks.\nCarol: Fine.\nSee you.\n"
+    (tmp_path / "script.txt").write_text(script)  # a name on a line of its own speaks the lines under it
+    assert [(s.speaker, s.text) for s in read_transcript(tmp_path / "script.txt").segments] == [
+        ("Alice", "I will send the slides."), ("Alice", "And the notes."), ("Bob", "Thanks."), ("Carol", "Fine."),
+        (None, "See you."),
+    ]  # fmt: skip
     (tmp_path / "latin1.txt").write_bytes("Jörg: I will send the slides.\n".encode("latin-1"))
     with pytest.raises(ValueError, match=r"latin1.txt is not UTF-8 text \(byte 1: b'\\xf6'\)"):
         read_transcript(tmp_path / "latin1.txt")

@@ -36,6 +36,7 @@ MAX_PAUSE_IN_TURN_S = 2.0
 """A speaker silent longer than this, with nobody else speaking, starts a new turn."""
 _SPEAKER_LABEL = re.compile(r"^(\w[\w.'-]*(?: [\w.'-]+){0,2}):\s+")
 """A "SPEAKER_00: " or "Project Manager: " prefix: at most three words before the colon."""
+_LABEL_ALONE = re.compile(r"(\w[\w.'-]*(?: [\w.'-]+){0,2}):")
 _SENTENCE_END = re.compile(
     r"(?:(?<=[.!?])|(?<=[.!?][\"”']))(?<![ .][A-Za-z]\.)\s+(?=[\"“'(]?[^\W_])|(?<=[。！？])\s*(?=\S)"
 )
@@ -84,11 +85,18 @@ def speaker_label(line: str) -> tuple[str | None, str]:
 
 
 def transcript_from_text(text: str) -> Transcript:
-    """A plain-text transcript: one segment per line, ``Name: text`` keeps its speaker; line N is second N."""
-    segments = []
-    for index, line in enumerate(line for line in text.splitlines() if line.strip()):
-        speaker, words = speaker_label(line.strip())
-        segments.append(Segment(id=index, start=float(index), end=index + 1.0, text=words, speaker=speaker))
+    """A plain-text transcript: one segment per line, ``Name: text`` keeps its speaker, as do the lines under a
+    ``Name:`` line of its own (a script's layout); line N is second N."""
+    segments: list[Segment] = []
+    heading = None
+    for line in (line.strip() for line in text.splitlines() if line.strip()):
+        if label := _LABEL_ALONE.fullmatch(line):
+            heading = label[1]
+            continue
+        speaker, words = speaker_label(line)
+        heading = None if speaker else heading  # a "Name: words" line ends the heading's turn
+        index = len(segments)
+        segments.append(Segment(id=index, start=float(index), end=index + 1.0, text=words, speaker=speaker or heading))
     speakers = list(dict.fromkeys(segment.speaker for segment in segments if segment.speaker))
     return Transcript(
         segments=segments, language="", language_probability=0.0, duration_s=float(len(segments)),
