@@ -64,6 +64,19 @@ def test_narrow_cues_on_fast_speech_stay_in_time() -> None:
     assert cues[-1].end <= transcript.segments[-1].end + 3.0 + layout.min_cue_duration_s
 
 
+def test_the_last_cue_ends_with_the_audio_however_long_its_reading_time() -> None:
+    """A long last sentence spoken fast near the end: its reading time once ran the cue past the audio's end
+    (LibriSpeech 61-70968-0000, 4.905 s long, had its last cue until 5.2 s)."""
+    words = _timed("who had vanished behind the curtain on the left.", 2.8, 5.0)
+    transcript = _transcript(words)
+    transcript.duration_s = words[-1].end + 0.2
+    cues = layout_cues(transcript)
+    assert cues[-1].end == pytest.approx(transcript.duration_s)
+    for text in (to_srt(transcript), to_vtt(transcript)):
+        assert "00:00:05.2" not in text.replace(",", ".")
+    assert [c.end for c in srt.parse(to_srt(transcript))][-1].total_seconds() <= transcript.duration_s
+
+
 def test_a_speaker_change_starts_a_new_cue_marked_with_the_speaker() -> None:
     words = _timed("I think we should ship on Friday", 0.0, 2.5, "Alice") + _timed("No, Monday is safer", 3.0, 2.5, "Bob")
     transcript = _transcript(words)

@@ -58,6 +58,7 @@ def layout_cues(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout(
     ``max_chars_per_s``), never overlapping the next: where speech is faster than that, the next cue
     waits, but never more than ``_MAX_LAG_S`` behind its first word; past that the reading time gives
     way, so narrow cues on fast speech stay in time instead of falling further behind with every cue.
+    No cue is shown past the end of the audio (``transcript.duration_s``), whatever its reading time.
     """
     groups: list[list[Word]] = []
     for segment in transcript.segments:
@@ -66,7 +67,7 @@ def layout_cues(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout(
     for index, group in enumerate(groups):
         start = max(group[0].start, cues[-1].end if cues else 0.0)
         latest_end = groups[index + 1][0].start + _MAX_LAG_S if index + 1 < len(groups) else None
-        cues.append(_cue(group, start, layout, latest_end))
+        cues.append(_cue(group, start, layout, latest_end, transcript.duration_s))
     return cues
 
 
@@ -195,11 +196,13 @@ def _label_width(word: Word) -> int:
     return len(f"[{word.speaker}] ") if word.speaker else 0
 
 
-def _cue(words: list[Word], start: float, layout: SubtitleLayout, latest_end: float | None) -> Cue:
+def _cue(words: list[Word], start: float, layout: SubtitleLayout, latest_end: float | None, audio_end_s: float) -> Cue:
     chars = sum(len(w.text) + 1 for w in words) - 1
     reading_s = max(layout.min_cue_duration_s, chars / layout.max_chars_per_s)
     end = min(max(words[-1].end, start + reading_s), start + layout.max_cue_duration_s)
     if latest_end is not None:
         end = max(min(end, latest_end), start + _MIN_SHOWN_S)
+    if audio_end_s > start:  # a transcript's duration may be unknown (0) or, built by hand, shorter than its words
+        end = min(end, audio_end_s)
     lines = wrap_lines([w.text for w in words], layout.max_line_width, layout.max_line_count, _label_width(words[0]))
     return Cue(start, end, lines or (" ".join(w.text for w in words),), words[0].speaker, tuple(words))
