@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,3 +71,33 @@ def test_an_output_folder_that_is_a_file_is_a_plain_input_error(tmp_path: Path) 
     (tmp_path / "out").write_text("not a folder")
     with pytest.raises(InputError, match="cannot use .*out as the output folder"):
         run_batch(load_settings(), [audio], tmp_path / "out", progress=False, notify=False)
+
+
+@contextlib.contextmanager
+def _read_only(folder: Path) -> Iterator[None]:
+    """``folder`` unwritable: its mode for a user, a read-only bind mount for root (whom modes do not stop)."""
+    if os.geteuid() != 0:
+        folder.chmod(0o555)
+        try:
+            yield
+        finally:
+            folder.chmod(0o755)
+        return
+    mounted = subprocess.run(["mount", "--bind", str(folder), str(folder)], capture_output=True).returncode == 0
+    if not mounted or subprocess.run(["mount", "-o", "remount,bind,ro", str(folder)], capture_output=True).returncode:
+        if mounted:
+            subprocess.run(["umount", str(folder)], check=True)
+        pytest.skip("cannot make a read-only bind mount here")
+    try:
+        yield
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_an_output_folder_that_cannot_be_written_is_a_plain_input_error(tmp_path: Path) -> None:
+    """An existing folder on a read-only mount was an OSError traceback from the run's lock file, exit 1."""
+    audio = _recording(tmp_path / "talk.wav", b"audio")
+    out = tmp_path / "out"
+    out.mkdir()
+    with _read_only(out), pytest.raises(InputError, match="cannot use .*out as the output folder: (read-only|not writ)"):
+        run_batch(load_settings(), [audio], out, progress=False, notify=False)

@@ -16,7 +16,9 @@ the batch.
 from __future__ import annotations
 
 import datetime as dt
+import errno
 import logging
+import os
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
@@ -66,7 +68,10 @@ def run_batch(
     out_dir = Path(out_dir)
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:  # a file of that name, no permission: said plainly, not as a traceback
+        if not os.access(out_dir, os.W_OK | os.X_OK):  # an existing folder on a read-only mount, or not ours
+            read_only = os.statvfs(out_dir).f_flag & os.ST_RDONLY
+            raise OSError(errno.EROFS if read_only else errno.EACCES, "read-only file system" if read_only else "not writable")
+    except OSError as exc:  # a file of that name, no permission, read-only: said plainly, not as a traceback
         raise InputError(f"cannot use {out_dir} as the output folder: {exc.strerror or exc}") from None
     with locked(out_dir), log_file_attached(log_file):
         batch = Batch(settings, out_dir, retry_failed, executor, cancellation)
