@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import logging
 from pathlib import Path
 
 import webvtt
@@ -12,6 +13,7 @@ from test_transcript_edit import meeting
 
 from isoscribe.exports import segment_clock
 from isoscribe.formats import allowed, find
+from isoscribe.logs import configure_logging
 from isoscribe.outputs import to_rttm, to_srt, to_tsv, to_txt, to_vtt, write_outputs
 from isoscribe.summary.renaming import rename_speakers
 from isoscribe.transcript import ActionItem, Decision, SourceSpan, Summary
@@ -93,3 +95,20 @@ def test_one_label_scheme_with_names_escaped_per_format() -> None:
     fields = [line.split() for line in to_rttm(transcript).splitlines()]
     assert all(len(f) == 10 for f in fields) and fields[0][7] == "Ann_Lee_&_Co" and fields[1][7] == "SPEAKER_01"
     assert {s.speaker for s in transcript.segments} == {"Ann  Lee & Co", "SPEAKER_01"}
+
+
+def test_a_pdf_adds_no_line_to_the_log() -> None:
+    """A batch with --formats pdf logged some 70 fontTools.subset INFO lines per file ('maxp pruned', glyph lists)."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    records: list[logging.LogRecord] = []
+    configure_logging("info")
+    collector = logging.Handler()
+    collector.emit = records.append  # type: ignore[method-assign]
+    root.addHandler(collector)
+    try:
+        find("pdf", "job").render(meeting(), None, None)
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+    assert [record.getMessage() for record in records if record.levelno < logging.WARNING] == []

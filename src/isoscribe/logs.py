@@ -18,6 +18,8 @@ def configure_logging(level: str = "info", log_file: Path | None = None) -> None
         log_file.parent.mkdir(parents=True, exist_ok=True)
         handlers.append(logging.FileHandler(log_file, encoding="utf-8"))
     logging.basicConfig(level=level.upper(), format=_FORMAT, handlers=handlers, force=True)
+    # fpdf2's font subsetting logs some 70 INFO lines per PDF (every glyph table it prunes): not our events
+    logging.getLogger("fontTools").setLevel(logging.WARNING)
 
 
 def log_event(logger: logging.Logger, event: str, level: int = logging.INFO, **fields: Any) -> None:
