@@ -1086,3 +1086,31 @@ def test_tasks_waiting_with_no_worker_running_are_said_to(cluster: Cluster, shar
         assert not future.done()
         cluster.start_workers(1)
         assert future.result(timeout=120).value.duration_s == pytest.approx(11.0, abs=0.1)
+
+
+@pytest.mark.celery
+def test_a_dead_clients_leftovers_in_shared_storage_go_a_day_later(redis_server: RedisServer, tmp_path: Path) -> None:
+    """Staged audio whose holds expired, a copy cut short and a spilled result nobody read stay after a client is
+    killed; the next client removes them once a day old, and keeps what is newer or still held."""
+    from isoscribe.distributed.staging import STAGED_KEY, sweep_leftovers
+
+    shared = tmp_path / "shared"
+    (shared / "audio").mkdir(parents=True)
+    (shared / "results").mkdir()
+    files = {name: shared / name for name in ("audio/old.wav", "audio/.old.wav.1234.partial", "results/t1.json",
+                                             "audio/held.wav", "audio/new.wav", "results/t2.json")}
+    day_ago = time.time() - 25 * 3600
+    for name, path in files.items():
+        path.write_bytes(b"x")
+        if "new" not in name and "t2" not in name:
+            os.utime(path, (day_ago, day_ago))
+    broker = Redis.from_url(redis_server.url(0))
+    broker.hset(STAGED_KEY + "audio/held.wav", "a-client", 1)
+    assert sweep_leftovers(broker, shared) == 3
+    assert sorted(name for name, path in files.items() if path.exists()) == [
+        "audio/held.wav", "audio/new.wav", "results/t2.json"]
+    files["results/t1.json"].write_bytes(b"x")
+    os.utime(files["results/t1.json"], (day_ago, day_ago))
+    celery = {"broker_url": redis_server.url(0), "result_backend": redis_server.url(1), "shared_dir": str(shared)}
+    with CeleryExecutor(load_settings(overrides={"celery": celery})):
+        assert not files["results/t1.json"].exists(), "a client sweeps as it starts"

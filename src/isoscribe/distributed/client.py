@@ -39,7 +39,7 @@ from isoscribe.distributed.app import (
     with_redis_retry,
 )
 from isoscribe.distributed.codec import client_sections, encode_value, request_files, with_request_files
-from isoscribe.distributed.staging import StagedHolds, copy_staged, staged_name
+from isoscribe.distributed.staging import StagedHolds, copy_staged, staged_name, sweep_leftovers
 from isoscribe.distributed.waiter import Waiter
 from isoscribe.isolation import TaskCancelled, TaskResult
 from isoscribe.logs import log_event
@@ -115,7 +115,20 @@ class CeleryExecutor:
         client_id = f"{os.getpid()}-{uuid.uuid4().hex[:12]}"
         self._holds = StagedHolds(self._broker, self.shared_dir, client_id) if self.shared_dir is not None else None
         self._declare_queues_at_start()
+        self._sweep_shared_storage()
         self._waiter = Waiter(self)
+
+    def _sweep_shared_storage(self) -> None:
+        """What clients that died left in shared storage a day ago goes (their holds have expired by then)."""
+        if self.shared_dir is None:
+            return
+        try:
+            removed = sweep_leftovers(self._broker, self.shared_dir)
+        except (*REDIS_ERRORS, OSError) as exc:  # tidying only: the next client tries again
+            log_event(logger, "shared_storage_sweep_failed", logging.WARNING, error=exc)
+            return
+        if removed:
+            log_event(logger, "shared_storage_swept", files=removed)
 
     def submit(self, stage: str, request: Any, on_event: Callable[[Any], None] | None = None) -> Future[TaskResult]:
         """``stage`` is one of STAGE_TASKS, or ``speech:MODEL``: the speech task on ``MODEL`` instead of ``asr.model``."""

@@ -13,6 +13,7 @@ import logging
 import os
 import shutil
 import threading
+import time
 import uuid
 from collections import Counter
 from collections.abc import Iterable
@@ -23,7 +24,7 @@ from redis import Redis
 from isoscribe.distributed.app import REDIS_ERRORS, with_redis_retry
 from isoscribe.logs import log_event
 
-__all__ = ["stage_audio", "staged_name", "copy_staged", "StagedHolds"]
+__all__ = ["stage_audio", "staged_name", "copy_staged", "sweep_leftovers", "StagedHolds"]
 
 logger = logging.getLogger("isoscribe.distributed")
 
@@ -57,6 +58,29 @@ def copy_staged(path: Path, shared_dir: Path, name: str) -> None:
         partial = target.with_name(f".{target.name}.{uuid.uuid4().hex}.partial")
         shutil.copyfile(path, partial)
         os.replace(partial, target)
+
+
+def sweep_leftovers(broker: Redis, shared_dir: Path, older_than_s: float = _HOLD_TTL_S) -> int:
+    """Remove what clients that died left in shared storage, once it is ``older_than_s`` old: staged audio that no
+    client holds, copies cut short, results nobody read. Returns how many files went."""
+    cutoff = time.time() - older_than_s
+    removed = 0
+    for path in [*Path(shared_dir, "audio").glob("*"), *Path(shared_dir, "results").glob("*.json")]:
+        try:
+            if path.stat().st_mtime > cutoff:
+                continue
+        except FileNotFoundError:
+            continue
+        if path.parent.name == "audio" and not path.name.endswith(".partial"):
+            name = f"audio/{path.name}"
+            with broker.lock(f"{STAGED_KEY}lock:{name}", timeout=60, blocking_timeout=120):  # as StagedHolds._sync
+                if broker.exists(STAGED_KEY + name):
+                    continue
+                path.unlink(missing_ok=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
 
 
 class StagedHolds:
