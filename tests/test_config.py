@@ -210,3 +210,12 @@ def test_config_and_log_level_may_follow_the_command() -> None:
     assert parse(["--log-level", "error", "serve", "--log-level", "info"]).log_level == "info", "the later one wins"
     assert parse(["summarize", "t.json", "--config", "x.toml"]).config == Path("x.toml")
     assert parse(["models"]).config is None
+
+
+def test_whispers_short_and_long_flag_names_are_taken_too() -> None:
+    from isoscribe.cli.parser import build_parser
+
+    parse = build_parser().parse_args
+    args = parse(["transcribe", "a.wav", "-f", "srt", "-o", "out/", "--initial-prompt", "Kubernetes"])
+    assert (args.format, args.out, args.initial_prompt) == ("srt", "out/", "Kubernetes")
+    assert parse(["run", "a.wav", "-o", "out"]).out == Path("out")

@@ -25,7 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     run = commands.add_parser("run", help="batch: transcribe, diarize and summarize many files")
     run.add_argument("inputs", nargs="+", help="audio files, directories, globs, or @manifest.txt")
-    run.add_argument("--out", type=Path, required=True, help="output directory (holds the ledger)")
+    run.add_argument("-o", "--out", type=Path, required=True, help="output directory (holds the ledger)")
     _add_asr_flags(run)
     _add_decoding_flags(run)
     _add_subtitle_flags(run)
@@ -46,8 +46,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_asr_flags(transcribe)
     _add_decoding_flags(transcribe)
     _add_subtitle_flags(transcribe)
-    transcribe.add_argument("--format", choices=format_names("cli"), default="txt")
-    transcribe.add_argument("--out", help="write here instead of stdout; into this folder when it ends with /")
+    transcribe.add_argument("-f", "--format", choices=format_names("cli"), default="txt")
+    transcribe.add_argument("-o", "--out", help="write here instead of stdout; into this folder when it ends with /")
     transcribe.add_argument("--no-progress", action="store_true", help="no progress bar even on a terminal")
 
     summarize = commands.add_parser("summarize", help="summarize a transcript in an isolated worker")
@@ -126,7 +126,7 @@ def _add_asr_flags(parser: argparse.ArgumentParser) -> None:
 def _add_decoding_flags(parser: argparse.ArgumentParser) -> None:
     """The decoding options (isoscribe.decoding), each onto its [asr] key."""
     decoding = parser.add_argument_group("decoding")
-    decoding.add_argument("--prompt", dest="initial_prompt", help="text that biases spelling and vocabulary (names)")
+    decoding.add_argument("--prompt", "--initial-prompt", dest="initial_prompt", help="text that biases spelling and vocabulary (names)")
     decoding.add_argument("--hotwords", help="words to make likelier in every window")
     decoding.add_argument("--beam-size", type=int, help="beam search width (5)")
     decoding.add_argument(
