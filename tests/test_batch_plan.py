@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from isoscribe.batch import run_batch
+from isoscribe.cli import main
 from isoscribe.batch.plan import Planner, output_names
 from isoscribe.config import load_settings
 from isoscribe.inputs import InputError
@@ -101,3 +102,11 @@ def test_an_output_folder_that_cannot_be_written_is_a_plain_input_error(tmp_path
     out.mkdir()
     with _read_only(out), pytest.raises(InputError, match="cannot use .*out as the output folder: (read-only|not writ)"):
         run_batch(load_settings(), [audio], out, progress=False, notify=False)
+
+
+def test_a_model_that_is_not_installed_stops_the_run_at_start(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """It was six seconds of calibration workers failing to load it, then a CalibrationFailed traceback, exit 1."""
+    audio = _recording(tmp_path / "talk.wav", b"audio")
+    assert main(["run", str(audio), "--out", str(tmp_path / "out"), "--model", "nosuch", "--no-progress"]) == 2
+    assert "model 'nosuch' is not available locally" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()

@@ -12,15 +12,22 @@ from isoscribe.config import Settings
 from isoscribe.executors import ExecutorUnavailable
 from isoscribe.inputs import InputError
 from isoscribe.logs import log_event
+from isoscribe.models import ModelNotFound, resolve_model
 from isoscribe.pipeline import Cancellation
 
 __all__ = ["run_command"]
 
 
 def run_command(settings: Settings, args: argparse.Namespace) -> int:
-    """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs, a busy
-    ``--out`` or a Celery broker that does not answer. A second stop signal kills the running stages instead of
+    """``isoscribe run``: exit 0 when every file is done, 1 when any failed, 2 on bad inputs, a model that is
+    not installed, a busy ``--out`` or a Celery broker that does not answer. A second stop signal kills the running stages instead of
     waiting out the grace period."""
+    if settings.batch.executor == "local":  # Celery workers load their own models, on their own machines
+        try:
+            resolve_model(settings.asr.model, settings.asr.model_cache_dir)
+        except ModelNotFound as exc:
+            print(f"isoscribe: {exc}", file=sys.stderr)
+            return 2
     cancellation = Cancellation()
 
     def stop_now() -> None:
