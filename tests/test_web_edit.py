@@ -163,6 +163,19 @@ def test_edit_merge_split_undo_and_every_download_holds_the_edited_text(page_ser
     assert script_errors(driver) == []
 
 
+def test_a_download_is_named_after_the_upload_in_any_script(page_server, browser) -> None:
+    """The page names a download after the upload as the API's Content-Disposition does: letters of any
+    script stay (they all became "_": 会議.wav gave _.txt, so every such job's downloads collided)."""
+    server, audio = page_server
+    driver, downloads = browser
+    options = JobOptions(model="tiny.en", diarize=True, filename="Réunion été 会議.wav")
+    _open(driver, server, server.add_finished_job(audio, _transcript(), options))
+    driver.find_element(By.CSS_SELECTOR, ".downloads-menu summary").click()
+    _download(driver, downloads, "Text", "txt")
+    assert [path.name for path in downloads.iterdir()] == ["Réunion_été_会議.txt"]
+    assert driver.find_element(By.ID, "download-status").text == "Downloaded Réunion_été_会議.txt."
+
+
 def _choose(driver: webdriver.Chrome, select_id: str, value: str) -> None:
     from selenium.webdriver.support.ui import Select
 

@@ -28,9 +28,10 @@ export function megabytes(bytes) {
   return `${(bytes / 1e6).toFixed(1)} MB`;
 }
 
+/** A download's name from the upload's: letters of any script stay ("Réunion été" → "Réunion_été"). */
 export function fileStem(name) {
   const stem = name.replace(/\.[^.]+$/, "");
-  return stem.replace(/[^\w.-]+/g, "_") || "transcript";
+  return stem.replace(/[^\p{L}\p{M}\p{N}_.-]+/gu, "_") || "transcript";
 }
 
 const languageNames = new Intl.DisplayNames(["en"], { type: "language", fallback: "code" });
