@@ -176,6 +176,18 @@ def test_a_download_is_named_after_the_upload_in_any_script(page_server, browser
     assert driver.find_element(By.ID, "download-status").text == "Downloaded Réunion_été_会議.txt."
 
 
+def test_a_one_speaker_job_says_1_speaker(page_server, browser) -> None:
+    server, audio = page_server
+    driver, _ = browser
+    transcript = _transcript()
+    for segment in transcript["segments"]:
+        segment["speaker"] = "SPEAKER_00"
+    transcript["speakers"] = ["SPEAKER_00"]
+    _open(driver, server, server.add_finished_job(audio, transcript, JobOptions(model="tiny.en", diarize=True)))
+    facts = driver.find_element(By.ID, "viewer-facts").text
+    assert facts.startswith("0:11 · 1 speaker · English, German"), facts
+
+
 def _choose(driver: webdriver.Chrome, select_id: str, value: str) -> None:
     from selenium.webdriver.support.ui import Select
 

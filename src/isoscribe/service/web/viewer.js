@@ -93,11 +93,15 @@ function transcriptFacts(transcript, revision) {
   const languages = transcript.languages?.length ? transcript.languages : [transcript.language];
   return [
     clock(transcript.duration_s),
-    transcript.speakers?.length ? `${transcript.speakers.length} speakers` : "",
+    speakerCount(transcript.speakers?.length),
     languages.filter(Boolean).map(languageName).join(", "),
     `model ${transcript.model}`,
     revision ? `edited (revision ${revision})` : "",
   ].filter(Boolean).join(" · ");
+}
+
+function speakerCount(count) {
+  return count ? `${count} speaker${count > 1 ? "s" : ""}` : "";
 }
 
 export function showRevision(revision) {
