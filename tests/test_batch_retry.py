@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 from concurrent.futures import Future
 from pathlib import Path
 
+import pytest
 from batch_support import write_inputs
 
-from isoscribe.batch import run_batch
+from isoscribe import outputs
+from isoscribe.batch import OutDirFull, run_batch
 from isoscribe.config import load_settings
 from isoscribe.isolation import StageTimeout, TaskResult, TaskStats, WorkerCrashed
 from isoscribe.ledger import Ledger
@@ -104,3 +107,27 @@ def test_the_same_content_under_two_names_is_processed_once(tmp_path: Path) -> N
     assert [item.status for item in report.files] == ["done", "skipped"]
     assert "same content as" in report.files[1].warning and report.files[1].output_name == "a"
     assert executor.calls.count(("speech", "a.wav")) == 1
+
+
+def test_a_full_disk_stops_the_batch_and_fails_no_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A full disk failed the file being written ('OSError: [Errno 28] No space left on device', skipped by the
+    next run unless --retry-failed) or, writing its kept speech result, ended the batch in a traceback."""
+    first, second, third = write_inputs(tmp_path, "a.wav", "b.wav", "c.wav")
+    out_dir = tmp_path / "out"
+    write_atomic = outputs.write_atomic
+
+    def full_after_a(path, data) -> None:
+        if not Path(path).name.startswith("a."):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        write_atomic(path, data)
+
+    monkeypatch.setattr(outputs, "write_atomic", full_after_a)
+    executor = ScriptedExecutor({"a.wav": ["ok"], "b.wav": ["ok", "ok"], "c.wav": ["ok", "ok"]})
+    settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["json", "txt"]}})
+    with pytest.raises(OutDirFull, match="no space left in"):
+        run_batch(settings, [first, second, third], out_dir, executor=executor, progress=False)
+    with Ledger.in_dir(out_dir) as ledger:
+        assert [(row.output_name, row.status.value) for row in ledger.rows() if row.status.value != "queued"] == [("a", "done")]
+    monkeypatch.setattr(outputs, "write_atomic", write_atomic)
+    report = run_batch(settings, [first, second, third], out_dir, executor=executor, progress=False)
+    assert [item.status for item in report.files] == ["skipped", "done", "done"]

@@ -6,8 +6,8 @@ is the bar; ``partial`` the files kept while a file runs; ``outdir`` the output 
 killed run left half written.
 """
 
-from isoscribe.batch.outdir import OutDirBusy
+from isoscribe.batch.outdir import OutDirBusy, OutDirFull
 from isoscribe.batch.partial import SPEECH_DONE_DIR
 from isoscribe.batch.runner import run_batch
 
-__all__ = ["run_batch", "OutDirBusy", "SPEECH_DONE_DIR"]
+__all__ = ["run_batch", "OutDirBusy", "OutDirFull", "SPEECH_DONE_DIR"]

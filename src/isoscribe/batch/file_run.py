@@ -3,10 +3,13 @@ interruptions (a stop is never a failure), the partial transcript and the kept s
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import sqlite3
 import threading
 from typing import TYPE_CHECKING
 
+from isoscribe.batch.outdir import OutDirFull, disk_full
 from isoscribe.batch.partial import PartialTranscript, SpeechDone, speech_done_path
 from isoscribe.batch.plan import Job, file_report, stage_dict
 from isoscribe.batch.progress import BatchProgress
@@ -69,14 +72,14 @@ class FileRun:
             return kept
         try:
             transcript = self.pipeline.transcribe(speech_request(self.settings, self.input_path), self.attempts_done)
+            transcript.source = transcript.source or str(self.input_path)
+            self.speech_done.save(transcript)
         except PipelineError as error:
             self._failed(error)
             return None
         except Exception as exc:  # a bug in post-processing fails this file, not the batch
             self._error(exc)
             return None
-        transcript.source = transcript.source or str(self.input_path)
-        self.speech_done.save(transcript)
         return transcript
 
     def finish(self, transcript: Transcript | None) -> FileReport:
@@ -121,6 +124,11 @@ class FileRun:
         self.ledger.mark_failed(self.key, error.detail)
 
     def _error(self, exc: Exception) -> None:
+        if disk_full(exc):  # every file would fail alike: the batch stops, this one is queued again
+            self.batch.cancellation.stop_starting()
+            with contextlib.suppress(sqlite3.Error):  # the ledger may be on that disk: a killed run's rows are requeued too
+                self._interrupted(error=f"{type(exc).__name__}: {exc}")
+            raise OutDirFull(f"no space left in {self.batch.out_dir} ({exc})") from exc
         if self.batch.cancellation.cancelled:  # e.g. a pool shut down under a stopping batch
             self._interrupted(error=f"{type(exc).__name__}: {exc}")
             return

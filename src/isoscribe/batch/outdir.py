@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import logging
 import shutil
+import sqlite3
 from pathlib import Path
 
-__all__ = ["PARTIAL_PREFIX", "LOCK_NAME", "OutDirBusy", "locked", "remove_partials", "log_file_attached"]
+__all__ = [
+    "PARTIAL_PREFIX", "LOCK_NAME", "OutDirBusy", "OutDirFull", "disk_full", "locked", "remove_partials", "log_file_attached",
+]
 
 PARTIAL_PREFIX = ".partial-"
 """Folders where earlier versions wrote a file's outputs before renaming them into place."""
@@ -17,6 +21,18 @@ LOCK_NAME = ".isoscribe-run.lock"
 
 class OutDirBusy(RuntimeError):
     """Another ``isoscribe run`` holds the output directory."""
+
+
+class OutDirFull(RuntimeError):
+    """The output directory's file system has no space left: no file's fault, so the batch stops and the
+    file being written stays queued for the next run."""
+
+
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` is a write that found no space left (or the user's quota spent), by the file system or SQLite."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return isinstance(exc, sqlite3.OperationalError) and "disk is full" in str(exc)
 
 
 class locked:

@@ -6,7 +6,7 @@ import argparse
 import logging
 import sys
 
-from isoscribe.batch import OutDirBusy, run_batch
+from isoscribe.batch import OutDirBusy, OutDirFull, run_batch
 from isoscribe.cli.signals import install_stop_signals
 from isoscribe.config import Settings
 from isoscribe.executors import ExecutorUnavailable
@@ -43,6 +43,9 @@ def run_command(settings: Settings, args: argparse.Namespace) -> int:
     except (InputError, OutDirBusy, ExecutorUnavailable) as exc:
         print(f"isoscribe: {exc}", file=sys.stderr)
         return 2
+    except OutDirFull as exc:
+        print(f"isoscribe: {exc}; free some space and run again: finished files are kept, the rest go on", file=sys.stderr)
+        return 1
     counts = report.counts
     print(
         f"{counts['done']} done, {counts['failed']} failed, {counts['skipped']} skipped; "
