@@ -4,7 +4,7 @@
 import { KEY_STORAGE, KeyNeeded, describeError, whenKeyNeeded } from "./api.js";
 import { $, say } from "./dom.js";
 import { loadModels, wireForm } from "./form.js";
-import { refreshJobs, stopPolling } from "./jobs.js";
+import { listJobsDownTo, refreshJobs, stopPolling, wireJobs } from "./jobs.js";
 import { wireKeys } from "./keys.js";
 import { wireLive } from "./live.js";
 import { wireSearch } from "./search.js";
@@ -45,8 +45,17 @@ async function start() {
   $("key-panel").hidden = true;
   $("workspace").hidden = false;
   $("forget-key").hidden = !sessionStorage.getItem(KEY_STORAGE);
-  const wanted = new URLSearchParams(location.hash.slice(1)).get("job");
-  if (wanted && state.jobRows.has(wanted)) openJob(wanted);
+  await openLinkedJob(new URLSearchParams(location.hash.slice(1)).get("job"));
+}
+
+/** The job the address names (#job=ID), older than the list's first page or not. */
+async function openLinkedJob(jobId) {
+  if (!jobId) return;
+  try {
+    if (state.jobRows.has(jobId) || (await listJobsDownTo(jobId))) openJob(jobId);
+  } catch (error) {
+    if (!(error instanceof KeyNeeded)) say("upload-status", `Cannot open the linked job: ${describeError(error)}`, true);
+  }
 }
 
 function wire() {
@@ -54,6 +63,7 @@ function wire() {
   $("key-form").addEventListener("submit", useKey);
   $("forget-key").addEventListener("click", forgetKey);
   wireForm();
+  wireJobs();
   wireViewer();
   wireTranscript();
   wireSearch();

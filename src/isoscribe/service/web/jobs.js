@@ -8,13 +8,51 @@ import { stageText } from "./running.js";
 
 const POLL_ACTIVE_MS = 1000;
 const POLL_IDLE_MS = 5000;
-const JOBS_LISTED = 50;
+const JOBS_PAGE = 50;
 
 export async function refreshJobs() {
-  const jobs = (await apiJson(`/v1/jobs?limit=${JOBS_LISTED}`)).data;
+  const { jobs, hasMore } = await listJobs(state.jobsListed);
   renderJobs(jobs);
+  $("jobs-more").hidden = !hasMore;
   schedulePoll(jobs.some((job) => UNFINISHED.has(job.status)) ? POLL_ACTIVE_MS : POLL_IDLE_MS);
   return jobs;
+}
+
+/** The newest ``wanted`` jobs at least, a page at a time, and on until ``untilId`` is among them. */
+async function listJobs(wanted, untilId = null) {
+  const jobs = [];
+  let page = { has_more: true, last_id: null };
+  while (page.has_more && (jobs.length < wanted || (untilId && !jobs.some((job) => job.id === untilId)))) {
+    const after = page.last_id ? `&after=${encodeURIComponent(page.last_id)}` : "";
+    page = await apiJson(`/v1/jobs?limit=${JOBS_PAGE}${after}`);
+    jobs.push(...page.data);
+  }
+  return { jobs, hasMore: page.has_more };
+}
+
+async function showOlderJobs() {
+  state.jobsListed = state.jobRows.size + JOBS_PAGE;
+  await refreshJobs().catch((error) => {
+    if (!(error instanceof KeyNeeded)) say("upload-status", describeError(error), true);
+  });
+}
+
+/** List jobs down to ``jobId`` (a link to an older job); false when the key has no such job. */
+export async function listJobsDownTo(jobId) {
+  try {
+    await apiJson(`/v1/jobs/${encodeURIComponent(jobId)}`);
+  } catch (error) {
+    if (error instanceof KeyNeeded) throw error;
+    return false;
+  }
+  const { jobs } = await listJobs(state.jobsListed, jobId);
+  state.jobsListed = Math.max(state.jobsListed, jobs.length);
+  await refreshJobs();
+  return state.jobRows.has(jobId);
+}
+
+export function wireJobs() {
+  $("jobs-more").addEventListener("click", showOlderJobs);
 }
 
 function schedulePoll(delayMs) {

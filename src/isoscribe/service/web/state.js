@@ -4,6 +4,7 @@ export const UNFINISHED = new Set(["queued", "running"]);
 
 export const state = {
   jobRows: new Map(), // job id -> <li>
+  jobsListed: 50, // how many of the newest jobs the list shows; "Show older jobs" adds a page
   uploads: [], // {name, fraction, row}
   openJob: null, // the job shown in the main pane
   transcript: null, // its transcript JSON (speakers, languages, model...); segments live in `history`
