@@ -79,6 +79,30 @@ def test_manifest_entry_that_does_not_exist_names_its_line(tree: Path) -> None:
         discover_inputs([f"@{manifest}"])
 
 
+@pytest.mark.parametrize(
+    "encoded",
+    [b"\xef\xbb\xbfsub/c.mp3\r\na.wav\r\n", "sub/c.mp3\r\na.wav\r\n".encode("utf-16")],
+    ids=["utf-8 with BOM", "utf-16 (Notepad's Unicode)"],
+)
+def test_a_manifest_saved_by_windows_tools_is_read(tree: Path, encoded: bytes) -> None:
+    """A UTF-8 byte-order mark was read into the first path ('file not found: \ufeffsub/c.mp3'); UTF-16 was a
+    UnicodeDecodeError traceback."""
+    manifest = tree / "list.txt"
+    manifest.write_bytes(encoded)
+    assert [p.name for p in discover_inputs([f"@{manifest}"])] == ["c.mp3", "a.wav"]
+
+
+def test_a_manifest_that_lists_nothing_or_is_not_text_is_an_error(tree: Path) -> None:
+    """An empty manifest was a run of no file with exit 0; README: an input that matches nothing exits 2."""
+    manifest = tree / "list.txt"
+    manifest.write_text("# to do\n\n")
+    with pytest.raises(InputError, match="no audio files listed in .*list.txt"):
+        discover_inputs([f"@{manifest}"])
+    manifest.write_bytes(b"a.wav\n\xff\xfe\x00")
+    with pytest.raises(InputError, match=r"manifest .*list.txt is not UTF-8 text \(byte 6"):
+        discover_inputs([f"@{manifest}"])
+
+
 def test_directory_without_audio_is_an_error(tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(InputError, match="no audio files under"):

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import codecs
 import os
 import tempfile
 from pathlib import Path
 
-__all__ = ["cut_utf8", "write_atomic"]
+__all__ = ["cut_utf8", "read_text", "write_atomic"]
 
 _TEMP_PREFIX_NAME_BYTES = 100
 """How much of the target's name its temp file keeps: with the dots, mkstemp's 8 random characters and
@@ -16,6 +17,18 @@ _TEMP_PREFIX_NAME_BYTES = 100
 def cut_utf8(text: str, max_bytes: int) -> str:
     """``text`` cut to at most ``max_bytes`` UTF-8 bytes, never in the middle of a character."""
     return text.encode()[:max_bytes].decode(errors="ignore")
+
+
+def read_text(path: Path) -> str:
+    """A text file a person wrote: UTF-8, or UTF-16 with its byte-order mark (Notepad's "Unicode"); a UTF-8
+    byte-order mark is no part of its first line. ValueError naming the first bad byte for other bytes."""
+    data = Path(path).read_bytes()
+    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as exc:
+        name = encoding.upper().removesuffix("-SIG")
+        raise ValueError(f"{path} is not {name} text (byte {exc.start}: {data[exc.start : exc.start + 1]!r})") from None
 
 
 def _mode_under_umask() -> int:

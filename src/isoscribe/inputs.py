@@ -10,6 +10,7 @@ import glob
 import os
 from pathlib import Path
 
+from isoscribe.files import read_text
 from isoscribe.transcript import UNNAMED_SPEAKER_LABEL
 
 __all__ = ["AUDIO_EXTENSIONS", "InputError", "discover_inputs"]
@@ -66,8 +67,12 @@ def _expand(spec: str) -> list[Path]:
 def _from_manifest(manifest: Path) -> list[Path]:
     if not manifest.is_file():
         raise InputError(f"manifest not found: {manifest}")
+    try:
+        text = read_text(manifest)
+    except ValueError as exc:
+        raise InputError(f"manifest {exc}") from None
     paths = []
-    for number, line in enumerate(manifest.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(text.splitlines(), start=1):
         entry = line.strip()
         if not entry or entry.startswith("#"):
             continue
@@ -76,6 +81,8 @@ def _from_manifest(manifest: Path) -> list[Path]:
         if not path.is_file():
             raise InputError(f"{manifest}:{number}: file not found: {entry}")
         paths.append(path)
+    if not paths:
+        raise InputError(f"no audio files listed in {manifest}")
     return paths
 
 

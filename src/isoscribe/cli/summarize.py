@@ -4,7 +4,6 @@ prints the digest as markdown (``--format md``) or the summary object (``--forma
 from __future__ import annotations
 
 import argparse
-import codecs
 import json
 import math
 import sys
@@ -13,6 +12,7 @@ from pathlib import Path
 
 from isoscribe.config import Settings
 from isoscribe.executors import PerTaskExecutor
+from isoscribe.files import read_text
 from isoscribe.outputs import to_summary_md
 from isoscribe.pipeline.policy import Policy
 from isoscribe.pipeline.sequence import FilePipeline
@@ -28,7 +28,7 @@ __all__ = ["summarize_command", "read_transcript"]
 def read_transcript(path: Path) -> Transcript:
     """An isoscribe JSON transcript, SRT, WebVTT or TSV cues, or a plain text file (a ``Name: text`` line keeps
     its speaker)."""
-    raw = _text_of(path)
+    raw = read_text(path)
     if is_subtitles(path.suffix, raw):
         return _cues(path, transcript_from_subtitles, raw, path.suffix.lower().lstrip(".") or "vtt")
     if path.suffix.lower() == ".tsv":
@@ -39,18 +39,6 @@ def read_transcript(path: Path) -> Transcript:
         return _checked(Transcript.from_dict(json.loads(raw)))
     except (json.JSONDecodeError, KeyError, TypeError, AttributeError) as exc:
         raise ValueError(f"{path} is not an isoscribe JSON transcript: {exc}") from None
-
-
-def _text_of(path: Path) -> str:
-    """UTF-8, or UTF-16 with its byte-order mark (Notepad's "Unicode"); a UTF-8 byte-order mark is no part of
-    the first speaker's name."""
-    data = path.read_bytes()
-    encoding = "utf-16" if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) else "utf-8-sig"
-    try:
-        return data.decode(encoding)
-    except UnicodeDecodeError as exc:
-        name = encoding.upper().removesuffix("-SIG")
-        raise ValueError(f"{path} is not {name} text (byte {exc.start}: {data[exc.start : exc.start + 1]!r})") from None
 
 
 def _cues(path: Path, read: Callable[[str, str], Transcript], raw: str, kind: str) -> Transcript:
