@@ -1,6 +1,6 @@
 """The web page's job list beyond its first page, in a real headless Chromium against the real app (no model
 runs: the job store already holds 55 finished jobs). The list shows the newest 50; "Show older jobs" lists
-the rest, and a link to an older job (#job=ID) opens it."""
+the rest, and a link to an older job (#job=ID) opens it, in a fresh tab or in one where the page is open."""
 
 from __future__ import annotations
 
@@ -47,5 +47,9 @@ def test_older_jobs_are_listed_on_request_and_open_from_a_link(tmp_path: Path, s
         driver.get(f"{server.url}/#job={ids[0]}")
         driver.refresh()  # a fresh page lists 50 again: the link alone must bring the oldest job
         WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "viewer-title").text == "meeting-00.wav")
+        WebDriverWait(driver, 30).until(lambda d: len(_segment_texts(d)) == len(PARTS))
+
+        driver.get(f"{server.url}/#job={ids[-1]}")  # another link in the same tab: only the # changes
+        WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "viewer-title").text == f"meeting-{JOBS - 1}.wav")
         WebDriverWait(driver, 30).until(lambda d: len(_segment_texts(d)) == len(PARTS))
         assert script_errors(driver) == []

@@ -45,7 +45,17 @@ async function start() {
   $("key-panel").hidden = true;
   $("workspace").hidden = false;
   $("forget-key").hidden = !sessionStorage.getItem(KEY_STORAGE);
-  await openLinkedJob(new URLSearchParams(location.hash.slice(1)).get("job"));
+  await openLinkedJob(linkedJobId());
+}
+
+function linkedJobId() {
+  return new URLSearchParams(location.hash.slice(1)).get("job");
+}
+
+// A job's link pasted into a tab where the page is open changes only the address's #: no reload.
+function followLink() {
+  const jobId = linkedJobId();
+  if (jobId && jobId !== state.openJob?.id && !$("workspace").hidden) openLinkedJob(jobId);
 }
 
 /** The job the address names (#job=ID), older than the list's first page or not. */
@@ -62,6 +72,7 @@ function wire() {
   whenKeyNeeded(showKeyPanel);
   $("key-form").addEventListener("submit", useKey);
   $("forget-key").addEventListener("click", forgetKey);
+  window.addEventListener("hashchange", followLink);
   wireForm();
   wireJobs();
   wireViewer();
