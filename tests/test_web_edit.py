@@ -421,7 +421,7 @@ def test_the_form_remembers_the_last_settings(page_server, browser) -> None:
 
 def test_an_edit_on_a_revision_changed_elsewhere_is_not_saved_and_says_so(page_server, job, browser) -> None:
     server, _ = page_server
-    driver, _ = browser
+    driver, downloads = browser
     _open(driver, server, job)
     with server.client() as client:  # another tab saves first
         latest = client.get(f"/v1/jobs/{job}/transcript").json()
@@ -437,6 +437,14 @@ def test_an_edit_on_a_revision_changed_elsewhere_is_not_saved_and_says_so(page_s
     with server.client() as client:
         kept = client.get(f"/v1/jobs/{job}/transcript").json()["transcript"]["segments"]
     assert [s["text"].strip() for s in kept][1] == "ask now" and len(kept) == len(PARTS), "the other tab's save stays"
+    # A download holds what the page shows or nothing: the other tab's text is not passed off as this one's.
+    driver.find_element(By.CSS_SELECTOR, ".downloads-menu summary").click()
+    driver.find_element(By.CSS_SELECTOR, "#downloads button[aria-label='Download Text']").click()
+    download_status = driver.find_element(By.ID, "download-status")
+    WebDriverWait(driver, 30).until(lambda d: download_status.text)
+    assert download_status.text.startswith("Not downloaded: Revision 0 is not the latest"), download_status.text
+    assert "error" in download_status.get_attribute("class")
+    assert list(downloads.iterdir()) == []
 
 
 def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_server, job, browser) -> None:

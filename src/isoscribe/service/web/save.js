@@ -20,7 +20,8 @@ export function scheduleSave() {
   saving.timer = setTimeout(() => saveNow().catch(() => {}), SAVE_AFTER_MS); // put() reports it
 }
 
-/** Save what is waiting now (a download or a rename must see it); resolves once nothing is waiting. */
+/** Save what is waiting now (a download or a rename must see it); resolves once nothing is waiting, rejects
+ * when the server refuses the edits (a conflict with another tab's save). */
 export async function flushSave() {
   clearTimeout(saving.timer);
   while (saving.running || saving.dirty) {
@@ -54,6 +55,7 @@ async function put(jobId) {
     if (!saving.dirty) await takeServerWords(jobId, saved.revision);
   } catch (error) {
     if (error instanceof KeyNeeded || state.openJob?.id !== jobId) return;
+    saving.dirty = true; // still unsaved: a download or rename that flushes must not pass over them
     const conflict = error.code === "revision_conflict";
     say("save-status", conflict
       ? "Not saved: the transcript was changed somewhere else. Reload the page to see the latest version."

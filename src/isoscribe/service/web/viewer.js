@@ -241,7 +241,7 @@ async function download(format, extension) {
     setTimeout(() => URL.revokeObjectURL(link.href), 10000);
     say("download-status", `Downloaded ${link.download}.`);
   } catch (error) {
-    if (!(error instanceof KeyNeeded)) say("download-status", describeError(error), true);
+    if (!(error instanceof KeyNeeded)) say("download-status", `Not downloaded: ${describeError(error)}`, true);
   }
 }
 
