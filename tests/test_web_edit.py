@@ -447,6 +447,20 @@ def test_an_edit_on_a_revision_changed_elsewhere_is_not_saved_and_says_so(page_s
     assert list(downloads.iterdir()) == []
 
 
+def test_an_edit_made_just_before_the_page_is_left_is_saved(page_server, job, browser) -> None:
+    """A reload inside the autosave's second dropped the edit without a word (revision 0 stayed)."""
+    server, _ = page_server
+    driver, _ = browser
+    _open(driver, server, job)
+    _edit_text(driver, 0, EDITED[0])
+    driver.refresh()
+    WebDriverWait(driver, 30).until(lambda d: len(_segment_texts(d)) == len(PARTS))
+    with server.client() as client:
+        latest = client.get(f"/v1/jobs/{job}/transcript").json()
+    assert latest["revision"] == 1 and latest["transcript"]["segments"][0]["text"].strip() == EDITED[0]
+    WebDriverWait(driver, 30).until(lambda d: _segment_texts(d)[0] == EDITED[0])
+
+
 def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_server, job, browser) -> None:
     server, _ = page_server
     driver, _ = browser

@@ -38,8 +38,18 @@ export async function apiJson(path, options = {}) {
   return (await api(path, options)).json();
 }
 
+// Browsers let a keepalive request (one that outlives its page) carry at most 64 KiB.
+const KEEPALIVE_MAX_BYTES = 60000;
+
+/** ``body`` as JSON that still arrives if the page is left meanwhile, when it is small enough for that. */
+export function jsonRequest(method, body) {
+  const json = JSON.stringify(body);
+  const keepalive = new TextEncoder().encode(json).length <= KEEPALIVE_MAX_BYTES;
+  return { method, keepalive, headers: { "Content-Type": "application/json" }, body: json };
+}
+
 export function sendJson(path, method, body) {
-  return apiJson(path, { method, headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+  return apiJson(path, jsonRequest(method, body));
 }
 
 export function failureOf(status, bodyText) {

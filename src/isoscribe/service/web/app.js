@@ -7,6 +7,7 @@ import { loadModels, wireForm } from "./form.js";
 import { listJobsDownTo, refreshJobs, stopPolling, wireJobs } from "./jobs.js";
 import { wireKeys } from "./keys.js";
 import { wireLive } from "./live.js";
+import { wireSaving } from "./save.js";
 import { wireSearch } from "./search.js";
 import { state } from "./state.js";
 import { wireTranscript } from "./transcript.js";
@@ -76,6 +77,7 @@ function wire() {
   wireForm();
   wireJobs();
   wireViewer();
+  wireSaving();
   wireTranscript();
   wireSearch();
   wireKeys();

@@ -1,7 +1,7 @@
 // Autosave: an edit is PUT about a second after the last one, as the whole segment list on top of the
 // revision it was made on. The server answers with the new revision; then the page takes the server's
 // words (recomputed timings) unless more edits are waiting.
-import { describeError, KeyNeeded, sendJson } from "./api.js";
+import { authHeaders, describeError, jsonRequest, KeyNeeded, sendJson } from "./api.js";
 import { $, say } from "./dom.js";
 import { forServer } from "./edits.js";
 import { state } from "./state.js";
@@ -43,11 +43,14 @@ function saveNow() {
   return saving.running;
 }
 
+function editBody() {
+  return { base_revision: state.revision, segments: forServer(state.history.segments) };
+}
+
 async function put(jobId) {
   say("save-status", "Saving…");
-  const body = { base_revision: state.revision, segments: forServer(state.history.segments) };
   try {
-    const saved = await sendJson(`/v1/jobs/${jobId}/transcript`, "PUT", body);
+    const saved = await sendJson(`/v1/jobs/${jobId}/transcript`, "PUT", editBody());
     if (state.openJob?.id !== jobId) return;
     showRevision(saved.revision);
     say("save-status", "All changes saved");
@@ -71,4 +74,25 @@ async function takeServerWords(jobId, revision) {
   state.history.refresh(latest.transcript.segments);
   renderTranscript();
   highlightAt($("player").currentTime);
+}
+
+// Leaving the page (reload, close, another address) inside the autosave delay would drop the last edits:
+// they go out at once as a keepalive request, which outlives the page. Edits that cannot (waiting on a
+// save still running, or over keepalive's size) make the browser ask before leaving.
+function saveBeforeLeaving(event) {
+  if (!saving.dirty || !state.history) return;
+  const request = jsonRequest("PUT", editBody());
+  if (saving.running || !request.keepalive) {
+    event.preventDefault();
+    event.returnValue = "";
+    return;
+  }
+  clearTimeout(saving.timer);
+  saving.dirty = false;
+  fetch(`/v1/jobs/${state.openJob.id}/transcript`, { ...request, headers: { ...request.headers, ...authHeaders() } });
+}
+
+export function wireSaving() {
+  addEventListener("beforeunload", saveBeforeLeaving);
+  addEventListener("pagehide", saveBeforeLeaving);
 }
