@@ -18,7 +18,7 @@ from isoscribe.service.errors import ApiError
 from isoscribe.service.execution import PipelineRunner
 from isoscribe.service.job_loops import JobLoops
 from isoscribe.openai_shapes import diarized_json, speaker_labels, verbose_json
-from isoscribe.service.job_store import JobOptions, JobStore
+from isoscribe.service.job_store import Job, JobOptions, JobStore
 from isoscribe.service.known_speakers import save_references
 from isoscribe.service.schemas import TranscriptionParams, from_form
 from isoscribe.service.policy import service_policy
@@ -171,6 +171,15 @@ def _job_loops(store: JobStore, tmp_path: Path) -> tuple[JobLoops, _Outbox]:
     return JobLoops(store, PipelineRunner(_Submissions(), 1, 1, 1), settings, lambda model: "speech", outbox), outbox
 
 
+def _running_job_with_audio(store: JobStore, tmp_path: Path) -> tuple[JobLoops, _Outbox, Path, Job]:
+    """Job loops on ``store``, and a job of theirs claimed (running) with its audio file."""
+    loops, outbox = _job_loops(store, tmp_path)
+    audio = tmp_path / "a.wav"
+    audio.write_bytes(b"RIFF")
+    store.create(audio, JobOptions(model="whisper-1"))
+    return loops, outbox, audio, store.claim_next()
+
+
 def _run_until_cancelled(loops: JobLoops) -> asyncio.Event:
     """The job loops' pipeline runs until cancelled; the event is set once one runs."""
     running = asyncio.Event()
@@ -205,11 +214,7 @@ def test_a_store_error_as_a_cancelled_running_job_stops_is_retried_and_the_job_e
     """A running job that DELETE stops asks the store whether it was cancelled (or the server drains it): a
     store that fails that read once is asked again, and the job gets its webhook and loses its audio."""
     store = _BlinkingStore(tmp_path / "jobs.sqlite3")
-    loops, outbox = _job_loops(store, tmp_path)
-    audio = tmp_path / "a.wav"
-    audio.write_bytes(b"RIFF")
-    store.create(audio, JobOptions(model="whisper-1"))
-    job = store.claim_next()
+    loops, outbox, audio, job = _running_job_with_audio(store, tmp_path)
 
     async def cancel_while_running() -> None:
         running = _run_until_cancelled(loops)
@@ -424,11 +429,7 @@ def test_a_job_taken_back_while_it_ran_keeps_its_audio_and_sends_no_webhook(tmp_
     """An instance that was away (its heartbeat lapsed) finishes a job that was put back in the queue meanwhile:
     its result is not recorded, and the audio and the webhook stay for the run that has it now."""
     store = JobStore(tmp_path / "jobs.sqlite3")
-    loops, outbox = _job_loops(store, tmp_path)
-    audio = tmp_path / "a.wav"
-    audio.write_bytes(b"RIFF")
-    store.create(audio, JobOptions(model="whisper-1"))
-    job = store.claim_next()
+    loops, outbox, audio, job = _running_job_with_audio(store, tmp_path)
 
     async def run(pipeline, call):
         assert store.requeue(job.id)
