@@ -461,6 +461,21 @@ def test_an_edit_made_just_before_the_page_is_left_is_saved(page_server, job, br
     WebDriverWait(driver, 30).until(lambda d: _segment_texts(d)[0] == EDITED[0])
 
 
+def test_a_download_holds_the_text_typed_in_an_editor_still_open(page_server, job, browser) -> None:
+    """Text typed without Enter shows on the page: the download had the text from before it."""
+    server, _ = page_server
+    driver, downloads = browser
+    _open(driver, server, job)
+    _segment_button(driver, 0, "edit").click()
+    area = driver.find_element(By.ID, "segment-text-0")
+    area.clear()
+    area.send_keys(EDITED[0])
+    driver.find_element(By.CSS_SELECTOR, ".downloads-menu summary").click()
+    text = _download(driver, downloads, "Text", "txt").decode()
+    assert text.splitlines()[0] == f"SPEAKER_00: {EDITED[0]}", text
+    assert _segment_texts(driver)[0] == EDITED[0]
+
+
 def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_server, job, browser) -> None:
     server, _ = page_server
     driver, _ = browser

@@ -5,7 +5,7 @@ import { authHeaders, describeError, jsonRequest, KeyNeeded, sendJson } from "./
 import { $, say } from "./dom.js";
 import { forServer } from "./edits.js";
 import { state } from "./state.js";
-import { highlightAt, renderTranscript } from "./transcript.js";
+import { finishEditing, highlightAt, renderTranscript } from "./transcript.js";
 import { renderVersions } from "./versions.js";
 import { loadTranscript, showRevision } from "./viewer.js";
 
@@ -23,6 +23,7 @@ export function scheduleSave() {
 /** Save what is waiting now (a download or a rename must see it); resolves once nothing is waiting, rejects
  * when the server refuses the edits (a conflict with another tab's save). */
 export async function flushSave() {
+  finishEditing(true); // text typed in a part's open editor is on the page: it is kept as an edit
   clearTimeout(saving.timer);
   while (saving.running || saving.dirty) {
     await (saving.running || saveNow());
