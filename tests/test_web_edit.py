@@ -461,6 +461,21 @@ def test_an_edit_made_just_before_the_page_is_left_is_saved(page_server, job, br
     WebDriverWait(driver, 30).until(lambda d: _segment_texts(d)[0] == EDITED[0])
 
 
+def test_text_typed_in_an_editor_still_open_is_saved_when_the_page_is_left(page_server, job, browser) -> None:
+    server, _ = page_server
+    driver, _ = browser
+    _open(driver, server, job)
+    _segment_button(driver, 3, "edit").click()
+    area = driver.find_element(By.ID, "segment-text-3")
+    area.clear()
+    area.send_keys("ask what you can do.")  # no Enter
+    driver.refresh()
+    WebDriverWait(driver, 30).until(lambda d: len(_segment_texts(d)) == len(PARTS))
+    with server.client() as client:
+        latest = client.get(f"/v1/jobs/{job}/transcript").json()
+    assert latest["revision"] == 1 and latest["transcript"]["segments"][3]["text"].strip() == "ask what you can do."
+
+
 def test_a_download_holds_the_text_typed_in_an_editor_still_open(page_server, job, browser) -> None:
     """Text typed without Enter shows on the page: the download had the text from before it."""
     server, _ = page_server

@@ -81,6 +81,7 @@ async function takeServerWords(jobId, revision) {
 // they go out at once as a keepalive request, which outlives the page. Edits that cannot (waiting on a
 // save still running, or over keepalive's size) make the browser ask before leaving.
 function saveBeforeLeaving(event) {
+  finishEditing(true);
   if (!saving.dirty || !state.history) return;
   const request = jsonRequest("PUT", editBody());
   if (saving.running || !request.keepalive) {
