@@ -491,6 +491,26 @@ def test_a_download_holds_the_text_typed_in_an_editor_still_open(page_server, jo
     assert _segment_texts(driver)[0] == EDITED[0]
 
 
+def test_a_rename_of_a_speaker_renamed_in_another_tab_shows_the_names_as_they_are_now(page_server, job, browser) -> None:
+    """It said "No speaker SPEAKER_00 in this transcript" and kept showing SPEAKER_00."""
+    server, _ = page_server
+    driver, _ = browser
+    _open(driver, server, job)
+    with server.client() as client:  # another tab renames first
+        assert client.patch(f"/v1/jobs/{job}/speakers", json={"SPEAKER_00": "Alice"}).status_code == 200
+    field = driver.find_element(By.CSS_SELECTOR, "#speaker-fields input[data-label='SPEAKER_00']")
+    field.clear()
+    field.send_keys("Ann")
+    driver.find_element(By.CSS_SELECTOR, "#speakers-form button[type='submit']").click()
+    status = driver.find_element(By.ID, "speakers-status")
+    WebDriverWait(driver, 30).until(lambda d: status.text)
+    assert status.text == "Not saved: the speakers were renamed somewhere else; these are their names now."
+    assert _segment_speakers(driver) == ["Alice", "SPEAKER_01", "Alice", "SPEAKER_01"]
+    fields = driver.execute_script("return [...document.querySelectorAll('#speaker-fields input')].map(i => i.value)")
+    assert fields == ["Alice", "SPEAKER_01"]
+    assert script_errors(driver) == []
+
+
 def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_server, job, browser) -> None:
     server, _ = page_server
     driver, _ = browser

@@ -55,16 +55,21 @@ async function leaveOpenJob() {
 export async function loadFinished(job) {
   $("viewer-facts").textContent = "Loading…";
   try {
-    const [edited, summary] = await Promise.all([
-      loadTranscript(job.id),
-      job.options?.summarize ? apiJson(`/v1/jobs/${job.id}/result?format=summary`) : null,
-    ]);
+    const [edited, summary] = await latestResult(job);
     if (state.openJob?.id !== job.id) return;
     showResult(edited, summary);
     await loadAudio(job.id);
   } catch (error) {
     if (!(error instanceof KeyNeeded)) say("job-error", `Could not load it: ${describeError(error)}`, true);
   }
+}
+
+/** [the latest revision, the summary or null]. */
+function latestResult(job) {
+  return Promise.all([
+    loadTranscript(job.id),
+    job.options?.summarize ? apiJson(`/v1/jobs/${job.id}/result?format=summary`) : null,
+  ]);
 }
 
 /** The latest revision: {revision, transcript}. */
@@ -177,7 +182,15 @@ async function saveSpeakerNames(event) {
     highlightAt(position);
     say("speakers-status", `Saved: ${Object.values(names).join(", ")}.`);
   } catch (error) {
-    if (!(error instanceof KeyNeeded)) say("speakers-status", describeError(error), true);
+    if (error instanceof KeyNeeded) return;
+    if (error.code !== "unknown_speaker") return say("speakers-status", describeError(error), true);
+    // Renamed in another tab or window since this one loaded: show the names as they are now.
+    const position = $("player").currentTime;
+    const latest = await latestResult(job).catch(() => null);
+    if (!latest || state.openJob?.id !== job.id) return say("speakers-status", describeError(error), true);
+    showResult(...latest);
+    highlightAt(position);
+    say("speakers-status", "Not saved: the speakers were renamed somewhere else; these are their names now.", true);
   }
 }
 
