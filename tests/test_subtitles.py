@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import re
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -75,6 +76,19 @@ def test_the_last_cue_ends_with_the_audio_however_long_its_reading_time() -> Non
     for text in (to_srt(transcript), to_vtt(transcript)):
         assert "00:00:05.2" not in text.replace(",", ".")
     assert [c.end for c in srt.parse(to_srt(transcript))][-1].total_seconds() <= transcript.duration_s
+
+
+def test_cues_lagging_behind_fast_speech_are_pulled_back_inside_the_audio() -> None:
+    """Narrow cues on fast speech wait for the one before (up to 3 s behind their words): near the end of the
+    audio the last of them started after it (sense_and_sensibility 0930, 3.29 s: a cue until 4.09 s)."""
+    transcript = _transcript(_timed(STORY, 0.0, 4.0, "SPEAKER_01"))
+    transcript.duration_s = transcript.segments[-1].end + 0.1
+    layout = SubtitleLayout(max_line_width=10, max_line_count=1)
+    assert layout_cues(replace(transcript, duration_s=0.0), layout)[-1].end > transcript.duration_s + 1  # how far they lag
+    for karaoke in (False, True):
+        blocks = srt_blocks(to_srt(transcript, SubtitleLayout(max_line_width=10, max_line_count=1, highlight_words=karaoke)))
+        assert all(0 <= start < end <= round(transcript.duration_s, 3) for start, end, _ in blocks)
+        assert all(later[0] >= earlier[1] for earlier, later in zip(blocks, blocks[1:]))
 
 
 def test_a_speaker_change_starts_a_new_cue_marked_with_the_speaker() -> None:

@@ -56,7 +56,7 @@ def test_default_cues_are_readable_and_each_has_one_speaker(batch_out: Path, ste
     if stem == "ten_minutes":
         assert transcript.duration_s >= LONG_S - 1
     blocks = srt_blocks((batch_out / stem / f"{stem}.srt").read_text())
-    check_readable(blocks)
+    check_readable(blocks, audio_end_s=transcript.duration_s)
     labels = [SRT_LABEL.findall(text) for *_, text in blocks]
     assert all(len(found) == 1 for found in labels), [b for b, found in zip(blocks, labels) if len(found) != 1]
     assert all(text.count("[") == 1 for *_, text in blocks)

@@ -8,7 +8,7 @@ length limits leave; a speaker change always starts a new cue. Defaults follow b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from isoscribe.speakers import speaker_runs
 from isoscribe.transcript import Segment, Transcript, Word
@@ -67,8 +67,8 @@ def layout_cues(transcript: Transcript, layout: SubtitleLayout = SubtitleLayout(
     for index, group in enumerate(groups):
         start = max(group[0].start, cues[-1].end if cues else 0.0)
         latest_end = groups[index + 1][0].start + _MAX_LAG_S if index + 1 < len(groups) else None
-        cues.append(_cue(group, start, layout, latest_end, transcript.duration_s))
-    return cues
+        cues.append(_cue(group, start, layout, latest_end))
+    return _inside_audio(cues, transcript.duration_s)
 
 
 def wrap_lines(words: list[str], width: int, count: int, first_indent: int = 0) -> tuple[str, ...] | None:
@@ -196,13 +196,29 @@ def _label_width(word: Word) -> int:
     return len(f"[{word.speaker}] ") if word.speaker else 0
 
 
-def _cue(words: list[Word], start: float, layout: SubtitleLayout, latest_end: float | None, audio_end_s: float) -> Cue:
+def _cue(words: list[Word], start: float, layout: SubtitleLayout, latest_end: float | None) -> Cue:
     chars = sum(len(w.text) + 1 for w in words) - 1
     reading_s = max(layout.min_cue_duration_s, chars / layout.max_chars_per_s)
     end = min(max(words[-1].end, start + reading_s), start + layout.max_cue_duration_s)
     if latest_end is not None:
         end = max(min(end, latest_end), start + _MIN_SHOWN_S)
-    if audio_end_s > start:  # a transcript's duration may be unknown (0) or, built by hand, shorter than its words
-        end = min(end, audio_end_s)
     lines = wrap_lines([w.text for w in words], layout.max_line_width, layout.max_line_count, _label_width(words[0]))
     return Cue(start, end, lines or (" ".join(w.text for w in words),), words[0].speaker, tuple(words))
+
+
+def _inside_audio(cues: list[Cue], audio_end_s: float) -> list[Cue]:
+    """The last cues pulled back to end with the audio: each that runs past the end (or into the next one,
+    pulled back in turn) ends there and starts no later than ``_MIN_SHOWN_S`` before, nor before its first word
+    when it can help it. A duration of 0 is unknown: nothing is moved."""
+    limit = audio_end_s
+    if limit <= 0:
+        return cues
+    for index in reversed(range(len(cues))):
+        cue = cues[index]
+        if cue.end <= limit:
+            break
+        start = min(cue.start, max(cue.words[0].start, limit - _MIN_SHOWN_S))
+        start = min(start, limit - 0.001)  # a cue lasts, even one whose first word starts at the limit
+        cues[index] = replace(cue, start=start, end=limit)
+        limit = start
+    return cues
