@@ -511,6 +511,22 @@ def test_a_rename_of_a_speaker_renamed_in_another_tab_shows_the_names_as_they_ar
     assert script_errors(driver) == []
 
 
+def test_an_edit_whose_save_met_a_refused_key_is_saved_once_the_key_is_given(page_server, job, browser) -> None:
+    """The key stops being accepted (here: the tab's key is changed) as an edit is saved: the page asks for
+    the key, and once it is given the edit is saved (it was marked saved and lost)."""
+    server, _ = page_server
+    driver, _ = browser
+    _open(driver, server, job)
+    driver.execute_script("sessionStorage.setItem('isoscribe.apiKey', 'no-longer-valid')")
+    _edit_text(driver, 0, EDITED[0])
+    WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "key-input").is_displayed())
+    enter_api_key(driver)
+    WebDriverWait(driver, 30).until(lambda d: _segment_texts(d) and _segment_texts(d)[0] == EDITED[0])
+    with server.client() as client:
+        latest = client.get(f"/v1/jobs/{job}/transcript").json()
+    assert latest["revision"] == 1 and latest["transcript"]["segments"][0]["text"].strip() == EDITED[0]
+
+
 def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_server, job, browser) -> None:
     server, _ = page_server
     driver, _ = browser

@@ -58,8 +58,9 @@ async function put(jobId) {
     renderVersions(jobId);
     if (!saving.dirty) await takeServerWords(jobId, saved.revision);
   } catch (error) {
-    if (error instanceof KeyNeeded || state.openJob?.id !== jobId) return;
+    if (state.openJob?.id !== jobId) return;
     saving.dirty = true; // still unsaved: a download or rename that flushes must not pass over them
+    if (error instanceof KeyNeeded) throw error; // saved once the key is given: the job reopens, flushing
     const conflict = error.code === "revision_conflict";
     say("save-status", conflict
       ? "Not saved: the transcript was changed somewhere else. Reload the page to see the latest version."
