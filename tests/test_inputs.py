@@ -51,6 +51,17 @@ def test_a_link_keeps_its_own_name_and_counts_once_with_its_target(tree: Path) -
     assert discover_inputs([link, tree / "a.wav"]) == [link]
 
 
+def test_a_linked_folder_inside_a_folder_is_searched_and_a_link_back_up_is_no_loop(tree: Path, tmp_path_factory) -> None:
+    """A folder of links to recording folders ran none of them: rglob does not follow linked folders."""
+    elsewhere = tmp_path_factory.mktemp("nas")
+    (elsewhere / "e.ogg").write_bytes(b"x")
+    (tree / "sub" / "nas").symlink_to(elsewhere)
+    (tree / "sub" / "deeper" / "up").symlink_to(tree)
+    assert [p.relative_to(tree).as_posix() for p in discover_inputs([tree])] == [
+        "a.wav", "b.flac", "sub/c.mp3", "sub/deeper/d.WAV", "sub/nas/e.ogg",
+    ]
+
+
 def test_manifest_lines_are_relative_to_the_manifest(tree: Path) -> None:
     manifest = tree / "list.txt"
     manifest.write_text(f"# batch\n\nsub/c.mp3\n{tree / 'a.wav'}\n")

@@ -87,7 +87,17 @@ def _from_manifest(manifest: Path) -> list[Path]:
 
 
 def _audio_under(folder: Path) -> list[Path]:
-    return sorted(path for path in folder.rglob("*") if path.is_file() and _is_audio(path))
+    """Audio files anywhere under ``folder``, through linked folders too (each real folder once: a link back
+    up the tree is no loop)."""
+    found, seen = [], set()
+    for root, dirs, files in os.walk(folder, followlinks=True):
+        real = os.path.realpath(root)
+        if real in seen:
+            dirs[:] = []
+            continue
+        seen.add(real)
+        found += [path for path in (Path(root) / name for name in files) if path.is_file() and _is_audio(path)]
+    return sorted(found)
 
 
 def _is_audio(path: Path) -> bool:
