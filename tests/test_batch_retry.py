@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import sqlite3
 from concurrent.futures import Future
 from pathlib import Path
 
@@ -131,3 +132,19 @@ def test_a_full_disk_stops_the_batch_and_fails_no_file(tmp_path: Path, monkeypat
     monkeypatch.setattr(outputs, "write_atomic", write_atomic)
     report = run_batch(settings, [first, second, third], out_dir, executor=executor, progress=False)
     assert [item.status for item in report.files] == ["skipped", "done", "done"]
+
+
+def test_a_ledger_write_on_a_full_disk_stops_the_batch_as_a_full_disk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """SQLite's 'database or disk is full' marking a file done was a traceback; the file is done on the next run."""
+    [audio] = write_inputs(tmp_path, "a.wav")
+
+    def full(*args, **kwargs) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+    monkeypatch.setattr(Ledger, "mark_done", full)
+    settings = load_settings(overrides={"batch": {"workers": 1, "summarize": False, "formats": ["txt"]}})
+    with pytest.raises(OutDirFull, match="database or disk is full"):
+        run_batch(settings, [audio], tmp_path / "out", executor=ScriptedExecutor({"a.wav": ["ok"]}), progress=False)
+    monkeypatch.undo()
+    report = run_batch(settings, [audio], tmp_path / "out", executor=ScriptedExecutor({"a.wav": ["ok"]}), progress=False)
+    assert [item.status for item in report.files] == ["done"]

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from isoscribe.batch.file_run import FileRun
 from isoscribe.batch.gate import GatedExecutor
-from isoscribe.batch.outdir import locked, log_file_attached, remove_partials
+from isoscribe.batch.outdir import OutDirFull, disk_full, locked, log_file_attached, remove_partials
 from isoscribe.batch.partial import speech_done_path, tidy_speech_done
 from isoscribe.batch.plan import Job, Planner, file_report
 from isoscribe.batch.progress import BatchProgress
@@ -77,6 +77,10 @@ def run_batch(
         batch = Batch(settings, out_dir, retry_failed, executor, cancellation)
         try:
             return batch.run(files, progress, notify)
+        except Exception as exc:  # the ledger's own writes, the report: wherever the disk filled up
+            if disk_full(exc) and not isinstance(exc, OutDirFull):
+                raise OutDirFull(f"no space left in {out_dir} ({exc})") from exc
+            raise
         finally:
             batch.ledger.close()
 
