@@ -527,6 +527,27 @@ def test_an_edit_whose_save_met_a_refused_key_is_saved_once_the_key_is_given(pag
     assert latest["revision"] == 1 and latest["transcript"]["segments"][0]["text"].strip() == EDITED[0]
 
 
+def test_text_typed_in_an_open_editor_survives_another_parts_speaker_change_and_merge(page_server, job, browser) -> None:
+    """Another part's speaker choice redrew the editor with the old text; a merge closed it: the typed text was lost."""
+    server, _ = page_server
+    driver, _ = browser
+    _open(driver, server, job)
+    for typed, use_another_part in (
+        ("ask what you can do.", lambda: _choose(driver, "segment-speaker-0", "SPEAKER_01")),
+        ("ask what you can do!", lambda: _segment_button(driver, 0, "merge").click()),
+    ):
+        last = len(_segment_texts(driver)) - 1
+        _segment_button(driver, last, "edit").click()
+        area = driver.find_element(By.ID, f"segment-text-{last}")
+        area.clear()
+        area.send_keys(typed)  # no Enter
+        use_another_part()
+        assert _segment_texts(driver)[-1] == typed
+    assert _segment_texts(driver)[0] == "And so my fellow Americans, ask not"
+    assert _segment_speakers(driver)[0] == "SPEAKER_01"
+    _wait_saved(driver)
+
+
 def test_a_part_moves_to_a_new_speaker_and_an_older_version_comes_back(page_server, job, browser) -> None:
     server, _ = page_server
     driver, _ = browser

@@ -55,7 +55,7 @@ function speakerChoice(segment, index, speakers) {
   select.add(new Option("New speaker", NEW_SPEAKER));
   select.addEventListener("change", () => {
     const speaker = select.value === NEW_SPEAKER ? newSpeakerLabel(speakers) : select.value;
-    applyEdit(moveToSpeaker(state.history.segments, index, speaker));
+    keepingOpenEditor(() => applyEdit(moveToSpeaker(state.history.segments, index, speaker)));
   });
   const label = element("label", { for: id, class: "visually-hidden" }, `Speaker of the part at ${clock(segment.start)}`);
   return element("span", { class: "speaker-choice" }, label, select);
@@ -73,7 +73,8 @@ function segmentActions(index, segment) {
   } else {
     actions.append(action("Edit", `Edit the text of the part at ${at}`, "edit", () => startEditing(index)));
     if (index + 1 < state.history.segments.length) {
-      actions.append(action("Merge ↓", `Merge the part at ${at} with the next one`, "merge", () => applyEdit(mergeWithNext(state.history.segments, index))));
+      const merge = () => keepingOpenEditor(() => applyEdit(mergeWithNext(state.history.segments, index)));
+      actions.append(action("Merge ↓", `Merge the part at ${at} with the next one`, "merge", merge));
     }
   }
   return actions;
@@ -130,6 +131,15 @@ export function finishEditing(keep) {
   state.editing = null;
   if (!(keep && applyEdit(editText(state.history.segments, index, text)))) renderTranscript();
   focusSegment(index, "edit");
+}
+
+/** Another part's control is used while a part's text editor is open: the typed text is kept as an edit
+ * first (a redraw would drop it), and the focus stays on the control. */
+function keepingOpenEditor(change) {
+  const focus = focusedControl();
+  finishEditing(true);
+  restoreFocus(focus);
+  change();
 }
 
 function splitHere(index) {
