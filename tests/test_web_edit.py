@@ -400,6 +400,22 @@ def test_a_refused_upload_is_said_plainly_in_red_and_the_file_stays_chosen(tmp_p
     assert "error" in status.get_attribute("class") and colour == danger and colour != "rgb(91, 100, 117)", colour
 
 
+def test_a_job_whose_audio_was_not_kept_says_why_it_cannot_play(tmp_path: Path, shared_data: Path, browser) -> None:
+    """keep_job_audio is off by default: the player was hidden and every "Play from" did nothing, without a word."""
+    driver, _ = browser
+    server = PageServer(tmp_path / "no-audio", keep_job_audio=False)
+    job_id = server.add_finished_job(shared_data / "jfk" / "jfk.wav", _transcript(), JobOptions(model="tiny.en", diarize=True))
+    (tmp_path / "no-audio" / "job-audio" / "jfk.wav").unlink()  # a finished job keeps no audio then
+    with server.running():
+        driver.get(f"{server.url}/#job={job_id}")
+        enter_api_key(driver)
+        status = driver.find_element(By.ID, "player-status")
+        WebDriverWait(driver, 30).until(lambda d: status.text)
+        assert status.text.startswith("The server did not keep this job's audio (its keep_job_audio setting is off)")
+        assert not driver.find_element(By.ID, "player").is_displayed()
+        assert axe_violations(driver) == []
+
+
 def test_the_form_remembers_the_last_settings(page_server, browser) -> None:
     server, _ = page_server
     driver, _ = browser

@@ -33,7 +33,7 @@ export async function showJobPane(job) {
   $("viewer-job").hidden = false;
   $("viewer-title").textContent = jobName(job);
   $("viewer-facts").textContent = jobFacts(job);
-  for (const id of ["job-error", "download-status", "save-status", "search-count", "versions-status"]) say(id, "");
+  for (const id of ["job-error", "player-status", "download-status", "save-status", "search-count", "versions-status"]) say(id, "");
   $("versions").replaceChildren();
   $("job-progress").hidden = true;
   $("tools").hidden = true;
@@ -123,8 +123,12 @@ async function loadAudio(jobId) {
     state.audioUrl = URL.createObjectURL(blob);
     player.src = state.audioUrl;
     player.hidden = false;
-  } catch {
+  } catch (error) {
     player.hidden = true;
+    if (error instanceof KeyNeeded || state.openJob?.id !== jobId) return;
+    say("player-status", error.code === "no_audio"
+      ? "The server did not keep this job's audio (its keep_job_audio setting is off), so the transcript cannot play here."
+      : `The audio cannot be played: ${describeError(error)}`);
   }
 }
 
