@@ -219,3 +219,11 @@ def test_whispers_short_and_long_flag_names_are_taken_too() -> None:
     args = parse(["transcribe", "a.wav", "-f", "srt", "-o", "out/", "--initial-prompt", "Kubernetes"])
     assert (args.format, args.out, args.initial_prompt) == ("srt", "out/", "Kubernetes")
     assert parse(["run", "a.wav", "-o", "out"]).out == Path("out")
+
+
+def test_a_format_named_twice_is_written_once() -> None:
+    twice = load_settings(overrides={"batch": {"formats": ["txt", "srt", "txt"]}})
+    assert twice.batch.formats == ["txt", "srt"]
+    from isoscribe.ledger import settings_fingerprint
+
+    assert settings_fingerprint(twice) == settings_fingerprint(load_settings(overrides={"batch": {"formats": ["txt", "srt"]}}))

@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
 from isoscribe.decoding import CLIENT_OPTIONS, MAX_BEAM_SIZE, DecodingOption
 from isoscribe.formats import names as format_names
 from isoscribe.inputs import voice_samples
@@ -33,6 +33,8 @@ __all__ = [
 _config_file: contextvars.ContextVar[Path | None] = contextvars.ContextVar("isoscribe_config_file", default=None)
 
 OutputFormat = Literal[format_names("batch")]  # type: ignore[valid-type]
+OutputFormats = Annotated[list[OutputFormat], AfterValidator(lambda named: list(dict.fromkeys(named)))]
+"""Each once: ``--formats txt,txt`` is ``txt`` (written once, the same ledger fingerprint)."""
 
 Auto = Literal["auto"]
 """Sized from this machine's calibration (``isoscribe tune``, see tuning.py)."""
@@ -48,10 +50,8 @@ class AsrSettings(_Section):
     model: str = "tiny.en"
     """Local CTranslate2 model directory, or a short name resolved from installed model packages."""
     device: Literal["auto", "cpu", "cuda"] = "auto"
-    compute_type: Literal[
-        "default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16", "float16", "bfloat16",
-        "float32",
-    ] = "default"
+    compute_type: Literal["default", "auto", "int8", "int8_float32", "int8_float16", "int8_bfloat16", "int16",
+                          "float16", "bfloat16", "float32"] = "default"
     """CTranslate2 compute type; 'default' means int8 on CPU and float16 on CUDA."""
     cpu_threads: ThreadCount = "auto"
     """CTranslate2 threads per speech worker; 0 is CTranslate2's own default, "auto" the calibrated count."""
@@ -212,7 +212,7 @@ class BatchSettings(_Section):
     max_attempts: int = Field(3, ge=1)
     retry_backoff_s: float = Field(1.0, ge=0)
     summarize: bool = True
-    formats: list[OutputFormat] = list(format_names("batch"))
+    formats: OutputFormats = list(format_names("batch"))
     asr_peak_mb: float | None = None
     """Declared peak of the ASR stage; learned from the ledger when None."""
     llm_peak_mb: float | None = None
