@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import pytest
@@ -45,10 +46,12 @@ def test_an_existing_file_with_glob_characters_in_its_name_is_that_file(tree: Pa
     assert discover_inputs([str(named)]) == [named.resolve()]
 
 
-def test_a_link_keeps_its_own_name_and_counts_once_with_its_target(tree: Path) -> None:
+def test_a_link_keeps_its_own_name_and_counts_once_with_its_target(tree: Path, caplog) -> None:
     link = tree / "meeting-2024-05-01.wav"
     link.symlink_to(tree / "a.wav")
+    caplog.set_level(logging.INFO, logger="isoscribe")
     assert discover_inputs([link, tree / "a.wav"]) == [link]
+    assert f"event=input_listed_twice file={tree / 'a.wav'} runs_as={link}" in caplog.text, "not dropped silently"
 
 
 def test_a_linked_folder_inside_a_folder_is_searched_and_a_link_back_up_is_no_loop(tree: Path, tmp_path_factory) -> None:

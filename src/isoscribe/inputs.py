@@ -7,13 +7,17 @@ starting with ``#`` ignored, relative paths taken from the manifest's folder.
 from __future__ import annotations
 
 import glob
+import logging
 import os
 from pathlib import Path
 
 from isoscribe.files import read_text
+from isoscribe.logs import log_event
 from isoscribe.transcript import UNNAMED_SPEAKER_LABEL
 
 __all__ = ["AUDIO_EXTENSIONS", "InputError", "discover_inputs"]
+
+logger = logging.getLogger("isoscribe.batch")
 
 AUDIO_EXTENSIONS = frozenset(
     {".wav", ".flac", ".mp3", ".m4a", ".mp4", ".ogg", ".opus", ".webm", ".aac", ".wma", ".aiff", ".aif", ".mkv"}
@@ -32,15 +36,15 @@ def discover_inputs(specs: list[str | Path]) -> list[Path]:
     Files named directly are taken whatever their extension (the audio stage judges them);
     files found in directories or by globs are kept only with an audio extension.
     """
-    found: list[Path] = []
-    seen: set[Path] = set()
+    found: dict[Path, Path] = {}
     for spec in specs:
         for path in _expand(str(spec)):
             resolved = path.resolve()
-            if resolved not in seen:
-                seen.add(resolved)
-                found.append(Path(os.path.abspath(path)))  # a link keeps its own name (git-annex, DVC)
-    return found
+            if resolved in found:
+                log_event(logger, "input_listed_twice", logging.WARNING, file=path, runs_as=found[resolved])
+                continue
+            found[resolved] = Path(os.path.abspath(path))  # a link keeps its own name (git-annex, DVC)
+    return list(found.values())
 
 
 def _expand(spec: str) -> list[Path]:
