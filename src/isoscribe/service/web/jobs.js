@@ -155,6 +155,12 @@ export function progressText(job) {
   return parts.join(" · ");
 }
 
+/** Why a job that ended without success has no transcript, in words: [text, whether it is an error]. */
+export function endedWithout(job) {
+  if (job.status === "cancelled") return ["This job was cancelled before it finished: no transcript was made.", false];
+  return [`This job ${job.status}: ${job.error ? plainWords(job.error.message) : "no reason was given."}`, true];
+}
+
 export function jobName(job) {
   return job.filename || job.options?.filename || job.id;
 }

@@ -1,8 +1,8 @@
 // A running job in the main pane: its stage in words, percentage and time left from the job's event feed
 // (GET /v1/jobs/{id}/events), and its text as segments arrive. When the feed breaks, the job is polled.
-import { apiJson, describeError, KeyNeeded, plainWords, readEvents } from "./api.js";
+import { apiJson, describeError, KeyNeeded, readEvents } from "./api.js";
 import { $, clock, element, languageName, say } from "./dom.js";
-import { progressText } from "./jobs.js";
+import { endedWithout, progressText } from "./jobs.js";
 import { state, UNFINISHED } from "./state.js";
 import { loadFinished, showJobPane } from "./viewer.js";
 
@@ -71,8 +71,7 @@ function finished(job) {
   $("job-progress").hidden = true;
   stopWatching();
   if (job.status === "succeeded") return loadFinished(job);
-  const why = job.error ? plainWords(job.error.message) : job.status === "cancelled" ? "it was cancelled." : "no reason was given.";
-  say("job-error", `This job ${job.status}: ${why}`, true);
+  say("job-error", ...endedWithout(job));
 }
 
 // The time left counts down between the server's updates, from the end time it last predicted.

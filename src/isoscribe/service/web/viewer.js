@@ -1,9 +1,9 @@
 // The main pane: one job at a time. A finished job shows its player, its editable transcript, speaker
 // names, summary and downloads; a running one (running.js) its progress and the text so far.
-import { api, apiJson, describeError, KeyNeeded, plainWords, sendJson } from "./api.js";
+import { api, apiJson, describeError, KeyNeeded, sendJson } from "./api.js";
 import { $, button, clock, element, fileStem, languageName, say } from "./dom.js";
 import { EditHistory } from "./edits.js";
-import { jobFacts, jobName, jobSnapshot } from "./jobs.js";
+import { endedWithout, jobFacts, jobName, jobSnapshot } from "./jobs.js";
 import { stopWatching, watchJob } from "./running.js";
 import { flushSave, resetSaving } from "./save.js";
 import { state, UNFINISHED } from "./state.js";
@@ -15,11 +15,7 @@ export async function openJob(jobId) {
   if (!job) return;
   if (UNFINISHED.has(job.status)) return watchJob(job);
   await showJobPane(job);
-  if (job.status !== "succeeded") {
-    const why = job.error ? plainWords(job.error.message) : "no transcript was made.";
-    say("job-error", `This job ${job.status}: ${why}`, true);
-    return;
-  }
+  if (job.status !== "succeeded") return say("job-error", ...endedWithout(job));
   await loadFinished(job);
 }
 
