@@ -536,6 +536,7 @@ def test_an_edit_whose_save_met_a_refused_key_is_saved_once_the_key_is_given(pag
     driver.execute_script("sessionStorage.setItem('isoscribe.apiKey', 'no-longer-valid')")
     _edit_text(driver, 0, EDITED[0])
     WebDriverWait(driver, 30).until(lambda d: d.find_element(By.ID, "key-input").is_displayed())
+    time.sleep(1.5)  # the job list's poll may ask for the key first: the autosave (after 1 s) is refused by now
     enter_api_key(driver)
     WebDriverWait(driver, 30).until(lambda d: _segment_texts(d) and _segment_texts(d)[0] == EDITED[0])
     with server.client() as client:
