@@ -93,3 +93,17 @@ def test_an_old_jobs_database_gains_the_new_columns(tmp_path: Path) -> None:
     assert store.add_revision("job_old", 0, _transcript("edited", [], ["en"])) == 1
     assert store.transcript_at("job_old", 0) == {"text": "hi", "segments": []}
     store.close()
+
+
+def test_paging_reaches_every_job_created_in_the_same_instant(store, tmp_path: Path, monkeypatch) -> None:
+    """The list's cursor is the last job seen: jobs created at the same time must not fall between two pages."""
+    import time
+
+    monkeypatch.setattr(time, "time", lambda: 1_000_000.0)
+    created = {store.create(tmp_path / f"{n}.wav", JobOptions()).id for n in range(3)}
+    monkeypatch.undo()
+    seen, after = [], None
+    while page := store.recent(1, after):
+        seen.append(page[0].id)
+        after = page[0].id
+    assert sorted(seen) == sorted(created) and len(seen) == 3

@@ -150,13 +150,13 @@ class JobStore:
         summary; only those of ``api_key_id`` unless it is None."""
         where, args = ["1"], []
         if after is not None:
-            where.append("created_at < COALESCE((SELECT created_at FROM jobs WHERE id = ?), 0)")
+            where.append("(created_at, id) < (SELECT created_at, id FROM jobs WHERE id = ?)")  # none: no row
             args.append(after)
         if api_key_id is not None:
             where.append("api_key_id = ?")
             args.append(api_key_id)
         columns = ", ".join(c for c in _COLUMNS if c not in ("transcript", "summary"))
-        query = f"SELECT {columns} FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC LIMIT ?"
+        query = f"SELECT {columns} FROM jobs WHERE {' AND '.join(where)} ORDER BY created_at DESC, id DESC LIMIT ?"
         with self._lock:
             rows = self._db.execute(query, (*args, limit)).fetchall()
         return [_to_job(row) for row in rows]

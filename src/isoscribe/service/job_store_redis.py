@@ -209,10 +209,10 @@ class RedisJobStore:
         jobs = [_to_job({k: v for k, v in data.items() if v is not None}) for data in listed if data["id"]]
         if api_key_id is not None:
             jobs = [job for job in jobs if job.api_key_id == api_key_id]
-        jobs.sort(key=lambda job: job.created_at, reverse=True)
+        jobs.sort(key=lambda job: (job.created_at, job.id), reverse=True)  # the id orders jobs of one instant
         if after is not None:
-            cursor = next((job.created_at for job in jobs if job.id == after), 0.0)
-            jobs = [job for job in jobs if job.created_at < cursor]
+            cursor = next(((job.created_at, job.id) for job in jobs if job.id == after), (0.0, ""))
+            jobs = [job for job in jobs if (job.created_at, job.id) < cursor]
         return jobs[:limit]
 
     def expired(self, finished_before: float) -> list[Any]:
