@@ -90,12 +90,19 @@ def _segment_button(driver: webdriver.Chrome, index: int, action: str):
 
 
 def _edit_text(driver: webdriver.Chrome, index: int, text: str) -> None:
+    area = _type_without_enter(driver, index, text)
+    area.send_keys(Keys.ENTER)
+    WebDriverWait(driver, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#transcript textarea"))
+
+
+def _type_without_enter(driver: webdriver.Chrome, index: int, text: str):
+    """Open part ``index``'s editor and type ``text`` in place of its own; the editor stays open."""
     _segment_button(driver, index, "edit").click()
     area = driver.find_element(By.ID, f"segment-text-{index}")
     assert driver.switch_to.active_element == area, "Edit should put the focus in the text"
     area.clear()
-    area.send_keys(text + Keys.ENTER)
-    WebDriverWait(driver, 10).until(lambda d: not d.find_elements(By.CSS_SELECTOR, "#transcript textarea"))
+    area.send_keys(text)
+    return area
 
 
 def _split(driver: webdriver.Chrome, index: int, after_text: str) -> None:
@@ -481,10 +488,7 @@ def test_text_typed_in_an_editor_still_open_is_saved_when_the_page_is_left(page_
     server, _ = page_server
     driver, _ = browser
     _open(driver, server, job)
-    _segment_button(driver, 3, "edit").click()
-    area = driver.find_element(By.ID, "segment-text-3")
-    area.clear()
-    area.send_keys("ask what you can do.")  # no Enter
+    _type_without_enter(driver, 3, "ask what you can do.")
     driver.refresh()
     WebDriverWait(driver, 30).until(lambda d: len(_segment_texts(d)) == len(PARTS))
     with server.client() as client:
@@ -497,10 +501,7 @@ def test_a_download_holds_the_text_typed_in_an_editor_still_open(page_server, jo
     server, _ = page_server
     driver, downloads = browser
     _open(driver, server, job)
-    _segment_button(driver, 0, "edit").click()
-    area = driver.find_element(By.ID, "segment-text-0")
-    area.clear()
-    area.send_keys(EDITED[0])
+    _type_without_enter(driver, 0, EDITED[0])
     driver.find_element(By.CSS_SELECTOR, ".downloads-menu summary").click()
     text = _download(driver, downloads, "Text", "txt").decode()
     assert text.splitlines()[0] == f"SPEAKER_00: {EDITED[0]}", text
@@ -553,11 +554,7 @@ def test_text_typed_in_an_open_editor_survives_another_parts_speaker_change_and_
         ("ask what you can do.", lambda: _choose(driver, "segment-speaker-0", "SPEAKER_01")),
         ("ask what you can do!", lambda: _segment_button(driver, 0, "merge").click()),
     ):
-        last = len(_segment_texts(driver)) - 1
-        _segment_button(driver, last, "edit").click()
-        area = driver.find_element(By.ID, f"segment-text-{last}")
-        area.clear()
-        area.send_keys(typed)  # no Enter
+        _type_without_enter(driver, len(_segment_texts(driver)) - 1, typed)
         use_another_part()
         assert _segment_texts(driver)[-1] == typed
     assert _segment_texts(driver)[0] == "And so my fellow Americans, ask not"
