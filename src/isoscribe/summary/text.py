@@ -34,9 +34,10 @@ __all__ = [
 
 MAX_PAUSE_IN_TURN_S = 2.0
 """A speaker silent longer than this, with nobody else speaking, starts a new turn."""
-_SPEAKER_LABEL = re.compile(r"^(\w[\w.'-]*(?: [\w.'-]+){0,2}):\s+")
+_NAME = r"\w[\w.'-]*(?: [\w.'-]+){0,2}"
+_SPEAKER_LABEL = re.compile(rf"^({_NAME}):\s+")
 """A "SPEAKER_00: " or "Project Manager: " prefix: at most three words before the colon."""
-_LABEL_ALONE = re.compile(r"(\w[\w.'-]*(?: [\w.'-]+){0,2}):")
+_LABEL_ALONE = re.compile(rf"({_NAME}):")
 _SENTENCE_END = re.compile(
     r"(?:(?<=[.!?])|(?<=[.!?][\"”']))(?<![ .][A-Za-z]\.)\s+(?=[\"“'(]?[^\W_])|(?<=[。！？])\s*(?=\S)"
 )
